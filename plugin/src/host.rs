@@ -1,0 +1,35 @@
+//! The host calls the plugin makes, behind a trait so the logic runs natively
+//! against a fake host in unit tests (calling a WIT import natively aborts).
+
+use crate::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
+
+/// Everything the plugin may ask of the PBX host.
+pub trait Host {
+    /// kv-store `get`.
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, kv_store::Error>;
+    /// kv-store `set`.
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), kv_store::Error>;
+    /// kv-store `delete`.
+    fn kv_delete(&self, key: &str) -> Result<(), kv_store::Error>;
+    /// kv-store `list-keys`.
+    fn kv_list(&self, prefix: &str) -> Result<Vec<String>, kv_store::Error>;
+    /// kv-store `batch`: all or nothing, after checking the preconditions.
+    fn kv_batch(
+        &self,
+        preconditions: &[kv_store::Precondition],
+        writes: &[kv_store::Write],
+    ) -> Result<(), kv_store::Error>;
+    /// http-fetch `fetch`.
+    fn fetch(&self, request: &http_fetch::Request)
+    -> Result<http_fetch::Response, http_fetch::Error>;
+    /// open-browser `open`.
+    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String>;
+    /// directory `list`.
+    fn extensions(&self) -> Vec<directory::Extension>;
+    /// log `log`.
+    fn log(&self, level: log::Level, message: &str);
+    /// Wall-clock time in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Cryptographically secure random bytes (PKCE verifiers, `state`).
+    fn random_bytes(&self, len: usize) -> Vec<u8>;
+}

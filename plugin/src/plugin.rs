@@ -1,0 +1,222 @@
+//! The plugin's exports as plain Rust over a `Host`.
+
+use crate::error::PluginError;
+use crate::exports::pbx::crm::calls::{CallEvent, Caller};
+use crate::exports::pbx::crm::integration::{
+    Association, Authorization, ConnectionState, CrmUser, Proposal, SettingInput, SettingValue,
+    Status, SyncProgress, UserList,
+};
+use crate::host::Host;
+use crate::pbx::crm::log::Level;
+use crate::settings::Settings;
+use crate::store::{Batch, Store, keys};
+
+/// One export call's view of the plugin. Instances may be created per call:
+/// every piece of state lives in the host's kv-store.
+pub struct Plugin<H: Host> {
+    host: H,
+}
+
+impl<H: Host> Plugin<H> {
+    /// The plugin over `host`.
+    pub fn new(host: H) -> Self {
+        Self { host }
+    }
+
+    fn store(&self) -> Store<'_, H> {
+        Store::new(&self.host)
+    }
+
+    fn settings(&self) -> Result<Settings, PluginError> {
+        Ok(self.store().get(keys::SETTINGS)?.unwrap_or_default())
+    }
+
+    /// The stored settings, secrets masked.
+    pub fn get_settings(&self) -> Result<Vec<SettingValue>, PluginError> {
+        Ok(self.settings()?.values())
+    }
+
+    /// Validate and store the settings in one atomic write.
+    pub fn save_settings(&self, inputs: &[SettingInput]) -> Result<Status, PluginError> {
+        let stored: Option<Settings> = self.store().get(keys::SETTINGS)?;
+        let next = stored.clone().unwrap_or_default().apply(inputs)?;
+        // Refuse to overwrite settings someone else saved since we read them.
+        let batch = Batch::new()
+            .expect(keys::SETTINGS, stored.as_ref())?
+            .set(keys::SETTINGS, &next)?;
+        self.store().commit(batch)?;
+        self.host.log(Level::Info, "Salesforce settings saved");
+        Ok(self.status())
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        match self.settings() {
+            Ok(settings) if settings.is_complete() => Status {
+                state: ConnectionState::Configured,
+                account: None,
+                message: "Configured: authorize the connection to Salesforce".into(),
+                problem: None,
+            },
+            Ok(_) => Status {
+                state: ConnectionState::NotConfigured,
+                account: None,
+                message: "Not configured: enter the Consumer Key and Consumer Secret of your Salesforce app".into(),
+                problem: None,
+            },
+            Err(e) => Status {
+                state: ConnectionState::NotConfigured,
+                account: None,
+                message: "The stored settings cannot be read; save them again".into(),
+                problem: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// Start an authorization (the connect feature).
+    pub fn begin_authorization(&self, _callback_url: &str) -> Result<Authorization, PluginError> {
+        Err(PluginError::Unsupported("authorization"))
+    }
+
+    /// Finish an authorization (the connect feature).
+    pub fn complete_authorization(
+        &self,
+        _callback_url: &str,
+        _query: &str,
+    ) -> Result<Status, PluginError> {
+        Err(PluginError::Unsupported("authorization"))
+    }
+
+    /// Disconnect (the connect feature).
+    pub fn disconnect(&self) -> Result<Status, PluginError> {
+        Err(PluginError::Unsupported("disconnect"))
+    }
+
+    /// One step of a user sync (the association feature).
+    pub fn sync_users(&self, _cursor: Option<&str>) -> Result<SyncProgress, PluginError> {
+        Err(PluginError::Unsupported("user sync"))
+    }
+
+    /// The synced users (the association feature).
+    pub fn list_users(&self) -> Result<UserList, PluginError> {
+        Err(PluginError::Unsupported("the user list"))
+    }
+
+    /// Propose associations (the association feature).
+    pub fn propose_associations(&self) -> Result<Proposal, PluginError> {
+        Err(PluginError::Unsupported("automatic association"))
+    }
+
+    /// Save associations (the association feature).
+    pub fn save_associations(
+        &self,
+        _expected_version: u64,
+        _associations: &[Association],
+    ) -> Result<u64, PluginError> {
+        Err(PluginError::Unsupported("saving associations"))
+    }
+
+    /// The user on an extension (the association feature).
+    pub fn user_for_extension(&self, _extension: &str) -> Result<Option<CrmUser>, PluginError> {
+        Err(PluginError::Unsupported("association lookup"))
+    }
+
+    /// The extension of a user (the association feature).
+    pub fn extension_for_user(&self, _user_id: &str) -> Result<Option<String>, PluginError> {
+        Err(PluginError::Unsupported("association lookup"))
+    }
+
+    /// Caller lookup (the calls feature).
+    pub fn lookup_caller(&self, _number: &str, _region: &str) -> Result<Caller, PluginError> {
+        Err(PluginError::Unsupported("caller lookup"))
+    }
+
+    /// A call event (the calls feature).
+    pub fn on_call_event(&self, _event: &CallEvent) -> Result<(), PluginError> {
+        Err(PluginError::Unsupported("the call journal"))
+    }
+
+    /// Deliver pending work (the calls feature); nothing waits yet.
+    pub fn run_pending(&self) -> Result<u32, PluginError> {
+        Ok(0)
+    }
+
+    /// Click-to-call check (the calls feature).
+    pub fn authorize_dial(
+        &self,
+        _extension: &str,
+        _number: &str,
+        _region: &str,
+    ) -> Result<String, PluginError> {
+        Err(PluginError::Unsupported("click-to-call"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
+    use crate::testing::FakeHost;
+
+    fn input(key: &str, value: &str) -> SettingInput {
+        SettingInput {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    #[test]
+    fn settings_round_trip_through_the_kv_store() {
+        let host = FakeHost::default();
+        let plugin = Plugin::new(&host);
+        assert_eq!(plugin.status().state, ConnectionState::NotConfigured);
+
+        let status = plugin
+            .save_settings(&[input(CONSUMER_KEY, "3MVG9key"), input(CONSUMER_SECRET, "s3cret")])
+            .map_err(|e| e.to_string());
+        assert_eq!(status.map(|s| s.state), Ok(ConnectionState::Configured));
+
+        // A fresh instance over the same host sees the same settings.
+        let again = Plugin::new(&host);
+        let values = again.get_settings().map_err(|e| e.to_string());
+        let key = values
+            .as_ref()
+            .ok()
+            .and_then(|v| v.iter().find(|v| v.key == CONSUMER_KEY))
+            .and_then(|v| v.value.clone());
+        assert_eq!(key.as_deref(), Some("3MVG9key"));
+        assert!(!host.kv_dump().contains("3MVG9key") || host.kv_dump().contains("settings"));
+        assert!(host.logs().iter().all(|l| !l.contains("s3cret")));
+    }
+
+    #[test]
+    fn invalid_settings_store_nothing() {
+        let host = FakeHost::default();
+        let plugin = Plugin::new(&host);
+        let err = plugin.save_settings(&[input(CONSUMER_KEY, "has space")]);
+        assert!(matches!(err, Err(PluginError::InvalidInput(_))));
+        assert!(host.kv_keys().is_empty());
+    }
+
+    #[test]
+    fn a_save_racing_another_is_refused() {
+        let host = FakeHost::default();
+        let plugin = Plugin::new(&host);
+        // Someone saved between our read and our write: simulate by a host
+        // whose store changes right before the batch.
+        host.before_next_batch(|kv| {
+            kv.insert(keys::SETTINGS.into(), br#"{"consumer_key":"other"}"#.to_vec());
+        });
+        let err = plugin.save_settings(&[input(CONSUMER_KEY, "mine")]);
+        assert!(matches!(err, Err(PluginError::Conflict(_))), "{err:?}");
+        let kept: Option<Settings> = Store::new(&host).get(keys::SETTINGS).ok().flatten();
+        assert_eq!(kept.and_then(|s| s.consumer_key).as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn features_of_later_versions_say_so() {
+        let host = FakeHost::default();
+        let err = Plugin::new(&host).sync_users(None).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("install a newer version")));
+    }
+}

@@ -1,0 +1,352 @@
+//! The administrator's Salesforce settings: Consumer Key, Consumer Secret and
+//! the login host (Production, Sandbox or a My Domain URL).
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::PluginError;
+use crate::exports::pbx::crm::integration::{
+    Info, SettingChoice, SettingField, SettingInput, SettingKind, SettingValue,
+};
+
+/// Setting keys, as the portal and CLI send them.
+pub const CONSUMER_KEY: &str = "consumer-key";
+/// The Consumer Secret (write-only).
+pub const CONSUMER_SECRET: &str = "consumer-secret";
+/// Production, Sandbox or My Domain.
+pub const LOGIN_HOST: &str = "login-host";
+/// The My Domain URL, when the login host is "my-domain".
+pub const MY_DOMAIN_URL: &str = "my-domain-url";
+
+const PRODUCTION: &str = "https://login.salesforce.com";
+const SANDBOX: &str = "https://test.salesforce.com";
+
+/// Where the administrator logs in to Salesforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginHost {
+    /// login.salesforce.com
+    #[default]
+    Production,
+    /// test.salesforce.com
+    Sandbox,
+    /// The org's own My Domain URL.
+    MyDomain,
+}
+
+impl LoginHost {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginHost::Production => "production",
+            LoginHost::Sandbox => "sandbox",
+            LoginHost::MyDomain => "my-domain",
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self, PluginError> {
+        match value.trim() {
+            "production" => Ok(LoginHost::Production),
+            "sandbox" => Ok(LoginHost::Sandbox),
+            "my-domain" => Ok(LoginHost::MyDomain),
+            other => Err(PluginError::InvalidInput(format!(
+                "login host {other:?} is unknown; choose production, sandbox or my-domain"
+            ))),
+        }
+    }
+}
+
+/// The stored settings. The secret is stored like everything else in the
+/// host's kv-store, which encrypts it at rest; it never leaves the plugin.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The connected app's Consumer Key.
+    pub consumer_key: Option<String>,
+    /// The connected app's Consumer Secret.
+    pub consumer_secret: Option<String>,
+    /// Which login host.
+    #[serde(default)]
+    pub login_host: LoginHost,
+    /// The My Domain origin, e.g. `https://acme.my.salesforce.com`.
+    pub my_domain_url: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    // Hand-written so the secret can never reach a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("consumer_key", &self.consumer_key)
+            .field("consumer_secret", &self.consumer_secret.as_ref().map(|_| "***"))
+            .field("login_host", &self.login_host)
+            .field("my_domain_url", &self.my_domain_url)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Whether everything needed to authorize is present.
+    pub fn is_complete(&self) -> bool {
+        self.consumer_key.is_some() && self.consumer_secret.is_some() && self.login_url().is_ok()
+    }
+
+    /// The login host's origin.
+    pub fn login_url(&self) -> Result<String, PluginError> {
+        match self.login_host {
+            LoginHost::Production => Ok(PRODUCTION.to_string()),
+            LoginHost::Sandbox => Ok(SANDBOX.to_string()),
+            LoginHost::MyDomain => self.my_domain_url.clone().ok_or_else(|| {
+                PluginError::NotConfigured(
+                    "the login host is My Domain but no My Domain URL is set; enter it, e.g. https://yourcompany.my.salesforce.com"
+                        .into(),
+                )
+            }),
+        }
+    }
+
+    /// The settings after applying `inputs`, validated. Secrets given as
+    /// `None` keep their stored value.
+    pub fn apply(&self, inputs: &[SettingInput]) -> Result<Settings, PluginError> {
+        let mut next = self.clone();
+        for input in inputs {
+            let value = input.value.as_deref().map(str::trim);
+            match input.key.as_str() {
+                CONSUMER_KEY => next.consumer_key = nonempty(value),
+                CONSUMER_SECRET => {
+                    // Write-only: absent or empty keeps the stored secret.
+                    if let Some(secret) = nonempty(value) {
+                        next.consumer_secret = Some(secret);
+                    }
+                }
+                LOGIN_HOST => {
+                    next.login_host = match value {
+                        Some(v) if !v.is_empty() => LoginHost::parse(v)?,
+                        _ => LoginHost::default(),
+                    }
+                }
+                MY_DOMAIN_URL => {
+                    next.my_domain_url = nonempty(value).map(|v| normalize_my_domain(&v)).transpose()?
+                }
+                other => {
+                    return Err(PluginError::InvalidInput(format!(
+                        "unknown setting {other:?}; the Salesforce plugin takes {CONSUMER_KEY}, {CONSUMER_SECRET}, {LOGIN_HOST} and {MY_DOMAIN_URL}"
+                    )));
+                }
+            }
+        }
+        if let Some(key) = &next.consumer_key
+            && (key.len() > 255 || key.chars().any(char::is_whitespace))
+        {
+            return Err(PluginError::InvalidInput(
+                "the Consumer Key must be one word without spaces; copy it again from the app's \"Consumer Key and Secret\" page in Salesforce"
+                    .into(),
+            ));
+        }
+        if next.login_host == LoginHost::MyDomain && next.my_domain_url.is_none() {
+            return Err(PluginError::InvalidInput(
+                "choose Production or Sandbox, or enter the My Domain URL, e.g. https://yourcompany.my.salesforce.com"
+                    .into(),
+            ));
+        }
+        Ok(next)
+    }
+
+    /// The settings as the portal shows them: the secret masked.
+    pub fn values(&self) -> Vec<SettingValue> {
+        vec![
+            shown(CONSUMER_KEY, self.consumer_key.clone()),
+            SettingValue {
+                key: CONSUMER_SECRET.into(),
+                value: None,
+                is_set: self.consumer_secret.is_some(),
+            },
+            shown(LOGIN_HOST, Some(self.login_host.as_str().to_string())),
+            shown(MY_DOMAIN_URL, self.my_domain_url.clone()),
+        ]
+    }
+}
+
+fn shown(key: &str, value: Option<String>) -> SettingValue {
+    SettingValue {
+        key: key.into(),
+        is_set: value.is_some(),
+        value,
+    }
+}
+
+fn nonempty(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// Accept what administrators paste (a bare host name, a Lightning URL with a
+/// path) and reduce it to the https origin Salesforce logs in on.
+pub fn normalize_my_domain(input: &str) -> Result<String, PluginError> {
+    let fix = "enter your My Domain URL, e.g. https://yourcompany.my.salesforce.com (Salesforce Setup > My Domain)";
+    let with_scheme = if input.contains("://") {
+        input.to_string()
+    } else {
+        format!("https://{input}")
+    };
+    let url = Url::parse(&with_scheme)
+        .map_err(|e| PluginError::InvalidInput(format!("{input:?} is not a URL ({e}); {fix}")))?;
+    if url.scheme() != "https" {
+        return Err(PluginError::InvalidInput(format!(
+            "{input:?} does not use https; Salesforce logs in over https only, so {fix}"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(PluginError::InvalidInput(format!(
+            "{input:?} contains a user name or password; {fix}"
+        )));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| PluginError::InvalidInput(format!("{input:?} has no host name; {fix}")))?
+        .to_ascii_lowercase();
+    // A Lightning address (acme.lightning.force.com) is not a login host: its
+    // My Domain is acme.my.salesforce.com.
+    let host = match host.strip_suffix(".lightning.force.com") {
+        Some(name) => format!("{name}.my.salesforce.com"),
+        None => host,
+    };
+    Ok(match url.port() {
+        Some(port) => format!("https://{host}:{port}"),
+        None => format!("https://{host}"),
+    })
+}
+
+/// The plugin's name and settings form.
+pub fn describe() -> Info {
+    let field = |key: &str, label: &str, kind, required, help: &str| SettingField {
+        key: key.into(),
+        label: label.into(),
+        kind,
+        required,
+        help: help.into(),
+        choices: Vec::new(),
+        default_value: None,
+    };
+    let mut login = field(
+        LOGIN_HOST,
+        "Login host",
+        SettingKind::Choice,
+        true,
+        "Where your users log in to Salesforce.",
+    );
+    login.choices = [
+        ("production", "Production (login.salesforce.com)"),
+        ("sandbox", "Sandbox (test.salesforce.com)"),
+        ("my-domain", "My Domain"),
+    ]
+    .into_iter()
+    .map(|(value, label)| SettingChoice {
+        value: value.into(),
+        label: label.into(),
+    })
+    .collect();
+    login.default_value = Some("production".into());
+    Info {
+        crm_name: "Salesforce".into(),
+        settings: vec![
+            field(
+                CONSUMER_KEY,
+                "Consumer Key",
+                SettingKind::Text,
+                true,
+                "From your Connected App or External Client App: Manage Consumer Details.",
+            ),
+            field(
+                CONSUMER_SECRET,
+                "Consumer Secret",
+                SettingKind::Secret,
+                true,
+                "Shown next to the Consumer Key; stored encrypted and never shown again.",
+            ),
+            login,
+            field(
+                MY_DOMAIN_URL,
+                "My Domain URL",
+                SettingKind::Url,
+                false,
+                "Only for My Domain, e.g. https://yourcompany.my.salesforce.com or https://yourcompany--uat.sandbox.my.salesforce.com.",
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(key: &str, value: &str) -> SettingInput {
+        SettingInput {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    #[test]
+    fn my_domain_urls_are_reduced_to_the_login_origin() {
+        let cases = [
+            ("acme.my.salesforce.com", "https://acme.my.salesforce.com"),
+            ("https://ACME.my.salesforce.com/", "https://acme.my.salesforce.com"),
+            (
+                "https://acme--uat.sandbox.my.salesforce.com/home",
+                "https://acme--uat.sandbox.my.salesforce.com",
+            ),
+            (
+                "https://acme.lightning.force.com/lightning/page/home",
+                "https://acme.my.salesforce.com",
+            ),
+            ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(normalize_my_domain(given).ok().as_deref(), Some(want), "{given}");
+        }
+    }
+
+    #[test]
+    fn bad_my_domain_urls_name_the_fix() {
+        for bad in ["http://acme.my.salesforce.com", "https://user:pw@acme.my.salesforce.com", "https://"] {
+            let err = normalize_my_domain(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("e.g. https://yourcompany.my.salesforce.com"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_absent_secret_keeps_the_stored_one() {
+        let stored = Settings::default()
+            .apply(&[input(CONSUMER_KEY, "key"), input(CONSUMER_SECRET, "s3cret")])
+            .ok()
+            .unwrap_or_default();
+        let next = stored
+            .apply(&[
+                input(CONSUMER_KEY, "key2"),
+                SettingInput {
+                    key: CONSUMER_SECRET.into(),
+                    value: None,
+                },
+            ])
+            .ok()
+            .unwrap_or_default();
+        assert_eq!(next.consumer_key.as_deref(), Some("key2"));
+        assert_eq!(next.consumer_secret.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn the_secret_is_masked_everywhere() {
+        let settings = Settings {
+            consumer_secret: Some("s3cret".into()),
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("s3cret"));
+        let secret = settings.values().into_iter().find(|v| v.key == CONSUMER_SECRET);
+        assert!(matches!(secret, Some(SettingValue { value: None, is_set: true, .. })));
+    }
+
+    #[test]
+    fn unknown_settings_and_login_hosts_are_refused() {
+        assert!(Settings::default().apply(&[input("colour", "red")]).is_err());
+        assert!(Settings::default().apply(&[input(LOGIN_HOST, "staging")]).is_err());
+        assert!(Settings::default().apply(&[input(LOGIN_HOST, "my-domain")]).is_err());
+        assert!(Settings::default().apply(&[input(CONSUMER_KEY, "two words")]).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! A typed store over the host's kv-store: JSON values under fixed keys, and
+//! batches that commit atomically after their preconditions hold.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::pbx::crm::kv_store::{Entry, Precondition, Write};
+
+/// The keys the plugin uses; one place so no two features collide.
+pub mod keys {
+    /// The administrator's settings (`settings::Settings`).
+    pub const SETTINGS: &str = "settings";
+}
+
+/// Typed access to the plugin's kv-store.
+pub struct Store<'h, H: Host> {
+    host: &'h H,
+}
+
+impl<'h, H: Host> Store<'h, H> {
+    /// A store over `host`'s kv-store.
+    pub fn new(host: &'h H) -> Self {
+        Self { host }
+    }
+
+    /// The value under `key`, if any.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
+        match self.host.kv_get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| PluginError::Corrupt {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// Store `value` under `key`.
+    pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), PluginError> {
+        self.host.kv_set(key, &encode(value)?)?;
+        Ok(())
+    }
+
+    /// Delete `key`.
+    pub fn delete(&self, key: &str) -> Result<(), PluginError> {
+        self.host.kv_delete(key)?;
+        Ok(())
+    }
+
+    /// Keys under `prefix`.
+    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, PluginError> {
+        Ok(self.host.kv_list(prefix)?)
+    }
+
+    /// Commit `batch`: every write or none.
+    pub fn commit(&self, batch: Batch) -> Result<(), PluginError> {
+        self.host.kv_batch(&batch.preconditions, &batch.writes)?;
+        Ok(())
+    }
+}
+
+/// Writes that commit together, guarded by preconditions.
+#[derive(Default)]
+pub struct Batch {
+    preconditions: Vec<Precondition>,
+    writes: Vec<Write>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set `key` to `value`.
+    pub fn set<T: Serialize>(mut self, key: &str, value: &T) -> Result<Self, PluginError> {
+        self.writes.push(Write::Set(Entry {
+            key: key.to_string(),
+            value: encode(value)?,
+        }));
+        Ok(self)
+    }
+
+    /// Delete `key`.
+    pub fn delete(mut self, key: &str) -> Self {
+        self.writes.push(Write::Delete(key.to_string()));
+        self
+    }
+
+    /// Commit only if `key` still holds `expected` (`None`: is absent).
+    pub fn expect<T: Serialize>(
+        mut self,
+        key: &str,
+        expected: Option<&T>,
+    ) -> Result<Self, PluginError> {
+        let expected = expected.map(encode).transpose()?;
+        self.preconditions.push(Precondition {
+            key: key.to_string(),
+            expected,
+        });
+        Ok(self)
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PluginError> {
+    serde_json::to_vec(value).map_err(|e| PluginError::Store(format!("cannot encode a value: {e}")))
+}
