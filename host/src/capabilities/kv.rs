@@ -1,0 +1,59 @@
+//! `pbx:crm/kv-store`: the plugin's namespace in the host's encrypted store.
+
+use super::PluginState;
+use super::pbx::crm::kv_store::{Error, Host, Precondition, Write};
+use crate::store::{self, KvError};
+
+impl From<KvError> for Error {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::QuotaExceeded(why) => Error::QuotaExceeded(why),
+            KvError::InvalidKey(why) => Error::InvalidKey(why),
+            KvError::Conflict(key) => Error::Conflict(key),
+            KvError::Unavailable(why) => Error::Unavailable(why),
+        }
+    }
+}
+
+impl Host for PluginState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.grants.kv.get(&key)?)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {
+        Ok(self.grants.kv.set(&key, &value)?)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), Error> {
+        Ok(self.grants.kv.delete(&key)?)
+    }
+
+    async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, Error> {
+        Ok(self.grants.kv.list_keys(&prefix)?)
+    }
+
+    async fn batch(
+        &mut self,
+        preconditions: Vec<Precondition>,
+        writes: Vec<Write>,
+    ) -> Result<(), Error> {
+        let preconditions: Vec<store::Precondition> = preconditions
+            .into_iter()
+            .map(|p| store::Precondition {
+                key: p.key,
+                expected: p.expected,
+            })
+            .collect();
+        let writes: Vec<store::Write> = writes
+            .into_iter()
+            .map(|w| match w {
+                Write::Set(entry) => store::Write::Set {
+                    key: entry.key,
+                    value: entry.value,
+                },
+                Write::Delete(key) => store::Write::Delete { key },
+            })
+            .collect();
+        Ok(self.grants.kv.batch(&preconditions, &writes)?)
+    }
+}

@@ -1,0 +1,109 @@
+//! The CLI's side of the admin API: it finds the running host through the
+//! files `serve` keeps in the data directory.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::server::{ADMIN_TOKEN_FILE, ADMIN_URL_FILE};
+
+/// A client of one running host's admin API.
+pub struct AdminClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// Find the host serving `data_dir`.
+    pub fn from_data_dir(data_dir: &Path) -> anyhow::Result<Self> {
+        let read = |name: &str| {
+            let path = data_dir.join(name);
+            std::fs::read_to_string(&path)
+                .map(|s| s.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "cannot read {}: is `pbx-host serve --data-dir {}` running?",
+                        path.display(),
+                        data_dir.display()
+                    )
+                })
+        };
+        Ok(Self::new(read(ADMIN_URL_FILE)?, read(ADMIN_TOKEN_FILE)?))
+    }
+
+    /// A client of `base` with `token`.
+    pub fn new(base: String, token: String) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `GET /api{path}`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// `POST /api{path}` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(Method::POST, path, Some(Body::Json(body))).await
+    }
+
+    /// `PUT /api{path}` with a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(Method::PUT, path, Some(Body::Json(body))).await
+    }
+
+    /// `DELETE /api{path}`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// `POST /api{path}` with raw bytes.
+    pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
+        self.send(Method::POST, path, Some(Body::Bytes(bytes))).await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Body<'_>>) -> anyhow::Result<Value> {
+        let url = format!("{}/api{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        request = match body {
+            Some(Body::Json(v)) => request.json(v),
+            Some(Body::Bytes(b)) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                .body(b),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the host at {}: is it running?", self.base))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status == StatusCode::NO_CONTENT || text.is_empty() {
+            if status.is_success() {
+                return Ok(Value::Null);
+            }
+            bail!("the host answered {status}");
+        }
+        let value: Value = serde_json::from_str(&text)
+            .with_context(|| format!("the host answered {status} with something that is not JSON"))?;
+        if !status.is_success() {
+            let message = value
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            bail!("{message}");
+        }
+        Ok(value)
+    }
+}
+
+enum Body<'a> {
+    Json(&'a Value),
+    Bytes(Vec<u8>),
+}

@@ -1,0 +1,232 @@
+//! `pbx-host serve` settings: flags, or the same keys in a TOML file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::outbound::{self, HostPattern};
+use crate::runtime::Limits;
+use crate::store::Quota;
+
+/// The config file's keys (all optional; flags win).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Listen address of the portal, admin API and callback.
+    pub listen: Option<SocketAddr>,
+    /// The PBX's public URL (its FQDN).
+    pub public_url: Option<String>,
+    /// Extra CA certificates (PEM files) trusted for outbound HTTPS.
+    #[serde(default)]
+    pub trust_ca: Vec<PathBuf>,
+    /// Grants, `PLUGIN_ID=URL_PATTERN`.
+    #[serde(default)]
+    pub grant: Vec<String>,
+    /// Per-call deadline in milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Memory cap per instance in MiB.
+    pub memory_mib: Option<usize>,
+    /// Largest outbound response in MiB.
+    pub max_response_mib: Option<u64>,
+    /// kv-store quota per plugin: keys.
+    pub kv_max_keys: Option<u64>,
+    /// kv-store quota per plugin: MiB.
+    pub kv_max_mib: Option<u64>,
+    /// Open administrator pages in the system browser too.
+    pub system_browser: Option<bool>,
+    /// Default region for phone numbers (ISO 3166 alpha-2).
+    pub default_region: Option<String>,
+}
+
+impl FileConfig {
+    /// Read a TOML config file.
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+}
+
+/// A configuration problem, naming the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Data directory (store, plugins, cache, key, admin file).
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The PBX's public URL.
+    pub public_url: Url,
+    /// Whether the public URL was given; if not, it follows the bound address.
+    pub public_url_given: bool,
+    /// PEM bytes of extra trusted CAs.
+    pub trust_ca_pem: Vec<Vec<u8>>,
+    /// Grants by plugin id.
+    pub grants: HashMap<String, Vec<HostPattern>>,
+    /// Call limits.
+    pub limits: Limits,
+    /// Outbound limits.
+    pub outbound: outbound::Limits,
+    /// Open administrator pages in the system browser.
+    pub system_browser: bool,
+    /// Default region for phone numbers.
+    pub default_region: String,
+}
+
+impl HostConfig {
+    /// Validate `file` (with flags already merged into it).
+    pub fn from_file(file: FileConfig) -> Result<HostConfig, ConfigError> {
+        let data_dir = file
+            .data_dir
+            .ok_or_else(|| ConfigError("--data-dir is required".into()))?;
+        let listen = file
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let public_url_given = file.public_url.is_some();
+        let public_url = match file.public_url {
+            Some(u) => parse_public_url(&u)?,
+            None => parse_public_url(&format!("http://{listen}"))?,
+        };
+        let mut trust_ca_pem = Vec::new();
+        for path in &file.trust_ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError(format!("cannot read CA certificate {}: {e}", path.display()))
+            })?;
+            trust_ca_pem.push(pem);
+        }
+        let mut grants: HashMap<String, Vec<HostPattern>> = HashMap::new();
+        for grant in &file.grant {
+            let (id, pattern) = parse_grant(grant)?;
+            grants.entry(id).or_default().push(pattern);
+        }
+        let mut limits = Limits::default();
+        if let Some(ms) = file.deadline_ms {
+            if ms == 0 {
+                return Err(ConfigError("deadline-ms must be above 0".into()));
+            }
+            limits.deadline = Duration::from_millis(ms);
+        }
+        if let Some(mib) = file.memory_mib {
+            limits.memory = mib << 20;
+        }
+        if let Some(keys) = file.kv_max_keys {
+            limits.kv.max_keys = keys;
+        }
+        if let Some(mib) = file.kv_max_mib {
+            limits.kv = Quota {
+                max_bytes: mib << 20,
+                ..limits.kv
+            };
+        }
+        let mut outbound = outbound::Limits::default();
+        if let Some(mib) = file.max_response_mib {
+            outbound.max_response_bytes = mib << 20;
+        }
+        let default_region = file.default_region.unwrap_or_else(|| "US".into());
+        if default_region.len() != 2 || !default_region.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError(format!(
+                "default-region {default_region:?} must be an ISO 3166 code such as US or DE"
+            )));
+        }
+        Ok(HostConfig {
+            data_dir,
+            listen,
+            public_url,
+            public_url_given,
+            trust_ca_pem,
+            grants,
+            limits,
+            outbound,
+            system_browser: file.system_browser.unwrap_or(false),
+            default_region,
+        })
+    }
+
+    /// The Callback URL a CRM must redirect to for `plugin_id`.
+    pub fn callback_url(&self, plugin_id: &str) -> String {
+        format!(
+            "{}/crm/{plugin_id}/oauth/callback",
+            self.public_url.as_str().trim_end_matches('/')
+        )
+    }
+}
+
+/// `PLUGIN_ID=URL_PATTERN`.
+pub fn parse_grant(grant: &str) -> Result<(String, HostPattern), ConfigError> {
+    let (id, pattern) = grant.split_once('=').ok_or_else(|| {
+        ConfigError(format!(
+            "grant {grant:?} must be PLUGIN_ID=URL_PATTERN, e.g. salesforce=https://*.my.salesforce.com"
+        ))
+    })?;
+    let pattern = pattern
+        .parse::<HostPattern>()
+        .map_err(|e| ConfigError(format!("grant {grant:?}: {e}")))?;
+    Ok((id.trim().to_string(), pattern))
+}
+
+fn parse_public_url(input: &str) -> Result<Url, ConfigError> {
+    let fix = "--public-url must be the PBX's address as browsers reach it, e.g. https://pbx.example.com";
+    let url = Url::parse(input).map_err(|e| ConfigError(format!("{input:?}: {e}; {fix}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError(format!("{input:?} is not an http(s) URL; {fix}")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError(format!("{input:?} has a query or fragment; {fix}")));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> FileConfig {
+        FileConfig {
+            data_dir: Some("/tmp/x".into()),
+            ..FileConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_callback_url_comes_from_the_public_url() {
+        let config = HostConfig::from_file(FileConfig {
+            public_url: Some("https://pbx.example.com/".into()),
+            ..base()
+        });
+        assert_eq!(
+            config.map(|c| c.callback_url("salesforce")).ok().as_deref(),
+            Some("https://pbx.example.com/crm/salesforce/oauth/callback")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_fix() {
+        let bad = [
+            FileConfig { public_url: Some("ftp://x".into()), ..base() },
+            FileConfig { grant: vec!["salesforce".into()], ..base() },
+            FileConfig { default_region: Some("usa".into()), ..base() },
+            FileConfig { data_dir: None, ..base() },
+        ];
+        for config in bad {
+            assert!(HostConfig::from_file(config).is_err());
+        }
+    }
+
+    #[test]
+    fn a_toml_file_reads() {
+        let parsed: Result<FileConfig, _> = toml::from_str(
+            "data-dir = \"/d\"\npublic-url = \"https://pbx\"\ngrant = [\"salesforce=https://*.my.salesforce.com\"]\n",
+        );
+        assert_eq!(parsed.map(|c| c.grant.len()).ok(), Some(1));
+    }
+}

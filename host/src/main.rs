@@ -1,0 +1,314 @@
+//! `pbx-host`: the reference PBX host. `serve` runs it; every other command is
+//! a thin client of the running host's admin API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use pbx_host::client::AdminClient;
+use pbx_host::config::{FileConfig, HostConfig};
+
+#[derive(Parser)]
+#[command(name = "pbx-host", version, about = "The reference PBX host for CRM plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: portal, admin API, OAuth callback and plugins.
+    Serve(ServeArgs),
+    /// Install and list plugins.
+    Plugin {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Manage the PBX's extensions.
+    Extension {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: ExtensionCommand,
+    },
+    /// The CRM integration.
+    Crm {
+        #[command(flatten)]
+        at: DataDir,
+        /// The CRM plugin's id.
+        #[arg(long, global = true, default_value = "salesforce")]
+        plugin: String,
+        #[command(subcommand)]
+        command: CrmCommand,
+    },
+    /// The running host: version, limits and runtime counters.
+    Status {
+        #[command(flatten)]
+        at: DataDir,
+    },
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// The running host's data directory.
+    #[arg(long, env = "PBX_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let dir = self
+            .data_dir
+            .as_ref()
+            .context("--data-dir is required (the directory `pbx-host serve` uses)")?;
+        AdminClient::from_data_dir(dir)
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A TOML file with the same settings (flags win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory: store, plugins, cache, keys.
+    #[arg(long, env = "PBX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen address of the portal, admin API and callback.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The PBX's public URL (its FQDN); the Callback URL is built from it.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Extra CA certificate (PEM) trusted for outbound HTTPS; repeatable.
+    #[arg(long = "trust-ca")]
+    trust_ca: Vec<PathBuf>,
+    /// Let a plugin reach hosts: PLUGIN_ID=scheme://host[:port]; repeatable.
+    #[arg(long = "grant")]
+    grant: Vec<String>,
+    /// Per-call deadline in milliseconds (default 10000).
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory cap per plugin instance in MiB (default 64).
+    #[arg(long)]
+    memory_mib: Option<usize>,
+    /// Largest outbound HTTP response in MiB (default 16).
+    #[arg(long)]
+    max_response_mib: Option<u64>,
+    /// Also open administrator pages with xdg-open.
+    #[arg(long)]
+    system_browser: bool,
+    /// Default region for phone numbers, e.g. US.
+    #[arg(long)]
+    default_region: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate, store and load a plugin component.
+    Install {
+        /// The component (.wasm).
+        file: PathBuf,
+    },
+    /// The installed plugins.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExtensionCommand {
+    /// Add or replace an extension.
+    Add {
+        /// The extension number, e.g. 1001.
+        number: String,
+        /// Who it belongs to.
+        #[arg(long)]
+        name: String,
+        /// Their e-mail address.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// The extensions.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an extension.
+    Remove {
+        /// The extension number.
+        number: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrmCommand {
+    /// The integration's status.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The Callback URL to enter in the CRM's app.
+    CallbackUrl,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Plugin { at, command } => plugin(at.client()?, command).await,
+        Command::Extension { at, command } => extension(at.client()?, command).await,
+        Command::Crm { at, plugin, command } => crm(at.client()?, &plugin, command).await,
+        Command::Status { at } => {
+            print_json(&at.client()?.get("/host").await?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut file = match &args.config {
+        Some(path) => FileConfig::read(path)?,
+        None => FileConfig::default(),
+    };
+    // Flags win over the file.
+    file.data_dir = args.data_dir.or(file.data_dir);
+    file.listen = args.listen.or(file.listen);
+    file.public_url = args.public_url.or(file.public_url);
+    file.trust_ca.extend(args.trust_ca);
+    file.grant.extend(args.grant);
+    file.deadline_ms = args.deadline_ms.or(file.deadline_ms);
+    file.memory_mib = args.memory_mib.or(file.memory_mib);
+    file.max_response_mib = args.max_response_mib.or(file.max_response_mib);
+    file.default_region = args.default_region.or(file.default_region);
+    if args.system_browser {
+        file.system_browser = Some(true);
+    }
+    let config = HostConfig::from_file(file)?;
+    let host = pbx_host::server::start(config).await?;
+    println!("portal: {}/", host.url());
+    host.run_until(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
+}
+
+async fn plugin(client: AdminClient, command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Install { file } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let installed = client.post_bytes("/plugins", bytes).await?;
+            println!(
+                "installed {} {} (api {}, sha256 {})",
+                installed["manifest"]["id"].as_str().unwrap_or("?"),
+                installed["manifest"]["version"].as_str().unwrap_or("?"),
+                installed["api_version"].as_str().unwrap_or("?"),
+                installed["sha256"].as_str().unwrap_or("?"),
+            );
+        }
+        PluginCommand::List { json } => {
+            let list = client.get("/plugins").await?;
+            if json {
+                print_json(&list);
+            } else {
+                println!("{:<16} {:<10} {:<8} {:<14} SHA-256", "ID", "VERSION", "API", "GRANTED");
+                for p in list["plugins"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<16} {:<10} {:<8} {:<14} {}",
+                        p["manifest"]["id"].as_str().unwrap_or("?"),
+                        p["manifest"]["version"].as_str().unwrap_or("?"),
+                        p["api_version"].as_str().unwrap_or("?"),
+                        p["granted"].as_array().map_or(0, Vec::len).to_string() + " host(s)",
+                        p["sha256"].as_str().unwrap_or("?"),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn extension(client: AdminClient, command: ExtensionCommand) -> anyhow::Result<()> {
+    match command {
+        ExtensionCommand::Add { number, name, email } => {
+            let saved = client
+                .post("/extensions", &json!({"number": number, "name": name, "email": email}))
+                .await?;
+            println!("extension {} saved", saved["number"].as_str().unwrap_or("?"));
+        }
+        ExtensionCommand::List { json } => {
+            let list = client.get("/extensions").await?;
+            if json {
+                print_json(&list);
+            } else {
+                println!("{:<8} {:<30} E-MAIL", "NUMBER", "NAME");
+                for e in list["extensions"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<8} {:<30} {}",
+                        e["number"].as_str().unwrap_or("?"),
+                        e["name"].as_str().unwrap_or("?"),
+                        e["email"].as_str().unwrap_or("-"),
+                    );
+                }
+            }
+        }
+        ExtensionCommand::Remove { number } => {
+            client.delete(&format!("/extensions/{number}")).await?;
+            println!("extension {number} removed");
+        }
+    }
+    Ok(())
+}
+
+async fn crm(client: AdminClient, plugin: &str, command: CrmCommand) -> anyhow::Result<()> {
+    match command {
+        CrmCommand::Status { json } => {
+            let status = client.get(&format!("/crm/{plugin}/status")).await?;
+            if json {
+                print_json(&status);
+            } else {
+                println!("Status: {}", status["message"].as_str().unwrap_or("?"));
+                if let Some(account) = status["account"].as_str() {
+                    println!("Account: {account}");
+                }
+                if let Some(problem) = status["problem"].as_str() {
+                    println!("Problem: {problem}");
+                }
+            }
+        }
+        CrmCommand::CallbackUrl => {
+            let url = client.get(&format!("/crm/{plugin}/callback-url")).await?;
+            println!("{}", url["callback_url"].as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}

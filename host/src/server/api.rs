@@ -1,0 +1,216 @@
+//! The admin API (documented in docs/API.md). Every route needs the admin
+//! token or a portal session.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router, middleware};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, auth};
+use crate::capabilities::directory::{DirectoryError, Extension};
+use crate::capabilities::pbx::crm::types::{Error as PluginError, ErrorKind};
+use crate::capabilities::integration_export::SettingInput;
+use crate::runtime::inspect::SUPPORTED_APIS;
+use crate::runtime::{CallError, InstallError};
+
+type St = State<Arc<AppState>>;
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/host", get(host_info))
+        .route("/plugins", get(list_plugins).post(install_plugin))
+        .route("/extensions", get(list_extensions).post(put_extension))
+        .route("/extensions/{number}", delete(remove_extension))
+        .route("/browser-requests", get(browser_requests))
+        .route("/crm/{plugin}/describe", get(crm_describe))
+        .route("/crm/{plugin}/status", get(crm_status))
+        .route("/crm/{plugin}/callback-url", get(crm_callback_url))
+        .route("/crm/{plugin}/settings", get(crm_settings).put(crm_save_settings))
+        .layer(middleware::from_fn_with_state(state, auth::require))
+}
+
+/// An API error: a status and a message that names the fix.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.message, "kind": self.kind})),
+        )
+            .into_response()
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        let (status, kind) = match &e {
+            CallError::NotInstalled(_) => (StatusCode::NOT_FOUND, "not-installed"),
+            CallError::Deadline { .. } => (StatusCode::GATEWAY_TIMEOUT, "deadline"),
+            CallError::MemoryLimit { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "memory-limit"),
+            CallError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "plugin-failed"),
+        };
+        ApiError::new(status, kind, e.to_string())
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(e: PluginError) -> Self {
+        let (status, kind) = match e.kind {
+            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid-input"),
+            ErrorKind::NotConfigured => (StatusCode::CONFLICT, "not-configured"),
+            ErrorKind::NotConnected => (StatusCode::CONFLICT, "not-connected"),
+            ErrorKind::AuthorizationFailed => (StatusCode::BAD_REQUEST, "authorization-failed"),
+            ErrorKind::CrmUnavailable => (StatusCode::BAD_GATEWAY, "crm-unavailable"),
+            ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, kind, e.message)
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", m),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", other.to_string()),
+        }
+    }
+}
+
+/// Flatten a plugin call: the call itself failed, or the plugin said no.
+fn plugin_result<T>(r: Result<Result<T, PluginError>, CallError>) -> Result<T, ApiError> {
+    Ok(r??)
+}
+
+async fn host_info(State(st): St) -> Json<serde_json::Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "public_url": st.config.public_url.as_str(),
+        "supported_apis": SUPPORTED_APIS.iter().map(|v| format!("pbx:crm@{v}")).collect::<Vec<_>>(),
+        "limits": {
+            "deadline_ms": st.config.limits.deadline.as_millis() as u64,
+            "memory_bytes": st.config.limits.memory,
+        },
+        "runtime": st.runtime.stats(),
+    }))
+}
+
+async fn list_plugins(State(st): St) -> Json<serde_json::Value> {
+    Json(json!({ "plugins": st.runtime.plugins() }))
+}
+
+async fn install_plugin(State(st): St, body: Bytes) -> Result<Response, ApiError> {
+    let runtime = st.runtime.clone();
+    // Compiling takes a while: keep it off the async workers.
+    let installed = tokio::task::spawn_blocking(move || runtime.install(&body))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match installed {
+        Ok(info) => Ok((StatusCode::CREATED, Json(info)).into_response()),
+        Err(InstallError::Refused(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "refused", e.to_string())),
+        Err(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "load-failed", e.to_string())),
+    }
+}
+
+async fn list_extensions(State(st): St) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(json!({ "extensions": st.services.directory.list()? })))
+}
+
+async fn put_extension(State(st): St, Json(ext): Json<Extension>) -> Result<Response, ApiError> {
+    let saved = st.services.directory.put(ext)?;
+    Ok((StatusCode::CREATED, Json(saved)).into_response())
+}
+
+async fn remove_extension(State(st): St, Path(number): Path<String>) -> Result<StatusCode, ApiError> {
+    if st.services.directory.remove(&number)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("extension {number} does not exist; `pbx-host extension list` shows them"),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct After {
+    #[serde(default)]
+    after: u64,
+}
+
+async fn browser_requests(State(st): St, Query(q): Query<After>) -> Json<serde_json::Value> {
+    Json(json!({ "requests": st.services.browser.since(q.after) }))
+}
+
+async fn crm_describe(State(st): St, Path(plugin): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let info = st
+        .runtime
+        .call(&plugin, |p, s| Box::pin(p.pbx_crm_integration().call_describe(s)))
+        .await?;
+    Ok(Json(json!(info)))
+}
+
+async fn crm_status(State(st): St, Path(plugin): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = st
+        .runtime
+        .call(&plugin, |p, s| Box::pin(p.pbx_crm_integration().call_get_status(s)))
+        .await?;
+    Ok(Json(json!(status)))
+}
+
+async fn crm_callback_url(State(st): St, Path(plugin): Path<String>) -> Json<serde_json::Value> {
+    Json(json!({ "callback_url": st.config.callback_url(&plugin) }))
+}
+
+async fn crm_settings(State(st): St, Path(plugin): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let values = plugin_result(
+        st.runtime
+            .call(&plugin, |p, s| Box::pin(p.pbx_crm_integration().call_get_settings(s)))
+            .await,
+    )?;
+    Ok(Json(json!({ "settings": values })))
+}
+
+#[derive(Deserialize)]
+struct SettingsBody {
+    settings: Vec<SettingInput>,
+}
+
+async fn crm_save_settings(
+    State(st): St,
+    Path(plugin): Path<String>,
+    Json(body): Json<SettingsBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = plugin_result(
+        st.runtime
+            .call(&plugin, move |p, s| {
+                Box::pin(async move { p.pbx_crm_integration().call_save_settings(s, &body.settings).await })
+            })
+            .await,
+    )?;
+    Ok(Json(json!({ "status": status })))
+}

@@ -1,0 +1,174 @@
+//! `pbx-host serve`: the portal, the admin API and the public OAuth callback
+//! on one listener.
+
+mod api;
+mod auth;
+mod portal;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::capabilities::browser::BrowserRequests;
+use crate::capabilities::directory::Directory;
+use crate::capabilities::Services;
+use crate::config::HostConfig;
+use crate::outbound;
+use crate::runtime::Runtime;
+use crate::store::{Quota, Store};
+
+/// Where the CLI finds the running host: files in the data directory.
+pub const ADMIN_URL_FILE: &str = "admin-url";
+/// The admin token file.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: HostConfig,
+    /// The plugin runtime.
+    pub runtime: Arc<Runtime>,
+    /// Host services (directory, browser requests, HTTP client).
+    pub services: Arc<Services>,
+    /// The store.
+    pub store: Store,
+    auth: auth::Auth,
+}
+
+/// A host that is serving.
+pub struct RunningHost {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The admin token (also in the data directory).
+    pub admin_token: String,
+    /// Handler state, for in-process tests.
+    pub state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningHost {
+    /// The base URL of the portal and admin API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop serving and wait for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serve until `signal` fires (then shut down gracefully) or the server
+    /// ends on its own.
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = signal => {
+                tracing::info!("shutting down");
+                self.shutdown().await;
+            }
+            _ = &mut self.task => {}
+        }
+    }
+}
+
+/// Open the store, load installed plugins, bind, and serve.
+pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
+    let store = Store::open(&config.data_dir)?;
+    let http = outbound::Client::new(outbound::ClientConfig {
+        extra_roots_pem: config.trust_ca_pem.clone(),
+        limits: config.outbound.clone(),
+        user_agent: format!("pbx-host/{}", env!("CARGO_PKG_VERSION")),
+    })?;
+    let services = Arc::new(Services {
+        http,
+        browser: BrowserRequests::new(config.system_browser),
+        directory: Directory::new(store.namespace("host/extensions", Quota::UNLIMITED)),
+    });
+    let runtime = Arc::new(Runtime::new(
+        &config.data_dir,
+        store.clone(),
+        services.clone(),
+        config.limits.clone(),
+        config.grants.clone(),
+    )?);
+    let loaded = runtime.load_installed()?;
+    tracing::info!(plugins = loaded, "installed plugins loaded");
+
+    let admin_token = auth::load_or_create_token(&config.data_dir.join(ADMIN_TOKEN_FILE))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if !config.public_url_given {
+        // Without --public-url the PBX is reached where it listens.
+        config.public_url = url::Url::parse(&format!("http://{addr}"))?;
+    }
+    write_private(
+        &config.data_dir.join(ADMIN_URL_FILE),
+        format!("http://{addr}\n").as_bytes(),
+    )?;
+
+    let state = Arc::new(AppState {
+        auth: auth::Auth::new(admin_token.clone()),
+        config,
+        runtime,
+        services,
+        store,
+    });
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("server failed: {e}");
+        }
+    });
+    tracing::info!(
+        portal = %format!("http://{addr}/"),
+        public_url = %state.config.public_url,
+        "pbx-host serving"
+    );
+    Ok(RunningHost {
+        addr,
+        admin_token,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(portal::routes())
+        .nest("/api", api::routes(state.clone()))
+        .with_state(state)
+}
+
+/// Write a file only the owner can read (mode 0600), replacing it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its old mode on open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! `cargo xtask`: the project's whole set-up and test entry points.
+//!
+//! - `build`: the plugin and fixtures for wasm32-wasip2, the host, the emulator.
+//! - `test`: build, install what the tests need, run every test.
+//! - `demo`: build, start the emulator and the host, install the plugin.
+//! - `bench`: the benchmarks, printing ratios measured side by side.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// Components built for wasm32-wasip2: the product and the test fixtures.
+const WASM_PACKAGES: &[&str] = &["salesforce-plugin", "fixture-probe", "fixture-future-api"];
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the plugin (release, wasm32-wasip2), the fixtures, the host and the emulator.
+    Build,
+    /// Build, install test dependencies, and run every test.
+    Test,
+    /// Build and run the product: emulator + host + plugin.
+    Demo,
+    /// Run the benchmarks.
+    Bench,
+    /// cargo fmt --check and clippy -D warnings.
+    Lint,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Build => build(),
+        Task::Test => test(),
+        Task::Demo => demo(),
+        Task::Bench => bench(),
+        Task::Lint => lint(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the wasm32-wasip2 target")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    Ok(())
+}
+
+fn build() -> anyhow::Result<()> {
+    let started = Instant::now();
+    ensure_wasm_target()?;
+    let mut wasm = cargo();
+    wasm.args(["build", "--release", "--target", WASM_TARGET]);
+    for package in WASM_PACKAGES {
+        wasm.args(["-p", package]);
+    }
+    run(&mut wasm)?;
+    run(cargo().args([
+        "build",
+        "-p",
+        "pbx-host",
+        "-p",
+        "salesforce-emulator",
+        "--bins",
+    ]))?;
+    let plugin = plugin_path();
+    let size = std::fs::metadata(&plugin).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "xtask: built in {:.0} s; plugin {} ({} KiB)",
+        started.elapsed().as_secs_f64(),
+        plugin.display(),
+        size / 1024
+    );
+    Ok(())
+}
+
+/// The Salesforce plugin component.
+fn plugin_path() -> PathBuf {
+    target_dir()
+        .join(WASM_TARGET)
+        .join("release")
+        .join("salesforce_plugin.wasm")
+}
+
+fn bin(name: &str) -> PathBuf {
+    target_dir().join("debug").join(name)
+}
+
+/// What the tests need beyond Rust: the real Salesforce clients used to check
+/// the emulator. Idempotent: npm ci and pip skip what is already there.
+fn install_test_dependencies() -> anyhow::Result<()> {
+    let conformance = root().join("tests").join("conformance");
+    if conformance.join("package-lock.json").exists() {
+        let up_to_date = conformance.join("node_modules").join(".package-lock.json").exists()
+            && newer(
+                &conformance.join("node_modules").join(".package-lock.json"),
+                &conformance.join("package-lock.json"),
+            );
+        if !up_to_date {
+            run(Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&conformance))?;
+        }
+    }
+    let requirements = conformance.join("requirements.txt");
+    if requirements.exists() {
+        run(Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                "-r",
+            ])
+            .arg(&requirements))?;
+    }
+    Ok(())
+}
+
+fn newer(a: &Path, b: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((modified(a), modified(b)), (Some(a), Some(b)) if a >= b)
+}
+
+fn test() -> anyhow::Result<()> {
+    let started = Instant::now();
+    build()?;
+    install_test_dependencies()?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    eprintln!(
+        "xtask: every test passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn lint() -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+}
+
+fn bench() -> anyhow::Result<()> {
+    build()?;
+    run(cargo().args(["bench", "-p", "salesforce-emulator", "--bench", "emulator"]))?;
+    run(cargo().args(["bench", "-p", "pbx-host", "--bench", "runtime"]))
+}
+
+/// A child process killed when dropped, so Ctrl-C or an error leaves nothing running.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.trim().is_empty()
+        {
+            return Ok(text.trim().to_string());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not appear within {timeout:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn demo() -> anyhow::Result<()> {
+    build()?;
+    let dir = target_dir().join("demo");
+    // A fresh org and PBX each run, so the demo always starts at step 1.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let data_dir = dir.join("pbx-data");
+    let ca = dir.join("emulator-ca.pem");
+
+    let host_port = free_port()?;
+    let public_url = format!("http://127.0.0.1:{host_port}");
+    let callback_url = format!("{public_url}/crm/salesforce/oauth/callback");
+    let consumer_key = "3MVG9demoConsumerKey";
+    let consumer_secret = format!("demo-secret-{:08x}", std::process::id());
+
+    let mut emulator = Command::new(bin("salesforce-emulator"));
+    emulator
+        .args(["--listen", "127.0.0.1:0", "--users", "25", "--ca-cert-out"])
+        .arg(&ca)
+        .arg("--app")
+        .arg(format!("{consumer_key}:{consumer_secret}:{callback_url}"))
+        .stdout(Stdio::piped());
+    eprintln!("xtask: starting the Salesforce emulator");
+    let mut emulator = Guard(emulator.spawn().context("cannot start the emulator")?);
+    let emulator_url = {
+        use std::io::BufRead;
+        let stdout = emulator.0.stdout.take().context("no emulator stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        line.trim().to_string()
+    };
+    if !emulator_url.starts_with("https://") {
+        bail!("the emulator printed {emulator_url:?} instead of its URL");
+    }
+
+    eprintln!("xtask: starting pbx-host");
+    let _host = Guard(
+        Command::new(bin("pbx-host"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", &format!("127.0.0.1:{host_port}")])
+            .args(["--public-url", &public_url])
+            .arg("--trust-ca")
+            .arg(&ca)
+            .args(["--grant", &format!("salesforce={emulator_url}")])
+            .spawn()
+            .context("cannot start pbx-host")?,
+    );
+    wait_for_file(&data_dir.join("admin-url"), Duration::from_secs(30))?;
+    let token = wait_for_file(&data_dir.join("admin-token"), Duration::from_secs(5))?;
+
+    let cli = |args: &[&str]| {
+        run(Command::new(bin("pbx-host"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir))
+    };
+    cli(&["plugin", "install", &plugin_path().to_string_lossy()])?;
+    for (number, name, email) in [
+        ("1001", "Ada Admin", "admin@example.org"),
+        ("1002", "Ben Sales", "user1@example.org"),
+        ("1003", "Cleo Support", "user2@example.org"),
+    ] {
+        cli(&["extension", "add", number, "--name", name, "--email", email])?;
+    }
+
+    println!();
+    println!("  PBX portal:        {public_url}/");
+    println!("  Admin token:       {token}   (also in {})", data_dir.join("admin-token").display());
+    println!("  Callback URL:      {callback_url}");
+    println!("  Salesforce (emulated): {emulator_url}  (admin@example.org / emulator)");
+    println!("  Consumer Key:      {consumer_key}");
+    println!("  Consumer Secret:   {consumer_secret}");
+    println!("  Login host:        My Domain, {emulator_url}");
+    println!();
+    println!("  Open the portal, log in with the admin token, paste the key and secret, Save.");
+    println!("  Press Ctrl-C to stop.");
+    let _ = emulator.0.wait();
+    Ok(())
+}
