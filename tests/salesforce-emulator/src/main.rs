@@ -1,0 +1,97 @@
+//! `salesforce-emulator`: runs an emulated Salesforce org until killed.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use salesforce_emulator::{ConnectedApp, Emulator, EmulatorConfig, Seed};
+
+/// A Salesforce org emulator (OAuth + REST over HTTPS) for tests.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Write the PEM of the emulator's CA here (clients trust it).
+    #[arg(long)]
+    ca_cert_out: Option<PathBuf>,
+    /// Org data to load (JSON, or TOML when the name ends in .toml).
+    #[arg(long)]
+    seed: Option<PathBuf>,
+    /// Users of a generated org (the first is admin@example.org).
+    #[arg(long, default_value_t = 10)]
+    users: usize,
+    /// Contacts of a generated org.
+    #[arg(long, default_value_t = 20)]
+    contacts: usize,
+    /// Leads of a generated org.
+    #[arg(long, default_value_t = 10)]
+    leads: usize,
+    /// Accounts of a generated org.
+    #[arg(long, default_value_t = 5)]
+    accounts: usize,
+    /// A connected app: KEY:SECRET:CALLBACK_URL (repeatable).
+    #[arg(long = "app")]
+    apps: Vec<String>,
+    /// Password of admin@example.org (and of every generated user).
+    #[arg(long, default_value = "emulator")]
+    admin_password: String,
+    /// Authorization code lifetime in seconds.
+    #[arg(long, default_value_t = 900)]
+    code_lifetime_secs: u64,
+    /// Daily API request limit.
+    #[arg(long, default_value_t = 100_000)]
+    api_daily_limit: u64,
+    /// Serve plain HTTP instead of HTTPS.
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let seed = args.seed.as_deref().map(Seed::from_path).transpose()?;
+    let apps = args
+        .apps
+        .iter()
+        .map(|a| ConnectedApp::parse_cli(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = EmulatorConfig {
+        listen: args.listen,
+        tls: !args.insecure_http,
+        users: args.users,
+        contacts: args.contacts,
+        leads: args.leads,
+        accounts: args.accounts,
+        seed,
+        apps,
+        admin_password: args.admin_password,
+        code_lifetime: std::time::Duration::from_secs(args.code_lifetime_secs),
+        api_daily_limit: args.api_daily_limit,
+        ..EmulatorConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let emu = Emulator::start(config).await?;
+        if let Some(path) = &args.ca_cert_out {
+            std::fs::write(path, emu.ca_cert_pem())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", emu.base_url())?;
+        out.flush()?;
+        drop(out);
+        eprintln!(
+            "salesforce-emulator: org {} listening on {} (admin@example.org); Ctrl-C to stop",
+            emu.org_id(),
+            emu.base_url()
+        );
+        tokio::signal::ctrl_c().await?;
+        emu.shutdown().await;
+        anyhow::Ok(())
+    })
+}
