@@ -1,1 +1,199 @@
-//! End-to-end tests live in tests/*.rs of this crate.
+//! Helpers for the end-to-end tests in `tests/`: start a real host on a free
+//! port with its own data directory, find the components xtask built, drive
+//! the probe plugin, and count connections on local listeners.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pbx_host::client::AdminClient;
+use pbx_host::config::{FileConfig, HostConfig};
+use pbx_host::server::RunningHost;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A component built by `cargo xtask build`, e.g. `salesforce_plugin`.
+pub fn component(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let path = target
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test` (it builds the components first)",
+        path.display()
+    );
+    path
+}
+
+/// Host settings for a test.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// `PLUGIN_ID=PATTERN` grants.
+    pub grants: Vec<String>,
+    /// Per-call deadline.
+    pub deadline_ms: Option<u64>,
+    /// Outbound response cap.
+    pub max_response_mib: Option<u64>,
+    /// Memory cap.
+    pub memory_mib: Option<usize>,
+    /// Extra trusted CA files.
+    pub trust_ca: Vec<PathBuf>,
+}
+
+/// Start a host serving `data_dir`.
+pub async fn start_host(data_dir: &Path, options: Options) -> RunningHost {
+    let config = HostConfig::from_file(FileConfig {
+        data_dir: Some(data_dir.to_path_buf()),
+        listen: Some("127.0.0.1:0".parse().expect("static address")),
+        grant: options.grants,
+        deadline_ms: options.deadline_ms,
+        max_response_mib: options.max_response_mib,
+        memory_mib: options.memory_mib,
+        trust_ca: options.trust_ca,
+        ..FileConfig::default()
+    })
+    .expect("test host config is valid");
+    pbx_host::server::start(config)
+        .await
+        .expect("the host starts")
+}
+
+/// The admin API client of `host`.
+pub fn admin(host: &RunningHost) -> AdminClient {
+    AdminClient::new(host.url(), host.admin_token.clone())
+}
+
+/// Install a built component; returns the API's answer or its error text.
+pub async fn install(client: &AdminClient, name: &str) -> Result<Value, String> {
+    let bytes = std::fs::read(component(name)).map_err(|e| e.to_string())?;
+    install_bytes(client, bytes).await
+}
+
+/// Install raw bytes.
+pub async fn install_bytes(client: &AdminClient, bytes: Vec<u8>) -> Result<Value, String> {
+    client
+        .post_bytes("/plugins", bytes)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Run one probe command (see tests/fixtures/probe); Ok is the probe's
+/// answer, Err the host's error message.
+pub async fn probe(client: &AdminClient, plugin: &str, command: &str, arg: &str) -> Result<String, String> {
+    client
+        .put(
+            &format!("/crm/{plugin}/settings"),
+            &json!({"settings": [{"key": command, "value": arg}]}),
+        )
+        .await
+        .map(|v| v["status"]["message"].as_str().unwrap_or_default().to_string())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// A copy of `component` with a manifest section appended at the top level,
+/// which the host prefers over the embedded one (a vendor's packaging step).
+pub fn with_manifest(component: &[u8], manifest: &Value) -> Vec<u8> {
+    let name = b"pbx-crm-manifest";
+    let data = manifest.to_string().into_bytes();
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(&data);
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A local HTTP listener that numbers the connections it accepts and answers
+/// each with a fixed response. `connections_before_now` tells, without
+/// sleeping, how many connections arrived before the call.
+pub struct CountingServer {
+    /// Its address.
+    pub port: u16,
+    accepted: Arc<AtomicU64>,
+}
+
+impl CountingServer {
+    /// Answer every request with `status`, extra header lines and `body_len` bytes.
+    pub async fn start(status: &str, headers: &[String], body_len: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        let head = format!(
+            "HTTP/1.1 {status}\r\n{}content-length: {body_len}\r\nconnection: close\r\n",
+            headers.iter().map(|h| format!("{h}\r\n")).collect::<String>()
+        );
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let head = head.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let response = format!("{head}x-accept-number: {n}\r\n\r\n");
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut left = body_len;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if socket.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        Self { port, accepted }
+    }
+
+    /// The number of connections accepted before this check. It connects
+    /// once more itself: accepts are in arrival order, so the number this
+    /// connection gets, minus one, counts every earlier connection.
+    pub async fn connections_before_now(&self) -> u64 {
+        let mut socket = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to the counting server");
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match socket.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => break,
+            }
+        }
+        let head = String::from_utf8_lossy(&head);
+        let n: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-accept-number: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("the counting server numbers its answers");
+        let _ = self.accepted.load(Ordering::SeqCst);
+        n - 1
+    }
+}
