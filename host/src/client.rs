@@ -65,10 +65,16 @@ impl AdminClient {
 
     /// `POST /api{path}` with raw bytes.
     pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
-        self.send(Method::POST, path, Some(Body::Bytes(bytes))).await
+        self.send(Method::POST, path, Some(Body::Bytes(bytes)))
+            .await
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Body<'_>>) -> anyhow::Result<Value> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body<'_>>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}/api{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.token);
         request = match body {
@@ -90,8 +96,9 @@ impl AdminClient {
             }
             bail!("the host answered {status}");
         }
-        let value: Value = serde_json::from_str(&text)
-            .with_context(|| format!("the host answered {status} with something that is not JSON"))?;
+        let value: Value = serde_json::from_str(&text).with_context(|| {
+            format!("the host answered {status} with something that is not JSON")
+        })?;
         if !status.is_success() {
             let message = value
                 .get("error")

@@ -100,7 +100,10 @@ impl HostConfig {
         let mut trust_ca_pem = Vec::new();
         for path in &file.trust_ca {
             let pem = std::fs::read(path).map_err(|e| {
-                ConfigError(format!("cannot read CA certificate {}: {e}", path.display()))
+                ConfigError(format!(
+                    "cannot read CA certificate {}: {e}",
+                    path.display()
+                ))
             })?;
             trust_ca_pem.push(pem);
         }
@@ -175,13 +178,18 @@ pub fn parse_grant(grant: &str) -> Result<(String, HostPattern), ConfigError> {
 }
 
 fn parse_public_url(input: &str) -> Result<Url, ConfigError> {
-    let fix = "--public-url must be the PBX's address as browsers reach it, e.g. https://pbx.example.com";
+    let fix =
+        "--public-url must be the PBX's address as browsers reach it, e.g. https://pbx.example.com";
     let url = Url::parse(input).map_err(|e| ConfigError(format!("{input:?}: {e}; {fix}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ConfigError(format!("{input:?} is not an http(s) URL; {fix}")));
+        return Err(ConfigError(format!(
+            "{input:?} is not an http(s) URL; {fix}"
+        )));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError(format!("{input:?} has a query or fragment; {fix}")));
+        return Err(ConfigError(format!(
+            "{input:?} has a query or fragment; {fix}"
+        )));
     }
     Ok(url)
 }
@@ -212,10 +220,22 @@ mod tests {
     #[test]
     fn bad_values_name_the_fix() {
         let bad = [
-            FileConfig { public_url: Some("ftp://x".into()), ..base() },
-            FileConfig { grant: vec!["salesforce".into()], ..base() },
-            FileConfig { default_region: Some("usa".into()), ..base() },
-            FileConfig { data_dir: None, ..base() },
+            FileConfig {
+                public_url: Some("ftp://x".into()),
+                ..base()
+            },
+            FileConfig {
+                grant: vec!["salesforce".into()],
+                ..base()
+            },
+            FileConfig {
+                default_region: Some("usa".into()),
+                ..base()
+            },
+            FileConfig {
+                data_dir: None,
+                ..base()
+            },
         ];
         for config in bad {
             assert!(HostConfig::from_file(config).is_err());

@@ -12,7 +12,11 @@ use pbx_host::client::AdminClient;
 use pbx_host::config::{FileConfig, HostConfig};
 
 #[derive(Parser)]
-#[command(name = "pbx-host", version, about = "The reference PBX host for CRM plugins")]
+#[command(
+    name = "pbx-host",
+    version,
+    about = "The reference PBX host for CRM plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -176,7 +180,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Plugin { at, command } => plugin(at.client()?, command).await,
         Command::Extension { at, command } => extension(at.client()?, command).await,
-        Command::Crm { at, plugin, command } => crm(at.client()?, &plugin, command).await,
+        Command::Crm {
+            at,
+            plugin,
+            command,
+        } => crm(at.client()?, &plugin, command).await,
         Command::Status { at } => {
             print_json(&at.client()?.get("/host").await?);
             Ok(())
@@ -187,8 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let mut file = match &args.config {
@@ -221,7 +228,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn plugin(client: AdminClient, command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Install { file } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let installed = client.post_bytes("/plugins", bytes).await?;
             println!(
                 "installed {} {} (api {}, sha256 {})",
@@ -236,7 +244,10 @@ async fn plugin(client: AdminClient, command: PluginCommand) -> anyhow::Result<(
             if json {
                 print_json(&list);
             } else {
-                println!("{:<16} {:<10} {:<8} {:<14} SHA-256", "ID", "VERSION", "API", "GRANTED");
+                println!(
+                    "{:<16} {:<10} {:<8} {:<14} SHA-256",
+                    "ID", "VERSION", "API", "GRANTED"
+                );
                 for p in list["plugins"].as_array().into_iter().flatten() {
                     println!(
                         "{:<16} {:<10} {:<8} {:<14} {}",
@@ -255,11 +266,21 @@ async fn plugin(client: AdminClient, command: PluginCommand) -> anyhow::Result<(
 
 async fn extension(client: AdminClient, command: ExtensionCommand) -> anyhow::Result<()> {
     match command {
-        ExtensionCommand::Add { number, name, email } => {
+        ExtensionCommand::Add {
+            number,
+            name,
+            email,
+        } => {
             let saved = client
-                .post("/extensions", &json!({"number": number, "name": name, "email": email}))
+                .post(
+                    "/extensions",
+                    &json!({"number": number, "name": name, "email": email}),
+                )
                 .await?;
-            println!("extension {} saved", saved["number"].as_str().unwrap_or("?"));
+            println!(
+                "extension {} saved",
+                saved["number"].as_str().unwrap_or("?")
+            );
         }
         ExtensionCommand::List { json } => {
             let list = client.get("/extensions").await?;
@@ -310,5 +331,8 @@ async fn crm(client: AdminClient, plugin: &str, command: CrmCommand) -> anyhow::
 }
 
 fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }

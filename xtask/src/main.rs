@@ -76,7 +76,9 @@ fn cargo() -> Command {
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -142,7 +144,10 @@ fn bin(name: &str) -> PathBuf {
 fn install_test_dependencies() -> anyhow::Result<()> {
     let conformance = root().join("tests").join("conformance");
     if conformance.join("package-lock.json").exists() {
-        let up_to_date = conformance.join("node_modules").join(".package-lock.json").exists()
+        let up_to_date = conformance
+            .join("node_modules")
+            .join(".package-lock.json")
+            .exists()
             && newer(
                 &conformance.join("node_modules").join(".package-lock.json"),
                 &conformance.join("package-lock.json"),
@@ -189,7 +194,14 @@ fn test() -> anyhow::Result<()> {
 
 fn lint() -> anyhow::Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }
 
 fn bench() -> anyhow::Result<()> {
@@ -209,7 +221,9 @@ impl Drop for Guard {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<String> {
@@ -296,7 +310,10 @@ fn demo() -> anyhow::Result<()> {
 
     println!();
     println!("  PBX portal:        {public_url}/");
-    println!("  Admin token:       {token}   (also in {})", data_dir.join("admin-token").display());
+    println!(
+        "  Admin token:       {token}   (also in {})",
+        data_dir.join("admin-token").display()
+    );
     println!("  Callback URL:      {callback_url}");
     println!("  Salesforce (emulated): {emulator_url}  (admin@example.org / emulator)");
     println!("  Consumer Key:      {consumer_key}");

@@ -116,7 +116,14 @@ impl Host for PluginState {
         let viewer = match audience {
             Audience::Administrator => Viewer::Administrator,
             Audience::Extension(number) => {
-                if self.services.directory.get(&number).ok().flatten().is_none() {
+                if self
+                    .services
+                    .directory
+                    .get(&number)
+                    .ok()
+                    .flatten()
+                    .is_none()
+                {
                     return Err(format!("extension {number} does not exist on this PBX"));
                 }
                 Viewer::Extension(number)
@@ -136,7 +143,10 @@ mod tests {
     #[test]
     fn requests_are_kept_and_checked() {
         let b = BrowserRequests::new(false);
-        assert!(b.record("p", "javascript:alert(1)", Viewer::Administrator).is_err());
+        assert!(
+            b.record("p", "javascript:alert(1)", Viewer::Administrator)
+                .is_err()
+        );
         let id = b.record("p", "https://example.org/x", Viewer::Administrator);
         assert_eq!(id, Ok(1));
         assert_eq!(b.since(0).len(), 1);

@@ -39,7 +39,9 @@ impl Extension {
         let number = self.number.trim().to_string();
         if number.is_empty()
             || number.len() > 16
-            || !number.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+            || !number
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
         {
             return Err(DirectoryError::Invalid(format!(
                 "extension number {number:?} must be 1-16 digits (* and # allowed), e.g. 1001"
@@ -94,9 +96,7 @@ impl Directory {
                 out.push(ext);
             }
         }
-        out.sort_by(|a, b| {
-            (a.number.len(), &a.number).cmp(&(b.number.len(), &b.number))
-        });
+        out.sort_by(|a, b| (a.number.len(), &a.number).cmp(&(b.number.len(), &b.number)));
         Ok(out)
     }
 
@@ -113,8 +113,8 @@ impl Directory {
     /// Add or replace an extension.
     pub fn put(&self, extension: Extension) -> Result<Extension, DirectoryError> {
         let extension = extension.validated()?;
-        let bytes = serde_json::to_vec(&extension)
-            .map_err(|e| DirectoryError::Invalid(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&extension).map_err(|e| DirectoryError::Invalid(e.to_string()))?;
         self.ns.set(&extension.number, &bytes)?;
         Ok(extension)
     }

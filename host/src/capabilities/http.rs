@@ -44,7 +44,9 @@ impl Host for PluginState {
                     tracing::warn!(plugin = %self.grants.plugin_id, %host, %rule, "outbound request denied");
                 }
                 Err(match e {
-                    outbound::FetchError::Denied { host, rule } => Error::Denied(Denial { host, rule }),
+                    outbound::FetchError::Denied { host, rule } => {
+                        Error::Denied(Denial { host, rule })
+                    }
                     outbound::FetchError::Timeout => Error::Timeout,
                     outbound::FetchError::Unreachable(why) => Error::Unreachable(why),
                     outbound::FetchError::TooLarge(n) => Error::TooLarge(n),

@@ -121,12 +121,13 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
                     exports.push(export.name.0.to_string());
                 }
             }
-            Payload::CustomSection(reader) if reader.name() == manifest::SECTION => {
-                // A top-level section (added at packaging) wins over one the
-                // compiler embedded in the core module.
-                if depth == 0 || manifest_bytes.is_none() {
-                    manifest_bytes = Some(reader.data().to_vec());
-                }
+            // A top-level section (added at packaging) wins over one the
+            // compiler embedded in the core module.
+            Payload::CustomSection(reader)
+                if reader.name() == manifest::SECTION
+                    && (depth == 0 || manifest_bytes.is_none()) =>
+            {
+                manifest_bytes = Some(reader.data().to_vec());
             }
             _ => {}
         }
@@ -136,7 +137,10 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
     }
 
     for import in &imports {
-        if let Some((_, what)) = FORBIDDEN_IMPORTS.iter().find(|(p, _)| import.starts_with(p)) {
+        if let Some((_, what)) = FORBIDDEN_IMPORTS
+            .iter()
+            .find(|(p, _)| import.starts_with(p))
+        {
             return Err(InspectError::Forbidden {
                 import: import.clone(),
                 what,
@@ -182,11 +186,17 @@ mod tests {
 
     #[test]
     fn garbage_and_core_modules_are_not_components() {
-        assert!(matches!(inspect(b"not wasm"), Err(InspectError::NotAComponent(_))));
+        assert!(matches!(
+            inspect(b"not wasm"),
+            Err(InspectError::NotAComponent(_))
+        ));
         assert!(matches!(inspect(b""), Err(InspectError::NotAComponent(_))));
         // The smallest core module: magic + version 1.
         let core = b"\0asm\x01\0\0\0";
-        let err = inspect(core).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = inspect(core)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("core module"), "{err}");
     }
 
@@ -196,6 +206,9 @@ mod tests {
             found: "9.0.0".into(),
         }
         .to_string();
-        assert!(msg.contains("pbx:crm@9.0.0") && msg.contains("pbx:crm@0.1.0"), "{msg}");
+        assert!(
+            msg.contains("pbx:crm@9.0.0") && msg.contains("pbx:crm@0.1.0"),
+            "{msg}"
+        );
     }
 }

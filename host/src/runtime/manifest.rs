@@ -117,15 +117,23 @@ mod tests {
 
     #[test]
     fn a_good_manifest_parses() {
-        let m = Manifest::parse(manifest("salesforce", &["https://*.my.salesforce.com"]).as_bytes());
+        let m =
+            Manifest::parse(manifest("salesforce", &["https://*.my.salesforce.com"]).as_bytes());
         assert_eq!(m.map(|m| m.host_patterns().len()), Ok(1));
     }
 
     #[test]
     fn bad_ids_and_hosts_are_refused_with_the_field() {
-        for (id, hosts) in [("Sales Force", vec![]), ("", vec![]), ("ok", vec!["ftp://x"])] {
+        for (id, hosts) in [
+            ("Sales Force", vec![]),
+            ("", vec![]),
+            ("ok", vec!["ftp://x"]),
+        ] {
             let err = Manifest::parse(manifest(id, &hosts).as_bytes());
-            assert!(matches!(err, Err(ManifestError::Invalid { .. })), "{id}: {err:?}");
+            assert!(
+                matches!(err, Err(ManifestError::Invalid { .. })),
+                "{id}: {err:?}"
+            );
         }
         assert!(matches!(
             Manifest::parse(b"{\"id\":1}"),

@@ -284,7 +284,12 @@ impl Runtime {
         Ok(())
     }
 
-    fn load(&self, inspection: Inspection, sha256: &str, bytes: &[u8]) -> Result<Loaded, InstallError> {
+    fn load(
+        &self,
+        inspection: Inspection,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Loaded, InstallError> {
         let component = self.component(sha256, bytes)?;
         let pre = self
             .linker
@@ -296,7 +301,9 @@ impl Runtime {
         let granted = self.grants.get(&manifest.id).cloned().unwrap_or_default();
         let grants = Arc::new(Grants {
             plugin_id: manifest.id.clone(),
-            kv: self.store.namespace(&format!("plugin/{}", manifest.id), self.limits.kv),
+            kv: self
+                .store
+                .namespace(&format!("plugin/{}", manifest.id), self.limits.kv),
             http: Policy {
                 requested: manifest.host_patterns(),
                 granted: granted.clone(),
@@ -330,7 +337,9 @@ impl Runtime {
                     tracing::info!(%sha256, "plugin loaded from the precompile cache");
                     return Ok(component);
                 }
-                Err(e) => tracing::warn!(%sha256, "stale precompile cache entry, compiling again: {e}"),
+                Err(e) => {
+                    tracing::warn!(%sha256, "stale precompile cache entry, compiling again: {e}")
+                }
             }
         }
         let compiled = self
@@ -350,7 +359,9 @@ impl Runtime {
     fn compatibility_key(&self) -> String {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
 
@@ -403,7 +414,11 @@ impl Runtime {
         let memory_hit = store.data().limiter.hit;
         drop(store);
         let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
-        forward_output(plugin_id, &String::from_utf8_lossy(&stdout.contents()), &stderr);
+        forward_output(
+            plugin_id,
+            &String::from_utf8_lossy(&stdout.contents()),
+            &stderr,
+        );
 
         let error = match outcome {
             Ok(Ok(value)) => return Ok(value),
@@ -411,7 +426,14 @@ impl Runtime {
                 plugin: plugin_id.to_string(),
                 deadline,
             },
-            Ok(Err(e)) => classify(plugin_id, e, memory_hit, self.limits.memory, deadline, &stderr),
+            Ok(Err(e)) => classify(
+                plugin_id,
+                e,
+                memory_hit,
+                self.limits.memory,
+                deadline,
+                &stderr,
+            ),
         };
         self.counters.failed_calls.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(plugin = %plugin_id, "plugin call failed: {error}");

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::{AppState, auth};
 use crate::capabilities::directory::{DirectoryError, Extension};
-use crate::capabilities::pbx::crm::types::{Error as PluginError, ErrorKind};
 use crate::capabilities::integration_export::SettingInput;
+use crate::capabilities::pbx::crm::types::{Error as PluginError, ErrorKind};
 use crate::runtime::inspect::SUPPORTED_APIS;
 use crate::runtime::{CallError, InstallError};
 
@@ -31,7 +31,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/crm/{plugin}/describe", get(crm_describe))
         .route("/crm/{plugin}/status", get(crm_status))
         .route("/crm/{plugin}/callback-url", get(crm_callback_url))
-        .route("/crm/{plugin}/settings", get(crm_settings).put(crm_save_settings))
+        .route(
+            "/crm/{plugin}/settings",
+            get(crm_settings).put(crm_save_settings),
+        )
         .layer(middleware::from_fn_with_state(state, auth::require))
 }
 
@@ -94,8 +97,14 @@ impl From<PluginError> for ApiError {
 impl From<DirectoryError> for ApiError {
     fn from(e: DirectoryError) -> Self {
         match e {
-            DirectoryError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", m),
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", other.to_string()),
+            DirectoryError::Invalid(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", m)
+            }
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                other.to_string(),
+            ),
         }
     }
 }
@@ -130,8 +139,16 @@ async fn install_plugin(State(st): St, body: Bytes) -> Result<Response, ApiError
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     match installed {
         Ok(info) => Ok((StatusCode::CREATED, Json(info)).into_response()),
-        Err(InstallError::Refused(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "refused", e.to_string())),
-        Err(e) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "load-failed", e.to_string())),
+        Err(InstallError::Refused(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "refused",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "load-failed",
+            e.to_string(),
+        )),
     }
 }
 
@@ -144,7 +161,10 @@ async fn put_extension(State(st): St, Json(ext): Json<Extension>) -> Result<Resp
     Ok((StatusCode::CREATED, Json(saved)).into_response())
 }
 
-async fn remove_extension(State(st): St, Path(number): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove_extension(
+    State(st): St,
+    Path(number): Path<String>,
+) -> Result<StatusCode, ApiError> {
     if st.services.directory.remove(&number)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -166,18 +186,28 @@ async fn browser_requests(State(st): St, Query(q): Query<After>) -> Json<serde_j
     Json(json!({ "requests": st.services.browser.since(q.after) }))
 }
 
-async fn crm_describe(State(st): St, Path(plugin): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn crm_describe(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let info = st
         .runtime
-        .call(&plugin, |p, s| Box::pin(p.pbx_crm_integration().call_describe(s)))
+        .call(&plugin, |p, s| {
+            Box::pin(p.pbx_crm_integration().call_describe(s))
+        })
         .await?;
     Ok(Json(json!(info)))
 }
 
-async fn crm_status(State(st): St, Path(plugin): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn crm_status(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let status = st
         .runtime
-        .call(&plugin, |p, s| Box::pin(p.pbx_crm_integration().call_get_status(s)))
+        .call(&plugin, |p, s| {
+            Box::pin(p.pbx_crm_integration().call_get_status(s))
+        })
         .await?;
     Ok(Json(json!(status)))
 }
@@ -186,10 +216,15 @@ async fn crm_callback_url(State(st): St, Path(plugin): Path<String>) -> Json<ser
     Json(json!({ "callback_url": st.config.callback_url(&plugin) }))
 }
 
-async fn crm_settings(State(st): St, Path(plugin): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn crm_settings(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let values = plugin_result(
         st.runtime
-            .call(&plugin, |p, s| Box::pin(p.pbx_crm_integration().call_get_settings(s)))
+            .call(&plugin, |p, s| {
+                Box::pin(p.pbx_crm_integration().call_get_settings(s))
+            })
             .await,
     )?;
     Ok(Json(json!({ "settings": values })))
@@ -208,7 +243,11 @@ async fn crm_save_settings(
     let status = plugin_result(
         st.runtime
             .call(&plugin, move |p, s| {
-                Box::pin(async move { p.pbx_crm_integration().call_save_settings(s, &body.settings).await })
+                Box::pin(async move {
+                    p.pbx_crm_integration()
+                        .call_save_settings(s, &body.settings)
+                        .await
+                })
             })
             .await,
     )?;

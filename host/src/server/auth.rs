@@ -85,11 +85,7 @@ pub fn session_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Middleware: 401 unless authenticated.
-pub async fn require(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if state.auth.allows(request.headers()) {
         next.run(request).await
     } else {

@@ -14,9 +14,9 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::capabilities::Services;
 use crate::capabilities::browser::BrowserRequests;
 use crate::capabilities::directory::Directory;
-use crate::capabilities::Services;
 use crate::config::HostConfig;
 use crate::outbound;
 use crate::runtime::Runtime;
@@ -84,7 +84,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.data_dir)?;
     let http = outbound::Client::new(outbound::ClientConfig {
         extra_roots_pem: config.trust_ca_pem.clone(),
-        limits: config.outbound.clone(),
+        limits: config.outbound,
         user_agent: format!("pbx-host/{}", env!("CARGO_PKG_VERSION")),
     })?;
     let services = Arc::new(Services {

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Form, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 
 use super::AppState;
@@ -80,7 +80,9 @@ async fn login(State(st): St, Form(form): Form<LoginForm>) -> Response {
     if !st.auth.token_matches(form.token.trim()) {
         return page(
             StatusCode::UNAUTHORIZED,
-            login_html(Some("That is not the admin token; copy it from DATA_DIR/admin-token.")),
+            login_html(Some(
+                "That is not the admin token; copy it from DATA_DIR/admin-token.",
+            )),
         );
     }
     let session = st.auth.new_session();
@@ -134,12 +136,17 @@ async fn oauth_callback(
             format!(
                 "{}{}. You can close this page and return to the PBX portal.",
                 status.message,
-                status.account.map(|a| format!(" as {a}")).unwrap_or_default()
+                status
+                    .account
+                    .map(|a| format!(" as {a}"))
+                    .unwrap_or_default()
             ),
         ),
-        Ok(Err(PluginError { message, .. })) => {
-            (StatusCode::BAD_REQUEST, "Authorization failed".to_string(), message)
-        }
+        Ok(Err(PluginError { message, .. })) => (
+            StatusCode::BAD_REQUEST,
+            "Authorization failed".to_string(),
+            message,
+        ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "Authorization failed".to_string(),

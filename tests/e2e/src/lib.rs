@@ -85,14 +85,24 @@ pub async fn install_bytes(client: &AdminClient, bytes: Vec<u8>) -> Result<Value
 
 /// Run one probe command (see tests/fixtures/probe); Ok is the probe's
 /// answer, Err the host's error message.
-pub async fn probe(client: &AdminClient, plugin: &str, command: &str, arg: &str) -> Result<String, String> {
+pub async fn probe(
+    client: &AdminClient,
+    plugin: &str,
+    command: &str,
+    arg: &str,
+) -> Result<String, String> {
     client
         .put(
             &format!("/crm/{plugin}/settings"),
             &json!({"settings": [{"key": command, "value": arg}]}),
         )
         .await
-        .map(|v| v["status"]["message"].as_str().unwrap_or_default().to_string())
+        .map(|v| {
+            v["status"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .map_err(|e| format!("{e:#}"))
 }
 
@@ -142,7 +152,10 @@ impl CountingServer {
         let count = accepted.clone();
         let head = format!(
             "HTTP/1.1 {status}\r\n{}content-length: {body_len}\r\nconnection: close\r\n",
-            headers.iter().map(|h| format!("{h}\r\n")).collect::<String>()
+            headers
+                .iter()
+                .map(|h| format!("{h}\r\n"))
+                .collect::<String>()
         );
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {

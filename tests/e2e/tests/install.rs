@@ -7,10 +7,15 @@ async fn an_unsupported_api_version_is_refused_naming_the_supported_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = start_host(dir.path(), Options::default()).await;
     let api = admin(&host);
-    let err = install(&api, "fixture_future_api").await.expect_err("refused");
+    let err = install(&api, "fixture_future_api")
+        .await
+        .expect_err("refused");
     assert!(err.contains("pbx:crm@9.0.0"), "{err}");
     assert!(err.contains("this host serves pbx:crm@0.1.0"), "{err}");
-    assert!(!err.contains("linker") && !err.contains("import"), "raw linker error: {err}");
+    assert!(
+        !err.contains("linker") && !err.contains("import"),
+        "raw linker error: {err}"
+    );
     let plugins = api.get("/plugins").await.expect("list");
     assert_eq!(plugins["plugins"].as_array().map(Vec::len), Some(0));
     host.shutdown().await;
@@ -21,7 +26,9 @@ async fn files_that_are_not_plugins_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = start_host(dir.path(), Options::default()).await;
     let api = admin(&host);
-    let err = install_bytes(&api, b"MZ\x90\0 not wasm".to_vec()).await.expect_err("refused");
+    let err = install_bytes(&api, b"MZ\x90\0 not wasm".to_vec())
+        .await
+        .expect_err("refused");
     assert!(err.contains("not a WebAssembly component"), "{err}");
     let mut truncated = std::fs::read(component("salesforce_plugin")).expect("read");
     truncated.truncate(truncated.len() / 2);
@@ -37,7 +44,8 @@ fn the_salesforce_plugin_imports_no_files_sockets_or_raw_http() {
     let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
         match payload.expect("a valid component") {
-            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
             wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
             wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
@@ -47,7 +55,10 @@ fn the_salesforce_plugin_imports_no_files_sockets_or_raw_http() {
             _ => {}
         }
     }
-    assert!(imports.iter().any(|i| i.starts_with("pbx:crm/kv-store@")), "{imports:?}");
+    assert!(
+        imports.iter().any(|i| i.starts_with("pbx:crm/kv-store@")),
+        "{imports:?}"
+    );
     for forbidden in ["wasi:filesystem", "wasi:sockets", "wasi:http"] {
         assert!(
             !imports.iter().any(|i| i.starts_with(forbidden)),
@@ -61,7 +72,9 @@ async fn a_second_start_loads_from_the_precompile_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = start_host(dir.path(), Options::default()).await;
     let api = admin(&host);
-    install(&api, "fixture_probe").await.expect("probe installs");
+    install(&api, "fixture_probe")
+        .await
+        .expect("probe installs");
     let first = api.get("/host").await.expect("host info");
     assert_eq!(first["runtime"]["compiled"], 1);
     assert_eq!(first["runtime"]["cache_loads"], 0);
@@ -72,12 +85,18 @@ async fn a_second_start_loads_from_the_precompile_cache() {
     let second = api.get("/host").await.expect("host info");
     assert_eq!(second["runtime"]["compiled"], 0);
     assert_eq!(second["runtime"]["cache_loads"], 1);
-    assert_eq!(probe(&api, "probe", "kv-get", "x").await.as_deref(), Ok("absent"));
+    assert_eq!(
+        probe(&api, "probe", "kv-get", "x").await.as_deref(),
+        Ok("absent")
+    );
     host.shutdown().await;
 
     // A cache entry that no longer loads (another engine, a broken file) is
     // compiled again instead of failing the start.
-    for entry in std::fs::read_dir(dir.path().join("cache")).expect("cache dir").flatten() {
+    for entry in std::fs::read_dir(dir.path().join("cache"))
+        .expect("cache dir")
+        .flatten()
+    {
         std::fs::write(entry.path(), b"stale").expect("spoil the cache");
     }
     let host = start_host(dir.path(), Options::default()).await;
@@ -85,6 +104,9 @@ async fn a_second_start_loads_from_the_precompile_cache() {
     let third = api.get("/host").await.expect("host info");
     assert_eq!(third["runtime"]["compiled"], 1);
     assert_eq!(third["runtime"]["cache_loads"], 0);
-    assert_eq!(probe(&api, "probe", "kv-get", "x").await.as_deref(), Ok("absent"));
+    assert_eq!(
+        probe(&api, "probe", "kv-get", "x").await.as_deref(),
+        Ok("absent")
+    );
     host.shutdown().await;
 }

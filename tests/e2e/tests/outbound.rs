@@ -10,7 +10,10 @@ async fn only_granted_targets_are_reached() {
     let refused = CountingServer::start("200 OK", &[], 5).await;
     let redirector = CountingServer::start(
         "302 Found",
-        &[format!("location: http://127.0.0.1:{}/stolen", refused.port)],
+        &[format!(
+            "location: http://127.0.0.1:{}/stolen",
+            refused.port
+        )],
         0,
     )
     .await;
@@ -27,14 +30,28 @@ async fn only_granted_targets_are_reached() {
     )
     .await;
     let api = admin(&host);
-    install(&api, "fixture_probe").await.expect("probe installs");
+    install(&api, "fixture_probe")
+        .await
+        .expect("probe installs");
 
     // Granted (exactly, so loopback is allowed for it).
-    let ok = probe(&api, "probe", "fetch", &format!("http://127.0.0.1:{}/", granted.port)).await;
+    let ok = probe(
+        &api,
+        "probe",
+        "fetch",
+        &format!("http://127.0.0.1:{}/", granted.port),
+    )
+    .await;
     assert_eq!(ok.as_deref(), Ok("ok 200 5"));
 
     // Requested by the manifest (http://127.0.0.1:*) but not granted.
-    let denied = probe(&api, "probe", "fetch", &format!("http://127.0.0.1:{}/", refused.port)).await;
+    let denied = probe(
+        &api,
+        "probe",
+        "fetch",
+        &format!("http://127.0.0.1:{}/", refused.port),
+    )
+    .await;
     let denied = denied.expect("the call itself succeeds");
     assert!(
         denied.starts_with(&format!("denied http://127.0.0.1:{}", refused.port)),
@@ -42,7 +59,13 @@ async fn only_granted_targets_are_reached() {
     );
 
     // A granted host redirecting to a refused one: the hop is checked again.
-    let hop = probe(&api, "probe", "fetch", &format!("http://127.0.0.1:{}/", redirector.port)).await;
+    let hop = probe(
+        &api,
+        "probe",
+        "fetch",
+        &format!("http://127.0.0.1:{}/", redirector.port),
+    )
+    .await;
     let hop = hop.expect("the call itself succeeds");
     assert!(
         hop.starts_with(&format!("denied http://127.0.0.1:{}", refused.port)),
@@ -50,9 +73,18 @@ async fn only_granted_targets_are_reached() {
     );
 
     // The cloud metadata address, requested by the manifest but never granted.
-    let metadata = probe(&api, "probe", "fetch", "http://169.254.169.254/latest/meta-data/").await;
+    let metadata = probe(
+        &api,
+        "probe",
+        "fetch",
+        "http://169.254.169.254/latest/meta-data/",
+    )
+    .await;
     let metadata = metadata.expect("the call itself succeeds");
-    assert!(metadata.starts_with("denied http://169.254.169.254"), "{metadata}");
+    assert!(
+        metadata.starts_with("denied http://169.254.169.254"),
+        "{metadata}"
+    );
 
     // Nothing ever reached the refused listener.
     assert_eq!(refused.connections_before_now().await, 0);
@@ -75,8 +107,16 @@ async fn an_oversized_response_is_too_large() {
     )
     .await;
     let api = admin(&host);
-    install(&api, "fixture_probe").await.expect("probe installs");
-    let answer = probe(&api, "probe", "fetch", &format!("http://127.0.0.1:{}/", big.port)).await;
+    install(&api, "fixture_probe")
+        .await
+        .expect("probe installs");
+    let answer = probe(
+        &api,
+        "probe",
+        "fetch",
+        &format!("http://127.0.0.1:{}/", big.port),
+    )
+    .await;
     assert_eq!(answer.as_deref(), Ok("too-large 1048576"));
     host.shutdown().await;
 }
