@@ -43,7 +43,9 @@ pub enum PluginError {
         reason: String,
     },
     /// A feature this plugin version does not have yet.
-    #[error("{0} is not available in this version of the Salesforce plugin; install a newer version")]
+    #[error(
+        "{0} is not available in this version of the Salesforce plugin; install a newer version"
+    )]
     Unsupported(&'static str),
 }
 

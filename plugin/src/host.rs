@@ -20,8 +20,10 @@ pub trait Host {
         writes: &[kv_store::Write],
     ) -> Result<(), kv_store::Error>;
     /// http-fetch `fetch`.
-    fn fetch(&self, request: &http_fetch::Request)
-    -> Result<http_fetch::Response, http_fetch::Error>;
+    fn fetch(
+        &self,
+        request: &http_fetch::Request,
+    ) -> Result<http_fetch::Response, http_fetch::Error>;
     /// open-browser `open`.
     fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String>;
     /// directory `list`.
@@ -32,4 +34,7 @@ pub trait Host {
     fn now_ms(&self) -> u64;
     /// Cryptographically secure random bytes (PKCE verifiers, `state`).
     fn random_bytes(&self, len: usize) -> Vec<u8>;
+    /// Block this call for `ms` milliseconds (waiting for another instance's
+    /// token refresh). Behind the trait so tests can drive the clock.
+    fn sleep_ms(&self, ms: u64);
 }

@@ -3,9 +3,15 @@
 //! Everything here only converts; the logic lives in modules that also compile
 //! natively and are unit-tested against a fake host (see `testing`).
 
+#[cfg(test)]
+mod connect_tests;
+pub mod connection;
 pub mod error;
 pub mod host;
+pub mod http;
+pub mod oauth;
 pub mod plugin;
+pub mod salesforce;
 pub mod settings;
 pub mod store;
 #[cfg(test)]
@@ -84,6 +90,11 @@ mod component {
             }
             buf
         }
+        fn sleep_ms(&self, ms: u64) {
+            // On wasip2 this polls wasi:clocks; the host's call deadline
+            // still bounds the whole call.
+            std::thread::sleep(std::time::Duration::from_millis(ms))
+        }
     }
 
     fn plugin() -> Plugin<WitHost> {
@@ -107,7 +118,9 @@ mod component {
         fn begin_authorization(
             callback_url: String,
         ) -> Result<integration::Authorization, integration::Error> {
-            plugin().begin_authorization(&callback_url).map_err(Into::into)
+            plugin()
+                .begin_authorization(&callback_url)
+                .map_err(Into::into)
         }
         fn complete_authorization(
             callback_url: String,

@@ -1,10 +1,11 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
+use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::exports::pbx::crm::calls::{CallEvent, Caller};
 use crate::exports::pbx::crm::integration::{
-    Association, Authorization, ConnectionState, CrmUser, Proposal, SettingInput, SettingValue,
-    Status, SyncProgress, UserList,
+    Association, Authorization, CrmUser, Proposal, SettingInput, SettingValue, Status,
+    SyncProgress, UserList,
 };
 use crate::host::Host;
 use crate::pbx::crm::log::Level;
@@ -36,7 +37,13 @@ impl<H: Host> Plugin<H> {
         Ok(self.settings()?.values())
     }
 
-    /// Validate and store the settings in one atomic write.
+    fn connector(&self) -> Connector<'_, H> {
+        Connector::new(&self.host)
+    }
+
+    /// Validate and store the settings in one atomic write. A new Consumer
+    /// Key or login host ends the connection in the same write: the old
+    /// tokens belong to another app or org.
     pub fn save_settings(&self, inputs: &[SettingInput]) -> Result<Status, PluginError> {
         let stored: Option<Settings> = self.store().get(keys::SETTINGS)?;
         let next = stored.clone().unwrap_or_default().apply(inputs)?;
@@ -44,6 +51,7 @@ impl<H: Host> Plugin<H> {
         let batch = Batch::new()
             .expect(keys::SETTINGS, stored.as_ref())?
             .set(keys::SETTINGS, &next)?;
+        let batch = Connector::<H>::on_settings_change(stored.as_ref(), &next, batch);
         self.store().commit(batch)?;
         self.host.log(Level::Info, "Salesforce settings saved");
         Ok(self.status())
@@ -51,45 +59,28 @@ impl<H: Host> Plugin<H> {
 
     /// The current status.
     pub fn status(&self) -> Status {
-        match self.settings() {
-            Ok(settings) if settings.is_complete() => Status {
-                state: ConnectionState::Configured,
-                account: None,
-                message: "Configured: authorize the connection to Salesforce".into(),
-                problem: None,
-            },
-            Ok(_) => Status {
-                state: ConnectionState::NotConfigured,
-                account: None,
-                message: "Not configured: enter the Consumer Key and Consumer Secret of your Salesforce app".into(),
-                problem: None,
-            },
-            Err(e) => Status {
-                state: ConnectionState::NotConfigured,
-                account: None,
-                message: "The stored settings cannot be read; save them again".into(),
-                problem: Some(e.to_string()),
-            },
-        }
+        self.connector().status()
     }
 
-    /// Start an authorization (the connect feature).
-    pub fn begin_authorization(&self, _callback_url: &str) -> Result<Authorization, PluginError> {
-        Err(PluginError::Unsupported("authorization"))
+    /// Start an authorization: remember the attempt, open Salesforce's
+    /// consent page for the administrator, and return its URL.
+    pub fn begin_authorization(&self, callback_url: &str) -> Result<Authorization, PluginError> {
+        self.connector().begin(callback_url)
     }
 
-    /// Finish an authorization (the connect feature).
+    /// Finish an authorization with the callback's raw query string.
     pub fn complete_authorization(
         &self,
-        _callback_url: &str,
-        _query: &str,
+        callback_url: &str,
+        query: &str,
     ) -> Result<Status, PluginError> {
-        Err(PluginError::Unsupported("authorization"))
+        self.connector().complete(callback_url, query)
     }
 
-    /// Disconnect (the connect feature).
+    /// Revoke the session and forget the tokens; keep settings and
+    /// associations.
     pub fn disconnect(&self) -> Result<Status, PluginError> {
-        Err(PluginError::Unsupported("disconnect"))
+        self.connector().disconnect()
     }
 
     /// One step of a user sync (the association feature).
@@ -155,6 +146,7 @@ impl<H: Host> Plugin<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exports::pbx::crm::integration::ConnectionState;
     use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
     use crate::testing::FakeHost;
 
@@ -172,7 +164,10 @@ mod tests {
         assert_eq!(plugin.status().state, ConnectionState::NotConfigured);
 
         let status = plugin
-            .save_settings(&[input(CONSUMER_KEY, "3MVG9key"), input(CONSUMER_SECRET, "s3cret")])
+            .save_settings(&[
+                input(CONSUMER_KEY, "3MVG9key"),
+                input(CONSUMER_SECRET, "s3cret"),
+            ])
             .map_err(|e| e.to_string());
         assert_eq!(status.map(|s| s.state), Ok(ConnectionState::Configured));
 
@@ -205,7 +200,10 @@ mod tests {
         // Someone saved between our read and our write: simulate by a host
         // whose store changes right before the batch.
         host.before_next_batch(|kv| {
-            kv.insert(keys::SETTINGS.into(), br#"{"consumer_key":"other"}"#.to_vec());
+            kv.insert(
+                keys::SETTINGS.into(),
+                br#"{"consumer_key":"other"}"#.to_vec(),
+            );
         });
         let err = plugin.save_settings(&[input(CONSUMER_KEY, "mine")]);
         assert!(matches!(err, Err(PluginError::Conflict(_))), "{err:?}");
@@ -216,7 +214,10 @@ mod tests {
     #[test]
     fn features_of_later_versions_say_so() {
         let host = FakeHost::default();
-        let err = Plugin::new(&host).sync_users(None).err().map(|e| e.to_string());
+        let err = Plugin::new(&host)
+            .sync_users(None)
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("install a newer version")));
     }
 }

@@ -75,7 +75,10 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("consumer_key", &self.consumer_key)
-            .field("consumer_secret", &self.consumer_secret.as_ref().map(|_| "***"))
+            .field(
+                "consumer_secret",
+                &self.consumer_secret.as_ref().map(|_| "***"),
+            )
             .field("login_host", &self.login_host)
             .field("my_domain_url", &self.my_domain_url)
             .finish()
@@ -123,7 +126,9 @@ impl Settings {
                     }
                 }
                 MY_DOMAIN_URL => {
-                    next.my_domain_url = nonempty(value).map(|v| normalize_my_domain(&v)).transpose()?
+                    next.my_domain_url = nonempty(value)
+                        .map(|v| normalize_my_domain(&v))
+                        .transpose()?
                 }
                 other => {
                     return Err(PluginError::InvalidInput(format!(
@@ -287,7 +292,10 @@ mod tests {
     fn my_domain_urls_are_reduced_to_the_login_origin() {
         let cases = [
             ("acme.my.salesforce.com", "https://acme.my.salesforce.com"),
-            ("https://ACME.my.salesforce.com/", "https://acme.my.salesforce.com"),
+            (
+                "https://ACME.my.salesforce.com/",
+                "https://acme.my.salesforce.com",
+            ),
             (
                 "https://acme--uat.sandbox.my.salesforce.com/home",
                 "https://acme--uat.sandbox.my.salesforce.com",
@@ -299,15 +307,29 @@ mod tests {
             ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
         ];
         for (given, want) in cases {
-            assert_eq!(normalize_my_domain(given).ok().as_deref(), Some(want), "{given}");
+            assert_eq!(
+                normalize_my_domain(given).ok().as_deref(),
+                Some(want),
+                "{given}"
+            );
         }
     }
 
     #[test]
     fn bad_my_domain_urls_name_the_fix() {
-        for bad in ["http://acme.my.salesforce.com", "https://user:pw@acme.my.salesforce.com", "https://"] {
-            let err = normalize_my_domain(bad).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(err.contains("e.g. https://yourcompany.my.salesforce.com"), "{bad}: {err}");
+        for bad in [
+            "http://acme.my.salesforce.com",
+            "https://user:pw@acme.my.salesforce.com",
+            "https://",
+        ] {
+            let err = normalize_my_domain(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("e.g. https://yourcompany.my.salesforce.com"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -338,15 +360,41 @@ mod tests {
             ..Settings::default()
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
-        let secret = settings.values().into_iter().find(|v| v.key == CONSUMER_SECRET);
-        assert!(matches!(secret, Some(SettingValue { value: None, is_set: true, .. })));
+        let secret = settings
+            .values()
+            .into_iter()
+            .find(|v| v.key == CONSUMER_SECRET);
+        assert!(matches!(
+            secret,
+            Some(SettingValue {
+                value: None,
+                is_set: true,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn unknown_settings_and_login_hosts_are_refused() {
-        assert!(Settings::default().apply(&[input("colour", "red")]).is_err());
-        assert!(Settings::default().apply(&[input(LOGIN_HOST, "staging")]).is_err());
-        assert!(Settings::default().apply(&[input(LOGIN_HOST, "my-domain")]).is_err());
-        assert!(Settings::default().apply(&[input(CONSUMER_KEY, "two words")]).is_err());
+        assert!(
+            Settings::default()
+                .apply(&[input("colour", "red")])
+                .is_err()
+        );
+        assert!(
+            Settings::default()
+                .apply(&[input(LOGIN_HOST, "staging")])
+                .is_err()
+        );
+        assert!(
+            Settings::default()
+                .apply(&[input(LOGIN_HOST, "my-domain")])
+                .is_err()
+        );
+        assert!(
+            Settings::default()
+                .apply(&[input(CONSUMER_KEY, "two words")])
+                .is_err()
+        );
     }
 }

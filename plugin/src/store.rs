@@ -12,6 +12,21 @@ use crate::pbx::crm::kv_store::{Entry, Precondition, Write};
 pub mod keys {
     /// The administrator's settings (`settings::Settings`).
     pub const SETTINGS: &str = "settings";
+    /// The connection's state and account (`connection::ConnectionRecord`).
+    pub const CONNECTION: &str = "connection";
+    /// The OAuth tokens (`connection::Tokens`); absent when not connected.
+    pub const TOKENS: &str = "auth/tokens";
+    /// The lease of the one instance refreshing the session (`salesforce::Lease`).
+    pub const REFRESH_LEASE: &str = "auth/refresh-lease";
+    /// Prefix of pending authorization attempts (`oauth::Attempt`), keyed by `state`.
+    pub const ATTEMPT_PREFIX: &str = "auth/attempt/";
+    /// The back-off after rate limits and server errors (`salesforce::Backoff`).
+    pub const BACKOFF: &str = "api/backoff";
+
+    /// The key of the authorization attempt with `state`.
+    pub fn attempt(state: &str) -> String {
+        format!("{ATTEMPT_PREFIX}{state}")
+    }
 }
 
 /// Typed access to the plugin's kv-store.
@@ -29,8 +44,32 @@ impl<'h, H: Host> Store<'h, H> {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
         match self.host.kv_get(key)? {
             None => Ok(None),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| PluginError::Corrupt {
+                        key: key.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// The raw bytes under `key`, for compare-and-swap preconditions that
+    /// must match the stored value byte for byte.
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, PluginError> {
+        Ok(self.host.kv_get(key)?)
+    }
+
+    /// The value under `key` together with its raw bytes (see `get_raw`).
+    pub fn get_with_raw<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, Vec<u8>)>, PluginError> {
+        match self.host.kv_get(key)? {
+            None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
+                .map(|value| Some((value, bytes)))
                 .map_err(|e| PluginError::Corrupt {
                     key: key.to_string(),
                     reason: e.to_string(),
@@ -103,8 +142,20 @@ impl Batch {
         });
         Ok(self)
     }
+
+    /// Commit only if `key` still holds exactly the bytes `expected`
+    /// (`None`: is absent). Use it with bytes read by `Store::get_raw`, so a
+    /// value that re-encodes differently cannot make a precondition fail.
+    pub fn expect_raw(mut self, key: &str, expected: Option<Vec<u8>>) -> Self {
+        self.preconditions.push(Precondition {
+            key: key.to_string(),
+            expected,
+        });
+        self
+    }
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PluginError> {
+/// The JSON encoding the store uses, for building raw preconditions.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PluginError> {
     serde_json::to_vec(value).map_err(|e| PluginError::Store(format!("cannot encode a value: {e}")))
 }

@@ -1,83 +1,220 @@
 //! A fake host for native unit tests: an in-memory kv-store with the same
-//! batch semantics as the real one, and recorders for the other host calls.
+//! batch semantics as the real one, a scriptable HTTP side, a controllable
+//! clock, and recorders for the other host calls. It is `Sync`, so several
+//! plugin instances on several threads can share one (as concurrent calls
+//! share the real host's store).
+//!
+//! Also a small fake Salesforce (token, revoke, identity and REST endpoints)
+//! to script the HTTP side with.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::host::Host;
-use crate::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
+use crate::pbx::crm::http_fetch::{self, Method};
+use crate::pbx::crm::{directory, kv_store, log, open_browser};
 
-type Hook = Box<dyn FnOnce(&mut BTreeMap<String, Vec<u8>>)>;
+type Hook = Box<dyn FnOnce(&mut BTreeMap<String, Vec<u8>>) + Send>;
+type FetchHandler =
+    dyn Fn(&http_fetch::Request) -> Result<http_fetch::Response, http_fetch::Error> + Send + Sync;
+
+/// Lock, ignoring poisoning (a panicking test thread must not hide the
+/// original failure behind a PoisonError).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One request the plugin sent.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn form(&self) -> BTreeMap<String, String> {
+        url::form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
 
 #[derive(Default)]
 pub struct FakeHost {
-    kv: RefCell<BTreeMap<String, Vec<u8>>>,
-    logs: RefCell<Vec<String>>,
-    opened: RefCell<Vec<String>>,
-    extensions: RefCell<Vec<directory::Extension>>,
-    before_batch: RefCell<Option<Hook>>,
-    now_ms: RefCell<u64>,
+    kv: Mutex<BTreeMap<String, Vec<u8>>>,
+    logs: Mutex<Vec<String>>,
+    opened: Mutex<Vec<String>>,
+    extensions: Mutex<Vec<directory::Extension>>,
+    /// Hooks for the coming batches, in order (`None`: no hook for that one).
+    before_batch: Mutex<VecDeque<Option<Hook>>>,
+    batches: Mutex<Vec<Vec<String>>>,
+    now_ms: AtomicU64,
+    random_calls: AtomicU64,
+    fetch: Mutex<Option<Arc<FetchHandler>>>,
+    requests: Mutex<Vec<Recorded>>,
+    browser_fails: AtomicBool,
+    real_sleep: AtomicBool,
+    sleeps: AtomicU32,
 }
 
+#[allow(dead_code)]
 impl FakeHost {
     pub fn kv_keys(&self) -> Vec<String> {
-        self.kv.borrow().keys().cloned().collect()
+        lock(&self.kv).keys().cloned().collect()
     }
 
     pub fn kv_dump(&self) -> String {
-        self.kv
-            .borrow()
+        lock(&self.kv)
             .iter()
             .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
             .collect::<Vec<_>>()
             .join("\n")
     }
 
-    pub fn logs(&self) -> Vec<String> {
-        self.logs.borrow().clone()
+    /// The value under `key` as text.
+    pub fn kv_text(&self, key: &str) -> Option<String> {
+        lock(&self.kv)
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
-    #[allow(dead_code)]
+    /// The value under `key` as JSON.
+    pub fn kv_json(&self, key: &str) -> Option<serde_json::Value> {
+        lock(&self.kv)
+            .get(key)
+            .and_then(|v| serde_json::from_slice(v).ok())
+    }
+
+    /// Put a raw value.
+    pub fn kv_put(&self, key: &str, value: &str) {
+        lock(&self.kv).insert(key.into(), value.as_bytes().to_vec());
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        lock(&self.logs).clone()
+    }
+
     pub fn opened(&self) -> Vec<String> {
-        self.opened.borrow().clone()
+        lock(&self.opened).clone()
+    }
+
+    /// Make `open_browser` fail.
+    pub fn fail_browser(&self) {
+        self.browser_fails.store(true, Ordering::SeqCst);
     }
 
     /// Run `hook` on the store right before the next batch commits, to play a
     /// concurrent writer.
-    pub fn before_next_batch(&self, hook: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) + 'static) {
-        *self.before_batch.borrow_mut() = Some(Box::new(hook));
+    pub fn before_next_batch(
+        &self,
+        hook: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) + Send + 'static,
+    ) {
+        self.before_batch_after(0, hook);
     }
 
-    #[allow(dead_code)]
+    /// Like `before_next_batch`, but for the batch after `skip` others.
+    pub fn before_batch_after(
+        &self,
+        skip: usize,
+        hook: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) + Send + 'static,
+    ) {
+        let mut queue = lock(&self.before_batch);
+        queue.clear();
+        queue.extend((0..skip).map(|_| None));
+        queue.push_back(Some(Box::new(hook)));
+    }
+
+    /// The keys each committed batch wrote (set or deleted), in order.
+    pub fn batches(&self) -> Vec<Vec<String>> {
+        lock(&self.batches).clone()
+    }
+
     pub fn set_extensions(&self, extensions: Vec<directory::Extension>) {
-        *self.extensions.borrow_mut() = extensions;
+        *lock(&self.extensions) = extensions;
     }
 
-    #[allow(dead_code)]
-    pub fn advance_ms(&self, ms: u64) {
-        *self.now_ms.borrow_mut() += ms;
+    pub fn set_now_ms(&self, ms: u64) {
+        self.now_ms.store(ms, Ordering::SeqCst);
     }
+
+    pub fn advance_ms(&self, ms: u64) {
+        self.now_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Answer fetches with `handler` (every request is recorded first).
+    pub fn on_fetch(
+        &self,
+        handler: impl Fn(&http_fetch::Request) -> Result<http_fetch::Response, http_fetch::Error>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        *lock(&self.fetch) = Some(Arc::new(handler));
+    }
+
+    /// Every request sent so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.requests).clone()
+    }
+
+    /// Forget the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.requests).clear();
+    }
+
+    /// `sleep_ms` really sleeps (for tests with threads) instead of moving
+    /// the fake clock.
+    pub fn use_real_sleep(&self) {
+        self.real_sleep.store(true, Ordering::SeqCst);
+    }
+
+    /// How often `sleep_ms` was called.
+    pub fn sleeps(&self) -> u32 {
+        self.sleeps.load(Ordering::SeqCst)
+    }
+}
+
+/// splitmix64: distinct, reproducible "random" bytes per call.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Host for FakeHost {
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, kv_store::Error> {
-        Ok(self.kv.borrow().get(key).cloned())
+        Ok(lock(&self.kv).get(key).cloned())
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), kv_store::Error> {
-        self.kv.borrow_mut().insert(key.into(), value.to_vec());
+        lock(&self.kv).insert(key.into(), value.to_vec());
         Ok(())
     }
 
     fn kv_delete(&self, key: &str) -> Result<(), kv_store::Error> {
-        self.kv.borrow_mut().remove(key);
+        lock(&self.kv).remove(key);
         Ok(())
     }
 
     fn kv_list(&self, prefix: &str) -> Result<Vec<String>, kv_store::Error> {
-        Ok(self
-            .kv
-            .borrow()
+        Ok(lock(&self.kv)
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
@@ -89,25 +226,31 @@ impl Host for FakeHost {
         preconditions: &[kv_store::Precondition],
         writes: &[kv_store::Write],
     ) -> Result<(), kv_store::Error> {
-        if let Some(hook) = self.before_batch.borrow_mut().take() {
-            hook(&mut self.kv.borrow_mut());
+        let hook = lock(&self.before_batch).pop_front().flatten();
+        // One lock for check and writes: the batch is one transaction.
+        let mut kv = lock(&self.kv);
+        if let Some(hook) = hook {
+            hook(&mut kv);
         }
-        let mut kv = self.kv.borrow_mut();
         for p in preconditions {
             if kv.get(&p.key) != p.expected.as_ref() {
                 return Err(kv_store::Error::Conflict(p.key.clone()));
             }
         }
+        let mut written = Vec::new();
         for w in writes {
             match w {
                 kv_store::Write::Set(e) => {
                     kv.insert(e.key.clone(), e.value.clone());
+                    written.push(e.key.clone());
                 }
                 kv_store::Write::Delete(k) => {
                     kv.remove(k);
+                    written.push(k.clone());
                 }
             }
         }
+        lock(&self.batches).push(written);
         Ok(())
     }
 
@@ -115,31 +258,69 @@ impl Host for FakeHost {
         &self,
         request: &http_fetch::Request,
     ) -> Result<http_fetch::Response, http_fetch::Error> {
-        Err(http_fetch::Error::Unreachable(format!(
-            "the fake host has no network ({})",
-            request.url
-        )))
+        lock(&self.requests).push(Recorded {
+            method: request.method,
+            url: request.url.clone(),
+            headers: request
+                .headers
+                .iter()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            body: request
+                .body
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default(),
+        });
+        // Call the handler without holding the lock: it may be slow, and
+        // other threads fetch meanwhile.
+        let handler = lock(&self.fetch).clone();
+        match handler {
+            Some(handler) => handler(request),
+            None => Err(http_fetch::Error::Unreachable(format!(
+                "the fake host has no network ({})",
+                request.url
+            ))),
+        }
     }
 
     fn open_browser(&self, url: &str, _audience: &open_browser::Audience) -> Result<(), String> {
-        self.opened.borrow_mut().push(url.into());
+        if self.browser_fails.load(Ordering::SeqCst) {
+            return Err("no browser is attached".into());
+        }
+        lock(&self.opened).push(url.into());
         Ok(())
     }
 
     fn extensions(&self) -> Vec<directory::Extension> {
-        self.extensions.borrow().clone()
+        lock(&self.extensions).clone()
     }
 
     fn log(&self, _level: log::Level, message: &str) {
-        self.logs.borrow_mut().push(message.into());
+        lock(&self.logs).push(message.into());
     }
 
     fn now_ms(&self) -> u64 {
-        *self.now_ms.borrow()
+        self.now_ms.load(Ordering::SeqCst)
     }
 
     fn random_bytes(&self, len: usize) -> Vec<u8> {
-        (0..len).map(|i| i as u8).collect()
+        let mut state = self.random_calls.fetch_add(1, Ordering::SeqCst);
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            out.extend_from_slice(&splitmix(&mut state).to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn sleep_ms(&self, ms: u64) {
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
+        if self.real_sleep.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        } else {
+            self.advance_ms(ms);
+        }
     }
 }
 
@@ -183,5 +364,344 @@ impl<H: Host> Host for &H {
     }
     fn random_bytes(&self, len: usize) -> Vec<u8> {
         (**self).random_bytes(len)
+    }
+    fn sleep_ms(&self, ms: u64) {
+        (**self).sleep_ms(ms)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A fake Salesforce
+
+/// The fake's login host.
+pub const LOGIN: &str = "https://login.salesforce.com";
+/// The fake's instance.
+pub const INSTANCE: &str = "https://acme.my.salesforce.com";
+/// The fake org's id.
+pub const ORG: &str = "00D000000000001AAA";
+/// The authorizing user's id.
+pub const USER: &str = "005000000000001AAA";
+/// The authorizing user's login.
+pub const USERNAME: &str = "admin@example.org";
+/// The app's Consumer Key.
+pub const KEY: &str = "3MVG9fakeConsumerKey";
+/// The app's Consumer Secret.
+pub const SECRET: &str = "s3cr3t-consumer-XYZ";
+/// The PBX's callback URL.
+pub const CALLBACK: &str = "https://pbx.example.org/crm/salesforce/oauth/callback";
+
+/// A scripted answer: status and body.
+pub type Canned = (u16, String);
+
+#[derive(Default)]
+struct SfState {
+    /// code -> (challenge, redirect_uri)
+    codes: BTreeMap<String, (String, String)>,
+    access: BTreeSet<String>,
+    refresh: BTreeSet<String>,
+    counter: u64,
+    /// Issue a new refresh token on every refresh (and kill the old one).
+    rotate: bool,
+    /// Issue no refresh token (the app's scopes lack refresh_token).
+    no_refresh: bool,
+    /// Sign answers with a wrong secret.
+    bad_signature: bool,
+    /// The callback URL configured in the app.
+    callback: String,
+    /// Answers for the REST endpoints, used before the default ones.
+    rest_script: VecDeque<Canned>,
+    /// Real delay of the token endpoint, ms.
+    token_delay_ms: u64,
+    code_grants: u32,
+    refresh_grants: u32,
+    revoked: Vec<String>,
+    issued_access: Vec<String>,
+    issued_refresh: Vec<String>,
+    issued_codes: Vec<String>,
+}
+
+/// A small Salesforce: token (authorization_code, refresh_token), revoke,
+/// identity and REST (`/services/data/v67.0/...`) endpoints.
+pub struct FakeSalesforce {
+    state: Mutex<SfState>,
+}
+
+fn response(status: u16, body: &str) -> http_fetch::Response {
+    http_fetch::Response {
+        status,
+        headers: vec![http_fetch::Header {
+            name: "content-type".into(),
+            value: "application/json".into(),
+        }],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn oauth_error(error: &str, description: &str) -> http_fetch::Response {
+    response(
+        400,
+        &serde_json::json!({"error": error, "error_description": description}).to_string(),
+    )
+}
+
+/// base64(HMAC-SHA256(secret, id + issued_at)), as Salesforce signs.
+pub fn sign(secret: &str, id: &str, issued_at: &str) -> String {
+    match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(id.as_bytes());
+            mac.update(issued_at.as_bytes());
+            STANDARD.encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+#[allow(dead_code)]
+impl FakeSalesforce {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(SfState {
+                callback: CALLBACK.into(),
+                ..SfState::default()
+            }),
+        })
+    }
+
+    /// Install this fake as `host`'s network.
+    pub fn serve(self: &Arc<Self>, host: &FakeHost) {
+        let sf = Arc::clone(self);
+        host.on_fetch(move |req| sf.handle(req));
+    }
+
+    /// The administrator clicks Allow on the consent page `authorize_url`:
+    /// returns the callback's query string (`code=...&state=...`).
+    pub fn allow(&self, authorize_url: &str) -> String {
+        let params: BTreeMap<String, String> = url::Url::parse(authorize_url)
+            .map(|u| u.query_pairs().into_owned().collect())
+            .unwrap_or_default();
+        let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+        let mut s = lock(&self.state);
+        s.counter += 1;
+        let code = format!("aPrxCODE{}", s.counter);
+        s.codes
+            .insert(code.clone(), (get("code_challenge"), get("redirect_uri")));
+        s.issued_codes.push(code.clone());
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", &code)
+            .append_pair("state", &get("state"))
+            .finish()
+    }
+
+    pub fn set_rotate(&self, on: bool) {
+        lock(&self.state).rotate = on;
+    }
+    pub fn set_no_refresh(&self, on: bool) {
+        lock(&self.state).no_refresh = on;
+    }
+    pub fn set_bad_signature(&self, on: bool) {
+        lock(&self.state).bad_signature = on;
+    }
+    pub fn set_callback(&self, url: &str) {
+        lock(&self.state).callback = url.into();
+    }
+    pub fn set_token_delay_ms(&self, ms: u64) {
+        lock(&self.state).token_delay_ms = ms;
+    }
+    /// Every access token expires (sessions time out).
+    pub fn expire_sessions(&self) {
+        lock(&self.state).access.clear();
+    }
+    /// Every refresh token dies (revoked in Setup, or a policy).
+    pub fn kill_refresh_tokens(&self) {
+        lock(&self.state).refresh.clear();
+    }
+    /// Answer the next REST requests with these, in order.
+    pub fn script_rest(&self, answers: &[(u16, &str)]) {
+        lock(&self.state)
+            .rest_script
+            .extend(answers.iter().map(|(s, b)| (*s, b.to_string())));
+    }
+    pub fn code_grants(&self) -> u32 {
+        lock(&self.state).code_grants
+    }
+    pub fn refresh_grants(&self) -> u32 {
+        lock(&self.state).refresh_grants
+    }
+    pub fn revoked(&self) -> Vec<String> {
+        lock(&self.state).revoked.clone()
+    }
+    /// Every token the fake ever issued (to search logs for them).
+    pub fn issued(&self) -> Vec<String> {
+        let s = lock(&self.state);
+        s.issued_access
+            .iter()
+            .chain(&s.issued_refresh)
+            .chain(&s.issued_codes)
+            .cloned()
+            .collect()
+    }
+    pub fn refresh_token_is_live(&self, token: &str) -> bool {
+        lock(&self.state).refresh.contains(token)
+    }
+
+    /// The HTTP side.
+    pub fn handle(
+        &self,
+        req: &http_fetch::Request,
+    ) -> Result<http_fetch::Response, http_fetch::Error> {
+        let body = req
+            .body
+            .as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let bearer = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .and_then(|h| h.value.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let url = req.url.as_str();
+        if url == format!("{LOGIN}/services/oauth2/token") {
+            let delay = lock(&self.state).token_delay_ms;
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+            }
+            return Ok(self.token(&form));
+        }
+        if url == format!("{LOGIN}/services/oauth2/revoke") {
+            let token = form.get("token").cloned().unwrap_or_default();
+            let mut s = lock(&self.state);
+            let known = s.refresh.remove(&token) || s.access.remove(&token);
+            s.revoked.push(token);
+            return Ok(if known {
+                response(200, "")
+            } else {
+                oauth_error("invalid_token", "invalid token")
+            });
+        }
+        if url == format!("{LOGIN}/id/{ORG}/{USER}") {
+            let live = bearer.is_some_and(|b| lock(&self.state).access.contains(&b));
+            return Ok(if live {
+                response(
+                    200,
+                    &serde_json::json!({
+                        "id": url, "user_id": USER, "organization_id": ORG,
+                        "username": USERNAME, "display_name": "Ada Admin",
+                        "email": "ada@example.org", "nick_name": null
+                    })
+                    .to_string(),
+                )
+            } else {
+                response(403, "Bad_OAuth_Token")
+            });
+        }
+        if let Some(path) = url.strip_prefix(&format!("{INSTANCE}/services/data/v67.0/")) {
+            let mut s = lock(&self.state);
+            if !bearer.is_some_and(|b| s.access.contains(&b)) {
+                return Ok(response(
+                    401,
+                    r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+                ));
+            }
+            if let Some((status, body)) = s.rest_script.pop_front() {
+                return Ok(response(status, &body));
+            }
+            return Ok(if path.starts_with("query?") {
+                response(
+                    200,
+                    r#"{"totalSize":3,"done":false,"nextRecordsUrl":"/services/data/v67.0/query/01gNEXT-2","records":[{"Id":"1"},{"Id":"2"}]}"#,
+                )
+            } else if path == "query/01gNEXT-2" {
+                response(200, r#"{"totalSize":3,"done":true,"records":[{"Id":"3"}]}"#)
+            } else {
+                response(
+                    200,
+                    &serde_json::json!({"ok": true, "path": path}).to_string(),
+                )
+            });
+        }
+        Err(http_fetch::Error::Unreachable(format!(
+            "the fake Salesforce has no {url}"
+        )))
+    }
+
+    fn token(&self, form: &BTreeMap<String, String>) -> http_fetch::Response {
+        let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+        let mut s = lock(&self.state);
+        if get("client_id") != KEY {
+            return oauth_error("invalid_client_id", "client identifier invalid");
+        }
+        match get("grant_type").as_str() {
+            "authorization_code" => {
+                let Some((challenge, redirect)) = s.codes.get(&get("code")).cloned() else {
+                    return oauth_error("invalid_grant", "invalid authorization code");
+                };
+                if get("client_secret") != SECRET {
+                    return oauth_error("invalid_client", "invalid client credentials");
+                }
+                if get("redirect_uri") != redirect || redirect != s.callback {
+                    return oauth_error(
+                        "redirect_uri_mismatch",
+                        "redirect_uri must match configuration",
+                    );
+                }
+                if crate::oauth::pkce_challenge(&get("code_verifier")) != challenge {
+                    return oauth_error("invalid_grant", "invalid code verifier");
+                }
+                s.codes.remove(&get("code"));
+                s.code_grants += 1;
+                let with_refresh = !s.no_refresh;
+                Self::mint(&mut s, with_refresh)
+            }
+            "refresh_token" => {
+                if get("client_secret") != SECRET {
+                    return oauth_error("invalid_client", "invalid client credentials");
+                }
+                let rt = get("refresh_token");
+                if !s.refresh.contains(&rt) {
+                    return oauth_error("invalid_grant", "expired access/refresh token");
+                }
+                s.refresh_grants += 1;
+                if s.rotate {
+                    s.refresh.remove(&rt);
+                }
+                let rotate = s.rotate;
+                Self::mint(&mut s, rotate)
+            }
+            _ => oauth_error("unsupported_grant_type", "grant type not supported"),
+        }
+    }
+
+    fn mint(s: &mut SfState, with_refresh: bool) -> http_fetch::Response {
+        s.counter += 1;
+        let access = format!("{ORG}!AQ0access{}", s.counter);
+        s.access.insert(access.clone());
+        s.issued_access.push(access.clone());
+        let id = format!("{LOGIN}/id/{ORG}/{USER}");
+        let issued_at = "1700000000000";
+        let secret = if s.bad_signature {
+            "not-the-secret"
+        } else {
+            SECRET
+        };
+        let mut answer = serde_json::json!({
+            "access_token": access,
+            "signature": sign(secret, &id, issued_at),
+            "scope": crate::oauth::SCOPES,
+            "instance_url": INSTANCE,
+            "id": id,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+        });
+        if with_refresh {
+            let refresh = format!("5Aep861refresh{}", s.counter);
+            s.refresh.insert(refresh.clone());
+            s.issued_refresh.push(refresh.clone());
+            answer["refresh_token"] = serde_json::Value::String(refresh);
+        }
+        response(200, &answer.to_string())
     }
 }

@@ -1,0 +1,544 @@
+//! Salesforce's OAuth 2.0 endpoints: the web-server flow with PKCE (consent
+//! URL, code exchange), token refresh, revocation, the signature check and
+//! the identity URL.
+//!
+//! Everything that holds a secret here has a hand-written `Debug` that masks
+//! it, so `{:?}` can never leak one into a log or an error.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::http;
+use crate::pbx::crm::http_fetch::{Error as FetchError, Response};
+
+/// The scopes the administrator gives the app (DESIGN.md, step 2); asking
+/// for exactly these keeps the consent page and the app in agreement.
+pub const SCOPES: &str =
+    "full api web openid id profile email address phone refresh_token offline_access";
+
+/// How long an authorization attempt may take from consent URL to callback.
+pub const ATTEMPT_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// `n` random bytes from the host, base64url without padding.
+pub fn random_token<H: Host>(host: &H, n: usize) -> String {
+    URL_SAFE_NO_PAD.encode(host.random_bytes(n))
+}
+
+/// A new PKCE verifier: 48 random bytes give 64 characters, inside RFC
+/// 7636's 43..=128 range.
+pub fn new_verifier<H: Host>(host: &H) -> String {
+    random_token(host, 48)
+}
+
+/// The S256 challenge of `verifier`: base64url(SHA-256(verifier)), no padding.
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Whether `state` looks like one this plugin made (base64url, bounded), so a
+/// forged one never becomes part of a kv key.
+pub fn plausible_state(state: &str) -> bool {
+    (16..=128).contains(&state.len())
+        && state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The consent page's URL.
+pub fn authorize_url(
+    login_url: &str,
+    client_id: &str,
+    callback_url: &str,
+    state: &str,
+    challenge: &str,
+) -> Result<String, PluginError> {
+    let mut url = Url::parse(&format!("{login_url}/services/oauth2/authorize")).map_err(|e| {
+        PluginError::NotConfigured(format!(
+            "the login host {login_url} is not a valid URL ({e}); correct it in the settings"
+        ))
+    })?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", callback_url)
+        .append_pair("scope", SCOPES)
+        .append_pair("state", state)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256");
+    Ok(url.into())
+}
+
+/// A pending authorization, stored under `auth/attempt/<state>` until its
+/// callback arrives or it expires.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The PKCE verifier (secret until the code is exchanged).
+    pub verifier: String,
+    /// The callback URL the consent page redirects to.
+    pub callback_url: String,
+    /// The login host the attempt started on.
+    pub login_url: String,
+    /// The Consumer Key the attempt started with.
+    pub client_id: String,
+    /// When it started, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When it expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+impl fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attempt")
+            .field("verifier", &"***")
+            .field("callback_url", &self.callback_url)
+            .field("login_url", &self.login_url)
+            .field("client_id", &self.client_id)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+/// Salesforce's answer from the token endpoint. Only `access_token` is
+/// required; the rest is optional so a refresh answer (which may omit
+/// fields) parses with the same type.
+#[derive(Clone, Deserialize)]
+pub struct TokenAnswer {
+    /// The session token.
+    pub access_token: String,
+    /// Present with the refresh_token scope, and on refresh with rotation.
+    pub refresh_token: Option<String>,
+    /// The org's data host.
+    pub instance_url: Option<String>,
+    /// The identity URL.
+    pub id: Option<String>,
+    /// Milliseconds since the Unix epoch, as a string.
+    pub issued_at: Option<String>,
+    /// base64(HMAC-SHA256(consumer secret, id + issued_at)).
+    pub signature: Option<String>,
+    /// Space-separated scopes granted.
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAnswer")
+            .field("access_token", &"***")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .field("instance_url", &self.instance_url)
+            .field("id", &self.id)
+            .field("issued_at", &self.issued_at)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenAnswer {
+    /// `issued_at` as a number, if it is one.
+    pub fn issued_at_ms(&self) -> Option<u64> {
+        self.issued_at
+            .as_deref()
+            .and_then(|s| s.trim().parse().ok())
+    }
+}
+
+/// Whether `signature` is base64(HMAC-SHA256(secret, id + issued_at)),
+/// compared in constant time.
+pub fn signature_matches(secret: &str, id: &str, issued_at: &str, signature: &str) -> bool {
+    let Ok(given) = STANDARD.decode(signature.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(id.as_bytes());
+    mac.update(issued_at.as_bytes());
+    mac.verify_slice(&given).is_ok()
+}
+
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Why a call to the token or revoke endpoint failed.
+#[derive(Debug)]
+pub enum TokenFailure {
+    /// Salesforce answered with an OAuth error (`error`, `error_description`).
+    OAuth {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth error code, e.g. `invalid_grant`.
+        error: String,
+        /// Salesforce's description, sanitized.
+        description: String,
+    },
+    /// The host could not complete the exchange.
+    Fetch(FetchError),
+    /// A server error (5xx).
+    Server {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// An answer that is not the JSON Salesforce sends.
+    Malformed {
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong with it.
+        what: String,
+    },
+}
+
+impl TokenFailure {
+    /// The OAuth error code, if Salesforce sent one.
+    pub fn oauth_error(&self) -> Option<&str> {
+        match self {
+            TokenFailure::OAuth { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Salesforce's `error (description)` for a message.
+    fn quoted(error: &str, description: &str) -> String {
+        if description.is_empty() {
+            error.to_string()
+        } else {
+            format!("{error}: \"{description}\"")
+        }
+    }
+
+    /// The error an administrator sees when the code exchange failed.
+    pub fn for_authorization(&self, callback_url: &str, login_url: &str) -> PluginError {
+        let failed = PluginError::AuthorizationFailed;
+        match self {
+            TokenFailure::OAuth { error, .. } if error == "invalid_client_id" => failed(
+                "Salesforce does not know the Consumer Key (invalid_client_id): copy it again from the app's \"Consumer Key and Secret\" page in Salesforce, click Save and authorize again"
+                    .into(),
+            ),
+            TokenFailure::OAuth { error, .. } if error == "invalid_client" => failed(
+                "Salesforce refused the Consumer Secret (invalid_client): copy the secret again from the app's \"Consumer Key and Secret\" page in Salesforce, enter it, click Save and authorize again"
+                    .into(),
+            ),
+            TokenFailure::OAuth { error, .. } if error == "redirect_uri_mismatch" => failed(format!(
+                "the Callback URL in your Salesforce app must be exactly {callback_url} (Salesforce answered redirect_uri_mismatch): correct it in the app's OAuth settings, wait a few minutes for Salesforce to apply it, then authorize again"
+            )),
+            TokenFailure::OAuth {
+                error, description, ..
+            } if error == "invalid_grant" => failed(format!(
+                "the authorization code expired or was already used (Salesforce: {}): start the authorization again from the PBX portal",
+                Self::quoted(error, description)
+            )),
+            TokenFailure::OAuth {
+                error, description, ..
+            } => failed(format!(
+                "Salesforce refused the authorization ({}): check the app's settings in Salesforce, then start the authorization again from the PBX portal",
+                Self::quoted(error, description)
+            )),
+            other => other.common(login_url, PluginError::AuthorizationFailed),
+        }
+    }
+
+    /// The error for a failed refresh (other than `invalid_grant`, which
+    /// the caller turns into "re-authorization needed").
+    pub fn for_refresh(&self, login_url: &str) -> PluginError {
+        match self {
+            TokenFailure::OAuth { error, .. } if error == "invalid_client_id" => {
+                PluginError::NotConfigured(
+                    "Salesforce no longer knows the Consumer Key (invalid_client_id) while refreshing the session: copy it again from the app's \"Consumer Key and Secret\" page, click Save and authorize again"
+                        .into(),
+                )
+            }
+            TokenFailure::OAuth { error, .. } if error == "invalid_client" => {
+                PluginError::NotConfigured(
+                    "Salesforce refused the Consumer Secret (invalid_client) while refreshing the session: enter the app's current secret in the settings and click Save"
+                        .into(),
+                )
+            }
+            TokenFailure::OAuth {
+                error, description, ..
+            } => PluginError::NotConnected(format!(
+                "Salesforce refused to refresh the session ({}): authorize again from the PBX portal",
+                Self::quoted(error, description)
+            )),
+            other => other.common(login_url, PluginError::NotConfigured),
+        }
+    }
+
+    /// One line for the status when a revocation failed.
+    pub fn describe(&self, login_url: &str) -> String {
+        match self {
+            TokenFailure::OAuth {
+                error, description, ..
+            } => Self::quoted(error, description),
+            other => other
+                .common(login_url, PluginError::NotConfigured)
+                .to_string(),
+        }
+    }
+
+    fn common(&self, login_url: &str, denied: fn(String) -> PluginError) -> PluginError {
+        match self {
+            TokenFailure::Fetch(e) => http::fetch_failure(e, login_url, denied),
+            TokenFailure::Server { status } => PluginError::CrmUnavailable(format!(
+                "Salesforce at {login_url} answered with a server error (HTTP {status}); try again in a few minutes"
+            )),
+            TokenFailure::Malformed { status, what } => PluginError::CrmUnavailable(format!(
+                "Salesforce at {login_url} gave an answer the plugin cannot read (HTTP {status}, {what}): check that the login host is a Salesforce login URL"
+            )),
+            TokenFailure::OAuth {
+                error, description, ..
+            } => PluginError::CrmUnavailable(format!(
+                "Salesforce refused the request ({})",
+                Self::quoted(error, description)
+            )),
+        }
+    }
+}
+
+/// The token and revoke endpoints of one login host, with the app's
+/// credentials.
+pub struct OAuthClient<'h, H: Host> {
+    host: &'h H,
+    login_url: String,
+    client_id: String,
+    client_secret: String,
+}
+
+impl<H: Host> fmt::Debug for OAuthClient<'_, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("login_url", &self.login_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'h, H: Host> OAuthClient<'h, H> {
+    /// A client for `login_url` (an origin without a trailing slash).
+    pub fn new(host: &'h H, login_url: &str, client_id: &str, client_secret: &str) -> Self {
+        Self {
+            host,
+            login_url: login_url.trim_end_matches('/').to_string(),
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+        }
+    }
+
+    /// The login host this client talks to.
+    pub fn login_url(&self) -> &str {
+        &self.login_url
+    }
+
+    /// Exchange an authorization code (with its PKCE verifier) for tokens.
+    pub fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<TokenAnswer, TokenFailure> {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", &self.client_id),
+            ("client_secret", &self.client_secret),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ])
+    }
+
+    /// Get a new access token with a refresh token.
+    pub fn refresh(&self, refresh_token: &str) -> Result<TokenAnswer, TokenFailure> {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", &self.client_id),
+            ("client_secret", &self.client_secret),
+        ])
+    }
+
+    /// Revoke a refresh or access token.
+    pub fn revoke(&self, token: &str) -> Result<(), TokenFailure> {
+        let url = format!("{}/services/oauth2/revoke", self.login_url);
+        let response = self
+            .host
+            .fetch(&http::post_form(&url, &[("token", token)]))
+            .map_err(TokenFailure::Fetch)?;
+        match response.status {
+            200..=299 => Ok(()),
+            _ => Err(failure(&response)),
+        }
+    }
+
+    /// Whether the answer's signature proves it came from Salesforce for
+    /// this app: base64(HMAC-SHA256(secret, id + issued_at)).
+    pub fn signed(&self, answer: &TokenAnswer) -> bool {
+        match (&answer.id, &answer.issued_at, &answer.signature) {
+            (Some(id), Some(issued_at), Some(signature)) => {
+                signature_matches(&self.client_secret, id, issued_at, signature)
+            }
+            _ => false,
+        }
+    }
+
+    fn token(&self, form: &[(&str, &str)]) -> Result<TokenAnswer, TokenFailure> {
+        let url = format!("{}/services/oauth2/token", self.login_url);
+        let response = self
+            .host
+            .fetch(&http::post_form(&url, form))
+            .map_err(TokenFailure::Fetch)?;
+        if !(200..=299).contains(&response.status) {
+            return Err(failure(&response));
+        }
+        serde_json::from_slice::<TokenAnswer>(&response.body).map_err(|e| TokenFailure::Malformed {
+            status: response.status,
+            // serde's message names the field, never the token values.
+            what: if e.is_data() {
+                "no access_token in it".to_string()
+            } else {
+                "not JSON".to_string()
+            },
+        })
+    }
+}
+
+/// A non-2xx answer of an OAuth endpoint.
+fn failure(response: &Response) -> TokenFailure {
+    if response.status >= 500 {
+        return TokenFailure::Server {
+            status: response.status,
+        };
+    }
+    match serde_json::from_slice::<OAuthErrorBody>(&response.body) {
+        Ok(body) => TokenFailure::OAuth {
+            status: response.status,
+            error: http::sanitize(&body.error),
+            description: http::sanitize(body.error_description.as_deref().unwrap_or("")),
+        },
+        Err(_) => TokenFailure::Malformed {
+            status: response.status,
+            what: "not an OAuth error".to_string(),
+        },
+    }
+}
+
+/// Who authorized: the identity URL's answer. Every field is optional so an
+/// org that hides one still connects.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Identity {
+    /// The user's id (005...).
+    pub user_id: Option<String>,
+    /// The org's id (00D...).
+    pub organization_id: Option<String>,
+    /// The login name.
+    pub username: Option<String>,
+    /// The full name.
+    pub display_name: Option<String>,
+    /// The e-mail address.
+    pub email: Option<String>,
+}
+
+/// Read the identity URL with the new access token.
+pub fn identity<H: Host>(
+    host: &H,
+    id_url: &str,
+    access_token: &str,
+) -> Result<Identity, PluginError> {
+    let origin = http::origin(id_url);
+    let response = host
+        .fetch(&http::get(id_url, Some(access_token)))
+        .map_err(|e| http::fetch_failure(&e, &origin, PluginError::AuthorizationFailed))?;
+    match response.status {
+        200..=299 => serde_json::from_slice::<Identity>(&response.body).map_err(|_| {
+            PluginError::CrmUnavailable(format!(
+                "Salesforce at {origin} answered the identity request with something other than JSON; try again in a few minutes"
+            ))
+        }),
+        status if status >= 500 => Err(PluginError::CrmUnavailable(format!(
+            "Salesforce at {origin} answered the identity request with a server error (HTTP {status}); try again in a few minutes"
+        ))),
+        status => Err(PluginError::AuthorizationFailed(format!(
+            "Salesforce refused to say who authorized (HTTP {status} from the identity URL): check that the app's scopes include \"id\" and start the authorization again from the PBX portal"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn signatures_are_checked_against_the_secret() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").ok();
+        if let Some(m) = mac.as_mut() {
+            m.update(b"https://x/id/1/2");
+            m.update(b"1700000000000");
+        }
+        let sig = mac
+            .map(|m| STANDARD.encode(m.finalize().into_bytes()))
+            .unwrap_or_default();
+        assert!(signature_matches(
+            "secret",
+            "https://x/id/1/2",
+            "1700000000000",
+            &sig
+        ));
+        assert!(!signature_matches(
+            "other",
+            "https://x/id/1/2",
+            "1700000000000",
+            &sig
+        ));
+        assert!(!signature_matches(
+            "secret",
+            "https://x/id/1/2",
+            "1700000000001",
+            &sig
+        ));
+        assert!(!signature_matches(
+            "secret",
+            "https://x/id/1/2",
+            "1700000000000",
+            "%%%"
+        ));
+    }
+
+    #[test]
+    fn only_plausible_states_become_keys() {
+        assert!(plausible_state(
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+        ));
+        assert!(!plausible_state("../settings"));
+        assert!(!plausible_state("short"));
+        assert!(!plausible_state(&"a".repeat(200)));
+    }
+
+    #[test]
+    fn token_answers_never_show_their_tokens() {
+        let answer: Option<TokenAnswer> = serde_json::from_str(
+            r#"{"access_token":"00Dxx!AQ0secret","refresh_token":"5Aep861secret","id":"https://x/id/1/2"}"#,
+        )
+        .ok();
+        let shown = format!("{answer:?}");
+        assert!(shown.contains("https://x/id/1/2"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}
