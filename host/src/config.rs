@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub memory_mib: Option<usize>,
     /// Largest outbound response in MiB.
     pub max_response_mib: Option<u64>,
+    /// Longest outbound HTTP exchange in milliseconds.
+    pub http_timeout_ms: Option<u64>,
     /// kv-store quota per plugin: keys.
     pub kv_max_keys: Option<u64>,
     /// kv-store quota per plugin: MiB.
@@ -134,6 +136,9 @@ impl HostConfig {
         let mut outbound = outbound::Limits::default();
         if let Some(mib) = file.max_response_mib {
             outbound.max_response_bytes = mib << 20;
+        }
+        if let Some(ms) = file.http_timeout_ms {
+            outbound.max_timeout = Duration::from_millis(ms.max(1));
         }
         let default_region = file.default_region.unwrap_or_else(|| "US".into());
         if default_region.len() != 2 || !default_region.bytes().all(|b| b.is_ascii_uppercase()) {

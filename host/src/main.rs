@@ -103,6 +103,9 @@ struct ServeArgs {
     /// Largest outbound HTTP response in MiB (default 16).
     #[arg(long)]
     max_response_mib: Option<u64>,
+    /// Longest outbound HTTP exchange in milliseconds (default 30000).
+    #[arg(long)]
+    http_timeout_ms: Option<u64>,
     /// Also open administrator pages with xdg-open.
     #[arg(long)]
     system_browser: bool,
@@ -162,6 +165,28 @@ enum CrmCommand {
     },
     /// The Callback URL to enter in the CRM's app.
     CallbackUrl,
+    /// Save the connected app's Consumer Key and Secret (and login host).
+    Configure {
+        /// The Consumer Key.
+        #[arg(long)]
+        consumer_key: String,
+        /// Read the Consumer Secret from standard input (so it is not in the
+        /// shell history or the process list).
+        #[arg(long)]
+        consumer_secret_stdin: bool,
+        /// Login URL: https://login.salesforce.com, https://test.salesforce.com,
+        /// or your My Domain URL.
+        #[arg(long)]
+        login_url: Option<String>,
+    },
+    /// Start the authorization: open the CRM's consent page and wait.
+    Authorize {
+        /// Print the consent page's URL instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Revoke the CRM session and forget the tokens (settings are kept).
+    Disconnect,
 }
 
 #[tokio::main]
@@ -211,6 +236,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     file.deadline_ms = args.deadline_ms.or(file.deadline_ms);
     file.memory_mib = args.memory_mib.or(file.memory_mib);
     file.max_response_mib = args.max_response_mib.or(file.max_response_mib);
+    file.http_timeout_ms = args.http_timeout_ms.or(file.http_timeout_ms);
     file.default_region = args.default_region.or(file.default_region);
     if args.system_browser {
         file.system_browser = Some(true);
@@ -326,8 +352,107 @@ async fn crm(client: AdminClient, plugin: &str, command: CrmCommand) -> anyhow::
             let url = client.get(&format!("/crm/{plugin}/callback-url")).await?;
             println!("{}", url["callback_url"].as_str().unwrap_or("?"));
         }
+        CrmCommand::Configure {
+            consumer_key,
+            consumer_secret_stdin,
+            login_url,
+        } => {
+            let mut settings = vec![json!({"key": "consumer-key", "value": consumer_key})];
+            if consumer_secret_stdin {
+                let mut secret = String::new();
+                std::io::stdin()
+                    .read_line(&mut secret)
+                    .context("cannot read the Consumer Secret from standard input")?;
+                let secret = secret.trim();
+                if secret.is_empty() {
+                    anyhow::bail!(
+                        "standard input held no Consumer Secret; pipe it in, e.g. `printf %s \"$SECRET\" | pbx-host crm configure ...`"
+                    );
+                }
+                settings.push(json!({"key": "consumer-secret", "value": secret}));
+            }
+            if let Some(url) = login_url {
+                settings.push(json!({"key": "login-url", "value": url}));
+            }
+            let saved = client
+                .put(
+                    &format!("/crm/{plugin}/settings"),
+                    &json!({"settings": settings}),
+                )
+                .await?;
+            println!(
+                "Saved. Status: {}",
+                saved["status"]["message"].as_str().unwrap_or("?")
+            );
+        }
+        CrmCommand::Authorize { no_browser } => authorize(&client, plugin, no_browser).await?,
+        CrmCommand::Disconnect => {
+            let status = client
+                .post(&format!("/crm/{plugin}/disconnect"), &json!({}))
+                .await?;
+            println!("Status: {}", status["message"].as_str().unwrap_or("?"));
+            if let Some(problem) = status["problem"].as_str() {
+                println!("Problem: {problem}");
+            }
+        }
     }
     Ok(())
+}
+
+/// Start an authorization; unless `no_browser`, open the consent page and
+/// wait for the callback's outcome.
+async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyhow::Result<()> {
+    let before = client.get(&format!("/crm/{plugin}/status")).await?;
+    let previous = before["last_authorization"]["at_ms"].as_u64();
+    let authorization = client
+        .post(&format!("/crm/{plugin}/authorize"), &json!({}))
+        .await?;
+    let url = authorization["url"]
+        .as_str()
+        .context("the host returned no URL")?;
+    if no_browser {
+        println!("{url}");
+        return Ok(());
+    }
+    let opened = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !opened {
+        eprintln!("Open this page in a browser to authorize:\n{url}");
+    }
+    let expires = authorization["expires_at_ms"].as_u64().unwrap_or(0);
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message("Waiting for the consent in the browser...");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let status = client.get(&format!("/crm/{plugin}/status")).await?;
+        let last = &status["last_authorization"];
+        if last["at_ms"].as_u64().is_some() && last["at_ms"].as_u64() != previous {
+            spinner.finish_and_clear();
+            if last["ok"].as_bool() == Some(true) {
+                println!(
+                    "Authorization succeeded! Status: {}",
+                    status["message"].as_str().unwrap_or("?")
+                );
+                return Ok(());
+            }
+            anyhow::bail!(
+                "{}",
+                last["message"].as_str().unwrap_or("authorization failed")
+            );
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if expires > 0 && now > expires {
+            spinner.finish_and_clear();
+            anyhow::bail!("the authorization attempt expired; run `pbx-host crm authorize` again");
+        }
+    }
 }
 
 fn print_json(value: &Value) {

@@ -18,7 +18,7 @@ use crate::salesforce::{QueryPage, Salesforce, SalesforceError};
 use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET, LOGIN_HOST, MY_DOMAIN_URL, Settings};
 use crate::store::{Store, keys};
 use crate::testing::{
-    CALLBACK, FakeHost, FakeSalesforce, INSTANCE, KEY, LOGIN, ORG, SECRET, USERNAME,
+    CALLBACK, FakeHost, FakeSalesforce, INSTANCE, KEY, LOGIN, ORG, SECRET, USERNAME, oauth_error,
 };
 use crate::{ErrorKind, WitError};
 
@@ -184,9 +184,18 @@ fn a_my_domain_login_host_is_used_for_the_consent_page() {
         input(MY_DOMAIN_URL, "acme--uat.sandbox.my.salesforce.com"),
     ]);
     assert!(saved.is_ok());
+    // That org answers the preflight like any reachable login host.
+    host.on_fetch(|_| Ok(oauth_error("invalid_grant", "invalid authorization code")));
     let url = Plugin::new(&host)
         .begin_authorization(CALLBACK)
         .map(|a| a.url);
+    let preflight = host.all_requests();
+    assert!(
+        preflight.first().is_some_and(
+            |r| r.url == "https://acme--uat.sandbox.my.salesforce.com/services/oauth2/token"
+        ),
+        "the login host is checked first"
+    );
     assert!(
         url.as_deref().is_ok_and(|u| u
             .starts_with("https://acme--uat.sandbox.my.salesforce.com/services/oauth2/authorize?")),
@@ -1315,4 +1324,43 @@ fn no_secret_reaches_logs_errors_statuses_or_debug_output() {
     }
     // Tokens do live in the (encrypted) store, where they belong.
     assert!(host.kv_dump().contains(SECRET));
+}
+
+#[test]
+fn a_wrong_consumer_key_is_found_before_the_browser_opens() {
+    let (host, _sf) = configured();
+    let saved = Plugin::new(&host).save_settings(&[input(CONSUMER_KEY, "3MVG9wrong")]);
+    assert!(saved.is_ok());
+    let before = host.kv_dump();
+    let (kind, message) = err(Plugin::new(&host).begin_authorization(CALLBACK));
+    assert_eq!(kind, ErrorKind::AuthorizationFailed);
+    assert!(
+        message.contains("Consumer Key (invalid_client_id)"),
+        "{message}"
+    );
+    assert_eq!(host.kv_dump(), before, "nothing is stored");
+    assert!(host.opened().is_empty(), "no consent page for a wrong key");
+}
+
+#[test]
+fn a_login_host_the_pbx_may_not_reach_is_found_before_the_browser_opens() {
+    let (host, _sf) = configured();
+    host.on_fetch(|req| {
+        Err(http_fetch::Error::Denied(Denial {
+            host: crate::http::origin(&req.url),
+            rule: "not granted by the operator".into(),
+        }))
+    });
+    let before = host.kv_dump();
+    let (_, message) = err(Plugin::new(&host).begin_authorization(CALLBACK));
+    assert!(
+        message.contains("--grant salesforce=https://login.salesforce.com"),
+        "{message}"
+    );
+    assert_eq!(host.kv_dump(), before, "nothing is stored");
+
+    host.on_fetch(|_| Err(http_fetch::Error::Unreachable("connection refused".into())));
+    let (_, message) = err(Plugin::new(&host).begin_authorization(CALLBACK));
+    assert!(message.contains("could not be reached"), "{message}");
+    assert!(host.opened().is_empty());
 }

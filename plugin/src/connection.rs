@@ -10,7 +10,10 @@ use url::Url;
 use crate::error::PluginError;
 use crate::exports::pbx::crm::integration::{Authorization, ConnectionState, Status};
 use crate::host::Host;
-use crate::oauth::{self, Attempt, OAuthClient};
+use crate::oauth::{self, Attempt, OAuthClient, TokenFailure};
+
+/// A syntactically valid PKCE verifier for the preflight's fake code.
+const PREFLIGHT_VERIFIER: &str = "pbx-preflight-verifier-0000000000000000000000000";
 use crate::pbx::crm::log::Level;
 use crate::pbx::crm::open_browser::Audience;
 use crate::salesforce::{Backoff, clock};
@@ -181,6 +184,7 @@ impl<'h, H: Host> Connector<'h, H> {
         let callback_url = checked_callback(callback_url)?;
         let login_url = settings.login_url()?;
         let client_id = settings.consumer_key.clone().unwrap_or_default();
+        self.preflight(&settings, &login_url, &callback_url)?;
         self.prune_attempts();
 
         let state = oauth::random_token(self.host, 32);
@@ -231,6 +235,37 @@ impl<'h, H: Host> Connector<'h, H> {
             url,
             expires_at_ms: attempt.expires_at_ms,
         })
+    }
+
+    /// Check the login host and the Consumer Key before sending the
+    /// administrator to Salesforce, so those mistakes show in the portal at
+    /// Save instead of on Salesforce's error page. A token request with a
+    /// code that cannot exist answers `invalid_client_id` for an unknown key
+    /// and cannot connect to a login host the PBX may not reach; any other
+    /// answer (normally `invalid_grant`) says both are fine.
+    fn preflight(
+        &self,
+        settings: &Settings,
+        login_url: &str,
+        callback_url: &str,
+    ) -> Result<(), PluginError> {
+        let oauth = OAuthClient::new(
+            self.host,
+            login_url,
+            settings.consumer_key.as_deref().unwrap_or_default(),
+            settings.consumer_secret.as_deref().unwrap_or_default(),
+        );
+        match oauth.exchange_code("pbx-preflight-not-a-code", callback_url, PREFLIGHT_VERIFIER) {
+            Err(failure @ TokenFailure::OAuth { .. })
+                if failure.oauth_error() == Some("invalid_client_id") =>
+            {
+                Err(failure.for_authorization(callback_url, login_url))
+            }
+            Err(failure @ TokenFailure::Fetch(_)) => {
+                Err(failure.for_authorization(callback_url, login_url))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Delete expired or unreadable attempts. Best effort: a failure here

@@ -17,6 +17,9 @@ pub const CONSUMER_SECRET: &str = "consumer-secret";
 pub const LOGIN_HOST: &str = "login-host";
 /// The My Domain URL, when the login host is "my-domain".
 pub const MY_DOMAIN_URL: &str = "my-domain-url";
+/// A login URL in one field (the CLI's `--login-url`): Production's or
+/// Sandbox's address chooses those, any other is a My Domain URL.
+pub const LOGIN_URL: &str = "login-url";
 
 const PRODUCTION: &str = "https://login.salesforce.com";
 const SANDBOX: &str = "https://test.salesforce.com";
@@ -130,9 +133,23 @@ impl Settings {
                         .map(|v| normalize_my_domain(&v))
                         .transpose()?
                 }
+                LOGIN_URL => {
+                    let origin = value
+                        .filter(|v| !v.is_empty())
+                        .map(normalize_my_domain)
+                        .transpose()?;
+                    match origin.as_deref() {
+                        None | Some(PRODUCTION) => next.login_host = LoginHost::Production,
+                        Some(SANDBOX) => next.login_host = LoginHost::Sandbox,
+                        Some(_) => {
+                            next.login_host = LoginHost::MyDomain;
+                            next.my_domain_url = origin;
+                        }
+                    }
+                }
                 other => {
                     return Err(PluginError::InvalidInput(format!(
-                        "unknown setting {other:?}; the Salesforce plugin takes {CONSUMER_KEY}, {CONSUMER_SECRET}, {LOGIN_HOST} and {MY_DOMAIN_URL}"
+                        "unknown setting {other:?}; the Salesforce plugin takes {CONSUMER_KEY}, {CONSUMER_SECRET}, {LOGIN_HOST}, {MY_DOMAIN_URL} and {LOGIN_URL}"
                     )));
                 }
             }
@@ -372,6 +389,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_login_url_chooses_the_login_host() {
+        let cases = [
+            ("https://login.salesforce.com", LoginHost::Production, None),
+            ("https://test.salesforce.com/", LoginHost::Sandbox, None),
+            (
+                "acme.my.salesforce.com",
+                LoginHost::MyDomain,
+                Some("https://acme.my.salesforce.com"),
+            ),
+        ];
+        for (given, host, domain) in cases {
+            let s = Settings::default().apply(&[input(LOGIN_URL, given)]);
+            let s = s.ok().unwrap_or_default();
+            assert_eq!(s.login_host, host, "{given}");
+            assert_eq!(s.my_domain_url.as_deref(), domain, "{given}");
+        }
+        assert!(
+            Settings::default()
+                .apply(&[input(LOGIN_URL, "http://x")])
+                .is_err()
+        );
     }
 
     #[test]

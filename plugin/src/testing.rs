@@ -167,8 +167,18 @@ impl FakeHost {
         *lock(&self.fetch) = Some(Arc::new(handler));
     }
 
-    /// Every request sent so far.
+    /// Every request sent so far, but the authorization preflight (its own
+    /// tests use `all_requests`).
     pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.requests)
+            .iter()
+            .filter(|r| !r.body.contains("pbx-preflight-not-a-code"))
+            .cloned()
+            .collect()
+    }
+
+    /// Every request sent so far, the preflight included.
+    pub fn all_requests(&self) -> Vec<Recorded> {
         lock(&self.requests).clone()
     }
 
@@ -426,7 +436,7 @@ pub struct FakeSalesforce {
     state: Mutex<SfState>,
 }
 
-fn response(status: u16, body: &str) -> http_fetch::Response {
+pub fn response(status: u16, body: &str) -> http_fetch::Response {
     http_fetch::Response {
         status,
         headers: vec![http_fetch::Header {
@@ -437,7 +447,7 @@ fn response(status: u16, body: &str) -> http_fetch::Response {
     }
 }
 
-fn oauth_error(error: &str, description: &str) -> http_fetch::Response {
+pub fn oauth_error(error: &str, description: &str) -> http_fetch::Response {
     response(
         400,
         &serde_json::json!({"error": error, "error_description": description}).to_string(),

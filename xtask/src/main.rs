@@ -139,9 +139,47 @@ fn bin(name: &str) -> PathBuf {
     target_dir().join("debug").join(name)
 }
 
+/// Debian packages the tests need: Chromium and its WebDriver for the portal
+/// tests. Installed only when missing, without prompting.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+];
+
+fn install_debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, binary)| !Path::new(binary).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sudo = |program: &str| {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let mut cmd = if root {
+            Command::new(program)
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(program);
+            c
+        };
+        cmd.env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(sudo("apt-get").args(["update", "-qq"]))?;
+    run(sudo("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing))
+}
+
 /// What the tests need beyond Rust: the real Salesforce clients used to check
-/// the emulator. Idempotent: npm ci and pip skip what is already there.
+/// the emulator, and a browser. Idempotent: each step skips what is there.
 fn install_test_dependencies() -> anyhow::Result<()> {
+    install_debian_packages()?;
     let conformance = root().join("tests").join("conformance");
     if conformance.join("package-lock.json").exists() {
         let up_to_date = conformance

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,6 +35,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/crm/{plugin}/settings",
             get(crm_settings).put(crm_save_settings),
         )
+        .route("/crm/{plugin}/authorize", post(crm_authorize))
+        .route("/crm/{plugin}/disconnect", post(crm_disconnect))
         .layer(middleware::from_fn_with_state(state, auth::require))
 }
 
@@ -209,6 +211,47 @@ async fn crm_status(
             Box::pin(p.pbx_crm_integration().call_get_status(s))
         })
         .await?;
+    let mut body = json!(status);
+    let last = st
+        .authorizations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&plugin)
+        .cloned();
+    body["last_authorization"] = json!(last);
+    Ok(Json(body))
+}
+
+async fn crm_authorize(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let callback_url = st.config.callback_url(&plugin);
+    let authorization = plugin_result(
+        st.runtime
+            .call(&plugin, move |p, s| {
+                Box::pin(async move {
+                    p.pbx_crm_integration()
+                        .call_begin_authorization(s, &callback_url)
+                        .await
+                })
+            })
+            .await,
+    )?;
+    Ok(Json(json!(authorization)))
+}
+
+async fn crm_disconnect(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = plugin_result(
+        st.runtime
+            .call(&plugin, |p, s| {
+                Box::pin(p.pbx_crm_integration().call_disconnect(s))
+            })
+            .await,
+    )?;
     Ok(Json(json!(status)))
 }
 

@@ -38,6 +38,19 @@ pub struct AppState {
     /// The store.
     pub store: Store,
     auth: auth::Auth,
+    /// The last OAuth callback's outcome per plugin, for the portal's pop-up.
+    pub authorizations: std::sync::Mutex<std::collections::HashMap<String, AuthorizationOutcome>>,
+}
+
+/// What the last OAuth callback of a plugin ended with.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuthorizationOutcome {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Whether it connected.
+    pub ok: bool,
+    /// The message shown on the callback page.
+    pub message: String,
 }
 
 /// A host that is serving.
@@ -122,6 +135,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         runtime,
         services,
         store,
+        authorizations: Default::default(),
     });
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();

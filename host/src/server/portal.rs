@@ -129,6 +129,33 @@ async fn oauth_callback(
             })
         })
         .await;
+    let outcome = match &result {
+        Ok(Ok(status)) => (
+            true,
+            format!(
+                "{}{}",
+                status.message,
+                status
+                    .account
+                    .as_ref()
+                    .map(|a| format!(" as {a}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Ok(Err(PluginError { message, .. })) => (false, message.clone()),
+        Err(e) => (false, e.to_string()),
+    };
+    st.authorizations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            plugin.clone(),
+            super::AuthorizationOutcome {
+                at_ms: now_ms(),
+                ok: outcome.0,
+                message: outcome.1,
+            },
+        );
     let (status, title, detail) = match result {
         Ok(Ok(status)) => (
             StatusCode::OK,
@@ -163,6 +190,12 @@ async fn oauth_callback(
             d = escape(&detail)
         ),
     )
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// HTML-escape text.

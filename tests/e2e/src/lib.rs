@@ -210,3 +210,5 @@ impl CountingServer {
         n - 1
     }
 }
+
+pub mod org;

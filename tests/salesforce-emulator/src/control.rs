@@ -205,6 +205,15 @@ impl Shared {
         lock(&self.auth).stats.clone()
     }
 
+    pub fn live_tokens(&self) -> Vec<String> {
+        let auth = lock(&self.auth);
+        auth.sessions
+            .keys()
+            .chain(auth.refresh.keys())
+            .cloned()
+            .collect()
+    }
+
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         lock(&self.requests).clone()
     }

@@ -254,6 +254,12 @@ impl Emulator {
         self.shared.token_stats()
     }
 
+    /// Every live access and refresh token, so tests can search logs and
+    /// pages for leaks.
+    pub fn live_tokens(&self) -> Vec<String> {
+        self.shared.live_tokens()
+    }
+
     /// Requests by endpoint, e.g. `"GET query"`, `"POST sobjects/Task"`,
     /// `"POST oauth2/token"`.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {

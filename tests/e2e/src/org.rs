@@ -1,0 +1,283 @@
+//! A Salesforce org (the emulator) and a PBX host wired together the way an
+//! administrator would: the connected app's Callback URL is the host's, the
+//! host trusts the org's CA and grants the plugin its address.
+
+use std::path::PathBuf;
+
+use pbx_host::client::AdminClient;
+use pbx_host::server::RunningHost;
+use salesforce_emulator::{ConnectedApp, Emulator, EmulatorConfig};
+use serde_json::{Value, json};
+
+use crate::{Options, admin, install, start_host};
+
+/// The consumer key of the test app.
+pub const CONSUMER_KEY: &str = "3MVG9testConsumerKey.pbx";
+/// The consumer secret of the test app (searched for in leak checks).
+pub const CONSUMER_SECRET: &str = "TestConsumerSecret-1f0e9d8c7b6a";
+/// The emulator's administrator.
+pub const ADMIN_USER: &str = "admin@example.org";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "emulator";
+
+/// An org, a host with the Salesforce plugin, and the test's temp dir.
+pub struct World {
+    /// The org.
+    pub org: Emulator,
+    /// The PBX host.
+    pub host: RunningHost,
+    /// Its admin API.
+    pub api: AdminClient,
+    /// The host's data directory (inside `dir`).
+    pub data_dir: PathBuf,
+    /// The org's CA certificate file.
+    pub ca_path: PathBuf,
+    /// Temp files of the test.
+    pub dir: tempfile::TempDir,
+}
+
+/// How to set the world up.
+#[derive(Clone, Default)]
+pub struct Setup {
+    /// Users in the org.
+    pub users: usize,
+    /// Host options beyond the grant and CA (which are added).
+    pub host: Options,
+    /// Extra tweaks of the connected app.
+    pub rotate_refresh_tokens: bool,
+    /// Register the app with this callback instead of the host's.
+    pub app_callback: Option<String>,
+    /// Don't register any app.
+    pub no_app: bool,
+}
+
+impl World {
+    /// Start the org and the host, install the plugin, register the app.
+    pub async fn start(setup: Setup) -> World {
+        let org = Emulator::start(EmulatorConfig {
+            users: setup.users.max(5),
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("the emulator starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_path = dir.path().join("org-ca.pem");
+        std::fs::write(&ca_path, org.ca_cert_pem()).expect("write the CA");
+        let data_dir = dir.path().join("pbx");
+        let mut options = setup.host.clone();
+        options
+            .grants
+            .push(format!("salesforce={}", org.base_url()));
+        options.trust_ca.push(ca_path.clone());
+        let host = start_host(&data_dir, options).await;
+        let api = admin(&host);
+        install(&api, "salesforce_plugin")
+            .await
+            .expect("the plugin installs");
+        let callback = setup
+            .app_callback
+            .clone()
+            .unwrap_or_else(|| callback_url(&host));
+        if !setup.no_app {
+            let mut app = ConnectedApp::new(CONSUMER_KEY, CONSUMER_SECRET, &callback);
+            app.rotate_refresh_tokens = setup.rotate_refresh_tokens;
+            org.add_app(app);
+        }
+        World {
+            org,
+            host,
+            api,
+            data_dir,
+            ca_path,
+            dir,
+        }
+    }
+
+    /// Save key, secret and the org's address as the My Domain login host.
+    pub async fn configure(&self, key: &str, secret: &str) -> Result<Value, String> {
+        self.configure_login(key, secret, &self.org.base_url())
+            .await
+    }
+
+    /// Save key, secret and a My Domain URL.
+    pub async fn configure_login(
+        &self,
+        key: &str,
+        secret: &str,
+        my_domain: &str,
+    ) -> Result<Value, String> {
+        self.api
+            .put(
+                "/crm/salesforce/settings",
+                &json!({"settings": [
+                    {"key": "consumer-key", "value": key},
+                    {"key": "consumer-secret", "value": secret},
+                    {"key": "login-host", "value": "my-domain"},
+                    {"key": "my-domain-url", "value": my_domain},
+                ]}),
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Begin an authorization; the consent page's URL.
+    pub async fn authorize(&self) -> Result<String, String> {
+        self.api
+            .post("/crm/salesforce/authorize", &json!({}))
+            .await
+            .map(|v| v["url"].as_str().unwrap_or_default().to_string())
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// The administrator in a browser: log in to the org, then Allow or
+    /// Deny. Returns where Salesforce redirects the browser (the callback
+    /// URL with its query), or the page it showed instead.
+    pub async fn consent(&self, consent_url: &str, allow: bool) -> Consent {
+        let browser = self.browser();
+        let page = browser
+            .get(consent_url)
+            .send()
+            .await
+            .expect("authorize page");
+        let mut html = page.text().await.expect("authorize html");
+        if html.contains("id=\"login_form\"") {
+            let start = hidden_input(&html, "startURL").unwrap_or_default();
+            let login = browser
+                .post(format!("{}/login", self.org.base_url()))
+                .form(&[
+                    ("username", ADMIN_USER),
+                    ("password", ADMIN_PASSWORD),
+                    ("startURL", start.as_str()),
+                ])
+                .send()
+                .await
+                .expect("login");
+            html = follow(&browser, &self.org.base_url(), login).await;
+        }
+        let Some(pending) = hidden_input(&html, "pending") else {
+            return Consent::Page(html);
+        };
+        let answer = browser
+            .post(format!(
+                "{}/services/oauth2/authorize/consent",
+                self.org.base_url()
+            ))
+            .form(&[
+                ("pending", pending.as_str()),
+                ("action", if allow { "allow" } else { "deny" }),
+            ])
+            .send()
+            .await
+            .expect("consent");
+        match answer
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+        {
+            Some(location) => Consent::Redirect(location.to_string()),
+            None => Consent::Page(answer.text().await.unwrap_or_default()),
+        }
+    }
+
+    /// Let the browser follow the redirect to the PBX's callback: the page.
+    pub async fn callback(&self, location: &str) -> (u16, String) {
+        let response = reqwest::get(location).await.expect("the callback answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Configure, authorize, allow and follow the callback: connected.
+    pub async fn connect(&self) -> Value {
+        self.configure(CONSUMER_KEY, CONSUMER_SECRET)
+            .await
+            .expect("settings save");
+        let url = self.authorize().await.expect("authorization starts");
+        let Consent::Redirect(location) = self.consent(&url, true).await else {
+            panic!("the org did not redirect after Allow");
+        };
+        let (status, page) = self.callback(&location).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Authorization succeeded!"), "{page}");
+        self.status().await
+    }
+
+    /// The integration's status.
+    pub async fn status(&self) -> Value {
+        self.api
+            .get("/crm/salesforce/status")
+            .await
+            .expect("status")
+    }
+
+    /// A browser-like client: cookies, no automatic redirects, the org's CA.
+    pub fn browser(&self) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.org.ca_cert_pem().as_bytes()).expect("CA");
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .add_root_certificate(ca)
+            .build()
+            .expect("client")
+    }
+
+    /// Every key of the plugin's kv namespace, for "nothing was stored".
+    pub fn plugin_keys(&self) -> Vec<String> {
+        self.host
+            .state
+            .store
+            .namespace("plugin/salesforce", pbx_host::store::Quota::UNLIMITED)
+            .list_keys("")
+            .expect("list keys")
+    }
+}
+
+/// Where the administrator's browser ended up.
+#[derive(Debug)]
+pub enum Consent {
+    /// A redirect to this URL.
+    Redirect(String),
+    /// A page without a redirect (an error page of the org).
+    Page(String),
+}
+
+/// The host's Callback URL.
+pub fn callback_url(host: &RunningHost) -> String {
+    format!("{}/crm/salesforce/oauth/callback", host.url())
+}
+
+async fn follow(browser: &reqwest::Client, base: &str, mut response: reqwest::Response) -> String {
+    for _ in 0..5 {
+        let Some(location) = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+        else {
+            break;
+        };
+        let next = if location.starts_with("http") {
+            location.to_string()
+        } else {
+            format!("{base}{location}")
+        };
+        response = browser.get(next).send().await.expect("follow");
+    }
+    response.text().await.unwrap_or_default()
+}
+
+/// The value of `<input type="hidden" name="NAME" value="...">`.
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let value = tag.split("value=\"").nth(1)?;
+    let value = &value[..value.find('"')?];
+    Some(
+        value
+            .replace("&amp;", "&")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">"),
+    )
+}
