@@ -44,6 +44,8 @@ pub struct Options {
     pub memory_mib: Option<usize>,
     /// Extra trusted CA files.
     pub trust_ca: Vec<PathBuf>,
+    /// Outbound HTTP time limit.
+    pub http_timeout_ms: Option<u64>,
 }
 
 /// Start a host serving `data_dir`.
@@ -56,6 +58,7 @@ pub async fn start_host(data_dir: &Path, options: Options) -> RunningHost {
         max_response_mib: options.max_response_mib,
         memory_mib: options.memory_mib,
         trust_ca: options.trust_ca,
+        http_timeout_ms: options.http_timeout_ms,
         ..FileConfig::default()
     })
     .expect("test host config is valid");
@@ -211,4 +214,14 @@ impl CountingServer {
     }
 }
 
+pub mod browser;
 pub mod org;
+
+/// Where tests keep artifacts (screenshots): target/artifacts.
+pub fn artifacts_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("artifacts")
+}

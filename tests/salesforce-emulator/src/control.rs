@@ -63,6 +63,15 @@ impl Faults {
         self.shared.faults.drop_next.store(n, Ordering::SeqCst);
     }
 
+    /// The next `n` token answers carry a signature that does not match
+    /// (what a proxy altering the answer would cause).
+    pub fn tamper_signatures(&self, n: u32) {
+        self.shared
+            .faults
+            .tamper_signatures
+            .store(n, Ordering::SeqCst);
+    }
+
     /// Records created from now on stay invisible to SOSL for `d`.
     pub fn search_lag(&self, d: Duration) {
         self.shared
@@ -81,7 +90,12 @@ impl Faults {
     /// Turns every countdown, latency and lag off.
     pub fn clear(&self) {
         let f = &self.shared.faults;
-        for c in [&f.drop_next, &f.fail_next, &f.limit_next] {
+        for c in [
+            &f.drop_next,
+            &f.fail_next,
+            &f.limit_next,
+            &f.tamper_signatures,
+        ] {
             c.store(0, Ordering::SeqCst);
         }
         f.latency_ms.store(0, Ordering::SeqCst);
@@ -98,6 +112,7 @@ impl Faults {
             "limit_exceeded": f.limit_next.load(Ordering::SeqCst),
             "latency_ms": f.latency_ms.load(Ordering::SeqCst),
             "search_lag_ms": f.search_lag_ms.load(Ordering::SeqCst),
+            "tamper_signatures": f.tamper_signatures.load(Ordering::SeqCst),
         })
     }
 
@@ -126,6 +141,9 @@ impl Faults {
         }
         if let Some(ms) = req.search_lag_ms {
             self.search_lag(Duration::from_millis(ms));
+        }
+        if let Some(n) = req.tamper_signatures {
+            self.tamper_signatures(n);
         }
         if let Some(u) = &req.api_usage {
             let max = u.max.unwrap_or_else(|| lock(&self.shared.api).max);
@@ -160,6 +178,7 @@ pub struct FaultRequest {
     pub latency_ms: Option<u64>,
     pub drop_connections: Option<u32>,
     pub search_lag_ms: Option<u64>,
+    pub tamper_signatures: Option<u32>,
     pub api_usage: Option<ApiUsageSpec>,
 }
 

@@ -426,8 +426,13 @@ pub fn mint(shared: &Shared, auth: &mut AuthState, g: Grant<'_>) -> TokenRespons
     );
     let id = identity_url(shared, org_id, user_id);
     let issued_at = time::now_ms().to_string();
+    let signed_with = if crate::state::take_one(&shared.faults.tamper_signatures) {
+        "tampered"
+    } else {
+        app.consumer_secret.as_str()
+    };
     TokenResponse {
-        signature: signature(&app.consumer_secret, &id, &issued_at),
+        signature: signature(signed_with, &id, &issued_at),
         access_token: access,
         refresh_token: refresh,
         scope: scopes.join(" "),

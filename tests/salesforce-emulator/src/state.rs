@@ -128,6 +128,8 @@ pub struct FaultState {
     pub limit_next: AtomicU32,
     pub latency_ms: AtomicU64,
     pub search_lag_ms: AtomicU64,
+    /// Token answers whose `signature` is altered, as by a tampering proxy.
+    pub tamper_signatures: AtomicU32,
 }
 
 /// Takes one from a countdown; true when it was positive.

@@ -1,0 +1,123 @@
+//! The portal in a real browser (headless Chromium): the administrator logs
+//! in, pastes key and secret, clicks Save, allows access on Salesforce's page
+//! in the new tab, and the portal shows the result and Connected.
+
+use std::time::{Duration, Instant};
+
+use e2e_tests::browser::Browser;
+use e2e_tests::org::{ADMIN_PASSWORD, ADMIN_USER, CONSUMER_KEY, CONSUMER_SECRET, Setup, World};
+use fantoccini::Locator;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_connects_from_the_portal() {
+    let world = World::start(Setup::default()).await;
+    let browser = Browser::start().await;
+    let b = &browser.client;
+
+    b.goto(&format!("{}/", world.host.url()))
+        .await
+        .expect("open the portal");
+    browser
+        .find("#token")
+        .await
+        .send_keys(&world.host.admin_token)
+        .await
+        .expect("type token");
+    browser.find("#login").await.click().await.expect("log in");
+
+    browser.wait_text("#crm-name", "Salesforce").await;
+    let callback = browser
+        .wait_text("#callback-url", "/crm/salesforce/oauth/callback")
+        .await;
+    assert_eq!(
+        callback,
+        format!("{}/crm/salesforce/oauth/callback", world.host.url())
+    );
+    browser
+        .find("#setting-consumer-key")
+        .await
+        .send_keys(CONSUMER_KEY)
+        .await
+        .expect("key");
+    browser
+        .find("#setting-consumer-secret")
+        .await
+        .send_keys(CONSUMER_SECRET)
+        .await
+        .expect("secret");
+    browser
+        .find("#setting-login-host")
+        .await
+        .select_by_value("my-domain")
+        .await
+        .expect("choose My Domain");
+    browser
+        .find("#setting-my-domain-url")
+        .await
+        .send_keys(&world.org.base_url())
+        .await
+        .expect("my domain");
+    let portal = b.window().await.expect("portal window");
+    browser
+        .find("#save-settings")
+        .await
+        .click()
+        .await
+        .expect("Save");
+
+    // Salesforce's page opens in a new tab.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let consent = loop {
+        let windows = b.windows().await.expect("windows");
+        if let Some(w) = windows.into_iter().find(|w| *w != portal) {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no new tab opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    b.switch_to_window(consent)
+        .await
+        .expect("switch to the consent tab");
+    browser
+        .find("#login_form input[name=username]")
+        .await
+        .send_keys(ADMIN_USER)
+        .await
+        .expect("user");
+    browser
+        .find("#login_form input[name=password]")
+        .await
+        .send_keys(ADMIN_PASSWORD)
+        .await
+        .expect("pw");
+    browser
+        .find("#Login")
+        .await
+        .click()
+        .await
+        .expect("log in to Salesforce");
+    browser.find("#allow").await.click().await.expect("Allow");
+    browser
+        .wait_text("#result", "Authorization succeeded!")
+        .await;
+
+    // Back in the portal: the pop-up and the status.
+    b.switch_to_window(portal)
+        .await
+        .expect("back to the portal");
+    browser
+        .wait_text("#result-title", "Authorization succeeded!")
+        .await;
+    let status = browser.wait_text("#result-status", "Connected").await;
+    assert!(status.contains(ADMIN_USER), "{status}");
+    browser.wait_text("#status", "Connected").await;
+    let shot = browser.screenshot("portal-connected").await;
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
+
+    // The secret never came back to the page.
+    let html = b.source().await.expect("page source");
+    assert!(!html.contains(CONSUMER_SECRET));
+    assert!(b.find(Locator::Css("#result-dialog[open]")).await.is_ok());
+    browser.close().await;
+    assert_eq!(world.status().await["state"], "Connected");
+}
