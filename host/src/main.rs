@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use pbx_host::client::AdminClient;
+
+mod users;
 use pbx_host::config::{FileConfig, HostConfig};
 
 #[derive(Parser)]
@@ -187,6 +189,44 @@ enum CrmCommand {
     },
     /// Revoke the CRM session and forget the tokens (settings are kept).
     Disconnect,
+    /// The CRM's users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Associate CRM users with extensions: automatically by e-mail
+    /// (`--auto`), or one user with one extension.
+    Associate {
+        /// Propose associations by e-mail, show them, and save on confirmation.
+        #[arg(long, conflicts_with_all = ["user", "extension"])]
+        auto: bool,
+        /// Save the proposal without asking.
+        #[arg(long, requires = "auto")]
+        yes: bool,
+        /// The user's CRM id or e-mail address.
+        #[arg(required_unless_present = "auto")]
+        user: Option<String>,
+        /// The extension number.
+        #[arg(required_unless_present = "auto")]
+        extension: Option<String>,
+    },
+    /// Remove a user's association.
+    Unassociate {
+        /// The user's CRM id or e-mail address.
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Read the CRM's active users again, with progress.
+    Sync,
+    /// The users with their extensions and association state.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -386,6 +426,24 @@ async fn crm(client: AdminClient, plugin: &str, command: CrmCommand) -> anyhow::
             );
         }
         CrmCommand::Authorize { no_browser } => authorize(&client, plugin, no_browser).await?,
+        CrmCommand::Users {
+            command: UsersCommand::Sync,
+        } => users::sync(&client, plugin).await?,
+        CrmCommand::Users {
+            command: UsersCommand::List { json },
+        } => users::list(&client, plugin, json).await?,
+        CrmCommand::Associate {
+            auto: true, yes, ..
+        } => users::associate_auto(&client, plugin, yes).await?,
+        CrmCommand::Associate {
+            user, extension, ..
+        } => {
+            let (Some(user), Some(extension)) = (user, extension) else {
+                anyhow::bail!("give a user (id or e-mail) and an extension, or --auto");
+            };
+            users::associate(&client, plugin, &user, Some(&extension)).await?;
+        }
+        CrmCommand::Unassociate { user } => users::associate(&client, plugin, &user, None).await?,
         CrmCommand::Disconnect => {
             let status = client
                 .post(&format!("/crm/{plugin}/disconnect"), &json!({}))

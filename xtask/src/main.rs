@@ -30,7 +30,12 @@ enum Task {
     /// Build, install test dependencies, and run every test.
     Test,
     /// Build and run the product: emulator + host + plugin.
-    Demo,
+    Demo {
+        /// Drive the administrator's set-up over HTTP, print each step, and
+        /// end on the status instead of waiting for a person.
+        #[arg(long)]
+        headless: bool,
+    },
     /// Run the benchmarks.
     Bench,
     /// cargo fmt --check and clippy -D warnings.
@@ -42,7 +47,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Task::Build => build(),
         Task::Test => test(),
-        Task::Demo => demo(),
+        Task::Demo { headless } => demo(headless),
         Task::Bench => bench(),
         Task::Lint => lint(),
     };
@@ -279,7 +284,7 @@ fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<String> {
     }
 }
 
-fn demo() -> anyhow::Result<()> {
+fn demo(headless: bool) -> anyhow::Result<()> {
     build()?;
     let dir = target_dir().join("demo");
     // A fresh org and PBX each run, so the demo always starts at step 1.
@@ -325,6 +330,8 @@ fn demo() -> anyhow::Result<()> {
             .arg("--trust-ca")
             .arg(&ca)
             .args(["--grant", &format!("salesforce={emulator_url}")])
+            // The headless demo prints its own steps; keep the host quiet.
+            .env("RUST_LOG", if headless { "warn" } else { "info" })
             .spawn()
             .context("cannot start pbx-host")?,
     );
@@ -346,6 +353,15 @@ fn demo() -> anyhow::Result<()> {
         cli(&["extension", "add", number, "--name", name, "--email", email])?;
     }
 
+    if headless {
+        return headless_setup(&HeadlessDemo {
+            data_dir: &data_dir,
+            ca: &ca,
+            emulator_url: &emulator_url,
+            consumer_key,
+            consumer_secret: &consumer_secret,
+        });
+    }
     println!();
     println!("  PBX portal:        {public_url}/");
     println!(
@@ -353,7 +369,7 @@ fn demo() -> anyhow::Result<()> {
         data_dir.join("admin-token").display()
     );
     println!("  Callback URL:      {callback_url}");
-    println!("  Salesforce (emulated): {emulator_url}  (admin@example.org / emulator)");
+    println!("  Salesforce (emulated): {emulator_url}  (log in as admin@example.org / emulator)");
     println!("  Consumer Key:      {consumer_key}");
     println!("  Consumer Secret:   {consumer_secret}");
     println!("  Login host:        My Domain, {emulator_url}");
@@ -362,4 +378,146 @@ fn demo() -> anyhow::Result<()> {
     println!("  Press Ctrl-C to stop.");
     let _ = emulator.0.wait();
     Ok(())
+}
+
+struct HeadlessDemo<'a> {
+    data_dir: &'a Path,
+    ca: &'a Path,
+    emulator_url: &'a str,
+    consumer_key: &'a str,
+    consumer_secret: &'a str,
+}
+
+/// The administrator's set-up, driven over HTTP with the CLI and a
+/// cookie-keeping client in the role of the browser.
+fn headless_setup(demo: &HeadlessDemo<'_>) -> anyhow::Result<()> {
+    let pbx = |args: &[&str], stdin: Option<&str>| -> anyhow::Result<String> {
+        use std::io::Write;
+        let mut child = Command::new(bin("pbx-host"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(demo.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot run pbx-host")?;
+        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+            input.write_all(text.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("pbx-host {} failed", args.join(" "));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let step = |n: u32, text: &str| println!("\n== Step {n}: {text}");
+
+    step(1, "the portal shows the Callback URL");
+    let callback = pbx(&["crm", "callback-url"], None)?;
+    println!("   Callback URL: {callback}");
+
+    step(
+        2,
+        "a connected app in Salesforce has that Callback URL (the emulated org has it)",
+    );
+    println!("   Consumer Key: {}", demo.consumer_key);
+
+    step(
+        3,
+        "paste key and secret, Save, and Allow on Salesforce's page",
+    );
+    println!(
+        "   {}",
+        pbx(
+            &[
+                "crm",
+                "configure",
+                "--consumer-key",
+                demo.consumer_key,
+                "--consumer-secret-stdin",
+                "--login-url",
+                demo.emulator_url
+            ],
+            Some(demo.consumer_secret),
+        )?
+    );
+    let consent_url = pbx(&["crm", "authorize", "--no-browser"], None)?;
+    println!(
+        "   Salesforce's authorization page: {}",
+        consent_url.split('?').next().unwrap_or_default()
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(demo.ca)?)?;
+    let browser = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(ca)
+        .build()?;
+    let login_page = browser.get(&consent_url).send()?.text()?;
+    let start_url = hidden_input(&login_page, "startURL").context("no login form")?;
+    let after_login = browser
+        .post(format!("{}/login", demo.emulator_url))
+        .form(&[
+            ("username", "admin@example.org"),
+            ("password", "emulator"),
+            ("startURL", &start_url),
+        ])
+        .send()?;
+    println!("   logged in to Salesforce as admin@example.org");
+    let consent_page = match after_login
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+    {
+        Some(next) => {
+            let next = if next.starts_with("http") {
+                next.to_string()
+            } else {
+                format!("{}{next}", demo.emulator_url)
+            };
+            browser.get(next).send()?.text()?
+        }
+        None => after_login.text()?,
+    };
+    let pending = hidden_input(&consent_page, "pending").context("no consent form")?;
+    let allowed = browser
+        .post(format!(
+            "{}/services/oauth2/authorize/consent",
+            demo.emulator_url
+        ))
+        .form(&[("pending", pending.as_str()), ("action", "allow")])
+        .send()?;
+    println!("   clicked Allow");
+    let redirect = allowed
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .context("Salesforce did not redirect after Allow")?
+        .to_string();
+    let page = browser.get(&redirect).send()?.text()?;
+    let title = page
+        .split("<h1 id=\"result\">")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap_or("?");
+    println!("   the callback page says: {title}");
+
+    step(4, "the status");
+    println!("{}", indent(&pbx(&["crm", "status"], None)?));
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("   {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value of a hidden form input in `html`.
+fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let start = html[..at].rfind('<')?;
+    let end = at + html[at..].find('>')?;
+    let value = html[start..end].split("value=\"").nth(1)?;
+    Some(value[..value.find('"')?].replace("&amp;", "&"))
 }

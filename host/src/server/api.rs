@@ -37,6 +37,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .route("/crm/{plugin}/authorize", post(crm_authorize))
         .route("/crm/{plugin}/disconnect", post(crm_disconnect))
+        .merge(super::users::routes())
         .layer(middleware::from_fn_with_state(state, auth::require))
 }
 
@@ -48,7 +49,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -112,7 +118,9 @@ impl From<DirectoryError> for ApiError {
 }
 
 /// Flatten a plugin call: the call itself failed, or the plugin said no.
-fn plugin_result<T>(r: Result<Result<T, PluginError>, CallError>) -> Result<T, ApiError> {
+pub(super) fn plugin_result<T>(
+    r: Result<Result<T, PluginError>, CallError>,
+) -> Result<T, ApiError> {
     Ok(r??)
 }
 

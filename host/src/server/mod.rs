@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod portal;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// The store.
     pub store: Store,
     auth: auth::Auth,
+    /// User sync jobs.
+    pub syncs: users::SyncJobs,
     /// The last OAuth callback's outcome per plugin, for the portal's pop-up.
     pub authorizations: std::sync::Mutex<std::collections::HashMap<String, AuthorizationOutcome>>,
 }
@@ -136,6 +139,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         services,
         store,
         authorizations: Default::default(),
+        syncs: Default::default(),
     });
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();

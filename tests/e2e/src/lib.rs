@@ -31,6 +31,21 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
+/// A binary built by `cargo xtask build`, e.g. `pbx-host`.
+pub fn binary(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test` (it builds the binaries first)",
+        path.display()
+    );
+    path
+}
+
 /// Host settings for a test.
 #[derive(Default, Clone)]
 pub struct Options {

@@ -1,0 +1,231 @@
+//! `pbx-host crm users …`, `crm associate`, `crm unassociate`.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pbx_host::client::AdminClient;
+use serde_json::{Value, json};
+
+/// Start a sync and show its progress until it ends.
+pub async fn sync(client: &AdminClient, plugin: &str) -> anyhow::Result<()> {
+    let path = format!("/crm/{plugin}/users/sync");
+    let mut job = client.post(&path, &json!({})).await?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} Syncing users [{bar:40}] {pos}/{len} ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    while job["running"].as_bool() == Some(true) {
+        bar.set_length(job["total"].as_u64().unwrap_or(0));
+        bar.set_position(job["fetched"].as_u64().unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        job = client.get(&path).await?;
+    }
+    bar.finish_and_clear();
+    if job["ok"].as_bool() == Some(true) {
+        println!("Synced {} users.", job["fetched"].as_u64().unwrap_or(0));
+        Ok(())
+    } else {
+        bail!(
+            "{}",
+            job["error"].as_str().unwrap_or("the sync did not finish")
+        )
+    }
+}
+
+/// The users table.
+pub async fn list(client: &AdminClient, plugin: &str, as_json: bool) -> anyhow::Result<()> {
+    let list = client.get(&format!("/crm/{plugin}/users")).await?;
+    if as_json {
+        let entries = json!({"entries": list["entries"], "version": list["version"], "synced_at_ms": list["synced_at_ms"]});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!("{:<32} {:<36} {:<10} STATE", "USER", "E-MAIL", "EXTENSION");
+    for entry in list["entries"].as_array().into_iter().flatten() {
+        println!(
+            "{:<32} {:<36} {:<10} {}",
+            entry["user"]["name"].as_str().unwrap_or("?"),
+            entry["user"]["email"].as_str().unwrap_or("-"),
+            entry["extension"].as_str().unwrap_or("-"),
+            state(&entry["state"]),
+        );
+    }
+    Ok(())
+}
+
+fn state(value: &Value) -> &'static str {
+    match value.as_str() {
+        Some("Associated") => "associated",
+        Some("Unassociated") => "-",
+        Some("StaleUser") => "stale: user inactive or removed",
+        Some("StaleExtension") => "stale: extension removed",
+        _ => "?",
+    }
+}
+
+/// The saved associations as `{user_id, extension}` pairs (stale ones
+/// included: Save decides what to do with them).
+fn current(list: &Value) -> Vec<Value> {
+    list["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let extension = e["extension"].as_str()?;
+            Some(json!({"user_id": e["user"]["id"], "extension": extension}))
+        })
+        .collect()
+}
+
+/// Set (or with `None` remove) one user's extension and save.
+pub async fn associate(
+    client: &AdminClient,
+    plugin: &str,
+    user: &str,
+    extension: Option<&str>,
+) -> anyhow::Result<()> {
+    let list = client.get(&format!("/crm/{plugin}/users")).await?;
+    let wanted = user.trim().to_lowercase();
+    let entry = list["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| {
+            e["user"]["id"].as_str() == Some(user.trim())
+                || e["user"]["email"]
+                    .as_str()
+                    .is_some_and(|m| m.trim().to_lowercase() == wanted)
+        })
+        .with_context(|| {
+            format!("no synced user has the id or e-mail {user:?}; run `pbx-host crm users sync` and check `crm users list`")
+        })?;
+    let user_id = entry["user"]["id"].as_str().unwrap_or_default().to_string();
+    let mut associations: Vec<Value> = current(&list)
+        .into_iter()
+        .filter(|a| a["user_id"].as_str() != Some(&user_id))
+        .collect();
+    if let Some(extension) = extension {
+        associations.push(json!({"user_id": user_id, "extension": extension}));
+    }
+    let saved = client
+        .put(
+            &format!("/crm/{plugin}/associations"),
+            &json!({"version": list["version"], "associations": associations}),
+        )
+        .await?;
+    let name = entry["user"]["name"].as_str().unwrap_or("?");
+    match extension {
+        Some(extension) => println!(
+            "{name} is on extension {extension} (version {}).",
+            saved["version"]
+        ),
+        None => println!(
+            "{name} has no extension now (version {}).",
+            saved["version"]
+        ),
+    }
+    Ok(())
+}
+
+/// Propose associations by e-mail, show them, save on confirmation.
+pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> anyhow::Result<()> {
+    let proposal = client
+        .get(&format!("/crm/{plugin}/associations/proposal"))
+        .await?;
+    let list = client.get(&format!("/crm/{plugin}/users")).await?;
+    let name_of = |id: &str| {
+        list["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["user"]["id"].as_str() == Some(id))
+            .and_then(|e| e["user"]["name"].as_str().map(str::to_string))
+            .unwrap_or_else(|| id.to_string())
+    };
+    let matches = proposal["matches"].as_array().cloned().unwrap_or_default();
+    println!("Matched by e-mail ({}):", matches.len());
+    for m in &matches {
+        println!(
+            "  {:<32} -> {}",
+            name_of(m["user_id"].as_str().unwrap_or("?")),
+            m["extension"].as_str().unwrap_or("?")
+        );
+    }
+    let unmatched = proposal["unmatched"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !unmatched.is_empty() {
+        println!("Not matched ({}):", unmatched.len());
+        for u in &unmatched {
+            println!(
+                "  {:<32} {}",
+                name_of(u["user_id"].as_str().unwrap_or("?")),
+                reason(&u["reason"])
+            );
+        }
+    }
+    if matches.is_empty() {
+        println!("Nothing to associate.");
+        return Ok(());
+    }
+    if !yes {
+        print!("Save these associations? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("Nothing saved.");
+            return Ok(());
+        }
+    }
+    let saved = client
+        .put(
+            &format!("/crm/{plugin}/associations"),
+            &json!({"version": proposal["version"], "associations": matches}),
+        )
+        .await?;
+    println!(
+        "Saved {} associations (version {}).",
+        matches.len(),
+        saved["version"]
+    );
+    Ok(())
+}
+
+fn reason(value: &Value) -> String {
+    if let Some(kind) = value.as_str() {
+        return match kind {
+            "NoEmail" => "has no e-mail address".into(),
+            "NoExtension" => "no extension has this e-mail address".into(),
+            other => other.to_string(),
+        };
+    }
+    if let Some(list) = value.get("SharedEmail") {
+        return format!(
+            "several extensions share the e-mail address: {}",
+            join(list)
+        );
+    }
+    if let Some(list) = value.get("SharedUserEmail") {
+        return format!("other users share the e-mail address: {}", join(list));
+    }
+    value.to_string()
+}
+
+fn join(list: &Value) -> String {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,135 @@
+//! `pbx-host` subcommands as an operator runs them, against a running host
+//! (found through its data directory) and the emulated org.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use e2e_tests::binary;
+use e2e_tests::org::{CONSUMER_KEY, CONSUMER_SECRET, Consent, Setup, World};
+
+/// Run `pbx-host ARGS --data-dir DIR` with `stdin`; (success, stdout, stderr).
+fn pbx(world: &World, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(binary("pbx-host"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&world.data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pbx-host runs");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("pbx-host ends");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_authorize_status_and_disconnect_from_the_cli() {
+    let world = World::start(Setup::default()).await;
+    let w = &world;
+    let org = world.org.base_url();
+
+    let (ok, out, err) = tokio::task::block_in_place(|| pbx(w, &["crm", "callback-url"], ""));
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("{}/crm/salesforce/oauth/callback", world.host.url())
+    );
+
+    // The secret comes on stdin, never on the command line.
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &[
+                "crm",
+                "configure",
+                "--consumer-key",
+                CONSUMER_KEY,
+                "--consumer-secret-stdin",
+                "--login-url",
+                &org,
+            ],
+            &format!("{CONSUMER_SECRET}\n"),
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(out.contains("Saved"), "{out}");
+
+    let (ok, url, err) =
+        tokio::task::block_in_place(|| pbx(w, &["crm", "authorize", "--no-browser"], ""));
+    assert!(ok, "{err}");
+    let url = url.trim().to_string();
+    assert!(
+        url.starts_with(&format!("{org}/services/oauth2/authorize?")),
+        "{url}"
+    );
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    let Consent::Redirect(location) = world.consent(&url, true).await else {
+        panic!("Allow redirects");
+    };
+    assert_eq!(world.callback(&location).await.0, 200);
+
+    let (ok, out, err) = tokio::task::block_in_place(|| pbx(w, &["crm", "status"], ""));
+    assert!(ok, "{err}");
+    assert!(out.contains("Connected"), "{out}");
+    assert!(out.contains("admin@example.org"), "{out}");
+    let (ok, json, _) = tokio::task::block_in_place(|| pbx(w, &["crm", "status", "--json"], ""));
+    assert!(ok);
+    let status: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!(status["state"], "Connected");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| pbx(w, &["crm", "disconnect"], ""));
+    assert!(ok, "{err}");
+    assert!(out.contains("Disconnected"), "{out}");
+    assert_eq!(
+        world.org.token_stats().revocations,
+        1,
+        "revoked at Salesforce"
+    );
+    assert_eq!(world.status().await["state"], "Disconnected");
+    // Settings are kept: the key is still there, the secret still set.
+    let settings = world
+        .api
+        .get("/crm/salesforce/settings")
+        .await
+        .expect("settings");
+    let secret = settings["settings"]
+        .as_array()
+        .and_then(|s| s.iter().find(|v| v["key"] == "consumer-secret"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(secret["is_set"], true);
+    assert!(!settings.to_string().contains(CONSUMER_SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_errors_name_the_fix() {
+    let world = World::start(Setup::default()).await;
+    let w = &world;
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        pbx(w, &["crm", "configure", "--consumer-key", "two words"], "")
+    });
+    assert!(!ok);
+    assert!(err.contains("Consumer Key"), "{err}");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| pbx(w, &["crm", "authorize", "--no-browser"], ""));
+    assert!(!ok);
+    assert!(
+        err.contains("Consumer Key") || err.contains("Consumer Secret"),
+        "{err}"
+    );
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| pbx(w, &["extension", "add", "10x1", "--name", "Ann"], ""));
+    assert!(!ok);
+    assert!(err.contains("1-16 digits"), "{err}");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| pbx(w, &["plugin", "install", "/nonexistent.wasm"], ""));
+    assert!(!ok);
+    assert!(err.contains("cannot read /nonexistent.wasm"), "{err}");
+}
