@@ -187,14 +187,24 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
             return Ok(());
         }
     }
+    // The proposal replaces what it covers; other associations (made by
+    // hand, e.g. for users without an e-mail) stay.
+    let covered = |a: &Value| {
+        matches
+            .iter()
+            .any(|m| m["user_id"] == a["user_id"] || m["extension"] == a["extension"])
+    };
+    let mut associations: Vec<Value> = current(&list).into_iter().filter(|a| !covered(a)).collect();
+    associations.extend(matches.iter().cloned());
     let saved = client
         .put(
             &format!("/crm/{plugin}/associations"),
-            &json!({"version": proposal["version"], "associations": matches}),
+            &json!({"version": proposal["version"], "associations": associations}),
         )
         .await?;
     println!(
-        "Saved {} associations (version {}).",
+        "Saved {} associations, {} of them proposed (version {}).",
+        associations.len(),
         matches.len(),
         saved["version"]
     );

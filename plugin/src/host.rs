@@ -28,6 +28,11 @@ pub trait Host {
     fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String>;
     /// directory `list`.
     fn extensions(&self) -> Vec<directory::Extension>;
+    /// directory `get-extension`: one extension by number. The default
+    /// searches `extensions()`; the component asks the host directly.
+    fn extension(&self, number: &str) -> Option<directory::Extension> {
+        self.extensions().into_iter().find(|e| e.number == number)
+    }
     /// log `log`.
     fn log(&self, level: log::Level, message: &str);
     /// Wall-clock time in milliseconds since the Unix epoch.

@@ -3,12 +3,14 @@
 //! Everything here only converts; the logic lives in modules that also compile
 //! natively and are unit-tested against a fake host (see `testing`).
 
+pub mod associations;
 #[cfg(test)]
 mod connect_tests;
 pub mod connection;
 pub mod error;
 pub mod host;
 pub mod http;
+pub mod matching;
 pub mod oauth;
 pub mod plugin;
 pub mod salesforce;
@@ -16,15 +18,52 @@ pub mod settings;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod users;
+#[cfg(test)]
+mod users_tests;
 
+#[cfg(feature = "component")]
 wit_bindgen::generate!({
     world: "plugin",
     path: "../wit/v0.1.0",
 });
 
+// Without the `component` feature the same types come from a world that
+// exports nothing: the WIT world a crate embeds describes what its component
+// must export, so a crate reusing the plugin's logic in its own component
+// (the association benchmark) must not inherit the plugin's exports.
+// Imports its code never calls are left out of that component.
+#[cfg(not(feature = "component"))]
+wit_bindgen::generate!({
+    path: "../wit/v0.1.0",
+    inline: "
+        package pbx:crm-logic;
+
+        world logic {
+            import pbx:crm/http-fetch@0.1.0;
+            import pbx:crm/kv-store@0.1.0;
+            import pbx:crm/open-browser@0.1.0;
+            import pbx:crm/directory@0.1.0;
+            import pbx:crm/log@0.1.0;
+            import pbx:crm/integration@0.1.0;
+            import pbx:crm/calls@0.1.0;
+        }
+    ",
+    world: "pbx:crm-logic/logic",
+    generate_all,
+});
+
+/// The exported interfaces' types under the path the `component` build
+/// gives them.
+#[cfg(not(feature = "component"))]
+pub mod exports {
+    pub use crate::pbx;
+}
+
 pub use pbx::crm::types::{Error as WitError, ErrorKind};
 
-#[cfg(target_family = "wasm")]
+/// The component's exports (the `component` feature, on by default).
+#[cfg(all(target_family = "wasm", feature = "component"))]
 mod component {
     use super::exports::pbx::crm::{calls, integration};
     use super::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
@@ -72,6 +111,9 @@ mod component {
         }
         fn extensions(&self) -> Vec<directory::Extension> {
             directory::list_extensions()
+        }
+        fn extension(&self, number: &str) -> Option<directory::Extension> {
+            directory::get_extension(number)
         }
         fn log(&self, level: log::Level, message: &str) {
             log::log(level, message)

@@ -1,5 +1,6 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
+use crate::associations::Associations;
 use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::exports::pbx::crm::calls::{CallEvent, Caller};
@@ -11,6 +12,7 @@ use crate::host::Host;
 use crate::pbx::crm::log::Level;
 use crate::settings::Settings;
 use crate::store::{Batch, Store, keys};
+use crate::users::Users;
 
 /// One export call's view of the plugin. Instances may be created per call:
 /// every piece of state lives in the host's kv-store.
@@ -57,9 +59,16 @@ impl<H: Host> Plugin<H> {
         Ok(self.status())
     }
 
-    /// The current status.
+    /// The current status, with a failed user sync as a problem.
     pub fn status(&self) -> Status {
-        self.connector().status()
+        let mut status = self.connector().status();
+        if let Some(sync) = self.users().problem() {
+            status.problem = Some(match status.problem.take() {
+                Some(other) => format!("{other}; {sync}"),
+                None => sync,
+            });
+        }
+        status
     }
 
     /// Start an authorization: remember the attempt, open Salesforce's
@@ -83,38 +92,47 @@ impl<H: Host> Plugin<H> {
         self.connector().disconnect()
     }
 
-    /// One step of a user sync (the association feature).
-    pub fn sync_users(&self, _cursor: Option<&str>) -> Result<SyncProgress, PluginError> {
-        Err(PluginError::Unsupported("user sync"))
+    fn users(&self) -> Users<'_, H> {
+        Users::new(&self.host)
     }
 
-    /// The synced users (the association feature).
+    fn associations(&self) -> Associations<'_, H> {
+        Associations::new(&self.host)
+    }
+
+    /// One step of a user sync: start with `None`, then pass back the
+    /// cursor until it is `None` (see `users`).
+    pub fn sync_users(&self, cursor: Option<&str>) -> Result<SyncProgress, PluginError> {
+        self.users().sync_step(cursor)
+    }
+
+    /// The synced users with their associations and states.
     pub fn list_users(&self) -> Result<UserList, PluginError> {
-        Err(PluginError::Unsupported("the user list"))
+        self.associations().list_users()
     }
 
-    /// Propose associations (the association feature).
+    /// Propose associations by e-mail address; stores nothing.
     pub fn propose_associations(&self) -> Result<Proposal, PluginError> {
-        Err(PluginError::Unsupported("automatic association"))
+        self.associations().propose()
     }
 
-    /// Save associations (the association feature).
+    /// Replace the associations atomically if still at `expected_version`.
     pub fn save_associations(
         &self,
-        _expected_version: u64,
-        _associations: &[Association],
+        expected_version: u64,
+        associations: &[Association],
     ) -> Result<u64, PluginError> {
-        Err(PluginError::Unsupported("saving associations"))
+        self.associations().save(expected_version, associations)
     }
 
-    /// The user on an extension (the association feature).
-    pub fn user_for_extension(&self, _extension: &str) -> Result<Option<CrmUser>, PluginError> {
-        Err(PluginError::Unsupported("association lookup"))
+    /// The active user associated with `extension` (stale pairs: `None`).
+    pub fn user_for_extension(&self, extension: &str) -> Result<Option<CrmUser>, PluginError> {
+        self.associations().user_for_extension(extension)
     }
 
-    /// The extension of a user (the association feature).
-    pub fn extension_for_user(&self, _user_id: &str) -> Result<Option<String>, PluginError> {
-        Err(PluginError::Unsupported("association lookup"))
+    /// The existing extension associated with `user_id` (stale pairs: `None`).
+    pub fn extension_for_user(&self, user_id: &str) -> Result<Option<String>, PluginError> {
+        self.associations().extension_for_user(user_id)
     }
 
     /// Caller lookup (the calls feature).
@@ -215,7 +233,7 @@ mod tests {
     fn features_of_later_versions_say_so() {
         let host = FakeHost::default();
         let err = Plugin::new(&host)
-            .sync_users(None)
+            .lookup_caller("+14155550100", "US")
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("install a newer version")));

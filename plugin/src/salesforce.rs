@@ -312,6 +312,31 @@ impl<'h, H: Host> Salesforce<'h, H> {
         self.get(next_records_url)
     }
 
+    /// The first page of a SOQL query, sending `headers` too (e.g.
+    /// `Sforce-Query-Options: batchSize=2000`).
+    pub fn query_page_with<T: DeserializeOwned>(
+        &self,
+        soql: &str,
+        headers: &[Header],
+    ) -> Result<QueryPage<T>, SalesforceError> {
+        let path = query_path(soql);
+        let response = self.send(Method::Get, &path, None, headers)?;
+        Ok(response.json(&format!("GET {path}"))?)
+    }
+
+    /// A further page (see `query_more`), sending `headers` too.
+    pub fn query_more_with<T: DeserializeOwned>(
+        &self,
+        next_records_url: &str,
+        headers: &[Header],
+    ) -> Result<QueryPage<T>, SalesforceError> {
+        if !next_records_url.starts_with("/services/data/") {
+            return self.query_more(next_records_url);
+        }
+        let response = self.send(Method::Get, next_records_url, None, headers)?;
+        Ok(response.json(&format!("GET {next_records_url}"))?)
+    }
+
     /// All records of a SOQL query, following `nextRecordsUrl`.
     pub fn query<T: DeserializeOwned>(&self, soql: &str) -> Result<Vec<T>, SalesforceError> {
         let mut page: QueryPage<T> = self.query_page(soql)?;

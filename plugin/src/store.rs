@@ -23,6 +23,16 @@ pub mod keys {
     /// The back-off after rate limits and server errors (`salesforce::Backoff`).
     pub const BACKOFF: &str = "api/backoff";
 
+    /// Which user sync is the current user list (`users::UsersIndex`).
+    pub const USERS_INDEX: &str = "users/index";
+    /// How the last user sync ended (`users::LastSync`).
+    pub const USERS_LAST_SYNC: &str = "users/last-sync";
+    /// Prefix of every user sync's chunks and id map
+    /// (`users/sync/<sync>/<page>`, `users/sync/<sync>/ids`).
+    pub const USERS_SYNC_PREFIX: &str = "users/sync/";
+    /// The saved associations (`associations::AssociationSet`).
+    pub const ASSOCIATIONS: &str = "associations";
+
     /// The key of the authorization attempt with `state`.
     pub fn attempt(state: &str) -> String {
         format!("{ATTEMPT_PREFIX}{state}")

@@ -366,6 +366,9 @@ impl<H: Host> Host for &H {
     fn extensions(&self) -> Vec<directory::Extension> {
         (**self).extensions()
     }
+    fn extension(&self, number: &str) -> Option<directory::Extension> {
+        (**self).extension(number)
+    }
     fn log(&self, level: log::Level, message: &str) {
         (**self).log(level, message)
     }
@@ -428,6 +431,12 @@ struct SfState {
     issued_access: Vec<String>,
     issued_refresh: Vec<String>,
     issued_codes: Vec<String>,
+    /// The org's users (`set_users`); `None`: the generic query answers.
+    users: Option<Arc<Vec<serde_json::Value>>>,
+    /// Largest page of users the fake sends, whatever the client asks.
+    user_page_size: Option<usize>,
+    /// Pages of users served.
+    user_pages: u32,
 }
 
 /// A small Salesforce: token (authorization_code, refresh_token), revoke,
@@ -550,6 +559,21 @@ impl FakeSalesforce {
             .cloned()
             .collect()
     }
+    /// The org's users, served by `SELECT ... FROM User` with paging
+    /// (`Sforce-Query-Options: batchSize` honoured, 2,000 by default).
+    /// Calling it again replaces them for later queries; a query already
+    /// paging keeps its snapshot, as Salesforce's query locators do.
+    pub fn set_users(&self, users: Vec<serde_json::Value>) {
+        lock(&self.state).users = Some(Arc::new(users));
+    }
+    /// Send pages of at most `n` users (Salesforce may send fewer than asked).
+    pub fn set_user_page_size(&self, n: usize) {
+        lock(&self.state).user_page_size = Some(n);
+    }
+    /// Pages of users served so far.
+    pub fn user_pages(&self) -> u32 {
+        lock(&self.state).user_pages
+    }
     pub fn refresh_token_is_live(&self, token: &str) -> bool {
         lock(&self.state).refresh.contains(token)
     }
@@ -619,6 +643,9 @@ impl FakeSalesforce {
             if let Some((status, body)) = s.rest_script.pop_front() {
                 return Ok(response(status, &body));
             }
+            if let Some(page) = Self::user_page(&mut s, req, path) {
+                return Ok(page);
+            }
             return Ok(if path.starts_with("query?") {
                 response(
                     200,
@@ -636,6 +663,54 @@ impl FakeSalesforce {
         Err(http_fetch::Error::Unreachable(format!(
             "the fake Salesforce has no {url}"
         )))
+    }
+
+    /// A page of users for a User query or one of its locators.
+    fn user_page(
+        s: &mut SfState,
+        req: &http_fetch::Request,
+        path: &str,
+    ) -> Option<http_fetch::Response> {
+        let users = s.users.clone()?;
+        let offset = if path.starts_with("query?") && path.contains("%20FROM%20User%20") {
+            0
+        } else {
+            // Locators name the snapshot's length too, so a replaced user
+            // list does not shift an ongoing query.
+            let rest = path.strip_prefix("query/01gUSERS-")?;
+            match rest.split_once('-').map(|(o, _)| o.parse::<usize>()) {
+                Some(Ok(o)) if o <= users.len() => o,
+                _ => {
+                    return Some(response(
+                        400,
+                        r#"[{"message":"invalid query locator","errorCode":"INVALID_QUERY_LOCATOR"}]"#,
+                    ));
+                }
+            }
+        };
+        let asked = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("sforce-query-options"))
+            .and_then(|h| h.value.trim().strip_prefix("batchSize="))
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(2000)
+            .clamp(200, 2000);
+        let batch = s.user_page_size.map_or(asked, |max| asked.min(max));
+        let end = (offset + batch).min(users.len());
+        s.user_pages += 1;
+        let mut page = serde_json::json!({
+            "totalSize": users.len(),
+            "done": end >= users.len(),
+            "records": &users[offset..end],
+        });
+        if end < users.len() {
+            page["nextRecordsUrl"] = serde_json::Value::String(format!(
+                "/services/data/v67.0/query/01gUSERS-{end}-{}",
+                users.len()
+            ));
+        }
+        Some(response(200, &page.to_string()))
     }
 
     fn token(&self, form: &BTreeMap<String, String>) -> http_fetch::Response {
@@ -713,5 +788,40 @@ impl FakeSalesforce {
             answer["refresh_token"] = serde_json::Value::String(refresh);
         }
         response(200, &answer.to_string())
+    }
+}
+
+/// A User record as the REST API sends it: id `005` + `i`, the given name
+/// and e-mail, realistic other fields.
+pub fn sf_user(i: usize, name: &str, email: Option<&str>) -> serde_json::Value {
+    let id = format!("005{i:012}AAA");
+    serde_json::json!({
+        "attributes": {"type": "User", "url": format!("/services/data/v67.0/sobjects/User/{id}")},
+        "Id": id,
+        "Name": name,
+        "Username": format!("user{i}@acme.example.org"),
+        "Email": email,
+        "IsActive": true,
+        "UserType": "Standard",
+        "Title": "Account Executive",
+        "Department": "Sales EMEA",
+        "Phone": "+1 415 555 0100",
+        "MobilePhone": "+1 415 555 0199",
+        "Extension": format!("{}", 1000 + i % 9000),
+        "LastModifiedDate": "2024-05-01T12:34:56.000+0000",
+    })
+}
+
+/// The id `sf_user(i, ..)` gets.
+pub fn sf_user_id(i: usize) -> String {
+    format!("005{i:012}AAA")
+}
+
+/// An extension of the PBX directory.
+pub fn extension(number: &str, email: Option<&str>) -> directory::Extension {
+    directory::Extension {
+        number: number.into(),
+        name: format!("Extension {number}"),
+        email: email.map(Into::into),
     }
 }

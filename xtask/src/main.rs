@@ -13,7 +13,12 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 /// Components built for wasm32-wasip2: the product and the test fixtures.
-const WASM_PACKAGES: &[&str] = &["salesforce-plugin", "fixture-probe", "fixture-future-api"];
+const WASM_PACKAGES: &[&str] = &[
+    "salesforce-plugin",
+    "fixture-probe",
+    "fixture-future-api",
+    "fixture-assoc-bench",
+];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 #[derive(Parser)]
@@ -250,7 +255,9 @@ fn lint() -> anyhow::Result<()> {
 fn bench() -> anyhow::Result<()> {
     build()?;
     run(cargo().args(["bench", "-p", "salesforce-emulator", "--bench", "emulator"]))?;
-    run(cargo().args(["bench", "-p", "pbx-host", "--bench", "runtime"]))
+    run(cargo().args(["bench", "-p", "pbx-host", "--bench", "runtime"]))?;
+    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "association"]))?;
+    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "sync"]))
 }
 
 /// A child process killed when dropped, so Ctrl-C or an error leaves nothing running.

@@ -15,10 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A component built by `cargo xtask build`, e.g. `salesforce_plugin`.
 pub fn component(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir();
     let path = target
         .join("wasm32-wasip2")
         .join("release")
@@ -33,10 +30,7 @@ pub fn component(name: &str) -> PathBuf {
 
 /// A binary built by `cargo xtask build`, e.g. `pbx-host`.
 pub fn binary(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir();
     let path = target.join("debug").join(name);
     assert!(
         path.exists(),
@@ -234,9 +228,16 @@ pub mod org;
 
 /// Where tests keep artifacts (screenshots): target/artifacts.
 pub fn artifacts_dir() -> PathBuf {
+    target_dir().join("artifacts")
+}
+
+/// The workspace's target directory (a relative CARGO_TARGET_DIR is taken
+/// from the workspace root, as cargo does).
+fn target_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("artifacts")
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
 }

@@ -201,6 +201,30 @@ impl World {
         self.status().await
     }
 
+    /// Run a user sync to its end through the host's job; the final job.
+    pub async fn sync_users(&self) -> Value {
+        let mut job = self
+            .api
+            .post("/crm/salesforce/users/sync", &json!({}))
+            .await
+            .expect("the sync starts");
+        // The job runs in the background; poll it like the portal does.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while job["running"].as_bool() == Some(true) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sync never ended: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            job = self
+                .api
+                .get("/crm/salesforce/users/sync")
+                .await
+                .expect("sync progress");
+        }
+        job
+    }
+
     /// The integration's status.
     pub async fn status(&self) -> Value {
         self.api

@@ -1,0 +1,890 @@
+//! The synced list of Salesforce users: the step-wise sync and its storage.
+//!
+//! # Sync
+//! A sync runs in steps so every call stays well inside the host's 10 s
+//! deadline and the host can show progress: the first call (no cursor)
+//! sends the SOQL query, each later call follows `nextRecordsUrl`. A step
+//! reads pages until it holds about [`CHUNK_TARGET`] users (normally one
+//! page of 2,000), writes them as one chunk, and returns a cursor.
+//!
+//! # Storage (kv keys)
+//! - `users/sync/<sync>/<page>` (`00000`, `00001`, ...): a JSON array of
+//!   [`UserRecord`], about 2,000 per key (see `sizes` in the tests: ~0.5 MB).
+//! - `users/sync/<sync>/ids`: a JSON string `",<id>:<page>,<id>:<page>,"`
+//!   naming the chunk of every user, so a lookup by id reads one chunk.
+//! - `users/index` ([`UsersIndex`]): which sync is the current list.
+//! - `users/last-sync` ([`LastSync`]): how the last sync ended, for the
+//!   status.
+//!
+//! A sync writes its chunks under its own id; they are "staging" until the
+//! last step swaps `users/index` to point at them, in one batch guarded by
+//! the index it read, that also deletes the previous list's keys. Until
+//! then the previous list stays in use, whatever happens to the sync.
+//! Staging areas nobody finished are deleted after [`STAGING_TTL_MS`].
+//!
+//! Sizes: 50,000 users are 25 chunks plus 2 keys, twice that while a sync
+//! runs: far inside the default quota of 10,000 keys and 64 MiB.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::error::PluginError;
+use crate::exports::pbx::crm::integration::{CrmUser, SyncProgress};
+use crate::host::Host;
+use crate::http;
+use crate::pbx::crm::log::Level;
+use crate::salesforce::{QueryPage, Salesforce, SalesforceError};
+use crate::store::{Batch, Store, keys};
+
+/// The users query. Only active users: a deactivated user cannot own Tasks,
+/// so it must leave the list. By name, the order the users page shows.
+pub const USERS_SOQL: &str = "SELECT Id, Name, Username, Email, IsActive, UserType, Title, \
+     Department, Phone, MobilePhone, Extension, LastModifiedDate FROM User \
+     WHERE IsActive = true ORDER BY Name";
+/// Salesforce's largest page.
+const BATCH_OPTION: &str = "batchSize=2000";
+/// Users per stored chunk (a step stops reading pages once it has this many).
+pub const CHUNK_TARGET: usize = 2_000;
+/// At most this many pages per step (Salesforce may send small pages).
+const MAX_PAGES_PER_STEP: usize = 10;
+/// A step starts no further page after this long, so a slow Salesforce
+/// (each request may take up to 8 s) cannot push it past the deadline.
+const STEP_BUDGET_MS: u64 = 1_000;
+/// A sync not finished within this long is abandoned: its staging area is
+/// deleted and its cursor refused.
+pub const STAGING_TTL_MS: u64 = 60 * 60 * 1000;
+/// Longest cursor accepted (a real one is a few hundred characters).
+const MAX_CURSOR_LEN: usize = 4_096;
+/// Most chunks one sync may write (10 pages per step would allow more, but
+/// 1,000 chunks are 2 million users: something is wrong).
+const MAX_CHUNKS: u32 = 1_000;
+
+/// One synced Salesforce user, as stored in a chunk. Also the user input of
+/// [`crate::matching::propose`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Salesforce's user id (005...).
+    pub id: String,
+    /// Full name.
+    #[serde(default)]
+    pub name: String,
+    /// Login name.
+    #[serde(default)]
+    pub username: String,
+    /// E-mail address as Salesforce has it (not normalized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the user is active (the sync keeps only active ones).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub active: bool,
+    /// Salesforce's UserType (Standard, PowerPartner, ...).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Job title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// Phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Mobile phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<String>,
+    /// The phone extension Salesforce knows (informative; the PBX's
+    /// directory decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    /// LastModifiedDate as Salesforce wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl UserRecord {
+    /// An active user with the given id, name, login and e-mail, other
+    /// fields empty (for tests and benchmarks).
+    pub fn new(id: &str, name: &str, username: &str, email: Option<&str>) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            username: username.into(),
+            email: email.map(Into::into),
+            active: true,
+            kind: None,
+            title: None,
+            department: None,
+            phone: None,
+            mobile: None,
+            extension: None,
+            modified: None,
+        }
+    }
+
+    /// The user as the WIT contract shows it.
+    pub fn to_crm_user(&self) -> CrmUser {
+        CrmUser {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            username: self.username.clone(),
+            email: self.email.clone(),
+            active: self.active,
+            kind: self.kind.clone(),
+        }
+    }
+}
+
+/// A User record as the REST API sends it.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SfUser {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    is_active: Option<bool>,
+    #[serde(default)]
+    user_type: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    mobile_phone: Option<String>,
+    #[serde(default)]
+    extension: Option<String>,
+    #[serde(default)]
+    last_modified_date: Option<String>,
+}
+
+impl From<SfUser> for UserRecord {
+    fn from(u: SfUser) -> Self {
+        // Blank optional fields are stored as absent: smaller chunks, and
+        // an empty e-mail is no e-mail.
+        let some = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+        Self {
+            id: u.id,
+            name: u.name.unwrap_or_default(),
+            username: u.username.unwrap_or_default(),
+            email: some(u.email),
+            active: u.is_active.unwrap_or(true),
+            kind: some(u.user_type),
+            title: some(u.title),
+            department: some(u.department),
+            phone: some(u.phone),
+            mobile: some(u.mobile_phone),
+            extension: some(u.extension),
+            modified: some(u.last_modified_date),
+        }
+    }
+}
+
+/// Which sync is the current user list; stored under `users/index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersIndex {
+    /// The sync whose chunks hold the list.
+    pub sync_id: String,
+    /// How many chunks (`users/sync/<sync>/00000` onwards).
+    pub pages: u32,
+    /// How many users in all.
+    pub count: u32,
+    /// When the sync finished, ms since the Unix epoch.
+    pub synced_at_ms: u64,
+}
+
+/// How the last sync ended; stored under `users/last-sync`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSync {
+    /// Whether it completed.
+    pub ok: bool,
+    /// When it ended, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened, for the status (failures only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Users stored by that sync.
+    pub fetched: u32,
+    /// Users Salesforce said there were.
+    pub total: u32,
+}
+
+/// The sync's position, carried by the host between steps as opaque text:
+/// base64url (no padding) of this as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    /// Format version.
+    v: u8,
+    /// The sync's id.
+    sync: String,
+    /// Salesforce's `nextRecordsUrl` to continue with.
+    next: String,
+    /// Chunks written so far.
+    pages: u32,
+    /// Users written so far.
+    fetched: u32,
+    /// Users Salesforce said there are.
+    total: u32,
+}
+
+impl Cursor {
+    fn encode(&self) -> Result<String, PluginError> {
+        Ok(URL_SAFE_NO_PAD.encode(crate::store::encode(self)?))
+    }
+
+    /// Parse and check a cursor from outside; any fault means "start again".
+    fn decode(text: &str) -> Result<Self, PluginError> {
+        let refused = || {
+            PluginError::InvalidInput(
+                "the user sync's cursor is not one this plugin issued: start the sync again".into(),
+            )
+        };
+        if text.len() > MAX_CURSOR_LEN {
+            return Err(refused());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| refused())?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| refused())?;
+        let plausible = cursor.v == 1
+            && sync_started_ms(&cursor.sync).is_some()
+            && cursor.next.starts_with("/services/data/")
+            && cursor.pages >= 1
+            && cursor.pages < MAX_CHUNKS
+            && cursor.fetched
+                <= cursor
+                    .pages
+                    .saturating_mul(MAX_PAGES_PER_STEP as u32 * 2_000);
+        if plausible {
+            Ok(cursor)
+        } else {
+            Err(refused())
+        }
+    }
+}
+
+/// The key of chunk `page` of `sync`.
+pub fn page_key(sync: &str, page: u32) -> String {
+    format!("{}{sync}/{page:05}", keys::USERS_SYNC_PREFIX)
+}
+
+/// The key of the id map of `sync`.
+pub fn ids_key(sync: &str) -> String {
+    format!("{}{sync}/ids", keys::USERS_SYNC_PREFIX)
+}
+
+/// The prefix of every key of `sync`.
+fn sync_prefix(sync: &str) -> String {
+    format!("{}{sync}/", keys::USERS_SYNC_PREFIX)
+}
+
+/// A new sync id: the start time (so abandoned ones can be aged without
+/// reading anything) and random hex (so concurrent syncs differ).
+fn new_sync_id<H: Host>(host: &H) -> String {
+    let mut id = format!("{:013}-", host.now_ms());
+    for b in host.random_bytes(6) {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
+}
+
+/// When sync `id` started, if `id` has the form `new_sync_id` makes.
+fn sync_started_ms(id: &str) -> Option<u64> {
+    let (ms, rand) = id.split_once('-')?;
+    let valid = ms.len() == 13
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && rand.len() == 12
+        && rand.bytes().all(|b| b.is_ascii_hexdigit());
+    if valid { ms.parse().ok() } else { None }
+}
+
+/// "50,000".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `e` with `message` instead of its own text, keeping its kind (the host
+/// reacts to the kind: back off, show "re-authorize", ...).
+fn reworded(e: PluginError, message: String) -> PluginError {
+    match e {
+        PluginError::InvalidInput(_) => PluginError::InvalidInput(message),
+        PluginError::NotConfigured(_) => PluginError::NotConfigured(message),
+        PluginError::NotConnected(_) => PluginError::NotConnected(message),
+        PluginError::AuthorizationFailed(_) => PluginError::AuthorizationFailed(message),
+        PluginError::CrmUnavailable(_) => PluginError::CrmUnavailable(message),
+        PluginError::RateLimited(_) => PluginError::RateLimited(message),
+        PluginError::Conflict(_) => PluginError::Conflict(message),
+        PluginError::NotFound(_) => PluginError::NotFound(message),
+        // These carry their own framing ("the PBX's plugin store failed").
+        other @ (PluginError::Store(_)
+        | PluginError::Corrupt { .. }
+        | PluginError::Unsupported(_)) => other,
+    }
+}
+
+/// The synced user list over a host: sync steps, reading, lookups.
+pub struct Users<'h, H: Host> {
+    host: &'h H,
+}
+
+impl<'h, H: Host> Users<'h, H> {
+    /// The user list over `host`.
+    pub fn new(host: &'h H) -> Self {
+        Self { host }
+    }
+
+    fn store(&self) -> Store<'h, H> {
+        Store::new(self.host)
+    }
+
+    /// The current index, if a sync ever completed.
+    pub fn index(&self) -> Result<Option<UsersIndex>, PluginError> {
+        self.store().get(keys::USERS_INDEX)
+    }
+
+    /// How the last sync ended, if one ever ended.
+    pub fn last_sync(&self) -> Result<Option<LastSync>, PluginError> {
+        self.store().get(keys::USERS_LAST_SYNC)
+    }
+
+    /// The problem line for the status when the last sync failed.
+    pub fn problem(&self) -> Option<String> {
+        match self.last_sync() {
+            Ok(Some(LastSync {
+                ok: false, message, ..
+            })) => Some(message.unwrap_or_else(|| "the last user sync failed; sync again".into())),
+            Ok(_) => None,
+            Err(e) => Some(format!("the last user sync's record is unreadable ({e})")),
+        }
+    }
+
+    /// The whole current list (chunk by chunk, in Salesforce's order: by
+    /// name), with its index; `None` before the first sync.
+    pub fn load(&self) -> Result<Option<(UsersIndex, Vec<UserRecord>)>, PluginError> {
+        let Some(index) = self.index()? else {
+            return Ok(None);
+        };
+        let mut users = Vec::with_capacity(index.count as usize);
+        for page in 0..index.pages {
+            users.extend(self.chunk(&index.sync_id, page)?);
+        }
+        Ok(Some((index, users)))
+    }
+
+    /// One chunk of a sync; a missing chunk of a sync the index names means
+    /// the store lost it.
+    fn chunk(&self, sync: &str, page: u32) -> Result<Vec<UserRecord>, PluginError> {
+        let key = page_key(sync, page);
+        self.store().get(&key)?.ok_or_else(|| PluginError::Corrupt {
+            key,
+            reason: "a part of the user list is missing".into(),
+        })
+    }
+
+    /// The active synced user with `id`, reading only its chunk. `None`
+    /// when the user is not in the current list (deactivated, removed, or
+    /// never synced).
+    pub fn find(&self, id: &str) -> Result<Option<UserRecord>, PluginError> {
+        // Salesforce ids are alphanumeric; anything else cannot be in the
+        // list and must not confuse the ",id:page," search below.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        let Some(index) = self.index()? else {
+            return Ok(None);
+        };
+        let Some(ids) = self.store().get::<String>(&ids_key(&index.sync_id))? else {
+            return Err(PluginError::Corrupt {
+                key: ids_key(&index.sync_id),
+                reason: "the user list's id map is missing".into(),
+            });
+        };
+        let needle = format!(",{id}:");
+        let Some(at) = ids.find(&needle) else {
+            return Ok(None);
+        };
+        let rest = &ids[at + needle.len()..];
+        let digits = rest.split(',').next().unwrap_or_default();
+        let Ok(page) = digits.parse::<u32>() else {
+            return Err(PluginError::Corrupt {
+                key: ids_key(&index.sync_id),
+                reason: "the user list's id map is damaged".into(),
+            });
+        };
+        Ok(self
+            .chunk(&index.sync_id, page)?
+            .into_iter()
+            .find(|u| u.id == id && u.active))
+    }
+
+    /// One step of a sync: start one with `None`, continue with the cursor
+    /// the previous step returned. A failed step leaves the previous list in
+    /// place and records what happened for the status; the same cursor may
+    /// be tried again (within an hour), or a new sync started.
+    pub fn sync_step(&self, cursor: Option<&str>) -> Result<SyncProgress, PluginError> {
+        let started = self.host.now_ms();
+        let mut state = match cursor {
+            None => {
+                self.prune();
+                let sync = new_sync_id(self.host);
+                self.host
+                    .log(Level::Info, &format!("user sync {sync} started"));
+                Step {
+                    sync,
+                    next: None,
+                    pages: 0,
+                    fetched: 0,
+                    total: 0,
+                }
+            }
+            Some(text) => {
+                let cursor = Cursor::decode(text)?;
+                if let Some(done) = self.already_done(&cursor.sync)? {
+                    return Ok(done);
+                }
+                self.check_staging(&cursor, started)?;
+                Step {
+                    sync: cursor.sync,
+                    next: Some(cursor.next),
+                    pages: cursor.pages,
+                    fetched: cursor.fetched,
+                    total: cursor.total,
+                }
+            }
+        };
+
+        let sf = Salesforce::new(self.host);
+        let options = [http::header("sforce-query-options", BATCH_OPTION)];
+        let mut chunk: Vec<UserRecord> = Vec::new();
+        let mut pages_read = 0;
+        loop {
+            let page: Result<QueryPage<SfUser>, SalesforceError> = match &state.next {
+                None => sf.query_page_with(USERS_SOQL, &options),
+                Some(next) => sf.query_more_with(next, &options),
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => return Err(self.failed(&state, query_error(e))),
+            };
+            pages_read += 1;
+            state.total = u32::try_from(page.total_size).unwrap_or(u32::MAX);
+            chunk.extend(page.records.into_iter().map(UserRecord::from));
+            state.next = match (page.done, page.next_records_url) {
+                (true, _) => None,
+                (false, Some(next)) => Some(next),
+                (false, None) => {
+                    let e = PluginError::CrmUnavailable(
+                        "Salesforce said more users follow but sent no link to them; try again later"
+                            .into(),
+                    );
+                    return Err(self.failed(&state, e));
+                }
+            };
+            let elapsed = self.host.now_ms().saturating_sub(started);
+            if state.next.is_none()
+                || chunk.len() >= CHUNK_TARGET
+                || pages_read >= MAX_PAGES_PER_STEP
+                || elapsed >= STEP_BUDGET_MS
+            {
+                break;
+            }
+        }
+
+        let mut written = None;
+        if !chunk.is_empty() || state.pages == 0 {
+            if state.pages >= MAX_CHUNKS {
+                let e = PluginError::CrmUnavailable(format!(
+                    "the user list has more than {MAX_CHUNKS} parts; Salesforce may be sending very small pages: try again later"
+                ));
+                return Err(self.failed(&state, e));
+            }
+            if let Err(e) = self
+                .store()
+                .put(&page_key(&state.sync, state.pages), &chunk)
+            {
+                return Err(self.failed(&state, e));
+            }
+            state.pages += 1;
+            state.fetched = state.fetched.saturating_add(chunk.len() as u32);
+            written = Some(chunk);
+        }
+
+        match state.next.take() {
+            Some(next) => {
+                let cursor = Cursor {
+                    v: 1,
+                    sync: state.sync,
+                    next,
+                    pages: state.pages,
+                    fetched: state.fetched,
+                    total: state.total,
+                };
+                Ok(SyncProgress {
+                    fetched: cursor.fetched,
+                    total: cursor.total.max(cursor.fetched),
+                    cursor: Some(cursor.encode()?),
+                })
+            }
+            None => self.finish(&state, written),
+        }
+    }
+
+    /// A cursor of the sync that is already the current list (a retried
+    /// last step whose answer got lost): report it complete.
+    fn already_done(&self, sync: &str) -> Result<Option<SyncProgress>, PluginError> {
+        Ok(self
+            .index()?
+            .filter(|i| i.sync_id == sync)
+            .map(|i| SyncProgress {
+                fetched: i.count,
+                total: i.count,
+                cursor: None,
+            }))
+    }
+
+    /// Refuse a cursor whose sync is too old or whose chunks are gone.
+    fn check_staging(&self, cursor: &Cursor, now: u64) -> Result<(), PluginError> {
+        let again = |why: &str| {
+            PluginError::InvalidInput(format!(
+                "this user sync {why}; the previous list is kept: start the sync again"
+            ))
+        };
+        let started = sync_started_ms(&cursor.sync).unwrap_or(0);
+        if now.saturating_sub(started) > STAGING_TTL_MS {
+            return Err(again("was started over an hour ago and abandoned"));
+        }
+        let stored = self.store().keys(&sync_prefix(&cursor.sync))?;
+        let present = (0..cursor.pages).all(|p| stored.contains(&page_key(&cursor.sync, p)));
+        if present {
+            Ok(())
+        } else {
+            Err(again("is unknown (or its progress was discarded)"))
+        }
+    }
+
+    /// Record a failed step for the status and return the error with the
+    /// same kind, saying what happened to the list.
+    fn failed(&self, state: &Step, error: PluginError) -> PluginError {
+        let kept = match self.index() {
+            Ok(Some(index)) => format!(
+                "the previous list of {} users is kept",
+                thousands(u64::from(index.count))
+            ),
+            _ => "no user list was stored before".into(),
+        };
+        let message = if state.total == 0 && state.fetched == 0 {
+            format!("user sync failed before any user was read: {error}; {kept}; sync again")
+        } else {
+            format!(
+                "user sync stopped after {} of {} users: {error}; {kept}; sync again",
+                thousands(u64::from(state.fetched)),
+                thousands(u64::from(state.total.max(state.fetched)))
+            )
+        };
+        let record = LastSync {
+            ok: false,
+            at_ms: self.host.now_ms(),
+            message: Some(message.clone()),
+            fetched: state.fetched,
+            total: state.total,
+        };
+        if let Err(e) = self.store().put(keys::USERS_LAST_SYNC, &record) {
+            self.host.log(
+                Level::Error,
+                &format!("could not record the failed user sync: {e}"),
+            );
+        }
+        self.host.log(Level::Warn, &message);
+        reworded(error, message)
+    }
+
+    /// The last step: write the id map and make this sync the current list
+    /// in one batch that also deletes the previous list. `written` is the
+    /// chunk this step stored last, if it stored one (saves reading it back).
+    fn finish(
+        &self,
+        state: &Step,
+        written: Option<Vec<UserRecord>>,
+    ) -> Result<SyncProgress, PluginError> {
+        let store = self.store();
+        let mut ids = String::with_capacity(state.fetched as usize * 24 + 1);
+        ids.push(',');
+        let mut count: u32 = 0;
+        let stored = match written {
+            Some(_) => state.pages.saturating_sub(1),
+            None => state.pages,
+        };
+        let mut add = |page: u32, chunk: &[UserRecord]| {
+            for u in chunk {
+                let _ = write!(ids, "{}:{page},", u.id);
+                count += 1;
+            }
+        };
+        for page in 0..stored {
+            match self.chunk(&state.sync, page) {
+                Ok(chunk) => add(page, &chunk),
+                Err(_) => {
+                    let e = PluginError::InvalidInput(
+                        "this user sync's earlier parts were discarded meanwhile; the previous list is kept: start the sync again".into(),
+                    );
+                    return Err(self.failed(state, e));
+                }
+            }
+        }
+        if let Some(chunk) = &written {
+            add(stored, chunk);
+        }
+        let ids_bytes = crate::store::encode(&ids)?;
+        if let Err(e) = store.put(&ids_key(&state.sync), &ids) {
+            return Err(self.failed(state, e));
+        }
+
+        let now = self.host.now_ms();
+        let index = UsersIndex {
+            sync_id: state.sync.clone(),
+            pages: state.pages,
+            count,
+            synced_at_ms: now,
+        };
+        let done = LastSync {
+            ok: true,
+            at_ms: now,
+            message: None,
+            fetched: count,
+            total: count,
+        };
+        // A concurrent sync may swap its own list in between our read of the
+        // index and our batch; then read again and replace that one.
+        for _ in 0..3 {
+            let previous_raw = store.get_raw(keys::USERS_INDEX)?;
+            let previous: Option<UsersIndex> = previous_raw
+                .as_deref()
+                .and_then(|raw| serde_json::from_slice(raw).ok());
+            if previous.as_ref().is_some_and(|p| p.sync_id == state.sync) {
+                break;
+            }
+            // Also guarded by this sync's id map: if its staging area was
+            // pruned meanwhile, it must not become the list.
+            let mut batch = Batch::new()
+                .expect_raw(keys::USERS_INDEX, previous_raw)
+                .expect_raw(&ids_key(&state.sync), Some(ids_bytes.clone()))
+                .set(keys::USERS_INDEX, &index)?
+                .set(keys::USERS_LAST_SYNC, &done)?;
+            if let Some(previous) = &previous {
+                for key in store.keys(&sync_prefix(&previous.sync_id))? {
+                    batch = batch.delete(&key);
+                }
+            }
+            match store.commit(batch) {
+                Ok(()) => {
+                    self.host.log(
+                        Level::Info,
+                        &format!(
+                            "user sync {} finished: {} active users in {} parts",
+                            state.sync, count, state.pages
+                        ),
+                    );
+                    self.prune();
+                    return Ok(SyncProgress {
+                        fetched: count,
+                        total: count,
+                        cursor: None,
+                    });
+                }
+                Err(PluginError::Conflict(_)) => continue,
+                Err(e) => return Err(self.failed(state, e)),
+            }
+        }
+        match self.already_done(&state.sync)? {
+            Some(done) => Ok(done),
+            None => Err(PluginError::Conflict(
+                "the user list kept changing while this sync finished (other syncs finished, or this one was discarded); sync again".into(),
+            )),
+        }
+    }
+
+    /// Delete staging areas of syncs older than an hour that are not the
+    /// current list. Best effort: a failure here must not stop a sync.
+    pub fn prune(&self) {
+        let store = self.store();
+        let Ok(index_raw) = store.get_raw(keys::USERS_INDEX) else {
+            return;
+        };
+        let current = index_raw
+            .as_deref()
+            .and_then(|raw| serde_json::from_slice::<UsersIndex>(raw).ok())
+            .map(|i| i.sync_id);
+        let Ok(all) = store.keys(keys::USERS_SYNC_PREFIX) else {
+            return;
+        };
+        let now = self.host.now_ms();
+        let mut by_sync: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for key in &all {
+            let rest = &key[keys::USERS_SYNC_PREFIX.len()..];
+            let sync = rest.split('/').next().unwrap_or_default();
+            by_sync.entry(sync).or_default().push(key);
+        }
+        let mut batch = Batch::new().expect_raw(keys::USERS_INDEX, index_raw.clone());
+        let mut stale = 0;
+        for (sync, keys) in by_sync {
+            if current.as_deref() == Some(sync) {
+                continue;
+            }
+            // Ids of an unknown form are no sync of ours: delete them too.
+            let old = sync_started_ms(sync)
+                .is_none_or(|started| now.saturating_sub(started) > STAGING_TTL_MS);
+            if old {
+                stale += 1;
+                for key in keys {
+                    batch = batch.delete(key);
+                }
+            }
+        }
+        if stale == 0 {
+            return;
+        }
+        // Guarded by the index: a sync that became current meanwhile keeps
+        // its chunks.
+        match store.commit(batch) {
+            Ok(()) => self.host.log(
+                Level::Info,
+                &format!("deleted {stale} abandoned user sync(s)"),
+            ),
+            Err(e) => self.host.log(
+                Level::Warn,
+                &format!("could not delete abandoned user syncs: {e}"),
+            ),
+        }
+    }
+}
+
+/// A sync's progress inside one step.
+struct Step {
+    sync: String,
+    /// `None` before the first page.
+    next: Option<String>,
+    pages: u32,
+    fetched: u32,
+    total: u32,
+}
+
+/// A query failure worded for the sync: an expired query locator means the
+/// sync must start again.
+fn query_error(e: SalesforceError) -> PluginError {
+    if let SalesforceError::Api(api) = &e
+        && api.has_code("INVALID_QUERY_LOCATOR")
+    {
+        return PluginError::InvalidInput(
+            "Salesforce no longer knows this sync's position (a paused sync expires after about 15 minutes)".into(),
+        );
+    }
+    e.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(4_000), "4,000");
+        assert_eq!(thousands(50_000), "50,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn sync_ids_carry_their_start() {
+        assert_eq!(
+            sync_started_ms("1700000000000-00112233aabb"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(sync_started_ms("1700000000000-00112233aab"), None);
+        assert_eq!(sync_started_ms("17000000000-00112233aabb"), None);
+        assert_eq!(sync_started_ms("../x"), None);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_tampering() {
+        let c = Cursor {
+            v: 1,
+            sync: "1700000000000-00112233aabb".into(),
+            next: "/services/data/v67.0/query/01gX-2000".into(),
+            pages: 1,
+            fetched: 2000,
+            total: 5000,
+        };
+        let text = c.encode().map_err(|e| e.to_string());
+        let back = text
+            .as_deref()
+            .map(|t| Cursor::decode(t).map_err(|e| e.to_string()));
+        assert_eq!(back, Ok(Ok(c.clone())));
+        for bad in [
+            "",
+            "not base64 !",
+            "e30",
+            &"A".repeat(5000),
+            &URL_SAFE_NO_PAD.encode(
+                br#"{"v":1,"sync":"x","next":"/services/data/","pages":1,"fetched":0,"total":0}"#,
+            ),
+            &Cursor {
+                next: "https://evil.example/".into(),
+                ..c.clone()
+            }
+            .encode()
+            .unwrap_or_default(),
+            &Cursor { pages: 0, ..c }.encode().unwrap_or_default(),
+        ] {
+            let e = Cursor::decode(bad);
+            assert!(
+                matches!(&e, Err(PluginError::InvalidInput(m)) if m.contains("start the sync again")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn salesforce_records_become_compact_user_records() {
+        let page: QueryPage<SfUser> = match serde_json::from_str(
+            r#"{"totalSize":1,"done":true,"records":[{"attributes":{"type":"User","url":"/x"},
+            "Id":"005A","Name":"Ann","Username":"ann@acme","Email":"","IsActive":true,
+            "UserType":"Standard","Title":null,"Phone":" ","Extension":"12"}]}"#,
+        ) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let users: Vec<UserRecord> = page.records.into_iter().map(Into::into).collect();
+        assert_eq!(users[0].email, None);
+        assert_eq!(users[0].phone, None);
+        assert_eq!(users[0].kind.as_deref(), Some("Standard"));
+        let json = serde_json::to_string(&users).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"[{"id":"005A","name":"Ann","username":"ann@acme","type":"Standard","extension":"12"}]"#
+        );
+    }
+}

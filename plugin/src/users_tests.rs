@@ -1,0 +1,971 @@
+//! The user sync and the associations end to end against the fake host and
+//! the fake Salesforce: paging, the swap at the end, failures part-way,
+//! stale users and extensions, proposals, saves and lookups.
+
+use std::sync::Arc;
+
+use crate::associations::AssociationSet;
+use crate::error::PluginError;
+use crate::exports::pbx::crm::integration::{
+    Association, AssociationState, ConnectionState, SettingInput, SyncProgress, UnmatchedReason,
+    UserEntry,
+};
+use crate::plugin::Plugin;
+use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
+use crate::store::{Store, keys};
+use crate::testing::{
+    CALLBACK, FakeHost, FakeSalesforce, KEY, SECRET, extension, sf_user, sf_user_id,
+};
+use crate::users::{LastSync, UserRecord, UsersIndex, page_key};
+use crate::{ErrorKind, WitError};
+
+const NOW: u64 = 1_700_000_000_000;
+/// For timings printed by the tests.
+const BUILD: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
+fn input(key: &str, value: &str) -> SettingInput {
+    SettingInput {
+        key: key.into(),
+        value: Some(value.into()),
+    }
+}
+
+/// A host connected to a fake Salesforce with `n` users named
+/// "User 00000".. (so Salesforce's order by name is the index order).
+fn connected(n: usize) -> (FakeHost, Arc<FakeSalesforce>) {
+    let host = FakeHost::default();
+    host.set_now_ms(NOW);
+    let sf = FakeSalesforce::new();
+    sf.serve(&host);
+    let plugin = Plugin::new(&host);
+    let saved = plugin.save_settings(&[input(CONSUMER_KEY, KEY), input(CONSUMER_SECRET, SECRET)]);
+    assert!(saved.is_ok(), "{:?}", saved.err());
+    reconnect(&host, &sf);
+    sf.set_users(org(n));
+    host.clear_requests();
+    (host, sf)
+}
+
+fn reconnect(host: &FakeHost, sf: &FakeSalesforce) {
+    let plugin = Plugin::new(host);
+    let auth = plugin.begin_authorization(CALLBACK);
+    let Ok(auth) = auth else {
+        panic!("{:?}", auth.err());
+    };
+    let status = plugin.complete_authorization(CALLBACK, &sf.allow(&auth.url));
+    assert_eq!(
+        status.map(|s| s.state).map_err(|e| e.to_string()),
+        Ok(ConnectionState::Connected)
+    );
+}
+
+fn org(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| {
+            sf_user(
+                i,
+                &format!("User {i:05}"),
+                Some(&format!("user{i}@acme.example.org")),
+            )
+        })
+        .collect()
+}
+
+fn kind<T>(r: Result<T, PluginError>) -> (ErrorKind, String) {
+    match r {
+        Ok(_) => (ErrorKind::Internal, "unexpectedly succeeded".into()),
+        Err(e) => {
+            let w = WitError::from(e);
+            (w.kind, w.message)
+        }
+    }
+}
+
+fn step(host: &FakeHost, cursor: Option<&str>) -> SyncProgress {
+    match Plugin::new(host).sync_users(cursor) {
+        Ok(p) => p,
+        Err(e) => panic!("sync step failed: {e}"),
+    }
+}
+
+/// Run a whole sync; returns the progress of every step.
+fn sync(host: &FakeHost) -> Vec<SyncProgress> {
+    let mut steps = vec![step(host, None)];
+    while let Some(cursor) = steps.last().and_then(|s| s.cursor.clone()) {
+        // A fresh instance per step, as the host makes them.
+        steps.push(step(host, Some(&cursor)));
+        assert!(steps.len() < 1000, "the sync does not end");
+    }
+    steps
+}
+
+fn index(host: &FakeHost) -> Option<UsersIndex> {
+    Store::new(host).get(keys::USERS_INDEX).ok().flatten()
+}
+
+fn last_sync(host: &FakeHost) -> Option<LastSync> {
+    Store::new(host).get(keys::USERS_LAST_SYNC).ok().flatten()
+}
+
+fn entries(host: &FakeHost) -> Vec<UserEntry> {
+    match Plugin::new(host).list_users() {
+        Ok(list) => list.entries,
+        Err(e) => panic!("list_users failed: {e}"),
+    }
+}
+
+fn entry(host: &FakeHost, id: &str) -> Option<UserEntry> {
+    entries(host).into_iter().find(|e| e.user.id == id)
+}
+
+fn assoc(user: usize, ext: &str) -> Association {
+    Association {
+        user_id: sf_user_id(user),
+        extension: ext.into(),
+    }
+}
+
+fn save(host: &FakeHost, version: u64, list: &[Association]) -> Result<u64, PluginError> {
+    Plugin::new(host).save_associations(version, list)
+}
+
+fn directory(host: &FakeHost, numbers: &[(&str, Option<&str>)]) {
+    host.set_extensions(numbers.iter().map(|(n, e)| extension(n, *e)).collect());
+}
+
+// --- sync --------------------------------------------------------------------
+
+#[test]
+fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
+    let (host, sf) = connected(5_000);
+    let first = step(&host, None);
+    assert_eq!((first.fetched, first.total), (2_000, 5_000));
+    let Some(cursor) = first.cursor.clone() else {
+        panic!("a cursor after the first of three pages");
+    };
+    assert!(
+        cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{cursor}"
+    );
+    // Nothing is the list yet.
+    assert_eq!(index(&host), None);
+    assert!(
+        Plugin::new(&host)
+            .list_users()
+            .is_ok_and(|l| l.entries.is_empty())
+    );
+
+    let second = step(&host, Some(&cursor));
+    assert_eq!((second.fetched, second.total), (4_000, 5_000));
+    assert_eq!(index(&host), None);
+    let third = step(&host, second.cursor.as_deref());
+    assert_eq!(
+        (third.fetched, third.total, third.cursor),
+        (5_000, 5_000, None)
+    );
+    assert_eq!(sf.user_pages(), 3);
+
+    let requests = host.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests[0]
+            .url
+            .contains("/services/data/v67.0/query?q=SELECT%20Id%2C%20Name")
+    );
+    assert!(
+        requests[0]
+            .url
+            .contains("WHERE%20IsActive%20%3D%20true%20ORDER%20BY%20Name")
+    );
+    assert!(
+        requests[1]
+            .url
+            .ends_with("/services/data/v67.0/query/01gUSERS-2000-5000")
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("sforce-query-options") == Some("batchSize=2000"))
+    );
+
+    let Some(idx) = index(&host) else {
+        panic!("no index after the last step");
+    };
+    assert_eq!((idx.pages, idx.count, idx.synced_at_ms), (3, 5_000, NOW));
+    // The index was written once, by the last step's batch.
+    let swaps: Vec<_> = host
+        .batches()
+        .into_iter()
+        .filter(|b| b.iter().any(|k| k == keys::USERS_INDEX))
+        .collect();
+    assert_eq!(swaps.len(), 1);
+
+    let list = entries(&host);
+    assert_eq!(list.len(), 5_000);
+    assert_eq!(list[0].user.name, "User 00000");
+    assert_eq!(list[4_999].user.name, "User 04999");
+    assert!(
+        list.iter()
+            .all(|e| e.state == AssociationState::Unassociated)
+    );
+    assert_eq!(list[7].user.kind.as_deref(), Some("Standard"));
+    assert_eq!(
+        Plugin::new(&host).list_users().map(|l| l.synced_at_ms).ok(),
+        Some(Some(NOW))
+    );
+    assert_eq!(last_sync(&host).map(|l| l.ok), Some(true));
+}
+
+#[test]
+fn small_pages_are_gathered_into_chunks_of_two_thousand() {
+    let (host, sf) = connected(4_500);
+    sf.set_user_page_size(500);
+    let steps = sync(&host);
+    let fetched: Vec<u32> = steps.iter().map(|s| s.fetched).collect();
+    assert_eq!(fetched, [2_000, 4_000, 4_500]);
+    assert_eq!(sf.user_pages(), 9);
+    assert_eq!(index(&host).map(|i| (i.pages, i.count)), Some((3, 4_500)));
+    assert_eq!(entries(&host).len(), 4_500);
+}
+
+#[test]
+fn an_empty_org_gives_an_empty_list() {
+    let (host, _sf) = connected(0);
+    let steps = sync(&host);
+    assert_eq!(steps.len(), 1);
+    assert_eq!((steps[0].fetched, steps[0].total), (0, 0));
+    assert_eq!(index(&host).map(|i| i.count), Some(0));
+    let list = Plugin::new(&host).list_users();
+    assert!(list.is_ok_and(|l| l.entries.is_empty() && l.synced_at_ms == Some(NOW)));
+}
+
+#[test]
+fn a_new_sync_replaces_the_previous_list_and_deletes_it() {
+    let (host, sf) = connected(3_000);
+    sync(&host);
+    let old = index(&host).map(|i| i.sync_id).unwrap_or_default();
+    sf.set_users(org(2_500));
+    host.advance_ms(60_000);
+    let first = step(&host, None);
+    // While the new sync runs, the old list is the list.
+    assert_eq!(index(&host).map(|i| i.sync_id), Some(old.clone()));
+    assert_eq!(entries(&host).len(), 3_000);
+    step(&host, first.cursor.as_deref());
+    let new = index(&host).map(|i| i.sync_id).unwrap_or_default();
+    assert_ne!(new, old);
+    assert_eq!(entries(&host).len(), 2_500);
+    let keys = host.kv_keys();
+    assert!(
+        keys.iter()
+            .all(|k| !k.starts_with(&format!("{}{old}", keys::USERS_SYNC_PREFIX))),
+        "{keys:?}"
+    );
+    let user_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("users/")).collect();
+    // Two chunks, the id map, the index, the last sync.
+    assert_eq!(user_keys.len(), 5, "{user_keys:?}");
+}
+
+#[test]
+fn a_503_part_way_keeps_the_previous_list_and_says_so() {
+    let (host, sf) = connected(5_000);
+    sync(&host);
+    let before = index(&host);
+    let first = step(&host, None);
+    sf.script_rest(&[(503, "Service Unavailable")]);
+    let failed = Plugin::new(&host).sync_users(first.cursor.as_deref());
+    let (k, message) = kind(failed);
+    assert_eq!(k, ErrorKind::CrmUnavailable, "{message}");
+    assert!(
+        message.starts_with(
+            "user sync stopped after 2,000 of 5,000 users: Salesforce is unavailable (HTTP 503)"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("; the previous list of 5,000 users is kept; sync again"),
+        "{message}"
+    );
+    assert_eq!(index(&host), before);
+    assert_eq!(entries(&host).len(), 5_000);
+    let status = Plugin::new(&host).status();
+    assert_eq!(status.state, ConnectionState::Connected);
+    let problem = status.problem.unwrap_or_default();
+    assert!(
+        problem.contains("user sync stopped after 2,000 of 5,000 users"),
+        "{problem}"
+    );
+    assert_eq!(
+        last_sync(&host).map(|l| (l.ok, l.fetched, l.total)),
+        Some((false, 2_000, 5_000))
+    );
+
+    // During the back-off nothing is sent; afterwards the same cursor
+    // continues where the sync stopped.
+    let (k, _) = kind(Plugin::new(&host).sync_users(first.cursor.as_deref()));
+    assert_eq!(k, ErrorKind::CrmUnavailable);
+    host.advance_ms(6_000);
+    let mut progress = step(&host, first.cursor.as_deref());
+    assert_eq!(progress.fetched, 4_000);
+    while let Some(c) = progress.cursor.clone() {
+        progress = step(&host, Some(&c));
+    }
+    assert_eq!(progress.fetched, 5_000);
+    assert_eq!(last_sync(&host).map(|l| l.ok), Some(true));
+    assert_eq!(Plugin::new(&host).status().problem, None);
+    assert_ne!(index(&host), before);
+}
+
+#[test]
+fn the_api_limit_part_way_keeps_the_list_and_a_new_sync_later_succeeds() {
+    let (host, sf) = connected(4_000);
+    sync(&host);
+    let first = step(&host, None);
+    sf.script_rest(&[(
+        403,
+        r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+    )]);
+    let (k, message) = kind(Plugin::new(&host).sync_users(first.cursor.as_deref()));
+    assert_eq!(k, ErrorKind::RateLimited, "{message}");
+    assert!(message.contains("API limit"), "{message}");
+    assert!(
+        message.contains("previous list of 4,000 users is kept"),
+        "{message}"
+    );
+    assert_eq!(entries(&host).len(), 4_000);
+    let problem = Plugin::new(&host).status().problem.unwrap_or_default();
+    assert!(
+        problem.contains("user sync stopped after 2,000 of 4,000"),
+        "{problem}"
+    );
+
+    host.advance_ms(10 * 60 * 1000);
+    sf.set_users(org(4_100));
+    let steps = sync(&host);
+    assert_eq!(steps.last().map(|s| s.fetched), Some(4_100));
+    assert_eq!(Plugin::new(&host).status().problem, None);
+}
+
+#[test]
+fn a_failure_before_the_first_page_is_reported_too() {
+    let (host, sf) = connected(10);
+    sf.script_rest(&[(
+        500,
+        r#"[{"message":"oops","errorCode":"UNKNOWN_EXCEPTION"}]"#,
+    )]);
+    let (k, message) = kind(Plugin::new(&host).sync_users(None));
+    assert_eq!(k, ErrorKind::CrmUnavailable);
+    assert!(
+        message.starts_with("user sync failed before any user was read"),
+        "{message}"
+    );
+    assert!(
+        message.contains("no user list was stored before"),
+        "{message}"
+    );
+    assert_eq!(index(&host), None);
+}
+
+#[test]
+fn an_expired_session_part_way_is_refreshed_and_the_sync_goes_on() {
+    let (host, sf) = connected(4_000);
+    let first = step(&host, None);
+    sf.expire_sessions();
+    let second = step(&host, first.cursor.as_deref());
+    assert_eq!((second.fetched, second.cursor), (4_000, None));
+    assert_eq!(sf.refresh_grants(), 1);
+    assert_eq!(entries(&host).len(), 4_000);
+}
+
+#[test]
+fn a_dead_session_part_way_keeps_the_list_and_asks_to_authorize() {
+    let (host, sf) = connected(5_000);
+    sync(&host);
+    let before = index(&host);
+    let first = step(&host, None);
+    sf.expire_sessions();
+    sf.kill_refresh_tokens();
+    let (k, message) = kind(Plugin::new(&host).sync_users(first.cursor.as_deref()));
+    assert_eq!(k, ErrorKind::NotConnected, "{message}");
+    assert!(message.contains("authorize again"), "{message}");
+    assert!(
+        message.contains("previous list of 5,000 users is kept"),
+        "{message}"
+    );
+    assert_eq!(index(&host), before);
+    let status = Plugin::new(&host).status();
+    assert_eq!(status.state, ConnectionState::ReauthorizationNeeded);
+    assert!(
+        status
+            .problem
+            .is_some_and(|p| p.contains("user sync stopped after 2,000 of 5,000")),
+    );
+    // Authorized again, a new sync works.
+    reconnect(&host, &sf);
+    let steps = sync(&host);
+    assert_eq!(steps.last().map(|s| s.fetched), Some(5_000));
+    assert_eq!(Plugin::new(&host).status().problem, None);
+}
+
+#[test]
+fn foreign_or_forgotten_cursors_are_refused() {
+    let (host, _sf) = connected(5_000);
+    for bad in ["", "garbage", "eyJ2IjoxfQ"] {
+        let (k, message) = kind(Plugin::new(&host).sync_users(Some(bad)));
+        assert_eq!(k, ErrorKind::InvalidInput, "{bad}");
+        assert!(message.contains("start the sync again"), "{message}");
+    }
+    let first = step(&host, None);
+    // Its staging area disappears (the store was reset, say).
+    for key in host.kv_keys() {
+        if key.starts_with(keys::USERS_SYNC_PREFIX) {
+            let _ = crate::host::Host::kv_delete(&host, &key);
+        }
+    }
+    let (k, message) = kind(Plugin::new(&host).sync_users(first.cursor.as_deref()));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(message.contains("unknown"), "{message}");
+    assert!(message.contains("start the sync again"), "{message}");
+    // Nothing was recorded as a failed sync: nothing was tried.
+    assert_eq!(last_sync(&host), None);
+}
+
+#[test]
+fn abandoned_syncs_are_pruned_after_an_hour() {
+    let (host, _sf) = connected(5_000);
+    let abandoned = step(&host, None);
+    let staged = |host: &FakeHost| {
+        host.kv_keys()
+            .into_iter()
+            .filter(|k| k.starts_with(keys::USERS_SYNC_PREFIX))
+            .count()
+    };
+    assert_eq!(staged(&host), 1);
+    // Within the hour a new sync leaves it alone (it may still be running).
+    host.advance_ms(30 * 60 * 1000);
+    let other = step(&host, None);
+    assert_eq!(staged(&host), 2);
+    host.advance_ms(31 * 60 * 1000);
+    let (k, message) = kind(Plugin::new(&host).sync_users(abandoned.cursor.as_deref()));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(message.contains("over an hour ago"), "{message}");
+    // The next sync start prunes the abandoned one, not the younger one.
+    step(&host, None);
+    assert_eq!(staged(&host), 2);
+    let _ = sync_from(&host, other.cursor);
+    // Finishing prunes nothing it should not: the current list stays.
+    let current = index(&host).map(|i| i.sync_id).unwrap_or_default();
+    assert!(
+        host.kv_keys()
+            .iter()
+            .any(|k| k.starts_with(&format!("{}{current}/", keys::USERS_SYNC_PREFIX)))
+    );
+    assert_eq!(entries(&host).len(), 5_000);
+}
+
+fn sync_from(host: &FakeHost, mut cursor: Option<String>) -> u32 {
+    let mut fetched = 0;
+    while let Some(c) = cursor {
+        let p = step(host, Some(&c));
+        fetched = p.fetched;
+        cursor = p.cursor;
+    }
+    fetched
+}
+
+#[test]
+fn two_interleaved_syncs_leave_one_list_and_no_leftovers() {
+    let (host, _sf) = connected(3_000);
+    let a = step(&host, None);
+    let b = step(&host, None);
+    assert_eq!(sync_from(&host, a.cursor.clone()), 3_000);
+    let after_a = index(&host);
+    assert_eq!(sync_from(&host, b.cursor), 3_000);
+    let after_b = index(&host);
+    assert_ne!(after_a, after_b);
+    // A's cursor is refused now that B replaced A's list.
+    let replay = Plugin::new(&host).sync_users(a.cursor.as_deref());
+    let (k, _) = kind(replay);
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert_eq!(index(&host), after_b);
+    let chunks = host
+        .kv_keys()
+        .into_iter()
+        .filter(|k| k.starts_with(keys::USERS_SYNC_PREFIX))
+        .count();
+    assert_eq!(chunks, 3, "two chunks and the id map of the current list");
+    assert_eq!(entries(&host).len(), 3_000);
+}
+
+#[test]
+fn a_deactivated_user_leaves_the_list_and_its_association_turns_stale() {
+    let (host, sf) = connected(3);
+    directory(&host, &[("1001", None), ("1002", None), ("1003", None)]);
+    sync(&host);
+    let saved = save(
+        &host,
+        0,
+        &[assoc(0, "1001"), assoc(1, "1002"), assoc(2, "1003")],
+    );
+    assert_eq!(saved.map_err(|e| e.to_string()), Ok(1));
+
+    // User 1 is deactivated in Salesforce.
+    let mut users = org(3);
+    users.remove(1);
+    sf.set_users(users);
+    sync(&host);
+
+    let list = entries(&host);
+    assert_eq!(list.len(), 3);
+    let stale = entry(&host, &sf_user_id(1));
+    let Some(stale) = stale else {
+        panic!("the stale user is not shown");
+    };
+    assert_eq!(stale.state, AssociationState::StaleUser);
+    assert_eq!(stale.user.name, "User 00001");
+    assert_eq!(stale.user.username, "user1@acme.example.org");
+    assert!(!stale.user.active);
+    assert_eq!(stale.extension.as_deref(), Some("1002"));
+    // Shown after the active users.
+    assert_eq!(list[2].user.id, sf_user_id(1));
+    // Kept in the store until the administrator saves.
+    let set: Option<AssociationSet> = Store::new(&host).get(keys::ASSOCIATIONS).ok().flatten();
+    assert_eq!(set.map(|s| s.entries.len()), Some(3));
+    // The call features no longer attribute calls to them.
+    let plugin = Plugin::new(&host);
+    assert!(plugin.user_for_extension("1002").is_ok_and(|u| u.is_none()));
+    assert_eq!(plugin.extension_for_user(&sf_user_id(1)).ok(), Some(None));
+    assert_eq!(
+        plugin.extension_for_user(&sf_user_id(0)).ok(),
+        Some(Some("1001".into()))
+    );
+
+    // Saving it again is refused, naming them; dropping it works.
+    let (k, message) = kind(save(
+        &host,
+        1,
+        &[assoc(0, "1001"), assoc(1, "1002"), assoc(2, "1003")],
+    ));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(
+        message.contains("User 00001 (005000000000001AAA) is no longer an active Salesforce user"),
+        "{message}"
+    );
+    assert_eq!(
+        save(&host, 1, &[assoc(0, "1001"), assoc(2, "1002")]).ok(),
+        Some(2)
+    );
+    assert_eq!(entries(&host).len(), 2);
+    assert_eq!(
+        plugin
+            .user_for_extension("1002")
+            .ok()
+            .flatten()
+            .map(|u| u.id),
+        Some(sf_user_id(2))
+    );
+}
+
+// --- proposals -----------------------------------------------------------------
+
+#[test]
+fn proposals_match_by_email_and_explain_the_rest() {
+    let (host, sf) = connected(0);
+    sf.set_users(vec![
+        sf_user(0, "Ann", Some("Ann@Acme.org")),
+        sf_user(1, "Bob", None),
+        sf_user(2, "Cem", Some("desk@acme.org")),
+        sf_user(3, "Dee", Some("  twin@acme.org")),
+        sf_user(4, "Eve", Some("TWIN@acme.org")),
+        sf_user(5, "Fay", Some("nobody@acme.org")),
+        sf_user(6, "Zoë", Some("Zoë@Exämple.org ")),
+    ]);
+    directory(
+        &host,
+        &[
+            ("1001", Some("ann@acme.ORG")),
+            ("1002", Some("desk@acme.org")),
+            ("1003", Some("Desk@Acme.org")),
+            ("1004", Some("twin@acme.org")),
+            ("1005", Some("zoë@exämple.org")),
+            ("1006", None),
+        ],
+    );
+    sync(&host);
+    // An existing association does not keep anyone out of the proposal.
+    assert_eq!(save(&host, 0, &[assoc(5, "1001")]).ok(), Some(1));
+
+    let proposal = Plugin::new(&host).propose_associations();
+    let Ok(proposal) = proposal else {
+        panic!("{:?}", proposal.err());
+    };
+    assert_eq!(proposal.version, 1);
+    let pairs: Vec<(String, String)> = proposal
+        .matches
+        .iter()
+        .map(|m| (m.user_id.clone(), m.extension.clone()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            (sf_user_id(0), "1001".to_string()),
+            (sf_user_id(6), "1005".to_string())
+        ]
+    );
+    let reason = |i: usize| {
+        proposal
+            .unmatched
+            .iter()
+            .find(|u| u.user_id == sf_user_id(i))
+            .map(|u| u.reason.clone())
+    };
+    assert!(matches!(reason(1), Some(UnmatchedReason::NoEmail)));
+    assert!(matches!(reason(2), Some(UnmatchedReason::SharedEmail(e)) if e == ["1002", "1003"]));
+    assert!(matches!(reason(3), Some(UnmatchedReason::SharedUserEmail(u)) if u == [sf_user_id(4)]));
+    assert!(matches!(reason(4), Some(UnmatchedReason::SharedUserEmail(u)) if u == [sf_user_id(3)]));
+    assert!(matches!(reason(5), Some(UnmatchedReason::NoExtension)));
+    // Nothing was stored.
+    let set: Option<AssociationSet> = Store::new(&host).get(keys::ASSOCIATIONS).ok().flatten();
+    assert_eq!(set.map(|s| s.version), Some(1));
+}
+
+#[test]
+fn a_proposal_needs_synced_users() {
+    let (host, _sf) = connected(3);
+    let (k, message) = kind(Plugin::new(&host).propose_associations());
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(message.contains("sync the users first"), "{message}");
+}
+
+// --- saving ----------------------------------------------------------------------
+
+fn three_users_three_extensions() -> (FakeHost, Arc<FakeSalesforce>) {
+    let (host, sf) = connected(3);
+    directory(
+        &host,
+        &[
+            ("1001", Some("user0@acme.example.org")),
+            ("1002", Some("user1@acme.example.org")),
+            ("1003", Some("user2@acme.example.org")),
+        ],
+    );
+    sync(&host);
+    (host, sf)
+}
+
+#[test]
+fn one_to_one_violations_name_both_sides() {
+    let (host, _sf) = three_users_three_extensions();
+    let (k, message) = kind(save(&host, 0, &[assoc(0, "1001"), assoc(1, "1001")]));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert_eq!(
+        message,
+        "extension 1001 is given to both User 00000 (005000000000000AAA) and User 00001 (005000000000001AAA): one extension belongs to one Salesforce user"
+    );
+    let (k, message) = kind(save(&host, 0, &[assoc(2, "1002"), assoc(2, "1003")]));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert_eq!(
+        message,
+        "User 00002 (005000000000002AAA) is given both extension 1002 and extension 1003: one Salesforce user has one extension"
+    );
+    let (k, message) = kind(save(&host, 0, &[assoc(0, " "), assoc(1, "1002")]));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(message.contains("choose both"), "{message}");
+    let (k, message) = kind(save(
+        &host,
+        0,
+        &[Association {
+            user_id: "005NOTSYNCED".into(),
+            extension: "1001".into(),
+        }],
+    ));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(
+        message.contains("sync the users, reload and re-assign"),
+        "{message}"
+    );
+    // Nothing stored by any of them.
+    assert!(host.kv_text(keys::ASSOCIATIONS).is_none());
+    // The same pair twice is one pair.
+    assert_eq!(
+        save(&host, 0, &[assoc(0, "1001"), assoc(0, "1001")]).ok(),
+        Some(1)
+    );
+    assert_eq!(
+        Store::new(&host)
+            .get::<AssociationSet>(keys::ASSOCIATIONS)
+            .ok()
+            .flatten()
+            .map(|s| s.entries.len()),
+        Some(1)
+    );
+}
+
+#[test]
+fn an_extension_removed_between_proposal_and_save_is_refused() {
+    let (host, _sf) = three_users_three_extensions();
+    let proposal = Plugin::new(&host).propose_associations();
+    let Ok(proposal) = proposal else {
+        panic!("{:?}", proposal.err());
+    };
+    assert_eq!(proposal.matches.len(), 3);
+    directory(
+        &host,
+        &[
+            ("1001", Some("user0@acme.example.org")),
+            ("1002", Some("user1@acme.example.org")),
+        ],
+    );
+    let (k, message) = kind(save(&host, proposal.version, &proposal.matches));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(
+        message.starts_with("extension 1003 no longer exists on the PBX: reload and re-assign"),
+        "{message}"
+    );
+    assert!(host.kv_text(keys::ASSOCIATIONS).is_none());
+}
+
+#[test]
+fn a_save_with_a_stale_version_is_a_conflict() {
+    let (host, _sf) = three_users_three_extensions();
+    // Two administrators load version 0; the first saves.
+    assert_eq!(save(&host, 0, &[assoc(0, "1001")]).ok(), Some(1));
+    let (k, message) = kind(save(&host, 0, &[assoc(1, "1001")]));
+    assert_eq!(k, ErrorKind::Conflict);
+    assert_eq!(
+        message,
+        "the associations were saved by someone else meanwhile (now version 1): reload, check, and save again"
+    );
+    // Saving the same set again with the right versions works.
+    assert_eq!(save(&host, 1, &[assoc(0, "1001")]).ok(), Some(2));
+    assert_eq!(save(&host, 2, &[assoc(0, "1001")]).ok(), Some(3));
+}
+
+#[test]
+fn a_save_racing_another_between_read_and_write_is_refused() {
+    let (host, _sf) = three_users_three_extensions();
+    // Another instance commits version 1 right before our batch.
+    host.before_next_batch(|kv| {
+        kv.insert(
+            keys::ASSOCIATIONS.into(),
+            br#"{"version":1,"entries":[{"user_id":"005000000000002AAA","extension":"1003","user":{"name":"User 00002","username":"user2@acme.example.org"}}]}"#.to_vec(),
+        );
+    });
+    let (k, message) = kind(save(&host, 0, &[assoc(0, "1003")]));
+    assert_eq!(k, ErrorKind::Conflict, "{message}");
+    assert!(message.contains("(now version 1)"), "{message}");
+    // The other save stands.
+    assert_eq!(
+        Plugin::new(&host)
+            .user_for_extension("1003")
+            .ok()
+            .flatten()
+            .map(|u| u.id),
+        Some(sf_user_id(2))
+    );
+}
+
+#[test]
+fn saved_associations_show_in_the_list_and_answer_lookups() {
+    let (host, _sf) = three_users_three_extensions();
+    let version = save(&host, 0, &[assoc(0, "1001"), assoc(2, "1003")]);
+    assert_eq!(version.ok(), Some(1));
+    let list = Plugin::new(&host).list_users();
+    let Ok(list) = list else {
+        panic!("{:?}", list.err());
+    };
+    assert_eq!(list.version, 1);
+    let states: Vec<(String, Option<String>, AssociationState)> = list
+        .entries
+        .iter()
+        .map(|e| (e.user.name.clone(), e.extension.clone(), e.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (
+                "User 00000".into(),
+                Some("1001".into()),
+                AssociationState::Associated
+            ),
+            ("User 00001".into(), None, AssociationState::Unassociated),
+            (
+                "User 00002".into(),
+                Some("1003".into()),
+                AssociationState::Associated
+            ),
+        ]
+    );
+    let plugin = Plugin::new(&host);
+    let user = plugin.user_for_extension("1003").ok().flatten();
+    assert_eq!(user.as_ref().map(|u| u.id.clone()), Some(sf_user_id(2)));
+    assert_eq!(user.as_ref().map(|u| u.name.as_str()), Some("User 00002"));
+    assert_eq!(
+        user.and_then(|u| u.email),
+        Some("user2@acme.example.org".into())
+    );
+    assert!(plugin.user_for_extension("1002").is_ok_and(|u| u.is_none()));
+    assert!(plugin.user_for_extension("9999").is_ok_and(|u| u.is_none()));
+    assert_eq!(
+        plugin.extension_for_user(&sf_user_id(0)).ok(),
+        Some(Some("1001".into()))
+    );
+    assert_eq!(plugin.extension_for_user(&sf_user_id(1)).ok(), Some(None));
+    assert_eq!(plugin.extension_for_user("not,an:id").ok(), Some(None));
+    assert_eq!(plugin.extension_for_user("").ok(), Some(None));
+}
+
+#[test]
+fn an_extension_dropped_from_the_directory_turns_stale() {
+    let (host, _sf) = three_users_three_extensions();
+    assert_eq!(
+        save(&host, 0, &[assoc(0, "1001"), assoc(1, "1002")]).ok(),
+        Some(1)
+    );
+    directory(&host, &[("1001", None), ("1003", None)]);
+    let e = entry(&host, &sf_user_id(1));
+    assert_eq!(
+        e.map(|e| (e.extension, e.state)),
+        Some((Some("1002".into()), AssociationState::StaleExtension))
+    );
+    let plugin = Plugin::new(&host);
+    assert!(plugin.user_for_extension("1002").is_ok_and(|u| u.is_none()));
+    assert_eq!(plugin.extension_for_user(&sf_user_id(1)).ok(), Some(None));
+    assert!(plugin.user_for_extension("1001").is_ok_and(|u| u.is_some()));
+    // Re-assigning the user to an existing extension clears it.
+    assert_eq!(
+        save(&host, 1, &[assoc(0, "1001"), assoc(1, "1003")]).ok(),
+        Some(2)
+    );
+    assert_eq!(
+        entry(&host, &sf_user_id(1)).map(|e| e.state),
+        Some(AssociationState::Associated)
+    );
+}
+
+// --- scale -----------------------------------------------------------------------
+
+#[test]
+fn fifty_thousand_users_sync_in_chunks_within_the_quota() {
+    const N: usize = 50_000;
+    let (host, sf) = connected(N);
+    let started = std::time::Instant::now();
+    let steps = sync(&host);
+    let sync_took = started.elapsed();
+    assert_eq!(steps.len(), 25);
+    assert_eq!(sf.user_pages(), 25);
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s.total, N as u32);
+        assert_eq!(s.fetched, ((i + 1) * 2_000) as u32);
+    }
+    let Some(idx) = index(&host) else {
+        panic!("no index");
+    };
+    assert_eq!((idx.pages, idx.count), (25, N as u32));
+
+    let keys = host.kv_keys();
+    let dump_bytes: usize = keys
+        .iter()
+        .map(|k| host.kv_text(k).map_or(0, |v| v.len()))
+        .sum();
+    let chunk = host.kv_text(&page_key(&idx.sync_id, 0)).unwrap_or_default();
+    let ids = host
+        .kv_text(&crate::users::ids_key(&idx.sync_id))
+        .unwrap_or_default();
+    println!(
+        "50,000 users: {} keys, {} bytes in all; a 2,000-user chunk is {} bytes ({} per user); the id map {} bytes; sync took {:.2} s ({} build, fake Salesforce)",
+        keys.len(),
+        dump_bytes,
+        chunk.len(),
+        chunk.len() / 2_000,
+        ids.len(),
+        sync_took.as_secs_f64(),
+        BUILD
+    );
+    assert!(keys.len() < 40, "{} keys", keys.len());
+    assert!(
+        chunk.len() < 16 * 1024 * 1024 / 8,
+        "a chunk is {} bytes",
+        chunk.len()
+    );
+    assert!(dump_bytes < 32 * 1024 * 1024, "{dump_bytes} bytes");
+    let stored: Result<Vec<UserRecord>, _> = serde_json::from_str(&chunk);
+    assert_eq!(stored.map(|c| c.len()).ok(), Some(2_000));
+
+    let started = std::time::Instant::now();
+    let list = entries(&host);
+    println!(
+        "list_users of 50,000: {:.1} ms ({BUILD} build)",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    assert_eq!(list.len(), N);
+    assert_eq!(list[N - 1].user.name, format!("User {:05}", N - 1));
+
+    // A lookup reads one chunk, not the list.
+    directory(&host, &[("4711", None)]);
+    assert_eq!(save(&host, 0, &[assoc(43_210, "4711")]).ok(), Some(1));
+    let started = std::time::Instant::now();
+    let user = Plugin::new(&host).user_for_extension("4711");
+    println!(
+        "user_for_extension among 50,000: {:.1} ms ({BUILD} build)",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    assert_eq!(user.ok().flatten().map(|u| u.id), Some(sf_user_id(43_210)));
+}
+
+#[test]
+fn unreadable_associations_say_how_to_repair_and_a_save_replaces_them() {
+    let (host, _sf) = three_users_three_extensions();
+    host.kv_put(keys::ASSOCIATIONS, "{not json");
+    let (k, message) = kind(Plugin::new(&host).list_users());
+    assert_eq!(k, ErrorKind::Internal);
+    assert!(
+        message.ends_with("save the associations again to replace it"),
+        "{message}"
+    );
+    assert_eq!(save(&host, 7, &[assoc(0, "1001")]).ok(), Some(8));
+    assert_eq!(
+        entry(&host, &sf_user_id(0)).map(|e| e.state),
+        Some(AssociationState::Associated)
+    );
+}
+
+#[test]
+fn a_lost_chunk_says_to_sync_again() {
+    let (host, _sf) = connected(10);
+    sync(&host);
+    let sync_id = index(&host).map(|i| i.sync_id).unwrap_or_default();
+    host.kv_put(&page_key(&sync_id, 0), "[{\"broken\"");
+    let (k, message) = kind(Plugin::new(&host).list_users());
+    assert_eq!(k, ErrorKind::Internal);
+    assert!(
+        message.ends_with("sync the users again to replace it"),
+        "{message}"
+    );
+    // A new sync repairs it.
+    sync(&host);
+    assert_eq!(entries(&host).len(), 10);
+}
+
+#[test]
+fn an_expired_query_locator_asks_for_a_new_sync() {
+    let (host, sf) = connected(5_000);
+    let first = step(&host, None);
+    sf.script_rest(&[(
+        400,
+        r#"[{"message":"invalid query locator","errorCode":"INVALID_QUERY_LOCATOR"}]"#,
+    )]);
+    let (k, message) = kind(Plugin::new(&host).sync_users(first.cursor.as_deref()));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(
+        message.starts_with("user sync stopped after 2,000 of 5,000 users: Salesforce no longer knows this sync's position"),
+        "{message}"
+    );
+    assert!(message.ends_with("sync again"), "{message}");
+    assert_eq!(sync(&host).last().map(|s| s.fetched), Some(5_000));
+}
