@@ -133,3 +133,91 @@ async fn cli_errors_name_the_fix() {
     assert!(!ok);
     assert!(err.contains("cannot read /nonexistent.wasm"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_sync_list_and_associate_from_the_cli() {
+    let world = World::start(Setup::default()).await;
+    world.connect().await;
+    let w = &world;
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &[
+                "extension",
+                "add",
+                "1001",
+                "--name",
+                "Ada",
+                "--email",
+                "ADMIN@example.org",
+            ],
+            "",
+        )
+    });
+    assert!(ok, "{err}");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| pbx(w, &["extension", "add", "1002", "--name", "Ben"], ""));
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| pbx(w, &["crm", "users", "sync"], ""));
+    assert!(ok, "{err}");
+    assert!(out.contains("Synced"), "{out}");
+
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| pbx(w, &["crm", "associate", "--auto", "--yes"], ""));
+    assert!(ok, "{err}");
+    assert!(out.contains("-> 1001"), "{out}");
+    assert!(out.contains("Saved"), "{out}");
+
+    // By e-mail (any case) or by id.
+    let user1 = world
+        .org
+        .users()
+        .into_iter()
+        .find(|u| u["Username"] == "user1@example.org")
+        .expect("user1");
+    let email = user1["Email"].as_str().unwrap_or_default().to_uppercase();
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| pbx(w, &["crm", "associate", &email, "1002"], ""));
+    assert!(ok, "{err}");
+    assert!(out.contains("1002"), "{out}");
+    // The same extension for another user is refused, naming the rule.
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        pbx(w, &["crm", "associate", "admin@example.org", "1002"], "")
+    });
+    assert!(!ok);
+    assert!(err.contains("1002"), "{err}");
+
+    let (ok, out, _) = tokio::task::block_in_place(|| pbx(w, &["crm", "users", "list"], ""));
+    assert!(ok);
+    let line = out
+        .lines()
+        .find(|l| l.contains("admin@example.org"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("1001") && line.contains("associated"),
+        "{out}"
+    );
+    let (ok, json, _) =
+        tokio::task::block_in_place(|| pbx(w, &["crm", "users", "list", "--json"], ""));
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let user1_id = user1["Id"].as_str().unwrap_or_default();
+    let entry = list["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["user"]["id"] == user1_id))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entry["extension"], "1002");
+
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| pbx(w, &["crm", "unassociate", user1_id], ""));
+    assert!(ok, "{err}");
+    let list = world.api.get("/crm/salesforce/users").await.expect("users");
+    let entry = list["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["user"]["id"] == user1_id))
+        .cloned()
+        .unwrap_or_default();
+    assert!(entry["extension"].is_null(), "{entry}");
+}

@@ -121,3 +121,132 @@ async fn the_administrator_connects_from_the_portal() {
     browser.close().await;
     assert_eq!(world.status().await["state"], "Connected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_syncs_and_associates_users_in_the_portal() {
+    let world = World::start(Setup::default()).await;
+    world.connect().await;
+    let emails: Vec<(String, String)> = world
+        .org
+        .users()
+        .iter()
+        .filter(|u| u["IsActive"] == true)
+        .take(3)
+        .map(|u| {
+            (
+                u["Username"].as_str().unwrap_or_default().to_string(),
+                u["Email"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (i, (_, email)) in emails.iter().enumerate() {
+        world
+            .api
+            .post(
+                "/extensions",
+                &serde_json::json!({"number": format!("100{}", i + 1), "name": format!("Desk {}", i + 1), "email": email.to_uppercase()}),
+            )
+            .await
+            .expect("extension");
+    }
+    world
+        .api
+        .post(
+            "/extensions",
+            &serde_json::json!({"number": "1009", "name": "Spare"}),
+        )
+        .await
+        .expect("extension");
+
+    let browser = Browser::start().await;
+    let b = &browser.client;
+    b.goto(&format!("{}/", world.host.url()))
+        .await
+        .expect("portal");
+    browser
+        .find("#token")
+        .await
+        .send_keys(&world.host.admin_token)
+        .await
+        .expect("token");
+    browser.find("#login").await.click().await.expect("log in");
+
+    browser
+        .find("#sync-users")
+        .await
+        .click()
+        .await
+        .expect("Refresh users");
+    browser
+        .wait_text("#sync-text", "users read from Salesforce")
+        .await;
+    browser.wait_text("#user-pages", "users").await;
+
+    browser
+        .find("#auto-associate")
+        .await
+        .click()
+        .await
+        .expect("Associate automatically");
+    browser.wait_text("#proposal-matches", "1001").await;
+    browser
+        .find("#proposal-ok")
+        .await
+        .click()
+        .await
+        .expect("OK");
+    browser.wait_text("#assoc-result", "Click Save").await;
+
+    // Giving a taken extension to another user is refused on the page.
+    let selects = b
+        .find_all(Locator::Css("select.extension-select"))
+        .await
+        .expect("selects");
+    let mut refused = false;
+    for select in selects {
+        if select
+            .prop("value")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            select
+                .select_by_value("1001")
+                .await
+                .expect("pick a taken extension");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "an unassociated user to try with");
+    browser
+        .wait_text("#assoc-result", "already belongs to")
+        .await;
+
+    browser
+        .find("#save-associations")
+        .await
+        .click()
+        .await
+        .expect("Save");
+    browser.wait_text("#assoc-result", "Saved").await;
+    let shot = browser.screenshot("portal-associations").await;
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
+    browser.close().await;
+
+    let list = world.api.get("/crm/salesforce/users").await.expect("users");
+    for (i, (username, _)) in emails.iter().enumerate() {
+        let entry = list["entries"]
+            .as_array()
+            .and_then(|e| {
+                e.iter()
+                    .find(|e| e["user"]["username"] == username.as_str())
+            })
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(entry["extension"], format!("100{}", i + 1), "{username}");
+        assert_eq!(entry["state"], "Associated");
+    }
+}
