@@ -4,6 +4,9 @@
 //! natively and are unit-tested against a fake host (see `testing`).
 
 pub mod associations;
+pub mod calls;
+#[cfg(test)]
+mod calls_tests;
 #[cfg(test)]
 mod connect_tests;
 pub mod connection;
@@ -12,6 +15,7 @@ pub mod host;
 pub mod http;
 pub mod matching;
 pub mod oauth;
+pub mod phone;
 pub mod plugin;
 pub mod salesforce;
 pub mod settings;

@@ -1,6 +1,7 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
 use crate::associations::Associations;
+use crate::calls::Calls;
 use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::exports::pbx::crm::calls::{CallEvent, Caller};
@@ -62,10 +63,13 @@ impl<H: Host> Plugin<H> {
     /// The current status, with a failed user sync as a problem.
     pub fn status(&self) -> Status {
         let mut status = self.connector().status();
-        if let Some(sync) = self.users().problem() {
+        for extra in [self.users().problem(), self.calls().problem()]
+            .into_iter()
+            .flatten()
+        {
             status.problem = Some(match status.problem.take() {
-                Some(other) => format!("{other}; {sync}"),
-                None => sync,
+                Some(other) => format!("{other}; {extra}"),
+                None => extra,
             });
         }
         status
@@ -135,35 +139,43 @@ impl<H: Host> Plugin<H> {
         self.associations().extension_for_user(user_id)
     }
 
-    /// Caller lookup (the calls feature).
-    pub fn lookup_caller(&self, _number: &str, _region: &str) -> Result<Caller, PluginError> {
-        Err(PluginError::Unsupported("caller lookup"))
+    fn calls(&self) -> Calls<'_, H> {
+        Calls::new(&self.host)
     }
 
-    /// A call event (the calls feature).
-    pub fn on_call_event(&self, _event: &CallEvent) -> Result<(), PluginError> {
-        Err(PluginError::Unsupported("the call journal"))
+    /// Look a caller up by number (see `calls`): the winner and the others.
+    /// A number that cannot be normalized gives no match and the number as
+    /// given.
+    pub fn lookup_caller(&self, number: &str, region: &str) -> Result<Caller, PluginError> {
+        self.calls().lookup(number, region)
     }
 
-    /// Deliver pending work (the calls feature); nothing waits yet.
+    /// A call event: the pop-up, and for `ended` the call journal.
+    pub fn on_call_event(&self, event: &CallEvent) -> Result<(), PluginError> {
+        self.calls().on_event(event)
+    }
+
+    /// Deliver the call logs that wait; returns how many still wait.
     pub fn run_pending(&self) -> Result<u32, PluginError> {
-        Ok(0)
+        self.calls().run_pending()
     }
 
-    /// Click-to-call check (the calls feature).
+    /// Click-to-call check: the extension's user and the number; returns
+    /// the number in E.164.
     pub fn authorize_dial(
         &self,
-        _extension: &str,
-        _number: &str,
-        _region: &str,
+        extension: &str,
+        number: &str,
+        region: &str,
     ) -> Result<String, PluginError> {
-        Err(PluginError::Unsupported("click-to-call"))
+        self.calls().authorize_dial(extension, number, region)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WitError;
     use crate::exports::pbx::crm::integration::ConnectionState;
     use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
     use crate::testing::FakeHost;
@@ -230,12 +242,12 @@ mod tests {
     }
 
     #[test]
-    fn features_of_later_versions_say_so() {
+    fn a_lookup_without_a_connection_says_so() {
         let host = FakeHost::default();
         let err = Plugin::new(&host)
             .lookup_caller("+14155550100", "US")
             .err()
-            .map(|e| e.to_string());
-        assert!(err.is_some_and(|e| e.contains("install a newer version")));
+            .map(|e| WitError::from(e).kind);
+        assert_eq!(err, Some(crate::ErrorKind::NotConnected));
     }
 }

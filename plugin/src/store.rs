@@ -33,6 +33,24 @@ pub mod keys {
     /// The saved associations (`associations::AssociationSet`).
     pub const ASSOCIATIONS: &str = "associations";
 
+    /// How many call logs wait in the outbox (a JSON number), updated in
+    /// the same batches as the outbox, so the status needs no scan.
+    pub const CALLS_PENDING: &str = "calls/pending";
+    /// Prefix of the call journal's outbox (`calls::OutboxItem`), one per call id.
+    pub const CALLS_OUTBOX_PREFIX: &str = "calls/outbox/";
+    /// Prefix of the 64 buckets of logged (or skipped) call ids (`calls::Ledger`).
+    pub const CALLS_DONE_PREFIX: &str = "calls/done/";
+    /// Prefix of the 64 buckets of pop-ups shown, by call id and phase (`calls::Ledger`).
+    pub const CALLS_POPPED_PREFIX: &str = "calls/popped/";
+    /// Prefix of cached lookups by E.164 (`calls::CachedLookup`).
+    pub const CALLS_LOOKUP_PREFIX: &str = "calls/lookup/";
+    /// Prefix of records created for unknown callers, by E.164 (`calls::Remembered`).
+    pub const CALLS_CREATED_PREFIX: &str = "calls/created/";
+    /// Prefix of leases on creating a record for a number (`calls::ItemLease`).
+    pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";
+    /// When the call keys were last pruned (ms since the Unix epoch).
+    pub const CALLS_PRUNED_AT: &str = "calls/pruned-at";
+
     /// The key of the authorization attempt with `state`.
     pub fn attempt(state: &str) -> String {
         format!("{ATTEMPT_PREFIX}{state}")

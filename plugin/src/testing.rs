@@ -59,6 +59,7 @@ pub struct FakeHost {
     kv: Mutex<BTreeMap<String, Vec<u8>>>,
     logs: Mutex<Vec<String>>,
     opened: Mutex<Vec<String>>,
+    opened_for: Mutex<Vec<(String, String)>>,
     extensions: Mutex<Vec<directory::Extension>>,
     /// Hooks for the coming batches, in order (`None`: no hook for that one).
     before_batch: Mutex<VecDeque<Option<Hook>>>,
@@ -111,6 +112,12 @@ impl FakeHost {
 
     pub fn opened(&self) -> Vec<String> {
         lock(&self.opened).clone()
+    }
+
+    /// Every opened page with its audience ("administrator" or the
+    /// extension number).
+    pub fn opened_for(&self) -> Vec<(String, String)> {
+        lock(&self.opened_for).clone()
     }
 
     /// Make `open_browser` fail.
@@ -294,10 +301,15 @@ impl Host for FakeHost {
         }
     }
 
-    fn open_browser(&self, url: &str, _audience: &open_browser::Audience) -> Result<(), String> {
+    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
         if self.browser_fails.load(Ordering::SeqCst) {
             return Err("no browser is attached".into());
         }
+        let who = match audience {
+            open_browser::Audience::Administrator => "administrator".to_string(),
+            open_browser::Audience::Extension(n) => n.clone(),
+        };
+        lock(&self.opened_for).push((url.into(), who));
         lock(&self.opened).push(url.into());
         Ok(())
     }
@@ -437,6 +449,31 @@ struct SfState {
     user_page_size: Option<usize>,
     /// Pages of users served.
     user_pages: u32,
+    /// Contacts, Leads, Accounts and Tasks (JSON with `attributes.type`;
+    /// `_hidden` marks records not yet in the search index).
+    records: Vec<serde_json::Value>,
+    /// New Contacts and Leads stay out of search until `index_now`.
+    search_lag: bool,
+    /// Decoded `q` of every search.
+    searches: Vec<String>,
+    /// Decoded `q` of every query.
+    queries: Vec<String>,
+    /// How the next Task creates fail.
+    task_faults: VecDeque<TaskFault>,
+    /// Real delay of every REST answer, ms.
+    rest_delay_ms: u64,
+}
+
+/// How a Task create fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskFault {
+    /// The Task is stored, then the answer is a 500 (a crash after the
+    /// create).
+    StoredThen500,
+    /// The Task is stored, then the connection drops (a timeout).
+    StoredThenTimeout,
+    /// Nothing is stored; 503.
+    Unavailable,
 }
 
 /// A small Salesforce: token (authorization_code, refresh_token), revoke,
@@ -574,6 +611,243 @@ impl FakeSalesforce {
     pub fn user_pages(&self) -> u32 {
         lock(&self.state).user_pages
     }
+    /// Add a record of `object` with `fields` (Id given or generated);
+    /// returns the Id. Searchable at once.
+    pub fn add_record(&self, object: &str, fields: serde_json::Value) -> String {
+        let mut s = lock(&self.state);
+        Self::store_record(&mut s, object, fields, false)
+    }
+
+    fn store_record(
+        s: &mut SfState,
+        object: &str,
+        fields: serde_json::Value,
+        hidden: bool,
+    ) -> String {
+        s.counter += 1;
+        let prefix = match object {
+            "Contact" => "003",
+            "Lead" => "00Q",
+            "Account" => "001",
+            "Task" => "00T",
+            _ => "0XX",
+        };
+        let mut record = fields;
+        let id = record["Id"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{prefix}{:012}AAA", s.counter));
+        record["Id"] = serde_json::json!(id);
+        record["attributes"] = serde_json::json!({"type": object, "url": format!("/services/data/v67.0/sobjects/{object}/{id}")});
+        if record.get("Name").is_none() && record.get("LastName").is_some() {
+            let first = record["FirstName"].as_str().unwrap_or_default().to_string();
+            let last = record["LastName"].as_str().unwrap_or_default().to_string();
+            record["Name"] = serde_json::json!(format!("{first} {last}").trim().to_string());
+        }
+        if record.get("LastModifiedDate").is_none() {
+            record["LastModifiedDate"] =
+                serde_json::json!(format!("2024-01-01T00:00:{:02}.000+0000", s.counter % 60));
+        }
+        if hidden {
+            record["_hidden"] = serde_json::json!(true);
+        }
+        s.records.push(record);
+        id
+    }
+
+    /// Records of `object` (internal markers removed).
+    pub fn records(&self, object: &str) -> Vec<serde_json::Value> {
+        lock(&self.state)
+            .records
+            .iter()
+            .filter(|r| r["attributes"]["type"] == object)
+            .map(|r| {
+                let mut r = r.clone();
+                if let Some(m) = r.as_object_mut() {
+                    m.remove("_hidden");
+                }
+                r
+            })
+            .collect()
+    }
+    /// New Contacts and Leads are not searchable until `index_now`.
+    pub fn set_search_lag(&self, on: bool) {
+        lock(&self.state).search_lag = on;
+    }
+    /// Index every record.
+    pub fn index_now(&self) {
+        for r in lock(&self.state).records.iter_mut() {
+            if let Some(m) = r.as_object_mut() {
+                m.remove("_hidden");
+            }
+        }
+    }
+    /// The decoded `q` of every search so far.
+    pub fn searches(&self) -> Vec<String> {
+        lock(&self.state).searches.clone()
+    }
+    /// The decoded `q` of every query so far.
+    pub fn queries(&self) -> Vec<String> {
+        lock(&self.state).queries.clone()
+    }
+    /// Make the next Task creates fail like this, in order.
+    pub fn fail_task_creates(&self, faults: &[TaskFault]) {
+        lock(&self.state).task_faults.extend(faults.iter().copied());
+    }
+    /// Delay every REST answer (really sleeping).
+    pub fn set_rest_delay_ms(&self, ms: u64) {
+        lock(&self.state).rest_delay_ms = ms;
+    }
+
+    /// SOSL over phone fields: the digits of the term against the digits of
+    /// each phone field, equal or one ending with the other (7+ digits),
+    /// ignoring leading zeros, as Salesforce's phone search does.
+    fn search(s: &mut SfState, q: &str) -> http_fetch::Response {
+        s.searches.push(q.to_string());
+        let Some(rest) = q.strip_prefix("FIND {") else {
+            return response(
+                400,
+                r#"[{"message":"malformed","errorCode":"MALFORMED_SEARCH"}]"#,
+            );
+        };
+        let mut term = String::new();
+        let mut chars = rest.chars();
+        let mut closed = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(e) => term.push(e),
+                    None => break,
+                },
+                '}' => {
+                    closed = true;
+                    break;
+                }
+                '+' | '-' | '(' | ')' | '&' | '|' | '!' | '{' | '[' | ']' | '^' | '"' | '~'
+                | '*' | '?' | ':' | '\'' => {
+                    // Unescaped reserved characters are operators.
+                    return response(
+                        400,
+                        r#"[{"message":"unescaped reserved character","errorCode":"MALFORMED_SEARCH"}]"#,
+                    );
+                }
+                c => term.push(c),
+            }
+        }
+        if !closed {
+            return response(
+                400,
+                r#"[{"message":"no closing brace","errorCode":"MALFORMED_SEARCH"}]"#,
+            );
+        }
+        let wanted: String = term.chars().filter(char::is_ascii_digit).collect();
+        let hits: Vec<serde_json::Value> = ["Contact", "Lead", "Account"]
+            .iter()
+            .flat_map(|object| {
+                s.records
+                    .iter()
+                    .filter(move |r| r["attributes"]["type"] == *object)
+                    .filter(|r| r.get("_hidden").is_none())
+                    .filter(|r| r["IsConverted"] != true)
+                    .filter(|r| {
+                        ["Phone", "MobilePhone", "OtherPhone", "HomePhone"]
+                            .iter()
+                            .any(|f| r[*f].as_str().is_some_and(|p| phone_matches(p, &wanted)))
+                    })
+                    .map(|r| {
+                        let mut out = serde_json::json!({
+                            "attributes": r["attributes"], "Id": r["Id"], "Name": r["Name"],
+                            "Phone": r["Phone"], "LastModifiedDate": r["LastModifiedDate"],
+                        });
+                        if *object == "Contact" {
+                            out["AccountId"] = r["AccountId"].clone();
+                        }
+                        out
+                    })
+            })
+            .collect();
+        response(200, &serde_json::json!({"searchRecords": hits}).to_string())
+    }
+
+    /// `SELECT Id FROM Task WHERE CallObject = '...'`.
+    fn task_query(s: &mut SfState, q: &str) -> Option<http_fetch::Response> {
+        let rest = q.strip_prefix("SELECT Id FROM Task WHERE CallObject = '")?;
+        s.queries.push(q.to_string());
+        let mut value = String::new();
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.extend(chars.next()),
+                '\'' => break,
+                c => value.push(c),
+            }
+        }
+        let rows: Vec<serde_json::Value> = s
+            .records
+            .iter()
+            .filter(|r| r["attributes"]["type"] == "Task" && r["CallObject"] == value.as_str())
+            .map(|r| serde_json::json!({"attributes": r["attributes"], "Id": r["Id"]}))
+            .take(1)
+            .collect();
+        Some(response(
+            200,
+            &serde_json::json!({"totalSize": rows.len(), "done": true, "records": rows})
+                .to_string(),
+        ))
+    }
+
+    /// POST `sobjects/{object}/`.
+    fn create(
+        s: &mut SfState,
+        object: &str,
+        body: &str,
+    ) -> Result<http_fetch::Response, http_fetch::Error> {
+        let Ok(fields) = serde_json::from_str::<serde_json::Value>(body) else {
+            return Ok(response(
+                400,
+                r#"[{"message":"bad json","errorCode":"JSON_PARSER_ERROR"}]"#,
+            ));
+        };
+        let required: &[&str] = match object {
+            "Contact" => &["LastName"],
+            "Lead" => &["LastName", "Company"],
+            "Account" => &["Name"],
+            _ => &[],
+        };
+        for f in required {
+            if fields[*f].as_str().is_none_or(str::is_empty) {
+                return Ok(response(
+                    400,
+                    &serde_json::json!([{"message": format!("Required fields are missing: [{f}]"), "errorCode": "REQUIRED_FIELD_MISSING", "fields": [f]}]).to_string(),
+                ));
+            }
+        }
+        let fault = if object == "Task" {
+            s.task_faults.pop_front()
+        } else {
+            None
+        };
+        if fault == Some(TaskFault::Unavailable) {
+            return Ok(response(
+                503,
+                r#"[{"message":"down","errorCode":"SERVER_UNAVAILABLE"}]"#,
+            ));
+        }
+        let hidden = s.search_lag && matches!(object, "Contact" | "Lead");
+        let id = Self::store_record(s, object, fields, hidden);
+        match fault {
+            Some(TaskFault::StoredThen500) => Ok(response(
+                500,
+                r#"[{"message":"internal error","errorCode":"UNKNOWN_EXCEPTION"}]"#,
+            )),
+            Some(TaskFault::StoredThenTimeout) => Err(http_fetch::Error::Timeout),
+            _ => Ok(response(
+                201,
+                &serde_json::json!({"id": id, "success": true, "errors": []}).to_string(),
+            )),
+        }
+    }
+
     pub fn refresh_token_is_live(&self, token: &str) -> bool {
         lock(&self.state).refresh.contains(token)
     }
@@ -640,8 +914,41 @@ impl FakeSalesforce {
                     r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
                 ));
             }
+            if s.rest_delay_ms > 0 {
+                let ms = s.rest_delay_ms;
+                drop(s);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                s = lock(&self.state);
+            }
             if let Some((status, body)) = s.rest_script.pop_front() {
                 return Ok(response(status, &body));
+            }
+            let q = || {
+                path.split_once("?q=")
+                    .map(|(_, q)| {
+                        url::form_urlencoded::parse(format!("q={q}").as_bytes())
+                            .map(|(_, v)| v.into_owned())
+                            .next()
+                            .unwrap_or_default()
+                    })
+                    .unwrap_or_default()
+            };
+            if path.starts_with("search/?q=") {
+                return Ok(Self::search(&mut s, &q()));
+            }
+            if path.starts_with("query?q=")
+                && let Some(answer) = Self::task_query(&mut s, &q())
+            {
+                return Ok(answer);
+            }
+            if req.method == Method::Post
+                && let Some(object) = path
+                    .strip_prefix("sobjects/")
+                    .and_then(|p| p.strip_suffix('/'))
+                    .filter(|o| matches!(*o, "Task" | "Contact" | "Lead" | "Account"))
+            {
+                let object = object.to_string();
+                return Self::create(&mut s, &object, &body);
             }
             if let Some(page) = Self::user_page(&mut s, req, path) {
                 return Ok(page);
@@ -789,6 +1096,25 @@ impl FakeSalesforce {
         }
         response(200, &answer.to_string())
     }
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Digit comparison as Salesforce's phone search (and the emulator) does it.
+pub fn phone_matches(stored: &str, wanted: &str) -> bool {
+    let s = digits(stored);
+    let (s_trim, w_trim) = (s.trim_start_matches('0'), wanted.trim_start_matches('0'));
+    [(s.as_str(), wanted), (s_trim, w_trim)]
+        .into_iter()
+        .any(|(a, b)| {
+            if a.is_empty() || b.is_empty() {
+                return false;
+            }
+            let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
+            a == b || (short.len() >= 7 && long.ends_with(short))
+        })
 }
 
 /// A User record as the REST API sends it: id `005` + `i`, the given name
