@@ -226,6 +226,20 @@ impl CountingServer {
 pub mod browser;
 pub mod org;
 
+/// Every file below `dir`, recursively (for "no secret in the data directory").
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Where tests keep artifacts (screenshots): target/artifacts.
 pub fn artifacts_dir() -> PathBuf {
     target_dir().join("artifacts")

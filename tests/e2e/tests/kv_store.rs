@@ -147,7 +147,7 @@ async fn a_stored_secret_is_nowhere_in_the_data_directory_in_plaintext() {
     host.shutdown().await;
 
     let mut scanned = 0;
-    for file in walk(dir.path()) {
+    for file in e2e_tests::files_under(dir.path()) {
         let bytes = std::fs::read(&file).expect("read data file");
         scanned += 1;
         assert!(
@@ -157,17 +157,4 @@ async fn a_stored_secret_is_nowhere_in_the_data_directory_in_plaintext() {
         );
     }
     assert!(scanned >= 3, "only {scanned} files scanned");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -131,7 +131,7 @@ async fn no_secret_or_token_is_in_files_logs_or_pages() {
     let data_dir = world.data_dir.clone();
     world.host.shutdown().await;
     let mut files = 0;
-    for file in walk(&data_dir) {
+    for file in e2e_tests::files_under(&data_dir) {
         let bytes = std::fs::read(&file).expect("read");
         files += 1;
         for secret in &secrets {
@@ -143,17 +143,4 @@ async fn no_secret_or_token_is_in_files_logs_or_pages() {
         }
     }
     assert!(files >= 4, "{files} files");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
