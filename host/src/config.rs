@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub system_browser: Option<bool>,
     /// Default region for phone numbers (ISO 3166 alpha-2).
     pub default_region: Option<String>,
+    /// How often pending call logs are delivered, in milliseconds.
+    pub journal_interval_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -83,6 +85,9 @@ pub struct HostConfig {
     pub system_browser: bool,
     /// Default region for phone numbers.
     pub default_region: String,
+    /// How often the call ticker runs (plugins' pending deliveries, the
+    /// host's call-event retry queue).
+    pub journal_interval: Duration,
 }
 
 impl HostConfig {
@@ -146,7 +151,17 @@ impl HostConfig {
                 "default-region {default_region:?} must be an ISO 3166 code such as US or DE"
             )));
         }
+        let journal_interval = match file.journal_interval_ms {
+            Some(0) => {
+                return Err(ConfigError(
+                    "journal-interval-ms must be above 0 (default 5000)".into(),
+                ));
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => Duration::from_secs(5),
+        };
         Ok(HostConfig {
+            journal_interval,
             data_dir,
             listen,
             public_url,

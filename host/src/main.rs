@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use pbx_host::client::AdminClient;
 
+mod calls;
 mod users;
 use pbx_host::config::{FileConfig, HostConfig};
 
@@ -51,6 +52,13 @@ enum Command {
         plugin: String,
         #[command(subcommand)]
         command: CrmCommand,
+    },
+    /// Calls: simulate one, look a caller up, click-to-call.
+    Call {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: calls::CallCommand,
     },
     /// The running host: version, limits and runtime counters.
     Status {
@@ -114,6 +122,9 @@ struct ServeArgs {
     /// Default region for phone numbers, e.g. US.
     #[arg(long)]
     default_region: Option<String>,
+    /// How often pending call logs are delivered, in milliseconds (default 5000).
+    #[arg(long)]
+    journal_interval_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -250,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             plugin,
             command,
         } => crm(at.client()?, &plugin, command).await,
+        Command::Call { at, command } => calls::run(&at.client()?, command).await,
         Command::Status { at } => {
             print_json(&at.client()?.get("/host").await?);
             Ok(())
@@ -278,6 +290,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     file.max_response_mib = args.max_response_mib.or(file.max_response_mib);
     file.http_timeout_ms = args.http_timeout_ms.or(file.http_timeout_ms);
     file.default_region = args.default_region.or(file.default_region);
+    file.journal_interval_ms = args.journal_interval_ms.or(file.journal_interval_ms);
     if args.system_browser {
         file.system_browser = Some(true);
     }
@@ -385,6 +398,12 @@ async fn crm(client: AdminClient, plugin: &str, command: CrmCommand) -> anyhow::
                 }
                 if let Some(problem) = status["problem"].as_str() {
                     println!("Problem: {problem}");
+                }
+                if let Some(n) = status["pending_call_logs"].as_u64() {
+                    println!("Call logs waiting: {n}");
+                }
+                if let Some(n) = status["queued_call_events"].as_u64().filter(|n| *n > 0) {
+                    println!("Call events kept by the host for another delivery: {n}");
                 }
             }
         }

@@ -105,6 +105,11 @@ impl BrowserRequests {
         kept.iter().filter(|r| r.id > after).cloned().collect()
     }
 
+    /// The id of the newest request so far (0 before the first).
+    pub fn latest_id(&self) -> u64 {
+        self.next_id.load(Ordering::SeqCst).saturating_sub(1)
+    }
+
     /// Live requests as they are recorded.
     pub fn subscribe(&self) -> broadcast::Receiver<BrowserRequest> {
         self.live.subscribe()

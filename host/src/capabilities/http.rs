@@ -29,7 +29,11 @@ impl Host for PluginState {
                 .map(|ms| Duration::from_millis(u64::from(ms))),
         };
         let client = self.services.http.clone();
-        match client.fetch(&self.grants.http, request).await {
+        let started = std::time::Instant::now();
+        let fetched = client.fetch(&self.grants.http, request).await;
+        self.http_time += started.elapsed();
+        self.http_fetches += 1;
+        match fetched {
             Ok(response) => Ok(Response {
                 status: response.status,
                 headers: response

@@ -58,6 +58,10 @@ pub struct PluginState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) grants: Arc<Grants>,
     pub(crate) services: Arc<Services>,
+    /// Time this call spent in `http-fetch`.
+    pub(crate) http_time: std::time::Duration,
+    /// How many `http-fetch` calls it made.
+    pub(crate) http_fetches: u32,
 }
 
 impl PluginState {
@@ -83,6 +87,8 @@ impl PluginState {
             limiter: MemoryLimiter::new(memory_cap),
             grants,
             services,
+            http_time: std::time::Duration::ZERO,
+            http_fetches: 0,
         }
     }
 }

@@ -108,6 +108,24 @@ pub struct RuntimeStats {
     pub failed_calls: u64,
 }
 
+/// Where the time of one call went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallTiming {
+    /// The whole call: instantiation, guest code, host calls.
+    pub total: Duration,
+    /// Time spent in `http-fetch` (the remote side, the network, TLS).
+    pub http: Duration,
+    /// How many `http-fetch` calls the plugin made.
+    pub http_fetches: u32,
+}
+
+impl CallTiming {
+    /// The host's and plugin's own share: the call minus outbound HTTP.
+    pub fn overhead(&self) -> Duration {
+        self.total.saturating_sub(self.http)
+    }
+}
+
 /// An installed plugin as the operator sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstalledPlugin {
@@ -386,6 +404,39 @@ impl Runtime {
         ) -> BoxFuture<'a, wasmtime::Result<R>>
         + Send,
     ) -> Result<R, CallError> {
+        self.call_timed(plugin_id, f).await.0
+    }
+
+    /// [`Runtime::call`], also telling how long the call took and how much
+    /// of that the plugin spent waiting on outbound HTTP (`http-fetch`), so
+    /// the host's and plugin's own overhead can be told from the remote
+    /// side's time.
+    pub async fn call_timed<R: Send>(
+        &self,
+        plugin_id: &str,
+        f: impl for<'a> FnOnce(
+            &'a Plugin,
+            &'a mut Store<PluginState>,
+        ) -> BoxFuture<'a, wasmtime::Result<R>>
+        + Send,
+    ) -> (Result<R, CallError>, CallTiming) {
+        let started = std::time::Instant::now();
+        let mut timing = CallTiming::default();
+        let result = self.call_inner(plugin_id, f, &mut timing).await;
+        timing.total = started.elapsed();
+        (result, timing)
+    }
+
+    async fn call_inner<R: Send>(
+        &self,
+        plugin_id: &str,
+        f: impl for<'a> FnOnce(
+            &'a Plugin,
+            &'a mut Store<PluginState>,
+        ) -> BoxFuture<'a, wasmtime::Result<R>>
+        + Send,
+        timing: &mut CallTiming,
+    ) -> Result<R, CallError> {
         let loaded = self.get(plugin_id)?;
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE);
@@ -412,6 +463,8 @@ impl Runtime {
             tokio::time::timeout(deadline, run).await
         };
         let memory_hit = store.data().limiter.hit;
+        timing.http = store.data().http_time;
+        timing.http_fetches = store.data().http_fetches;
         drop(store);
         let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
         forward_output(

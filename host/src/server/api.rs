@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -21,10 +21,19 @@ use crate::runtime::{CallError, InstallError};
 
 type St = State<Arc<AppState>>;
 
+/// The largest component `POST /api/plugins` takes.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/host", get(host_info))
-        .route("/plugins", get(list_plugins).post(install_plugin))
+        .route(
+            "/plugins",
+            get(list_plugins)
+                .post(install_plugin)
+                // Components with their dependencies run to megabytes.
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
         .route("/extensions", get(list_extensions).post(put_extension))
         .route("/extensions/{number}", delete(remove_extension))
         .route("/browser-requests", get(browser_requests))
@@ -38,6 +47,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/crm/{plugin}/authorize", post(crm_authorize))
         .route("/crm/{plugin}/disconnect", post(crm_disconnect))
         .merge(super::users::routes())
+        .merge(super::calls::routes())
         .layer(middleware::from_fn_with_state(state, auth::require))
 }
 
@@ -46,6 +56,7 @@ pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -54,22 +65,34 @@ impl ApiError {
         &self.message
     }
 
+    /// The kind (`invalid-input`, `crm-unavailable`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Name the input field that is wrong.
+    pub(super) fn with_field(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
+        self
+    }
+
     pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
             message: message.into(),
+            field: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.message, "kind": self.kind})),
-        )
-            .into_response()
+        let mut body = json!({"error": self.message, "kind": self.kind});
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -227,6 +250,12 @@ async fn crm_status(
         .get(&plugin)
         .cloned();
     body["last_authorization"] = json!(last);
+    let pending = st.journal.pending(&plugin);
+    body["pending_call_logs"] = json!(pending.count);
+    body["queued_call_events"] = json!(st.journal.queued(&plugin));
+    if let Some(error) = pending.error {
+        body["call_journal_problem"] = json!(error);
+    }
     Ok(Json(body))
 }
 

@@ -1,8 +1,12 @@
 //! `pbx-host serve`: the portal, the admin API and the public OAuth callback
 //! on one listener.
 
+mod agent;
 mod api;
 mod auth;
+pub mod call_input;
+mod calls;
+pub mod journal;
 mod portal;
 mod users;
 
@@ -43,6 +47,12 @@ pub struct AppState {
     pub syncs: users::SyncJobs,
     /// The last OAuth callback's outcome per plugin, for the portal's pop-up.
     pub authorizations: std::sync::Mutex<std::collections::HashMap<String, AuthorizationOutcome>>,
+    /// Call events: the retry queue, pending counts, the ticker's kick.
+    pub journal: journal::Journal,
+    /// Click-to-call requests the host originated.
+    pub originations: calls::Originations,
+    /// Set when the host shuts down (ends live streams).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the last OAuth callback of a plugin ended with.
@@ -66,6 +76,7 @@ pub struct RunningHost {
     pub state: Arc<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    ticker: JoinHandle<()>,
 }
 
 impl RunningHost {
@@ -76,6 +87,10 @@ impl RunningHost {
 
     /// Stop serving and wait for the server to end.
     pub async fn shutdown(mut self) {
+        self.ticker.abort();
+        let _ = (&mut self.ticker).await;
+        // Live streams (agent pages) would keep the graceful shutdown waiting.
+        self.state.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -132,6 +147,8 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         format!("http://{addr}\n").as_bytes(),
     )?;
 
+    let store_for_journal = store.clone();
+    let journal_interval = config.journal_interval;
     let state = Arc::new(AppState {
         auth: auth::Auth::new(admin_token.clone()),
         config,
@@ -140,7 +157,11 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         store,
         authorizations: Default::default(),
         syncs: Default::default(),
+        journal: journal::Journal::new(&store_for_journal, journal_interval),
+        originations: Default::default(),
+        stopping: tokio::sync::watch::channel(false).0,
     });
+    let ticker = journal::spawn_ticker(&state);
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -164,12 +185,14 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         state,
         shutdown: Some(tx),
         task,
+        ticker,
     })
 }
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(portal::routes())
+        .merge(agent::routes())
         .nest("/api", api::routes(state.clone()))
         .with_state(state)
 }

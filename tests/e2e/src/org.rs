@@ -305,3 +305,149 @@ pub fn hidden_input(html: &str, name: &str) -> Option<String> {
             .replace("&gt;", ">"),
     )
 }
+
+/// Add (or replace) an extension through the admin API.
+pub async fn add_extension(world: &World, number: &str, email: Option<&str>) {
+    world
+        .api
+        .post(
+            "/extensions",
+            &json!({"number": number, "name": format!("Ext {number}"), "email": email}),
+        )
+        .await
+        .expect("extension saved");
+}
+
+/// The org user's id by username.
+pub fn user_id(world: &World, username: &str) -> String {
+    world
+        .org
+        .users()
+        .iter()
+        .find(|u| u["Username"] == username)
+        .and_then(|u| u["Id"].as_str())
+        .unwrap_or_else(|| panic!("no org user {username}"))
+        .to_string()
+}
+
+/// Save associations `(username, extension)` (replacing all others).
+pub async fn associate(world: &World, pairs: &[(&str, &str)]) {
+    let list = world.api.get("/crm/salesforce/users").await.expect("users");
+    let associations: Vec<Value> = pairs
+        .iter()
+        .map(|(username, extension)| {
+            json!({"user_id": user_id(world, username), "extension": extension})
+        })
+        .collect();
+    world
+        .api
+        .put(
+            "/crm/salesforce/associations",
+            &json!({"version": list["version"], "associations": associations}),
+        )
+        .await
+        .expect("associations saved");
+}
+
+/// A world ready for calls: connected, users synced, extensions 1001
+/// (associated with admin@example.org), 1002 (user1@example.org) and 1003
+/// (nobody).
+pub async fn calls_world(setup: Setup) -> World {
+    let world = World::start(setup).await;
+    world.connect().await;
+    for x in ["1001", "1002", "1003"] {
+        add_extension(&world, x, None).await;
+    }
+    let job = world.sync_users().await;
+    assert_eq!(job["ok"], true, "{job}");
+    associate(
+        &world,
+        &[("admin@example.org", "1001"), ("user1@example.org", "1002")],
+    )
+    .await;
+    world
+}
+
+/// A call event as the PBX sends it (`POST /api/calls/events`).
+pub fn call_event(
+    call_id: &str,
+    phase: &str,
+    number: &str,
+    extension: &str,
+    started_at_ms: u64,
+) -> Value {
+    let mut event = json!({
+        "call_id": call_id,
+        "phase": phase,
+        "direction": "inbound",
+        "external_number": number,
+        "extension": extension,
+        "started_at_ms": started_at_ms,
+    });
+    if phase != "ringing" {
+        event["answered_at_ms"] = json!(started_at_ms + 3_000);
+    }
+    if phase == "ended" {
+        event["ended_at_ms"] = json!(started_at_ms + 63_000);
+        event["disposition"] = json!("answered");
+    }
+    event
+}
+
+/// Send one call event; (HTTP status, body).
+pub async fn send_event(base_url: &str, token: &str, event: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/api/calls/events"))
+        .bearer_auth(token)
+        .json(event)
+        .send()
+        .await
+        .expect("the host answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Send ringing, answered and ended of one call; the last answer.
+pub async fn send_call(world: &World, call_id: &str, number: &str, extension: &str, at: u64) {
+    for phase in ["ringing", "answered", "ended"] {
+        let (status, body) = send_event(
+            &world.host.url(),
+            &world.host.admin_token,
+            &call_event(call_id, phase, number, extension, at),
+        )
+        .await;
+        assert!(status < 500, "{phase} of {call_id}: {status} {body}");
+    }
+}
+
+/// Let the plugins deliver what waits until nothing does (or `within`
+/// passes); the last report of `POST /api/calls/run-pending`.
+pub async fn drain(api: &AdminClient, within: std::time::Duration) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let report = api
+            .post("/calls/run-pending", &json!({}))
+            .await
+            .expect("run-pending");
+        let idle = report["plugins"].as_array().is_some_and(|ps| {
+            ps.iter().all(|p| {
+                p["pending_call_logs"].as_u64() == Some(0)
+                    && p["queued_call_events"].as_u64() == Some(0)
+            })
+        });
+        if idle || std::time::Instant::now() > deadline {
+            return report;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The org's Tasks logging call `call_id`.
+pub fn tasks_of(world: &World, call_id: &str) -> Vec<Value> {
+    world
+        .org
+        .tasks()
+        .into_iter()
+        .filter(|t| t["CallObject"] == call_id)
+        .collect()
+}

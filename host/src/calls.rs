@@ -1,0 +1,288 @@
+//! `pbx-host call …`: simulate a call (its events through the admin API),
+//! look a caller up, click-to-call.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use pbx_host::client::AdminClient;
+use serde_json::{Value, json};
+
+#[derive(Subcommand)]
+pub enum CallCommand {
+    /// Send a call's events as the PBX would: ringing, answered (unless
+    /// missed) and ended, with consistent timestamps.
+    Simulate(Simulate),
+    /// Who is calling: the CRM's record for a number.
+    Lookup {
+        /// The number, in any format.
+        number: String,
+    },
+    /// Click-to-call: ring an extension, then dial the number.
+    Dial {
+        /// The extension that rings first.
+        #[arg(long)]
+        extension: String,
+        /// The number to dial, in any format.
+        #[arg(long)]
+        number: String,
+    },
+    /// Let the plugins deliver pending call logs now; show the counts.
+    RunPending,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DirectionArg {
+    Inbound,
+    Outbound,
+    Internal,
+}
+
+#[derive(clap::Args)]
+pub struct Simulate {
+    /// The call's direction.
+    #[arg(long, value_enum, default_value = "inbound")]
+    direction: DirectionArg,
+    /// The caller's number (inbound calls).
+    #[arg(long, conflicts_with = "to")]
+    from: Option<String>,
+    /// The called number (outbound calls).
+    #[arg(long)]
+    to: Option<String>,
+    /// The extension on the PBX side.
+    #[arg(long)]
+    extension: String,
+    /// How long it rang before it was answered, e.g. 3s, 500ms.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    answer_after: Duration,
+    /// How long the conversation lasted, e.g. 60s, 2m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// The disposition: answered, or busy / no-answer / missed / failed for a
+    /// call nobody answered.
+    #[arg(long, default_value = "answered")]
+    disposition: String,
+    /// A link to the recording.
+    #[arg(long)]
+    recording_url: Option<String>,
+    /// The call id (default: a new random one).
+    #[arg(long)]
+    call_id: Option<String>,
+    /// Wait in real time between the events instead of sending them at once
+    /// with timestamps in the past.
+    #[arg(long)]
+    real_time: bool,
+}
+
+/// Run a `call` subcommand.
+pub async fn run(client: &AdminClient, command: CallCommand) -> anyhow::Result<()> {
+    match command {
+        CallCommand::Simulate(s) => simulate(client, s).await,
+        CallCommand::Lookup { number } => {
+            let path = format!("/calls/lookup?number={}", encode(&number));
+            let found = client.get(&path).await?;
+            match found["name"].as_str() {
+                Some(name) => println!(
+                    "{name} ({} {}) {}",
+                    found["best"]["object_type"].as_str().unwrap_or("?"),
+                    found["best"]["id"].as_str().unwrap_or("?"),
+                    found["best"]["url"].as_str().unwrap_or("")
+                ),
+                None => println!(
+                    "Unknown caller {}",
+                    found["number"].as_str().unwrap_or(&number)
+                ),
+            }
+            for other in found["others"].as_array().into_iter().flatten() {
+                println!(
+                    "  also: {} ({} {})",
+                    other["name"].as_str().unwrap_or("?"),
+                    other["object_type"].as_str().unwrap_or("?"),
+                    other["id"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+        CallCommand::Dial { extension, number } => {
+            let o = client
+                .post(
+                    "/calls/dial",
+                    &json!({"extension": extension, "number": number}),
+                )
+                .await?;
+            println!(
+                "Dialing {} from extension {}.",
+                o["number"].as_str().unwrap_or("?"),
+                o["extension"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        CallCommand::RunPending => {
+            let report = client.post("/calls/run-pending", &json!({})).await?;
+            for p in report["plugins"].as_array().into_iter().flatten() {
+                println!(
+                    "{}: call logs waiting: {}, call events queued in the host: {}{}",
+                    p["plugin"].as_str().unwrap_or("?"),
+                    p["pending_call_logs"]
+                        .as_u64()
+                        .map_or("?".into(), |n| n.to_string()),
+                    p["queued_call_events"].as_u64().unwrap_or(0),
+                    p["error"]
+                        .as_str()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn simulate(client: &AdminClient, s: Simulate) -> anyhow::Result<()> {
+    let (direction, number) = match s.direction {
+        DirectionArg::Inbound => ("inbound", s.from.or(s.to)),
+        DirectionArg::Outbound => ("outbound", s.to.or(s.from)),
+        DirectionArg::Internal => ("internal", s.from.or(s.to)),
+    };
+    let number = match (direction, number) {
+        ("internal", n) => n.unwrap_or_default(),
+        (_, Some(n)) => n,
+        ("inbound", None) => {
+            bail!("give the caller's number with --from, e.g. --from +14155550100")
+        }
+        _ => bail!("give the called number with --to, e.g. --to +14155550100"),
+    };
+    let missed = !matches!(s.disposition.as_str(), "answered" | "completed");
+    let call_id = s
+        .call_id
+        .unwrap_or_else(|| format!("sim-{}", hex::encode(rand::random::<[u8; 8]>())));
+    let now = now_ms();
+    let ring = s.answer_after.as_millis() as u64;
+    let talk = if missed {
+        0
+    } else {
+        s.duration.as_millis() as u64
+    };
+    // Sent at once, the call happened in the past; in real time, it starts now.
+    let started = if s.real_time {
+        now
+    } else {
+        now.saturating_sub(ring + talk)
+    };
+    let answered = (!missed).then_some(started + ring);
+    let ended = started + ring + talk;
+    let base = json!({
+        "call_id": call_id,
+        "direction": direction,
+        "external_number": number,
+        "extension": s.extension,
+        "started_at_ms": started,
+    });
+    let mut phases = vec![("ringing", json!({}))];
+    if let Some(answered) = answered {
+        phases.push(("answered", json!({"answered_at_ms": answered})));
+    }
+    phases.push((
+        "ended",
+        json!({
+            "answered_at_ms": answered,
+            "ended_at_ms": ended,
+            "disposition": s.disposition,
+            "recording_url": s.recording_url,
+        }),
+    ));
+    println!("Call {call_id}:");
+    for (phase, extra) in phases {
+        if s.real_time {
+            let at = match phase {
+                "answered" => answered.unwrap_or(started),
+                "ended" => ended,
+                _ => started,
+            };
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        let mut event = base.clone();
+        event["phase"] = json!(phase);
+        if let (Some(e), Some(x)) = (event.as_object_mut(), extra.as_object()) {
+            e.extend(x.clone());
+        }
+        let answer = client
+            .post("/calls/events", &event)
+            .await
+            .with_context(|| format!("the {phase} event was refused"))?;
+        println!("  {phase:<9} {}", outcome(&answer));
+    }
+    Ok(())
+}
+
+fn outcome(answer: &Value) -> String {
+    let plugins: Vec<String> = answer["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let id = p["plugin"].as_str().unwrap_or("?");
+            if p["ok"].as_bool() == Some(true) {
+                format!("{id}: ok")
+            } else {
+                format!(
+                    "{id}: {}{}",
+                    p["error"].as_str().unwrap_or("failed"),
+                    if p["queued"].as_bool() == Some(true) {
+                        " (kept for another delivery)"
+                    } else {
+                        ""
+                    }
+                )
+            }
+        })
+        .collect();
+    if plugins.is_empty() {
+        "no CRM plugin is installed".into()
+    } else {
+        plugins.join("; ")
+    }
+}
+
+/// `3s`, `500ms`, `2m`, `1h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 3s, 500ms or 2m"))?;
+    Ok(match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" | "min" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: unknown unit; write e.g. 3s, 500ms or 2m")),
+    })
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! The calls API: events from the PBX in, caller lookup for the PBX's caller
+//! ID, click-to-call, and the journal's pending deliveries.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::{ApiError, plugin_result};
+use super::call_input::{self, Invalid, direction_name, phase_name};
+use super::journal;
+
+type St = State<Arc<AppState>>;
+
+/// How many originations are kept for `GET /api/calls/originations`.
+const KEPT: usize = 256;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/calls/events", post(event))
+        .route("/calls/lookup", get(lookup))
+        .route("/calls/dial", post(dial))
+        .route("/calls/originations", get(originations))
+        .route("/calls/run-pending", post(run_pending))
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", e.message).with_field(e.field)
+    }
+}
+
+/// `POST /api/calls/events`: check the event, hand it to every plugin.
+/// 200 when every plugin took it, 202 when some call failed and the host
+/// keeps the event for another delivery, 400 when the input is wrong (or
+/// every plugin refused it as invalid input).
+async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
+    let event = call_input::parse_event(&body, &st.config.default_region)?;
+    let deliveries = journal::deliver(&st, &event).await;
+    let refused_as_invalid = !deliveries.is_empty()
+        && deliveries
+            .iter()
+            .all(|d| d.kind.as_deref() == Some("invalid-input"));
+    if refused_as_invalid {
+        let message = deliveries
+            .iter()
+            .filter_map(|d| d.error.as_deref())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            message,
+        ));
+    }
+    let status = if deliveries.iter().any(|d| d.queued) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "call_id": event.call_id,
+            "phase": phase_name(event.phase),
+            "direction": direction_name(event.direction),
+            "delivered": deliveries.iter().all(|d| d.ok),
+            "plugins": deliveries,
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    number: Option<String>,
+    plugin: Option<String>,
+}
+
+/// `GET /api/calls/lookup?number=...`: who is calling, for the caller ID.
+/// The first plugin (by id) with a match names the caller; every plugin's
+/// answer is listed.
+async fn lookup(State(st): St, Query(q): Query<LookupQuery>) -> Result<Json<Value>, ApiError> {
+    let number = call_input::check_number("number", q.number.as_deref().unwrap_or(""))?;
+    let plugins: Vec<String> = match q.plugin {
+        Some(p) => vec![p],
+        None => st
+            .runtime
+            .plugins()
+            .into_iter()
+            .map(|p| p.manifest.id)
+            .collect(),
+    };
+    if plugins.is_empty() {
+        return Err(no_plugin());
+    }
+    let mut answers = Vec::new();
+    let mut first_error = None;
+    let mut chosen: Option<(String, Value)> = None;
+    for plugin in plugins {
+        let n = number.clone();
+        let region = st.config.default_region.clone();
+        let result = plugin_result(
+            st.runtime
+                .call(&plugin, move |p, s| {
+                    Box::pin(
+                        async move { p.pbx_crm_calls().call_lookup_caller(s, &n, &region).await },
+                    )
+                })
+                .await,
+        );
+        match result {
+            Ok(caller) => {
+                let caller = json!(caller);
+                let better = chosen.as_ref().is_none_or(|(_, c)| c["best"].is_null())
+                    && (!caller["best"].is_null() || chosen.is_none());
+                answers.push(json!({"plugin": plugin, "ok": true, "caller": caller}));
+                if better {
+                    chosen = Some((plugin, caller));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%plugin, "caller lookup failed: {}", e.message());
+                answers.push(
+                    json!({"plugin": plugin, "ok": false, "kind": e.kind(), "error": e.message()}),
+                );
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let Some((plugin, caller)) = chosen else {
+        return Err(first_error.unwrap_or_else(no_plugin));
+    };
+    Ok(Json(json!({
+        "number": caller["number"],
+        "name": caller["best"]["name"],
+        "best": caller["best"],
+        "others": caller["others"],
+        "plugin": plugin,
+        "plugins": answers,
+    })))
+}
+
+fn no_plugin() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not-installed",
+        "no CRM plugin is installed; install one with `pbx-host plugin install FILE`",
+    )
+}
+
+/// A click-to-call request the host accepted; a real PBX would dial it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Origination {
+    /// Increasing id.
+    pub id: u64,
+    /// The extension that rings first.
+    pub extension: String,
+    /// The number dialed, in E.164.
+    pub number: String,
+    /// The number as requested.
+    pub requested: String,
+    /// The plugin that authorized it.
+    pub plugin: String,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+}
+
+/// Originations requested through click-to-call.
+#[derive(Default)]
+pub struct Originations {
+    kept: Mutex<VecDeque<Origination>>,
+    next: AtomicU64,
+}
+
+impl Originations {
+    fn record(&self, mut o: Origination) -> Origination {
+        o.id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(o.clone());
+        o
+    }
+
+    /// Every kept origination, oldest first.
+    pub fn list(&self) -> Vec<Origination> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct DialBody {
+    extension: Option<String>,
+    number: Option<String>,
+    plugin: Option<String>,
+}
+
+/// `POST /api/calls/dial {extension, number}`: the plugin authorizes the
+/// call (the extension's user, the number in E.164), the host originates it.
+async fn dial(State(st): St, body: Bytes) -> Result<Response, ApiError> {
+    let body: DialBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!(
+                "the body must be JSON such as {{\"extension\": \"1001\", \"number\": \"+14155550100\"}} ({e})"
+            ),
+        )
+        .with_field("body")
+    })?;
+    let extension =
+        call_input::check_extension("extension", body.extension.as_deref().unwrap_or(""))?;
+    let requested = call_input::check_number("number", body.number.as_deref().unwrap_or(""))?;
+    if st.services.directory.get(&extension)?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("extension {extension} does not exist on this PBX; `pbx-host extension list` shows them"),
+        )
+        .with_field("extension"));
+    }
+    let plugins: Vec<String> = match body.plugin {
+        Some(p) => vec![p],
+        None => st
+            .runtime
+            .plugins()
+            .into_iter()
+            .map(|p| p.manifest.id)
+            .collect(),
+    };
+    let mut first_error = None;
+    for plugin in plugins {
+        let (x, n, region) = (
+            extension.clone(),
+            requested.clone(),
+            st.config.default_region.clone(),
+        );
+        let result = plugin_result(
+            st.runtime
+                .call(&plugin, move |p, s| {
+                    Box::pin(async move {
+                        p.pbx_crm_calls()
+                            .call_authorize_dial(s, &x, &n, &region)
+                            .await
+                    })
+                })
+                .await,
+        );
+        match result {
+            Ok(e164) => {
+                let origination = st.originations.record(Origination {
+                    id: 0,
+                    extension: extension.clone(),
+                    number: e164,
+                    requested: requested.clone(),
+                    plugin: plugin.clone(),
+                    at_ms: now_ms(),
+                });
+                tracing::info!(
+                    %plugin, extension = %origination.extension, number = %origination.number,
+                    "click-to-call: originating"
+                );
+                return Ok((StatusCode::CREATED, Json(json!(origination))).into_response());
+            }
+            Err(e) => {
+                tracing::info!(%plugin, %extension, "click-to-call refused: {}", e.message());
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(no_plugin))
+}
+
+async fn originations(State(st): St) -> Json<Value> {
+    Json(json!({ "originations": st.originations.list() }))
+}
+
+/// `POST /api/calls/run-pending`: a tick now (every queued event, due or
+/// not), answering the counts.
+async fn run_pending(State(st): St) -> Json<journal::TickReport> {
+    Json(journal::tick(&st, true).await)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,178 @@
+//! Call events per second through the host and the Salesforce plugin, with
+//! 64 calls in flight over loopback against the emulated org (ringing,
+//! answered and ended per call), and the host+plugin overhead per event.
+//!
+//! How the overhead is measured: every answer of `POST /api/calls/events`
+//! reports, per plugin, the whole plugin call (`call_us`: fresh store,
+//! instantiation, guest code, host calls) and the part of it spent inside
+//! the host's `http-fetch` (`http_us`: the org's own time, plus loopback
+//! and TLS), timed by the host around each outbound request. The overhead
+//! is `call_us - http_us`: what the host and the plugin add to the org's
+//! time. The client-side latency (which also holds the queueing of 64
+//! concurrent requests on this machine's cores) is printed beside it.
+//!
+//! Run: `cargo bench -p e2e-tests --bench calls` (after `cargo xtask build`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e_tests::org::{Setup, call_event, calls_world, drain};
+use serde_json::{Map, Value, json};
+
+const IN_FLIGHT: usize = 64;
+const CALLS_PER_WORKER: usize = 8;
+const TARGET_EVENTS_PER_SEC: f64 = 2_000.0;
+const TARGET_P99_OVERHEAD_MS: f64 = 1.0;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(bench());
+}
+
+#[derive(Default)]
+struct Samples {
+    overhead_us: Vec<u64>,
+    client_us: Vec<u64>,
+    http_fetches: usize,
+    failures: Vec<String>,
+}
+
+async fn bench() {
+    let world = calls_world(Setup::default()).await;
+    let contact: Map<String, Value> = json!({"LastName": "Bench", "Phone": "+1 (212) 555-0199"})
+        .as_object()
+        .cloned()
+        .expect("object");
+    world.org.insert("Contact", contact).expect("contact");
+    let url = Arc::new(format!("{}/api/calls/events", world.host.url()));
+    let token = Arc::new(world.host.admin_token.clone());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(IN_FLIGHT)
+        .build()
+        .expect("client");
+
+    // Warm-up: compile caches, connections, the plugin's token.
+    run(&client, &url, &token, "warm", 1).await;
+    drain(&world.api, Duration::from_secs(60)).await;
+
+    let tasks_before = world.org.tasks().len();
+    let started = Instant::now();
+    let samples = run(&client, &url, &token, "bench", CALLS_PER_WORKER).await;
+    let elapsed = started.elapsed();
+    let events = IN_FLIGHT * CALLS_PER_WORKER * 3;
+    let per_sec = events as f64 / elapsed.as_secs_f64();
+    drain(&world.api, Duration::from_secs(120)).await;
+    let delivered = started.elapsed();
+    let tasks = world.org.tasks().len() - tasks_before;
+
+    let p = |v: &[u64], q: f64| -> f64 {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let at = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+        v[at] as f64 / 1000.0
+    };
+    let overhead_p50 = p(&samples.overhead_us, 0.50);
+    let overhead_p99 = p(&samples.overhead_us, 0.99);
+    println!(
+        "calls: {IN_FLIGHT} calls in flight, {events} events ({} calls) in {:.2} s",
+        IN_FLIGHT * CALLS_PER_WORKER,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "calls: {per_sec:.0} events/s (target >= {TARGET_EVENTS_PER_SEC:.0}) {}",
+        verdict(per_sec >= TARGET_EVENTS_PER_SEC)
+    );
+    println!(
+        "calls: host+plugin overhead per event p50 {overhead_p50:.3} ms, p99 {overhead_p99:.3} ms (target p99 <= {TARGET_P99_OVERHEAD_MS} ms) {}",
+        verdict(overhead_p99 <= TARGET_P99_OVERHEAD_MS)
+    );
+    println!(
+        "calls: client latency p50 {:.2} ms, p99 {:.2} ms (with queueing of {IN_FLIGHT} requests); {} org requests made inside event calls",
+        p(&samples.client_us, 0.50),
+        p(&samples.client_us, 0.99),
+        samples.http_fetches
+    );
+    println!(
+        "calls: {tasks} Tasks logged, all delivered {:.2} s after the first event",
+        delivered.as_secs_f64()
+    );
+    if !samples.failures.is_empty() {
+        println!(
+            "calls: {} events not taken, e.g. {}",
+            samples.failures.len(),
+            samples.failures[0]
+        );
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "OK" } else { "MISSED" }
+}
+
+async fn run(
+    client: &reqwest::Client,
+    url: &Arc<String>,
+    token: &Arc<String>,
+    tag: &str,
+    calls_per_worker: usize,
+) -> Samples {
+    let workers = (0..IN_FLIGHT).map(|w| {
+        let (client, url, token, tag) =
+            (client.clone(), url.clone(), token.clone(), tag.to_string());
+        tokio::spawn(async move {
+            let mut s = Samples::default();
+            for c in 0..calls_per_worker {
+                let id = format!("{tag}-{w}-{c}");
+                let at = 1_768_478_400_000 + (w * 1000 + c) as u64;
+                for phase in ["ringing", "answered", "ended"] {
+                    let event = call_event(&id, phase, "+1 212 555 0199", "1001", at);
+                    let sent = Instant::now();
+                    let answer = client
+                        .post(url.as_str())
+                        .bearer_auth(token.as_str())
+                        .json(&event)
+                        .send()
+                        .await;
+                    let (ok, body) = match answer {
+                        Ok(r) => (
+                            r.status().is_success(),
+                            r.json::<Value>().await.unwrap_or(Value::Null),
+                        ),
+                        Err(e) => (false, json!({"error": e.to_string()})),
+                    };
+                    s.client_us.push(sent.elapsed().as_micros() as u64);
+                    for p in body["plugins"].as_array().into_iter().flatten() {
+                        let call = p["call_us"].as_u64().unwrap_or(0);
+                        let http = p["http_us"].as_u64().unwrap_or(0);
+                        s.overhead_us.push(call.saturating_sub(http));
+                        if http > 0 {
+                            s.http_fetches += 1;
+                        }
+                        if p["ok"] != true {
+                            s.failures.push(format!("{id} {phase}: {p}"));
+                        }
+                    }
+                    if !ok {
+                        s.failures.push(format!("{id} {phase}: {body}"));
+                    }
+                }
+            }
+            s
+        })
+    });
+    let mut all = Samples::default();
+    for done in futures::future::join_all(workers).await {
+        let s = done.expect("worker");
+        all.overhead_us.extend(s.overhead_us);
+        all.client_us.extend(s.client_us);
+        all.http_fetches += s.http_fetches;
+        all.failures.extend(s.failures);
+    }
+    all
+}
