@@ -54,6 +54,7 @@ mod control;
 mod error;
 mod generate;
 mod http;
+mod id_token;
 pub mod ids;
 mod oauth;
 mod rest;

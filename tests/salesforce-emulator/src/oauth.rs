@@ -372,6 +372,9 @@ pub struct TokenResponse {
     pub id: String,
     pub token_type: String,
     pub issued_at: String,
+    /// With the `openid` scope: an OpenID Connect id_token (RS256).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token: Option<String>,
 }
 
 /// What to mint tokens for.
@@ -431,7 +434,36 @@ pub fn mint(shared: &Shared, auth: &mut AuthState, g: Grant<'_>) -> TokenRespons
     } else {
         app.consumer_secret.as_str()
     };
+    let id_token = if scopes.iter().any(|s| s == "openid") {
+        let profile = {
+            let org = read(&shared.org);
+            let field = |name: &str| {
+                org.users
+                    .schema
+                    .field_index(name)
+                    .and_then(|i| org.users.get(user_id).map(|r| r.get(i).clone()))
+                    .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+                    .unwrap_or(Value::Null)
+            };
+            json!({
+                "email": field("Email"),
+                "name": field("Name"),
+                "preferred_username": field("Username"),
+            })
+        };
+        crate::id_token::issue(&crate::id_token::Claims {
+            issuer: &shared.base_url,
+            subject: &id,
+            audience: &app.consumer_key,
+            access_token: &access,
+            issued_at: u64::try_from(time::now_ms() / 1000).unwrap_or(0),
+            profile,
+        })
+    } else {
+        None
+    };
     TokenResponse {
+        id_token,
         signature: signature(signed_with, &id, &issued_at),
         access_token: access,
         refresh_token: refresh,

@@ -212,6 +212,7 @@ fn route(shared: &Shared, req: &Req) -> Resp {
         (_, "/services/oauth2/token") => {
             Resp::oauth_error(405, "invalid_request", "must use HTTP POST")
         }
+        ("GET", "/id/keys") => Resp::json(200, &crate::id_token::jwks()),
         ("GET", p) if p.starts_with("/id/") => {
             let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
             match segs.as_slice() {
