@@ -1,7 +1,7 @@
 """Time simple-salesforce's query_all of the given SOQL; print milliseconds.
 
 Used by tests/e2e/benches/sync.rs, side by side with the plugin's sync.
-Environment: SF_INSTANCE (host:port), SF_TOKEN, SF_CA (PEM path), SF_SOQL.
+Environment: SF_INSTANCE (the org's https base URL), SF_TOKEN, SF_CA (PEM path), SF_SOQL.
 """
 import os
 import time

@@ -90,10 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let out =
         std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
             .arg(&script)
-            .env(
-                "SF_INSTANCE",
-                world.org.base_url().trim_start_matches("https://"),
-            )
+            .env("SF_INSTANCE", world.org.base_url())
             .env("SF_TOKEN", &token)
             .env("SF_CA", &world.ca_path)
             .env("SF_SOQL", USERS_SOQL)
