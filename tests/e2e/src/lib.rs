@@ -76,6 +76,18 @@ pub async fn start_host(data_dir: &Path, options: Options) -> RunningHost {
         .expect("the host starts")
 }
 
+/// A host in its own temp data directory with the probe fixture installed:
+/// (the directory, kept alive; the host; its admin API).
+pub async fn probe_host(options: Options) -> (tempfile::TempDir, RunningHost, AdminClient) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(dir.path(), options).await;
+    let api = admin(&host);
+    install(&api, "fixture_probe")
+        .await
+        .expect("probe installs");
+    (dir, host, api)
+}
+
 /// The admin API client of `host`.
 pub fn admin(host: &RunningHost) -> AdminClient {
     AdminClient::new(host.url(), host.admin_token.clone())

@@ -2,18 +2,13 @@
 //! all or nothing, and values are encrypted at rest.
 
 use e2e_tests::{
-    Options, admin, component, install, install_bytes, probe, start_host, with_manifest,
+    Options, admin, component, install, install_bytes, probe, probe_host, start_host, with_manifest,
 };
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_plugin_ids_are_isolated() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
+    let (_dir, host, api) = probe_host(Options::default()).await;
     // The same code under another id: a second tenant.
     let bytes = std::fs::read(component("fixture_probe")).expect("read probe");
     let other = with_manifest(
@@ -74,12 +69,7 @@ async fn two_plugin_ids_are_isolated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_mid_batch_leaves_no_partial_write() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
+    let (_dir, host, api) = probe_host(Options::default()).await;
     assert_eq!(
         probe(&api, "probe", "kv-set", "a=before").await.as_deref(),
         Ok("ok")

@@ -2,7 +2,7 @@
 //! hop checked, private addresses refused, responses capped. A counting
 //! listener proves nothing was sent to a denied target.
 
-use e2e_tests::{CountingServer, Options, admin, install, probe, start_host};
+use e2e_tests::{CountingServer, Options, probe, probe_host};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_granted_targets_are_reached() {
@@ -17,22 +17,14 @@ async fn only_granted_targets_are_reached() {
         0,
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(
-        dir.path(),
-        Options {
-            grants: vec![
-                format!("probe=http://127.0.0.1:{}", granted.port),
-                format!("probe=http://127.0.0.1:{}", redirector.port),
-            ],
-            ..Options::default()
-        },
-    )
+    let (_dir, host, api) = probe_host(Options {
+        grants: vec![
+            format!("probe=http://127.0.0.1:{}", granted.port),
+            format!("probe=http://127.0.0.1:{}", redirector.port),
+        ],
+        ..Options::default()
+    })
     .await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
 
     // Granted (exactly, so loopback is allowed for it).
     let ok = probe(
@@ -96,20 +88,12 @@ async fn only_granted_targets_are_reached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_response_is_too_large() {
     let big = CountingServer::start("200 OK", &[], 3 << 20).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(
-        dir.path(),
-        Options {
-            grants: vec![format!("probe=http://127.0.0.1:{}", big.port)],
-            max_response_mib: Some(1),
-            ..Options::default()
-        },
-    )
+    let (_dir, host, api) = probe_host(Options {
+        grants: vec![format!("probe=http://127.0.0.1:{}", big.port)],
+        max_response_mib: Some(1),
+        ..Options::default()
+    })
     .await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
     let answer = probe(
         &api,
         "probe",

@@ -3,23 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Options, admin, install, probe, start_host};
+use e2e_tests::{Options, install, probe, probe_host};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_loop_fails_on_its_deadline_and_the_next_call_succeeds() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(
-        dir.path(),
-        Options {
-            deadline_ms: Some(1_000),
-            ..Options::default()
-        },
-    )
+    let (_dir, host, api) = probe_host(Options {
+        deadline_ms: Some(1_000),
+        ..Options::default()
+    })
     .await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
     install(&api, "salesforce_plugin")
         .await
         .expect("plugin installs");
@@ -53,19 +45,11 @@ async fn an_endless_loop_fails_on_its_deadline_and_the_next_call_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growing_past_the_memory_cap_is_a_clear_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(
-        dir.path(),
-        Options {
-            memory_mib: Some(32),
-            ..Options::default()
-        },
-    )
+    let (_dir, host, api) = probe_host(Options {
+        memory_mib: Some(32),
+        ..Options::default()
+    })
     .await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
 
     let err = probe(&api, "probe", "grow", "")
         .await
@@ -82,12 +66,7 @@ async fn growing_past_the_memory_cap_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_carries_its_message_and_the_host_stays_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
+    let (_dir, host, api) = probe_host(Options::default()).await;
 
     let err = probe(&api, "probe", "panic", "the ledger is gone")
         .await
@@ -105,12 +84,7 @@ async fn a_panic_carries_its_message_and_the_host_stays_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_gets_no_environment_and_no_arguments() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
-    install(&api, "fixture_probe")
-        .await
-        .expect("probe installs");
+    let (_dir, host, api) = probe_host(Options::default()).await;
     // The host process has an environment; the plugin must not see it.
     assert!(std::env::vars().count() > 0);
     assert_eq!(
