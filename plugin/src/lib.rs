@@ -26,10 +26,24 @@ pub mod users;
 #[cfg(test)]
 mod users_tests;
 
+// The product's world plus one export of its own: `wizer-initialize`, which
+// the build runs once to snapshot a warmed-up instance (the phone metadata
+// and its regular expressions, ~250 ms in wasm otherwise paid by every fresh
+// instance). The host never calls it; see docs/ARCHITECTURE.md,
+// "Pre-initialization".
 #[cfg(feature = "component")]
 wit_bindgen::generate!({
-    world: "plugin",
     path: "../wit/v0.1.0",
+    inline: "
+        package salesforce:plugin;
+
+        world salesforce {
+            include pbx:crm/plugin@0.1.0;
+            export wizer-initialize: func();
+        }
+    ",
+    world: "salesforce:plugin/salesforce",
+    generate_all,
 });
 
 // Without the `component` feature the same types come from a world that
@@ -208,6 +222,12 @@ mod component {
         }
         fn extension_for_user(user_id: String) -> Result<Option<String>, integration::Error> {
             plugin().extension_for_user(&user_id).map_err(Into::into)
+        }
+    }
+
+    impl super::Guest for Component {
+        fn wizer_initialize() {
+            crate::phone::warm_up();
         }
     }
 

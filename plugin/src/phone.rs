@@ -189,6 +189,32 @@ pub fn normalize(input: &str, default_region: &str) -> Result<Normalized, BadNum
     })
 }
 
+/// Runs every country's example numbers through [`normalize`], so the
+/// metadata is loaded and the regular expressions the parser, validator and
+/// formatter use are compiled. The build snapshots the result
+/// (`wizer-initialize`), so no call pays for it; returns how many example
+/// numbers normalized.
+pub fn warm_up() -> usize {
+    let mut normalized = 0;
+    for meta in phonenumber::metadata::DATABASE.iter() {
+        let d = meta.descriptors();
+        let kinds = [
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.uan(),
+        ];
+        for example in kinds.into_iter().flatten().filter_map(|k| k.example()) {
+            normalized += usize::from(normalize(example, meta.id()).is_ok());
+        }
+    }
+    normalized
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +224,15 @@ mod tests {
             Ok(n) => n,
             Err(e) => panic!("{input:?}: {}", e.describe(input)),
         }
+    }
+
+    #[test]
+    fn warm_up_normalizes_the_example_numbers_of_every_country() {
+        let count = warm_up();
+        // 245 territories have at least a fixed-line example; most have
+        // several kinds. Fewer means the metadata walk stopped early.
+        assert!(count > 600, "only {count} example numbers normalized");
+        assert_eq!(ok("020 7946 0018", "GB").e164, "+442079460018");
     }
 
     #[test]

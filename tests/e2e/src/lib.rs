@@ -13,9 +13,15 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A component built by `cargo xtask build`, e.g. `salesforce_plugin`.
+/// A component built by `cargo xtask build`, e.g. `salesforce_plugin`: the
+/// shipped (pre-initialized) form in `target/plugins` when there is one,
+/// else cargo's output (the test fixtures).
 pub fn component(name: &str) -> PathBuf {
     let target = target_dir();
+    let shipped = target.join("plugins").join(format!("{name}.wasm"));
+    if shipped.exists() {
+        return shipped;
+    }
     let path = target
         .join("wasm32-wasip2")
         .join("release")
