@@ -4,12 +4,18 @@
 //! A sync runs in steps so every call stays well inside the host's 10 s
 //! deadline and the host can show progress: the first call (no cursor)
 //! sends the SOQL query, each later call follows `nextRecordsUrl`. A step
-//! reads pages until it holds about [`CHUNK_TARGET`] users (normally one
-//! page of 2,000), writes them as one chunk, and returns a cursor.
+//! reads pages until [`STEP_BUDGET_MS`] have passed or it has read
+//! [`MAX_PAGES_PER_STEP`] pages (a slow Salesforce: one page per step; a
+//! fast one: 20,000 users per step), cuts them into chunks of about
+//! [`CHUNK_TARGET`] users, writes them in one batch, and returns a cursor.
+//! A step that fails writes nothing: its cursor is still the previous one.
 //!
 //! # Storage (kv keys)
 //! - `users/sync/<sync>/<page>` (`00000`, `00001`, ...): a JSON array of
 //!   [`UserRecord`], about 2,000 per key (see `sizes` in the tests: ~0.5 MB).
+//! - `users/sync/<sync>/ids-<page>`: the ids of that chunk in the id map's
+//!   form, written with it, so the last step builds the id map without
+//!   reading any chunk; folded into the id map and deleted by the swap.
 //! - `users/sync/<sync>/ids`: a JSON string `",<id>:<page>,<id>:<page>,"`
 //!   naming the chunk of every user, so a lookup by id reads one chunk.
 //! - `users/index` ([`UsersIndex`]): which sync is the current list.
@@ -18,13 +24,16 @@
 //!
 //! A sync writes its chunks under its own id; they are "staging" until the
 //! last step swaps `users/index` to point at them, in one batch guarded by
-//! the index it read, that also deletes the previous list's keys. Until
+//! the index it read (and by the staged id lists it folded), that also
+//! writes the last step's chunks and deletes the previous list's keys. Until
 //! then the previous list stays in use, whatever happens to the sync.
 //! Staging areas nobody finished are deleted after [`STAGING_TTL_MS`].
 //!
-//! Sizes: 50,000 users are 25 chunks plus 2 keys, twice that while a sync
-//! runs: far inside the default quota of 10,000 keys and 64 MiB.
+//! Sizes: 50,000 users are 25 chunks plus 2 keys (plus an id list per
+//! chunk while staging), twice that while a sync runs: far inside the
+//! default quota of 10,000 keys and 64 MiB.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -36,8 +45,9 @@ use crate::error::PluginError;
 use crate::exports::pbx::crm::integration::{CrmUser, SyncProgress};
 use crate::host::Host;
 use crate::http;
+use crate::pbx::crm::kv_store::{Entry, Precondition, Write};
 use crate::pbx::crm::log::Level;
-use crate::salesforce::{QueryPage, Salesforce, SalesforceError};
+use crate::salesforce::{ApiResponse, QueryPage, Salesforce, SalesforceError};
 use crate::store::{Batch, Store, keys};
 
 /// The users query. Only active users: a deactivated user cannot own Tasks,
@@ -47,13 +57,16 @@ pub const USERS_SOQL: &str = "SELECT Id, Name, Username, Email, IsActive, UserTy
      WHERE IsActive = true ORDER BY Name";
 /// Salesforce's largest page.
 const BATCH_OPTION: &str = "batchSize=2000";
-/// Users per stored chunk (a step stops reading pages once it has this many).
+/// Users per stored chunk: a chunk is closed once it holds this many (a
+/// lookup by id reads one chunk, so chunks stay small).
 pub const CHUNK_TARGET: usize = 2_000;
-/// At most this many pages per step (Salesforce may send small pages).
-const MAX_PAGES_PER_STEP: usize = 10;
-/// A step starts no further page after this long, so a slow Salesforce
-/// (each request may take up to 8 s) cannot push it past the deadline.
-const STEP_BUDGET_MS: u64 = 1_000;
+/// At most this many pages per step: 20,000 users in full pages, about
+/// 5 MB of chunks held until the step's batch.
+pub const MAX_PAGES_PER_STEP: usize = 10;
+/// A step starts no further page after this long, so the progress moves
+/// about every half second and a slow Salesforce (each request may take up
+/// to 8 s) cannot push a step past the host's 10 s deadline.
+pub const STEP_BUDGET_MS: u64 = 500;
 /// A sync not finished within this long is abandoned: its staging area is
 /// deleted and its cursor refused.
 pub const STAGING_TTL_MS: u64 = 60 * 60 * 1000;
@@ -146,53 +159,112 @@ impl UserRecord {
     }
 }
 
+/// Text of a page: borrowed from the body unless JSON escapes made serde
+/// build it. A page is 2,000 users of a dozen fields; allocating each field
+/// was the largest share of a step's own time.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(Visitor).map(Text)
+    }
+}
+
 /// A User record as the REST API sends it.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct SfUser {
-    id: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
+struct SfUser<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    username: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    email: Option<Text<'a>>,
     #[serde(default)]
     is_active: Option<bool>,
-    #[serde(default)]
-    user_type: Option<String>,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    department: Option<String>,
-    #[serde(default)]
-    phone: Option<String>,
-    #[serde(default)]
-    mobile_phone: Option<String>,
-    #[serde(default)]
-    extension: Option<String>,
-    #[serde(default)]
-    last_modified_date: Option<String>,
+    #[serde(default, borrow)]
+    user_type: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    title: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    department: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    phone: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    mobile_phone: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    extension: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    last_modified_date: Option<Text<'a>>,
 }
 
-impl From<SfUser> for UserRecord {
-    fn from(u: SfUser) -> Self {
+/// A user as a chunk stores it: exactly [`UserRecord`]'s JSON (the tests
+/// compare them), written straight from the page's text.
+#[derive(Serialize)]
+struct StoredUser<'a> {
+    id: &'a str,
+    name: &'a str,
+    username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_true")]
+    active: bool,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    department: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mobile: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extension: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modified: Option<&'a str>,
+}
+
+impl<'a> SfUser<'a> {
+    fn stored(&'a self) -> StoredUser<'a> {
+        let text = |t: &'a Option<Text<'a>>| t.as_ref().map_or("", |t| t.0.as_ref());
         // Blank optional fields are stored as absent: smaller chunks, and
         // an empty e-mail is no e-mail.
-        let some = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
-        Self {
-            id: u.id,
-            name: u.name.unwrap_or_default(),
-            username: u.username.unwrap_or_default(),
-            email: some(u.email),
-            active: u.is_active.unwrap_or(true),
-            kind: some(u.user_type),
-            title: some(u.title),
-            department: some(u.department),
-            phone: some(u.phone),
-            mobile: some(u.mobile_phone),
-            extension: some(u.extension),
-            modified: some(u.last_modified_date),
+        let some = |t: &'a Option<Text<'a>>| Some(text(t)).filter(|s| !s.trim().is_empty());
+        StoredUser {
+            id: &self.id.0,
+            name: text(&self.name),
+            username: text(&self.username),
+            email: some(&self.email),
+            active: self.is_active.unwrap_or(true),
+            kind: some(&self.user_type),
+            title: some(&self.title),
+            department: some(&self.department),
+            phone: some(&self.phone),
+            mobile: some(&self.mobile_phone),
+            extension: some(&self.extension),
+            modified: some(&self.last_modified_date),
         }
     }
 }
@@ -281,6 +353,11 @@ impl Cursor {
 /// The key of chunk `page` of `sync`.
 pub fn page_key(sync: &str, page: u32) -> String {
     format!("{}{sync}/{page:05}", keys::USERS_SYNC_PREFIX)
+}
+
+/// The key of the id list of chunk `page` of `sync`, while it is staged.
+pub fn ids_part_key(sync: &str, page: u32) -> String {
+    format!("{}{sync}/ids-{page:05}", keys::USERS_SYNC_PREFIX)
 }
 
 /// The key of the id map of `sync`.
@@ -477,21 +554,29 @@ impl<'h, H: Host> Users<'h, H> {
         };
 
         let sf = Salesforce::new(self.host);
-        let options = [http::header("sforce-query-options", BATCH_OPTION)];
-        let mut chunk: Vec<UserRecord> = Vec::new();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut open = PartWriter::new(state.pages);
         let mut pages_read = 0;
         loop {
-            let page: Result<QueryPage<SfUser>, SalesforceError> = match &state.next {
-                None => sf.query_page_with(USERS_SOQL, &options),
-                Some(next) => sf.query_more_with(next, &options),
+            let response = match self.fetch_page(&sf, state.next.as_deref()) {
+                Ok(response) => response,
+                Err(e) => return Err(self.failed(&state, e)),
             };
-            let page = match page {
+            let page = match parse_page(&response) {
                 Ok(page) => page,
-                Err(e) => return Err(self.failed(&state, query_error(e))),
+                Err(e) => return Err(self.failed(&state, e)),
             };
             pages_read += 1;
             state.total = u32::try_from(page.total_size).unwrap_or(u32::MAX);
-            chunk.extend(page.records.into_iter().map(UserRecord::from));
+            for user in &page.records {
+                if let Err(e) = open.push(&user.stored()) {
+                    return Err(self.failed(&state, e));
+                }
+            }
+            if open.count as usize >= CHUNK_TARGET {
+                let next = PartWriter::new(open.page + 1);
+                parts.push(std::mem::replace(&mut open, next).finish());
+            }
             state.next = match (page.done, page.next_records_url) {
                 (true, _) => None,
                 (false, Some(next)) => Some(next),
@@ -504,52 +589,80 @@ impl<'h, H: Host> Users<'h, H> {
                 }
             };
             let elapsed = self.host.now_ms().saturating_sub(started);
-            if state.next.is_none()
-                || chunk.len() >= CHUNK_TARGET
-                || pages_read >= MAX_PAGES_PER_STEP
-                || elapsed >= STEP_BUDGET_MS
+            if state.next.is_none() || pages_read >= MAX_PAGES_PER_STEP || elapsed >= STEP_BUDGET_MS
             {
                 break;
             }
         }
-
-        let mut written = None;
-        if !chunk.is_empty() || state.pages == 0 {
-            if state.pages >= MAX_CHUNKS {
-                let e = PluginError::CrmUnavailable(format!(
-                    "the user list has more than {MAX_CHUNKS} parts; Salesforce may be sending very small pages: try again later"
-                ));
-                return Err(self.failed(&state, e));
-            }
-            if let Err(e) = self
-                .store()
-                .put(&page_key(&state.sync, state.pages), &chunk)
-            {
-                return Err(self.failed(&state, e));
-            }
-            state.pages += 1;
-            state.fetched = state.fetched.saturating_add(chunk.len() as u32);
-            written = Some(chunk);
+        // The rest is a chunk of its own: the next step is a new instance.
+        // An empty org still gets one (empty) chunk.
+        if open.count > 0 || (parts.is_empty() && state.pages == 0) {
+            parts.push(open.finish());
+        }
+        if parts.last().is_some_and(|p| p.page >= MAX_CHUNKS) {
+            let e = PluginError::CrmUnavailable(format!(
+                "the user list has more than {MAX_CHUNKS} parts; Salesforce may be sending very small pages: try again later"
+            ));
+            return Err(self.failed(&state, e));
         }
 
-        match state.next.take() {
+        let Some(next) = state.next.take() else {
+            return self.finish(&state, parts);
+        };
+        // One batch for the step's chunks and their id lists: one commit.
+        let pages = state.pages + parts.len() as u32;
+        let fetched = state
+            .fetched
+            .saturating_add(parts.iter().map(|p| p.ids.count).sum());
+        let mut batch = RawBatch::default();
+        for part in parts {
+            part.stage(&state.sync, &mut batch)?;
+        }
+        if let Err(e) = batch.commit(self.host) {
+            return Err(self.failed(&state, e));
+        }
+        let cursor = Cursor {
+            v: 1,
+            sync: state.sync,
+            next,
+            pages,
+            fetched,
+            total: state.total,
+        };
+        Ok(SyncProgress {
+            fetched: cursor.fetched,
+            total: cursor.total.max(cursor.fetched),
+            cursor: Some(cursor.encode()?),
+        })
+    }
+
+    /// The first page of the users query (`next` is `None`) or a further
+    /// one.
+    fn fetch_page(
+        &self,
+        sf: &Salesforce<'_, H>,
+        next: Option<&str>,
+    ) -> Result<ApiResponse, PluginError> {
+        let options = [http::header("sforce-query-options", BATCH_OPTION)];
+        let path = match next {
+            None => users_query_path(),
+            // The cursor's check and the previous page's answer both said
+            // it starts so; Salesforce's client refuses anything else too.
+            Some(next) if next.starts_with("/services/data/") => next.to_string(),
             Some(next) => {
-                let cursor = Cursor {
-                    v: 1,
-                    sync: state.sync,
-                    next,
-                    pages: state.pages,
-                    fetched: state.fetched,
-                    total: state.total,
-                };
-                Ok(SyncProgress {
-                    fetched: cursor.fetched,
-                    total: cursor.total.max(cursor.fetched),
-                    cursor: Some(cursor.encode()?),
-                })
+                return Err(PluginError::CrmUnavailable(format!(
+                    "Salesforce gave an unexpected next-page link {:?}; try again later",
+                    http::sanitize(next)
+                )));
             }
-            None => self.finish(&state, written),
-        }
+        };
+        sf.send(
+            crate::pbx::crm::http_fetch::Method::Get,
+            &path,
+            None,
+            &options,
+        )
+        .map_err(query_error)
     }
 
     /// A cursor of the sync that is already the current list (a retried
@@ -577,7 +690,10 @@ impl<'h, H: Host> Users<'h, H> {
             return Err(again("was started over an hour ago and abandoned"));
         }
         let stored = self.store().keys(&sync_prefix(&cursor.sync))?;
-        let present = (0..cursor.pages).all(|p| stored.contains(&page_key(&cursor.sync, p)));
+        let present = (0..cursor.pages).all(|p| {
+            stored.contains(&page_key(&cursor.sync, p))
+                && stored.contains(&ids_part_key(&cursor.sync, p))
+        });
         if present {
             Ok(())
         } else {
@@ -621,51 +737,56 @@ impl<'h, H: Host> Users<'h, H> {
         reworded(error, message)
     }
 
-    /// The last step: write the id map and make this sync the current list
-    /// in one batch that also deletes the previous list. `written` is the
-    /// chunk this step stored last, if it stored one (saves reading it back).
-    fn finish(
-        &self,
-        state: &Step,
-        written: Option<Vec<UserRecord>>,
-    ) -> Result<SyncProgress, PluginError> {
+    /// The last step: in one batch, write this step's chunks and the id map
+    /// (from the staged id lists, so no chunk is read back), make this sync
+    /// the current list, and delete the staged id lists and the previous
+    /// list.
+    fn finish(&self, state: &Step, parts: Vec<Part>) -> Result<SyncProgress, PluginError> {
         let store = self.store();
-        let mut ids = String::with_capacity(state.fetched as usize * 24 + 1);
+        let mut batch = RawBatch::default();
+        let mut ids =
+            String::with_capacity((state.fetched as usize + parts.len() * CHUNK_TARGET) * 24 + 1);
         ids.push(',');
         let mut count: u32 = 0;
-        let stored = match written {
-            Some(_) => state.pages.saturating_sub(1),
-            None => state.pages,
-        };
-        let mut add = |page: u32, chunk: &[UserRecord]| {
-            for u in chunk {
-                let _ = write!(ids, "{}:{page},", u.id);
-                count += 1;
-            }
-        };
-        for page in 0..stored {
-            match self.chunk(&state.sync, page) {
-                Ok(chunk) => add(page, &chunk),
-                Err(_) => {
+        for page in 0..state.pages {
+            let key = ids_part_key(&state.sync, page);
+            let raw = match store.get_raw(&key) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => {
                     let e = PluginError::InvalidInput(
                         "this user sync's earlier parts were discarded meanwhile; the previous list is kept: start the sync again".into(),
                     );
                     return Err(self.failed(state, e));
                 }
-            }
+                Err(e) => return Err(self.failed(state, e)),
+            };
+            let Ok(part) = serde_json::from_slice::<ChunkIds>(&raw) else {
+                let e = PluginError::Corrupt {
+                    key,
+                    reason: "a staged part of the user list is damaged".into(),
+                };
+                return Err(self.failed(state, e));
+            };
+            ids.push_str(&part.ids);
+            count = count.saturating_add(part.count);
+            // Guarded by the id lists it folds: if this sync's staging area
+            // was pruned meanwhile, it must not become the list.
+            batch.expect(&key, Some(raw));
+            batch.delete(key);
         }
-        if let Some(chunk) = &written {
-            add(stored, chunk);
+        let pages = state.pages + parts.len() as u32;
+        for part in parts {
+            ids.push_str(&part.ids.ids);
+            count = count.saturating_add(part.ids.count);
+            batch.set(page_key(&state.sync, part.page), part.json);
         }
-        let ids_bytes = crate::store::encode(&ids)?;
-        if let Err(e) = store.put(&ids_key(&state.sync), &ids) {
-            return Err(self.failed(state, e));
-        }
+        batch.set_json(ids_key(&state.sync), &ids)?;
+        drop(ids);
 
         let now = self.host.now_ms();
         let index = UsersIndex {
             sync_id: state.sync.clone(),
-            pages: state.pages,
+            pages,
             count,
             synced_at_ms: now,
         };
@@ -676,6 +797,9 @@ impl<'h, H: Host> Users<'h, H> {
             fetched: count,
             total: count,
         };
+        batch.set_json(keys::USERS_INDEX.into(), &index)?;
+        batch.set_json(keys::USERS_LAST_SYNC.into(), &done)?;
+        let (fixed_preconditions, fixed_writes) = (batch.preconditions.len(), batch.writes.len());
         // A concurrent sync may swap its own list in between our read of the
         // index and our batch; then read again and replace that one.
         for _ in 0..3 {
@@ -686,25 +810,21 @@ impl<'h, H: Host> Users<'h, H> {
             if previous.as_ref().is_some_and(|p| p.sync_id == state.sync) {
                 break;
             }
-            // Also guarded by this sync's id map: if its staging area was
-            // pruned meanwhile, it must not become the list.
-            let mut batch = Batch::new()
-                .expect_raw(keys::USERS_INDEX, previous_raw)
-                .expect_raw(&ids_key(&state.sync), Some(ids_bytes.clone()))
-                .set(keys::USERS_INDEX, &index)?
-                .set(keys::USERS_LAST_SYNC, &done)?;
+            batch.preconditions.truncate(fixed_preconditions);
+            batch.writes.truncate(fixed_writes);
+            batch.expect(keys::USERS_INDEX, previous_raw);
             if let Some(previous) = &previous {
                 for key in store.keys(&sync_prefix(&previous.sync_id))? {
-                    batch = batch.delete(&key);
+                    batch.delete(key);
                 }
             }
-            match store.commit(batch) {
+            match batch.commit(self.host) {
                 Ok(()) => {
                     self.host.log(
                         Level::Info,
                         &format!(
                             "user sync {} finished: {} active users in {} parts",
-                            state.sync, count, state.pages
+                            state.sync, count, pages
                         ),
                     );
                     self.prune();
@@ -791,6 +911,135 @@ struct Step {
     total: u32,
 }
 
+/// A chunk being filled in this step: the JSON array written as users
+/// arrive, and their entries for the id map.
+struct PartWriter {
+    page: u32,
+    json: Vec<u8>,
+    ids: String,
+    count: u32,
+}
+
+impl PartWriter {
+    fn new(page: u32) -> Self {
+        let mut json = Vec::with_capacity(CHUNK_TARGET * 256);
+        json.push(b'[');
+        Self {
+            page,
+            json,
+            ids: String::with_capacity(CHUNK_TARGET * 24),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, user: &StoredUser<'_>) -> Result<(), PluginError> {
+        if self.count > 0 {
+            self.json.push(b',');
+        }
+        serde_json::to_writer(&mut self.json, user)
+            .map_err(|e| PluginError::Store(format!("cannot encode a user: {e}")))?;
+        // Only ids `find` can ask for go into the map: a comma or colon in
+        // one would garble the entries around it.
+        if !user.id.is_empty() && user.id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            let _ = write!(self.ids, "{}:{},", user.id, self.page);
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Part {
+        self.json.push(b']');
+        Part {
+            page: self.page,
+            json: self.json,
+            ids: ChunkIds {
+                count: self.count,
+                ids: self.ids,
+            },
+        }
+    }
+}
+
+/// A chunk read in this step, encoded, not yet written.
+struct Part {
+    page: u32,
+    /// The chunk: a JSON array of [`UserRecord`].
+    json: Vec<u8>,
+    ids: ChunkIds,
+}
+
+impl Part {
+    /// Add the chunk and its id list to `batch`.
+    fn stage(self, sync: &str, batch: &mut RawBatch) -> Result<(), PluginError> {
+        batch.set_json(ids_part_key(sync, self.page), &self.ids)?;
+        batch.set(page_key(sync, self.page), self.json);
+        Ok(())
+    }
+}
+
+/// The id list of one staged chunk (`users/sync/<sync>/ids-<page>`).
+#[derive(Serialize, Deserialize)]
+struct ChunkIds {
+    /// Users in the chunk.
+    count: u32,
+    /// `<id>:<page>,` per user: the chunk's share of the id map.
+    ids: String,
+}
+
+/// A kv batch of raw values: chunks are encoded once, as their users are
+/// read, not again by [`Batch`].
+#[derive(Default)]
+struct RawBatch {
+    preconditions: Vec<Precondition>,
+    writes: Vec<Write>,
+}
+
+impl RawBatch {
+    fn expect(&mut self, key: &str, expected: Option<Vec<u8>>) {
+        self.preconditions.push(Precondition {
+            key: key.to_string(),
+            expected,
+        });
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) {
+        self.writes.push(Write::Set(Entry { key, value }));
+    }
+
+    fn set_json<T: Serialize>(&mut self, key: String, value: &T) -> Result<(), PluginError> {
+        self.set(key, crate::store::encode(value)?);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: String) {
+        self.writes.push(Write::Delete(key));
+    }
+
+    fn commit<H: Host>(&self, host: &H) -> Result<(), PluginError> {
+        host.kv_batch(&self.preconditions, &self.writes)?;
+        Ok(())
+    }
+}
+
+/// The users query's path, as `Salesforce::query_page` builds it.
+fn users_query_path() -> String {
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", USERS_SOQL)
+        .finish()
+        .replace('+', "%20");
+    format!("query?{q}")
+}
+
+/// A page of the users query, its text borrowed from the answer.
+fn parse_page(response: &ApiResponse) -> Result<QueryPage<SfUser<'_>>, PluginError> {
+    serde_json::from_slice(&response.body).map_err(|e| {
+        PluginError::CrmUnavailable(format!(
+            "Salesforce's answer to the users query could not be read ({}); try again later",
+            http::sanitize(&e.to_string())
+        ))
+    })
+}
+
 /// A query failure worded for the sync: an expired query locator means the
 /// sync must start again.
 fn query_error(e: SalesforceError) -> PluginError {
@@ -867,24 +1116,85 @@ mod tests {
         }
     }
 
-    #[test]
-    fn salesforce_records_become_compact_user_records() {
-        let page: QueryPage<SfUser> = match serde_json::from_str(
-            r#"{"totalSize":1,"done":true,"records":[{"attributes":{"type":"User","url":"/x"},
-            "Id":"005A","Name":"Ann","Username":"ann@acme","Email":"","IsActive":true,
-            "UserType":"Standard","Title":null,"Phone":" ","Extension":"12"}]}"#,
-        ) {
+    /// A page's users as a chunk stores them.
+    fn stored_json(page: &str) -> String {
+        let page: QueryPage<SfUser<'_>> = match serde_json::from_str(page) {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         };
-        let users: Vec<UserRecord> = page.records.into_iter().map(Into::into).collect();
-        assert_eq!(users[0].email, None);
-        assert_eq!(users[0].phone, None);
-        assert_eq!(users[0].kind.as_deref(), Some("Standard"));
-        let json = serde_json::to_string(&users).unwrap_or_default();
+        let stored: Vec<StoredUser<'_>> = page.records.iter().map(SfUser::stored).collect();
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    #[test]
+    fn salesforce_records_become_compact_user_records() {
+        let json = stored_json(
+            r#"{"totalSize":1,"done":true,"records":[{"attributes":{"type":"User","url":"/x"},
+            "Id":"005A","Name":"Ann","Username":"ann@acme","Email":"","IsActive":true,
+            "UserType":"Standard","Title":null,"Phone":" ","Extension":"12"}]}"#,
+        );
         assert_eq!(
             json,
             r#"[{"id":"005A","name":"Ann","username":"ann@acme","type":"Standard","extension":"12"}]"#
         );
+        let users: Result<Vec<UserRecord>, _> = serde_json::from_str(&json);
+        assert_eq!(users.ok().map(|u| u[0].email.is_none()), Some(true));
+    }
+
+    #[test]
+    fn the_stored_form_is_user_records_json_escapes_included() {
+        // Escaped text cannot be borrowed from the body: it is unescaped
+        // into its own string, and written escaped again.
+        let json = stored_json(
+            r#"{"totalSize":1,"done":true,"records":[{"Id":"005B","Name":"Zo\u00eb \"Z\" O'Neil",
+            "Username":"z@acme","Email":"z@acme.org","IsActive":false,"UserType":"Standard",
+            "Title":"Head\\of","Department":"Sales","Phone":"+1 555","MobilePhone":"+1 556",
+            "Extension":"12","LastModifiedDate":"2024-01-02T03:04:05.000+0000"}]}"#,
+        );
+        let record = UserRecord {
+            id: "005B".into(),
+            name: "Zoë \"Z\" O'Neil".into(),
+            username: "z@acme".into(),
+            email: Some("z@acme.org".into()),
+            active: false,
+            kind: Some("Standard".into()),
+            title: Some("Head\\of".into()),
+            department: Some("Sales".into()),
+            phone: Some("+1 555".into()),
+            mobile: Some("+1 556".into()),
+            extension: Some("12".into()),
+            modified: Some("2024-01-02T03:04:05.000+0000".into()),
+        };
+        assert_eq!(
+            Ok(json),
+            serde_json::to_string(&[record]).map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn odd_ids_stay_out_of_the_id_map() {
+        let mut part = PartWriter::new(7);
+        for id in ["005A", "x,005B:1", "", "005C"] {
+            let user = StoredUser {
+                id,
+                name: "",
+                username: "",
+                email: None,
+                active: true,
+                kind: None,
+                title: None,
+                department: None,
+                phone: None,
+                mobile: None,
+                extension: None,
+                modified: None,
+            };
+            assert!(part.push(&user).is_ok());
+        }
+        let part = part.finish();
+        assert_eq!(part.ids.ids, "005A:7,005C:7,");
+        assert_eq!(part.ids.count, 4);
+        let users: Result<Vec<UserRecord>, _> = serde_json::from_slice(&part.json);
+        assert_eq!(users.map(|u| u.len()).ok(), Some(4));
     }
 }

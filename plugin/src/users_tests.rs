@@ -1,8 +1,10 @@
 //! The user sync and the associations end to end against the fake host and
-//! the fake Salesforce: paging, the swap at the end, failures part-way,
+//! the fake Salesforce: paging, steps of several pages in one batch (or one
+//! page when Salesforce is slow), the swap at the end, failures part-way,
 //! stale users and extensions, proposals, saves and lookups.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::associations::AssociationSet;
 use crate::error::PluginError;
@@ -10,13 +12,17 @@ use crate::exports::pbx::crm::integration::{
     Association, AssociationState, ConnectionState, SettingInput, SyncProgress, UnmatchedReason,
     UserEntry,
 };
+use crate::host::Host;
+use crate::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
 use crate::plugin::Plugin;
 use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
 use crate::store::{Store, keys};
 use crate::testing::{
-    CALLBACK, FakeHost, FakeSalesforce, KEY, SECRET, extension, sf_user, sf_user_id,
+    CALLBACK, FakeHost, FakeSalesforce, KEY, SECRET, extension, response, sf_user, sf_user_id,
 };
-use crate::users::{LastSync, UserRecord, UsersIndex, page_key};
+use crate::users::{
+    LastSync, MAX_PAGES_PER_STEP, STEP_BUDGET_MS, UserRecord, UsersIndex, ids_part_key, page_key,
+};
 use crate::{ErrorKind, WitError};
 
 const NOW: u64 = 1_700_000_000_000;
@@ -85,7 +91,7 @@ fn kind<T>(r: Result<T, PluginError>) -> (ErrorKind, String) {
     }
 }
 
-fn step(host: &FakeHost, cursor: Option<&str>) -> SyncProgress {
+fn step<H: Host>(host: H, cursor: Option<&str>) -> SyncProgress {
     match Plugin::new(host).sync_users(cursor) {
         Ok(p) => p,
         Err(e) => panic!("sync step failed: {e}"),
@@ -93,7 +99,7 @@ fn step(host: &FakeHost, cursor: Option<&str>) -> SyncProgress {
 }
 
 /// Run a whole sync; returns the progress of every step.
-fn sync(host: &FakeHost) -> Vec<SyncProgress> {
+fn sync<H: Host + Copy>(host: H) -> Vec<SyncProgress> {
     let mut steps = vec![step(host, None)];
     while let Some(cursor) = steps.last().and_then(|s| s.cursor.clone()) {
         // A fresh instance per step, as the host makes them.
@@ -101,6 +107,104 @@ fn sync(host: &FakeHost) -> Vec<SyncProgress> {
         assert!(steps.len() < 1000, "the sync does not end");
     }
     steps
+}
+
+/// The fake host behind a network where every request takes `ms` of the
+/// fake clock, and request number `fail_at.0` (counted from 1) is answered
+/// with `fail_at.1` instead of reaching Salesforce.
+struct Net<'a> {
+    host: &'a FakeHost,
+    ms: u64,
+    sent: AtomicU32,
+    fail_at: Option<(u32, (u16, &'static str))>,
+}
+
+/// A Salesforce so slow that a step reads one page: each request takes the
+/// whole step budget.
+fn slow(host: &FakeHost) -> Net<'_> {
+    Net {
+        host,
+        ms: STEP_BUDGET_MS,
+        sent: AtomicU32::new(0),
+        fail_at: None,
+    }
+}
+
+/// A fast Salesforce (no time passes) whose request number `n` fails.
+fn failing_at<'a>(host: &'a FakeHost, n: u32, answer: (u16, &'static str)) -> Net<'a> {
+    Net {
+        host,
+        ms: 0,
+        sent: AtomicU32::new(0),
+        fail_at: Some((n, answer)),
+    }
+}
+
+impl Host for Net<'_> {
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, kv_store::Error> {
+        self.host.kv_get(key)
+    }
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), kv_store::Error> {
+        self.host.kv_set(key, value)
+    }
+    fn kv_delete(&self, key: &str) -> Result<(), kv_store::Error> {
+        self.host.kv_delete(key)
+    }
+    fn kv_list(&self, prefix: &str) -> Result<Vec<String>, kv_store::Error> {
+        self.host.kv_list(prefix)
+    }
+    fn kv_batch(
+        &self,
+        preconditions: &[kv_store::Precondition],
+        writes: &[kv_store::Write],
+    ) -> Result<(), kv_store::Error> {
+        self.host.kv_batch(preconditions, writes)
+    }
+    fn fetch(
+        &self,
+        request: &http_fetch::Request,
+    ) -> Result<http_fetch::Response, http_fetch::Error> {
+        self.host.advance_ms(self.ms);
+        let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.fail_at {
+            Some((at, (status, body))) if at == n => Ok(response(status, body)),
+            _ => self.host.fetch(request),
+        }
+    }
+    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
+        self.host.open_browser(url, audience)
+    }
+    fn extensions(&self) -> Vec<directory::Extension> {
+        self.host.extensions()
+    }
+    fn log(&self, level: log::Level, message: &str) {
+        self.host.log(level, message)
+    }
+    fn now_ms(&self) -> u64 {
+        self.host.now_ms()
+    }
+    fn random_bytes(&self, len: usize) -> Vec<u8> {
+        self.host.random_bytes(len)
+    }
+    fn sleep_ms(&self, ms: u64) {
+        self.host.sleep_ms(ms)
+    }
+}
+
+/// The keys each batch of the user sync wrote (set or deleted).
+fn sync_batches(host: &FakeHost) -> Vec<Vec<String>> {
+    host.batches()
+        .into_iter()
+        .filter(|b| b.iter().any(|k| k.starts_with("users/")))
+        .collect()
+}
+
+/// Keys of the staging areas and id maps of all syncs.
+fn sync_keys(host: &FakeHost) -> Vec<String> {
+    host.kv_keys()
+        .into_iter()
+        .filter(|k| k.starts_with(keys::USERS_SYNC_PREFIX))
+        .collect()
 }
 
 fn index(host: &FakeHost) -> Option<UsersIndex> {
@@ -142,7 +246,9 @@ fn directory(host: &FakeHost, numbers: &[(&str, Option<&str>)]) {
 #[test]
 fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
     let (host, sf) = connected(5_000);
-    let first = step(&host, None);
+    // Salesforce is slow: each step reads one page.
+    let net = slow(&host);
+    let first = step(&net, None);
     assert_eq!((first.fetched, first.total), (2_000, 5_000));
     let Some(cursor) = first.cursor.clone() else {
         panic!("a cursor after the first of three pages");
@@ -161,10 +267,10 @@ fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
             .is_ok_and(|l| l.entries.is_empty())
     );
 
-    let second = step(&host, Some(&cursor));
+    let second = step(&net, Some(&cursor));
     assert_eq!((second.fetched, second.total), (4_000, 5_000));
     assert_eq!(index(&host), None);
-    let third = step(&host, second.cursor.as_deref());
+    let third = step(&net, second.cursor.as_deref());
     assert_eq!(
         (third.fetched, third.total, third.cursor),
         (5_000, 5_000, None)
@@ -197,14 +303,40 @@ fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
     let Some(idx) = index(&host) else {
         panic!("no index after the last step");
     };
-    assert_eq!((idx.pages, idx.count, idx.synced_at_ms), (3, 5_000, NOW));
-    // The index was written once, by the last step's batch.
-    let swaps: Vec<_> = host
-        .batches()
-        .into_iter()
-        .filter(|b| b.iter().any(|k| k == keys::USERS_INDEX))
-        .collect();
-    assert_eq!(swaps.len(), 1);
+    assert_eq!(
+        (idx.pages, idx.count, idx.synced_at_ms),
+        (3, 5_000, NOW + 3 * STEP_BUDGET_MS)
+    );
+    // Each step wrote its chunk with its id list in one batch; the index
+    // was written once, by the last step's batch, which also wrote the last
+    // chunk and the id map and deleted the staged id lists.
+    let batches = sync_batches(&host);
+    let sync_id = idx.sync_id.clone();
+    let id_map = crate::users::ids_key(&sync_id);
+    assert_eq!(
+        batches,
+        [
+            vec![ids_part_key(&sync_id, 0), page_key(&sync_id, 0)],
+            vec![ids_part_key(&sync_id, 1), page_key(&sync_id, 1)],
+            vec![
+                ids_part_key(&sync_id, 0),
+                ids_part_key(&sync_id, 1),
+                page_key(&sync_id, 2),
+                id_map.clone(),
+                keys::USERS_INDEX.to_string(),
+                keys::USERS_LAST_SYNC.to_string(),
+            ],
+        ]
+    );
+    assert_eq!(
+        sync_keys(&host),
+        [
+            page_key(&sync_id, 0),
+            page_key(&sync_id, 1),
+            page_key(&sync_id, 2),
+            id_map
+        ]
+    );
 
     let list = entries(&host);
     assert_eq!(list.len(), 5_000);
@@ -217,9 +349,75 @@ fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
     assert_eq!(list[7].user.kind.as_deref(), Some("Standard"));
     assert_eq!(
         Plugin::new(&host).list_users().map(|l| l.synced_at_ms).ok(),
-        Some(Some(NOW))
+        Some(Some(NOW + 3 * STEP_BUDGET_MS))
     );
     assert_eq!(last_sync(&host).map(|l| l.ok), Some(true));
+    // Lookups by id find users of every chunk through the id map.
+    for i in [0, 1_999, 2_000, 4_999] {
+        let found = crate::users::Users::new(&host).find(&sf_user_id(i));
+        assert_eq!(found.ok().flatten().map(|u| u.id), Some(sf_user_id(i)));
+    }
+}
+
+#[test]
+fn a_fast_salesforce_is_read_several_pages_per_step_each_step_one_batch() {
+    let (host, sf) = connected(12_000);
+    sf.set_user_page_size(500);
+    let steps = sync(&host);
+    // At most MAX_PAGES_PER_STEP pages per step: 10 pages of 500.
+    assert_eq!(MAX_PAGES_PER_STEP, 10);
+    let fetched: Vec<(u32, u32)> = steps.iter().map(|s| (s.fetched, s.total)).collect();
+    assert_eq!(
+        fetched,
+        [(5_000, 12_000), (10_000, 12_000), (12_000, 12_000)]
+    );
+    assert_eq!(sf.user_pages(), 24);
+    // Chunks of 2,000 (the rest of a step is a chunk of its own): 2,000,
+    // 2,000, 1,000 per full step; 2,000 in the last.
+    let Some(idx) = index(&host) else {
+        panic!("no index");
+    };
+    assert_eq!((idx.pages, idx.count), (7, 12_000));
+    let sizes: Vec<usize> = (0..idx.pages)
+        .map(|p| {
+            host.kv_json(&page_key(&idx.sync_id, p))
+                .and_then(|v| v.as_array().map(Vec::len))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(sizes, [2_000, 2_000, 1_000, 2_000, 2_000, 1_000, 2_000]);
+    // One batch per step: three batches in all.
+    let batches = sync_batches(&host);
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    assert_eq!(batches[0].len(), 6, "3 chunks and their id lists");
+    assert!(batches[2].iter().any(|k| k == keys::USERS_INDEX));
+    let list = entries(&host);
+    assert_eq!(list.len(), 12_000);
+    assert!(
+        list.iter()
+            .enumerate()
+            .all(|(i, e)| e.user.name == format!("User {i:05}"))
+    );
+    for i in [0, 4_999, 5_000, 11_999] {
+        let found = crate::users::Users::new(&host).find(&sf_user_id(i));
+        assert_eq!(found.ok().flatten().map(|u| u.id), Some(sf_user_id(i)));
+    }
+}
+
+#[test]
+fn a_step_starts_no_page_after_its_time_budget() {
+    let (host, sf) = connected(9_000);
+    // Each page takes 40% of the budget: a step starts a third page (at
+    // 80%), but no fourth (at 120%).
+    let net = Net {
+        ms: STEP_BUDGET_MS * 2 / 5,
+        ..slow(&host)
+    };
+    let steps = sync(&net);
+    let fetched: Vec<u32> = steps.iter().map(|s| s.fetched).collect();
+    assert_eq!(fetched, [6_000, 9_000]);
+    assert_eq!(sf.user_pages(), 5);
+    assert_eq!(entries(&host).len(), 9_000);
 }
 
 #[test]
@@ -227,8 +425,9 @@ fn small_pages_are_gathered_into_chunks_of_two_thousand() {
     let (host, sf) = connected(4_500);
     sf.set_user_page_size(500);
     let steps = sync(&host);
+    // Nine pages are one step.
     let fetched: Vec<u32> = steps.iter().map(|s| s.fetched).collect();
-    assert_eq!(fetched, [2_000, 4_000, 4_500]);
+    assert_eq!(fetched, [4_500]);
     assert_eq!(sf.user_pages(), 9);
     assert_eq!(index(&host).map(|i| (i.pages, i.count)), Some((3, 4_500)));
     assert_eq!(entries(&host).len(), 4_500);
@@ -252,11 +451,12 @@ fn a_new_sync_replaces_the_previous_list_and_deletes_it() {
     let old = index(&host).map(|i| i.sync_id).unwrap_or_default();
     sf.set_users(org(2_500));
     host.advance_ms(60_000);
-    let first = step(&host, None);
+    let net = slow(&host);
+    let first = step(&net, None);
     // While the new sync runs, the old list is the list.
     assert_eq!(index(&host).map(|i| i.sync_id), Some(old.clone()));
     assert_eq!(entries(&host).len(), 3_000);
-    step(&host, first.cursor.as_deref());
+    step(&net, first.cursor.as_deref());
     let new = index(&host).map(|i| i.sync_id).unwrap_or_default();
     assert_ne!(new, old);
     assert_eq!(entries(&host).len(), 2_500);
@@ -267,7 +467,7 @@ fn a_new_sync_replaces_the_previous_list_and_deletes_it() {
         "{keys:?}"
     );
     let user_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("users/")).collect();
-    // Two chunks, the id map, the index, the last sync.
+    // Two chunks, the id map, the index, the last sync (no staged id lists).
     assert_eq!(user_keys.len(), 5, "{user_keys:?}");
 }
 
@@ -276,9 +476,10 @@ fn a_503_part_way_keeps_the_previous_list_and_says_so() {
     let (host, sf) = connected(5_000);
     sync(&host);
     let before = index(&host);
-    let first = step(&host, None);
+    let net = slow(&host);
+    let first = step(&net, None);
     sf.script_rest(&[(503, "Service Unavailable")]);
-    let failed = Plugin::new(&host).sync_users(first.cursor.as_deref());
+    let failed = Plugin::new(&net).sync_users(first.cursor.as_deref());
     let (k, message) = kind(failed);
     assert_eq!(k, ErrorKind::CrmUnavailable, "{message}");
     assert!(
@@ -307,13 +508,13 @@ fn a_503_part_way_keeps_the_previous_list_and_says_so() {
 
     // During the back-off nothing is sent; afterwards the same cursor
     // continues where the sync stopped.
-    let (k, _) = kind(Plugin::new(&host).sync_users(first.cursor.as_deref()));
+    let (k, _) = kind(Plugin::new(&net).sync_users(first.cursor.as_deref()));
     assert_eq!(k, ErrorKind::CrmUnavailable);
     host.advance_ms(6_000);
-    let mut progress = step(&host, first.cursor.as_deref());
+    let mut progress = step(&net, first.cursor.as_deref());
     assert_eq!(progress.fetched, 4_000);
     while let Some(c) = progress.cursor.clone() {
-        progress = step(&host, Some(&c));
+        progress = step(&net, Some(&c));
     }
     assert_eq!(progress.fetched, 5_000);
     assert_eq!(last_sync(&host).map(|l| l.ok), Some(true));
@@ -322,10 +523,56 @@ fn a_503_part_way_keeps_the_previous_list_and_says_so() {
 }
 
 #[test]
+fn a_failure_within_a_step_writes_none_of_it_and_its_cursor_goes_on() {
+    let (host, sf) = connected(12_000);
+    sf.set_user_page_size(500);
+    sync(&host);
+    let before = index(&host);
+    // Request 13 is the third page of the second step.
+    let net = failing_at(&host, 13, (503, "Service Unavailable"));
+    let first = step(&net, None);
+    assert_eq!(first.fetched, 5_000);
+    let staged = sync_keys(&host);
+    let (k, message) = kind(Plugin::new(&net).sync_users(first.cursor.as_deref()));
+    assert_eq!(k, ErrorKind::CrmUnavailable, "{message}");
+    assert!(
+        message.starts_with(
+            "user sync stopped after 5,000 of 12,000 users: Salesforce is unavailable (HTTP 503)"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("; the previous list of 12,000 users is kept; sync again"),
+        "{message}"
+    );
+    // Nothing of the failed step was written (its two good pages neither).
+    assert_eq!(sync_keys(&host), staged);
+    assert_eq!(index(&host), before);
+    assert_eq!(
+        last_sync(&host).map(|l| (l.ok, l.fetched, l.total)),
+        Some((false, 5_000, 12_000))
+    );
+    // After the back-off the same cursor reads those pages again and goes on.
+    host.advance_ms(6_000);
+    let served = sf.user_pages();
+    assert_eq!(sync_from(&net, first.cursor), 12_000);
+    assert_eq!(sf.user_pages() - served, 14);
+    let list = entries(&host);
+    assert_eq!(list.len(), 12_000);
+    assert!(
+        list.iter()
+            .enumerate()
+            .all(|(i, e)| e.user.name == format!("User {i:05}"))
+    );
+    assert_ne!(index(&host), before);
+    assert_eq!(Plugin::new(&host).status().problem, None);
+}
+
+#[test]
 fn the_api_limit_part_way_keeps_the_list_and_a_new_sync_later_succeeds() {
     let (host, sf) = connected(4_000);
     sync(&host);
-    let first = step(&host, None);
+    let first = step(slow(&host), None);
     sf.script_rest(&[(
         403,
         r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
@@ -374,7 +621,8 @@ fn a_failure_before_the_first_page_is_reported_too() {
 #[test]
 fn an_expired_session_part_way_is_refreshed_and_the_sync_goes_on() {
     let (host, sf) = connected(4_000);
-    let first = step(&host, None);
+    let first = step(slow(&host), None);
+    assert_eq!(first.fetched, 2_000);
     sf.expire_sessions();
     let second = step(&host, first.cursor.as_deref());
     assert_eq!((second.fetched, second.cursor), (4_000, None));
@@ -387,7 +635,7 @@ fn a_dead_session_part_way_keeps_the_list_and_asks_to_authorize() {
     let (host, sf) = connected(5_000);
     sync(&host);
     let before = index(&host);
-    let first = step(&host, None);
+    let first = step(slow(&host), None);
     sf.expire_sessions();
     sf.kill_refresh_tokens();
     let (k, message) = kind(Plugin::new(&host).sync_users(first.cursor.as_deref()));
@@ -420,7 +668,7 @@ fn foreign_or_forgotten_cursors_are_refused() {
         assert_eq!(k, ErrorKind::InvalidInput, "{bad}");
         assert!(message.contains("start the sync again"), "{message}");
     }
-    let first = step(&host, None);
+    let first = step(slow(&host), None);
     // Its staging area disappears (the store was reset, say).
     for key in host.kv_keys() {
         if key.starts_with(keys::USERS_SYNC_PREFIX) {
@@ -438,25 +686,24 @@ fn foreign_or_forgotten_cursors_are_refused() {
 #[test]
 fn abandoned_syncs_are_pruned_after_an_hour() {
     let (host, _sf) = connected(5_000);
-    let abandoned = step(&host, None);
-    let staged = |host: &FakeHost| {
-        host.kv_keys()
-            .into_iter()
-            .filter(|k| k.starts_with(keys::USERS_SYNC_PREFIX))
-            .count()
-    };
-    assert_eq!(staged(&host), 1);
+    let net = slow(&host);
+    let abandoned = step(&net, None);
+    let staged = |host: &FakeHost| sync_keys(host).len();
+    // A chunk and its id list.
+    let abandoned_keys = sync_keys(&host);
+    assert_eq!(abandoned_keys.len(), 2);
     // Within the hour a new sync leaves it alone (it may still be running).
     host.advance_ms(30 * 60 * 1000);
-    let other = step(&host, None);
-    assert_eq!(staged(&host), 2);
+    let other = step(&net, None);
+    assert_eq!(staged(&host), 4);
     host.advance_ms(31 * 60 * 1000);
-    let (k, message) = kind(Plugin::new(&host).sync_users(abandoned.cursor.as_deref()));
+    let (k, message) = kind(Plugin::new(&net).sync_users(abandoned.cursor.as_deref()));
     assert_eq!(k, ErrorKind::InvalidInput);
     assert!(message.contains("over an hour ago"), "{message}");
     // The next sync start prunes the abandoned one, not the younger one.
-    step(&host, None);
-    assert_eq!(staged(&host), 2);
+    step(&net, None);
+    assert_eq!(staged(&host), 4);
+    assert!(sync_keys(&host).iter().all(|k| !abandoned_keys.contains(k)));
     let _ = sync_from(&host, other.cursor);
     // Finishing prunes nothing it should not: the current list stays.
     let current = index(&host).map(|i| i.sync_id).unwrap_or_default();
@@ -468,7 +715,7 @@ fn abandoned_syncs_are_pruned_after_an_hour() {
     assert_eq!(entries(&host).len(), 5_000);
 }
 
-fn sync_from(host: &FakeHost, mut cursor: Option<String>) -> u32 {
+fn sync_from<H: Host + Copy>(host: H, mut cursor: Option<String>) -> u32 {
     let mut fetched = 0;
     while let Some(c) = cursor {
         let p = step(host, Some(&c));
@@ -481,11 +728,12 @@ fn sync_from(host: &FakeHost, mut cursor: Option<String>) -> u32 {
 #[test]
 fn two_interleaved_syncs_leave_one_list_and_no_leftovers() {
     let (host, _sf) = connected(3_000);
-    let a = step(&host, None);
-    let b = step(&host, None);
-    assert_eq!(sync_from(&host, a.cursor.clone()), 3_000);
+    let net = slow(&host);
+    let a = step(&net, None);
+    let b = step(&net, None);
+    assert_eq!(sync_from(&net, a.cursor.clone()), 3_000);
     let after_a = index(&host);
-    assert_eq!(sync_from(&host, b.cursor), 3_000);
+    assert_eq!(sync_from(&net, b.cursor), 3_000);
     let after_b = index(&host);
     assert_ne!(after_a, after_b);
     // A's cursor is refused now that B replaced A's list.
@@ -857,12 +1105,12 @@ fn fifty_thousand_users_sync_in_chunks_within_the_quota() {
     let started = std::time::Instant::now();
     let steps = sync(&host);
     let sync_took = started.elapsed();
-    assert_eq!(steps.len(), 25);
+    // Ten pages per step (the fake answers at once), progress after each.
     assert_eq!(sf.user_pages(), 25);
-    for (i, s) in steps.iter().enumerate() {
-        assert_eq!(s.total, N as u32);
-        assert_eq!(s.fetched, ((i + 1) * 2_000) as u32);
-    }
+    let fetched: Vec<u32> = steps.iter().map(|s| s.fetched).collect();
+    assert_eq!(fetched, [20_000, 40_000, 50_000]);
+    assert!(steps.iter().all(|s| s.total == N as u32));
+    assert_eq!(sync_batches(&host).len(), 3);
     let Some(idx) = index(&host) else {
         panic!("no index");
     };
@@ -955,7 +1203,7 @@ fn a_lost_chunk_says_to_sync_again() {
 #[test]
 fn an_expired_query_locator_asks_for_a_new_sync() {
     let (host, sf) = connected(5_000);
-    let first = step(&host, None);
+    let first = step(slow(&host), None);
     sf.script_rest(&[(
         400,
         r#"[{"message":"invalid query locator","errorCode":"INVALID_QUERY_LOCATOR"}]"#,
