@@ -116,9 +116,9 @@ async fn run_sync(st: Arc<AppState>, plugin: String) {
     let mut cursor: Option<String> = None;
     loop {
         let step_cursor = cursor.clone();
-        let step = st
+        let (step, timing) = st
             .runtime
-            .call(&plugin, move |p, s| {
+            .call_timed(&plugin, move |p, s| {
                 Box::pin(async move {
                     p.pbx_crm_integration()
                         .call_sync_users(s, step_cursor.as_deref())
@@ -126,6 +126,15 @@ async fn run_sync(st: Arc<AppState>, plugin: String) {
                 })
             })
             .await;
+        // Where a step's time goes (Salesforce or the host and plugin), for
+        // tuning the step size: RUST_LOG=pbx_host::server::users=debug.
+        tracing::debug!(
+            %plugin,
+            total_ms = timing.total.as_secs_f64() * 1e3,
+            http_ms = timing.http.as_secs_f64() * 1e3,
+            fetches = timing.http_fetches,
+            "user sync step"
+        );
         match plugin_result(step) {
             Ok(progress) => {
                 st.syncs.update(&plugin, |job| {
