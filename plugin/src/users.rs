@@ -4,9 +4,10 @@
 //! A sync runs in steps so every call stays well inside the host's 10 s
 //! deadline and the host can show progress: the first call (no cursor)
 //! sends the SOQL query, each later call follows `nextRecordsUrl`. A step
-//! reads pages until [`STEP_BUDGET_MS`] have passed or it has read
-//! [`MAX_PAGES_PER_STEP`] pages (a slow Salesforce: one page per step; a
-//! fast one: 20,000 users per step), cuts them into chunks of about
+//! reads pages until [`STEP_BUDGET_MS`] have passed, it has read
+//! [`MAX_PAGES_PER_STEP`] pages or holds [`STEP_MAX_BYTES`] (a slow
+//! Salesforce: one page per step; a fast one: 20,000 users per step), cuts
+//! them into chunks of about
 //! [`CHUNK_TARGET`] users, writes them in one batch, and returns a cursor.
 //! A step that fails writes nothing: its cursor is still the previous one.
 //!
@@ -67,6 +68,10 @@ pub const MAX_PAGES_PER_STEP: usize = 10;
 /// about every half second and a slow Salesforce (each request may take up
 /// to 8 s) cannot push a step past the host's 10 s deadline.
 pub const STEP_BUDGET_MS: u64 = 500;
+/// A step starts no further page once its chunks hold this much: they
+/// wait in the instance's memory (64 MiB by default) until the step's
+/// batch, and users with long fields make big pages.
+pub const STEP_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// A sync not finished within this long is abandoned: its staging area is
 /// deleted and its cursor refused.
 pub const STAGING_TTL_MS: u64 = 60 * 60 * 1000;
@@ -589,7 +594,11 @@ impl<'h, H: Host> Users<'h, H> {
                 }
             };
             let elapsed = self.host.now_ms().saturating_sub(started);
-            if state.next.is_none() || pages_read >= MAX_PAGES_PER_STEP || elapsed >= STEP_BUDGET_MS
+            let held = open.json.len() + parts.iter().map(|p| p.json.len()).sum::<usize>();
+            if state.next.is_none()
+                || pages_read >= MAX_PAGES_PER_STEP
+                || elapsed >= STEP_BUDGET_MS
+                || held >= STEP_MAX_BYTES
             {
                 break;
             }

@@ -405,6 +405,28 @@ fn a_fast_salesforce_is_read_several_pages_per_step_each_step_one_batch() {
 }
 
 #[test]
+fn a_step_starts_no_page_once_it_holds_enough_bytes() {
+    let (host, sf) = connected(0);
+    // Users with 1.5 KB titles: a page of 2,000 is over 3 MB stored.
+    let users: Vec<serde_json::Value> = org(7_000)
+        .into_iter()
+        .map(|mut u| {
+            u["Title"] = "T".repeat(1_500).into();
+            u
+        })
+        .collect();
+    sf.set_users(users);
+    let steps = sync(&host);
+    let fetched: Vec<u32> = steps.iter().map(|s| s.fetched).collect();
+    // Three pages reach STEP_MAX_BYTES: 6,000 users, then the rest.
+    const { assert!(3 * 2_000 * 1_500 > crate::users::STEP_MAX_BYTES) };
+    const { assert!(2 * 2_000 * 1_800 < crate::users::STEP_MAX_BYTES) };
+    assert_eq!(fetched, [6_000, 7_000]);
+    let list = entries(&host);
+    assert_eq!(list.len(), 7_000);
+}
+
+#[test]
 fn a_step_starts_no_page_after_its_time_budget() {
     let (host, sf) = connected(9_000);
     // Each page takes 40% of the budget: a step starts a third page (at

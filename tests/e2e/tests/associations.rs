@@ -3,9 +3,22 @@
 //! proposal and its reasons, Save with its rules, refresh, and interrupted
 //! syncs keeping the last good list.
 
+use std::time::Duration;
+
 use e2e_tests::org::{Setup, World};
 use salesforce_emulator::NewUser;
+use salesforce_plugin::users::STEP_BUDGET_MS;
 use serde_json::{Value, json};
+
+/// Make every emulator request take a sync step's whole time budget, so a
+/// step reads one page (against the fast emulator one step reads them all,
+/// and nothing could fail "part-way").
+fn slow_org(world: &World) {
+    world
+        .org
+        .faults()
+        .latency(Duration::from_millis(STEP_BUDGET_MS));
+}
 
 async fn add_extension(world: &World, number: &str, email: Option<&str>) {
     world
@@ -350,6 +363,7 @@ async fn an_interrupted_sync_keeps_the_last_good_list_and_says_why() {
     assert!(good.is_some_and(|n| n > 4_000), "{good:?}");
 
     // 503s after the first page.
+    slow_org(&world);
     let (fetched, total, cursor) = sync_step(&world, None).await.expect("first page");
     assert!(fetched > 0 && total > fetched && cursor.is_some());
     world.org.faults().fail_requests(20, 503);
@@ -371,6 +385,7 @@ async fn an_interrupted_sync_keeps_the_last_good_list_and_says_why() {
         "{status}"
     );
     world.org.faults().clear();
+    slow_org(&world);
 
     // An expired session part-way through: refreshed once, the sync goes on.
     let (_, _, mut cursor) = loop {
