@@ -13,16 +13,22 @@
 //! its namespace and key, so a ciphertext moved elsewhere fails to decrypt.
 //! Keys are stored in clear: they are identifiers, not secrets.
 //!
-//! The API is synchronous and thread-safe; async callers wrap it in
-//! `tokio::task::spawn_blocking`.
+//! Writes go through one writer thread that commits whatever batches are
+//! waiting in one redb transaction (group commit): each batch is still
+//! checked and applied all-or-nothing on its own, but concurrent batches
+//! share one commit and one disk flush, and no async worker ever waits for
+//! the disk or for the database's single writer ([`Namespace::batch_async`]).
+//! Reads are MVCC snapshots and never wait for the writer.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -57,6 +63,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_CHECK: &str = "key-check";
 const KEY_CHECK_AAD: &[u8] = b"pbx-host store key check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"pbx-host store key check v1";
+
+/// Most batches one group commit takes, and roughly most bytes: a bound on
+/// how long the batches behind a group wait.
+const MAX_GROUP: usize = 256;
+const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
 /// Sentinel for "no failure injection armed".
 const NO_INJECTED_FAILURE: usize = usize::MAX;
@@ -280,11 +291,303 @@ pub struct Store {
 }
 
 struct Inner {
-    db: Database,
+    db: Arc<Database>,
     cipher: XChaCha20Poly1305,
     /// Test hook: number of writes after which the next batch fails, or
     /// [`NO_INJECTED_FAILURE`].
     fail_batch_after: AtomicUsize,
+    /// The group-commit writer's queue; `None` once shutting down.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has committed what was
+        // queued; joining it closes the database before this returns, so the
+        // data directory can be opened again right away.
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// One batch on its way to the writer: checked, sealed, and waiting for
+/// its commit.
+struct Job {
+    namespace: Arc<str>,
+    table: Arc<str>,
+    quota: Quota,
+    preconditions: Vec<Precondition>,
+    writes: Vec<SealedWrite>,
+    fail_after: Option<usize>,
+    reply: Reply,
+}
+
+enum SealedWrite {
+    Set {
+        key: String,
+        sealed: Vec<u8>,
+        plain_len: usize,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+impl SealedWrite {
+    fn key(&self) -> &str {
+        match self {
+            SealedWrite::Set { key, .. } | SealedWrite::Delete { key } => key,
+        }
+    }
+}
+
+/// Where a job's outcome goes: a blocked thread or an awaiting task.
+enum Reply {
+    Blocking(mpsc::SyncSender<Result<(), KvError>>),
+    Async(tokio::sync::oneshot::Sender<Result<(), KvError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), KvError>) {
+        // The caller may have gone (a cancelled call); the outcome stands.
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+/// Why a job in a group failed: refused on its own (nothing of it was
+/// written), or a database failure that aborts the whole group.
+enum JobError {
+    Refused(KvError),
+    Fatal(String),
+}
+
+fn fatal(error: impl Into<redb::Error>) -> JobError {
+    let error = error.into();
+    tracing::error!(%error, "store write failed");
+    JobError::Fatal(format!("database error: {error}"))
+}
+
+/// The writer thread: takes every job waiting, applies each in one write
+/// transaction, commits once, then answers them all.
+fn run_writer(db: Arc<Database>, cipher: XChaCha20Poly1305, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut bytes = first.size();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    bytes += job.size();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&db, &cipher, group);
+    }
+}
+
+fn commit_group(db: &Database, cipher: &XChaCha20Poly1305, group: Vec<Job>) {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            let JobError::Fatal(message) = fatal(e) else {
+                return;
+            };
+            for job in group {
+                job.reply.send(Err(KvError::Unavailable(message.clone())));
+            }
+            return;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut failure = None;
+    for job in &group {
+        match apply_job(&txn, cipher, job) {
+            Ok(()) => outcomes.push(Ok(())),
+            Err(JobError::Refused(e)) => outcomes.push(Err(e)),
+            Err(JobError::Fatal(message)) => {
+                failure = Some(message);
+                break;
+            }
+        }
+    }
+    // Dropping `txn` uncommitted aborts it: nothing of the group is written.
+    let committed = match failure {
+        Some(message) => Err(message),
+        None => txn.commit().map_err(|e| match fatal(e) {
+            JobError::Fatal(message) => message,
+            JobError::Refused(e) => e.to_string(),
+        }),
+    };
+    let mut outcomes = outcomes.into_iter();
+    for job in group {
+        let outcome = outcomes.next();
+        let result = match (&committed, outcome) {
+            (Ok(()), Some(outcome)) => outcome,
+            // Refused on its own: that is its answer either way.
+            (_, Some(Err(refused))) => Err(refused),
+            (Err(_), _) | (Ok(()), None) => {
+                Err(KvError::Unavailable(message_or(committed.as_ref().err())))
+            }
+        };
+        job.reply.send(result);
+    }
+}
+
+fn message_or(message: Option<&String>) -> String {
+    message
+        .cloned()
+        .unwrap_or_else(|| "the store's writer stopped".into())
+}
+
+/// Checks and applies one job inside the group's transaction. Everything
+/// that can refuse the job (preconditions, quota, an injected failure) is
+/// decided before its first write, so a refused job leaves no trace.
+fn apply_job(
+    txn: &redb::WriteTransaction,
+    cipher: &XChaCha20Poly1305,
+    job: &Job,
+) -> Result<(), JobError> {
+    let def: TableDefinition<'_, &'static str, &'static [u8]> = TableDefinition::new(&job.table);
+    let mut table = txn.open_table(def).map_err(fatal)?;
+    for precondition in &job.preconditions {
+        let current = match table.get(precondition.key.as_str()).map_err(fatal)? {
+            None => None,
+            Some(guard) => Some(
+                unseal(
+                    cipher,
+                    &aad(&job.namespace, &precondition.key),
+                    guard.value(),
+                )
+                .ok_or_else(|| {
+                    JobError::Refused(KvError::Unavailable(format!(
+                        "value of {:?} failed authentication",
+                        precondition.key
+                    )))
+                })?,
+            ),
+        };
+        if current != precondition.expected {
+            return Err(JobError::Refused(KvError::Conflict(
+                precondition.key.clone(),
+            )));
+        }
+    }
+
+    let mut usage_table = txn.open_table(USAGE).map_err(fatal)?;
+    let before = usage_table
+        .get(&*job.namespace)
+        .map_err(fatal)?
+        .map_or((0, 0), |guard| guard.value());
+    let (mut keys, mut bytes) = before;
+    // Plaintext length of each key as the writes before it leave it.
+    let mut lengths: HashMap<&str, Option<usize>> = HashMap::new();
+    let refused_corrupt = |what: &str| JobError::Refused(corrupt(&job.namespace, what));
+    for write in &job.writes {
+        let key = write.key();
+        let old = match lengths.get(key) {
+            Some(len) => *len,
+            None => match table.get(key).map_err(fatal)? {
+                None => None,
+                Some(guard) => Some(
+                    guard
+                        .value()
+                        .len()
+                        .checked_sub(SEAL_OVERHEAD)
+                        .ok_or_else(|| refused_corrupt("a stored value is truncated"))?,
+                ),
+            },
+        };
+        if let Some(old) = old {
+            keys = keys
+                .checked_sub(1)
+                .ok_or_else(|| refused_corrupt("its key count is too low"))?;
+            bytes = bytes
+                .checked_sub((key.len() + old) as u64)
+                .ok_or_else(|| refused_corrupt("its byte count is too low"))?;
+        }
+        let new = match write {
+            SealedWrite::Set { plain_len, .. } => {
+                keys = keys.saturating_add(1);
+                bytes = bytes.saturating_add((key.len() + plain_len) as u64);
+                Some(*plain_len)
+            }
+            SealedWrite::Delete { .. } => None,
+        };
+        lengths.insert(key, new);
+    }
+    if let Some(n) = job.fail_after {
+        return Err(JobError::Refused(injected_failure(n.min(job.writes.len()))));
+    }
+    // A batch that does not grow a dimension is always allowed, so a
+    // namespace over a since-lowered quota can still shrink.
+    if keys > job.quota.max_keys && keys > before.0 {
+        return Err(JobError::Refused(KvError::QuotaExceeded(format!(
+            "{} keys",
+            job.quota.max_keys
+        ))));
+    }
+    if bytes > job.quota.max_bytes && bytes > before.1 {
+        return Err(JobError::Refused(KvError::QuotaExceeded(format!(
+            "{} bytes",
+            job.quota.max_bytes
+        ))));
+    }
+
+    for write in &job.writes {
+        match write {
+            SealedWrite::Set { key, sealed, .. } => {
+                table
+                    .insert(key.as_str(), sealed.as_slice())
+                    .map_err(fatal)?;
+            }
+            SealedWrite::Delete { key } => {
+                table.remove(key.as_str()).map_err(fatal)?;
+            }
+        }
+    }
+    if keys == 0 {
+        usage_table.remove(&*job.namespace).map_err(fatal)?;
+    } else {
+        usage_table
+            .insert(&*job.namespace, (keys, bytes))
+            .map_err(fatal)?;
+    }
+    Ok(())
+}
+
+impl Job {
+    fn size(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|w| match w {
+                SealedWrite::Set { key, sealed, .. } => key.len() + sealed.len(),
+                SealedWrite::Delete { key } => key.len(),
+            })
+            .sum()
+    }
+}
+
+/// The associated data binding a sealed value to its namespace and key.
+/// The namespace is length-prefixed so that no (namespace, key) pair can
+/// produce the same bytes as another, whatever either contains.
+fn aad(namespace: &str, key: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(8 + namespace.len() + 1 + key.len());
+    aad.extend_from_slice(&(namespace.len() as u64).to_le_bytes());
+    aad.extend_from_slice(namespace.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(key.as_bytes());
+    aad
 }
 
 impl fmt::Debug for Store {
@@ -345,11 +648,25 @@ impl Store {
             }
         }
 
+        let db = Arc::new(db);
+        let (jobs, queue) = mpsc::channel();
+        let writer = {
+            let (db, cipher) = (db.clone(), cipher.clone());
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || run_writer(db, cipher, queue))
+                .map_err(|source| StoreError::Database {
+                    path: db_path.clone(),
+                    reason: format!("cannot start the writer thread: {source}"),
+                })?
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 cipher,
                 fail_batch_after: AtomicUsize::new(NO_INJECTED_FAILURE),
+                jobs: Some(jobs),
+                writer: Some(writer),
             }),
         })
     }
@@ -420,8 +737,8 @@ impl Namespace {
     /// Sets `key` to `value`. Beyond the quota this fails with
     /// [`KvError::QuotaExceeded`] and the old value stays.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.commit_batch(
-            &[],
+        self.commit_blocking(
+            Vec::new(),
             &[Write::Set {
                 key: key.to_owned(),
                 value: value.to_vec(),
@@ -432,8 +749,8 @@ impl Namespace {
 
     /// Removes `key`; an absent key is not an error.
     pub fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.commit_batch(
-            &[],
+        self.commit_blocking(
+            Vec::new(),
             &[Write::Delete {
                 key: key.to_owned(),
             }],
@@ -471,14 +788,47 @@ impl Namespace {
     /// order, then the quota is checked ([`KvError::QuotaExceeded`]). On any
     /// error nothing is written.
     pub fn batch(&self, preconditions: &[Precondition], writes: &[Write]) -> Result<(), KvError> {
-        // One-shot: whichever batch runs next consumes the armed failure.
+        let fail_after = self.take_armed_failure();
+        self.commit_blocking(preconditions.to_vec(), writes, fail_after)
+    }
+
+    /// [`Namespace::batch`] for async callers: the task waits for the
+    /// group commit without holding a thread.
+    pub async fn batch_async(
+        &self,
+        preconditions: Vec<Precondition>,
+        writes: Vec<Write>,
+    ) -> Result<(), KvError> {
+        let fail_after = self.take_armed_failure();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(self.job(preconditions, &writes, fail_after, Reply::Async(tx))?)?;
+        rx.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// [`Namespace::set`] for async callers.
+    pub async fn set_async(&self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let writes = [Write::Set { key, value }];
+        self.submit(self.job(Vec::new(), &writes, None, Reply::Async(tx))?)?;
+        rx.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// [`Namespace::delete`] for async callers.
+    pub async fn delete_async(&self, key: String) -> Result<(), KvError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let writes = [Write::Delete { key }];
+        self.submit(self.job(Vec::new(), &writes, None, Reply::Async(tx))?)?;
+        rx.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// One-shot: whichever batch runs next consumes the armed failure.
+    fn take_armed_failure(&self) -> Option<usize> {
         let armed = self
             .store
             .inner
             .fail_batch_after
             .swap(NO_INJECTED_FAILURE, Ordering::SeqCst);
-        let fail_after = (armed != NO_INJECTED_FAILURE).then_some(armed);
-        self.commit_batch(preconditions, writes, fail_after)
+        (armed != NO_INJECTED_FAILURE).then_some(armed)
     }
 
     /// Keys and bytes (key bytes plus plaintext value bytes) in use.
@@ -519,12 +869,7 @@ impl Namespace {
     /// The namespace is length-prefixed so that no (namespace, key) pair can
     /// produce the same bytes as another, whatever either contains.
     fn aad(&self, key: &str) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(8 + self.name.len() + 1 + key.len());
-        aad.extend_from_slice(&(self.name.len() as u64).to_le_bytes());
-        aad.extend_from_slice(self.name.as_bytes());
-        aad.push(0);
-        aad.extend_from_slice(key.as_bytes());
-        aad
+        aad(&self.name, key)
     }
 
     fn read_value(
@@ -546,110 +891,67 @@ impl Namespace {
         }
     }
 
-    /// The single write path: `set`, `delete` and `batch` all go through
-    /// here, so every write is checked, sealed and accounted the same way.
-    fn commit_batch(
+    /// Checks and seals a batch for the writer. Bad input is refused here,
+    /// before it queues; sealing happens on the caller's thread so the
+    /// writer only writes.
+    fn job(
         &self,
-        preconditions: &[Precondition],
+        preconditions: Vec<Precondition>,
+        writes: &[Write],
+        fail_after: Option<usize>,
+        reply: Reply,
+    ) -> Result<Job, KvError> {
+        for precondition in &preconditions {
+            validate_key(&precondition.key)?;
+        }
+        let mut sealed = Vec::with_capacity(writes.len());
+        for write in writes {
+            validate_key(write.key())?;
+            sealed.push(match write {
+                Write::Set { key, value } => {
+                    validate_value(value)?;
+                    SealedWrite::Set {
+                        key: key.clone(),
+                        sealed: seal(&self.store.inner.cipher, &self.aad(key), value)?,
+                        plain_len: value.len(),
+                    }
+                }
+                Write::Delete { key } => SealedWrite::Delete { key: key.clone() },
+            });
+        }
+        Ok(Job {
+            namespace: self.name.clone(),
+            table: self.table.clone(),
+            quota: self.quota,
+            preconditions,
+            writes: sealed,
+            fail_after,
+            reply,
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), KvError> {
+        let jobs = self.store.inner.jobs.as_ref().ok_or_else(writer_gone)?;
+        jobs.send(job).map_err(|_| writer_gone())
+    }
+
+    /// The single blocking write path: `set`, `delete` and `batch` all go
+    /// through here (and the async ones through [`Namespace::job`] too), so
+    /// every write is checked, sealed and accounted the same way.
+    fn commit_blocking(
+        &self,
+        preconditions: Vec<Precondition>,
         writes: &[Write],
         fail_after: Option<usize>,
     ) -> Result<(), KvError> {
-        // Reject bad input before taking the (exclusive) write transaction.
-        for precondition in preconditions {
-            validate_key(&precondition.key)?;
-        }
-        for write in writes {
-            validate_key(write.key())?;
-            if let Write::Set { value, .. } = write {
-                validate_value(value)?;
-            }
-        }
-
-        let txn = self.db().begin_write().map_err(unavailable)?;
-        // Every early return below drops `txn` uncommitted, which aborts it:
-        // nothing of this batch reaches the database.
-        {
-            let mut table = txn.open_table(self.table_def()).map_err(unavailable)?;
-            for precondition in preconditions {
-                let current = self.read_value(&table, &precondition.key)?;
-                if current != precondition.expected {
-                    return Err(KvError::Conflict(precondition.key.clone()));
-                }
-            }
-
-            let mut usage_table = txn.open_table(USAGE).map_err(unavailable)?;
-            let before = usage_table
-                .get(&*self.name)
-                .map_err(unavailable)?
-                .map_or((0, 0), |guard| guard.value());
-            let (mut keys, mut bytes) = before;
-
-            for (applied, write) in writes.iter().enumerate() {
-                if fail_after == Some(applied) {
-                    return Err(injected_failure(applied));
-                }
-                let key = write.key();
-                let old_len = match write {
-                    Write::Set { value, .. } => {
-                        let sealed = seal(&self.store.inner.cipher, &self.aad(key), value)?;
-                        table
-                            .insert(key, sealed.as_slice())
-                            .map_err(unavailable)?
-                            .map(|old| old.value().len())
-                    }
-                    Write::Delete { .. } => table
-                        .remove(key)
-                        .map_err(unavailable)?
-                        .map(|old| old.value().len()),
-                };
-                if let Some(old_len) = old_len {
-                    let old_bytes = old_len
-                        .checked_sub(SEAL_OVERHEAD)
-                        .map(|plain| (key.len() + plain) as u64)
-                        .ok_or_else(|| corrupt(&self.name, "a stored value is truncated"))?;
-                    keys = keys
-                        .checked_sub(1)
-                        .ok_or_else(|| corrupt(&self.name, "its key count is too low"))?;
-                    bytes = bytes
-                        .checked_sub(old_bytes)
-                        .ok_or_else(|| corrupt(&self.name, "its byte count is too low"))?;
-                }
-                if let Write::Set { value, .. } = write {
-                    keys = keys.saturating_add(1);
-                    bytes = bytes.saturating_add((key.len() + value.len()) as u64);
-                }
-            }
-            if fail_after.is_some() {
-                // Armed for at least as many writes as the batch has: fail
-                // after all of them, still before the commit.
-                return Err(injected_failure(writes.len()));
-            }
-
-            // A batch that does not grow a dimension is always allowed, so a
-            // namespace over a since-lowered quota can still shrink.
-            if keys > self.quota.max_keys && keys > before.0 {
-                return Err(KvError::QuotaExceeded(format!(
-                    "{} keys",
-                    self.quota.max_keys
-                )));
-            }
-            if bytes > self.quota.max_bytes && bytes > before.1 {
-                return Err(KvError::QuotaExceeded(format!(
-                    "{} bytes",
-                    self.quota.max_bytes
-                )));
-            }
-
-            if keys == 0 {
-                usage_table.remove(&*self.name).map_err(unavailable)?;
-            } else {
-                usage_table
-                    .insert(&*self.name, (keys, bytes))
-                    .map_err(unavailable)?;
-            }
-        }
-        txn.commit().map_err(unavailable)
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(self.job(preconditions, writes, fail_after, Reply::Blocking(tx))?)?;
+        rx.recv().unwrap_or_else(|_| Err(writer_gone()))
     }
+}
+
+fn writer_gone() -> KvError {
+    KvError::Unavailable("the store's writer stopped; restart the host".into())
 }
 
 fn validate_key(key: &str) -> Result<(), KvError> {
@@ -1273,6 +1575,76 @@ mod tests {
         ));
         tight.delete("k").unwrap();
         assert_eq!(tight.usage().unwrap(), Usage::default());
+    }
+
+    #[test]
+    fn a_refused_batch_in_a_group_leaves_the_others_whole() {
+        let (_dir, store) = open_temp();
+        let ns = store.namespace("plugin/a", Quota::default());
+        ns.set("counter", b"1").unwrap();
+        let (replies, answers): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::sync_channel(1)).unzip();
+        let mut replies = replies.into_iter();
+        let mut job = |pre: Vec<Precondition>, writes: &[Write]| {
+            let reply = Reply::Blocking(replies.next().unwrap());
+            ns.job(pre, writes, None, reply).unwrap()
+        };
+        let expect = |value: &[u8]| Precondition {
+            key: "counter".into(),
+            expected: Some(value.to_vec()),
+        };
+        // Two writers read "1"; the first to commit wins, the second is
+        // refused, and a third sees the first one's write in the same group.
+        let group = vec![
+            job(vec![expect(b"1")], &[set("counter", b"2"), set("a", b"x")]),
+            job(vec![expect(b"1")], &[set("counter", b"9"), set("b", b"y")]),
+            job(vec![expect(b"2")], &[set("counter", b"3"), del("a")]),
+            job(vec![], &[set("c", b"zz"), set("c", b"z")]),
+        ];
+        commit_group(&store.inner.db, &store.inner.cipher, group);
+        let results: Vec<_> = answers.iter().map(|rx| rx.recv().unwrap()).collect();
+        assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+        assert!(matches!(&results[1], Err(KvError::Conflict(k)) if k == "counter"));
+        assert_eq!(ns.get("counter").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(ns.get("a").unwrap(), None);
+        assert_eq!(
+            ns.get("b").unwrap(),
+            None,
+            "the refused batch wrote nothing"
+        );
+        assert_eq!(ns.get("c").unwrap().as_deref(), Some(&b"z"[..]));
+        // counter(7+1) + c(1+1): the accounting follows every write in order.
+        assert_eq!(ns.usage().unwrap(), Usage { keys: 2, bytes: 10 });
+    }
+
+    #[tokio::test]
+    async fn async_writes_answer_without_blocking_the_runtime() {
+        let (_dir, store) = open_temp();
+        let ns = store.namespace("plugin/a", Quota::default());
+        let writes = (0..32).map(|i| {
+            let ns = ns.clone();
+            tokio::spawn(async move { ns.set_async(format!("k{i}"), vec![7; 3]).await })
+        });
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        ns.batch_async(
+            vec![Precondition {
+                key: "k0".into(),
+                expected: Some(vec![7; 3]),
+            }],
+            vec![del("k0")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(ns.list_keys("k").unwrap().len(), 31);
+        let bytes: usize = (1..32).map(|i| format!("k{i}").len() + 3).sum();
+        assert_eq!(
+            ns.usage().unwrap(),
+            Usage {
+                keys: 31,
+                bytes: bytes as u64
+            }
+        );
     }
 
     #[test]

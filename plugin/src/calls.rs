@@ -675,7 +675,6 @@ impl<'h, H: Host> Calls<'h, H> {
                     .expect_raw(&key, None)
                     .set(&done_key, &done)?
             } else {
-                let (count, count_raw) = self.pending_raw()?;
                 let item = OutboxItem {
                     call: call.clone(),
                     owner_id: owner_id.clone(),
@@ -688,9 +687,7 @@ impl<'h, H: Host> Calls<'h, H> {
                 Batch::new()
                     .expect_raw(&done_key, done_raw)
                     .expect_raw(&key, None)
-                    .expect_raw(keys::CALLS_PENDING, count_raw)
                     .set(&key, &item)?
-                    .set(keys::CALLS_PENDING, &(count + 1))?
             };
             match store.commit(batch) {
                 Ok(()) => {
@@ -711,19 +708,13 @@ impl<'h, H: Host> Calls<'h, H> {
         Err(busy())
     }
 
-    /// The pending count with its raw bytes.
-    fn pending_raw(&self) -> Result<(u32, Option<Vec<u8>>), PluginError> {
-        let raw = self.store().get_raw(keys::CALLS_PENDING)?;
-        let count = raw
-            .as_deref()
-            .and_then(|r| serde_json::from_slice::<u32>(r).ok())
-            .unwrap_or(0);
-        Ok((count, raw))
-    }
-
-    /// Call logs waiting for Salesforce (one key read).
+    /// Call logs waiting for Salesforce: the outbox's size. Counted, not
+    /// kept in a counter: a counter every call updates would make all
+    /// concurrent calls conflict on one key.
     pub fn pending(&self) -> u32 {
-        self.pending_raw().map(|(c, _)| c).unwrap_or(0)
+        self.store()
+            .keys(keys::CALLS_OUTBOX_PREFIX)
+            .map_or(0, |k| k.len() as u32)
     }
 
     // --- delivery -------------------------------------------------------
@@ -753,23 +744,7 @@ impl<'h, H: Host> Calls<'h, H> {
                 ),
             }
         }
-        self.reconcile_pending()
-    }
-
-    /// Make the pending count match the outbox; returns the outbox's size.
-    fn reconcile_pending(&self) -> Result<u32, PluginError> {
-        let (count, raw) = self.pending_raw()?;
-        let actual = self.store().keys(keys::CALLS_OUTBOX_PREFIX)?.len() as u32;
-        if actual != count {
-            // Read before listing: a concurrent enqueue changes the count
-            // and makes this write fail, which is right.
-            let _ = self.store().commit(
-                Batch::new()
-                    .expect_raw(keys::CALLS_PENDING, raw)
-                    .set(keys::CALLS_PENDING, &actual)?,
-            );
-        }
-        Ok(actual)
+        Ok(self.store().keys(keys::CALLS_OUTBOX_PREFIX)?.len() as u32)
     }
 
     fn backing_off(&self) -> bool {
@@ -1070,14 +1045,11 @@ impl<'h, H: Host> Calls<'h, H> {
             let (mut done, done_raw) = read_ledger(&store, &done_key)?;
             prune_ledger(&mut done, now, DONE_KEEP_MS);
             done.entries.insert(call_id.clone(), now);
-            let (count, count_raw) = self.pending_raw()?;
             let batch = Batch::new()
                 .expect_raw(key, Some(leased_raw.clone()))
                 .expect_raw(&done_key, done_raw)
-                .expect_raw(keys::CALLS_PENDING, count_raw)
                 .delete(key)
-                .set(&done_key, &done)?
-                .set(keys::CALLS_PENDING, &count.saturating_sub(1))?;
+                .set(&done_key, &done)?;
             match store.commit(batch) {
                 Ok(()) => {
                     self.host.log(

@@ -33,8 +33,9 @@ pub mod keys {
     /// The saved associations (`associations::AssociationSet`).
     pub const ASSOCIATIONS: &str = "associations";
 
-    /// How many call logs wait in the outbox (a JSON number), updated in
-    /// the same batches as the outbox, so the status needs no scan.
+    /// Where plugin 0.1.0 kept a counter of waiting call logs. No longer
+    /// written (the outbox is counted); kept so tests can check it stays
+    /// unused.
     pub const CALLS_PENDING: &str = "calls/pending";
     /// Prefix of the call journal's outbox (`calls::OutboxItem`), one per call id.
     pub const CALLS_OUTBOX_PREFIX: &str = "calls/outbox/";

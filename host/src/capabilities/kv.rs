@@ -17,15 +17,17 @@ impl From<KvError> for Error {
 
 impl Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
+        // Reads are snapshots that never wait for the writer: done in place.
         Ok(self.grants.kv.get(&key)?)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {
-        Ok(self.grants.kv.set(&key, &value)?)
+        // Writes wait for the store's group commit without holding a worker.
+        Ok(self.grants.kv.set_async(key, value).await?)
     }
 
     async fn delete(&mut self, key: String) -> Result<(), Error> {
-        Ok(self.grants.kv.delete(&key)?)
+        Ok(self.grants.kv.delete_async(key).await?)
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, Error> {
@@ -54,6 +56,6 @@ impl Host for PluginState {
                 Write::Delete(key) => store::Write::Delete { key },
             })
             .collect();
-        Ok(self.grants.kv.batch(&preconditions, &writes)?)
+        Ok(self.grants.kv.batch_async(preconditions, writes).await?)
     }
 }

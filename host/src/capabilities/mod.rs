@@ -93,6 +93,15 @@ impl PluginState {
     }
 }
 
+impl PluginState {
+    /// Clears what is counted per call, for a store that serves another.
+    pub(crate) fn begin_call(&mut self) {
+        self.limiter.hit = false;
+        self.http_time = std::time::Duration::ZERO;
+        self.http_fetches = 0;
+    }
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

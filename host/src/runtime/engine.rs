@@ -10,15 +10,68 @@ use wasmtime::{Config, Engine};
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// An engine for async component calls with epoch interruption.
-pub fn new_engine() -> anyhow::Result<Engine> {
+/// Plugin instances that can be alive at once with the pooling allocator;
+/// calls beyond this wait for a slot (see `Runtime`).
+pub const POOL_INSTANCES: u32 = 128;
+
+/// How the engine allocates instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Pre-reserved slots, reused call after call: instantiation maps
+    /// nothing, and a slot is reset by copying back only the pages the last
+    /// call dirtied (Linux `PAGEMAP_SCAN`), so the next call takes no page
+    /// faults on the pre-initialized memory image.
+    Pooling,
+    /// Memory mapped and unmapped per instance: the fallback when the pool's
+    /// address space cannot be reserved (e.g. under a tight `ulimit -v`).
+    OnDemand,
+}
+
+/// An engine for async component calls with epoch interruption, with the
+/// pooling allocator when it can be had. `memory` is the per-instance
+/// linear memory cap.
+pub fn new_engine(memory: usize) -> anyhow::Result<(Engine, Allocation)> {
+    match Engine::new(&config(Some(memory))) {
+        Ok(engine) => Ok((engine, Allocation::Pooling)),
+        Err(e) => {
+            tracing::warn!(
+                "the pooling allocator could not reserve its slots ({e}); instances are allocated on demand"
+            );
+            let engine = Engine::new(&config(None))
+                .map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e}"))?;
+            Ok((engine, Allocation::OnDemand))
+        }
+    }
+}
+
+fn config(pool_memory: Option<usize>) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         // Keep a runaway recursion's cost small.
         .max_wasm_stack(1 << 20);
-    Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e}"))
+    if let Some(memory) = pool_memory {
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(POOL_INSTANCES)
+            // A component is several core instances (its modules and the
+            // adapters wit-component adds); most have one memory.
+            .max_core_instances_per_component(32)
+            .total_core_instances(POOL_INSTANCES * 8)
+            .max_memories_per_component(4)
+            .total_memories(POOL_INSTANCES * 2)
+            .max_tables_per_component(8)
+            .total_tables(POOL_INSTANCES * 4)
+            .total_stacks(POOL_INSTANCES)
+            .max_memory_size(memory)
+            // Reset by copying back what a call dirtied, up to this much,
+            // instead of dropping the pages and faulting them in again.
+            .linear_memory_keep_resident(16 << 20)
+            .async_stack_keep_resident(256 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        config.allocation_strategy(pool);
+    }
+    config
 }
 
 /// Number of ticks for `deadline`, at least one.

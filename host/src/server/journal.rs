@@ -46,6 +46,9 @@ pub struct Delivery {
     pub call_us: u64,
     /// Of that, time spent in the plugin's outbound HTTP (the CRM's time).
     pub http_us: u64,
+    /// Of that, time the call ran on a CPU (host and plugin work, no
+    /// waiting), in microseconds.
+    pub busy_us: u64,
 }
 
 /// One entry of the retry queue.
@@ -199,6 +202,7 @@ async fn deliver_to(st: &AppState, plugin: &str, event: &CallEvent) -> Delivery 
         error: None,
         call_us: timing.total.as_micros() as u64,
         http_us: timing.http.as_micros() as u64,
+        busy_us: timing.busy.as_micros() as u64,
     };
     match result {
         Ok(Ok(())) => {

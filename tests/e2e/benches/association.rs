@@ -34,7 +34,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(e2e_tests::component("fixture_assoc_bench"))?;
-    let engine = pbx_host::runtime::engine::new_engine()?;
+    let (engine, _) = pbx_host::runtime::engine::new_engine(64 << 20)?;
     let component = Component::new(&engine, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut linker = Linker::<State>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -393,17 +393,43 @@ async fn an_org_outage_loses_no_call_and_doubles_none() {
         .await
         .expect("run-pending");
     assert!(world.org.tasks().is_empty());
-    // ...then the org is back.
+    // ...then nothing listening at all (connection refused)...
     world.org.faults().clear();
+    world.org.go_down().await;
+    for i in 8..12 {
+        send_call(
+            &world,
+            &format!("out-{i}"),
+            "+1 212 555 0163",
+            "1001",
+            NOON + i,
+        )
+        .await;
+    }
+    let report = world
+        .api
+        .post("/calls/run-pending", &json!({}))
+        .await
+        .expect("run-pending");
+    assert!(world.org.tasks().is_empty(), "{report}");
+    assert!(
+        world.status().await["pending_call_logs"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 12,
+        "every call log waits while the org is unreachable"
+    );
+    // ...then the org is back.
+    world.org.come_back().await;
     let report = drain(&world.api, Duration::from_secs(60)).await;
-    for i in 0..8 {
+    for i in 0..12 {
         assert_eq!(
             tasks_of(&world, &format!("out-{i}")).len(),
             1,
             "out-{i}: {report}"
         );
     }
-    assert_eq!(world.org.tasks().len(), 8);
+    assert_eq!(world.org.tasks().len(), 12);
     assert_eq!(world.status().await["pending_call_logs"], 0);
 }
 

@@ -4,19 +4,22 @@
 
 use e2e_tests::org::{Setup, World};
 
-/// One REST-backed call (the first step of a user sync), made straight
-/// through the host's runtime as the admin API would.
-async fn rest_call(world: &World) -> Result<u32, String> {
+/// One REST-backed call (a caller lookup, a SOSL search for a number no
+/// other call looks up), made straight through the host's runtime as the
+/// admin API would. Lookups write nothing shared, so concurrent ones only
+/// meet at the token.
+async fn rest_call(world: &World, n: u32) -> Result<(), String> {
+    let number = format!("+1 212 555 {:04}", 100 + n);
     let result = world
         .host
         .state
         .runtime
         .call("salesforce", |p, s| {
-            Box::pin(async move { p.pbx_crm_integration().call_sync_users(s, None).await })
+            Box::pin(async move { p.pbx_crm_calls().call_lookup_caller(s, &number, "US").await })
         })
         .await;
     match result {
-        Ok(Ok(progress)) => Ok(progress.total),
+        Ok(Ok(_caller)) => Ok(()),
         Ok(Err(e)) => Err(e.message),
         Err(e) => Err(e.to_string()),
     }
@@ -39,7 +42,7 @@ async fn twenty_concurrent_calls_on_an_expired_session_cause_one_refresh() {
     world.connect().await;
     world.org.expire_sessions();
     // Polled together, the 20 calls overlap at their first request.
-    let results = futures::future::join_all((0..20).map(|_| rest_call(&world))).await;
+    let results = futures::future::join_all((0..20).map(|n| rest_call(&world, n))).await;
     let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(
@@ -59,7 +62,7 @@ async fn a_rotated_refresh_token_is_stored_and_used_next_time() {
     world.connect().await;
     for round in 1..=3 {
         world.org.expire_sessions();
-        rest_call(&world)
+        rest_call(&world, 100 + round as u32)
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(world.org.token_stats().refresh_grants, round);
@@ -78,7 +81,7 @@ async fn a_revoked_refresh_token_needs_reauthorization_and_keeps_the_rest() {
         .expect("settings");
     world.org.revoke_refresh_tokens();
     world.org.expire_sessions();
-    let err = rest_call(&world)
+    let err = rest_call(&world, 0)
         .await
         .expect_err("the session cannot come back");
     assert!(err.contains("authorize again"), "{err}");
@@ -116,7 +119,7 @@ async fn disconnect_revokes_at_salesforce_and_keeps_settings() {
         "{:?}",
         world.org.live_tokens()
     );
-    let err = rest_call(&world)
+    let err = rest_call(&world, 0)
         .await
         .expect_err("no session after disconnect");
     assert!(

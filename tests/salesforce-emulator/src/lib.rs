@@ -96,6 +96,8 @@ pub struct Emulator {
     addr: SocketAddr,
     ca_pem: String,
     stop: watch::Sender<bool>,
+    online: watch::Sender<bool>,
+    listening: watch::Receiver<bool>,
     task: Option<JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -165,7 +167,16 @@ impl Emulator {
             }),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(server::serve(listener, tls, shared.clone(), stop_rx));
+        let (online, online_rx) = watch::channel(true);
+        let (listening_tx, listening) = watch::channel(true);
+        let task = tokio::spawn(server::serve(
+            listener,
+            tls,
+            shared.clone(),
+            stop_rx,
+            online_rx,
+            listening_tx,
+        ));
         Ok(Emulator {
             faults: Faults {
                 shared: shared.clone(),
@@ -174,6 +185,8 @@ impl Emulator {
             addr,
             ca_pem,
             stop,
+            online,
+            listening,
             task: Some(task),
             runtime: None,
         })
@@ -216,6 +229,27 @@ impl Emulator {
     /// Fault switches.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Takes the org off the network: the listening socket closes and open
+    /// connections are cut, so clients get "connection refused" until
+    /// [`Emulator::come_back`]. Returns once that is in effect.
+    pub async fn go_down(&self) {
+        self.set_online(false).await;
+    }
+
+    /// Listens on the same address again after [`Emulator::go_down`];
+    /// returns once connections are accepted.
+    pub async fn come_back(&self) {
+        self.set_online(true).await;
+    }
+
+    async fn set_online(&self, up: bool) {
+        let _ = self.online.send(up);
+        let mut listening = self.listening.clone();
+        // An error means the server stopped (e.g. the port was taken while
+        // down); a test then fails on its next request, which says more.
+        let _ = listening.wait_for(|l| *l == up).await;
     }
 
     /// Shorthand for `faults().expire_sessions()`.

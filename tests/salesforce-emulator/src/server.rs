@@ -37,19 +37,53 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true. While `online` is
+/// false the listening socket is closed and every open connection is cut,
+/// so clients get "connection refused" (an org that is down); when it turns
+/// true again the same address is bound again. `listening` reports which of
+/// the two is in effect.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    mut online: watch::Receiver<bool>,
+    listening: watch::Sender<bool>,
 ) {
+    let addr = listener.local_addr().ok();
+    let mut listener = Some(listener);
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
+        let Some(current) = listener.as_ref() else {
+            // Offline: wait to come back (or stop), then bind the same address.
+            tokio::select! {
+                closed = async { online.wait_for(|up| *up).await.is_err() } => if closed { break },
+                _ = shutdown.changed() => break,
+            }
+            let Some(addr) = addr else { break };
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    let _ = listening.send(true);
+                }
+                // The port was taken meanwhile: nothing to serve on.
+                Err(_) => break,
+            }
+            continue;
+        };
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = current.accept() => r,
             _ = shutdown.changed() => break,
+            closed = async { online.wait_for(|up| !*up).await.is_err() } => {
+                if closed {
+                    break;
+                }
+                listener = None;
+                conns.shutdown().await;
+                let _ = listening.send(false);
+                continue;
+            }
         };
         let Ok((stream, _peer)) = accepted else {
             // Out of file descriptors and the like: back off a little.
