@@ -134,6 +134,24 @@ impl HostPattern {
         }
     }
 
+    /// Whether every target `other` matches is matched by this pattern too
+    /// (a grant covering a requested pattern).
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        let subdomain = |host: &str| {
+            host.len() > self.host.len() + 1
+                && host.ends_with(&self.host)
+                && host[..host.len() - self.host.len()].ends_with('.')
+        };
+        self.scheme == other.scheme
+            && (self.port.is_none() || self.port == other.port)
+            && match (self.wildcard, other.wildcard) {
+                (false, false) => self.host == other.host,
+                (false, true) => false,
+                (true, false) => subdomain(&other.host),
+                (true, true) => other.host == self.host || subdomain(&other.host),
+            }
+    }
+
     /// Whether the host part names exactly one host (no `*.` wildcard). Only
     /// such grants open loopback, private and link-local addresses.
     pub fn is_exact_host(&self) -> bool {

@@ -1,0 +1,283 @@
+//! Vendor signatures on plugin files.
+//!
+//! A signed component ends with one top-level custom section,
+//! `pbx-crm-signature`, holding JSON `{"key": KEY_ID, "signature": BASE64}`:
+//! an Ed25519 signature by the vendor's key over the SHA-256 of everything
+//! before that section, i.e. of the unsigned file. Being the last section, it
+//! can be appended to a finished build and stripped again without touching
+//! the rest; wasm tools ignore custom sections.
+//!
+//! The operator lists the vendor keys it trusts (`--trusted-key
+//! KEY_ID=BASE64`) and may require a signature on every file
+//! (`--require-signature`).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The custom section's name.
+pub const SECTION: &str = "pbx-crm-signature";
+
+/// The section's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureSection {
+    key: String,
+    signature: String,
+}
+
+/// Why a file's signature is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    /// The host requires signatures and the file has none.
+    #[error(
+        "the plugin is not signed, and this host requires a vendor signature (require-signature); ask the vendor for a signed build"
+    )]
+    Missing,
+    /// Signed with a key the operator does not trust.
+    #[error(
+        "the plugin is signed with key {0:?}, which this host does not trust; add the vendor's public key with --trusted-key {0}=BASE64 if you trust it"
+    )]
+    UntrustedKey(String),
+    /// The signature does not verify: the file was altered after signing,
+    /// or signed with another key.
+    #[error(
+        "the plugin's signature by key {0:?} does not match the file: it was changed after signing; get the file from the vendor again"
+    )]
+    Invalid(String),
+    /// The section is malformed or not last.
+    #[error("the plugin's signature section is malformed: {0}")]
+    Malformed(String),
+}
+
+/// The vendor keys an operator trusts, and whether every file must be signed.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Key id -> raw 32-byte Ed25519 public key.
+    keys: BTreeMap<String, Vec<u8>>,
+    /// Refuse unsigned files.
+    pub required: bool,
+}
+
+impl Trust {
+    /// Trust from `KEY_ID=BASE64` entries.
+    pub fn new(entries: &[String], required: bool) -> Result<Trust, String> {
+        let mut keys = BTreeMap::new();
+        for entry in entries {
+            let (id, key) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("trusted key {entry:?} must be KEY_ID=BASE64_PUBLIC_KEY"))?;
+            let raw = BASE64
+                .decode(key.trim())
+                .map_err(|e| format!("trusted key {id:?} is not base64: {e}"))?;
+            if raw.len() != 32 {
+                return Err(format!(
+                    "trusted key {id:?} is {} bytes; an Ed25519 public key is 32",
+                    raw.len()
+                ));
+            }
+            keys.insert(id.trim().to_string(), raw);
+        }
+        Ok(Trust { keys, required })
+    }
+}
+
+/// Checks `bytes` against `trust`: the signer's key id when signed, `None`
+/// when unsigned and signatures are optional.
+pub fn verify(bytes: &[u8], trust: &Trust) -> Result<Option<String>, SignatureError> {
+    let Some((unsigned, section)) = split(bytes)? else {
+        return if trust.required {
+            Err(SignatureError::Missing)
+        } else {
+            Ok(None)
+        };
+    };
+    let public = trust
+        .keys
+        .get(&section.key)
+        .ok_or_else(|| SignatureError::UntrustedKey(section.key.clone()))?;
+    let signature = BASE64
+        .decode(&section.signature)
+        .map_err(|e| SignatureError::Malformed(format!("the signature is not base64: {e}")))?;
+    let digest = Sha256::digest(unsigned);
+    UnparsedPublicKey::new(&ED25519, public)
+        .verify(&digest, &signature)
+        .map_err(|_| SignatureError::Invalid(section.key.clone()))?;
+    Ok(Some(section.key))
+}
+
+/// Signs an unsigned component: appends the signature section. (Vendor
+/// tooling and tests; the host only verifies.)
+pub fn sign(unsigned: &[u8], key_id: &str, key: &Ed25519KeyPair) -> Vec<u8> {
+    let digest = Sha256::digest(unsigned);
+    let section = SignatureSection {
+        key: key_id.to_string(),
+        signature: BASE64.encode(key.sign(&digest).as_ref()),
+    };
+    // Serializing two strings cannot fail.
+    let payload = serde_json::to_vec(&section).unwrap_or_default();
+    let mut content = Vec::new();
+    leb128(&mut content, SECTION.len());
+    content.extend_from_slice(SECTION.as_bytes());
+    content.extend_from_slice(&payload);
+    let mut out = unsigned.to_vec();
+    out.push(0); // custom section id
+    leb128(&mut out, content.len());
+    out.extend_from_slice(&content);
+    out
+}
+
+/// The unsigned part and the signature, when the last top-level section is
+/// a signature. Only the binary's outer framing is read here (8-byte
+/// header, then `id, size, content` sections); the component's validity is
+/// checked by inspection.
+fn split(bytes: &[u8]) -> Result<Option<(&[u8], SignatureSection)>, SignatureError> {
+    let mut pos = 8;
+    let mut found = None;
+    while pos < bytes.len() {
+        let start = pos;
+        let id = bytes[pos];
+        let (size, after) = read_leb128(bytes, pos + 1)
+            .ok_or_else(|| SignatureError::Malformed("a section size is cut off".into()))?;
+        let end = after
+            .checked_add(size)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| SignatureError::Malformed("a section runs past the file".into()))?;
+        if id == 0
+            && let Some((name_len, name_at)) = read_leb128(bytes, after)
+            && let Some(name) = name_at
+                .checked_add(name_len)
+                .filter(|e| *e <= end)
+                .map(|e| &bytes[name_at..e])
+            && name == SECTION.as_bytes()
+        {
+            if found.is_some() {
+                return Err(SignatureError::Malformed(
+                    "the file has two signature sections".into(),
+                ));
+            }
+            let payload = &bytes[name_at + name_len..end];
+            let section: SignatureSection = serde_json::from_slice(payload)
+                .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+            found = Some((start, end, section));
+        }
+        pos = end;
+    }
+    match found {
+        None => Ok(None),
+        Some((start, end, section)) if end == bytes.len() => Ok(Some((&bytes[..start], section))),
+        Some(_) => Err(SignatureError::Malformed(
+            "the signature section must be the file's last section; sign the finished file".into(),
+        )),
+    }
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// An unsigned LEB128 u32 at `pos`: the value and the position after it.
+fn read_leb128(bytes: &[u8], mut pos: usize) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for shift in (0..35).step_by(7) {
+        let byte = *bytes.get(pos)?;
+        pos += 1;
+        value |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, pos));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+
+    /// A minimal component header with one custom section, standing in for
+    /// a build.
+    fn unsigned() -> Vec<u8> {
+        let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        bytes.extend_from_slice(&[0, 4, 3, b'a', b'b', b'c']);
+        bytes
+    }
+
+    fn keypair() -> (Ed25519KeyPair, String) {
+        let rng = SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("keygen");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+        let public = BASE64.encode(ring::signature::KeyPair::public_key(&pair).as_ref());
+        (pair, public)
+    }
+
+    #[test]
+    fn a_signed_file_verifies_and_names_its_key() {
+        let (pair, public) = keypair();
+        let trust = Trust::new(&[format!("acme={public}")], true).expect("trust");
+        let signed = sign(&unsigned(), "acme", &pair);
+        assert_eq!(verify(&signed, &trust), Ok(Some("acme".into())));
+        assert_eq!(
+            split(&signed).ok().flatten().map(|s| s.0.to_vec()),
+            Some(unsigned())
+        );
+    }
+
+    #[test]
+    fn altered_untrusted_missing_and_misplaced_signatures_are_refused() {
+        let (pair, public) = keypair();
+        let (other, _) = keypair();
+        let trust = Trust::new(&[format!("acme={public}")], true).expect("trust");
+        assert_eq!(verify(&unsigned(), &trust), Err(SignatureError::Missing));
+        let optional = Trust::new(&[format!("acme={public}")], false).expect("trust");
+        assert_eq!(verify(&unsigned(), &optional), Ok(None));
+
+        let mut altered = sign(&unsigned(), "acme", &pair);
+        altered[10] ^= 1;
+        assert_eq!(
+            verify(&altered, &trust),
+            Err(SignatureError::Invalid("acme".into()))
+        );
+        let forged = sign(&unsigned(), "acme", &other);
+        assert_eq!(
+            verify(&forged, &trust),
+            Err(SignatureError::Invalid("acme".into()))
+        );
+        let stranger = sign(&unsigned(), "stranger", &other);
+        assert_eq!(
+            verify(&stranger, &trust),
+            Err(SignatureError::UntrustedKey("stranger".into()))
+        );
+        let mut not_last = sign(&unsigned(), "acme", &pair);
+        not_last.extend_from_slice(&[0, 2, 1, b'x']);
+        assert!(matches!(
+            verify(&not_last, &trust),
+            Err(SignatureError::Malformed(_))
+        ));
+        let mut cut = sign(&unsigned(), "acme", &pair);
+        cut.truncate(cut.len() - 3);
+        assert!(matches!(
+            verify(&cut, &trust),
+            Err(SignatureError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn bad_trusted_keys_are_refused_with_the_fix() {
+        assert!(Trust::new(&["acme".into()], false).is_err());
+        assert!(Trust::new(&["acme=!!".into()], false).is_err());
+        assert!(Trust::new(&["acme=AAAA".into()], false).is_err());
+    }
+}
