@@ -4,6 +4,8 @@
 pub mod engine;
 pub mod inspect;
 pub mod manifest;
+pub mod registry;
+pub mod signature;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::capabilities::{Grants, Plugin, PluginPre, PluginState, Services};
 use crate::outbound::{HostPattern, Policy};
-use crate::store::{self, Namespace, Quota};
+use crate::store::{self, Quota};
 use engine::EpochTicker;
 use inspect::{InspectError, Inspection};
 use manifest::Manifest;
@@ -92,18 +94,199 @@ pub enum CallError {
     },
 }
 
-/// Why an install failed.
+/// Why installing, activating, rolling back, removing or granting failed.
+/// Each message names the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// The file was refused.
     #[error(transparent)]
     Refused(#[from] InspectError),
+    /// The file is not the one the operator expected.
+    #[error(
+        "the file's SHA-256 is {actual}, not the expected {expected}: it is not the file you meant, or it was damaged on the way; download it again"
+    )]
+    HashMismatch {
+        /// What the operator gave.
+        expected: String,
+        /// What the file has.
+        actual: String,
+    },
+    /// The vendor signature is missing or wrong.
+    #[error(transparent)]
+    Signature(#[from] signature::SignatureError),
+    /// The same version string with other content.
+    #[error(
+        "{id} {version} is already installed from another file; a vendor ships a new build under a new version (or remove the installed one first with `pbx-host plugin remove {id} {version}`)"
+    )]
+    VersionClash {
+        /// The plugin.
+        id: String,
+        /// Its version.
+        version: String,
+    },
+    /// No such plugin.
+    #[error("no plugin {0:?} is installed; install it with `pbx-host plugin install FILE`")]
+    NotInstalled(String),
+    /// No such version.
+    #[error("{id} has no version {version:?}; installed: {}", installed.join(", "))]
+    UnknownVersion {
+        /// The plugin.
+        id: String,
+        /// The version asked for.
+        version: String,
+        /// What is installed.
+        installed: Vec<String>,
+    },
+    /// The version asks for hosts the operator has not granted.
+    #[error(
+        "{id} {version} requests {}, which the operator has not granted; it stays installed but inactive: grant with `pbx-host plugin grant {id} PATTERN`, then activate it",
+        hosts.join(", ")
+    )]
+    NeedsGrants {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+        /// The requested patterns no grant covers.
+        hosts: Vec<String>,
+    },
+    /// The active version cannot be removed.
+    #[error(
+        "{id} {version} is the active version; activate another version (or roll back) before removing it"
+    )]
+    ActiveVersion {
+        /// The plugin.
+        id: String,
+        /// The version.
+        version: String,
+    },
+    /// Nothing to roll back to.
+    #[error("{0} has no previous version to roll back to")]
+    NoPrevious(String),
+    /// A grant that is no pattern.
+    #[error("{0}")]
+    BadGrant(String),
+    /// The new version's `migrate` export failed; the old one stays active.
+    #[error("{id} {version} was not activated: its migration from {from} failed: {reason}")]
+    Migration {
+        /// The plugin.
+        id: String,
+        /// The version that was to become active.
+        version: String,
+        /// The version active before.
+        from: String,
+        /// What the plugin said.
+        reason: String,
+    },
+    /// Another change to the same plugin came first.
+    #[error(
+        "{0} was changed by someone else at the same time; look at `pbx-host plugin list` and try again"
+    )]
+    Conflict(String),
     /// Compilation or linking failed.
     #[error("the plugin cannot be loaded: {0}")]
     Load(String),
     /// Disk or store failure.
     #[error("the plugin could not be stored: {0}")]
     Storage(String),
+}
+
+impl From<crate::store::KvError> for InstallError {
+    fn from(e: crate::store::KvError) -> Self {
+        match e {
+            crate::store::KvError::Conflict(key) => InstallError::Conflict(key),
+            other => InstallError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Whether `install` makes the new version active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activate {
+    /// Only when no version of the plugin is active yet (the default).
+    #[default]
+    IfNoneActive,
+    /// Yes (`--activate`), if the operator's grants cover what it requests.
+    Yes,
+    /// No: installed and verified, activated later.
+    No,
+}
+
+/// How to install a file.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// The SHA-256 the operator expects (hex), checked before anything else.
+    pub sha256: Option<String>,
+    /// Whether to activate it.
+    pub activate: Activate,
+}
+
+/// One version of an installed plugin, as `plugin list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionListing {
+    /// The plugin's own version.
+    pub version: String,
+    /// SHA-256 of its file.
+    pub sha256: String,
+    /// The pbx:crm version it uses.
+    pub api_version: String,
+    /// Hosts its manifest requests.
+    pub requested: Vec<String>,
+    /// The vendor key that signed it.
+    pub signed_by: Option<String>,
+    /// Whether calls go to it.
+    pub active: bool,
+    /// Requested hosts no grant covers; it cannot be activated until they are.
+    pub waiting_for_grants: Vec<String>,
+}
+
+/// An installed plugin with its versions, as `plugin list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginListing {
+    /// The plugin id.
+    pub id: String,
+    /// The active version's manifest, if one is active.
+    pub manifest: Option<Manifest>,
+    /// The active version.
+    pub active: Option<String>,
+    /// The version `plugin rollback` goes back to.
+    pub previous: Option<String>,
+    /// Hosts granted (configuration and `plugin grant`).
+    pub granted: Vec<String>,
+    /// Every installed version.
+    pub versions: Vec<VersionListing>,
+}
+
+/// What `install` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallReport {
+    /// The installed version (as the active plugin info, whether or not it
+    /// became active).
+    #[serde(flatten)]
+    pub plugin: InstalledPlugin,
+    /// Whether it is now the active version.
+    pub activated: bool,
+    /// Requested hosts no grant covers (why it was not activated).
+    pub waiting_for_grants: Vec<String>,
+    /// The vendor key that signed it.
+    pub signed_by: Option<String>,
+}
+
+/// What an activation or rollback did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activation {
+    /// The plugin.
+    pub id: String,
+    /// The version now active.
+    pub active: String,
+    /// The version active before, if any.
+    pub previous: Option<String>,
+    /// Whether the version's `migrate` export ran.
+    pub migrated: bool,
+    /// How long the switch took (loading the version, migrating, swapping),
+    /// in microseconds.
+    pub swap_us: u64,
 }
 
 /// What the runtime reports about its work (for tests and operators).
@@ -122,9 +305,11 @@ pub struct RuntimeStats {
     pub failed_calls: u64,
 }
 
-/// Where the time of one call went.
-#[derive(Debug, Clone, Copy, Default)]
+/// Where the time of one call went, and which version served it.
+#[derive(Debug, Clone, Default)]
 pub struct CallTiming {
+    /// The plugin version the call ran on (the active one when it started).
+    pub version: Option<Arc<str>>,
     /// The whole call: instantiation, guest code, host calls.
     pub total: Duration,
     /// Time spent in `http-fetch` (the remote side, the network, TLS).
@@ -206,7 +391,11 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     services: Arc<Services>,
     store: store::Store,
-    registry: Namespace,
+    registry: registry::Registry,
+    trust: signature::Trust,
+    /// Serializes changes to what is installed and active (install,
+    /// activate, rollback, remove, grant); calls never take it.
+    changes: std::sync::Mutex<()>,
     plugins_dir: PathBuf,
     cache_dir: PathBuf,
     limits: Limits,
@@ -247,7 +436,12 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| anyhow::anyhow!("cannot start the deadline ticker: {e}"))?;
         Ok(Self {
-            registry: store.namespace("host/plugins", Quota::UNLIMITED),
+            registry: registry::Registry::new(
+                store.namespace("host/plugins", Quota::UNLIMITED),
+                store.namespace("host/grants", Quota::UNLIMITED),
+            ),
+            trust: signature::Trust::default(),
+            changes: std::sync::Mutex::new(()),
             store,
             engine,
             linker,
@@ -286,7 +480,13 @@ impl Runtime {
         }
     }
 
-    /// The installed plugins, by id.
+    /// The vendor keys trusted and whether files must be signed (from the
+    /// configuration; set before serving).
+    pub fn set_trust(&mut self, trust: signature::Trust) {
+        self.trust = trust;
+    }
+
+    /// The active plugins, by id.
     pub fn plugins(&self) -> Vec<InstalledPlugin> {
         let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
         let mut list: Vec<_> = loaded.values().map(|l| l.info.clone()).collect();
@@ -294,58 +494,330 @@ impl Runtime {
         list
     }
 
-    /// Validate, store (content-addressed) and load a component, replacing any
-    /// installed plugin with the same id.
+    /// Every installed plugin with its versions.
+    pub fn listing(&self) -> Result<Vec<PluginListing>, InstallError> {
+        let mut out = Vec::new();
+        for id in self.registry.ids()? {
+            let Some((record, _)) = self.registry.get(&id)? else {
+                continue;
+            };
+            let granted = self.effective_grants(&id)?;
+            let active = self.loaded_version(&id);
+            let versions = record
+                .versions
+                .iter()
+                .map(|(version, v)| VersionListing {
+                    version: version.clone(),
+                    sha256: v.sha256.clone(),
+                    api_version: v.api_version.clone(),
+                    requested: v.requested.clone(),
+                    signed_by: v.signed_by.clone(),
+                    active: record.active.as_deref() == Some(version.as_str()),
+                    waiting_for_grants: waiting_for_grants(&record, v, &granted),
+                })
+                .collect();
+            out.push(PluginListing {
+                manifest: active.map(|l| l.info.manifest.clone()),
+                id,
+                active: record.active.clone(),
+                previous: record.previous.clone(),
+                granted: granted.iter().map(ToString::to_string).collect(),
+                versions,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Validate, store (content-addressed) and load a component, making it
+    /// the active version of its plugin: what `POST /api/plugins` did
+    /// before plugin versions, kept for embedders and benches.
     pub fn install(&self, bytes: &[u8]) -> Result<InstalledPlugin, InstallError> {
-        let inspection = inspect::inspect(bytes)?;
+        let report = self.install_with(
+            bytes,
+            &InstallOptions {
+                sha256: None,
+                activate: Activate::Yes,
+            },
+        )?;
+        match report.waiting_for_grants.is_empty() {
+            true => Ok(report.plugin),
+            false => Err(InstallError::NeedsGrants {
+                id: report.plugin.manifest.id.clone(),
+                version: report.plugin.manifest.version.clone(),
+                hosts: report.waiting_for_grants,
+            }),
+        }
+    }
+
+    /// Verify a file (its hash when one is expected, component, API
+    /// version, manifest, vendor signature), store it, compile it, record
+    /// its version, and activate it as `options` say.
+    pub fn install_with(
+        &self,
+        bytes: &[u8],
+        options: &InstallOptions,
+    ) -> Result<InstallReport, InstallError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
+        if let Some(expected) = &options.sha256 {
+            let expected = expected.trim().to_ascii_lowercase();
+            if expected != sha256 {
+                return Err(InstallError::HashMismatch {
+                    expected,
+                    actual: sha256,
+                });
+            }
+        }
+        let inspection = inspect::inspect(bytes)?;
+        let signed_by = signature::verify(bytes, &self.trust)?;
+        let id = inspection.manifest.id.clone();
+        let version = inspection.manifest.version.clone();
         let path = self.plugins_dir.join(format!("{sha256}.wasm"));
         if !path.exists() {
             write_atomically(&path, bytes).map_err(InstallError::Storage)?;
         }
-        let loaded = self.load(inspection, &sha256, bytes)?;
-        let record = serde_json::to_vec(&loaded.info.sha256)
-            .map_err(|e| InstallError::Storage(e.to_string()))?;
-        self.registry
-            .set(&loaded.info.manifest.id, &record)
-            .map_err(|e| InstallError::Storage(e.to_string()))?;
-        let info = loaded.info.clone();
+        // Compiled (and cached) now, so a file that cannot load is refused
+        // at install, not at activation.
+        let loaded = self.load(inspection.clone(), &sha256, bytes)?;
+
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut record, raw) = match self.registry.get(&id)? {
+            Some((record, raw)) => (record, Some(raw)),
+            None => (registry::PluginRecord::default(), None),
+        };
+        if let Some(existing) = record.versions.get(&version)
+            && existing.sha256 != sha256
+        {
+            return Err(InstallError::VersionClash { id, version });
+        }
+        let entry = registry::VersionRecord {
+            sha256: sha256.clone(),
+            api_version: inspection.api_version.clone(),
+            requested: inspection.manifest.hosts.clone(),
+            signed_by: signed_by.clone(),
+            installed_at_ms: now_ms(),
+        };
+        let granted = self.effective_grants(&id)?;
+        let waiting = waiting_for_grants(&record, &entry, &granted);
+        let wanted = match options.activate {
+            Activate::Yes => true,
+            Activate::No => false,
+            Activate::IfNoneActive => record.active.is_none(),
+        };
+        let already = record.active.as_deref() == Some(version.as_str());
+        record.versions.insert(version.clone(), entry);
+        let activate = wanted && waiting.is_empty() && !already;
+        let loaded = Arc::new(loaded);
+        let mut migrated = false;
+        if activate {
+            migrated = self.migrate(&loaded, record.active.as_deref())?;
+            record.previous = record.active.replace(version.clone());
+        }
+        self.registry.put(&id, raw, &record)?;
+        if activate || (already && self.loaded_version(&id).is_none()) {
+            self.loaded
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), loaded.clone());
+        }
         tracing::info!(
-            plugin = %info.manifest.id, version = %info.manifest.version, sha256 = %info.sha256,
+            plugin = %id, %version, %sha256, activated = activate, migrated,
+            signed_by = signed_by.as_deref().unwrap_or("-"),
             "plugin installed"
         );
+        Ok(InstallReport {
+            plugin: loaded.info.clone(),
+            activated: activate || already,
+            waiting_for_grants: if wanted && !already {
+                waiting
+            } else {
+                Vec::new()
+            },
+            signed_by,
+        })
+    }
+
+    /// Make `version` the active version of `id`. Calls already running
+    /// finish on the version they started on; calls from now on get the
+    /// new one. Its `migrate` export, if any, runs first; if it fails the
+    /// old version stays active.
+    pub fn activate(&self, id: &str, version: &str) -> Result<Activation, InstallError> {
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.switch(id, version)
+    }
+
+    /// Go back to the version active before the last activation, the same
+    /// way as [`Runtime::activate`].
+    pub fn rollback(&self, id: &str) -> Result<Activation, InstallError> {
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let (record, _) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        let previous = record
+            .previous
+            .ok_or_else(|| InstallError::NoPrevious(id.to_string()))?;
+        self.switch(id, &previous)
+    }
+
+    fn switch(&self, id: &str, version: &str) -> Result<Activation, InstallError> {
+        let started = std::time::Instant::now();
+        let (mut record, raw) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        let entry =
+            record
+                .versions
+                .get(version)
+                .cloned()
+                .ok_or_else(|| InstallError::UnknownVersion {
+                    id: id.to_string(),
+                    version: version.to_string(),
+                    installed: record.versions.keys().cloned().collect(),
+                })?;
+        if record.active.as_deref() == Some(version) && self.loaded_version(id).is_some() {
+            return Ok(Activation {
+                id: id.to_string(),
+                active: version.to_string(),
+                previous: record.previous.clone(),
+                migrated: false,
+                swap_us: 0,
+            });
+        }
+        let granted = self.effective_grants(id)?;
+        let waiting = waiting_for_grants(&record, &entry, &granted);
+        if !waiting.is_empty() {
+            return Err(InstallError::NeedsGrants {
+                id: id.to_string(),
+                version: version.to_string(),
+                hosts: waiting,
+            });
+        }
+        let loaded = Arc::new(self.load_stored(&entry.sha256)?);
+        let migrated = self.migrate(&loaded, record.active.as_deref())?;
+        let from = record.active.replace(version.to_string());
+        record.previous = from.clone().filter(|f| f != version);
+        self.registry.put(id, Some(raw), &record)?;
         self.loaded
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(info.manifest.id.clone(), Arc::new(loaded));
-        Ok(info)
+            .insert(id.to_string(), loaded);
+        let swap = started.elapsed();
+        tracing::info!(plugin = %id, %version, from = from.as_deref().unwrap_or("-"), swap_us = swap.as_micros() as u64, "plugin version activated");
+        Ok(Activation {
+            id: id.to_string(),
+            active: version.to_string(),
+            previous: record.previous,
+            migrated,
+            swap_us: swap.as_micros() as u64,
+        })
     }
 
-    /// Load every installed plugin (at start). A plugin that fails to load is
-    /// logged and skipped, so one bad file does not stop the PBX.
-    pub fn load_installed(&self) -> Result<usize, InstallError> {
-        let ids = self
+    /// Remove an inactive version; its file and compiled forms go when no
+    /// other version uses them.
+    pub fn remove(&self, id: &str, version: &str) -> Result<(), InstallError> {
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut record, raw) = self
             .registry
-            .list_keys("")
-            .map_err(|e| InstallError::Storage(e.to_string()))?;
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        if record.active.as_deref() == Some(version) {
+            return Err(InstallError::ActiveVersion {
+                id: id.to_string(),
+                version: version.to_string(),
+            });
+        }
+        let Some(entry) = record.versions.remove(version) else {
+            return Err(InstallError::UnknownVersion {
+                id: id.to_string(),
+                version: version.to_string(),
+                installed: record.versions.keys().cloned().collect(),
+            });
+        };
+        if record.previous.as_deref() == Some(version) {
+            record.previous = None;
+        }
+        self.registry.put(id, Some(raw), &record)?;
+        if !self.sha_in_use(&entry.sha256)? {
+            let _ = std::fs::remove_file(self.plugins_dir.join(format!("{}.wasm", entry.sha256)));
+            if let Ok(dir) = std::fs::read_dir(&self.cache_dir) {
+                for file in dir.flatten() {
+                    if file
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(&entry.sha256)
+                    {
+                        let _ = std::fs::remove_file(file.path());
+                    }
+                }
+            }
+        }
+        tracing::info!(plugin = %id, %version, "plugin version removed");
+        Ok(())
+    }
+
+    /// Grant `id` a host pattern. The active version is loaded again with
+    /// it (grants are part of the compiled form's cache key); versions that
+    /// waited for it can now be activated.
+    pub fn grant(&self, id: &str, pattern: &str) -> Result<Vec<String>, InstallError> {
+        let parsed: HostPattern = pattern.parse().map_err(|e| {
+            InstallError::BadGrant(format!(
+                "{pattern:?} is not a host pattern ({e}); use scheme://host[:port], e.g. https://*.my.salesforce.com"
+            ))
+        })?;
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if self.registry.get(id)?.is_none() {
+            return Err(InstallError::NotInstalled(id.to_string()));
+        }
+        self.registry.add_grant(id, &parsed.to_string())?;
+        if let Some(active) = self.loaded_version(id) {
+            let reloaded = Arc::new(self.load_stored(&active.info.sha256)?);
+            self.loaded
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), reloaded);
+        }
+        tracing::info!(plugin = %id, pattern = %parsed, "host granted");
+        Ok(self
+            .effective_grants(id)?
+            .iter()
+            .map(ToString::to_string)
+            .collect())
+    }
+
+    /// Load every installed plugin's active version (at start). A plugin
+    /// that fails to load is logged and skipped, so one bad file does not
+    /// stop the PBX.
+    pub fn load_installed(&self) -> Result<usize, InstallError> {
         let mut count = 0;
-        for id in ids {
+        for id in self.registry.ids()? {
             match self.load_installed_one(&id) {
-                Ok(()) => count += 1,
+                Ok(true) => count += 1,
+                Ok(false) => {}
                 Err(e) => tracing::error!(plugin = %id, "plugin not loaded: {e}"),
             }
         }
         Ok(count)
     }
 
-    fn load_installed_one(&self, id: &str) -> Result<(), InstallError> {
-        let record = self
+    fn load_installed_one(&self, id: &str) -> Result<bool, InstallError> {
+        let (record, _) = self
             .registry
-            .get(id)
-            .map_err(|e| InstallError::Storage(e.to_string()))?
-            .ok_or_else(|| InstallError::Storage(format!("{id} vanished from the registry")))?;
-        let sha256: String = serde_json::from_slice(&record)
-            .map_err(|e| InstallError::Storage(format!("registry entry unreadable: {e}")))?;
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        let Some(entry) = record.active.as_ref().and_then(|v| record.versions.get(v)) else {
+            return Ok(false);
+        };
+        let loaded = self.load_stored(&entry.sha256)?;
+        self.loaded
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), Arc::new(loaded));
+        Ok(true)
+    }
+
+    /// Load a stored file by its hash, checking it still has that hash.
+    fn load_stored(&self, sha256: &str) -> Result<Loaded, InstallError> {
         let path = self.plugins_dir.join(format!("{sha256}.wasm"));
         let bytes = std::fs::read(&path)
             .map_err(|e| InstallError::Storage(format!("{}: {e}", path.display())))?;
@@ -356,12 +828,45 @@ impl Runtime {
             )));
         }
         let inspection = inspect::inspect(&bytes)?;
-        let loaded = self.load(inspection, &sha256, &bytes)?;
+        self.load(inspection, sha256, &bytes)
+    }
+
+    fn loaded_version(&self, id: &str) -> Option<Arc<Loaded>> {
         self.loaded
-            .write()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), Arc::new(loaded));
-        Ok(())
+            .get(id)
+            .cloned()
+    }
+
+    fn sha_in_use(&self, sha256: &str) -> Result<bool, InstallError> {
+        for id in self.registry.ids()? {
+            if let Some((record, _)) = self.registry.get(&id)?
+                && record.versions.values().any(|v| v.sha256 == sha256)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The configuration's grants for `id` and those given with `plugin grant`.
+    fn effective_grants(&self, id: &str) -> Result<Vec<HostPattern>, InstallError> {
+        let mut granted = self.grants.get(id).cloned().unwrap_or_default();
+        for pattern in self.registry.grants(id)? {
+            match pattern.parse::<HostPattern>() {
+                Ok(p) if !granted.contains(&p) => granted.push(p),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(plugin = %id, %pattern, "stored grant ignored: {e}"),
+            }
+        }
+        Ok(granted)
+    }
+
+    /// Runs the new version's `migrate(from-version)` export when it has
+    /// one and a version was active before.
+    fn migrate(&self, _loaded: &Arc<Loaded>, _from: Option<&str>) -> Result<bool, InstallError> {
+        Ok(false)
     }
 
     fn load(
@@ -370,7 +875,8 @@ impl Runtime {
         sha256: &str,
         bytes: &[u8],
     ) -> Result<Loaded, InstallError> {
-        let component = self.component(sha256, bytes)?;
+        let granted = self.effective_grants(&inspection.manifest.id)?;
+        let component = self.component(sha256, &grants_key(&granted), bytes)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -378,7 +884,6 @@ impl Runtime {
         let pre = PluginPre::new(pre)
             .map_err(|e| InstallError::Load(format!("it does not export the plugin world: {e}")))?;
         let manifest = inspection.manifest;
-        let granted = self.grants.get(&manifest.id).cloned().unwrap_or_default();
         let grants = Arc::new(Grants {
             plugin_id: manifest.id.clone(),
             kv: self
@@ -403,11 +908,18 @@ impl Runtime {
     }
 
     /// The compiled component, from the precompile cache when it holds one
-    /// for this content and this engine; compiled (and cached) otherwise.
-    fn component(&self, sha256: &str, bytes: &[u8]) -> Result<Component, InstallError> {
-        let cached = self
-            .cache_dir
-            .join(format!("{sha256}-{}.cwasm", self.compatibility_key()));
+    /// for this content, this engine and these grants; compiled (and
+    /// cached) otherwise.
+    fn component(
+        &self,
+        sha256: &str,
+        grants: &str,
+        bytes: &[u8],
+    ) -> Result<Component, InstallError> {
+        let cached = self.cache_dir.join(format!(
+            "{sha256}-{}-{grants}.cwasm",
+            self.compatibility_key()
+        ));
         if cached.exists() {
             // SAFETY: the file is written only by this host (below) from
             // `precompile_component` of the same engine configuration, which
@@ -438,12 +950,7 @@ impl Runtime {
     }
 
     fn compatibility_key(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+        compatibility_key(&self.engine)
     }
 
     /// A new store for `loaded`, instantiated on its first call (inside
@@ -562,6 +1069,7 @@ impl Runtime {
         timing: &mut CallTiming,
     ) -> Result<R, CallError> {
         let loaded = self.get(plugin_id)?;
+        timing.version = Some(loaded.info.manifest.version.as_str().into());
         // Held until this call's instance is idle or dropped; the semaphore
         // is never closed, so acquiring only waits.
         let _turn = self.turns.acquire().await.ok();
@@ -624,6 +1132,53 @@ impl Runtime {
         tracing::warn!(plugin = %plugin_id, "plugin call failed: {error}");
         Err(error)
     }
+}
+
+/// Requested patterns of `entry` that neither the active version already
+/// requested nor a grant covers. A plugin's first version is never held
+/// back: what it may reach is still only what is granted, checked on every
+/// request; a later version that asks for more waits for the operator.
+fn waiting_for_grants(
+    record: &registry::PluginRecord,
+    entry: &registry::VersionRecord,
+    granted: &[HostPattern],
+) -> Vec<String> {
+    let Some(active) = record.active.as_ref().and_then(|v| record.versions.get(v)) else {
+        return Vec::new();
+    };
+    entry
+        .requested
+        .iter()
+        .filter(|wanted| !active.requested.contains(wanted))
+        .filter(|wanted| {
+            wanted
+                .parse::<HostPattern>()
+                .map_or(true, |p| !granted.iter().any(|g| g.covers(&p)))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The engine's part of the precompile cache's file names: compiled code
+/// loads only into an engine of the same version and configuration.
+fn compatibility_key(engine: &Engine) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// A short digest of the grants, for the precompile cache's file names.
+fn grants_key(granted: &[HostPattern]) -> String {
+    let mut patterns: Vec<String> = granted.iter().map(ToString::to_string).collect();
+    patterns.sort();
+    hex::encode(&Sha256::digest(patterns.join("\n").as_bytes())[..8])
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// CPU time the current thread has used.
@@ -710,6 +1265,53 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_key_changes_with_the_engine_and_the_grants() {
+        let (pooled, _) = engine::new_engine(64 << 20).expect("engine");
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let plain = Engine::new(&config).expect("engine");
+        assert_ne!(compatibility_key(&pooled), compatibility_key(&plain));
+        assert_eq!(
+            compatibility_key(&pooled),
+            compatibility_key(&pooled.clone())
+        );
+        let a: HostPattern = "https://*.example.com".parse().expect("pattern");
+        let b: HostPattern = "https://api.example.org".parse().expect("pattern");
+        assert_ne!(grants_key(&[]), grants_key(std::slice::from_ref(&a)));
+        assert_eq!(
+            grants_key(&[a.clone(), b.clone()]),
+            grants_key(&[b, a]),
+            "the order grants were given in does not matter"
+        );
+    }
+
+    #[test]
+    fn a_version_asking_for_more_than_granted_waits() {
+        let version = |hosts: &[&str]| registry::VersionRecord {
+            sha256: String::new(),
+            api_version: "0.1.0".into(),
+            requested: hosts.iter().map(|h| h.to_string()).collect(),
+            signed_by: None,
+            installed_at_ms: 0,
+        };
+        let mut record = registry::PluginRecord::default();
+        let first = version(&["https://login.example.com"]);
+        assert!(
+            waiting_for_grants(&record, &first, &[]).is_empty(),
+            "a first version is not held back"
+        );
+        record.versions.insert("1".into(), first);
+        record.active = Some("1".into());
+        let more = version(&["https://login.example.com", "https://api.other.org"]);
+        assert_eq!(
+            waiting_for_grants(&record, &more, &[]),
+            vec!["https://api.other.org".to_string()]
+        );
+        let wildcard: HostPattern = "https://*.other.org".parse().expect("pattern");
+        assert!(waiting_for_grants(&record, &more, &[wildcard]).is_empty());
+    }
 
     #[test]
     fn panic_messages_are_extracted() {
