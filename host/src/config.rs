@@ -10,6 +10,7 @@ use url::Url;
 
 use crate::outbound::{self, HostPattern};
 use crate::runtime::Limits;
+use crate::runtime::signature::Trust;
 use crate::store::Quota;
 
 /// The config file's keys (all optional; flags win).
@@ -28,6 +29,11 @@ pub struct FileConfig {
     /// Grants, `PLUGIN_ID=URL_PATTERN`.
     #[serde(default)]
     pub grant: Vec<String>,
+    /// Vendor keys trusted for plugin signatures, `KEY_ID=BASE64`.
+    #[serde(default)]
+    pub trusted_key: Vec<String>,
+    /// Refuse plugin files without a trusted vendor signature.
+    pub require_signature: Option<bool>,
     /// Per-call deadline in milliseconds.
     pub deadline_ms: Option<u64>,
     /// Memory cap per instance in MiB.
@@ -77,6 +83,8 @@ pub struct HostConfig {
     pub trust_ca_pem: Vec<Vec<u8>>,
     /// Grants by plugin id.
     pub grants: HashMap<String, Vec<HostPattern>>,
+    /// Trusted vendor keys, and whether plugins must be signed.
+    pub trust: Trust,
     /// Call limits.
     pub limits: Limits,
     /// Outbound limits.
@@ -160,7 +168,15 @@ impl HostConfig {
             Some(ms) => Duration::from_millis(ms),
             None => Duration::from_secs(5),
         };
+        let require_signature = file.require_signature.unwrap_or(false);
+        if require_signature && file.trusted_key.is_empty() {
+            return Err(ConfigError(
+                "require-signature needs at least one trusted-key (KEY_ID=BASE64 Ed25519 public key); otherwise no plugin could be installed".into(),
+            ));
+        }
+        let trust = Trust::new(&file.trusted_key, require_signature).map_err(ConfigError)?;
         Ok(HostConfig {
+            trust,
             journal_interval,
             data_dir,
             listen,

@@ -17,7 +17,7 @@ use crate::capabilities::directory::{DirectoryError, Extension};
 use crate::capabilities::integration_export::SettingInput;
 use crate::capabilities::pbx::crm::types::{Error as PluginError, ErrorKind};
 use crate::runtime::inspect::SUPPORTED_APIS;
-use crate::runtime::{CallError, InstallError};
+use crate::runtime::{Activate, CallError, InstallError, InstallOptions};
 
 type St = State<Arc<AppState>>;
 
@@ -33,6 +33,13 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
                 .post(install_plugin)
                 // Components with their dependencies run to megabytes.
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/plugins/{id}/activate", post(activate_plugin))
+        .route("/plugins/{id}/rollback", post(rollback_plugin))
+        .route("/plugins/{id}/grants", post(grant_plugin))
+        .route(
+            "/plugins/{id}/versions/{version}",
+            delete(remove_plugin_version),
         )
         .route("/extensions", get(list_extensions).post(put_extension))
         .route("/extensions/{number}", delete(remove_extension))
@@ -160,28 +167,129 @@ async fn host_info(State(st): St) -> Json<serde_json::Value> {
     }))
 }
 
-async fn list_plugins(State(st): St) -> Json<serde_json::Value> {
-    Json(json!({ "plugins": st.runtime.plugins() }))
+async fn list_plugins(State(st): St) -> Result<Json<serde_json::Value>, ApiError> {
+    let runtime = st.runtime.clone();
+    let listing = off_worker(move || runtime.listing()).await?;
+    Ok(Json(json!({ "plugins": listing })))
 }
 
-async fn install_plugin(State(st): St, body: Bytes) -> Result<Response, ApiError> {
+/// `POST /api/plugins?activate=...&sha256=...` query.
+#[derive(Debug, Default, Deserialize)]
+struct InstallQuery {
+    /// `if-none-active` (default), `yes`/`true` or `no`/`false`.
+    activate: Option<String>,
+    /// The SHA-256 the file must have.
+    sha256: Option<String>,
+}
+
+async fn install_plugin(
+    State(st): St,
+    Query(query): Query<InstallQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let activate = match query.activate.as_deref() {
+        None | Some("if-none-active") => Activate::IfNoneActive,
+        Some("yes" | "true") => Activate::Yes,
+        Some("no" | "false") => Activate::No,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-input",
+                format!("activate={other:?}: use yes, no or if-none-active"),
+            )
+            .with_field("activate"));
+        }
+    };
+    let options = InstallOptions {
+        sha256: query.sha256,
+        activate,
+    };
     let runtime = st.runtime.clone();
     // Compiling takes a while: keep it off the async workers.
-    let installed = tokio::task::spawn_blocking(move || runtime.install(&body))
+    let report = off_worker(move || runtime.install_with(&body, &options)).await?;
+    Ok((StatusCode::CREATED, Json(report)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ActivateBody {
+    version: String,
+}
+
+async fn activate_plugin(
+    State(st): St,
+    Path(id): Path<String>,
+    Json(body): Json<ActivateBody>,
+) -> Result<Json<crate::runtime::Activation>, ApiError> {
+    let runtime = st.runtime.clone();
+    Ok(Json(
+        off_worker(move || runtime.activate(&id, &body.version)).await?,
+    ))
+}
+
+async fn rollback_plugin(
+    State(st): St,
+    Path(id): Path<String>,
+) -> Result<Json<crate::runtime::Activation>, ApiError> {
+    let runtime = st.runtime.clone();
+    Ok(Json(off_worker(move || runtime.rollback(&id)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct GrantBody {
+    pattern: String,
+}
+
+async fn grant_plugin(
+    State(st): St,
+    Path(id): Path<String>,
+    Json(body): Json<GrantBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let runtime = st.runtime.clone();
+    let granted = off_worker(move || runtime.grant(&id, &body.pattern)).await?;
+    Ok(Json(json!({ "granted": granted })))
+}
+
+async fn remove_plugin_version(
+    State(st): St,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let runtime = st.runtime.clone();
+    off_worker(move || runtime.remove(&id, &version)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs an install-type operation (compiling, file and store I/O) on the
+/// blocking pool.
+async fn off_worker<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, InstallError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(op)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    match installed {
-        Ok(info) => Ok((StatusCode::CREATED, Json(info)).into_response()),
-        Err(InstallError::Refused(e)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "refused",
-            e.to_string(),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "load-failed",
-            e.to_string(),
-        )),
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+impl From<InstallError> for ApiError {
+    fn from(e: InstallError) -> Self {
+        let (status, kind) = match &e {
+            InstallError::Refused(_)
+            | InstallError::HashMismatch { .. }
+            | InstallError::Signature(_) => (StatusCode::BAD_REQUEST, "refused"),
+            InstallError::BadGrant(_) => (StatusCode::BAD_REQUEST, "invalid-input"),
+            InstallError::NotInstalled(_) | InstallError::UnknownVersion { .. } => {
+                (StatusCode::NOT_FOUND, "not-found")
+            }
+            InstallError::VersionClash { .. }
+            | InstallError::NeedsGrants { .. }
+            | InstallError::ActiveVersion { .. }
+            | InstallError::NoPrevious(_)
+            | InstallError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            InstallError::Migration { .. } | InstallError::Load(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "load-failed")
+            }
+            InstallError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, kind, e.to_string())
     }
 }
 

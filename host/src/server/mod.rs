@@ -123,13 +123,15 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         browser: BrowserRequests::new(config.system_browser),
         directory: Directory::new(store.namespace("host/extensions", Quota::UNLIMITED)),
     });
-    let runtime = Arc::new(Runtime::new(
+    let mut runtime = Runtime::new(
         &config.data_dir,
         store.clone(),
         services.clone(),
         config.limits.clone(),
         config.grants.clone(),
-    )?);
+    )?;
+    runtime.set_trust(config.trust.clone());
+    let runtime = Arc::new(runtime);
     let loaded = runtime.load_installed()?;
     tracing::info!(plugins = loaded, "installed plugins loaded");
 
