@@ -61,6 +61,10 @@ pub struct Options {
     pub trust_ca: Vec<PathBuf>,
     /// Outbound HTTP time limit.
     pub http_timeout_ms: Option<u64>,
+    /// Trusted vendor keys, `KEY_ID=BASE64`.
+    pub trusted_keys: Vec<String>,
+    /// Refuse unsigned plugins.
+    pub require_signature: bool,
 }
 
 /// Start a host serving `data_dir`.
@@ -74,6 +78,8 @@ pub async fn start_host(data_dir: &Path, options: Options) -> RunningHost {
         memory_mib: options.memory_mib,
         trust_ca: options.trust_ca,
         http_timeout_ms: options.http_timeout_ms,
+        trusted_key: options.trusted_keys,
+        require_signature: Some(options.require_signature),
         ..FileConfig::default()
     })
     .expect("test host config is valid");

@@ -245,6 +245,8 @@ impl World {
     }
 
     /// Every key of the plugin's kv namespace, for "nothing was stored".
+    /// Leaves out the call journal's own bookkeeping (`calls/pruned-at`),
+    /// which the host's periodic delivery run writes whenever it passes.
     pub fn plugin_keys(&self) -> Vec<String> {
         self.host
             .state
@@ -252,6 +254,9 @@ impl World {
             .namespace("plugin/salesforce", pbx_host::store::Quota::UNLIMITED)
             .list_keys("")
             .expect("list keys")
+            .into_iter()
+            .filter(|k| k != "calls/pruned-at")
+            .collect()
     }
 }
 

@@ -1,0 +1,372 @@
+//! Plugin versions through the real host: install beside the active version,
+//! activate, roll back, remove; verification of files (hash, signature, API
+//! version, component); grants that hold a version back; the precompile
+//! cache's keys; and 20 swaps while calls keep flowing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use base64::Engine as _;
+use e2e_tests::org::{Setup, calls_world};
+use e2e_tests::{Options, admin, component, install, install_bytes, start_host, with_manifest};
+use pbx_host::runtime::signature;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+
+fn probe_manifest(version: &str, extra_hosts: &[&str]) -> Value {
+    let mut hosts = vec![
+        "http://127.0.0.1:*",
+        "https://127.0.0.1:*",
+        "http://localhost:*",
+        "http://169.254.169.254",
+        "https://*.example.com",
+    ];
+    hosts.extend_from_slice(extra_hosts);
+    json!({
+        "id": "probe",
+        "name": "Sandbox probe",
+        "version": version,
+        "vendor": "pbx-host tests",
+        "api": "pbx:crm@0.1.0",
+        "hosts": hosts,
+    })
+}
+
+fn probe_version(version: &str, extra_hosts: &[&str]) -> Vec<u8> {
+    let bytes = std::fs::read(component("fixture_probe")).expect("probe built");
+    with_manifest(&bytes, &probe_manifest(version, extra_hosts))
+}
+
+async fn runtime_stats(api: &pbx_host::client::AdminClient) -> Value {
+    api.get("/host").await.expect("host")["runtime"].clone()
+}
+
+fn versions(list: &Value, id: &str) -> Vec<(String, bool)> {
+    list["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["id"] == id)
+        .flat_map(|p| p["versions"].as_array().cloned().unwrap_or_default())
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap_or_default().to_string(),
+                v["active"] == true,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_takes_over_with_the_state_and_rolls_back() {
+    let world = calls_world(Setup::default()).await;
+    let listing = world.api.get("/plugins").await.expect("list");
+    let mut manifest = listing["plugins"][0]["manifest"].clone();
+    let old = manifest["version"].as_str().expect("version").to_string();
+    let new = format!("{old}-next");
+    manifest["version"] = json!(new);
+    let shipped = std::fs::read(component("salesforce_plugin")).expect("plugin");
+    let users_before = world.api.get("/crm/salesforce/users").await.expect("users");
+
+    // Installed beside the active version, not activated by default.
+    let report = install_bytes(&world.api, with_manifest(&shipped, &manifest))
+        .await
+        .expect("installs");
+    assert_eq!(report["activated"], false, "{report}");
+    let list = world.api.get("/plugins").await.expect("list");
+    assert_eq!(
+        versions(&list, "salesforce"),
+        vec![(old.clone(), true), (new.clone(), false)]
+    );
+
+    let done = world
+        .api
+        .post("/plugins/salesforce/activate", &json!({"version": new}))
+        .await
+        .expect("activates");
+    assert_eq!(done["active"], json!(new));
+    assert_eq!(done["previous"], json!(old));
+    // Tokens, settings, users and associations are the plugin id's, not the
+    // version's: the new version is Connected at once.
+    assert_eq!(world.status().await["state"], "Connected");
+    let users_after = world.api.get("/crm/salesforce/users").await.expect("users");
+    assert_eq!(users_before, users_after, "associations intact");
+
+    // The active version cannot be removed; rollback returns the old one.
+    let err = world
+        .api
+        .delete(&format!("/plugins/salesforce/versions/{new}"))
+        .await
+        .expect_err("active");
+    assert!(format!("{err:#}").contains("active version"), "{err:#}");
+    let back = world
+        .api
+        .post("/plugins/salesforce/rollback", &json!({}))
+        .await
+        .expect("rolls back");
+    assert_eq!(back["active"], json!(old));
+    assert_eq!(back["previous"], json!(new));
+    assert_eq!(world.status().await["state"], "Connected");
+    world
+        .api
+        .delete(&format!("/plugins/salesforce/versions/{new}"))
+        .await
+        .expect("removed");
+    let list = world.api.get("/plugins").await.expect("list");
+    assert_eq!(versions(&list, "salesforce"), vec![(old, true)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_are_refused_with_the_reason_and_nothing_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    let good = std::fs::read(component("fixture_probe")).expect("probe");
+
+    let sha = {
+        use ring::digest::{SHA256, digest};
+        hex_encode(digest(&SHA256, &good).as_ref())
+    };
+    // Damage in the framing is caught by inspection...
+    let mut corrupted = good.clone();
+    corrupted[9] ^= 0x7f;
+    let err = install_bytes(&api, corrupted).await.expect_err("corrupted");
+    assert!(err.contains("not a WebAssembly component"), "{err}");
+    // ...damage anywhere else by the published hash.
+    let mut damaged = good.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    let err = api
+        .post_bytes(&format!("/plugins?sha256={sha}"), damaged)
+        .await
+        .expect_err("wrong hash");
+    assert!(format!("{err:#}").contains("SHA-256"), "{err:#}");
+
+    let err = install_bytes(&api, b"\0asm\x01\0\0\0".to_vec())
+        .await
+        .expect_err("core module");
+    assert!(err.contains("core module"), "{err}");
+
+    let err = install(&api, "fixture_future_api")
+        .await
+        .expect_err("future API");
+    assert!(err.contains("pbx:crm@9.0.0"), "{err}");
+
+    let list = api.get("/plugins").await.expect("list");
+    assert_eq!(list["plugins"].as_array().map(Vec::len), Some(0), "{list}");
+
+    // The right hash is accepted.
+    let ok = api
+        .post_bytes(&format!("/plugins?sha256={sha}"), good)
+        .await
+        .expect("right hash");
+    assert_eq!(ok["sha256"], json!(sha));
+    host.shutdown().await;
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn vendor_key() -> (Ed25519KeyPair, String) {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("keygen");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
+    let public = base64::engine::general_purpose::STANDARD.encode(pair.public_key().as_ref());
+    (pair, public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_signatures_are_required_only_trusted_untouched_files_install() {
+    let (vendor, public) = vendor_key();
+    let (stranger, _) = vendor_key();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(
+        dir.path(),
+        Options {
+            trusted_keys: vec![format!("tests={public}")],
+            require_signature: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let api = admin(&host);
+    let unsigned = std::fs::read(component("fixture_probe")).expect("probe");
+
+    let err = install_bytes(&api, unsigned.clone())
+        .await
+        .expect_err("unsigned");
+    assert!(err.contains("not signed"), "{err}");
+    let err = install_bytes(&api, signature::sign(&unsigned, "stranger", &stranger))
+        .await
+        .expect_err("untrusted");
+    assert!(err.contains("does not trust"), "{err}");
+    let err = install_bytes(&api, signature::sign(&unsigned, "tests", &stranger))
+        .await
+        .expect_err("forged");
+    assert!(err.contains("does not match"), "{err}");
+    let mut altered = signature::sign(&unsigned, "tests", &vendor);
+    altered[100] ^= 1;
+    let err = install_bytes(&api, altered).await.expect_err("altered");
+    assert!(
+        err.contains("does not match") || err.contains("not valid"),
+        "{err}"
+    );
+
+    let ok = install_bytes(&api, signature::sign(&unsigned, "tests", &vendor))
+        .await
+        .expect("signed by a trusted key");
+    assert_eq!(ok["signed_by"], "tests");
+    assert_eq!(ok["activated"], true);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_asking_for_more_hosts_waits_for_a_grant_and_the_cache_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    install_bytes(&api, probe_version("1.0.0", &[]))
+        .await
+        .expect("v1");
+    assert_eq!(runtime_stats(&api).await["compiled"], 1);
+
+    let more = "https://api.newvendor.test";
+    let report = api
+        .post_bytes("/plugins?activate=yes", probe_version("2.0.0", &[more]))
+        .await
+        .expect("v2 installs");
+    assert_eq!(report["activated"], false, "{report}");
+    assert_eq!(report["waiting_for_grants"], json!([more]));
+    // A new file is compiled.
+    assert_eq!(runtime_stats(&api).await["compiled"], 2);
+    let err = api
+        .post("/plugins/probe/activate", &json!({"version": "2.0.0"}))
+        .await
+        .expect_err("not granted");
+    assert!(format!("{err:#}").contains("plugin grant probe"), "{err:#}");
+
+    let granted = api
+        .post("/plugins/probe/grants", &json!({"pattern": more}))
+        .await
+        .expect("granted");
+    assert_eq!(granted["granted"], json!([more]));
+    // Grants are part of the cache key: the active version was compiled
+    // again for them.
+    assert_eq!(runtime_stats(&api).await["compiled"], 3);
+    let done = api
+        .post("/plugins/probe/activate", &json!({"version": "2.0.0"}))
+        .await
+        .expect("activates once granted");
+    assert_eq!(done["active"], "2.0.0");
+    let bad = api
+        .post(
+            "/plugins/probe/grants",
+            &json!({"pattern": "not a pattern"}),
+        )
+        .await
+        .expect_err("bad pattern");
+    assert!(format!("{bad:#}").contains("scheme://host"), "{bad:#}");
+    host.shutdown().await;
+
+    // Same files, grants and engine after a restart: everything from the
+    // cache, nothing compiled.
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    let stats = runtime_stats(&api).await;
+    assert_eq!(stats["compiled"], 0, "{stats}");
+    assert_eq!(stats["cache_loads"], 1, "{stats}");
+    let list = api.get("/plugins").await.expect("list");
+    assert_eq!(
+        versions(&list, "probe"),
+        vec![("1.0.0".into(), false), ("2.0.0".into(), true)]
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    install_bytes(&api, probe_version("1.0.0", &[]))
+        .await
+        .expect("v1");
+    install_bytes(&api, probe_version("1.1.0", &[]))
+        .await
+        .expect("v2 installed, inactive");
+    let runtime = host.state.runtime.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (runtime, stop) = (runtime.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let (result, timing) = runtime
+                        .call_timed("probe", |p, s| {
+                            Box::pin(async move { p.pbx_crm_integration().call_describe(s).await })
+                        })
+                        .await;
+                    answered.push((
+                        result.map(|_| ()).map_err(|e| e.to_string()),
+                        timing.version,
+                    ));
+                }
+                answered
+            })
+        })
+        .collect();
+
+    let mut swaps = 0;
+    for round in 0..10 {
+        for version in ["1.1.0", "1.0.0"] {
+            let done = if version == "1.0.0" && round % 2 == 0 {
+                api.post("/plugins/probe/rollback", &json!({})).await
+            } else {
+                api.post("/plugins/probe/activate", &json!({"version": version}))
+                    .await
+            }
+            .expect("swap");
+            assert_eq!(done["active"], version);
+            swaps += 1;
+            // A call started after the swap returned runs on the new version.
+            let (result, timing) = runtime
+                .call_timed("probe", |p, s| {
+                    Box::pin(async move { p.pbx_crm_integration().call_describe(s).await })
+                })
+                .await;
+            assert!(result.is_ok());
+            assert_eq!(timing.version.as_deref(), Some(version));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = Vec::new();
+    for caller in callers {
+        answered.extend(caller.await.expect("caller"));
+    }
+    assert_eq!(swaps, 20);
+    let failed: Vec<_> = answered.iter().filter(|(r, _)| r.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let on = |v: &str| {
+        answered
+            .iter()
+            .filter(|(_, got)| got.as_deref() == Some(v))
+            .count()
+    };
+    assert_eq!(
+        on("1.0.0") + on("1.1.0"),
+        answered.len(),
+        "every call was answered by exactly one of the two versions"
+    );
+    assert!(
+        on("1.0.0") > 0 && on("1.1.0") > 0,
+        "calls ran on both versions"
+    );
+    host.shutdown().await;
+}
