@@ -50,6 +50,9 @@ pub struct Limits {
     pub memory: usize,
     /// kv-store quota of one plugin.
     pub kv: Quota,
+    /// Serve calls from warm instances (see [`Warm`]); false gives every
+    /// call a fresh store and instance.
+    pub reuse_instances: bool,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             deadline: Duration::from_secs(10),
             memory: 64 << 20,
             kv: Quota::default(),
+            reuse_instances: true,
         }
     }
 }
@@ -299,6 +303,9 @@ pub struct RuntimeStats {
     /// Plugin instances created (a call reuses an idle one when it can).
     #[serde(default)]
     pub instantiations: u64,
+    /// Time spent creating them, in nanoseconds (with the store's set-up).
+    #[serde(default)]
+    pub instantiation_ns: u64,
     /// Calls made.
     pub calls: u64,
     /// Calls that failed with a trap, deadline or memory limit.
@@ -381,6 +388,7 @@ struct Counters {
     compiled: AtomicU64,
     cache_loads: AtomicU64,
     instantiations: AtomicU64,
+    instantiation_ns: AtomicU64,
     calls: AtomicU64,
     failed_calls: AtomicU64,
 }
@@ -475,6 +483,7 @@ impl Runtime {
             compiled: self.counters.compiled.load(Ordering::Relaxed),
             cache_loads: self.counters.cache_loads.load(Ordering::Relaxed),
             instantiations: self.counters.instantiations.load(Ordering::Relaxed),
+            instantiation_ns: self.counters.instantiation_ns.load(Ordering::Relaxed),
             calls: self.counters.calls.load(Ordering::Relaxed),
             failed_calls: self.counters.failed_calls.load(Ordering::Relaxed),
         }
@@ -595,6 +604,7 @@ impl Runtime {
             requested: inspection.manifest.hosts.clone(),
             signed_by: signed_by.clone(),
             installed_at_ms: now_ms(),
+            manifest: Some(inspection.manifest.clone()),
         };
         let granted = self.effective_grants(&id)?;
         let waiting = waiting_for_grants(&record, &entry, &granted);
@@ -693,7 +703,7 @@ impl Runtime {
                 hosts: waiting,
             });
         }
-        let loaded = Arc::new(self.load_stored(&entry.sha256)?);
+        let loaded = Arc::new(self.load_stored(&entry)?);
         let migrated = self.migrate(&loaded, record.active.as_deref())?;
         let from = record.active.replace(version.to_string());
         record.previous = from.clone().filter(|f| f != version);
@@ -766,12 +776,18 @@ impl Runtime {
             ))
         })?;
         let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        if self.registry.get(id)?.is_none() {
-            return Err(InstallError::NotInstalled(id.to_string()));
-        }
+        let (record, _) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
         self.registry.add_grant(id, &parsed.to_string())?;
-        if let Some(active) = self.loaded_version(id) {
-            let reloaded = Arc::new(self.load_stored(&active.info.sha256)?);
+        if let Some(entry) = record
+            .active
+            .as_ref()
+            .and_then(|v| record.versions.get(v))
+            .filter(|_| self.loaded_version(id).is_some())
+        {
+            let reloaded = Arc::new(self.load_stored(entry)?);
             self.loaded
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -808,7 +824,7 @@ impl Runtime {
         let Some(entry) = record.active.as_ref().and_then(|v| record.versions.get(v)) else {
             return Ok(false);
         };
-        let loaded = self.load_stored(&entry.sha256)?;
+        let loaded = self.load_stored(entry)?;
         self.loaded
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -816,12 +832,27 @@ impl Runtime {
         Ok(true)
     }
 
-    /// Load a stored file by its hash, checking it still has that hash.
-    fn load_stored(&self, sha256: &str) -> Result<Loaded, InstallError> {
+    /// Load an installed version: straight from the precompile cache when
+    /// it holds it (what install recorded stands for the file, which is not
+    /// read again), else from its file, checking it still has its hash.
+    fn load_stored(&self, entry: &registry::VersionRecord) -> Result<Loaded, InstallError> {
+        if let Some(manifest) = &entry.manifest {
+            let granted = self.effective_grants(&manifest.id)?;
+            if let Some(component) = self.cached_component(&entry.sha256, &grants_key(&granted)) {
+                let inspection = Inspection {
+                    manifest: manifest.clone(),
+                    api_version: entry.api_version.clone(),
+                    imports: Vec::new(),
+                    exports: Vec::new(),
+                };
+                return self.load_component(inspection, &entry.sha256, &component, granted);
+            }
+        }
+        let sha256 = &entry.sha256;
         let path = self.plugins_dir.join(format!("{sha256}.wasm"));
         let bytes = std::fs::read(&path)
             .map_err(|e| InstallError::Storage(format!("{}: {e}", path.display())))?;
-        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+        if hex::encode(Sha256::digest(&bytes)) != *sha256 {
             return Err(InstallError::Storage(format!(
                 "{} does not match its hash; install the plugin again",
                 path.display()
@@ -877,9 +908,19 @@ impl Runtime {
     ) -> Result<Loaded, InstallError> {
         let granted = self.effective_grants(&inspection.manifest.id)?;
         let component = self.component(sha256, &grants_key(&granted), bytes)?;
+        self.load_component(inspection, sha256, &component, granted)
+    }
+
+    fn load_component(
+        &self,
+        inspection: Inspection,
+        sha256: &str,
+        component: &Component,
+        granted: Vec<HostPattern>,
+    ) -> Result<Loaded, InstallError> {
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| InstallError::Load(format!("its imports cannot be satisfied: {e}")))?;
         let pre = PluginPre::new(pre)
             .map_err(|e| InstallError::Load(format!("it does not export the plugin world: {e}")))?;
@@ -916,25 +957,10 @@ impl Runtime {
         grants: &str,
         bytes: &[u8],
     ) -> Result<Component, InstallError> {
-        let cached = self.cache_dir.join(format!(
-            "{sha256}-{}-{grants}.cwasm",
-            self.compatibility_key()
-        ));
-        if cached.exists() {
-            // SAFETY: the file is written only by this host (below) from
-            // `precompile_component` of the same engine configuration, which
-            // the compatibility key in its name guarantees.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => {
-                    self.counters.cache_loads.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%sha256, "plugin loaded from the precompile cache");
-                    return Ok(component);
-                }
-                Err(e) => {
-                    tracing::warn!(%sha256, "stale precompile cache entry, compiling again: {e}")
-                }
-            }
+        if let Some(component) = self.cached_component(sha256, grants) {
+            return Ok(component);
         }
+        let cached = self.cache_path(sha256, grants);
         let compiled = self
             .engine
             .precompile_component(bytes)
@@ -951,6 +977,36 @@ impl Runtime {
 
     fn compatibility_key(&self) -> String {
         compatibility_key(&self.engine)
+    }
+
+    fn cache_path(&self, sha256: &str, grants: &str) -> PathBuf {
+        self.cache_dir.join(format!(
+            "{sha256}-{}-{grants}.cwasm",
+            self.compatibility_key()
+        ))
+    }
+
+    /// The compiled component from the precompile cache, if it holds one
+    /// for this content, engine and grants.
+    fn cached_component(&self, sha256: &str, grants: &str) -> Option<Component> {
+        let cached = self.cache_path(sha256, grants);
+        if !cached.exists() {
+            return None;
+        }
+        // SAFETY: the file is written only by this host (`component`) from
+        // `precompile_component` of the same engine configuration, which
+        // the compatibility key in its name guarantees.
+        match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+            Ok(component) => {
+                self.counters.cache_loads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%sha256, "plugin loaded from the precompile cache");
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(%sha256, "stale precompile cache entry, compiling again: {e}");
+                None
+            }
+        }
     }
 
     /// A new store for `loaded`, instantiated on its first call (inside
@@ -984,7 +1040,7 @@ impl Runtime {
         let worn = warm.calls >= RECYCLE_AFTER_CALLS
             || warm.seen.0 > OUTPUT_RECYCLE
             || warm.seen.1 > OUTPUT_RECYCLE;
-        if worn || warm.plugin.is_none() {
+        if worn || warm.plugin.is_none() || !self.limits.reuse_instances {
             return;
         }
         if self
@@ -1080,7 +1136,14 @@ impl Runtime {
                 self.idle.fetch_sub(1, Ordering::Relaxed);
                 warm
             }
-            None => self.new_warm(&loaded),
+            None => {
+                let started = std::time::Instant::now();
+                let warm = self.new_warm(&loaded);
+                self.counters
+                    .instantiation_ns
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                warm
+            }
         };
         warm.store.data_mut().begin_call();
         warm.store
@@ -1095,8 +1158,13 @@ impl Runtime {
                 let plugin = match plugin {
                     Some(plugin) => &*plugin,
                     None => {
+                        let started = std::time::Instant::now();
+                        let instance = pre.instantiate_async(&mut *store).await?;
                         counters.instantiations.fetch_add(1, Ordering::Relaxed);
-                        &*plugin.insert(pre.instantiate_async(&mut *store).await?)
+                        counters
+                            .instantiation_ns
+                            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        &*plugin.insert(instance)
                     }
                 };
                 f(plugin, store).await
@@ -1295,6 +1363,7 @@ mod tests {
             requested: hosts.iter().map(|h| h.to_string()).collect(),
             signed_by: None,
             installed_at_ms: 0,
+            manifest: None,
         };
         let mut record = registry::PluginRecord::default();
         let first = version(&["https://login.example.com"]);

@@ -24,6 +24,10 @@ pub struct VersionRecord {
     /// When it was installed, ms since the Unix epoch.
     #[serde(default)]
     pub installed_at_ms: u64,
+    /// Its manifest, as inspected at install: with the precompile cache it
+    /// lets a start skip reading and hashing the file again.
+    #[serde(default)]
+    pub manifest: Option<crate::runtime::manifest::Manifest>,
 }
 
 /// A plugin id's versions.
@@ -143,6 +147,7 @@ fn decode(id: &str, raw: &[u8]) -> Result<PluginRecord, KvError> {
                 requested: Vec::new(),
                 signed_by: None,
                 installed_at_ms: 0,
+                manifest: None,
             },
         )]),
         active: Some(version),
