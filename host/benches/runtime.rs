@@ -1,6 +1,7 @@
-//! Runtime benchmarks, printed side by side in one run:
-//! compile vs precompile-cache load of the Salesforce plugin, and the cost
-//! of one call (fresh store + instantiate + a trivial export).
+//! Runtime benchmarks, printed side by side in one run: compile vs
+//! precompile-cache load of the Salesforce plugin (as shipped,
+//! pre-initialized), instantiation per call with a fresh store per call,
+//! and a call on a warm instance (the default).
 //!
 //! Run with `cargo xtask bench` (it builds the components first).
 
@@ -15,24 +16,37 @@ use pbx_host::outbound;
 use pbx_host::runtime::{Limits, Runtime};
 use pbx_host::store::{Quota, Store};
 
-fn component(name: &str) -> PathBuf {
+fn target_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// The shipped plugin (`cargo xtask build` writes it to target/plugins).
+fn shipped_plugin() -> PathBuf {
+    target_dir().join("plugins").join("salesforce_plugin.wasm")
+}
+
+/// A component as cargo built it (not pre-initialized).
+fn built(name: &str) -> PathBuf {
+    target_dir()
         .join("wasm32-wasip2/release")
         .join(format!("{name}.wasm"))
 }
 
 fn runtime(dir: &Path) -> anyhow::Result<Runtime> {
+    runtime_with(dir, Limits::default())
+}
+
+fn runtime_with(dir: &Path, limits: Limits) -> anyhow::Result<Runtime> {
     let store = Store::open(dir)?;
     let services = Arc::new(Services {
         http: outbound::Client::new(outbound::ClientConfig::default())?,
         browser: BrowserRequests::new(false),
         directory: Directory::new(store.namespace("host/extensions", Quota::UNLIMITED)),
     });
-    Runtime::new(dir, store, services, Limits::default(), Default::default())
+    Runtime::new(dir, store, services, limits, Default::default())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -42,7 +56,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let plugin = std::fs::read(component("salesforce_plugin"))
+    let plugin = std::fs::read(shipped_plugin())
         .map_err(|e| anyhow::anyhow!("build the components first (cargo xtask build): {e}"))?;
 
     // Compile (fresh data dir each time) vs load from the cache.
@@ -70,28 +84,78 @@ async fn main() -> anyhow::Result<()> {
         compile.as_secs_f64() / load.as_secs_f64()
     );
 
-    // One call: a fresh store, instantiate, get-status.
+    // A fresh store and instance per call (`reuse_instances: false`): what
+    // instantiation costs, for the shipped plugin and for components
+    // without a pre-initialized memory image.
+    for (name, bytes) in [
+        (
+            "shipped salesforce_plugin (15 MB memory image)",
+            plugin.clone(),
+        ),
+        (
+            "salesforce_plugin as built, not pre-initialized",
+            std::fs::read(built("salesforce_plugin"))?,
+        ),
+        ("fixture_probe", std::fs::read(built("fixture_probe"))?),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let fresh = runtime_with(
+            dir.path(),
+            Limits {
+                reuse_instances: false,
+                ..Limits::default()
+            },
+        )?;
+        let id = fresh.install(&bytes)?.manifest.id;
+        for _ in 0..200 {
+            describe(&fresh, &id).await?;
+        }
+        let before = fresh.stats();
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            describe(&fresh, &id).await?;
+        }
+        let whole = started.elapsed() / CALLS;
+        let after = fresh.stats();
+        let made = after.instantiations - before.instantiations;
+        let instantiate_us =
+            (after.instantiation_ns - before.instantiation_ns) as f64 / made.max(1) as f64 / 1e3;
+        println!(
+            "runtime: instantiation per call with a fresh store per call ({:?} allocator), {name}: {instantiate_us:.1} us (target <= 10 us); whole call with describe {:.1} us",
+            fresh.allocation(),
+            whole.as_secs_f64() * 1e6
+        );
+    }
+
+    // The default: calls reuse a warm instance.
     let dir = tempfile::tempdir()?;
-    let rt = runtime(dir.path())?;
-    rt.install(&plugin)?;
-    let calls = 2_000;
-    for _ in 0..100 {
-        rt.call("salesforce", |p, s| {
-            Box::pin(p.pbx_crm_integration().call_describe(s))
-        })
-        .await?;
+    let warm = runtime(dir.path())?;
+    warm.install(&plugin)?;
+    for _ in 0..200 {
+        describe(&warm, "salesforce").await?;
     }
     let started = Instant::now();
-    for _ in 0..calls {
-        rt.call("salesforce", |p, s| {
-            Box::pin(p.pbx_crm_integration().call_describe(s))
-        })
-        .await?;
+    for _ in 0..CALLS {
+        describe(&warm, "salesforce").await?;
     }
-    let per_call = started.elapsed() / calls;
+    let warm_call = started.elapsed() / CALLS;
+    let stats = warm.stats();
     println!(
-        "runtime: fresh store + instantiate + describe: {:.1} us per call over {calls} calls",
-        per_call.as_secs_f64() * 1e6
+        "runtime: call on a warm instance (the default), describe: {:.1} us per call; {} instance(s) for {} calls, so instantiation per call amortizes to {:.3} us",
+        warm_call.as_secs_f64() * 1e6,
+        stats.instantiations,
+        stats.calls,
+        stats.instantiation_ns as f64 / stats.calls.max(1) as f64 / 1e3
     );
+    Ok(())
+}
+
+const CALLS: u32 = 2_000;
+
+async fn describe(rt: &Runtime, id: &str) -> anyhow::Result<()> {
+    rt.call(id, |p, s| {
+        Box::pin(p.pbx_crm_integration().call_describe(s))
+    })
+    .await?;
     Ok(())
 }
