@@ -250,3 +250,89 @@ async fn the_administrator_syncs_and_associates_users_in_the_portal() {
         assert_eq!(entry["state"], "Associated");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_grants_and_activates_a_new_version_in_the_portal() {
+    let world = World::start(Setup::default()).await;
+    let listing = world.api.get("/plugins").await.expect("list");
+    let mut manifest = listing["plugins"][0]["manifest"].clone();
+    let new = format!("{}-next", manifest["version"].as_str().expect("version"));
+    manifest["version"] = serde_json::json!(new);
+    let extra = "https://api.extra.test";
+    manifest["hosts"]
+        .as_array_mut()
+        .expect("hosts")
+        .push(serde_json::json!(extra));
+    let shipped = std::fs::read(e2e_tests::component("salesforce_plugin")).expect("plugin");
+    let report =
+        e2e_tests::install_bytes(&world.api, e2e_tests::with_manifest(&shipped, &manifest))
+            .await
+            .expect("installs beside the active version");
+    assert_eq!(report["activated"], false);
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("{}/", world.host.url()))
+        .await
+        .expect("open the portal");
+    browser
+        .find("#token")
+        .await
+        .send_keys(&world.host.admin_token)
+        .await
+        .expect("type token");
+    browser.find("#login").await.click().await.expect("log in");
+
+    // The portal says why the new version cannot be activated yet.
+    let notice = browser.wait_text("#plugin-notices", "not granted").await;
+    assert!(notice.contains(extra) && notice.contains(&new), "{notice}");
+    let activate = browser
+        .find(&format!("tr[data-version=\"{new}\"] button"))
+        .await;
+    assert_eq!(
+        activate.attr("disabled").await.expect("attr").as_deref(),
+        Some("true")
+    );
+
+    browser
+        .find("#grant-pattern")
+        .await
+        .send_keys(extra)
+        .await
+        .expect("pattern");
+    browser
+        .find("#plugin-grant button")
+        .await
+        .click()
+        .await
+        .expect("Grant");
+    browser.wait_text("#plugin-result", "may reach").await;
+    // The list was drawn again: the button is enabled now.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let button = browser
+            .find(&format!("tr[data-version=\"{new}\"] button"))
+            .await;
+        if button.attr("disabled").await.ok().flatten().is_none() {
+            button.click().await.expect("Activate");
+            break;
+        }
+        assert!(Instant::now() < deadline, "Activate stayed disabled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.wait_text("#plugin-result", "is active").await;
+    browser
+        .wait_text(&format!("tr[data-version=\"{new}\"]"), "(active)")
+        .await;
+    let shot = browser.screenshot("portal-plugin-versions").await;
+    assert!(shot.exists());
+    let list = world.api.get("/plugins").await.expect("list");
+    assert_eq!(list["plugins"][0]["active"], serde_json::json!(new));
+    assert!(
+        list["plugins"][0]["granted"]
+            .as_array()
+            .is_some_and(|g| g.contains(&serde_json::json!(extra)))
+    );
+    browser.close().await;
+}
