@@ -295,7 +295,8 @@ fn bench() -> anyhow::Result<()> {
     run(cargo().args(["bench", "-p", "pbx-host", "--bench", "runtime"]))?;
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "association"]))?;
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "sync"]))?;
-    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "calls"]))
+    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "calls"]))?;
+    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "swap"]))
 }
 
 /// A child process killed when dropped, so Ctrl-C or an error leaves nothing running.
