@@ -221,3 +221,93 @@ async fn users_sync_list_and_associate_from_the_cli() {
         .unwrap_or_default();
     assert!(entry["extension"].is_null(), "{entry}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_versions_from_the_cli() {
+    let world = World::start(Setup::default()).await;
+    let w = &world;
+    let listing = world.api.get("/plugins").await.expect("list");
+    let mut manifest = listing["plugins"][0]["manifest"].clone();
+    let old = manifest["version"].as_str().expect("version").to_string();
+    let new = format!("{old}-cli");
+    manifest["version"] = serde_json::json!(new);
+    manifest["hosts"]
+        .as_array_mut()
+        .expect("hosts")
+        .push(serde_json::json!("https://api.cli.test"));
+    let shipped = std::fs::read(e2e_tests::component("salesforce_plugin")).expect("plugin");
+    let bytes = e2e_tests::with_manifest(&shipped, &manifest);
+    let file = world.data_dir.join("next.wasm");
+    std::fs::write(&file, &bytes).expect("write");
+    let file = file.to_string_lossy().into_owned();
+
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &["plugin", "install", &file, "--sha256", &"0".repeat(64)],
+            "",
+        )
+    });
+    assert!(!ok && err.contains("SHA-256"), "{err}");
+
+    let sha = {
+        use ring::digest::{SHA256, digest};
+        digest(&SHA256, &bytes)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &["plugin", "install", &file, "--activate", "--sha256", &sha],
+            "",
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("not activated") && out.contains("https://api.cli.test"),
+        "{out}"
+    );
+    assert!(out.contains("pbx-host plugin grant salesforce"), "{out}");
+
+    let (ok, out, err) = tokio::task::block_in_place(|| pbx(w, &["plugin", "list"], ""));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&new) && out.contains("waiting for grants"),
+        "{out}"
+    );
+
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &["plugin", "grant", "salesforce", "https://api.cli.test"],
+            "",
+        )
+    });
+    assert!(ok && out.contains("https://api.cli.test"), "{out}{err}");
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| pbx(w, &["plugin", "activate", "salesforce", &new], ""));
+    assert!(
+        ok && out.contains(&format!("salesforce {new} is active")),
+        "{out}{err}"
+    );
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| pbx(w, &["plugin", "rollback", "salesforce"], ""));
+    assert!(
+        ok && out.contains(&format!("salesforce {old} is active")),
+        "{out}{err}"
+    );
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| pbx(w, &["plugin", "remove", "salesforce", &new], ""));
+    assert!(ok && out.contains("removed"), "{out}{err}");
+    let (ok, out, _) = tokio::task::block_in_place(|| pbx(w, &["plugin", "list", "--json"], ""));
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        list["plugins"][0]["versions"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(list["plugins"][0]["active"], serde_json::json!(old));
+}
