@@ -76,17 +76,13 @@ async fn main() -> anyhow::Result<()> {
     rt.install(&plugin)?;
     let calls = 2_000;
     for _ in 0..100 {
-        rt.call("salesforce", |p, s| {
-            Box::pin(p.pbx_crm_integration().call_describe(s))
-        })
-        .await?;
+        rt.call("salesforce", |p, s| Box::pin(p.describe(s)))
+            .await?;
     }
     let started = Instant::now();
     for _ in 0..calls {
-        rt.call("salesforce", |p, s| {
-            Box::pin(p.pbx_crm_integration().call_describe(s))
-        })
-        .await?;
+        rt.call("salesforce", |p, s| Box::pin(p.describe(s)))
+            .await?;
     }
     let per_call = started.elapsed() / calls;
     println!(
