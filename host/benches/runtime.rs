@@ -153,9 +153,6 @@ async fn main() -> anyhow::Result<()> {
 const CALLS: u32 = 2_000;
 
 async fn describe(rt: &Runtime, id: &str) -> anyhow::Result<()> {
-    rt.call(id, |p, s| {
-        Box::pin(p.pbx_crm_integration().call_describe(s))
-    })
-    .await?;
+    rt.call(id, |p, s| Box::pin(p.describe(s))).await?;
     Ok(())
 }

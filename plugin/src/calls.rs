@@ -41,7 +41,7 @@ use crate::pbx::crm::open_browser::Audience;
 use crate::phone::{self, Normalized};
 use crate::salesforce::{Backoff, Salesforce, SalesforceError};
 use crate::settings::{CallSettings, PopupOn, Rule, Settings, TaskOwner, UnknownCaller};
-use crate::store::{Batch, Store, encode, keys};
+use crate::store::{Batch, Store, decode, encode, keys};
 
 /// How long a lookup's answer is reused.
 pub const CACHE_MS: u64 = 60_000;
@@ -560,9 +560,7 @@ impl<'h, H: Host> Calls<'h, H> {
         }
         if popup_phase == Some(e.phase) {
             // Late events of a call already over are ignored.
-            if self.store().get_raw(&outbox_key(&e.call_id))?.is_some()
-                || self.is_done(&e.call_id)?
-            {
+            if self.is_over(&e.call_id)? {
                 return Ok(());
             }
             self.popup(e);
@@ -570,11 +568,30 @@ impl<'h, H: Host> Calls<'h, H> {
         Ok(())
     }
 
-    fn is_done(&self, call_id: &str) -> Result<bool, PluginError> {
-        let ledger: Option<Ledger> = self
+    /// Whether the call has ended: its log waits in the outbox or is in the
+    /// done ledger. Both are read in one host call (`get-many`), as this is
+    /// on the way of every ringing or answered event.
+    fn is_over(&self, call_id: &str) -> Result<bool, PluginError> {
+        let done_key = bucket_key(keys::CALLS_DONE_PREFIX, call_id);
+        let found = self
             .store()
-            .get(&bucket_key(keys::CALLS_DONE_PREFIX, call_id))?;
-        Ok(ledger.is_some_and(|l| l.entries.contains_key(call_id)))
+            .get_many_raw(&[outbox_key(call_id), done_key.clone()])?;
+        let (queued, ledger) = match found.as_slice() {
+            [queued, ledger] => (queued.is_some(), ledger.as_deref()),
+            other => {
+                return Err(PluginError::Store(format!(
+                    "get-many answered {} values for 2 keys",
+                    other.len()
+                )));
+            }
+        };
+        let done = match ledger {
+            Some(bytes) => decode::<Ledger>(&done_key, bytes)?
+                .entries
+                .contains_key(call_id),
+            None => false,
+        };
+        Ok(queued || done)
     }
 
     /// Pop the caller's record up for the extension's associated user, once

@@ -7,6 +7,11 @@ use crate::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
 pub trait Host {
     /// kv-store `get`.
     fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, kv_store::Error>;
+    /// kv-store `get-many`: the values of `keys` in their order, in one host
+    /// call. The default reads them one by one (the fake host in tests).
+    fn kv_get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, kv_store::Error> {
+        keys.iter().map(|key| self.kv_get(key)).collect()
+    }
     /// kv-store `set`.
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), kv_store::Error>;
     /// kv-store `delete`.

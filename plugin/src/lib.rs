@@ -33,12 +33,12 @@ mod users_tests;
 // "Pre-initialization".
 #[cfg(feature = "component")]
 wit_bindgen::generate!({
-    path: "../wit/v0.1.0",
+    path: "../wit/v0.2.0",
     inline: "
         package salesforce:plugin;
 
         world salesforce {
-            include pbx:crm/plugin@0.1.0;
+            include pbx:crm/plugin@0.2.0;
             export wizer-initialize: func();
         }
     ",
@@ -53,18 +53,18 @@ wit_bindgen::generate!({
 // Imports its code never calls are left out of that component.
 #[cfg(not(feature = "component"))]
 wit_bindgen::generate!({
-    path: "../wit/v0.1.0",
+    path: "../wit/v0.2.0",
     inline: "
         package pbx:crm-logic;
 
         world logic {
-            import pbx:crm/http-fetch@0.1.0;
-            import pbx:crm/kv-store@0.1.0;
-            import pbx:crm/open-browser@0.1.0;
-            import pbx:crm/directory@0.1.0;
-            import pbx:crm/log@0.1.0;
-            import pbx:crm/integration@0.1.0;
-            import pbx:crm/calls@0.1.0;
+            import pbx:crm/http-fetch@0.2.0;
+            import pbx:crm/kv-store@0.2.0;
+            import pbx:crm/open-browser@0.2.0;
+            import pbx:crm/directory@0.2.0;
+            import pbx:crm/log@0.2.0;
+            import pbx:crm/integration@0.2.0;
+            import pbx:crm/calls@0.2.0;
         }
     ",
     world: "pbx:crm-logic/logic",
@@ -101,6 +101,9 @@ mod component {
     impl Host for WitHost {
         fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, kv_store::Error> {
             kv_store::get(key)
+        }
+        fn kv_get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, kv_store::Error> {
+            kv_store::get_many(keys)
         }
         fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), kv_store::Error> {
             kv_store::set(key, value)

@@ -73,15 +73,13 @@ impl<'h, H: Host> Store<'h, H> {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
         match self.host.kv_get(key)? {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| PluginError::Corrupt {
-                        key: key.to_string(),
-                        reason: e.to_string(),
-                    })
-            }
+            Some(bytes) => decode(key, &bytes).map(Some),
         }
+    }
+
+    /// The raw bytes under each of `keys`, in their order, in one host call.
+    pub fn get_many_raw(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, PluginError> {
+        Ok(self.host.kv_get_many(keys)?)
     }
 
     /// The raw bytes under `key`, for compare-and-swap preconditions that
@@ -182,6 +180,15 @@ impl Batch {
         });
         self
     }
+}
+
+/// A stored value (JSON) under `key`; a value that does not parse is
+/// reported as corrupt, naming the key.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PluginError> {
+    serde_json::from_slice(bytes).map_err(|e| PluginError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// The JSON encoding the store uses, for building raw preconditions.

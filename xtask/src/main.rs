@@ -13,7 +13,12 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 /// Components built for wasm32-wasip2: the product and the test fixtures.
-const WASM_PACKAGES: &[&str] = &["salesforce-plugin", "fixture-probe", "fixture-future-api"];
+const WASM_PACKAGES: &[&str] = &[
+    "salesforce-plugin",
+    "fixture-probe",
+    "fixture-probe-v2",
+    "fixture-future-api",
+];
 /// Built on its own: it links the plugin without its `component` feature,
 /// which a shared `cargo build` would unify back on.
 const WASM_SEPARATE: &[&str] = &["fixture-assoc-bench"];

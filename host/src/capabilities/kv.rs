@@ -4,6 +4,11 @@ use super::PluginState;
 use super::pbx::crm::kv_store::{Error, Host, Precondition, Write};
 use crate::store::{self, KvError};
 
+/// Most keys one `get-many` reads: the reads run inline on the caller's
+/// thread, where the call's deadline cannot interrupt them, so their number
+/// is bounded (documented in `wit/v0.2.0/kv-store.wit`).
+pub const MAX_GET_MANY: usize = 1024;
+
 impl From<KvError> for Error {
     fn from(e: KvError) -> Self {
         match e {
@@ -19,6 +24,19 @@ impl Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, Error> {
         // Reads are snapshots that never wait for the writer: done in place.
         Ok(self.grants.kv.get(&key)?)
+    }
+
+    async fn get_many(&mut self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        if keys.len() > MAX_GET_MANY {
+            return Err(Error::InvalidKey(format!(
+                "get-many takes at most {MAX_GET_MANY} keys, not {}; split the list",
+                keys.len()
+            )));
+        }
+        // The same read as `get`, per key: same validation, same errors.
+        keys.iter()
+            .map(|key| Ok(self.grants.kv.get(key)?))
+            .collect()
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), Error> {

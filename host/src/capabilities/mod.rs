@@ -6,20 +6,25 @@ pub mod directory;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod v0_1_0;
 
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::StoreLimits;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::outbound;
 use crate::store::Namespace;
 
+// The newest contract: these bindings are the host's implementation of
+// every capability. Older versions are served by shims that convert and
+// delegate to it (`v0_1_0`), and `runtime::instance` calls either version's
+// exports.
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit/v0.1.0",
+    path: "../wit/v0.2.0",
     // A directory that cannot be read fails the call instead of looking
     // empty: an empty directory would make a plugin mark associations stale.
     imports: { "pbx:crm/directory": async | trappable, default: async },
@@ -29,6 +34,13 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::pbx::crm::{calls as calls_export, integration as integration_export};
+
+/// Adds the imports of every served `pbx:crm` version to `linker`; each
+/// version's names carry their version, so they sit side by side.
+pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    Plugin::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_1_0::Plugin::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
 
 /// Host services shared by every plugin and every call.
 pub struct Services {

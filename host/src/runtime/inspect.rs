@@ -7,7 +7,7 @@ use wasmparser::{Encoding, Parser, Payload};
 use super::manifest::{self, Manifest, ManifestError};
 
 /// The `pbx:crm` versions this host serves.
-pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_APIS: &[&str] = &["0.1.0", "0.2.0"];
 
 /// WASI interfaces a plugin may not import: the host grants no files, no
 /// sockets, and outbound HTTP only through `pbx:crm/http-fetch`.

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod inspect;
+pub mod instance;
 pub mod manifest;
 pub mod registry;
 pub mod signature;
@@ -20,11 +21,12 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use crate::capabilities::{Grants, Plugin, PluginPre, PluginState, Services};
+use crate::capabilities::{self, Grants, PluginState, Services};
 use crate::outbound::{HostPattern, Policy};
 use crate::store::{self, Quota};
 use engine::EpochTicker;
 use inspect::{InspectError, Inspection};
+use instance::{PluginInstance, PluginPre};
 use manifest::Manifest;
 
 /// Most of a plugin's stdout/stderr kept per instance for the log.
@@ -352,7 +354,7 @@ pub struct InstalledPlugin {
 
 struct Loaded {
     info: InstalledPlugin,
-    pre: PluginPre<PluginState>,
+    pre: PluginPre,
     grants: Arc<Grants>,
     /// Instances of this version that finished a call cleanly, ready for
     /// the next one (see [`Warm`]).
@@ -375,7 +377,7 @@ struct Loaded {
 /// to the old version's `Loaded`.
 struct Warm {
     store: Store<PluginState>,
-    plugin: Option<Plugin>,
+    plugin: Option<PluginInstance>,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     /// Output bytes already forwarded to the log.
@@ -433,7 +435,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+        capabilities::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link the pbx:crm interfaces: {e}"))?;
         let plugins_dir = data_dir.join("plugins");
         let cache_dir = data_dir.join("cache");
@@ -922,7 +924,7 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(|e| InstallError::Load(format!("its imports cannot be satisfied: {e}")))?;
-        let pre = PluginPre::new(pre)
+        let pre = PluginPre::new(&inspection.api_version, pre)
             .map_err(|e| InstallError::Load(format!("it does not export the plugin world: {e}")))?;
         let manifest = inspection.manifest;
         let grants = Arc::new(Grants {
@@ -1074,7 +1076,7 @@ impl Runtime {
         &self,
         plugin_id: &str,
         f: impl for<'a> FnOnce(
-            &'a Plugin,
+            &'a PluginInstance,
             &'a mut Store<PluginState>,
         ) -> BoxFuture<'a, wasmtime::Result<R>>
         + Send,
@@ -1090,7 +1092,7 @@ impl Runtime {
         &self,
         plugin_id: &str,
         f: impl for<'a> FnOnce(
-            &'a Plugin,
+            &'a PluginInstance,
             &'a mut Store<PluginState>,
         ) -> BoxFuture<'a, wasmtime::Result<R>>
         + Send,
@@ -1118,7 +1120,7 @@ impl Runtime {
         &self,
         plugin_id: &str,
         f: impl for<'a> FnOnce(
-            &'a Plugin,
+            &'a PluginInstance,
             &'a mut Store<PluginState>,
         ) -> BoxFuture<'a, wasmtime::Result<R>>
         + Send,

@@ -333,9 +333,7 @@ async fn crm_describe(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let info = st
         .runtime
-        .call(&plugin, |p, s| {
-            Box::pin(p.pbx_crm_integration().call_describe(s))
-        })
+        .call(&plugin, |p, s| Box::pin(p.describe(s)))
         .await?;
     Ok(Json(json!(info)))
 }
@@ -346,9 +344,7 @@ async fn crm_status(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let status = st
         .runtime
-        .call(&plugin, |p, s| {
-            Box::pin(p.pbx_crm_integration().call_get_status(s))
-        })
+        .call(&plugin, |p, s| Box::pin(p.get_status(s)))
         .await?;
     let mut body = json!(status);
     let last = st
@@ -375,11 +371,7 @@ async fn crm_authorize(
     let authorization = plugin_result(
         st.runtime
             .call(&plugin, move |p, s| {
-                Box::pin(async move {
-                    p.pbx_crm_integration()
-                        .call_begin_authorization(s, &callback_url)
-                        .await
-                })
+                Box::pin(async move { p.begin_authorization(s, &callback_url).await })
             })
             .await,
     )?;
@@ -392,9 +384,7 @@ async fn crm_disconnect(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let status = plugin_result(
         st.runtime
-            .call(&plugin, |p, s| {
-                Box::pin(p.pbx_crm_integration().call_disconnect(s))
-            })
+            .call(&plugin, |p, s| Box::pin(p.disconnect(s)))
             .await,
     )?;
     Ok(Json(json!(status)))
@@ -410,9 +400,7 @@ async fn crm_settings(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let values = plugin_result(
         st.runtime
-            .call(&plugin, |p, s| {
-                Box::pin(p.pbx_crm_integration().call_get_settings(s))
-            })
+            .call(&plugin, |p, s| Box::pin(p.get_settings(s)))
             .await,
     )?;
     Ok(Json(json!({ "settings": values })))
@@ -431,11 +419,7 @@ async fn crm_save_settings(
     let status = plugin_result(
         st.runtime
             .call(&plugin, move |p, s| {
-                Box::pin(async move {
-                    p.pbx_crm_integration()
-                        .call_save_settings(s, &body.settings)
-                        .await
-                })
+                Box::pin(async move { p.save_settings(s, &body.settings).await })
             })
             .await,
     )?;

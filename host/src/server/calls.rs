@@ -112,9 +112,7 @@ async fn lookup(State(st): St, Query(q): Query<LookupQuery>) -> Result<Json<Valu
         let result = plugin_result(
             st.runtime
                 .call(&plugin, move |p, s| {
-                    Box::pin(
-                        async move { p.pbx_crm_calls().call_lookup_caller(s, &n, &region).await },
-                    )
+                    Box::pin(async move { p.lookup_caller(s, &n, &region).await })
                 })
                 .await,
         );
@@ -254,11 +252,7 @@ async fn dial(State(st): St, body: Bytes) -> Result<Response, ApiError> {
         let result = plugin_result(
             st.runtime
                 .call(&plugin, move |p, s| {
-                    Box::pin(async move {
-                        p.pbx_crm_calls()
-                            .call_authorize_dial(s, &x, &n, &region)
-                            .await
-                    })
+                    Box::pin(async move { p.authorize_dial(s, &x, &n, &region).await })
                 })
                 .await,
         );

@@ -191,7 +191,7 @@ async fn deliver_to(st: &AppState, plugin: &str, event: &CallEvent) -> Delivery 
     let (result, timing) = st
         .runtime
         .call_timed(plugin, move |p, s| {
-            Box::pin(async move { p.pbx_crm_calls().call_on_call_event(s, &call).await })
+            Box::pin(async move { p.on_call_event(s, &call).await })
         })
         .await;
     let mut delivery = Delivery {
@@ -279,7 +279,7 @@ pub async fn tick(st: &AppState, all_due: bool) -> TickReport {
         let id = plugin.manifest.id;
         let result = st
             .runtime
-            .call(&id, |p, s| Box::pin(p.pbx_crm_calls().call_run_pending(s)))
+            .call(&id, |p, s| Box::pin(p.run_pending(s)))
             .await;
         let pending = match result {
             Ok(Ok(count)) => Pending {

@@ -122,11 +122,7 @@ async fn oauth_callback(
     let result = st
         .runtime
         .call(&plugin, move |p, s| {
-            Box::pin(async move {
-                p.pbx_crm_integration()
-                    .call_complete_authorization(s, &callback_url, &query)
-                    .await
-            })
+            Box::pin(async move { p.complete_authorization(s, &callback_url, &query).await })
         })
         .await;
     let outcome = match &result {

@@ -119,11 +119,7 @@ async fn run_sync(st: Arc<AppState>, plugin: String) {
         let (step, timing) = st
             .runtime
             .call_timed(&plugin, move |p, s| {
-                Box::pin(async move {
-                    p.pbx_crm_integration()
-                        .call_sync_users(s, step_cursor.as_deref())
-                        .await
-                })
+                Box::pin(async move { p.sync_users(s, step_cursor.as_deref()).await })
             })
             .await;
         // Where a step's time goes (Salesforce or the host and plugin), for
@@ -177,9 +173,7 @@ async fn list_users(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let list = plugin_result(
         st.runtime
-            .call(&plugin, |p, s| {
-                Box::pin(p.pbx_crm_integration().call_list_users(s))
-            })
+            .call(&plugin, |p, s| Box::pin(p.list_users(s)))
             .await,
     )?;
     let extensions = st.services.directory.list()?;
@@ -198,9 +192,7 @@ async fn proposal(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let proposal = plugin_result(
         st.runtime
-            .call(&plugin, |p, s| {
-                Box::pin(p.pbx_crm_integration().call_propose_associations(s))
-            })
+            .call(&plugin, |p, s| Box::pin(p.propose_associations(s)))
             .await,
     )?;
     Ok(Json(json!(proposal)))
@@ -221,8 +213,7 @@ async fn save(
         st.runtime
             .call(&plugin, move |p, s| {
                 Box::pin(async move {
-                    p.pbx_crm_integration()
-                        .call_save_associations(s, body.version, &body.associations)
+                    p.save_associations(s, body.version, &body.associations)
                         .await
                 })
             })
@@ -238,11 +229,7 @@ async fn by_extension(
     let user = plugin_result(
         st.runtime
             .call(&plugin, move |p, s| {
-                Box::pin(async move {
-                    p.pbx_crm_integration()
-                        .call_user_for_extension(s, &extension)
-                        .await
-                })
+                Box::pin(async move { p.user_for_extension(s, &extension).await })
             })
             .await,
     )?;
@@ -256,11 +243,7 @@ async fn by_user(
     let extension = plugin_result(
         st.runtime
             .call(&plugin, move |p, s| {
-                Box::pin(async move {
-                    p.pbx_crm_integration()
-                        .call_extension_for_user(s, &user)
-                        .await
-                })
+                Box::pin(async move { p.extension_for_user(s, &user).await })
             })
             .await,
     )?;

@@ -48,7 +48,7 @@ async fn bench() {
             while !stop.load(Ordering::Relaxed) {
                 let result = runtime
                     .call("salesforce", |p, s| {
-                        Box::pin(async move { p.pbx_crm_integration().call_get_status(s).await })
+                        Box::pin(async move { p.get_status(s).await })
                     })
                     .await;
                 calls.fetch_add(1, Ordering::Relaxed);

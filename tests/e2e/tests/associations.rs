@@ -106,11 +106,7 @@ async fn sync_step(
         .state
         .runtime
         .call("salesforce", move |p, s| {
-            Box::pin(async move {
-                p.pbx_crm_integration()
-                    .call_sync_users(s, cursor.as_deref())
-                    .await
-            })
+            Box::pin(async move { p.sync_users(s, cursor.as_deref()).await })
         })
         .await;
     match result {

@@ -304,9 +304,7 @@ async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
                 let mut answered = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let (result, timing) = runtime
-                        .call_timed("probe", |p, s| {
-                            Box::pin(async move { p.pbx_crm_integration().call_describe(s).await })
-                        })
+                        .call_timed("probe", |p, s| Box::pin(async move { p.describe(s).await }))
                         .await;
                     answered.push((
                         result.map(|_| ()).map_err(|e| e.to_string()),
@@ -332,9 +330,7 @@ async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
             swaps += 1;
             // A call started after the swap returned runs on the new version.
             let (result, timing) = runtime
-                .call_timed("probe", |p, s| {
-                    Box::pin(async move { p.pbx_crm_integration().call_describe(s).await })
-                })
+                .call_timed("probe", |p, s| Box::pin(async move { p.describe(s).await }))
                 .await;
             assert!(result.is_ok());
             assert_eq!(timing.version.as_deref(), Some(version));
@@ -367,6 +363,59 @@ async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
     assert!(
         on("1.0.0") > 0 && on("1.1.0") > 0,
         "calls ran on both versions"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_runs_migrate_once_and_a_failed_migration_keeps_the_old_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    let bytes = std::fs::read(component("fixture_probe_v2")).expect("probe-v2 built");
+    let mut manifest: Value =
+        serde_json::from_str(include_str!("../../fixtures/probe-v2/manifest.json"))
+            .expect("manifest");
+    install_bytes(&api, bytes.clone()).await.expect("1.0.0");
+    manifest["version"] = json!("1.1.0");
+    install_bytes(&api, with_manifest(&bytes, &manifest))
+        .await
+        .expect("1.1.0 installed, inactive");
+
+    // The plugin's state says the migration cannot be done.
+    e2e_tests::probe(&api, "probe-v2", "migrate-fail", "the schema is newer")
+        .await
+        .expect("armed");
+    let err = api
+        .post("/plugins/probe-v2/activate", &json!({"version": "1.1.0"}))
+        .await
+        .expect_err("migration fails");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("migration from 1.0.0 failed") && err.contains("the schema is newer"),
+        "{err}"
+    );
+    let list = api.get("/plugins").await.expect("list");
+    assert_eq!(
+        versions(&list, "probe-v2"),
+        vec![("1.0.0".into(), true), ("1.1.0".into(), false)],
+        "the old version stays active"
+    );
+
+    e2e_tests::probe(&api, "probe-v2", "migrate-fail", "")
+        .await
+        .expect("cleared");
+    let done = api
+        .post("/plugins/probe-v2/activate", &json!({"version": "1.1.0"}))
+        .await
+        .expect("activates");
+    assert_eq!(done["migrated"], true, "{done}");
+    assert_eq!(
+        e2e_tests::probe(&api, "probe-v2", "kv-get", "migrate/from")
+            .await
+            .as_deref(),
+        Ok("value 1.0.0"),
+        "migrate ran with the version active before"
     );
     host.shutdown().await;
 }

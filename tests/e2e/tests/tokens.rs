@@ -15,7 +15,7 @@ async fn rest_call(world: &World, n: u32) -> Result<(), String> {
         .state
         .runtime
         .call("salesforce", |p, s| {
-            Box::pin(async move { p.pbx_crm_calls().call_lookup_caller(s, &number, "US").await })
+            Box::pin(async move { p.lookup_caller(s, &number, "US").await })
         })
         .await;
     match result {
