@@ -54,6 +54,17 @@ pub enum PluginInstance {
 }
 
 impl PluginPre {
+    /// Whether the component exports `lifecycle.migrate`.
+    pub fn exports_migrate(&self) -> bool {
+        matches!(
+            self,
+            Self::V0_2_0 {
+                migrate: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The pre-instance of a component built against `pbx:crm@{api_version}`
     /// (as `runtime::inspect` found it). Fails when the component lacks an
     /// export of its version's world.

@@ -359,6 +359,17 @@ struct Loaded {
     /// Instances of this version that finished a call cleanly, ready for
     /// the next one (see [`Warm`]).
     idle: std::sync::Mutex<Vec<Warm>>,
+    /// The runtime's count of idle instances across versions.
+    idle_total: Arc<AtomicUsize>,
+}
+
+impl Drop for Loaded {
+    // A version swapped out takes its idle instances with it: they no
+    // longer count against the runtime's warm set.
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().map_or(0, |v| v.len());
+        self.idle_total.fetch_sub(idle, Ordering::Relaxed);
+    }
 }
 
 /// A plugin instance with its store, kept between calls.
@@ -417,7 +428,7 @@ pub struct Runtime {
     /// instead of failing to find a free pool slot.
     turns: tokio::sync::Semaphore,
     /// Idle instances across all plugins.
-    idle: AtomicUsize,
+    idle: Arc<AtomicUsize>,
     _ticker: EpochTicker,
 }
 
@@ -464,7 +475,7 @@ impl Runtime {
             counters: Counters::default(),
             allocation,
             turns: tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS),
-            idle: AtomicUsize::new(0),
+            idle: Arc::new(AtomicUsize::new(0)),
             _ticker: ticker,
         })
     }
@@ -898,8 +909,53 @@ impl Runtime {
 
     /// Runs the new version's `migrate(from-version)` export when it has
     /// one and a version was active before.
-    fn migrate(&self, _loaded: &Arc<Loaded>, _from: Option<&str>) -> Result<bool, InstallError> {
-        Ok(false)
+    fn migrate(&self, loaded: &Arc<Loaded>, from: Option<&str>) -> Result<bool, InstallError> {
+        let Some(from) = from else {
+            return Ok(false);
+        };
+        if !loaded.pre.exports_migrate() {
+            return Ok(false);
+        }
+        let id = loaded.info.manifest.id.clone();
+        let failed = |reason: String| InstallError::Migration {
+            id: id.clone(),
+            version: loaded.info.manifest.version.clone(),
+            from: from.to_string(),
+            reason,
+        };
+        // Install and activation are synchronous (the admin API runs them
+        // on the blocking pool, embedders anywhere): the call runs on a
+        // thread of its own with a small runtime, under the usual limits.
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("cannot start the migration: {e}"))?;
+                    let from = from.to_string();
+                    let mut timing = CallTiming::default();
+                    runtime
+                        .block_on(self.call_loaded(
+                            &id,
+                            loaded.clone(),
+                            move |p, s| Box::pin(async move { p.migrate(s, &from).await }),
+                            &mut timing,
+                        ))
+                        .map_err(|e| e.to_string())
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the migration stopped unexpectedly".into()))
+        });
+        match outcome {
+            Ok(None) => Ok(false),
+            Ok(Some(Ok(()))) => {
+                tracing::info!(plugin = %id, %from, version = %loaded.info.manifest.version, "plugin state migrated");
+                Ok(true)
+            }
+            Ok(Some(Err(e))) => Err(failed(e.message)),
+            Err(reason) => Err(failed(reason)),
+        }
     }
 
     fn load(
@@ -947,6 +1003,7 @@ impl Runtime {
             pre,
             grants,
             idle: std::sync::Mutex::new(Vec::new()),
+            idle_total: self.idle.clone(),
         })
     }
 
@@ -1127,6 +1184,22 @@ impl Runtime {
         timing: &mut CallTiming,
     ) -> Result<R, CallError> {
         let loaded = self.get(plugin_id)?;
+        self.call_loaded(plugin_id, loaded, f, timing).await
+    }
+
+    /// A call into a given loaded version (the active one, or one about to
+    /// become active for its migration).
+    async fn call_loaded<R: Send>(
+        &self,
+        plugin_id: &str,
+        loaded: Arc<Loaded>,
+        f: impl for<'a> FnOnce(
+            &'a PluginInstance,
+            &'a mut Store<PluginState>,
+        ) -> BoxFuture<'a, wasmtime::Result<R>>
+        + Send,
+        timing: &mut CallTiming,
+    ) -> Result<R, CallError> {
         timing.version = Some(loaded.info.manifest.version.as_str().into());
         // Held until this call's instance is idle or dropped; the semaphore
         // is never closed, so acquiring only waits.
