@@ -172,12 +172,20 @@ enum PluginCommand {
         /// The version.
         version: String,
     },
-    /// Let a plugin reach a host its manifest requests.
+    /// Let a plugin reach a host its manifest requests, or give it more
+    /// kv-store space.
     Grant {
         /// The plugin id.
         id: String,
         /// scheme://host[:port], e.g. https://*.my.salesforce.com
-        url_pattern: String,
+        #[arg(required_unless_present = "kv_keys")]
+        url_pattern: Option<String>,
+        /// kv-store quota: keys (with --kv-mib).
+        #[arg(long, requires = "kv_mib")]
+        kv_keys: Option<u64>,
+        /// kv-store quota: MiB (with --kv-keys).
+        #[arg(long, requires = "kv_keys")]
+        kv_mib: Option<u64>,
     },
 }
 
@@ -423,11 +431,16 @@ async fn plugin(client: AdminClient, command: PluginCommand) -> anyhow::Result<(
                 .await?;
             println!("removed {id} {version}");
         }
-        PluginCommand::Grant { id, url_pattern } => {
+        PluginCommand::Grant {
+            id,
+            url_pattern,
+            kv_keys,
+            kv_mib,
+        } => {
             let granted = client
                 .post(
                     &format!("/plugins/{id}/grants"),
-                    &json!({ "pattern": url_pattern }),
+                    &json!({ "pattern": url_pattern, "kv_max_keys": kv_keys, "kv_max_mib": kv_mib }),
                 )
                 .await?;
             let list: Vec<&str> = granted["granted"]
@@ -436,7 +449,15 @@ async fn plugin(client: AdminClient, command: PluginCommand) -> anyhow::Result<(
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
-            println!("{id} may reach: {}", list.join(", "));
+            if !list.is_empty() {
+                println!("{id} may reach: {}", list.join(", "));
+            }
+            if let (Some(keys), Some(bytes)) = (
+                granted["kv_max_keys"].as_u64(),
+                granted["kv_max_bytes"].as_u64(),
+            ) {
+                println!("{id} may keep {keys} keys, {} MiB", bytes >> 20);
+            }
         }
     }
     Ok(())

@@ -26,6 +26,40 @@ pub struct Manifest {
     /// The hosts it needs to reach, as `scheme://host[:port]` patterns.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// kv-store space it needs beyond the host's default quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvRequest>,
+}
+
+/// A kv-store quota a manifest requests or an operator grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvRequest {
+    /// Keys.
+    pub max_keys: u64,
+    /// Key and value bytes, in MiB.
+    pub max_mib: u64,
+}
+
+impl KvRequest {
+    /// As a store quota.
+    pub fn quota(&self) -> crate::store::Quota {
+        crate::store::Quota {
+            max_keys: self.max_keys,
+            max_bytes: self.max_mib.saturating_mul(1 << 20),
+        }
+    }
+
+    /// Whether `quota` allows at least this much.
+    pub fn fits(&self, quota: crate::store::Quota) -> bool {
+        self.max_keys <= quota.max_keys && self.max_mib.saturating_mul(1 << 20) <= quota.max_bytes
+    }
+}
+
+impl std::fmt::Display for KvRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kv-store {} keys, {} MiB", self.max_keys, self.max_mib)
+    }
 }
 
 /// Why a manifest is refused.
@@ -86,6 +120,14 @@ impl Manifest {
                     reason: "must be 1-200 characters".into(),
                 });
             }
+        }
+        if let Some(kv) = &self.kv
+            && (kv.max_keys == 0 || kv.max_mib == 0)
+        {
+            return Err(ManifestError::Invalid {
+                field: "kv",
+                reason: "max_keys and max_mib must be above 0".into(),
+            });
         }
         for host in &self.hosts {
             host.parse::<HostPattern>()

@@ -27,7 +27,7 @@ use crate::store::{self, Quota};
 use engine::EpochTicker;
 use inspect::{InspectError, Inspection};
 use instance::{PluginInstance, PluginPre};
-use manifest::Manifest;
+use manifest::{KvRequest, Manifest};
 
 /// Most of a plugin's stdout/stderr kept per instance for the log.
 const OUTPUT_CAPTURE: usize = 64 * 1024;
@@ -143,9 +143,10 @@ pub enum InstallError {
         /// What is installed.
         installed: Vec<String>,
     },
-    /// The version asks for hosts the operator has not granted.
+    /// The version asks for hosts (or kv-store space) the operator has
+    /// not granted.
     #[error(
-        "{id} {version} requests {}, which the operator has not granted; it stays installed but inactive: grant with `pbx-host plugin grant {id} PATTERN`, then activate it",
+        "{id} {version} requests {}, which the operator has not granted; it stays installed but inactive: grant with `pbx-host plugin grant {id} PATTERN` (or --kv-keys/--kv-mib), then activate it",
         hosts.join(", ")
     )]
     NeedsGrants {
@@ -260,6 +261,10 @@ pub struct PluginListing {
     pub previous: Option<String>,
     /// Hosts granted (configuration and `plugin grant`).
     pub granted: Vec<String>,
+    /// Its kv-store quota: keys.
+    pub kv_max_keys: u64,
+    /// Its kv-store quota: bytes.
+    pub kv_max_bytes: u64,
     /// Every installed version.
     pub versions: Vec<VersionListing>,
 }
@@ -524,6 +529,7 @@ impl Runtime {
                 continue;
             };
             let granted = self.effective_grants(&id)?;
+            let kv_quota = self.kv_quota(&id)?;
             let active = self.loaded_version(&id);
             let versions = record
                 .versions
@@ -535,7 +541,7 @@ impl Runtime {
                     requested: v.requested.clone(),
                     signed_by: v.signed_by.clone(),
                     active: record.active.as_deref() == Some(version.as_str()),
-                    waiting_for_grants: waiting_for_grants(&record, v, &granted),
+                    waiting_for_grants: waiting_for_grants(&record, v, &granted, kv_quota),
                 })
                 .collect();
             out.push(PluginListing {
@@ -544,6 +550,8 @@ impl Runtime {
                 active: record.active.clone(),
                 previous: record.previous.clone(),
                 granted: granted.iter().map(ToString::to_string).collect(),
+                kv_max_keys: kv_quota.max_keys,
+                kv_max_bytes: kv_quota.max_bytes,
                 versions,
             });
         }
@@ -620,7 +628,7 @@ impl Runtime {
             manifest: Some(inspection.manifest.clone()),
         };
         let granted = self.effective_grants(&id)?;
-        let waiting = waiting_for_grants(&record, &entry, &granted);
+        let waiting = waiting_for_grants(&record, &entry, &granted, self.kv_quota(&id)?);
         let wanted = match options.activate {
             Activate::Yes => true,
             Activate::No => false,
@@ -708,7 +716,7 @@ impl Runtime {
             });
         }
         let granted = self.effective_grants(id)?;
-        let waiting = waiting_for_grants(&record, &entry, &granted);
+        let waiting = waiting_for_grants(&record, &entry, &granted, self.kv_quota(&id)?);
         if !waiting.is_empty() {
             return Err(InstallError::NeedsGrants {
                 id: id.to_string(),
@@ -794,18 +802,7 @@ impl Runtime {
             .get(id)?
             .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
         self.registry.add_grant(id, &parsed.to_string())?;
-        if let Some(entry) = record
-            .active
-            .as_ref()
-            .and_then(|v| record.versions.get(v))
-            .filter(|_| self.loaded_version(id).is_some())
-        {
-            let reloaded = Arc::new(self.load_stored(entry)?);
-            self.loaded
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.to_string(), reloaded);
-        }
+        self.reload_active(id, &record)?;
         tracing::info!(plugin = %id, pattern = %parsed, "host granted");
         Ok(self
             .effective_grants(id)?
@@ -851,7 +848,8 @@ impl Runtime {
     fn load_stored(&self, entry: &registry::VersionRecord) -> Result<Loaded, InstallError> {
         if let Some(manifest) = &entry.manifest {
             let granted = self.effective_grants(&manifest.id)?;
-            if let Some(component) = self.cached_component(&entry.sha256, &grants_key(&granted)) {
+            let key = grants_key(&granted, self.kv_quota(&manifest.id)?);
+            if let Some(component) = self.cached_component(&entry.sha256, &key) {
                 let inspection = Inspection {
                     manifest: manifest.clone(),
                     api_version: entry.api_version.clone(),
@@ -892,6 +890,51 @@ impl Runtime {
             }
         }
         Ok(false)
+    }
+
+    /// The kv-store quota of `id`: the one granted with `plugin grant
+    /// --kv-...`, else the host's default.
+    fn kv_quota(&self, id: &str) -> Result<Quota, InstallError> {
+        Ok(self
+            .registry
+            .kv_grant(id)?
+            .map_or(self.limits.kv, |granted| granted.quota()))
+    }
+
+    /// Grant `id` a kv-store quota; the active version is loaded again with
+    /// it, and versions that waited for it can now be activated.
+    pub fn grant_kv(&self, id: &str, quota: KvRequest) -> Result<Quota, InstallError> {
+        if quota.max_keys == 0 || quota.max_mib == 0 {
+            return Err(InstallError::BadGrant(
+                "a kv-store grant needs keys and MiB above 0".into(),
+            ));
+        }
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let (record, _) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        self.registry.set_kv_grant(id, &quota)?;
+        self.reload_active(id, &record)?;
+        tracing::info!(plugin = %id, %quota, "kv-store quota granted");
+        self.kv_quota(id)
+    }
+
+    /// Load the active version again (after a grant changed what it gets).
+    fn reload_active(&self, id: &str, record: &registry::PluginRecord) -> Result<(), InstallError> {
+        if let Some(entry) = record
+            .active
+            .as_ref()
+            .and_then(|v| record.versions.get(v))
+            .filter(|_| self.loaded_version(id).is_some())
+        {
+            let reloaded = Arc::new(self.load_stored(entry)?);
+            self.loaded
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.to_string(), reloaded);
+        }
+        Ok(())
     }
 
     /// The configuration's grants for `id` and those given with `plugin grant`.
@@ -965,7 +1008,8 @@ impl Runtime {
         bytes: &[u8],
     ) -> Result<Loaded, InstallError> {
         let granted = self.effective_grants(&inspection.manifest.id)?;
-        let component = self.component(sha256, &grants_key(&granted), bytes)?;
+        let key = grants_key(&granted, self.kv_quota(&inspection.manifest.id)?);
+        let component = self.component(sha256, &key, bytes)?;
         self.load_component(inspection, sha256, &component, granted)
     }
 
@@ -985,9 +1029,10 @@ impl Runtime {
         let manifest = inspection.manifest;
         let grants = Arc::new(Grants {
             plugin_id: manifest.id.clone(),
-            kv: self
-                .store
-                .namespace(&format!("plugin/{}", manifest.id), self.limits.kv),
+            kv: self.store.namespace(
+                &format!("plugin/{}", manifest.id),
+                self.kv_quota(&manifest.id)?,
+            ),
             http: Policy {
                 requested: manifest.host_patterns(),
                 granted: granted.clone(),
@@ -1285,11 +1330,12 @@ fn waiting_for_grants(
     record: &registry::PluginRecord,
     entry: &registry::VersionRecord,
     granted: &[HostPattern],
+    kv_quota: Quota,
 ) -> Vec<String> {
     let Some(active) = record.active.as_ref().and_then(|v| record.versions.get(v)) else {
         return Vec::new();
     };
-    entry
+    let mut waiting: Vec<String> = entry
         .requested
         .iter()
         .filter(|wanted| !active.requested.contains(wanted))
@@ -1299,7 +1345,15 @@ fn waiting_for_grants(
                 .map_or(true, |p| !granted.iter().any(|g| g.covers(&p)))
         })
         .cloned()
-        .collect()
+        .collect();
+    let kv_request = |v: &registry::VersionRecord| v.manifest.as_ref().and_then(|m| m.kv);
+    if let Some(wanted) = kv_request(entry)
+        && !wanted.fits(kv_quota)
+        && kv_request(active).is_none_or(|had| !wanted.fits(had.quota()))
+    {
+        waiting.push(wanted.to_string());
+    }
+    waiting
 }
 
 /// The engine's part of the precompile cache's file names: compiled code
@@ -1312,9 +1366,10 @@ fn compatibility_key(engine: &Engine) -> String {
 }
 
 /// A short digest of the grants, for the precompile cache's file names.
-fn grants_key(granted: &[HostPattern]) -> String {
+fn grants_key(granted: &[HostPattern], kv: Quota) -> String {
     let mut patterns: Vec<String> = granted.iter().map(ToString::to_string).collect();
     patterns.sort();
+    patterns.push(format!("kv {} {}", kv.max_keys, kv.max_bytes));
     hex::encode(&Sha256::digest(patterns.join("\n").as_bytes())[..8])
 }
 
@@ -1422,10 +1477,15 @@ mod tests {
         );
         let a: HostPattern = "https://*.example.com".parse().expect("pattern");
         let b: HostPattern = "https://api.example.org".parse().expect("pattern");
-        assert_ne!(grants_key(&[]), grants_key(std::slice::from_ref(&a)));
+        let kv = Quota::default();
+        assert_ne!(
+            grants_key(&[], kv),
+            grants_key(std::slice::from_ref(&a), kv)
+        );
+        assert_ne!(grants_key(&[], kv), grants_key(&[], Quota::UNLIMITED));
         assert_eq!(
-            grants_key(&[a.clone(), b.clone()]),
-            grants_key(&[b, a]),
+            grants_key(&[a.clone(), b.clone()], kv),
+            grants_key(&[b, a], kv),
             "the order grants were given in does not matter"
         );
     }
@@ -1443,18 +1503,18 @@ mod tests {
         let mut record = registry::PluginRecord::default();
         let first = version(&["https://login.example.com"]);
         assert!(
-            waiting_for_grants(&record, &first, &[]).is_empty(),
+            waiting_for_grants(&record, &first, &[], Quota::default()).is_empty(),
             "a first version is not held back"
         );
         record.versions.insert("1".into(), first);
         record.active = Some("1".into());
         let more = version(&["https://login.example.com", "https://api.other.org"]);
         assert_eq!(
-            waiting_for_grants(&record, &more, &[]),
+            waiting_for_grants(&record, &more, &[], Quota::default()),
             vec!["https://api.other.org".to_string()]
         );
         let wildcard: HostPattern = "https://*.other.org".parse().expect("pattern");
-        assert!(waiting_for_grants(&record, &more, &[wildcard]).is_empty());
+        assert!(waiting_for_grants(&record, &more, &[wildcard], Quota::default()).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::manifest::KvRequest;
 use crate::store::{KvError, Namespace, Precondition, Write};
 
 /// One installed version.
@@ -125,6 +126,28 @@ impl Registry {
         )?;
         Ok(list)
     }
+}
+
+impl Registry {
+    /// The kv-store quota granted to `id` with `plugin grant --kv-...`.
+    pub fn kv_grant(&self, id: &str) -> Result<Option<KvRequest>, KvError> {
+        Ok(self
+            .grants
+            .get(&kv_key(id))?
+            .and_then(|raw| serde_json::from_slice(&raw).ok()))
+    }
+
+    /// Grants `id` a kv-store quota (replacing an earlier one).
+    pub fn set_kv_grant(&self, id: &str, quota: &KvRequest) -> Result<(), KvError> {
+        let value = serde_json::to_vec(quota)
+            .map_err(|e| KvError::Unavailable(format!("cannot encode the grant: {e}")))?;
+        self.grants.set(&kv_key(id), &value)
+    }
+}
+
+/// Plugin ids are `[a-z0-9-]`, so this key never names a plugin's hosts.
+fn kv_key(id: &str) -> String {
+    format!("{id}#kv")
 }
 
 /// A stored record. Hosts before plugin versions stored only the active

@@ -234,9 +234,12 @@ async fn rollback_plugin(
     Ok(Json(off_worker(move || runtime.rollback(&id)).await?))
 }
 
+/// `{pattern}` grants a host; `{kv_max_keys, kv_max_mib}` a kv-store quota.
 #[derive(Debug, Deserialize)]
 struct GrantBody {
-    pattern: String,
+    pattern: Option<String>,
+    kv_max_keys: Option<u64>,
+    kv_max_mib: Option<u64>,
 }
 
 async fn grant_plugin(
@@ -245,8 +248,36 @@ async fn grant_plugin(
     Json(body): Json<GrantBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let runtime = st.runtime.clone();
-    let granted = off_worker(move || runtime.grant(&id, &body.pattern)).await?;
-    Ok(Json(json!({ "granted": granted })))
+    let answer = off_worker(move || {
+        let kv = match (body.kv_max_keys, body.kv_max_mib) {
+            (None, None) => None,
+            (Some(max_keys), Some(max_mib)) => Some(runtime.grant_kv(
+                &id,
+                crate::runtime::manifest::KvRequest { max_keys, max_mib },
+            )?),
+            _ => {
+                return Err(InstallError::BadGrant(
+                    "a kv-store grant needs both kv_max_keys and kv_max_mib".into(),
+                ));
+            }
+        };
+        let granted = match &body.pattern {
+            Some(pattern) => runtime.grant(&id, pattern)?,
+            None if kv.is_some() => Vec::new(),
+            None => {
+                return Err(InstallError::BadGrant(
+                    "give a host pattern (scheme://host[:port]) or a kv-store quota".into(),
+                ));
+            }
+        };
+        Ok(json!({
+            "granted": granted,
+            "kv_max_keys": kv.map(|q| q.max_keys),
+            "kv_max_bytes": kv.map(|q| q.max_bytes),
+        }))
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 async fn remove_plugin_version(

@@ -287,6 +287,25 @@ async fn plugin_versions_from_the_cli() {
         )
     });
     assert!(ok && out.contains("https://api.cli.test"), "{out}{err}");
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &[
+                "plugin",
+                "grant",
+                "salesforce",
+                "--kv-keys",
+                "20000",
+                "--kv-mib",
+                "128",
+            ],
+            "",
+        )
+    });
+    assert!(
+        ok && out.contains("may keep 20000 keys, 128 MiB"),
+        "{out}{err}"
+    );
     let (ok, out, err) =
         tokio::task::block_in_place(|| pbx(w, &["plugin", "activate", "salesforce", &new], ""));
     assert!(

@@ -419,3 +419,48 @@ async fn activation_runs_migrate_once_and_a_failed_migration_keeps_the_old_versi
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_asking_for_more_kv_space_waits_for_a_kv_grant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    install_bytes(&api, probe_version("1.0.0", &[]))
+        .await
+        .expect("v1");
+    let bytes = std::fs::read(component("fixture_probe")).expect("probe built");
+    let mut manifest = probe_manifest("2.0.0", &[]);
+    manifest["kv"] = json!({"max_keys": 50_000, "max_mib": 256});
+    let report = api
+        .post_bytes("/plugins?activate=yes", with_manifest(&bytes, &manifest))
+        .await
+        .expect("v2 installs");
+    assert_eq!(report["activated"], false, "{report}");
+    assert_eq!(
+        report["waiting_for_grants"],
+        json!(["kv-store 50000 keys, 256 MiB"])
+    );
+    let list = api.get("/plugins").await.expect("list");
+    assert_eq!(list["plugins"][0]["kv_max_keys"], 10_000, "the default");
+
+    let err = api
+        .post("/plugins/probe/grants", &json!({"kv_max_keys": 50_000}))
+        .await
+        .expect_err("half a quota");
+    assert!(format!("{err:#}").contains("kv_max_mib"), "{err:#}");
+    api.post(
+        "/plugins/probe/grants",
+        &json!({"kv_max_keys": 50_000, "kv_max_mib": 256}),
+    )
+    .await
+    .expect("granted");
+    let done = api
+        .post("/plugins/probe/activate", &json!({"version": "2.0.0"}))
+        .await
+        .expect("activates once granted");
+    assert_eq!(done["active"], "2.0.0");
+    let list = api.get("/plugins").await.expect("list");
+    assert_eq!(list["plugins"][0]["kv_max_keys"], 50_000);
+    assert_eq!(list["plugins"][0]["kv_max_bytes"], 256u64 << 20);
+    host.shutdown().await;
+}
