@@ -716,7 +716,7 @@ impl Runtime {
             });
         }
         let granted = self.effective_grants(id)?;
-        let waiting = waiting_for_grants(&record, &entry, &granted, self.kv_quota(&id)?);
+        let waiting = waiting_for_grants(&record, &entry, &granted, self.kv_quota(id)?);
         if !waiting.is_empty() {
             return Err(InstallError::NeedsGrants {
                 id: id.to_string(),
