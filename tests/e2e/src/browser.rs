@@ -73,6 +73,22 @@ impl Browser {
         }
     }
 
+    /// Open the portal at `base_url`, log in with the admin token and wait
+    /// for the portal's page.
+    pub async fn log_in(&self, base_url: &str, admin_token: &str) {
+        self.client
+            .goto(&format!("{base_url}/"))
+            .await
+            .expect("open the portal");
+        self.find("#token")
+            .await
+            .send_keys(admin_token)
+            .await
+            .expect("type the token");
+        self.find("#login").await.click().await.expect("log in");
+        self.find("#status").await;
+    }
+
     /// Wait for an element (CSS selector).
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
         self.client

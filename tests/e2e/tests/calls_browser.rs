@@ -12,22 +12,6 @@ use fantoccini::wd::WindowHandle;
 use pbx_host::capabilities::browser::Viewer;
 use serde_json::{Map, Value, json};
 
-async fn log_in(browser: &Browser, world: &World) {
-    browser
-        .client
-        .goto(&format!("{}/login", world.host.url()))
-        .await
-        .expect("login page");
-    browser
-        .find("#token")
-        .await
-        .send_keys(&world.host.admin_token)
-        .await
-        .expect("type token");
-    browser.find("#login").await.click().await.expect("log in");
-    browser.find("#status").await;
-}
-
 /// Open the agent page of `extension` in a new window; its handle.
 async fn open_agent(browser: &Browser, world: &World, extension: &str) -> WindowHandle {
     let b = &browser.client;
@@ -92,7 +76,9 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
         .expect("record");
 
     let browser = Browser::start().await;
-    log_in(&browser, &world).await;
+    browser
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
     let b = &browser.client;
     let portal = b.window().await.expect("portal");
     let page_1001 = open_agent(&browser, &world, "1001").await;
@@ -197,7 +183,9 @@ async fn a_ringing_call_pops_the_caller_up_on_the_agents_page_only() {
         )
         .expect("contact");
     let browser = Browser::start().await;
-    log_in(&browser, &world).await;
+    browser
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
     let b = &browser.client;
     let page_1001 = open_agent(&browser, &world, "1001").await;
     let page_1002 = open_agent(&browser, &world, "1002").await;
@@ -235,7 +223,9 @@ async fn the_portal_shows_the_waiting_call_logs() {
         .await
         .expect("run-pending");
     let browser = Browser::start().await;
-    log_in(&browser, &world).await;
+    browser
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
     // The existing status elements still work beside the new line.
     browser.find("#status").await;
     browser.find("#callback-url").await;

@@ -14,16 +14,9 @@ async fn the_administrator_connects_from_the_portal() {
     let browser = Browser::start().await;
     let b = &browser.client;
 
-    b.goto(&format!("{}/", world.host.url()))
-        .await
-        .expect("open the portal");
     browser
-        .find("#token")
-        .await
-        .send_keys(&world.host.admin_token)
-        .await
-        .expect("type token");
-    browser.find("#login").await.click().await.expect("log in");
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
 
     browser.wait_text("#crm-name", "Salesforce").await;
     let callback = browser
@@ -160,16 +153,9 @@ async fn the_administrator_syncs_and_associates_users_in_the_portal() {
 
     let browser = Browser::start().await;
     let b = &browser.client;
-    b.goto(&format!("{}/", world.host.url()))
-        .await
-        .expect("portal");
     browser
-        .find("#token")
-        .await
-        .send_keys(&world.host.admin_token)
-        .await
-        .expect("token");
-    browser.find("#login").await.click().await.expect("log in");
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
 
     browser
         .find("#sync-users")
@@ -272,17 +258,8 @@ async fn the_administrator_grants_and_activates_a_new_version_in_the_portal() {
 
     let browser = Browser::start().await;
     browser
-        .client
-        .goto(&format!("{}/", world.host.url()))
-        .await
-        .expect("open the portal");
-    browser
-        .find("#token")
-        .await
-        .send_keys(&world.host.admin_token)
-        .await
-        .expect("type token");
-    browser.find("#login").await.click().await.expect("log in");
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
 
     // The portal says why the new version cannot be activated yet.
     let notice = browser.wait_text("#plugin-notices", "not granted").await;
