@@ -1163,15 +1163,12 @@ impl Runtime {
     }
 
     fn get(&self, plugin_id: &str) -> Result<Arc<Loaded>, CallError> {
-        self.loaded
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(plugin_id)
-            .cloned()
+        self.loaded_version(plugin_id)
             .ok_or_else(|| CallError::NotInstalled(plugin_id.to_string()))
     }
 
-    /// Call into a plugin in a fresh store under the deadline and memory cap.
+    /// Call into a plugin's active version, on a warm instance when one is
+    /// idle (else a new one), under the deadline and memory cap.
     /// `f` calls one export; a trap, an expired deadline or an exceeded limit
     /// becomes a `CallError` and costs only this call.
     pub async fn call<R: Send>(

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2e_tests::org::{Setup, World};
+use e2e_tests::org::{Setup, World, add_extension};
 use salesforce_emulator::NewUser;
 use salesforce_plugin::users::STEP_BUDGET_MS;
 use serde_json::{Value, json};
@@ -18,17 +18,6 @@ fn slow_org(world: &World) {
         .org
         .faults()
         .latency(Duration::from_millis(STEP_BUDGET_MS));
-}
-
-async fn add_extension(world: &World, number: &str, email: Option<&str>) {
-    world
-        .api
-        .post(
-            "/extensions",
-            &json!({"number": number, "name": format!("Ext {number}"), "email": email}),
-        )
-        .await
-        .expect("extension saved");
 }
 
 fn add_user(world: &World, first: &str, email: &str) -> String {

@@ -348,38 +348,12 @@ fn tasks_of_org(org: &salesforce_emulator::Emulator, call_id: &str) -> Vec<Value
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_org_outage_loses_no_call_and_doubles_none() {
-    let world = calls_world(Setup::default()).await;
-    // 503s for a while...
-    world.org.faults().fail_requests(10_000, 503);
-    for i in 0..4 {
+/// Calls `out-N` for each N of `range` (ringing, answered, ended), then one
+/// delivery run; its report.
+async fn calls_then_a_delivery_run(world: &World, range: std::ops::Range<u64>) -> Value {
+    for i in range {
         send_call(
-            &world,
-            &format!("out-{i}"),
-            "+1 212 555 0163",
-            "1001",
-            NOON + i,
-        )
-        .await;
-    }
-    let report = world
-        .api
-        .post("/calls/run-pending", &json!({}))
-        .await
-        .expect("run-pending");
-    assert!(world.org.tasks().is_empty(), "{report}");
-    let status = world.status().await;
-    assert!(
-        status["pending_call_logs"].as_u64().unwrap_or(0) >= 4,
-        "the waiting call logs show in the status: {status}"
-    );
-    // ...then connections closed without an answer...
-    world.org.faults().clear();
-    world.org.faults().drop_connections(10_000);
-    for i in 4..8 {
-        send_call(
-            &world,
+            world,
             &format!("out-{i}"),
             "+1 212 555 0163",
             "1001",
@@ -391,26 +365,30 @@ async fn an_org_outage_loses_no_call_and_doubles_none() {
         .api
         .post("/calls/run-pending", &json!({}))
         .await
-        .expect("run-pending");
+        .expect("run-pending")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_outage_loses_no_call_and_doubles_none() {
+    let world = calls_world(Setup::default()).await;
+    // 503s for a while...
+    world.org.faults().fail_requests(10_000, 503);
+    let report = calls_then_a_delivery_run(&world, 0..4).await;
+    assert!(world.org.tasks().is_empty(), "{report}");
+    let status = world.status().await;
+    assert!(
+        status["pending_call_logs"].as_u64().unwrap_or(0) >= 4,
+        "the waiting call logs show in the status: {status}"
+    );
+    // ...then connections closed without an answer...
+    world.org.faults().clear();
+    world.org.faults().drop_connections(10_000);
+    calls_then_a_delivery_run(&world, 4..8).await;
     assert!(world.org.tasks().is_empty());
     // ...then nothing listening at all (connection refused)...
     world.org.faults().clear();
     world.org.go_down().await;
-    for i in 8..12 {
-        send_call(
-            &world,
-            &format!("out-{i}"),
-            "+1 212 555 0163",
-            "1001",
-            NOON + i,
-        )
-        .await;
-    }
-    let report = world
-        .api
-        .post("/calls/run-pending", &json!({}))
-        .await
-        .expect("run-pending");
+    let report = calls_then_a_delivery_run(&world, 8..12).await;
     assert!(world.org.tasks().is_empty(), "{report}");
     assert!(
         world.status().await["pending_call_logs"]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use base64::Engine as _;
 use e2e_tests::org::{Setup, calls_world};
 use e2e_tests::{Options, admin, component, install, install_bytes, start_host, with_manifest};
+use pbx_host::client::AdminClient;
 use pbx_host::runtime::signature;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
@@ -37,7 +38,7 @@ fn probe_version(version: &str, extra_hosts: &[&str]) -> Vec<u8> {
     with_manifest(&bytes, &probe_manifest(version, extra_hosts))
 }
 
-async fn runtime_stats(api: &pbx_host::client::AdminClient) -> Value {
+async fn runtime_stats(api: &AdminClient) -> Value {
     api.get("/host").await.expect("host")["runtime"].clone()
 }
 
@@ -118,9 +119,7 @@ async fn a_new_version_takes_over_with_the_state_and_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_are_refused_with_the_reason_and_nothing_is_recorded() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
+    let (_dir, host, api) = empty_host().await;
     let good = std::fs::read(component("fixture_probe")).expect("probe");
 
     let sha = {
@@ -162,6 +161,18 @@ async fn bad_files_are_refused_with_the_reason_and_nothing_is_recorded() {
         .expect("right hash");
     assert_eq!(ok["sha256"], json!(sha));
     host.shutdown().await;
+}
+
+/// A host with nothing installed, in its own data directory (kept alive).
+async fn empty_host() -> (
+    tempfile::TempDir,
+    pbx_host::server::RunningHost,
+    AdminClient,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    (dir, host, api)
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -223,9 +234,7 @@ async fn when_signatures_are_required_only_trusted_untouched_files_install() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_asking_for_more_hosts_waits_for_a_grant_and_the_cache_follows() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
+    let (dir, host, api) = empty_host().await;
     install_bytes(&api, probe_version("1.0.0", &[]))
         .await
         .expect("v1");
@@ -286,9 +295,7 @@ async fn a_version_asking_for_more_hosts_waits_for_a_grant_and_the_cache_follows
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
+    let (_dir, host, api) = empty_host().await;
     install_bytes(&api, probe_version("1.0.0", &[]))
         .await
         .expect("v1");
@@ -369,9 +376,7 @@ async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activation_runs_migrate_once_and_a_failed_migration_keeps_the_old_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
+    let (_dir, host, api) = empty_host().await;
     let bytes = std::fs::read(component("fixture_probe_v2")).expect("probe-v2 built");
     let mut manifest: Value =
         serde_json::from_str(include_str!("../../fixtures/probe-v2/manifest.json"))
@@ -422,9 +427,7 @@ async fn activation_runs_migrate_once_and_a_failed_migration_keeps_the_old_versi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_asking_for_more_kv_space_waits_for_a_kv_grant() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
+    let (_dir, host, api) = empty_host().await;
     install_bytes(&api, probe_version("1.0.0", &[]))
         .await
         .expect("v1");
