@@ -379,7 +379,7 @@ async fn activation_runs_migrate_once_and_a_failed_migration_keeps_the_old_versi
     let (_dir, host, api) = empty_host().await;
     let bytes = std::fs::read(component("fixture_probe_v2")).expect("probe-v2 built");
     let mut manifest: Value =
-        serde_json::from_str(include_str!("../../fixtures/probe-v2/manifest.json"))
+        serde_json::from_str(include_str!("../../../fixtures/probe-v2/manifest.json"))
             .expect("manifest");
     install_bytes(&api, bytes.clone()).await.expect("1.0.0");
     manifest["version"] = json!("1.1.0");

@@ -1,0 +1,21 @@
+//! The end-to-end tests through the real host, in one test binary: each
+//! binary links the whole host and wasmtime (~180 MB in a debug build), so
+//! one binary instead of thirteen keeps a clean build's disk use and link
+//! time down. `leaks` stays apart because it captures the process's logs.
+//!
+//! Run one area with a filter, e.g.
+//! `cargo test -p e2e-tests --test through_host portal_browser::`.
+
+mod api_versions;
+mod associations;
+mod calls;
+mod calls_browser;
+mod cli;
+mod connect;
+mod install;
+mod kv_store;
+mod outbound;
+mod plugin_versions;
+mod portal_browser;
+mod sandbox;
+mod tokens;
