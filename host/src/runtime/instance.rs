@@ -9,18 +9,20 @@
 //! serde round trip ([`convert`]) instead of a hand-written `From` per type.
 //! Adding a version: a variant in each enum, an arm in each method.
 
+use std::sync::{Arc, OnceLock};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmtime::Store;
-use wasmtime::component::{ComponentExportIndex, Func, InstancePre};
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre};
 
-use crate::capabilities::calls_export::{CallEvent, Caller};
+use crate::capabilities::calls_export::{self, CallEvent, Caller};
 use crate::capabilities::integration_export::{
-    Association, Authorization, CrmUser, Info, Proposal, SettingInput, SettingValue, Status,
+    self, Association, Authorization, CrmUser, Info, Proposal, SettingInput, SettingValue, Status,
     SyncProgress, UserList,
 };
 use crate::capabilities::pbx::crm::types::Error;
-use crate::capabilities::{self, PluginState, v0_1_0};
+use crate::capabilities::{PluginState, v0_1_0};
 
 /// The optional `lifecycle` export of 0.2.0 (world `plugin-with-migrate`).
 const LIFECYCLE_0_2_0: &str = "pbx:crm/lifecycle@0.2.0";
@@ -28,16 +30,22 @@ const LIFECYCLE_0_2_0: &str = "pbx:crm/lifecycle@0.2.0";
 /// A compiled plugin, linked and ready to instantiate, by contract version.
 pub enum PluginPre {
     /// Built against `pbx:crm@0.1.0` (frozen).
-    V0_1_0(v0_1_0::PluginPre<PluginState>),
+    V0_1_0(Box<v0_1_0::PluginPre<PluginState>>),
     /// Built against `pbx:crm@0.2.0`.
     V0_2_0 {
         /// The linked component.
         pre: InstancePre<PluginState>,
         /// Where the world's exports are.
-        indices: capabilities::PluginIndices,
-        /// `lifecycle.migrate`, if the component exports it.
-        migrate: Option<ComponentExportIndex>,
+        exports: Arc<Exports0_2_0>,
     },
+}
+
+/// Where a 0.2.0 component's exports are, found once per loaded version.
+pub struct Exports0_2_0 {
+    integration: integration_export::GuestIndices,
+    calls: calls_export::GuestIndices,
+    /// `lifecycle.migrate`, if the component exports it.
+    migrate: Option<ComponentExportIndex>,
 }
 
 /// One instance of a plugin, by contract version.
@@ -45,24 +53,44 @@ pub enum PluginInstance {
     /// Built against `pbx:crm@0.1.0`.
     V0_1_0(v0_1_0::Plugin),
     /// Built against `pbx:crm@0.2.0`.
-    V0_2_0 {
-        /// The world's exports.
-        plugin: capabilities::Plugin,
-        /// `lifecycle.migrate`, if the component exports it.
-        migrate: Option<Func>,
-    },
+    V0_2_0(Instance0_2_0),
+}
+
+/// A 0.2.0 instance whose interfaces are bound on first use: binding
+/// type-checks every function of an interface, which was a fifth of an
+/// instantiation, and a call uses one interface.
+pub struct Instance0_2_0 {
+    instance: Instance,
+    exports: Arc<Exports0_2_0>,
+    integration: OnceLock<integration_export::Guest>,
+    calls: OnceLock<calls_export::Guest>,
+}
+
+impl Instance0_2_0 {
+    fn integration(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<&integration_export::Guest> {
+        if let Some(bound) = self.integration.get() {
+            return Ok(bound);
+        }
+        let bound = self.exports.integration.load(store, &self.instance)?;
+        Ok(self.integration.get_or_init(|| bound))
+    }
+
+    fn calls(&self, store: &mut Store<PluginState>) -> wasmtime::Result<&calls_export::Guest> {
+        if let Some(bound) = self.calls.get() {
+            return Ok(bound);
+        }
+        let bound = self.exports.calls.load(store, &self.instance)?;
+        Ok(self.calls.get_or_init(|| bound))
+    }
 }
 
 impl PluginPre {
     /// Whether the component exports `lifecycle.migrate`.
     pub fn exports_migrate(&self) -> bool {
-        matches!(
-            self,
-            Self::V0_2_0 {
-                migrate: Some(_),
-                ..
-            }
-        )
+        matches!(self, Self::V0_2_0 { exports, .. } if exports.migrate.is_some())
     }
 
     /// The pre-instance of a component built against `pbx:crm@{api_version}`
@@ -70,17 +98,21 @@ impl PluginPre {
     /// export of its version's world.
     pub fn new(api_version: &str, pre: InstancePre<PluginState>) -> wasmtime::Result<Self> {
         match api_version {
-            "0.1.0" => Ok(Self::V0_1_0(v0_1_0::PluginPre::new(pre)?)),
+            "0.1.0" => Ok(Self::V0_1_0(Box::new(v0_1_0::PluginPre::new(pre)?))),
             "0.2.0" => {
-                let indices = capabilities::PluginIndices::new(&pre)?;
+                let integration = integration_export::GuestIndices::new(&pre)?;
+                let calls = calls_export::GuestIndices::new(&pre)?;
                 let component = pre.component();
                 let migrate = component
                     .get_export_index(None, LIFECYCLE_0_2_0)
                     .and_then(|lifecycle| component.get_export_index(Some(&lifecycle), "migrate"));
                 Ok(Self::V0_2_0 {
                     pre,
-                    indices,
-                    migrate,
+                    exports: Arc::new(Exports0_2_0 {
+                        integration,
+                        calls,
+                        migrate,
+                    }),
                 })
             }
             // Inspection refuses these first; this keeps the two in step.
@@ -97,17 +129,14 @@ impl PluginPre {
     ) -> wasmtime::Result<PluginInstance> {
         match self {
             Self::V0_1_0(pre) => Ok(PluginInstance::V0_1_0(pre.instantiate_async(store).await?)),
-            Self::V0_2_0 {
-                pre,
-                indices,
-                migrate,
-            } => {
+            Self::V0_2_0 { pre, exports } => {
                 let instance = pre.instantiate_async(&mut *store).await?;
-                let plugin = indices.load(&mut *store, &instance)?;
-                let migrate = migrate
-                    .as_ref()
-                    .and_then(|index| instance.get_func(&mut *store, index));
-                Ok(PluginInstance::V0_2_0 { plugin, migrate })
+                Ok(PluginInstance::V0_2_0(Instance0_2_0 {
+                    instance,
+                    exports: exports.clone(),
+                    integration: OnceLock::new(),
+                    calls: OnceLock::new(),
+                }))
             }
         }
     }
@@ -131,7 +160,7 @@ impl PluginInstance {
     pub async fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Info> {
         match self {
             Self::V0_1_0(p) => convert(p.pbx_crm_integration().call_describe(store).await?),
-            Self::V0_2_0 { plugin, .. } => plugin.pbx_crm_integration().call_describe(store).await,
+            Self::V0_2_0(p) => p.integration(store)?.call_describe(store).await,
         }
     }
 
@@ -139,9 +168,7 @@ impl PluginInstance {
     pub async fn get_settings(&self, store: &mut Store<PluginState>) -> Answer<Vec<SettingValue>> {
         match self {
             Self::V0_1_0(p) => convert(p.pbx_crm_integration().call_get_settings(store).await?),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin.pbx_crm_integration().call_get_settings(store).await
-            }
+            Self::V0_2_0(p) => p.integration(store)?.call_get_settings(store).await,
         }
     }
 
@@ -160,9 +187,8 @@ impl PluginInstance {
                         .await?,
                 )
             }
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
+            Self::V0_2_0(p) => {
+                p.integration(store)?
                     .call_save_settings(store, values)
                     .await
             }
@@ -181,9 +207,8 @@ impl PluginInstance {
                     .call_begin_authorization(store, callback_url)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
+            Self::V0_2_0(p) => {
+                p.integration(store)?
                     .call_begin_authorization(store, callback_url)
                     .await
             }
@@ -203,9 +228,8 @@ impl PluginInstance {
                     .call_complete_authorization(store, callback_url, query)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
+            Self::V0_2_0(p) => {
+                p.integration(store)?
                     .call_complete_authorization(store, callback_url, query)
                     .await
             }
@@ -216,9 +240,7 @@ impl PluginInstance {
     pub async fn get_status(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Status> {
         match self {
             Self::V0_1_0(p) => convert(p.pbx_crm_integration().call_get_status(store).await?),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin.pbx_crm_integration().call_get_status(store).await
-            }
+            Self::V0_2_0(p) => p.integration(store)?.call_get_status(store).await,
         }
     }
 
@@ -226,9 +248,7 @@ impl PluginInstance {
     pub async fn disconnect(&self, store: &mut Store<PluginState>) -> Answer<Status> {
         match self {
             Self::V0_1_0(p) => convert(p.pbx_crm_integration().call_disconnect(store).await?),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin.pbx_crm_integration().call_disconnect(store).await
-            }
+            Self::V0_2_0(p) => p.integration(store)?.call_disconnect(store).await,
         }
     }
 
@@ -244,12 +264,7 @@ impl PluginInstance {
                     .call_sync_users(store, cursor)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
-                    .call_sync_users(store, cursor)
-                    .await
-            }
+            Self::V0_2_0(p) => p.integration(store)?.call_sync_users(store, cursor).await,
         }
     }
 
@@ -257,9 +272,7 @@ impl PluginInstance {
     pub async fn list_users(&self, store: &mut Store<PluginState>) -> Answer<UserList> {
         match self {
             Self::V0_1_0(p) => convert(p.pbx_crm_integration().call_list_users(store).await?),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin.pbx_crm_integration().call_list_users(store).await
-            }
+            Self::V0_2_0(p) => p.integration(store)?.call_list_users(store).await,
         }
     }
 
@@ -271,12 +284,7 @@ impl PluginInstance {
                     .call_propose_associations(store)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
-                    .call_propose_associations(store)
-                    .await
-            }
+            Self::V0_2_0(p) => p.integration(store)?.call_propose_associations(store).await,
         }
     }
 
@@ -296,9 +304,8 @@ impl PluginInstance {
                         .await?,
                 )
             }
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
+            Self::V0_2_0(p) => {
+                p.integration(store)?
                     .call_save_associations(store, expected_version, associations)
                     .await
             }
@@ -317,9 +324,8 @@ impl PluginInstance {
                     .call_user_for_extension(store, extension)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
+            Self::V0_2_0(p) => {
+                p.integration(store)?
                     .call_user_for_extension(store, extension)
                     .await
             }
@@ -338,9 +344,8 @@ impl PluginInstance {
                     .call_extension_for_user(store, user_id)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_integration()
+            Self::V0_2_0(p) => {
+                p.integration(store)?
                     .call_extension_for_user(store, user_id)
                     .await
             }
@@ -360,9 +365,8 @@ impl PluginInstance {
                     .call_lookup_caller(store, number, default_region)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_calls()
+            Self::V0_2_0(p) => {
+                p.calls(store)?
                     .call_lookup_caller(store, number, default_region)
                     .await
             }
@@ -380,12 +384,7 @@ impl PluginInstance {
                 let event = convert(event)?;
                 convert(p.pbx_crm_calls().call_on_call_event(store, &event).await?)
             }
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_calls()
-                    .call_on_call_event(store, event)
-                    .await
-            }
+            Self::V0_2_0(p) => p.calls(store)?.call_on_call_event(store, event).await,
         }
     }
 
@@ -393,7 +392,7 @@ impl PluginInstance {
     pub async fn run_pending(&self, store: &mut Store<PluginState>) -> Answer<u32> {
         match self {
             Self::V0_1_0(p) => convert(p.pbx_crm_calls().call_run_pending(store).await?),
-            Self::V0_2_0 { plugin, .. } => plugin.pbx_crm_calls().call_run_pending(store).await,
+            Self::V0_2_0(p) => p.calls(store)?.call_run_pending(store).await,
         }
     }
 
@@ -411,9 +410,8 @@ impl PluginInstance {
                     .call_authorize_dial(store, extension, number, default_region)
                     .await?,
             ),
-            Self::V0_2_0 { plugin, .. } => {
-                plugin
-                    .pbx_crm_calls()
+            Self::V0_2_0(p) => {
+                p.calls(store)?
                     .call_authorize_dial(store, extension, number, default_region)
                     .await
             }
@@ -429,11 +427,14 @@ impl PluginInstance {
         from_version: &str,
     ) -> wasmtime::Result<Option<Result<(), Error>>> {
         let func = match self {
-            Self::V0_1_0(_) | Self::V0_2_0 { migrate: None, .. } => return Ok(None),
-            Self::V0_2_0 {
-                migrate: Some(func),
-                ..
-            } => func,
+            Self::V0_1_0(_) => return Ok(None),
+            Self::V0_2_0(p) => match &p.exports.migrate {
+                None => return Ok(None),
+                Some(index) => p
+                    .instance
+                    .get_func(&mut *store, index)
+                    .ok_or_else(|| wasmtime::Error::msg("lifecycle.migrate is not a function"))?,
+            },
         };
         // Looked up by name, so the type is checked here: a component whose
         // `migrate` has another signature fails the call with that reason.
