@@ -249,6 +249,8 @@ async fn the_administrator_grants_and_activates_a_new_version_in_the_portal() {
         .as_array_mut()
         .expect("hosts")
         .push(serde_json::json!(extra));
+    // And more kv-store space than the host's default quota.
+    manifest["kv"] = serde_json::json!({"max_keys": 50_000, "max_mib": 256});
     let shipped = std::fs::read(e2e_tests::component("salesforce_plugin")).expect("plugin");
     let report =
         e2e_tests::install_bytes(&world.api, e2e_tests::with_manifest(&shipped, &manifest))
@@ -263,7 +265,10 @@ async fn the_administrator_grants_and_activates_a_new_version_in_the_portal() {
 
     // The portal says why the new version cannot be activated yet.
     let notice = browser.wait_text("#plugin-notices", "not granted").await;
-    assert!(notice.contains(extra) && notice.contains(&new), "{notice}");
+    assert!(
+        notice.contains(extra) && notice.contains(&new) && notice.contains("50000 keys, 256 MiB"),
+        "{notice}"
+    );
     let activate = browser
         .find(&format!("tr[data-version=\"{new}\"] button"))
         .await;
@@ -285,6 +290,42 @@ async fn the_administrator_grants_and_activates_a_new_version_in_the_portal() {
         .await
         .expect("Grant");
     browser.wait_text("#plugin-result", "may reach").await;
+    // The host is granted; the kv-store space is still missing.
+    // (This text appears only once the host has left the notice.)
+    let notice = browser
+        .wait_text(
+            "#plugin-notices",
+            "requests kv-store 50000 keys, 256 MiB, which is not granted",
+        )
+        .await;
+    assert!(!notice.contains(extra), "{notice}");
+    assert_eq!(
+        browser
+            .find(&format!("tr[data-version=\"{new}\"] button"))
+            .await
+            .attr("disabled")
+            .await
+            .expect("attr")
+            .as_deref(),
+        Some("true")
+    );
+    for (field, value) in [("#grant-kv-keys", "50000"), ("#grant-kv-mib", "256")] {
+        browser
+            .find(field)
+            .await
+            .send_keys(value)
+            .await
+            .expect("kv quota");
+    }
+    browser
+        .find("#plugin-grant-kv button")
+        .await
+        .click()
+        .await
+        .expect("Grant space");
+    browser
+        .wait_text("#plugin-result", "may keep 50000 keys, 256 MiB")
+        .await;
     // The list was drawn again: the button is enabled now.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -311,5 +352,7 @@ async fn the_administrator_grants_and_activates_a_new_version_in_the_portal() {
             .as_array()
             .is_some_and(|g| g.contains(&serde_json::json!(extra)))
     );
+    assert_eq!(list["plugins"][0]["kv_max_keys"], 50_000);
+    assert_eq!(list["plugins"][0]["kv_max_bytes"], 256u64 << 20);
     browser.close().await;
 }
