@@ -12,6 +12,7 @@ use pbx_host::client::AdminClient;
 
 mod calls;
 mod users;
+mod vendor;
 use pbx_host::config::{FileConfig, HostConfig};
 
 #[derive(Parser)]
@@ -59,6 +60,11 @@ enum Command {
         at: DataDir,
         #[command(subcommand)]
         command: calls::CallCommand,
+    },
+    /// Sign plugin files as a vendor (offline; no host needed).
+    Vendor {
+        #[command(subcommand)]
+        command: vendor::VendorCommand,
     },
     /// The running host: version, limits and runtime counters.
     Status {
@@ -309,6 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command,
         } => crm(at.client()?, &plugin, command).await,
         Command::Call { at, command } => calls::run(&at.client()?, command).await,
+        Command::Vendor { command } => vendor::run(command),
         Command::Status { at } => {
             print_json(&at.client()?.get("/host").await?);
             Ok(())

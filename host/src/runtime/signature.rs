@@ -52,6 +52,9 @@ pub enum SignatureError {
     /// The section is malformed or not last.
     #[error("the plugin's signature section is malformed: {0}")]
     Malformed(String),
+    /// A vendor signing key cannot be read or made (vendor tooling).
+    #[error("{0}")]
+    Key(String),
 }
 
 /// The vendor keys an operator trusts, and whether every file must be signed.
@@ -108,6 +111,81 @@ pub fn verify(bytes: &[u8], trust: &Trust) -> Result<Option<String>, SignatureEr
         .verify(&digest, &signature)
         .map_err(|_| SignatureError::Invalid(section.key.clone()))?;
     Ok(Some(section.key))
+}
+
+/// A new vendor signing key: the private key as a PEM PKCS#8 document (the
+/// vendor keeps it secret; `openssl pkey` reads it) and the public key in
+/// base64, as operators pass it to `--trusted-key`.
+pub fn generate_key() -> Result<(String, String), SignatureError> {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .map_err(|_| SignatureError::Key("the system's random source failed".into()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+        .map_err(|e| SignatureError::Key(format!("the new key is unusable: {e}")))?;
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    let body = BASE64.encode(pkcs8.as_ref());
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok((pem, public_key(&pair)))
+}
+
+/// A vendor signing key from a PEM PKCS#8 file (as [`generate_key`] or
+/// `openssl genpkey -algorithm ed25519` writes it).
+pub fn key_from_pem(pem: &[u8]) -> Result<Ed25519KeyPair, SignatureError> {
+    let not_a_key = || {
+        SignatureError::Key(
+            "the key file holds no PKCS#8 private key; make one with `pbx-host vendor keygen`"
+                .into(),
+        )
+    };
+    let mut reader = pem;
+    let der = match rustls_pemfile::private_key(&mut reader) {
+        Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der))) => der,
+        _ => return Err(not_a_key()),
+    };
+    Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
+        .map_err(|_| SignatureError::Key("the key file's private key is not an Ed25519 key".into()))
+}
+
+/// A key id is what operators write before `=` in `--trusted-key`.
+pub fn check_key_id(key_id: &str) -> Result<(), SignatureError> {
+    if key_id.is_empty()
+        || !key_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(SignatureError::Key(format!(
+            "key id {key_id:?} must be letters, digits, '.', '_' or '-', e.g. acme-2026"
+        )));
+    }
+    Ok(())
+}
+
+/// The public half of `key`, in base64.
+pub fn public_key(key: &Ed25519KeyPair) -> String {
+    BASE64.encode(ring::signature::KeyPair::public_key(key).as_ref())
+}
+
+/// Signs a finished component file, replacing a signature it already has
+/// (so a vendor can sign again, e.g. with a new key).
+pub fn sign_file(
+    bytes: &[u8],
+    key_id: &str,
+    key: &Ed25519KeyPair,
+) -> Result<Vec<u8>, SignatureError> {
+    check_key_id(key_id)?;
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(SignatureError::Malformed(
+            "the file is not WebAssembly; sign the built .wasm component".into(),
+        ));
+    }
+    let unsigned = match split(bytes)? {
+        Some((unsigned, _)) => unsigned,
+        None => bytes,
+    };
+    Ok(sign(unsigned, key_id, key))
 }
 
 /// Signs an unsigned component: appends the signature section. (Vendor
@@ -221,6 +299,40 @@ mod tests {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key");
         let public = BASE64.encode(ring::signature::KeyPair::public_key(&pair).as_ref());
         (pair, public)
+    }
+
+    #[test]
+    fn a_generated_key_signs_files_the_host_trusts_and_signing_again_replaces_the_signature() {
+        let (pem, public) = generate_key().expect("keygen");
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let key = key_from_pem(pem.as_bytes()).expect("key file reads back");
+        assert_eq!(public_key(&key), public);
+        let trust = Trust::new(&[format!("acme-2026={public}")], true).expect("trust");
+        let signed = sign_file(&unsigned(), "acme-2026", &key).expect("signed");
+        assert_eq!(verify(&signed, &trust), Ok(Some("acme-2026".into())));
+
+        // Signing a signed file again replaces its signature.
+        let (other_pem, other_public) = generate_key().expect("keygen");
+        let other = key_from_pem(other_pem.as_bytes()).expect("key");
+        let again = sign_file(&signed, "acme-2027", &other).expect("signed again");
+        let trust = Trust::new(&[format!("acme-2027={other_public}")], true).expect("trust");
+        assert_eq!(verify(&again, &trust), Ok(Some("acme-2027".into())));
+        assert_eq!(
+            split(&again).ok().flatten().map(|s| s.0.to_vec()),
+            Some(unsigned())
+        );
+    }
+
+    #[test]
+    fn bad_key_files_ids_and_files_are_refused_with_the_fix() {
+        let err = key_from_pem(b"not a key").expect_err("refused");
+        assert!(err.to_string().contains("pbx-host vendor keygen"), "{err}");
+        let (pem, _) = generate_key().expect("keygen");
+        let key = key_from_pem(pem.as_bytes()).expect("key");
+        let err = sign_file(&unsigned(), "acme=1", &key).expect_err("bad id");
+        assert!(err.to_string().contains("letters, digits"), "{err}");
+        let err = sign_file(b"hello world", "acme", &key).expect_err("not wasm");
+        assert!(err.to_string().contains("not WebAssembly"), "{err}");
     }
 
     #[test]

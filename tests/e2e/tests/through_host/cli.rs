@@ -2,17 +2,25 @@
 //! (found through its data directory) and the emulated org.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use e2e_tests::binary;
 use e2e_tests::org::{CONSUMER_KEY, CONSUMER_SECRET, Consent, Setup, World};
+use e2e_tests::{Options, binary, component, start_host};
 
 /// Run `pbx-host ARGS --data-dir DIR` with `stdin`; (success, stdout, stderr).
 fn pbx(world: &World, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(binary("pbx-host"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(&world.data_dir)
+    pbx_at(Some(&world.data_dir), args, stdin)
+}
+
+/// `pbx-host ARGS`, with `--data-dir` when one is given.
+fn pbx_at(data_dir: Option<&Path>, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut command = Command::new(binary("pbx-host"));
+    command.args(args);
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -329,4 +337,106 @@ async fn plugin_versions_from_the_cli() {
         Some(1)
     );
     assert_eq!(list["plugins"][0]["active"], serde_json::json!(old));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_signs_with_the_cli_and_a_host_requiring_signatures_installs_it() {
+    let vendor = tempfile::tempdir().expect("vendor dir");
+    let key = vendor.path().join("acme.key");
+    let key_arg = key.to_string_lossy().into_owned();
+    let run = |args: &[&str]| pbx_at(None, args, "");
+
+    let (ok, out, err) = run(&[
+        "vendor",
+        "keygen",
+        "--out",
+        &key_arg,
+        "--key-id",
+        "acme-2026",
+    ]);
+    assert!(ok, "{err}");
+    let trust = out
+        .lines()
+        .find_map(|l| l.split_once("--trusted-key "))
+        .map(|(_, t)| t.trim().to_string())
+        .expect("keygen prints the trust setting");
+    assert!(trust.starts_with("acme-2026="), "{out}");
+    let pem = std::fs::read_to_string(&key).expect("key file");
+    assert!(
+        !out.contains(pem.lines().nth(1).expect("pem body")),
+        "the private key is not printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner reads the key");
+    }
+    // A second keygen never replaces a key.
+    let (ok, _, err) = run(&[
+        "vendor",
+        "keygen",
+        "--out",
+        &key_arg,
+        "--key-id",
+        "acme-2026",
+    ]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key).expect("key"), pem);
+
+    // Sign a build in place; the printed SHA-256 is the signed file's.
+    let unsigned = std::fs::read(component("fixture_probe")).expect("probe built");
+    let file = vendor.path().join("probe.wasm");
+    std::fs::write(&file, &unsigned).expect("copy");
+    let file_arg = file.to_string_lossy().into_owned();
+    let (ok, out, err) = run(&[
+        "vendor",
+        "sign",
+        &file_arg,
+        "--key",
+        &key_arg,
+        "--key-id",
+        "acme-2026",
+    ]);
+    assert!(ok, "{err}");
+    let signed = std::fs::read(&file).expect("signed file");
+    assert!(signed.len() > unsigned.len() && signed.starts_with(&unsigned));
+    let sha = {
+        use ring::digest::{SHA256, digest};
+        digest(&SHA256, &signed)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert!(out.contains(&format!("SHA-256: {sha}")), "{out}");
+    let unsigned_file = vendor.path().join("unsigned.wasm");
+    std::fs::write(&unsigned_file, &unsigned).expect("copy");
+
+    // A host that trusts the key and requires signatures.
+    let data = tempfile::tempdir().expect("data dir");
+    let host = start_host(
+        data.path(),
+        Options {
+            trusted_keys: vec![trust],
+            require_signature: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let at = |args: &[&str]| pbx_at(Some(data.path()), args, "");
+    let unsigned_arg = unsigned_file.to_string_lossy().into_owned();
+    let (ok, _, err) = tokio::task::block_in_place(|| at(&["plugin", "install", &unsigned_arg]));
+    assert!(!ok && err.contains("not signed"), "{err}");
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| at(&["plugin", "install", &file_arg, "--sha256", &sha]));
+    assert!(ok, "{err}");
+    let (ok, out, err) = tokio::task::block_in_place(|| at(&["plugin", "list", "--json"]));
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        list["plugins"][0]["versions"][0]["signed_by"], "acme-2026",
+        "{list}"
+    );
+    host.shutdown().await;
 }
