@@ -56,9 +56,14 @@ fn keygen(out: &Path, key_id: &str) -> anyhow::Result<()> {
     signature::check_key_id(key_id)?;
     let (pem, public) = signature::generate_key()?;
     let mut file = private_file(out)?;
-    file.write_all(pem.as_bytes())
+    if let Err(e) = file
+        .write_all(pem.as_bytes())
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write the key to {}", out.display()))?;
+    {
+        // No half-written key is left behind to be mistaken for a good one.
+        let _ = std::fs::remove_file(out);
+        anyhow::bail!("cannot write the key to {}: {e}", out.display());
+    }
     println!("Private key written to {} (keep it secret).", out.display());
     println!("Public key: {public}");
     println!("Operators trust it with: --trusted-key {key_id}={public}");
