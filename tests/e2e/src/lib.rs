@@ -142,6 +142,15 @@ pub async fn probe(
         .map_err(|e| format!("{e:#}"))
 }
 
+/// The SHA-256 of `bytes` in hex, as vendors publish it for `--sha256`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A copy of `component` with a manifest section appended at the top level,
 /// which the host prefers over the embedded one (a vendor's packaging step).
 pub fn with_manifest(component: &[u8], manifest: &Value) -> Vec<u8> {

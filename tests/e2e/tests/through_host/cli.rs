@@ -258,14 +258,7 @@ async fn plugin_versions_from_the_cli() {
     });
     assert!(!ok && err.contains("SHA-256"), "{err}");
 
-    let sha = {
-        use ring::digest::{SHA256, digest};
-        digest(&SHA256, &bytes)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let sha = e2e_tests::sha256_hex(&bytes);
     let (ok, out, err) = tokio::task::block_in_place(|| {
         pbx(
             w,
@@ -401,14 +394,7 @@ async fn a_vendor_signs_with_the_cli_and_a_host_requiring_signatures_installs_it
     assert!(ok, "{err}");
     let signed = std::fs::read(&file).expect("signed file");
     assert!(signed.len() > unsigned.len() && signed.starts_with(&unsigned));
-    let sha = {
-        use ring::digest::{SHA256, digest};
-        digest(&SHA256, &signed)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let sha = e2e_tests::sha256_hex(&signed);
     assert!(out.contains(&format!("SHA-256: {sha}")), "{out}");
     let unsigned_file = vendor.path().join("unsigned.wasm");
     std::fs::write(&unsigned_file, &unsigned).expect("copy");

@@ -122,10 +122,7 @@ async fn bad_files_are_refused_with_the_reason_and_nothing_is_recorded() {
     let (_dir, host, api) = empty_host().await;
     let good = std::fs::read(component("fixture_probe")).expect("probe");
 
-    let sha = {
-        use ring::digest::{SHA256, digest};
-        hex_encode(digest(&SHA256, &good).as_ref())
-    };
+    let sha = e2e_tests::sha256_hex(&good);
     // Damage in the framing is caught by inspection...
     let mut corrupted = good.clone();
     corrupted[9] ^= 0x7f;
@@ -173,10 +170,6 @@ async fn empty_host() -> (
     let host = start_host(dir.path(), Options::default()).await;
     let api = admin(&host);
     (dir, host, api)
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn vendor_key() -> (Ed25519KeyPair, String) {
