@@ -339,14 +339,15 @@ async fn a_vendor_signs_with_the_cli_and_a_host_requiring_signatures_installs_it
     let key_arg = key.to_string_lossy().into_owned();
     let run = |args: &[&str]| pbx_at(None, args, "");
 
-    let (ok, out, err) = run(&[
+    let keygen = [
         "vendor",
         "keygen",
         "--out",
         &key_arg,
         "--key-id",
         "acme-2026",
-    ]);
+    ];
+    let (ok, out, err) = run(&keygen);
     assert!(ok, "{err}");
     let trust = out
         .lines()
@@ -366,14 +367,7 @@ async fn a_vendor_signs_with_the_cli_and_a_host_requiring_signatures_installs_it
         assert_eq!(mode & 0o777, 0o600, "only the owner reads the key");
     }
     // A second keygen never replaces a key.
-    let (ok, _, err) = run(&[
-        "vendor",
-        "keygen",
-        "--out",
-        &key_arg,
-        "--key-id",
-        "acme-2026",
-    ]);
+    let (ok, _, err) = run(&keygen);
     assert!(!ok && err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read_to_string(&key).expect("key"), pem);
 
