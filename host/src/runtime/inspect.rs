@@ -17,6 +17,34 @@ const FORBIDDEN_IMPORTS: &[(&str, &str)] = &[
     ("wasi:http/", "raw HTTP (use pbx:crm/http-fetch)"),
 ];
 
+/// `component` with a top-level custom section `name` appended: how a
+/// vendor's packaging adds a manifest (`manifest::SECTION`) or a signature
+/// (`signature::SECTION`) to a finished build without touching the rest.
+pub fn append_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(name.len() + payload.len() + 5);
+    leb128(&mut content, name.len());
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = Vec::with_capacity(component.len() + content.len() + 6);
+    out.extend_from_slice(component);
+    out.push(0); // custom section id
+    leb128(&mut out, content.len());
+    out.extend_from_slice(&content);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// What inspection found.
 #[derive(Debug, Clone)]
 pub struct Inspection {

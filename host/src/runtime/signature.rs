@@ -198,15 +198,7 @@ pub fn sign(unsigned: &[u8], key_id: &str, key: &Ed25519KeyPair) -> Vec<u8> {
     };
     // Serializing two strings cannot fail.
     let payload = serde_json::to_vec(&section).unwrap_or_default();
-    let mut content = Vec::new();
-    leb128(&mut content, SECTION.len());
-    content.extend_from_slice(SECTION.as_bytes());
-    content.extend_from_slice(&payload);
-    let mut out = unsigned.to_vec();
-    out.push(0); // custom section id
-    leb128(&mut out, content.len());
-    out.extend_from_slice(&content);
-    out
+    super::inspect::append_custom_section(unsigned, SECTION, &payload)
 }
 
 /// The unsigned part and the signature, when the last top-level section is
@@ -251,18 +243,6 @@ fn split(bytes: &[u8]) -> Result<Option<(&[u8], SignatureSection)>, SignatureErr
         Some(_) => Err(SignatureError::Malformed(
             "the signature section must be the file's last section; sign the finished file".into(),
         )),
-    }
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: usize) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
     }
 }
 

@@ -154,29 +154,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// A copy of `component` with a manifest section appended at the top level,
 /// which the host prefers over the embedded one (a vendor's packaging step).
 pub fn with_manifest(component: &[u8], manifest: &Value) -> Vec<u8> {
-    let name = b"pbx-crm-manifest";
-    let data = manifest.to_string().into_bytes();
-    let mut payload = Vec::new();
-    leb128(&mut payload, name.len() as u64);
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(&data);
-    let mut out = component.to_vec();
-    out.push(0); // custom section id
-    leb128(&mut out, payload.len() as u64);
-    out.extend_from_slice(&payload);
-    out
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
+    pbx_host::runtime::inspect::append_custom_section(
+        component,
+        pbx_host::runtime::manifest::SECTION,
+        manifest.to_string().as_bytes(),
+    )
 }
 
 /// A local HTTP listener that numbers the connections it accepts and answers
