@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pbx_host::capabilities::Services;
 use pbx_host::capabilities::browser::BrowserRequests;
-use pbx_host::capabilities::directory::Directory;
+use pbx_host::directory::Directory;
 use pbx_host::outbound;
 use pbx_host::runtime::{Limits, Runtime};
 use pbx_host::store::{Quota, Store};
@@ -159,7 +159,7 @@ async fn fresh_calls(rt: &Runtime, id: &str, describe_too: bool) -> anyhow::Resu
         if describe_too {
             describe(rt, id).await?;
         } else {
-            rt.call(id, |_, _| Box::pin(async { Ok(()) })).await?;
+            rt.plugin(id).prewarm().await?;
         }
     }
     let whole = started.elapsed() / CALLS;
@@ -171,6 +171,6 @@ async fn fresh_calls(rt: &Runtime, id: &str, describe_too: bool) -> anyhow::Resu
 }
 
 async fn describe(rt: &Runtime, id: &str) -> anyhow::Result<()> {
-    rt.call(id, |p, s| Box::pin(p.describe(s))).await?;
+    rt.plugin(id).describe().await?;
     Ok(())
 }

@@ -1,16 +1,36 @@
 //! The reference PBX host: it runs CRM plugins (WebAssembly components) in a
 //! sandbox and gives them only the capabilities of the `pbx:crm` contract.
 //!
-//! - `runtime`: the wasmtime engine, plugin install and load, limits, calls.
-//! - `capabilities`: one file per host interface the plugins import.
-//! - `store`: the encrypted redb store (plugin kv namespaces, host records).
-//! - `outbound`: the allow-listed HTTP client behind `http-fetch`.
-//! - `server`: portal, admin API and OAuth callback; `client`: the CLI side.
+//! - `runtime`: the wasmtime engine, plugin versions, calls through a typed
+//!   handle, and the served contract versions (`runtime::wit`).
+//! - `capabilities`: what plugins may use, one file per host interface.
+//! - `store`: the encrypted key-value store behind a storage trait
+//!   (embedded redb by default); `outbound`: the allow-listed HTTP client.
+//! - The PBX's own services: `directory` (extensions), `call_input` (what
+//!   the PBX sends about calls, checked), `journal` (call events to the
+//!   plugins, kept until delivered), `user_sync` (sync jobs), `dialing`
+//!   (click-to-call).
+//! - `server`: portal, agent pages, admin API and OAuth callback.
+//! - `cli`: the `pbx-host` commands; `config`: `serve`'s settings;
+//!   `files`: writing files safely.
 
+pub mod call_input;
 pub mod capabilities;
-pub mod client;
+pub mod cli;
 pub mod config;
+pub mod dialing;
+pub mod directory;
+pub mod files;
+pub mod journal;
 pub mod outbound;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod user_sync;
+
+/// Milliseconds since the Unix epoch, the host's one clock for records.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,4 +1,4 @@
-//! `pbx:crm/open-browser`: the host records each request so the portal (or an
+//! `open-browser`: the host records each request so the portal (or an
 //! agent's page) can show it; the system browser is used only when the
 //! operator asked for it.
 
@@ -10,8 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::PluginState;
-use super::pbx::crm::open_browser::{Audience, Host};
+use super::Capabilities;
 
 /// How many requests are kept for the portal.
 const KEPT: usize = 256;
@@ -116,27 +115,18 @@ impl BrowserRequests {
     }
 }
 
-impl Host for PluginState {
-    async fn open(&mut self, url: String, audience: Audience) -> Result<(), String> {
-        let viewer = match audience {
-            Audience::Administrator => Viewer::Administrator,
-            Audience::Extension(number) => {
-                if self
-                    .services
-                    .directory
-                    .get(&number)
-                    .ok()
-                    .flatten()
-                    .is_none()
-                {
-                    return Err(format!("extension {number} does not exist on this PBX"));
-                }
-                Viewer::Extension(number)
-            }
-        };
+impl Capabilities {
+    /// Record a plugin's request to open `url` for `viewer`; an extension
+    /// must exist on this PBX.
+    pub fn open_browser(&self, url: &str, viewer: Viewer) -> Result<(), String> {
+        if let Viewer::Extension(number) = &viewer
+            && self.services.directory.get(number).ok().flatten().is_none()
+        {
+            return Err(format!("extension {number} does not exist on this PBX"));
+        }
         self.services
             .browser
-            .record(&self.grants.plugin_id, &url, viewer)
+            .record(&self.grants.plugin_id, url, viewer)
             .map(|_| ())
     }
 }

@@ -1,27 +1,29 @@
-//! `pbx:crm/log`: plugin messages into the host's log, tagged with the plugin id.
+//! `log`: plugin messages into the host's log, tagged with the plugin id.
 
-use super::PluginState;
-use super::pbx::crm::log::{Host, Level};
+use tracing::Level;
+
+use super::Capabilities;
 
 /// Longest message kept; a plugin must not flood the log.
 const MAX_MESSAGE: usize = 4096;
 
-impl Host for PluginState {
-    async fn log(&mut self, level: Level, message: String) {
+impl Capabilities {
+    /// Log `message` at `level` under the target `plugin`.
+    pub fn log(&self, level: Level, message: &str) {
         let plugin = self.grants.plugin_id.as_str();
-        let message = truncate(&message, MAX_MESSAGE);
+        let message = truncate(message, MAX_MESSAGE);
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+            Level::TRACE => tracing::trace!(target: "plugin", plugin, "{message}"),
+            Level::DEBUG => tracing::debug!(target: "plugin", plugin, "{message}"),
+            Level::INFO => tracing::info!(target: "plugin", plugin, "{message}"),
+            Level::WARN => tracing::warn!(target: "plugin", plugin, "{message}"),
+            Level::ERROR => tracing::error!(target: "plugin", plugin, "{message}"),
         }
     }
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
+fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -6,9 +6,6 @@ use wasmparser::{Encoding, Parser, Payload};
 
 use super::manifest::{self, Manifest, ManifestError};
 
-/// The `pbx:crm` versions this host serves.
-pub const SUPPORTED_APIS: &[&str] = &["0.1.0", "0.2.0"];
-
 /// WASI interfaces a plugin may not import: the host grants no files, no
 /// sockets, and outbound HTTP only through `pbx:crm/http-fetch`.
 const FORBIDDEN_IMPORTS: &[(&str, &str)] = &[
@@ -110,8 +107,7 @@ pub enum InspectError {
 }
 
 fn supported_list() -> String {
-    SUPPORTED_APIS
-        .iter()
+    super::wit::supported()
         .map(|v| format!("pbx:crm@{v}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -189,7 +185,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
         [one] => (*one).to_string(),
         many => return Err(InspectError::MixedApis(many.join(", "))),
     };
-    if !SUPPORTED_APIS.contains(&api_version.as_str()) {
+    if !super::wit::supported().any(|v| v == api_version) {
         return Err(InspectError::UnsupportedApi { found: api_version });
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -24,37 +24,22 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
-use super::AppState;
-use super::call_input::check_extension;
-use super::portal::escape;
+use super::pages::{escape, page};
+use super::state::AppState;
+use crate::call_input::check_extension;
 use crate::capabilities::browser::{BrowserRequest, Viewer};
 
-const AGENT_HTML: &str = include_str!("agent.html");
+const AGENT_HTML: &str = include_str!("assets/agent.html");
 
 type St = State<Arc<AppState>>;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/agent/{extension}", get(page))
+        .route("/agent/{extension}", get(agent_page))
         .route("/agent/{extension}/events", get(events))
 }
 
-fn html(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn page(State(st): St, Path(extension): Path<String>, headers: HeaderMap) -> Response {
+async fn agent_page(State(st): St, Path(extension): Path<String>, headers: HeaderMap) -> Response {
     if !st.auth.allows(&headers) {
         return Redirect::to("/login").into_response();
     }
@@ -62,7 +47,7 @@ async fn page(State(st): St, Path(extension): Path<String>, headers: HeaderMap) 
         .ok()
         .and_then(|x| st.services.directory.get(&x).ok().flatten());
     let Some(found) = found else {
-        return html(
+        return page(
             StatusCode::NOT_FOUND,
             format!(
                 "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>No such extension</title><body><h1>No extension {}</h1><p>`pbx-host extension list` shows the PBX's extensions.</p></body></html>",
@@ -75,7 +60,7 @@ async fn page(State(st): St, Path(extension): Path<String>, headers: HeaderMap) 
         .replace("{{EXTENSION}}", &escape(&found.number))
         .replace("{{NAME}}", &escape(&format!("({})", found.name)))
         .replace("{{AFTER}}", &after.to_string());
-    html(StatusCode::OK, body)
+    page(StatusCode::OK, body)
 }
 
 #[derive(Deserialize)]

@@ -3,16 +3,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Context;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
-
-use super::AppState;
 
 /// The portal's session cookie.
 pub const SESSION_COOKIE: &str = "pbx_session";
@@ -24,6 +19,7 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// The admin token, with no session yet.
     pub fn new(token: String) -> Self {
         Self {
             token,
@@ -84,22 +80,6 @@ pub fn session_id(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// Middleware: 401 unless authenticated.
-pub async fn require(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if state.auth.allows(request.headers()) {
-        next.run(request).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(serde_json::json!({
-                "error": "authentication required: send the admin token as `Authorization: Bearer TOKEN` (it is in DATA_DIR/admin-token) or log in to the portal",
-                "kind": "unauthorized",
-            })),
-        )
-            .into_response()
-    }
-}
-
 /// The admin token, created (mode 0600) at first start.
 pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
     if path.exists() {
@@ -115,6 +95,7 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
         );
     }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    super::write_private(path, format!("{token}\n").as_bytes())?;
+    crate::files::write_private(path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(token)
 }

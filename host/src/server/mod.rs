@@ -1,17 +1,28 @@
-//! `pbx-host serve`: the portal, the admin API and the public OAuth callback
-//! on one listener.
+//! `pbx-host serve`: the portal, the agent pages, the admin API and the
+//! public OAuth callback on one listener. Who may call what:
+//!
+//! - `api/`: the administrator (admin token or portal session), every route;
+//! - `portal`: the administrator's page, and logging in to it;
+//! - `agent`: the per-extension pop-up page (today behind the admin login);
+//! - `oauth`: the OAuth callback, open to anyone: it completes only an
+//!   authorization whose single-use `state` the caller holds.
+//!
+//! `state` holds what handlers share, `error` how the API says no, `pages`
+//! the headers and escaping of every HTML page.
 
 mod agent;
 mod api;
 mod auth;
-pub mod call_input;
-mod calls;
-pub mod journal;
+mod error;
+mod oauth;
+mod pages;
 mod portal;
-mod users;
+mod state;
+
+pub use error::ApiError;
+pub use state::{AppState, AuthorizationOutcome};
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -21,8 +32,10 @@ use tokio::task::JoinHandle;
 
 use crate::capabilities::Services;
 use crate::capabilities::browser::BrowserRequests;
-use crate::capabilities::directory::Directory;
 use crate::config::HostConfig;
+use crate::directory::Directory;
+use crate::files::write_private;
+use crate::journal::Journal;
 use crate::outbound;
 use crate::runtime::Runtime;
 use crate::store::{Quota, Store};
@@ -31,40 +44,6 @@ use crate::store::{Quota, Store};
 pub const ADMIN_URL_FILE: &str = "admin-url";
 /// The admin token file.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
-
-/// Shared state of the HTTP handlers.
-pub struct AppState {
-    /// The validated configuration.
-    pub config: HostConfig,
-    /// The plugin runtime.
-    pub runtime: Arc<Runtime>,
-    /// Host services (directory, browser requests, HTTP client).
-    pub services: Arc<Services>,
-    /// The store.
-    pub store: Store,
-    auth: auth::Auth,
-    /// User sync jobs.
-    pub syncs: users::SyncJobs,
-    /// The last OAuth callback's outcome per plugin, for the portal's pop-up.
-    pub authorizations: std::sync::Mutex<std::collections::HashMap<String, AuthorizationOutcome>>,
-    /// Call events: the retry queue, pending counts, the ticker's kick.
-    pub journal: journal::Journal,
-    /// Click-to-call requests the host originated.
-    pub originations: calls::Originations,
-    /// Set when the host shuts down (ends live streams).
-    stopping: tokio::sync::watch::Sender<bool>,
-}
-
-/// What the last OAuth callback of a plugin ended with.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuthorizationOutcome {
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-    /// Whether it connected.
-    pub ok: bool,
-    /// The message shown on the callback page.
-    pub message: String,
-}
 
 /// A host that is serving.
 pub struct RunningHost {
@@ -144,13 +123,16 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         // Without --public-url the PBX is reached where it listens.
         config.public_url = url::Url::parse(&format!("http://{addr}"))?;
     }
-    write_private(
-        &config.data_dir.join(ADMIN_URL_FILE),
-        format!("http://{addr}\n").as_bytes(),
-    )?;
+    let admin_url = config.data_dir.join(ADMIN_URL_FILE);
+    write_private(&admin_url, format!("http://{addr}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", admin_url.display()))?;
 
-    let store_for_journal = store.clone();
-    let journal_interval = config.journal_interval;
+    let journal = Arc::new(Journal::new(
+        runtime.clone(),
+        &store,
+        config.journal_interval,
+    ));
+    let ticker = journal.spawn_ticker();
     let state = Arc::new(AppState {
         auth: auth::Auth::new(admin_token.clone()),
         config,
@@ -159,11 +141,10 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         store,
         authorizations: Default::default(),
         syncs: Default::default(),
-        journal: journal::Journal::new(&store_for_journal, journal_interval),
+        journal,
         originations: Default::default(),
         stopping: tokio::sync::watch::channel(false).0,
     });
-    let ticker = journal::spawn_ticker(&state);
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -194,24 +175,8 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(portal::routes())
+        .merge(oauth::routes())
         .merge(agent::routes())
         .nest("/api", api::routes(state.clone()))
         .with_state(state)
-}
-
-/// Write a file only the owner can read (mode 0600), replacing it.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // An existing file keeps its old mode on open: tighten it.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(bytes)?;
-    Ok(())
 }

@@ -1,20 +1,26 @@
-//! The portal (the PBX administrator's web pages) and the public OAuth
-//! callback, the only route that needs no login.
+//! The portal: the PBX administrator's web page, and logging in to it with
+//! the admin token (a session cookie follows).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
-use axum::extract::{Form, Path, RawQuery, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::AppState;
 use super::auth::{SESSION_COOKIE, session_id};
-use crate::capabilities::pbx::crm::types::Error as PluginError;
+use super::pages::{escape, page};
+use super::state::AppState;
 
-const PORTAL_HTML: &str = include_str!("portal.html");
+/// The portal: one page, its style and script inlined once (one request,
+/// no asset routes to guard).
+static PORTAL: LazyLock<String> = LazyLock::new(|| {
+    include_str!("assets/portal.html")
+        .replace("/*{{PORTAL_CSS}}*/", include_str!("assets/portal.css"))
+        .replace("//{{PORTAL_JS}}", include_str!("assets/portal.js"))
+});
 
 type St = State<Arc<AppState>>;
 
@@ -23,31 +29,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/", get(portal))
         .route("/login", get(login_page).post(login))
         .route("/logout", get(logout))
-        .route("/crm/{plugin}/oauth/callback", get(oauth_callback))
-}
-
-/// Security headers for every page: no framing, no sniffing, no referrer
-/// (a callback URL carries a code).
-fn page(status: StatusCode, html: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        html,
-    )
-        .into_response()
 }
 
 async fn portal(State(st): St, headers: HeaderMap) -> Response {
     if !st.auth.allows(&headers) {
         return Redirect::to("/login").into_response();
     }
-    page(StatusCode::OK, PORTAL_HTML.to_string())
+    page(StatusCode::OK, PORTAL.clone())
 }
 
 async fn login_page() -> Response {
@@ -110,102 +98,14 @@ async fn logout(State(st): St, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// The CRM redirects the administrator's browser here after consent. The
-/// whole query goes to the plugin, which checks `state` and does the rest.
-async fn oauth_callback(
-    State(st): St,
-    Path(plugin): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let callback_url = st.config.callback_url(&plugin);
-    let query = query.unwrap_or_default();
-    let result = st
-        .runtime
-        .call(&plugin, move |p, s| {
-            Box::pin(async move { p.complete_authorization(s, &callback_url, &query).await })
-        })
-        .await;
-    let outcome = match &result {
-        Ok(Ok(status)) => (
-            true,
-            format!(
-                "{}{}",
-                status.message,
-                status
-                    .account
-                    .as_ref()
-                    .map(|a| format!(" as {a}"))
-                    .unwrap_or_default()
-            ),
-        ),
-        Ok(Err(PluginError { message, .. })) => (false, message.clone()),
-        Err(e) => (false, e.to_string()),
-    };
-    st.authorizations
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            plugin.clone(),
-            super::AuthorizationOutcome {
-                at_ms: now_ms(),
-                ok: outcome.0,
-                message: outcome.1,
-            },
-        );
-    let (status, title, detail) = match result {
-        Ok(Ok(status)) => (
-            StatusCode::OK,
-            "Authorization succeeded!".to_string(),
-            format!(
-                "{}{}. You can close this page and return to the PBX portal.",
-                status.message,
-                status
-                    .account
-                    .map(|a| format!(" as {a}"))
-                    .unwrap_or_default()
-            ),
-        ),
-        Ok(Err(PluginError { message, .. })) => (
-            StatusCode::BAD_REQUEST,
-            "Authorization failed".to_string(),
-            message,
-        ),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Authorization failed".to_string(),
-            e.to_string(),
-        ),
-    };
-    page(
-        status,
-        format!(
-            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}}</style></head>
-<body><h1 id="result">{t}</h1><p id="detail">{d}</p></body></html>"#,
-            t = escape(&title),
-            d = escape(&detail)
-        ),
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// HTML-escape text.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    #[test]
+    fn the_portal_page_inlines_its_style_and_script() {
+        assert!(!PORTAL.contains("{{PORTAL_"), "every placeholder is filled");
+        assert!(PORTAL.contains("async function loadCrm()"));
+        assert!(PORTAL.contains(".state-connected"));
     }
-    out
 }

@@ -46,11 +46,7 @@ async fn bench() {
         let (stop, calls, failures) = (stop.clone(), calls.clone(), failures.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let result = runtime
-                    .call("salesforce", |p, s| {
-                        Box::pin(async move { p.get_status(s).await })
-                    })
-                    .await;
+                let result = runtime.plugin("salesforce").status().await;
                 calls.fetch_add(1, Ordering::Relaxed);
                 if result.is_err() {
                     failures.fetch_add(1, Ordering::Relaxed);

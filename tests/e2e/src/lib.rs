@@ -2,11 +2,13 @@
 //! port with its own data directory, find the components xtask built, drive
 //! the probe plugin, and count connections on local listeners.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pbx_host::client::AdminClient;
+use pbx_host::cli::AdminClient;
 use pbx_host::config::{FileConfig, HostConfig};
 use pbx_host::server::RunningHost;
 use serde_json::{Value, json};
@@ -269,4 +271,28 @@ fn target_dir() -> PathBuf {
         Some(dir) => root.join(dir),
         None => root.join("target"),
     }
+}
+
+/// `pbx-host ARGS`, with `--data-dir` when one is given.
+pub fn pbx_at(data_dir: Option<&Path>, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut command = Command::new(binary("pbx-host"));
+    command.args(args);
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pbx-host runs");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("pbx-host ends");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use pbx_host::client::AdminClient;
+use pbx_host::cli::AdminClient;
 use pbx_host::server::RunningHost;
 use salesforce_emulator::{ConnectedApp, Emulator, EmulatorConfig};
 use serde_json::{Value, json};

@@ -6,6 +6,7 @@
 //! `migrate` is `None` for components without it.
 
 use e2e_tests::{CountingServer, Options, component, install, probe, probe_host, with_manifest};
+use pbx_host::runtime::CallError;
 use pbx_host::server::RunningHost;
 use serde_json::json;
 
@@ -15,11 +16,7 @@ const BOTH: [&str; 2] = ["probe", "probe-v2"];
 /// A host with both probes installed.
 async fn both_probes(
     options: Options,
-) -> (
-    tempfile::TempDir,
-    RunningHost,
-    pbx_host::client::AdminClient,
-) {
+) -> (tempfile::TempDir, RunningHost, pbx_host::cli::AdminClient) {
     let (dir, host, api) = probe_host(options).await;
     install(&api, "fixture_probe_v2")
         .await
@@ -33,14 +30,11 @@ async fn migrate(
     plugin: &str,
     from: &'static str,
 ) -> Result<Option<Result<(), String>>, String> {
-    host.state
-        .runtime
-        .call(plugin, move |p, s| {
-            Box::pin(async move { p.migrate(s, from).await })
-        })
-        .await
-        .map(|answer| answer.map(|result| result.map_err(|e| e.message)))
-        .map_err(|e| e.to_string())
+    match host.state.runtime.plugin(plugin).migrate(from).await {
+        Ok(answer) => Ok(answer.map(Ok)),
+        Err(CallError::Refused { error, .. }) => Ok(Some(Err(error.message))),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,10 +96,11 @@ async fn both_versions_are_installed_and_served_side_by_side() {
         let pending = host
             .state
             .runtime
-            .call(plugin, |p, s| Box::pin(p.run_pending(s)))
+            .plugin(plugin)
+            .run_pending()
             .await
-            .map(|r| r.map_err(|e| e.message));
-        assert!(matches!(pending, Ok(Ok(0))), "{plugin}: {pending:?}");
+            .map_err(|e| e.to_string());
+        assert!(matches!(pending, Ok(0)), "{plugin}: {pending:?}");
         // Imports: a command that uses the host.
         assert_eq!(
             probe(&api, plugin, "kv-get", "nothing").await.as_deref(),

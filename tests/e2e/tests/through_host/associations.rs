@@ -94,15 +94,12 @@ async fn sync_step(
         .host
         .state
         .runtime
-        .call("salesforce", move |p, s| {
-            Box::pin(async move { p.sync_users(s, cursor.as_deref()).await })
-        })
+        .plugin("salesforce")
+        .sync_users(cursor.as_deref())
         .await;
-    match result {
-        Ok(Ok(p)) => Ok((p.fetched, p.total, p.cursor)),
-        Ok(Err(e)) => Err(e.message),
-        Err(e) => Err(e.to_string()),
-    }
+    result
+        .map(|p| (p.fetched, p.total, p.cursor))
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::binary;
 use e2e_tests::org::{
     Setup, World, call_event, calls_world, drain, send_call, send_event, tasks_of, user_id,
 };
-use pbx_host::client::AdminClient;
+use e2e_tests::{binary, pbx_at};
+use pbx_host::cli::AdminClient;
 use serde_json::{Map, Value, json};
 
 /// 2026-01-15 12:00:00 UTC: the same calendar day in the Americas and Europe.
@@ -617,18 +617,7 @@ async fn click_to_call_needs_an_associated_extension() {
 
 /// Run `pbx-host ARGS --data-dir DIR`; (success, stdout, stderr).
 fn pbx(world: &World, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(binary("pbx-host"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(&world.data_dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("pbx-host runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    pbx_at(Some(&world.data_dir), args, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

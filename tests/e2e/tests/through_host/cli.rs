@@ -1,40 +1,12 @@
 //! `pbx-host` subcommands as an operator runs them, against a running host
 //! (found through its data directory) and the emulated org.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 use e2e_tests::org::{CONSUMER_KEY, CONSUMER_SECRET, Consent, Setup, World};
-use e2e_tests::{Options, binary, component, start_host};
+use e2e_tests::{Options, component, pbx_at, start_host};
 
 /// Run `pbx-host ARGS --data-dir DIR` with `stdin`; (success, stdout, stderr).
 fn pbx(world: &World, args: &[&str], stdin: &str) -> (bool, String, String) {
     pbx_at(Some(&world.data_dir), args, stdin)
-}
-
-/// `pbx-host ARGS`, with `--data-dir` when one is given.
-fn pbx_at(data_dir: Option<&Path>, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut command = Command::new(binary("pbx-host"));
-    command.args(args);
-    if let Some(dir) = data_dir {
-        command.arg("--data-dir").arg(dir);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pbx-host runs");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    let out = child.wait_with_output().expect("pbx-host ends");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use base64::Engine as _;
 use e2e_tests::org::{Setup, calls_world};
 use e2e_tests::{Options, admin, component, install, install_bytes, start_host, with_manifest};
-use pbx_host::client::AdminClient;
+use pbx_host::cli::AdminClient;
 use pbx_host::runtime::signature;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
@@ -303,9 +303,7 @@ async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
             tokio::spawn(async move {
                 let mut answered = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let (result, timing) = runtime
-                        .call_timed("probe", |p, s| Box::pin(async move { p.describe(s).await }))
-                        .await;
+                    let (result, timing) = runtime.plugin("probe").describe().timed().await;
                     answered.push((
                         result.map(|_| ()).map_err(|e| e.to_string()),
                         timing.version,
@@ -329,9 +327,7 @@ async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
             assert_eq!(done["active"], version);
             swaps += 1;
             // A call started after the swap returned runs on the new version.
-            let (result, timing) = runtime
-                .call_timed("probe", |p, s| Box::pin(async move { p.describe(s).await }))
-                .await;
+            let (result, timing) = runtime.plugin("probe").describe().timed().await;
             assert!(result.is_ok());
             assert_eq!(timing.version.as_deref(), Some(version));
         }

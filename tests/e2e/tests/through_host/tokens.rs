@@ -14,15 +14,10 @@ async fn rest_call(world: &World, n: u32) -> Result<(), String> {
         .host
         .state
         .runtime
-        .call("salesforce", |p, s| {
-            Box::pin(async move { p.lookup_caller(s, &number, "US").await })
-        })
+        .plugin("salesforce")
+        .lookup_caller(&number, "US")
         .await;
-    match result {
-        Ok(Ok(_caller)) => Ok(()),
-        Ok(Err(e)) => Err(e.message),
-        Err(e) => Err(e.to_string()),
-    }
+    result.map(|_caller| ()).map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use pbx_host::client::AdminClient;
 use serde_json::{Value, json};
+
+use super::client::AdminClient;
+use crate::now_ms;
 
 #[derive(Subcommand)]
 pub enum CallCommand {
@@ -264,12 +266,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

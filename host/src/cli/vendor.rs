@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use sha2::{Digest, Sha256};
 
-use pbx_host::runtime::signature;
+use crate::runtime::signature;
 
 #[derive(Subcommand)]
 pub enum VendorCommand {
@@ -93,7 +93,8 @@ fn sign(file: &Path, key: &Path, key_id: &str, out: Option<&Path>) -> anyhow::Re
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let signed = signature::sign_file(&bytes, key_id, &key_pair)?;
     let out = out.unwrap_or(file);
-    write_replacing(out, &signed)?;
+    crate::files::write_atomically(out, &signed)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
     println!("Signed {} with key {key_id}.", out.display());
     println!("SHA-256: {}", hex::encode(Sha256::digest(&signed)));
     println!(
@@ -101,23 +102,4 @@ fn sign(file: &Path, key: &Path, key_id: &str, out: Option<&Path>) -> anyhow::Re
         signature::public_key(&key_pair)
     );
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, so `path` is never half-written.
-fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.signing", name.to_string_lossy()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::anyhow!("cannot write {}: {e}", path.display())
-        })
 }

@@ -1,128 +1,13 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>PBX portal</title>
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<style>
-  :root { --accent: #0b5cad; --ok: #1b7f3b; --bad: #b00020; --muted: #666; }
-  body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #f6f7f9; }
-  header { background: #1d2430; color: #fff; padding: .8rem 1.5rem; display: flex; justify-content: space-between; align-items: center; }
-  header a { color: #cfe3ff; }
-  main { max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem; }
-  section { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 1rem 1.5rem; margin-bottom: 1.5rem; }
-  h2 { margin-top: 0; font-size: 1.2rem; }
-  table { border-collapse: collapse; width: 100%; }
-  th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid #eee; }
-  label { display: block; font-weight: 600; margin-top: .8rem; }
-  input, select { padding: .4rem; width: 100%; max-width: 32rem; box-sizing: border-box; }
-  small { color: var(--muted); display: block; }
-  button { padding: .45rem 1.2rem; margin-top: 1rem; cursor: pointer; }
-  code.callback { background: #eef3f9; padding: .3rem .5rem; border-radius: 4px; }
-  .state-connected { color: var(--ok); font-weight: 700; }
-  .state-other { color: var(--bad); font-weight: 700; }
-  .error { color: var(--bad); }
-  .muted-line { color: var(--muted); margin-top: -.4rem; }
-  .notice { border-left: 4px solid var(--accent); background: #eef3f9; padding: .6rem 1rem; margin-top: .8rem; }
-  .inline input { width: auto; }
-  .stale { color: var(--bad); }
-  #users select { width: auto; }
-  dialog { border: 1px solid #aab; border-radius: 8px; max-width: 32rem; }
-  dialog h2.ok { color: var(--ok); } dialog h2.failed { color: var(--bad); }
-</style>
-</head>
-<body>
-<header><strong>PBX portal</strong><a href="/logout">Log out</a></header>
-<main>
-  <section id="crm">
-    <h2>CRM integration: <span id="crm-name">…</span></h2>
-    <p>Status: <span id="status" class="state-other">…</span></p>
-    <p id="call-logs" class="muted-line"></p>
-    <p id="account"></p>
-    <p id="problem" class="error"></p>
-    <p>Callback URL (enter it in your CRM app): <code id="callback-url" class="callback">…</code>
-      <button type="button" id="copy-callback">Copy</button></p>
-    <form id="settings-form"></form>
-    <div id="settings-result" role="status"></div>
-    <p><button type="button" id="authorize">Authorize again</button>
-       <button type="button" id="disconnect">Disconnect</button></p>
-    <div id="browser-notice"></div>
-  </section>
-
-  <section id="users">
-    <h2>Salesforce users and their extensions</h2>
-    <p>
-      <button type="button" id="sync-users">Refresh users</button>
-      <progress id="sync-progress" max="1" value="0" hidden></progress>
-      <span id="sync-text" role="status"></span>
-    </p>
-    <p>
-      <button type="button" id="auto-associate">Associate automatically</button>
-      <button type="button" id="save-associations">Save</button>
-      <span id="assoc-result" role="status"></span>
-    </p>
-    <input id="user-filter" type="search" placeholder="Filter by name or e-mail" aria-label="Filter users">
-    <table><thead><tr><th>User</th><th>E-mail</th><th>Extension</th><th>State</th></tr></thead><tbody id="user-rows"></tbody></table>
-    <p id="user-pages"></p>
-  </section>
-
-  <section id="extensions">
-    <h2>Extensions</h2>
-    <table><thead><tr><th>Number</th><th>Name</th><th>E-mail</th><th></th></tr></thead><tbody id="extension-rows"></tbody></table>
-    <form id="extension-form" class="inline">
-      <input name="number" placeholder="1001" required aria-label="Number">
-      <input name="name" placeholder="Name" required aria-label="Name">
-      <input name="email" placeholder="name@example.com" aria-label="E-mail">
-      <button type="submit">Add extension</button>
-    </form>
-    <div id="extension-result" class="error" role="status"></div>
-  </section>
-
-  <section id="plugins">
-    <h2>Plugins</h2>
-    <table><thead><tr><th>Plugin</th><th>Version</th><th>API</th><th>Requested hosts</th><th>Granted hosts</th><th>kv-store quota</th><th>SHA-256</th><th></th></tr></thead><tbody id="plugin-rows"></tbody></table>
-    <div id="plugin-notices"></div>
-    <form id="plugin-install">
-      <label for="plugin-file">Install a plugin file</label>
-      <input type="file" id="plugin-file" accept=".wasm" required>
-      <input id="plugin-sha" placeholder="SHA-256 published by the vendor (optional)" aria-label="SHA-256">
-      <label class="inline"><input type="checkbox" id="plugin-activate"> Make it the active version</label>
-      <button type="submit">Install</button>
-    </form>
-    <form id="plugin-grant">
-      <label for="grant-pattern">Grant a requested host</label>
-      <select id="grant-plugin" aria-label="Plugin"></select>
-      <input id="grant-pattern" placeholder="https://*.my.salesforce.com" required>
-      <button type="submit">Grant</button>
-    </form>
-    <form id="plugin-grant-kv">
-      <label for="grant-kv-keys">Grant kv-store space (replaces the plugin's quota)</label>
-      <select id="grant-kv-plugin" aria-label="Plugin"></select>
-      <input id="grant-kv-keys" type="number" min="1" step="1" placeholder="keys, e.g. 50000" required aria-label="Keys">
-      <input id="grant-kv-mib" type="number" min="1" step="1" placeholder="MiB, e.g. 256" required aria-label="MiB">
-      <button type="submit">Grant space</button>
-    </form>
-    <div id="plugin-result" role="status"></div>
-  </section>
-</main>
-<dialog id="proposal-dialog" aria-labelledby="proposal-title">
-  <h2 id="proposal-title">Associate automatically</h2>
-  <p>Salesforce users and extensions with the same e-mail address:</p>
-  <ul id="proposal-matches"></ul>
-  <p id="proposal-unmatched-title"></p>
-  <ul id="proposal-unmatched"></ul>
-  <p><small>OK fills in the extensions below; nothing is stored until you click Save.</small></p>
-  <form method="dialog"><button id="proposal-ok" value="ok">OK</button> <button id="proposal-cancel" value="cancel">Cancel</button></form>
-</dialog>
-<dialog id="result-dialog" aria-labelledby="result-title">
-  <h2 id="result-title"></h2>
-  <p id="result-message"></p>
-  <p>Status: <strong id="result-status"></strong></p>
-  <form method="dialog"><button id="result-ok" value="ok">OK</button></form>
-</dialog>
-<script>
+// The administrator's portal: the CRM integration (its settings form as the
+// plugin describes it, authorization, status), the users page with
+// associations, extensions, and plugin versions. Served inline in
+// portal.html by server/portal.rs.
 "use strict";
-const PLUGIN = new URLSearchParams(location.search).get("plugin") || "salesforce";
+// The CRM plugin this page configures: ?plugin=ID, else the first active
+// one (a picker appears when there are several). Its wording comes from
+// the plugin's own description.
+let PLUGIN = new URLSearchParams(location.search).get("plugin");
+let CRM = "the CRM";
 const el = (id) => document.getElementById(id);
 
 async function api(method, path, body) {
@@ -158,10 +43,34 @@ setInterval(async () => {
   try { showCallLogs(await api("GET", `/crm/${PLUGIN}/status`)); } catch (e) { /* the status line says why */ }
 }, 5000);
 
+async function choosePlugin() {
+  const active = (await api("GET", "/plugins")).plugins.filter((p) => p.active).map((p) => p.id);
+  if (!PLUGIN) PLUGIN = active[0] || null;
+  const picker = el("crm-plugin");
+  picker.replaceChildren(...active.map((id) => { const o = document.createElement("option"); o.value = id; text(o, id); return o; }));
+  picker.value = PLUGIN || "";
+  picker.hidden = active.length < 2;
+}
+
+el("crm-plugin").addEventListener("change", async (event) => {
+  PLUGIN = event.target.value;
+  await loadCrm();
+  await loadUsers();
+});
+
 async function loadCrm() {
+  // Plugins come and go (install, activate): the picker follows.
+  try { await choosePlugin(); } catch (e) { /* the plugins table says why */ }
+  if (!PLUGIN) {
+    text(el("crm-name"), "no CRM plugin is installed");
+    text(el("status"), "Install a CRM plugin under Plugins below.");
+    return;
+  }
   try {
     const info = await api("GET", `/crm/${PLUGIN}/describe`);
-    text(el("crm-name"), info.crm_name);
+    CRM = info.crm_name;
+    text(el("crm-name"), CRM);
+    for (const node of document.querySelectorAll(".crm-name")) text(node, CRM);
     const values = (await api("GET", `/crm/${PLUGIN}/settings`)).settings;
     renderSettings(info.settings, values);
     showStatus(await api("GET", `/crm/${PLUGIN}/status`));
@@ -254,7 +163,7 @@ async function startAuthorization(tab) {
     const authorization = await api("POST", `/crm/${PLUGIN}/authorize`);
     openedByPage.add(authorization.url);
     if (tab) { tab.location = authorization.url; } else { window.open(authorization.url, "_blank"); }
-    text(el("settings-result"), "Salesforce's authorization page opened in a new tab: log in and click Allow.");
+    text(el("settings-result"), `${CRM}'s authorization page opened in a new tab: log in and click Allow.`);
     el("settings-result").className = "";
   } catch (e) {
     pendingSince = null;
@@ -503,6 +412,7 @@ function userName(id) {
 }
 
 async function loadUsers() {
+  if (!PLUGIN) return;
   try {
     users = await api("GET", `/crm/${PLUGIN}/users`);
   } catch (e) {
@@ -516,7 +426,7 @@ async function loadUsers() {
 
 function stateLabel(entry) {
   const extension = assigned.get(entry.user.id);
-  if (entry.state === "StaleUser") return "Stale: no longer active in Salesforce";
+  if (entry.state === "StaleUser") return `Stale: no longer active in ${CRM}`;
   if (entry.state === "StaleExtension" && extension === entry.extension) return "Stale: extension removed";
   return extension ? "Associated" : "";
 }
@@ -559,7 +469,7 @@ function renderUsers() {
       const chosen = select.value;
       const owner = chosen && [...assigned.entries()].find(([u, x]) => x === chosen && u !== entry.user.id);
       if (owner) {
-        text(el("assoc-result"), `Extension ${chosen} already belongs to ${userName(owner[0])}: one extension belongs to one Salesforce user. Clear it there first.`);
+        text(el("assoc-result"), `Extension ${chosen} already belongs to ${userName(owner[0])}: one extension belongs to one ${CRM} user. Clear it there first.`);
         el("assoc-result").className = "error";
         select.value = assigned.get(entry.user.id) || "";
         return;
@@ -601,14 +511,14 @@ function showSync(job) {
     bar.hidden = false;
     bar.max = Math.max(job.total, 1);
     bar.value = job.fetched;
-    text(el("sync-text"), `Reading users from Salesforce: ${job.fetched} of ${job.total || "?"}`);
+    text(el("sync-text"), `Reading users from ${CRM}: ${job.fetched} of ${job.total || "?"}`);
   } else {
     bar.hidden = true;
     if (job.ok === false) {
       text(el("sync-text"), job.error);
       el("sync-text").className = "error";
     } else if (job.ok === true) {
-      text(el("sync-text"), `${job.fetched} users read from Salesforce.`);
+      text(el("sync-text"), `${job.fetched} users read from ${CRM}.`);
       el("sync-text").className = "";
     }
   }
@@ -635,7 +545,7 @@ const REASONS = {
   NoEmail: () => "has no e-mail address",
   NoExtension: () => "no extension has this e-mail address",
   SharedEmail: (list) => "several extensions share the e-mail address: " + list.join(", "),
-  SharedUserEmail: (list) => "other Salesforce users share the e-mail address: " + list.map(userName).join(", "),
+  SharedUserEmail: (list) => `other ${CRM} users share the e-mail address: ` + list.map(userName).join(", "),
 };
 function reasonText(reason) {
   if (typeof reason === "string") return (REASONS[reason] || (() => reason))();
@@ -697,12 +607,8 @@ el("save-associations").addEventListener("click", async () => {
   }
 });
 
-loadCrm();
-loadUsers();
+loadCrm().then(loadUsers);
 loadExtensions();
 loadPlugins();
 pollBrowserRequests(true).then(() => setInterval(() => pollBrowserRequests(false), 1000));
 setInterval(watchAuthorization, 700);
-</script>
-</body>
-</html>

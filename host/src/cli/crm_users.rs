@@ -1,14 +1,38 @@
-//! `pbx-host crm users …`, `crm associate`, `crm unassociate`.
+//! `pbx-host crm users …`, `crm associate`, `crm unassociate`: the CRM's
+//! users (sync with progress, the list) and their associations with
+//! extensions (one by hand, or the automatic proposal after confirmation).
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use pbx_host::client::AdminClient;
+use clap::Subcommand;
 use serde_json::{Value, json};
 
+use super::client::AdminClient;
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Read the CRM's active users again, with progress.
+    Sync,
+    /// The users with their extensions and association state.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Run a `crm users` subcommand.
+pub async fn run(client: &AdminClient, plugin: &str, command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::Sync => sync(client, plugin).await,
+        UsersCommand::List { json } => list(client, plugin, json).await,
+    }
+}
+
 /// Start a sync and show its progress until it ends.
-pub async fn sync(client: &AdminClient, plugin: &str) -> anyhow::Result<()> {
+async fn sync(client: &AdminClient, plugin: &str) -> anyhow::Result<()> {
     let path = format!("/crm/{plugin}/users/sync");
     let mut job = client.post(&path, &json!({})).await?;
     let bar = indicatif::ProgressBar::new(0);
@@ -38,7 +62,7 @@ pub async fn sync(client: &AdminClient, plugin: &str) -> anyhow::Result<()> {
 }
 
 /// The users table.
-pub async fn list(client: &AdminClient, plugin: &str, as_json: bool) -> anyhow::Result<()> {
+async fn list(client: &AdminClient, plugin: &str, as_json: bool) -> anyhow::Result<()> {
     let list = client.get(&format!("/crm/{plugin}/users")).await?;
     if as_json {
         let entries = json!({"entries": list["entries"], "version": list["version"], "synced_at_ms": list["synced_at_ms"]});

@@ -1,12 +1,20 @@
-//! `pbx:crm@0.1.0`, frozen: the imports of a 0.1.0 plugin, served by shims
-//! that only convert types and delegate to the newest implementation (the
-//! `Host` impls in the sibling modules). No capability is implemented twice:
-//! the http-fetch policy, the kv store's validation and quotas, the
-//! directory and the browser requests are the same code for every version.
-//! The export side is in `runtime::instance`.
+//! `pbx:crm@0.1.0`, frozen: released, so plugins built against it must keep
+//! loading unchanged (a digest test below fails on any change to
+//! `wit/v0.1.0`). Its imports are shims that only convert types and call
+//! 0.2.0's (same shapes; no capability is implemented twice); its exports
+//! are called here and their answers converted to the newest types.
 
-use super::PluginState;
-use super::pbx::crm as new;
+use futures::future::BoxFuture;
+use wasmtime::Store;
+use wasmtime::component::{HasSelf, InstancePre, Linker};
+
+use super::v0_2_0::pbx::crm as new;
+use super::{
+    Answer, Association, Authorization, CallEvent, Caller, CrmUser, Exports, Info, Plain, Prepared,
+    Proposal, SettingInput, SettingValue, Status, SyncProgress, UserList, Version, convert,
+    impl_exports,
+};
+use crate::runtime::state::PluginState;
 
 wasmtime::component::bindgen!({
     world: "plugin",
@@ -19,6 +27,45 @@ wasmtime::component::bindgen!({
 });
 
 use pbx::crm as old;
+
+/// This version's entry in the served list.
+pub(super) static VERSION: V0_1_0 = V0_1_0;
+
+/// `pbx:crm@0.1.0`.
+pub(super) struct V0_1_0;
+
+impl Version for V0_1_0 {
+    fn api(&self) -> &'static str {
+        "0.1.0"
+    }
+
+    fn add_to_linker(&self, linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+        Plugin::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+
+    fn prepare(&self, pre: InstancePre<PluginState>) -> wasmtime::Result<Box<dyn Prepared>> {
+        Ok(Box::new(PluginPre::new(pre)?))
+    }
+}
+
+impl Prepared for PluginPre<PluginState> {
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<PluginState>,
+    ) -> BoxFuture<'a, wasmtime::Result<Box<dyn Exports>>> {
+        Box::pin(async move {
+            let instance = self.instantiate_async(store).await?;
+            Ok(Box::new(instance) as Box<dyn Exports>)
+        })
+    }
+}
+
+impl_exports!(Plugin, |this, store| {
+    integration: this.pbx_crm_integration(),
+    calls: this.pbx_crm_calls(),
+} {});
+
+// The imports: converted, then 0.2.0's implementation called.
 
 impl old::types::Host for PluginState {}
 
@@ -291,5 +338,34 @@ mod tests {
              version instead (copy the newest wit/vX.Y.Z to a new folder, see \
              docs/ARCHITECTURE.md, \"The contract\")."
         );
+    }
+
+    #[test]
+    fn results_convert_between_versions_whole() {
+        use super::super::latest::exports::pbx::crm::integration as new;
+        use super::super::{ErrorKind, PluginError, convert};
+        use super::exports::pbx::crm::integration as old;
+        use super::pbx::crm::types as old_types;
+
+        let old: Result<old::Status, old_types::Error> = Ok(old::Status {
+            state: old::ConnectionState::ReauthorizationNeeded,
+            account: Some("a@b @ Org".into()),
+            message: "Re-authorize".into(),
+            problem: None,
+        });
+        let new: Result<new::Status, PluginError> = convert(old).unwrap_or_else(|e| panic!("{e}"));
+        let status = new.unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(status.state, new::ConnectionState::ReauthorizationNeeded);
+        assert_eq!(status.account.as_deref(), Some("a@b @ Org"));
+
+        let failed: Result<u64, old_types::Error> = Err(old_types::Error {
+            kind: old_types::ErrorKind::Conflict,
+            message: "reload".into(),
+        });
+        let failed: Result<u64, PluginError> = convert(failed).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            failed,
+            Err(PluginError { kind: ErrorKind::Conflict, ref message }) if message == "reload"
+        ));
     }
 }

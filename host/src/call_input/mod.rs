@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::capabilities::calls_export::{CallEvent, Direction, Phase};
+use crate::runtime::wit::{CallEvent, Direction, Phase};
 
 /// Longest call id.
 const MAX_CALL_ID: usize = 128;

@@ -1,9 +1,7 @@
 //! The calls API: events from the PBX in, caller lookup for the PBX's caller
 //! ID, click-to-call, and the journal's pending deliveries.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -11,18 +9,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::api::{ApiError, plugin_result};
-use super::call_input::{self, Invalid, direction_name, phase_name};
-use super::journal;
+use crate::call_input::{self, direction_name, phase_name};
+use crate::dialing::Origination;
+use crate::journal::TickReport;
+use crate::now_ms;
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
 
 type St = State<Arc<AppState>>;
-
-/// How many originations are kept for `GET /api/calls/originations`.
-const KEPT: usize = 256;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -33,19 +30,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/calls/run-pending", post(run_pending))
 }
 
-impl From<Invalid> for ApiError {
-    fn from(e: Invalid) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", e.message).with_field(e.field)
-    }
-}
-
 /// `POST /api/calls/events`: check the event, hand it to every plugin.
 /// 200 when every plugin took it, 202 when some call failed and the host
 /// keeps the event for another delivery, 400 when the input is wrong (or
 /// every plugin refused it as invalid input).
 async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     let event = call_input::parse_event(&body, &st.config.default_region)?;
-    let deliveries = journal::deliver(&st, &event).await;
+    let deliveries = st.journal.deliver(&event).await;
     let refused_as_invalid = !deliveries.is_empty()
         && deliveries
             .iter()
@@ -80,6 +71,14 @@ async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// The plugins a request names (`plugin`), or every active one.
+fn chosen_plugins(st: &AppState, plugin: Option<String>) -> Vec<String> {
+    match plugin {
+        Some(p) => vec![p],
+        None => st.runtime.plugin_ids(),
+    }
+}
+
 #[derive(Deserialize)]
 struct LookupQuery {
     number: Option<String>,
@@ -91,31 +90,20 @@ struct LookupQuery {
 /// answer is listed.
 async fn lookup(State(st): St, Query(q): Query<LookupQuery>) -> Result<Json<Value>, ApiError> {
     let number = call_input::check_number("number", q.number.as_deref().unwrap_or(""))?;
-    let plugins: Vec<String> = match q.plugin {
-        Some(p) => vec![p],
-        None => st
-            .runtime
-            .plugins()
-            .into_iter()
-            .map(|p| p.manifest.id)
-            .collect(),
-    };
+    let plugins = chosen_plugins(&st, q.plugin);
     if plugins.is_empty() {
-        return Err(no_plugin());
+        return Err(ApiError::no_plugin());
     }
     let mut answers = Vec::new();
     let mut first_error = None;
     let mut chosen: Option<(String, Value)> = None;
     for plugin in plugins {
-        let n = number.clone();
-        let region = st.config.default_region.clone();
-        let result = plugin_result(
-            st.runtime
-                .call(&plugin, move |p, s| {
-                    Box::pin(async move { p.lookup_caller(s, &n, &region).await })
-                })
-                .await,
-        );
+        let result = st
+            .runtime
+            .plugin(&plugin)
+            .lookup_caller(&number, &st.config.default_region)
+            .await
+            .map_err(ApiError::from);
         match result {
             Ok(caller) => {
                 let caller = json!(caller);
@@ -136,7 +124,7 @@ async fn lookup(State(st): St, Query(q): Query<LookupQuery>) -> Result<Json<Valu
         }
     }
     let Some((plugin, caller)) = chosen else {
-        return Err(first_error.unwrap_or_else(no_plugin));
+        return Err(first_error.unwrap_or_else(ApiError::no_plugin));
     };
     Ok(Json(json!({
         "number": caller["number"],
@@ -146,60 +134,6 @@ async fn lookup(State(st): St, Query(q): Query<LookupQuery>) -> Result<Json<Valu
         "plugin": plugin,
         "plugins": answers,
     })))
-}
-
-fn no_plugin() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "not-installed",
-        "no CRM plugin is installed; install one with `pbx-host plugin install FILE`",
-    )
-}
-
-/// A click-to-call request the host accepted; a real PBX would dial it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Origination {
-    /// Increasing id.
-    pub id: u64,
-    /// The extension that rings first.
-    pub extension: String,
-    /// The number dialed, in E.164.
-    pub number: String,
-    /// The number as requested.
-    pub requested: String,
-    /// The plugin that authorized it.
-    pub plugin: String,
-    /// When, ms since the epoch.
-    pub at_ms: u64,
-}
-
-/// Originations requested through click-to-call.
-#[derive(Default)]
-pub struct Originations {
-    kept: Mutex<VecDeque<Origination>>,
-    next: AtomicU64,
-}
-
-impl Originations {
-    fn record(&self, mut o: Origination) -> Origination {
-        o.id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() == KEPT {
-            kept.pop_front();
-        }
-        kept.push_back(o.clone());
-        o
-    }
-
-    /// Every kept origination, oldest first.
-    pub fn list(&self) -> Vec<Origination> {
-        self.kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
 }
 
 #[derive(Deserialize)]
@@ -233,29 +167,13 @@ async fn dial(State(st): St, body: Bytes) -> Result<Response, ApiError> {
         )
         .with_field("extension"));
     }
-    let plugins: Vec<String> = match body.plugin {
-        Some(p) => vec![p],
-        None => st
-            .runtime
-            .plugins()
-            .into_iter()
-            .map(|p| p.manifest.id)
-            .collect(),
-    };
     let mut first_error = None;
-    for plugin in plugins {
-        let (x, n, region) = (
-            extension.clone(),
-            requested.clone(),
-            st.config.default_region.clone(),
-        );
-        let result = plugin_result(
-            st.runtime
-                .call(&plugin, move |p, s| {
-                    Box::pin(async move { p.authorize_dial(s, &x, &n, &region).await })
-                })
-                .await,
-        );
+    for plugin in chosen_plugins(&st, body.plugin) {
+        let result = st
+            .runtime
+            .plugin(&plugin)
+            .authorize_dial(&extension, &requested, &st.config.default_region)
+            .await;
         match result {
             Ok(e164) => {
                 let origination = st.originations.record(Origination {
@@ -273,12 +191,12 @@ async fn dial(State(st): St, body: Bytes) -> Result<Response, ApiError> {
                 return Ok((StatusCode::CREATED, Json(json!(origination))).into_response());
             }
             Err(e) => {
-                tracing::info!(%plugin, %extension, "click-to-call refused: {}", e.message());
-                first_error.get_or_insert(e);
+                tracing::info!(%plugin, %extension, "click-to-call refused: {e}");
+                first_error.get_or_insert(ApiError::from(e));
             }
         }
     }
-    Err(first_error.unwrap_or_else(no_plugin))
+    Err(first_error.unwrap_or_else(ApiError::no_plugin))
 }
 
 async fn originations(State(st): St) -> Json<Value> {
@@ -287,12 +205,6 @@ async fn originations(State(st): St) -> Json<Value> {
 
 /// `POST /api/calls/run-pending`: a tick now (every queued event, due or
 /// not), answering the counts.
-async fn run_pending(State(st): St) -> Json<journal::TickReport> {
-    Json(journal::tick(&st, true).await)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+async fn run_pending(State(st): St) -> Json<TickReport> {
+    Json(st.journal.tick(true).await)
 }

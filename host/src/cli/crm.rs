@@ -1,0 +1,223 @@
+//! `pbx-host crm …`: a CRM plugin's set-up from the command line: status,
+//! the Callback URL, its settings (`crm_settings`), authorizing and
+//! disconnecting, its users and associations (`crm_users`). Every command
+//! speaks to the running host's admin API and knows no CRM: what a CRM
+//! needs, its plugin describes.
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::client::AdminClient;
+use super::crm_settings::{self, SettingsCommand};
+use super::crm_users::{self, UsersCommand};
+use super::print_json;
+
+#[derive(Subcommand)]
+pub enum CrmCommand {
+    /// The integration's status.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The Callback URL to enter in the CRM's app.
+    CallbackUrl,
+    /// The CRM's name and the settings its plugin takes.
+    Describe {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The plugin's settings: list them, or set some.
+    Settings {
+        #[command(subcommand)]
+        command: SettingsCommand,
+    },
+    /// Save settings as flags named after them: --KEY VALUE, and
+    /// --KEY-stdin to read one from standard input (secrets must come that
+    /// way). For Salesforce: --consumer-key KEY --consumer-secret-stdin
+    /// [--login-url URL]. `pbx-host crm describe` lists a plugin's flags.
+    Configure {
+        /// --KEY VALUE or --KEY-stdin, per setting.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        settings: Vec<String>,
+    },
+    /// Start the authorization: open the CRM's consent page and wait.
+    Authorize {
+        /// Print the consent page's URL instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Revoke the CRM session and forget the tokens (settings are kept).
+    Disconnect,
+    /// The CRM's users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Associate CRM users with extensions: automatically by e-mail
+    /// (`--auto`), or one user with one extension.
+    Associate {
+        /// Propose associations by e-mail, show them, and save on confirmation.
+        #[arg(long, conflicts_with_all = ["user", "extension"])]
+        auto: bool,
+        /// Save the proposal without asking.
+        #[arg(long, requires = "auto")]
+        yes: bool,
+        /// The user's CRM id or e-mail address.
+        #[arg(required_unless_present = "auto")]
+        user: Option<String>,
+        /// The extension number.
+        #[arg(required_unless_present = "auto")]
+        extension: Option<String>,
+    },
+    /// Remove a user's association.
+    Unassociate {
+        /// The user's CRM id or e-mail address.
+        user: String,
+    },
+}
+
+/// The plugin `crm` commands talk to: the one given, else the only CRM
+/// plugin installed.
+pub async fn plugin_id(client: &AdminClient, given: Option<String>) -> anyhow::Result<String> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    let list = client.get("/plugins").await?;
+    let active: Vec<String> = list["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| !p["active"].is_null())
+        .filter_map(|p| p["id"].as_str().map(str::to_string))
+        .collect();
+    match active.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => anyhow::bail!(
+            "no CRM plugin is active; install one with `pbx-host plugin install FILE`"
+        ),
+        several => anyhow::bail!(
+            "several CRM plugins are active ({}); choose one with --plugin ID",
+            several.join(", ")
+        ),
+    }
+}
+
+/// Run a `crm` subcommand against `plugin`.
+pub async fn run(client: &AdminClient, plugin: &str, command: CrmCommand) -> anyhow::Result<()> {
+    match command {
+        CrmCommand::Status { json } => {
+            let status = client.get(&format!("/crm/{plugin}/status")).await?;
+            if json {
+                print_json(&status);
+            } else {
+                println!("Status: {}", status["message"].as_str().unwrap_or("?"));
+                if let Some(account) = status["account"].as_str() {
+                    println!("Account: {account}");
+                }
+                if let Some(problem) = status["problem"].as_str() {
+                    println!("Problem: {problem}");
+                }
+                if let Some(n) = status["pending_call_logs"].as_u64() {
+                    println!("Call logs waiting: {n}");
+                }
+                if let Some(n) = status["queued_call_events"].as_u64().filter(|n| *n > 0) {
+                    println!("Call events kept by the host for another delivery: {n}");
+                }
+            }
+        }
+        CrmCommand::CallbackUrl => {
+            let url = client.get(&format!("/crm/{plugin}/callback-url")).await?;
+            println!("{}", url["callback_url"].as_str().unwrap_or("?"));
+        }
+        CrmCommand::Describe { json } => crm_settings::describe(client, plugin, json).await?,
+        CrmCommand::Settings { command } => crm_settings::run(client, plugin, command).await?,
+        CrmCommand::Configure { settings } => {
+            crm_settings::configure(client, plugin, settings).await?
+        }
+        CrmCommand::Authorize { no_browser } => authorize(client, plugin, no_browser).await?,
+        CrmCommand::Users { command } => crm_users::run(client, plugin, command).await?,
+        CrmCommand::Associate {
+            auto: true, yes, ..
+        } => crm_users::associate_auto(client, plugin, yes).await?,
+        CrmCommand::Associate {
+            user, extension, ..
+        } => {
+            let (Some(user), Some(extension)) = (user, extension) else {
+                anyhow::bail!("give a user (id or e-mail) and an extension, or --auto");
+            };
+            crm_users::associate(client, plugin, &user, Some(&extension)).await?;
+        }
+        CrmCommand::Unassociate { user } => {
+            crm_users::associate(client, plugin, &user, None).await?
+        }
+        CrmCommand::Disconnect => {
+            let status = client
+                .post(&format!("/crm/{plugin}/disconnect"), &json!({}))
+                .await?;
+            println!("Status: {}", status["message"].as_str().unwrap_or("?"));
+            if let Some(problem) = status["problem"].as_str() {
+                println!("Problem: {problem}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Start an authorization; unless `no_browser`, open the consent page and
+/// wait for the callback's outcome.
+async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyhow::Result<()> {
+    let before = client.get(&format!("/crm/{plugin}/status")).await?;
+    let previous = before["last_authorization"]["at_ms"].as_u64();
+    let authorization = client
+        .post(&format!("/crm/{plugin}/authorize"), &json!({}))
+        .await?;
+    let url = authorization["url"]
+        .as_str()
+        .context("the host returned no URL")?;
+    if no_browser {
+        println!("{url}");
+        return Ok(());
+    }
+    let opened = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !opened {
+        eprintln!("Open this page in a browser to authorize:\n{url}");
+    }
+    let expires = authorization["expires_at_ms"].as_u64().unwrap_or(0);
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message("Waiting for the consent in the browser...");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let status = client.get(&format!("/crm/{plugin}/status")).await?;
+        let last = &status["last_authorization"];
+        if last["at_ms"].as_u64().is_some() && last["at_ms"].as_u64() != previous {
+            spinner.finish_and_clear();
+            if last["ok"].as_bool() == Some(true) {
+                println!(
+                    "Authorization succeeded! Status: {}",
+                    status["message"].as_str().unwrap_or("?")
+                );
+                return Ok(());
+            }
+            anyhow::bail!(
+                "{}",
+                last["message"].as_str().unwrap_or("authorization failed")
+            );
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if expires > 0 && now > expires {
+            spinner.finish_and_clear();
+            anyhow::bail!("the authorization attempt expired; run `pbx-host crm authorize` again");
+        }
+    }
+}

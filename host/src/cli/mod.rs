@@ -1,0 +1,177 @@
+//! `pbx-host`, the command line: `serve` runs the host; every other command
+//! is a thin client of the running host's admin API (`client`), which it
+//! finds through the data directory. One file per command group.
+
+mod call;
+pub mod client;
+mod crm;
+mod crm_settings;
+mod crm_users;
+mod extension;
+mod plugin;
+mod serve;
+mod vendor;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+pub use client::AdminClient;
+
+#[derive(Parser)]
+#[command(
+    name = "pbx-host",
+    version,
+    about = "The reference PBX host for CRM plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: portal, admin API, OAuth callback and plugins.
+    Serve(serve::ServeArgs),
+    /// Install and list plugins.
+    Plugin {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
+    /// Manage the PBX's extensions.
+    Extension {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: extension::ExtensionCommand,
+    },
+    /// The CRM integration.
+    Crm {
+        #[command(flatten)]
+        at: DataDir,
+        /// The CRM plugin's id (default: the only CRM plugin installed).
+        #[arg(long, global = true)]
+        plugin: Option<String>,
+        #[command(subcommand)]
+        command: crm::CrmCommand,
+    },
+    /// Calls: simulate one, look a caller up, click-to-call.
+    Call {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: call::CallCommand,
+    },
+    /// Sign plugin files as a vendor (offline; no host needed).
+    Vendor {
+        #[command(subcommand)]
+        command: vendor::VendorCommand,
+    },
+    /// The running host: version, limits and runtime counters.
+    Status {
+        #[command(flatten)]
+        at: DataDir,
+    },
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// The running host's data directory.
+    #[arg(long, env = "PBX_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let dir = self
+            .data_dir
+            .as_ref()
+            .context("--data-dir is required (the directory `pbx-host serve` uses)")?;
+        AdminClient::from_data_dir(dir)
+    }
+}
+
+/// Parse the command line and run it; the process's exit code.
+pub async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Plugin { at, command } => plugin::run(at.client()?, command).await,
+        Command::Extension { at, command } => extension::run(at.client()?, command).await,
+        Command::Crm {
+            mut at,
+            mut plugin,
+            mut command,
+        } => {
+            // `configure` takes every flag after it as a setting, so the
+            // CLI's own options given after it are picked out here.
+            if let crm::CrmCommand::Configure { settings } = &mut command {
+                if let Some(dir) = take_option(settings, "--data-dir") {
+                    at.data_dir = Some(PathBuf::from(dir));
+                }
+                if let Some(id) = take_option(settings, "--plugin") {
+                    plugin = Some(id);
+                }
+            }
+            let client = at.client()?;
+            let plugin = crm::plugin_id(&client, plugin).await?;
+            crm::run(&client, &plugin, command).await
+        }
+        Command::Call { at, command } => call::run(&at.client()?, command).await,
+        Command::Vendor { command } => vendor::run(command),
+        Command::Status { at } => {
+            print_json(&at.client()?.get("/host").await?);
+            Ok(())
+        }
+    }
+}
+
+/// Removes `NAME VALUE` or `NAME=VALUE` from `args`; the value.
+fn take_option(args: &mut Vec<String>, name: &str) -> Option<String> {
+    let at = args
+        .iter()
+        .position(|a| a == name || a.starts_with(&format!("{name}=")))?;
+    let arg = args.remove(at);
+    match arg.split_once('=') {
+        Some((_, value)) => Some(value.to_string()),
+        None if at < args.len() => Some(args.remove(at)),
+        None => None,
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clis_own_options_are_taken_out_of_setting_flags() {
+        let mut args: Vec<String> = ["--account", "acme", "--data-dir", "/d", "--plugin=probe"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(take_option(&mut args, "--data-dir").as_deref(), Some("/d"));
+        assert_eq!(take_option(&mut args, "--plugin").as_deref(), Some("probe"));
+        assert_eq!(take_option(&mut args, "--plugin"), None);
+        assert_eq!(args, ["--account", "acme"]);
+    }
+}

@@ -1,0 +1,232 @@
+//! `pbx-host plugin …`: install, list, activate, roll back, grant and
+//! remove plugin versions, through the running host's admin API.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::client::AdminClient;
+use super::print_json;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Verify, store and compile a plugin file; it becomes active if it is
+    /// the plugin's first version or with --activate.
+    Install {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Make it the active version (calls switch to it at once).
+        #[arg(long)]
+        activate: bool,
+        /// The SHA-256 (hex) the vendor published for the file.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// The installed plugins, their versions and grants.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an installed version the active one (calls keep flowing).
+    Activate {
+        /// The plugin id, e.g. salesforce.
+        id: String,
+        /// The version, as `plugin list` shows it.
+        version: String,
+    },
+    /// Go back to the version active before the last activation.
+    Rollback {
+        /// The plugin id.
+        id: String,
+    },
+    /// Remove an installed version that is not active.
+    Remove {
+        /// The plugin id.
+        id: String,
+        /// The version.
+        version: String,
+    },
+    /// Let a plugin reach a host its manifest requests, or give it more
+    /// kv-store space.
+    Grant {
+        /// The plugin id.
+        id: String,
+        /// scheme://host[:port], e.g. https://*.my.salesforce.com
+        #[arg(required_unless_present = "kv_keys")]
+        url_pattern: Option<String>,
+        /// kv-store quota: keys (with --kv-mib).
+        #[arg(long, requires = "kv_mib")]
+        kv_keys: Option<u64>,
+        /// kv-store quota: MiB (with --kv-keys).
+        #[arg(long, requires = "kv_keys")]
+        kv_mib: Option<u64>,
+    },
+}
+
+pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Install {
+            file,
+            activate,
+            sha256,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut path = format!(
+                "/plugins?activate={}",
+                if activate { "yes" } else { "if-none-active" }
+            );
+            if let Some(sha256) = sha256 {
+                path.push_str(&format!("&sha256={}", sha256.trim()));
+            }
+            let installed = client.post_bytes(&path, bytes).await?;
+            let id = installed["manifest"]["id"].as_str().unwrap_or("?");
+            let version = installed["manifest"]["version"].as_str().unwrap_or("?");
+            println!(
+                "installed {id} {version} (api {}, sha256 {}{})",
+                installed["api_version"].as_str().unwrap_or("?"),
+                installed["sha256"].as_str().unwrap_or("?"),
+                installed["signed_by"]
+                    .as_str()
+                    .map(|k| format!(", signed by {k}"))
+                    .unwrap_or_default(),
+            );
+            let waiting: Vec<&str> = installed["waiting_for_grants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if installed["activated"] == true {
+                println!("{id} {version} is active");
+            } else if !waiting.is_empty() {
+                println!(
+                    "not activated: it requests {}, which is not granted; run `pbx-host plugin grant {id} PATTERN`, then `pbx-host plugin activate {id} {version}`",
+                    waiting.join(", ")
+                );
+            } else {
+                println!(
+                    "not activated; activate it with `pbx-host plugin activate {id} {version}`"
+                );
+            }
+        }
+        PluginCommand::List { json } => {
+            let list = client.get("/plugins").await?;
+            if json {
+                print_json(&list);
+            } else {
+                print_plugins(&list);
+            }
+        }
+        PluginCommand::Activate { id, version } => {
+            let done = client
+                .post(
+                    &format!("/plugins/{id}/activate"),
+                    &json!({ "version": version }),
+                )
+                .await?;
+            print_activation(&done);
+        }
+        PluginCommand::Rollback { id } => {
+            let done = client
+                .post(&format!("/plugins/{id}/rollback"), &json!({}))
+                .await?;
+            print_activation(&done);
+        }
+        PluginCommand::Remove { id, version } => {
+            client
+                .delete(&format!("/plugins/{id}/versions/{version}"))
+                .await?;
+            println!("removed {id} {version}");
+        }
+        PluginCommand::Grant {
+            id,
+            url_pattern,
+            kv_keys,
+            kv_mib,
+        } => {
+            let granted = client
+                .post(
+                    &format!("/plugins/{id}/grants"),
+                    &json!({ "pattern": url_pattern, "kv_max_keys": kv_keys, "kv_max_mib": kv_mib }),
+                )
+                .await?;
+            let list: Vec<&str> = granted["granted"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !list.is_empty() {
+                println!("{id} may reach: {}", list.join(", "));
+            }
+            if let (Some(keys), Some(bytes)) = (
+                granted["kv_max_keys"].as_u64(),
+                granted["kv_max_bytes"].as_u64(),
+            ) {
+                println!("{id} may keep {keys} keys, {} MiB", bytes >> 20);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_activation(done: &Value) {
+    println!(
+        "{} {} is active{} (switched in {:.1} ms{})",
+        done["id"].as_str().unwrap_or("?"),
+        done["active"].as_str().unwrap_or("?"),
+        done["previous"]
+            .as_str()
+            .map(|p| format!("; rollback returns to {p}"))
+            .unwrap_or_default(),
+        done["swap_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
+        if done["migrated"] == true {
+            ", state migrated"
+        } else {
+            ""
+        },
+    );
+}
+
+fn print_plugins(list: &Value) {
+    println!(
+        "{:<14} {:<10} {:<7} {:<6} {:<34} {:<34} SHA-256",
+        "ID", "VERSION", "ACTIVE", "API", "REQUESTED HOSTS", "GRANTED HOSTS"
+    );
+    for p in list["plugins"].as_array().into_iter().flatten() {
+        let join = |v: &Value| {
+            let items: Vec<&str> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if items.is_empty() {
+                "-".to_string()
+            } else {
+                items.join(",")
+            }
+        };
+        let granted = join(&p["granted"]);
+        for v in p["versions"].as_array().into_iter().flatten() {
+            let waiting = join(&v["waiting_for_grants"]);
+            println!(
+                "{:<14} {:<10} {:<7} {:<6} {:<34} {:<34} {}",
+                p["id"].as_str().unwrap_or("?"),
+                v["version"].as_str().unwrap_or("?"),
+                if v["active"] == true { "yes" } else { "" },
+                v["api_version"].as_str().unwrap_or("?"),
+                join(&v["requested"]),
+                granted,
+                v["sha256"].as_str().unwrap_or("?"),
+            );
+            if waiting != "-" {
+                println!("{:<14} waiting for grants: {waiting}", "");
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! `pbx-host serve`: run the host (portal, admin API, OAuth callback,
+//! plugins) with settings from flags or a TOML file; flags win.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{FileConfig, HostConfig};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A TOML file with the same settings (flags win).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory: store, plugins, cache, keys.
+    #[arg(long, env = "PBX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen address of the portal, admin API and callback.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The PBX's public URL (its FQDN); the Callback URL is built from it.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Extra CA certificate (PEM) trusted for outbound HTTPS; repeatable.
+    #[arg(long = "trust-ca")]
+    trust_ca: Vec<PathBuf>,
+    /// Let a plugin reach hosts: PLUGIN_ID=scheme://host[:port]; repeatable.
+    #[arg(long = "grant")]
+    grant: Vec<String>,
+    /// Trust a vendor's plugin signatures: KEY_ID=BASE64 Ed25519 public key; repeatable.
+    #[arg(long = "trusted-key")]
+    trusted_key: Vec<String>,
+    /// Refuse plugin files without a trusted vendor signature.
+    #[arg(long)]
+    require_signature: bool,
+    /// Per-call deadline in milliseconds (default 10000).
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory cap per plugin instance in MiB (default 64).
+    #[arg(long)]
+    memory_mib: Option<usize>,
+    /// Largest outbound HTTP response in MiB (default 16).
+    #[arg(long)]
+    max_response_mib: Option<u64>,
+    /// Longest outbound HTTP exchange in milliseconds (default 30000).
+    #[arg(long)]
+    http_timeout_ms: Option<u64>,
+    /// Also open administrator pages with xdg-open.
+    #[arg(long)]
+    system_browser: bool,
+    /// Default region for phone numbers, e.g. US.
+    #[arg(long)]
+    default_region: Option<String>,
+    /// How often pending call logs are delivered, in milliseconds (default 5000).
+    #[arg(long)]
+    journal_interval_ms: Option<u64>,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut file = match &args.config {
+        Some(path) => FileConfig::read(path)?,
+        None => FileConfig::default(),
+    };
+    // Flags win over the file.
+    file.data_dir = args.data_dir.or(file.data_dir);
+    file.listen = args.listen.or(file.listen);
+    file.public_url = args.public_url.or(file.public_url);
+    file.trust_ca.extend(args.trust_ca);
+    file.grant.extend(args.grant);
+    file.trusted_key.extend(args.trusted_key);
+    if args.require_signature {
+        file.require_signature = Some(true);
+    }
+    file.deadline_ms = args.deadline_ms.or(file.deadline_ms);
+    file.memory_mib = args.memory_mib.or(file.memory_mib);
+    file.max_response_mib = args.max_response_mib.or(file.max_response_mib);
+    file.http_timeout_ms = args.http_timeout_ms.or(file.http_timeout_ms);
+    file.default_region = args.default_region.or(file.default_region);
+    file.journal_interval_ms = args.journal_interval_ms.or(file.journal_interval_ms);
+    if args.system_browser {
+        file.system_browser = Some(true);
+    }
+    let config = HostConfig::from_file(file)?;
+    let host = crate::server::start(config).await?;
+    println!("portal: {}/", host.url());
+    host.run_until(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The PBX's extension directory: the extensions the operator manages
+//! (`pbx-host extension add|list|remove`, the admin API), kept in the host's
+//! store (`host/extensions`). Plugins read it through the `directory`
+//! capability; the portal, the agent page and call input check against it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{KvError, Namespace};
+
+/// One PBX extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    /// The number, e.g. "1001".
+    pub number: String,
+    /// Who or what it is.
+    pub name: String,
+    /// The person's e-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// Why an extension is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// Store failure.
+    #[error("the extension directory could not be read or written: {0}")]
+    Store(#[from] KvError),
+    /// A stored record did not parse.
+    #[error("extension {0} is stored in an unreadable form; remove and add it again")]
+    Corrupt(String),
+}
+
+impl Extension {
+    /// Check and tidy operator input.
+    pub fn validated(self) -> Result<Extension, DirectoryError> {
+        let number = self.number.trim().to_string();
+        if number.is_empty()
+            || number.len() > 16
+            || !number
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        {
+            return Err(DirectoryError::Invalid(format!(
+                "extension number {number:?} must be 1-16 digits (* and # allowed), e.g. 1001"
+            )));
+        }
+        let name = self.name.trim().to_string();
+        if name.is_empty() || name.len() > 200 {
+            return Err(DirectoryError::Invalid(format!(
+                "extension {number} needs a name of 1-200 characters"
+            )));
+        }
+        let email = match self.email.map(|e| e.trim().to_string()) {
+            Some(e) if e.is_empty() => None,
+            Some(e) => {
+                let valid = e.len() <= 254
+                    && e.split_once('@')
+                        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
+                if !valid {
+                    return Err(DirectoryError::Invalid(format!(
+                        "{e:?} is not an e-mail address; use name@example.com or leave it empty"
+                    )));
+                }
+                Some(e)
+            }
+            None => None,
+        };
+        Ok(Extension {
+            number,
+            name,
+            email,
+        })
+    }
+}
+
+/// The extension directory.
+#[derive(Clone)]
+pub struct Directory {
+    ns: Namespace,
+}
+
+impl Directory {
+    /// The directory in `ns`.
+    pub fn new(ns: Namespace) -> Self {
+        Self { ns }
+    }
+
+    /// Every extension, by number.
+    pub fn list(&self) -> Result<Vec<Extension>, DirectoryError> {
+        let mut out = Vec::new();
+        for key in self.ns.list_keys("")? {
+            if let Some(ext) = self.get(&key)? {
+                out.push(ext);
+            }
+        }
+        out.sort_by(|a, b| (a.number.len(), &a.number).cmp(&(b.number.len(), &b.number)));
+        Ok(out)
+    }
+
+    /// One extension.
+    pub fn get(&self, number: &str) -> Result<Option<Extension>, DirectoryError> {
+        match self.ns.get(number)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|_| DirectoryError::Corrupt(number.to_string())),
+        }
+    }
+
+    /// Add or replace an extension.
+    pub fn put(&self, extension: Extension) -> Result<Extension, DirectoryError> {
+        let extension = extension.validated()?;
+        let bytes =
+            serde_json::to_vec(&extension).map_err(|e| DirectoryError::Invalid(e.to_string()))?;
+        self.ns.set(&extension.number, &bytes)?;
+        Ok(extension)
+    }
+
+    /// Remove an extension; returns whether it existed.
+    pub fn remove(&self, number: &str) -> Result<bool, DirectoryError> {
+        let existed = self.ns.get(number)?.is_some();
+        self.ns.delete(number)?;
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(number: &str, email: Option<&str>) -> Extension {
+        Extension {
+            number: number.into(),
+            name: "Ann".into(),
+            email: email.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn operator_input_is_checked() {
+        assert!(ext("1001", Some(" ann@example.com ")).validated().is_ok());
+        assert!(ext("10a1", None).validated().is_err());
+        assert!(ext("", None).validated().is_err());
+        assert!(ext("1001", Some("not-an-address")).validated().is_err());
+        assert_eq!(
+            ext("1001", Some("")).validated().ok().and_then(|e| e.email),
+            None
+        );
+    }
+}

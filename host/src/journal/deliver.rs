@@ -1,0 +1,94 @@
+//! Delivering one call event to every installed CRM plugin, and what each
+//! did with it; a call that failed in the runtime is kept for the ticker.
+
+use serde::Serialize;
+
+use super::Journal;
+use crate::call_input::phase_name;
+use crate::runtime::CallError;
+use crate::runtime::wit::{CallEvent, Phase};
+
+/// What happened to an event at one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// The plugin.
+    pub plugin: String,
+    /// The plugin took the event.
+    pub ok: bool,
+    /// Kept in the host's retry queue (the call itself failed).
+    pub queued: bool,
+    /// The plugin's or the runtime's error kind, when not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Why not, naming the fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The whole plugin call, in microseconds.
+    pub call_us: u64,
+    /// Of that, time spent in the plugin's outbound HTTP (the CRM's time).
+    pub http_us: u64,
+    /// Of that, time the call ran on a CPU (host and plugin work, no
+    /// waiting), in microseconds.
+    pub busy_us: u64,
+}
+
+impl Journal {
+    /// Deliver `event` to every installed plugin; a failed call is queued.
+    pub async fn deliver(&self, event: &CallEvent) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for plugin in self.runtime.plugin_ids() {
+            out.push(self.deliver_to(&plugin, event).await);
+        }
+        if event.phase == Phase::Ended {
+            self.kick();
+        }
+        out
+    }
+
+    pub(super) async fn deliver_to(&self, plugin: &str, event: &CallEvent) -> Delivery {
+        let (result, timing) = self
+            .runtime
+            .plugin(plugin)
+            .on_call_event(event)
+            .timed()
+            .await;
+        let mut delivery = Delivery {
+            plugin: plugin.to_string(),
+            ok: false,
+            queued: false,
+            kind: None,
+            error: None,
+            call_us: timing.total.as_micros() as u64,
+            http_us: timing.http.as_micros() as u64,
+            busy_us: timing.busy.as_micros() as u64,
+        };
+        match result {
+            Ok(()) => {
+                delivery.ok = true;
+                self.dequeue(plugin, event);
+            }
+            Err(e) if e.failed_in_runtime() => {
+                let message = e.to_string();
+                self.enqueue(plugin, event, &message);
+                delivery.queued = true;
+                delivery.kind = Some(e.kind().into());
+                delivery.error = Some(format!(
+                    "{message}; the host keeps the event and delivers it again"
+                ));
+            }
+            Err(e) => {
+                if let CallError::Refused { .. } = &e {
+                    // The plugin answered: it has seen the event and decided.
+                    tracing::warn!(
+                        %plugin, call_id = %event.call_id, phase = phase_name(event.phase),
+                        "the plugin refused a call event: {e}"
+                    );
+                    self.dequeue(plugin, event);
+                }
+                delivery.kind = Some(e.kind().into());
+                delivery.error = Some(e.to_string());
+            }
+        }
+        delivery
+    }
+}

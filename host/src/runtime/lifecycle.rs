@@ -1,0 +1,453 @@
+//! Installing and running versions: verify, store and compile a file;
+//! activate a version (its `migrate` export first) or roll back, while
+//! calls keep flowing; remove an inactive version; load the active versions
+//! at start. A swap replaces the plugin id's `Arc<Loaded>`: calls already
+//! running finish on the version they started on.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::cache::grants_key;
+use super::grants::waiting_for_grants;
+use super::handle::migrate_export;
+use super::inspect::{self, Inspection};
+use super::pool::Loaded;
+use super::versions::{
+    Activate, Activation, InstallError, InstallOptions, InstallReport, InstalledPlugin,
+    PluginListing, VersionListing,
+};
+use super::{CallTiming, Runtime, registry, signature, wit};
+use crate::capabilities::Grants;
+use crate::now_ms;
+use crate::outbound::{HostPattern, Policy};
+
+impl Runtime {
+    /// Every installed plugin with its versions.
+    pub fn listing(&self) -> Result<Vec<PluginListing>, InstallError> {
+        let mut out = Vec::new();
+        for id in self.registry.ids()? {
+            let Some((record, _)) = self.registry.get(&id)? else {
+                continue;
+            };
+            let granted = self.effective_grants(&id)?;
+            let kv_quota = self.kv_quota(&id)?;
+            let active = self.loaded_version(&id);
+            let versions = record
+                .versions
+                .iter()
+                .map(|(version, v)| VersionListing {
+                    version: version.clone(),
+                    sha256: v.sha256.clone(),
+                    api_version: v.api_version.clone(),
+                    requested: v.requested.clone(),
+                    signed_by: v.signed_by.clone(),
+                    active: record.active.as_deref() == Some(version.as_str()),
+                    waiting_for_grants: waiting_for_grants(&record, v, &granted, kv_quota),
+                })
+                .collect();
+            out.push(PluginListing {
+                manifest: active.map(|l| l.info.manifest.clone()),
+                id,
+                active: record.active.clone(),
+                previous: record.previous.clone(),
+                granted: granted.iter().map(ToString::to_string).collect(),
+                kv_max_keys: kv_quota.max_keys,
+                kv_max_bytes: kv_quota.max_bytes,
+                versions,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Validate, store (content-addressed) and load a component, making it
+    /// the active version of its plugin: what `POST /api/plugins` did
+    /// before plugin versions, kept for embedders and benches.
+    pub fn install(&self, bytes: &[u8]) -> Result<InstalledPlugin, InstallError> {
+        let report = self.install_with(
+            bytes,
+            &InstallOptions {
+                sha256: None,
+                activate: Activate::Yes,
+            },
+        )?;
+        match report.waiting_for_grants.is_empty() {
+            true => Ok(report.plugin),
+            false => Err(InstallError::NeedsGrants {
+                id: report.plugin.manifest.id.clone(),
+                version: report.plugin.manifest.version.clone(),
+                hosts: report.waiting_for_grants,
+            }),
+        }
+    }
+
+    /// Verify a file (its hash when one is expected, component, API
+    /// version, manifest, vendor signature), store it, compile it, record
+    /// its version, and activate it as `options` say.
+    pub fn install_with(
+        &self,
+        bytes: &[u8],
+        options: &InstallOptions,
+    ) -> Result<InstallReport, InstallError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        if let Some(expected) = &options.sha256 {
+            let expected = expected.trim().to_ascii_lowercase();
+            if expected != sha256 {
+                return Err(InstallError::HashMismatch {
+                    expected,
+                    actual: sha256,
+                });
+            }
+        }
+        let inspection = inspect::inspect(bytes)?;
+        let signed_by = signature::verify(bytes, &self.trust)?;
+        let id = inspection.manifest.id.clone();
+        let version = inspection.manifest.version.clone();
+        let path = self.plugins_dir.join(format!("{sha256}.wasm"));
+        if !path.exists() {
+            crate::files::write_atomically(&path, bytes)
+                .map_err(|e| InstallError::Storage(format!("{}: {e}", path.display())))?;
+        }
+        // Compiled (and cached) now, so a file that cannot load is refused
+        // at install, not at activation.
+        let loaded = self.load(inspection.clone(), &sha256, bytes)?;
+
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut record, raw) = match self.registry.get(&id)? {
+            Some((record, raw)) => (record, Some(raw)),
+            None => (registry::PluginRecord::default(), None),
+        };
+        if let Some(existing) = record.versions.get(&version)
+            && existing.sha256 != sha256
+        {
+            return Err(InstallError::VersionClash { id, version });
+        }
+        let entry = registry::VersionRecord {
+            sha256: sha256.clone(),
+            api_version: inspection.api_version.clone(),
+            requested: inspection.manifest.hosts.clone(),
+            signed_by: signed_by.clone(),
+            installed_at_ms: now_ms(),
+            manifest: Some(inspection.manifest.clone()),
+        };
+        let granted = self.effective_grants(&id)?;
+        let waiting = waiting_for_grants(&record, &entry, &granted, self.kv_quota(&id)?);
+        let wanted = match options.activate {
+            Activate::Yes => true,
+            Activate::No => false,
+            Activate::IfNoneActive => record.active.is_none(),
+        };
+        let already = record.active.as_deref() == Some(version.as_str());
+        record.versions.insert(version.clone(), entry);
+        let activate = wanted && waiting.is_empty() && !already;
+        let loaded = Arc::new(loaded);
+        let mut migrated = false;
+        if activate {
+            migrated = self.migrate(&loaded, record.active.as_deref())?;
+            record.previous = record.active.replace(version.clone());
+        }
+        self.registry.put(&id, raw, &record)?;
+        if activate || (already && self.loaded_version(&id).is_none()) {
+            self.set_active(&id, loaded.clone());
+        }
+        tracing::info!(
+            plugin = %id, %version, %sha256, activated = activate, migrated,
+            signed_by = signed_by.as_deref().unwrap_or("-"),
+            "plugin installed"
+        );
+        Ok(InstallReport {
+            plugin: loaded.info.clone(),
+            activated: activate || already,
+            waiting_for_grants: if wanted && !already {
+                waiting
+            } else {
+                Vec::new()
+            },
+            signed_by,
+        })
+    }
+
+    /// Make `version` the active version of `id`. Calls already running
+    /// finish on the version they started on; calls from now on get the
+    /// new one. Its `migrate` export, if any, runs first; if it fails the
+    /// old version stays active.
+    pub fn activate(&self, id: &str, version: &str) -> Result<Activation, InstallError> {
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.switch(id, version)
+    }
+
+    /// Go back to the version active before the last activation, the same
+    /// way as [`Runtime::activate`].
+    pub fn rollback(&self, id: &str) -> Result<Activation, InstallError> {
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let (record, _) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        let previous = record
+            .previous
+            .ok_or_else(|| InstallError::NoPrevious(id.to_string()))?;
+        self.switch(id, &previous)
+    }
+
+    fn switch(&self, id: &str, version: &str) -> Result<Activation, InstallError> {
+        let started = std::time::Instant::now();
+        let (mut record, raw) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        let entry =
+            record
+                .versions
+                .get(version)
+                .cloned()
+                .ok_or_else(|| InstallError::UnknownVersion {
+                    id: id.to_string(),
+                    version: version.to_string(),
+                    installed: record.versions.keys().cloned().collect(),
+                })?;
+        if record.active.as_deref() == Some(version) && self.loaded_version(id).is_some() {
+            return Ok(Activation {
+                id: id.to_string(),
+                active: version.to_string(),
+                previous: record.previous.clone(),
+                migrated: false,
+                swap_us: 0,
+            });
+        }
+        let granted = self.effective_grants(id)?;
+        let waiting = waiting_for_grants(&record, &entry, &granted, self.kv_quota(id)?);
+        if !waiting.is_empty() {
+            return Err(InstallError::NeedsGrants {
+                id: id.to_string(),
+                version: version.to_string(),
+                hosts: waiting,
+            });
+        }
+        let loaded = Arc::new(self.load_stored(&entry)?);
+        let migrated = self.migrate(&loaded, record.active.as_deref())?;
+        let from = record.active.replace(version.to_string());
+        record.previous = from.clone().filter(|f| f != version);
+        self.registry.put(id, Some(raw), &record)?;
+        self.set_active(id, loaded);
+        let swap = started.elapsed();
+        tracing::info!(plugin = %id, %version, from = from.as_deref().unwrap_or("-"), swap_us = swap.as_micros() as u64, "plugin version activated");
+        Ok(Activation {
+            id: id.to_string(),
+            active: version.to_string(),
+            previous: record.previous,
+            migrated,
+            swap_us: swap.as_micros() as u64,
+        })
+    }
+
+    /// Remove an inactive version; its file and compiled forms go when no
+    /// other version uses them.
+    pub fn remove(&self, id: &str, version: &str) -> Result<(), InstallError> {
+        let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut record, raw) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        if record.active.as_deref() == Some(version) {
+            return Err(InstallError::ActiveVersion {
+                id: id.to_string(),
+                version: version.to_string(),
+            });
+        }
+        let Some(entry) = record.versions.remove(version) else {
+            return Err(InstallError::UnknownVersion {
+                id: id.to_string(),
+                version: version.to_string(),
+                installed: record.versions.keys().cloned().collect(),
+            });
+        };
+        if record.previous.as_deref() == Some(version) {
+            record.previous = None;
+        }
+        self.registry.put(id, Some(raw), &record)?;
+        if !self.sha_in_use(&entry.sha256)? {
+            let _ = std::fs::remove_file(self.plugins_dir.join(format!("{}.wasm", entry.sha256)));
+            self.remove_cached(&entry.sha256);
+        }
+        tracing::info!(plugin = %id, %version, "plugin version removed");
+        Ok(())
+    }
+
+    /// Load every installed plugin's active version (at start). A plugin
+    /// that fails to load is logged and skipped, so one bad file does not
+    /// stop the PBX.
+    pub fn load_installed(&self) -> Result<usize, InstallError> {
+        let mut count = 0;
+        for id in self.registry.ids()? {
+            match self.load_installed_one(&id) {
+                Ok(true) => count += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(plugin = %id, "plugin not loaded: {e}"),
+            }
+        }
+        Ok(count)
+    }
+
+    fn load_installed_one(&self, id: &str) -> Result<bool, InstallError> {
+        let (record, _) = self
+            .registry
+            .get(id)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
+        let Some(entry) = record.active.as_ref().and_then(|v| record.versions.get(v)) else {
+            return Ok(false);
+        };
+        let loaded = self.load_stored(entry)?;
+        self.set_active(id, Arc::new(loaded));
+        Ok(true)
+    }
+
+    /// Load an installed version: straight from the precompile cache when
+    /// it holds it (what install recorded stands for the file, which is not
+    /// read again), else from its file, checking it still has its hash.
+    pub(super) fn load_stored(
+        &self,
+        entry: &registry::VersionRecord,
+    ) -> Result<Loaded, InstallError> {
+        if let Some(manifest) = &entry.manifest {
+            let granted = self.effective_grants(&manifest.id)?;
+            let key = grants_key(&granted, self.kv_quota(&manifest.id)?);
+            if let Some(component) = self.cached_component(&entry.sha256, &key) {
+                let inspection = Inspection {
+                    manifest: manifest.clone(),
+                    api_version: entry.api_version.clone(),
+                    imports: Vec::new(),
+                    exports: Vec::new(),
+                };
+                return self.load_component(inspection, &entry.sha256, &component, granted);
+            }
+        }
+        let sha256 = &entry.sha256;
+        let path = self.plugins_dir.join(format!("{sha256}.wasm"));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| InstallError::Storage(format!("{}: {e}", path.display())))?;
+        if hex::encode(Sha256::digest(&bytes)) != *sha256 {
+            return Err(InstallError::Storage(format!(
+                "{} does not match its hash; install the plugin again",
+                path.display()
+            )));
+        }
+        let inspection = inspect::inspect(&bytes)?;
+        self.load(inspection, sha256, &bytes)
+    }
+
+    fn sha_in_use(&self, sha256: &str) -> Result<bool, InstallError> {
+        for id in self.registry.ids()? {
+            if let Some((record, _)) = self.registry.get(&id)?
+                && record.versions.values().any(|v| v.sha256 == sha256)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Runs the new version's `migrate(from-version)` export when it has
+    /// one and a version was active before.
+    fn migrate(&self, loaded: &Arc<Loaded>, from: Option<&str>) -> Result<bool, InstallError> {
+        let Some(from) = from else {
+            return Ok(false);
+        };
+        if !loaded.prepared.exports_migrate() {
+            return Ok(false);
+        }
+        let id = loaded.info.manifest.id.clone();
+        let failed = |reason: String| InstallError::Migration {
+            id: id.clone(),
+            version: loaded.info.manifest.version.clone(),
+            from: from.to_string(),
+            reason,
+        };
+        // Install and activation are synchronous (the admin API runs them
+        // on the blocking pool, embedders anywhere): the call runs on a
+        // thread of its own with a small runtime, under the usual limits.
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("cannot start the migration: {e}"))?;
+                    let mut timing = CallTiming::default();
+                    runtime
+                        .block_on(self.call_loaded(
+                            &id,
+                            loaded.clone(),
+                            migrate_export(from),
+                            &mut timing,
+                        ))
+                        // A refusal's text is the plugin's own message.
+                        .map_err(|e| e.to_string())
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the migration stopped unexpectedly".into()))
+        });
+        match outcome {
+            Ok(None) => Ok(false),
+            Ok(Some(())) => {
+                tracing::info!(plugin = %id, %from, version = %loaded.info.manifest.version, "plugin state migrated");
+                Ok(true)
+            }
+            Err(reason) => Err(failed(reason)),
+        }
+    }
+
+    fn load(
+        &self,
+        inspection: Inspection,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Loaded, InstallError> {
+        let granted = self.effective_grants(&inspection.manifest.id)?;
+        let key = grants_key(&granted, self.kv_quota(&inspection.manifest.id)?);
+        let component = self.component(sha256, &key, bytes)?;
+        self.load_component(inspection, sha256, &component, granted)
+    }
+
+    fn load_component(
+        &self,
+        inspection: Inspection,
+        sha256: &str,
+        component: &Component,
+        granted: Vec<HostPattern>,
+    ) -> Result<Loaded, InstallError> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| InstallError::Load(format!("its imports cannot be satisfied: {e}")))?;
+        // The memory image is made here rather than in the first call: for a
+        // component compiled in this process that is a memfd written with
+        // the whole image (~7 ms for the pre-initialized plugin's 15 MB);
+        // one loaded from the precompile cache maps the file, which is cheap.
+        component
+            .initialize_copy_on_write_image()
+            .map_err(|e| InstallError::Load(format!("its memory image cannot be made: {e}")))?;
+        let prepared = wit::prepare(&inspection.api_version, pre)
+            .map_err(|e| InstallError::Load(format!("it does not export the plugin world: {e}")))?;
+        let manifest = inspection.manifest;
+        let grants = Arc::new(Grants {
+            plugin_id: manifest.id.clone(),
+            kv: self.store.namespace(
+                &format!("plugin/{}", manifest.id),
+                self.kv_quota(&manifest.id)?,
+            ),
+            http: Policy {
+                requested: manifest.host_patterns(),
+                granted: granted.clone(),
+            },
+        });
+        let info = InstalledPlugin {
+            sha256: sha256.to_string(),
+            api_version: inspection.api_version,
+            granted: granted.iter().map(ToString::to_string).collect(),
+            manifest,
+        };
+        Ok(Loaded::new(info, prepared, grants, &self.pool))
+    }
+}

@@ -1,0 +1,115 @@
+//! CRM users and their associations with extensions: the sync job, the
+//! users page (with the PBX's extensions), the automatic proposal, Save,
+//! and the lookups both ways.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::runtime::wit::Association;
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+use crate::user_sync::SyncJob;
+
+type St = State<Arc<AppState>>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/crm/{plugin}/users", get(list_users))
+        .route(
+            "/crm/{plugin}/users/sync",
+            get(sync_progress).post(start_sync),
+        )
+        .route("/crm/{plugin}/associations", get(list_users).put(save))
+        .route("/crm/{plugin}/associations/proposal", get(proposal))
+        .route(
+            "/crm/{plugin}/associations/extension/{extension}",
+            get(by_extension),
+        )
+        .route("/crm/{plugin}/associations/user/{user}", get(by_user))
+}
+
+async fn start_sync(State(st): St, Path(plugin): Path<String>) -> Result<Response, ApiError> {
+    // Fail early for an unknown plugin rather than in the background.
+    if !st.runtime.plugin_ids().contains(&plugin) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-installed",
+            format!("no plugin {plugin:?} is installed"),
+        ));
+    }
+    let job = st.syncs.start(st.runtime.clone(), &plugin);
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+async fn sync_progress(State(st): St, Path(plugin): Path<String>) -> Json<SyncJob> {
+    Json(st.syncs.get(&plugin))
+}
+
+async fn list_users(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = st.runtime.plugin(&plugin).list_users().await?;
+    let extensions = st.services.directory.list()?;
+    Ok(Json(json!({
+        "entries": list.entries,
+        "version": list.version,
+        "synced_at_ms": list.synced_at_ms,
+        "extensions": extensions,
+        "sync": st.syncs.get(&plugin),
+    })))
+}
+
+async fn proposal(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let proposal = st.runtime.plugin(&plugin).propose_associations().await?;
+    Ok(Json(json!(proposal)))
+}
+
+#[derive(Deserialize)]
+struct SaveBody {
+    version: u64,
+    associations: Vec<Association>,
+}
+
+async fn save(
+    State(st): St,
+    Path(plugin): Path<String>,
+    Json(body): Json<SaveBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let version = st
+        .runtime
+        .plugin(&plugin)
+        .save_associations(body.version, &body.associations)
+        .await?;
+    Ok(Json(json!({ "version": version })))
+}
+
+async fn by_extension(
+    State(st): St,
+    Path((plugin, extension)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = st
+        .runtime
+        .plugin(&plugin)
+        .user_for_extension(&extension)
+        .await?;
+    Ok(Json(json!({ "user": user })))
+}
+
+async fn by_user(
+    State(st): St,
+    Path((plugin, user)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let extension = st.runtime.plugin(&plugin).extension_for_user(&user).await?;
+    Ok(Json(json!({ "extension": extension })))
+}

@@ -1,0 +1,53 @@
+//! The admin API (documented in docs/API.md): who may call it, and its
+//! routes, one file per area. Every route needs the administrator: the
+//! admin token as a bearer token (the CLI, scripts) or a portal session.
+
+mod associations;
+mod calls;
+mod crm;
+mod extensions;
+mod host;
+mod plugins;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+
+use super::state::AppState;
+
+/// Every admin route, behind the administrator check.
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .merge(host::routes())
+        .merge(plugins::routes())
+        .merge(extensions::routes())
+        .merge(crm::routes())
+        .merge(associations::routes())
+        .merge(calls::routes())
+        .layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+/// Middleware: 401 unless the request carries the admin token or a portal
+/// session.
+async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.auth.allows(request.headers()) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({
+                "error": "authentication required: send the admin token as `Authorization: Bearer TOKEN` (it is in DATA_DIR/admin-token) or log in to the portal",
+                "kind": "unauthorized",
+            })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,135 @@
+//! How the admin API says no: a status, a kind, and a message that names
+//! the fix, from every error the host's parts return.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::call_input::Invalid;
+use crate::directory::DirectoryError;
+use crate::runtime::wit::ErrorKind;
+use crate::runtime::{CallError, InstallError};
+
+/// An API error: a status and a message that names the fix.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error of `kind` with `status`.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The kind (`invalid-input`, `crm-unavailable`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Name the input field that is wrong.
+    pub fn with_field(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
+        self
+    }
+
+    /// No CRM plugin answers: none is installed.
+    pub fn no_plugin() -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not-installed",
+            "no CRM plugin is installed; install one with `pbx-host plugin install FILE`",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.message, "kind": self.kind});
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        let status = match &e {
+            CallError::NotInstalled(_) => StatusCode::NOT_FOUND,
+            CallError::Deadline { .. } => StatusCode::GATEWAY_TIMEOUT,
+            CallError::MemoryLimit { .. } | CallError::Trap { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            CallError::Refused { error, .. } => match error.kind {
+                ErrorKind::InvalidInput | ErrorKind::AuthorizationFailed => StatusCode::BAD_REQUEST,
+                ErrorKind::NotConfigured | ErrorKind::NotConnected | ErrorKind::Conflict => {
+                    StatusCode::CONFLICT
+                }
+                ErrorKind::CrmUnavailable => StatusCode::BAD_GATEWAY,
+                ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        };
+        ApiError::new(status, e.kind(), e.to_string())
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Invalid(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", m)
+            }
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", e.message).with_field(e.field)
+    }
+}
+
+impl From<InstallError> for ApiError {
+    fn from(e: InstallError) -> Self {
+        let (status, kind) = match &e {
+            InstallError::Refused(_)
+            | InstallError::HashMismatch { .. }
+            | InstallError::Signature(_) => (StatusCode::BAD_REQUEST, "refused"),
+            InstallError::BadGrant(_) => (StatusCode::BAD_REQUEST, "invalid-input"),
+            InstallError::NotInstalled(_) | InstallError::UnknownVersion { .. } => {
+                (StatusCode::NOT_FOUND, "not-found")
+            }
+            InstallError::VersionClash { .. }
+            | InstallError::NeedsGrants { .. }
+            | InstallError::ActiveVersion { .. }
+            | InstallError::NoPrevious(_)
+            | InstallError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            InstallError::Migration { .. } | InstallError::Load(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "load-failed")
+            }
+            InstallError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, kind, e.to_string())
+    }
+}
