@@ -12,6 +12,7 @@ mod calls;
 mod calls_browser;
 mod cli;
 mod connect;
+mod crm_neutral;
 mod install;
 mod kv_store;
 mod outbound;
