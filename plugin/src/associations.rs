@@ -26,14 +26,14 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{
+use crate::bindings::exports::pbx::crm::integration::{
     Association, AssociationState, CrmUser, Proposal, Unmatched, UnmatchedReason, UserEntry,
     UserList,
 };
+use crate::bindings::pbx::crm::log::Level;
+use crate::error::PluginError;
 use crate::host::Host;
 use crate::matching::{self, Reason};
-use crate::pbx::crm::log::Level;
 use crate::store::{Batch, Store, keys};
 use crate::users::{UserRecord, Users};
 

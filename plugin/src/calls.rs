@@ -31,13 +31,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::associations::Associations;
+use crate::bindings::exports::pbx::crm::calls::{CallEvent, Caller, CrmRecord, Direction, Phase};
+use crate::bindings::pbx::crm::log::Level;
+use crate::bindings::pbx::crm::open_browser::Audience;
 use crate::connection::Tokens;
 use crate::error::PluginError;
-use crate::exports::pbx::crm::calls::{CallEvent, Caller, CrmRecord, Direction, Phase};
 use crate::host::Host;
 use crate::oauth;
-use crate::pbx::crm::log::Level;
-use crate::pbx::crm::open_browser::Audience;
 use crate::phone::{self, Normalized};
 use crate::salesforce::{Backoff, Salesforce, SalesforceError};
 use crate::settings::{CallSettings, PopupOn, Rule, Settings, TaskOwner, UnknownCaller};

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction, Phase};
+use crate::bindings::exports::pbx::crm::integration::{Association, SettingInput};
+use crate::bindings::{ErrorKind, WitError};
 use crate::calls::{CACHE_MS, Calls, outbox_key};
 use crate::error::PluginError;
-use crate::exports::pbx::crm::calls::{CallEvent, Direction, Phase};
-use crate::exports::pbx::crm::integration::{Association, SettingInput};
 use crate::plugin::Plugin;
 use crate::settings::{self, CONSUMER_KEY, CONSUMER_SECRET};
 use crate::store::keys;
@@ -18,7 +19,6 @@ use crate::testing::{
     CALLBACK, FakeHost, FakeSalesforce, INSTANCE, KEY, SECRET, TaskFault, extension, sf_user,
     sf_user_id,
 };
-use crate::{ErrorKind, WitError};
 
 /// 2026-01-15 12:00:00 UTC.
 const NOON: u64 = 1_768_478_400_000;
@@ -120,7 +120,7 @@ fn run_pending(host: &FakeHost) -> u32 {
     }
 }
 
-fn lookup(host: &FakeHost, number: &str) -> crate::exports::pbx::crm::calls::Caller {
+fn lookup(host: &FakeHost, number: &str) -> crate::bindings::exports::pbx::crm::calls::Caller {
     match Plugin::new(host).lookup_caller(number, "US") {
         Ok(c) => c,
         Err(e) => panic!("lookup {number}: {e}"),
@@ -936,7 +936,7 @@ fn the_call_settings_are_described_stored_and_shown() {
     assert!(m.contains("ringing, answered, ended, never"), "{m}");
     assert_eq!(
         Plugin::new(&host).status().state,
-        crate::exports::pbx::crm::integration::ConnectionState::Connected,
+        crate::bindings::exports::pbx::crm::integration::ConnectionState::Connected,
         "call settings do not end the connection"
     );
 }

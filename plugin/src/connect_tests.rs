@@ -7,12 +7,13 @@ use std::sync::{Arc, Barrier};
 
 use serde_json::Value;
 
+use crate::bindings::exports::pbx::crm::integration::{ConnectionState, SettingInput, Status};
+use crate::bindings::pbx::crm::http_fetch::{self, Denial, Method};
+use crate::bindings::{ErrorKind, WitError};
 use crate::connection::Tokens;
 use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{ConnectionState, SettingInput, Status};
 use crate::host::Host as _;
 use crate::oauth::{Attempt, pkce_challenge};
-use crate::pbx::crm::http_fetch::{self, Denial, Method};
 use crate::plugin::Plugin;
 use crate::salesforce::{QueryPage, Salesforce, SalesforceError};
 use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET, LOGIN_HOST, MY_DOMAIN_URL, Settings};
@@ -20,7 +21,6 @@ use crate::store::{Store, keys};
 use crate::testing::{
     CALLBACK, FakeHost, FakeSalesforce, INSTANCE, KEY, LOGIN, ORG, SECRET, USERNAME, oauth_error,
 };
-use crate::{ErrorKind, WitError};
 
 const NOW: u64 = 1_700_000_000_000;
 

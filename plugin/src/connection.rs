@@ -7,15 +7,15 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::bindings::exports::pbx::crm::integration::{Authorization, ConnectionState, Status};
 use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{Authorization, ConnectionState, Status};
 use crate::host::Host;
 use crate::oauth::{self, Attempt, OAuthClient, TokenFailure};
 
 /// A syntactically valid PKCE verifier for the preflight's fake code.
 const PREFLIGHT_VERIFIER: &str = "pbx-preflight-verifier-0000000000000000000000000";
-use crate::pbx::crm::log::Level;
-use crate::pbx::crm::open_browser::Audience;
+use crate::bindings::pbx::crm::log::Level;
+use crate::bindings::pbx::crm::open_browser::Audience;
 use crate::salesforce::{Backoff, clock};
 use crate::settings::Settings;
 use crate::store::{Batch, Store, keys};

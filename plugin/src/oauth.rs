@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::bindings::pbx::crm::http_fetch::{Error as FetchError, Response};
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
-use crate::pbx::crm::http_fetch::{Error as FetchError, Response};
 
 /// The scopes the administrator gives the app (DESIGN.md, step 2); asking
 /// for exactly these keeps the consent page and the app in agreement.

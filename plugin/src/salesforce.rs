@@ -16,13 +16,13 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::bindings::pbx::crm::http_fetch::{Header, Method, Request};
+use crate::bindings::pbx::crm::log::Level;
 use crate::connection::{ConnectionRecord, LinkState, Tokens};
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
 use crate::oauth::{self, OAuthClient, TokenFailure};
-use crate::pbx::crm::http_fetch::{Header, Method, Request};
-use crate::pbx::crm::log::Level;
 use crate::settings::Settings;
 use crate::store::{Batch, Store, encode, keys};
 
@@ -422,7 +422,7 @@ impl<'h, H: Host> Salesforce<'h, H> {
         path: &str,
         body: Option<Vec<u8>>,
         extra: &[Header],
-    ) -> Result<crate::pbx::crm::http_fetch::Response, PluginError> {
+    ) -> Result<crate::bindings::pbx::crm::http_fetch::Response, PluginError> {
         let mut headers = vec![
             http::header("authorization", &format!("Bearer {}", tokens.access_token)),
             http::header("accept", "application/json"),

@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{
+use crate::bindings::exports::pbx::crm::integration::{
     Info, SettingChoice, SettingField, SettingInput, SettingKind, SettingValue,
 };
+use crate::error::PluginError;
 
 /// Setting keys, as the portal and CLI send them.
 pub const CONSUMER_KEY: &str = "consumer-key";

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bindings::pbx::crm::kv_store::{Entry, Precondition, Write};
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::pbx::crm::kv_store::{Entry, Precondition, Write};
 
 /// The keys the plugin uses; one place so no two features collide.
 pub mod keys {

@@ -16,9 +16,9 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::bindings::pbx::crm::http_fetch::{self, Method};
+use crate::bindings::pbx::crm::{directory, kv_store, log, open_browser};
 use crate::host::Host;
-use crate::pbx::crm::http_fetch::{self, Method};
-use crate::pbx::crm::{directory, kv_store, log, open_browser};
 
 type Hook = Box<dyn FnOnce(&mut BTreeMap<String, Vec<u8>>) + Send>;
 type FetchHandler =

@@ -42,12 +42,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::bindings::exports::pbx::crm::integration::{CrmUser, SyncProgress};
+use crate::bindings::pbx::crm::kv_store::{Entry, Precondition, Write};
+use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{CrmUser, SyncProgress};
 use crate::host::Host;
 use crate::http;
-use crate::pbx::crm::kv_store::{Entry, Precondition, Write};
-use crate::pbx::crm::log::Level;
 use crate::salesforce::{ApiResponse, QueryPage, Salesforce, SalesforceError};
 use crate::store::{Batch, Store, keys};
 
@@ -730,7 +730,7 @@ impl<'h, H: Host> Users<'h, H> {
             }
         };
         sf.send(
-            crate::pbx::crm::http_fetch::Method::Get,
+            crate::bindings::pbx::crm::http_fetch::Method::Get,
             &path,
             None,
             &options,

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::associations::AssociationSet;
-use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{
+use crate::bindings::exports::pbx::crm::integration::{
     Association, AssociationState, ConnectionState, SettingInput, SyncProgress, UnmatchedReason,
     UserEntry,
 };
+use crate::bindings::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
+use crate::bindings::{ErrorKind, WitError};
+use crate::error::PluginError;
 use crate::host::Host;
-use crate::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
 use crate::plugin::Plugin;
 use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
 use crate::store::{Store, keys};
@@ -23,7 +24,6 @@ use crate::testing::{
 use crate::users::{
     LastSync, MAX_PAGES_PER_STEP, STEP_BUDGET_MS, UserRecord, UsersIndex, ids_part_key, page_key,
 };
-use crate::{ErrorKind, WitError};
 
 const NOW: u64 = 1_700_000_000_000;
 /// For timings printed by the tests.
