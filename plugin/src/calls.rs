@@ -39,9 +39,11 @@ use crate::error::PluginError;
 use crate::host::Host;
 use crate::oauth;
 use crate::phone::{self, Normalized};
+use crate::salesforce::query::{search_path, sosl, task_by_call_object};
 use crate::salesforce::{Backoff, Salesforce, SalesforceError};
 use crate::settings::{CallSettings, PopupOn, Rule, Settings, TaskOwner, UnknownCaller};
 use crate::store::{Batch, Store, decode, encode, keys};
+use crate::time::{clock, date, datetime, human_duration};
 
 /// How long a lookup's answer is reused.
 pub const CACHE_MS: u64 = 60_000;
@@ -72,8 +74,6 @@ const PRUNE_EVERY_MS: u64 = 10 * 60 * 1000;
 const PRUNE_MAX: usize = 200;
 /// A call id is the Task's `CallObject`, a 255-character field.
 const MAX_CALL_ID: usize = 255;
-/// Records per object a search returns.
-const SEARCH_LIMIT: u32 = 20;
 
 /// A record that matched a number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,100 +285,6 @@ pub fn outbox_key(call_id: &str) -> String {
     format!("{}{}", keys::CALLS_OUTBOX_PREFIX, key_part(call_id))
 }
 
-/// `term` escaped for SOSL's `FIND {...}`: every reserved character
-/// (`& | ! ( ) { } [ ] ^ " ~ * ? : \ ' + -`) gets a backslash.
-pub fn sosl_escape(term: &str) -> String {
-    const RESERVED: &str = "&|!(){}[]^\"~*?:\\'+-";
-    let mut out = String::with_capacity(term.len() * 2);
-    for c in term.chars() {
-        if RESERVED.contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The SOSL search of `term` in phone fields.
-pub fn sosl(term: &str) -> String {
-    let l = SEARCH_LIMIT;
-    format!(
-        "FIND {{{}}} IN PHONE FIELDS RETURNING \
-         Contact(Id, Name, Phone, MobilePhone, OtherPhone, AccountId, LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l}), \
-         Lead(Id, Name, Phone, MobilePhone, LastModifiedDate WHERE IsConverted = false ORDER BY LastModifiedDate DESC LIMIT {l}), \
-         Account(Id, Name, Phone, LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l})",
-        sosl_escape(term)
-    )
-}
-
-/// `value` as a SOQL string literal's content: `\` and `'` escaped, control
-/// characters written as escapes.
-pub fn soql_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A query string value encoded with `%20` for spaces.
-fn encode_q(q: &str) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("q", q)
-        .finish()
-        .replace('+', "%20")
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
-/// civil-from-days).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// `YYYY-MM-DD` (UTC) of a time in ms since the Unix epoch.
-pub fn date(ms: u64) -> String {
-    let (y, m, d) = civil((ms / 86_400_000) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.000+0000` as Salesforce writes datetimes.
-pub fn datetime(ms: u64) -> String {
-    let s = ms / 1000 % 86_400;
-    format!(
-        "{}T{:02}:{:02}:{:02}.000+0000",
-        date(ms),
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-fn human_duration(s: u64) -> String {
-    match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 => format!("{} min {} s", s / 60, s % 60),
-        _ => format!("{} h {} min {} s", s / 3600, s / 60 % 60, s % 60),
-    }
-}
-
 fn cut(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
@@ -495,7 +401,7 @@ impl<'h, H: Host> Calls<'h, H> {
     }
 
     fn search(&self, term: &str, instance: &str) -> Result<Vec<Match>, PluginError> {
-        let path = format!("search/?{}", encode_q(&sosl(term)));
+        let path = search_path(&sosl(term));
         let answer: Value = self.api().get(&path)?;
         let records = match &answer {
             Value::Array(list) => list.as_slice(),
@@ -923,11 +829,7 @@ impl<'h, H: Host> Calls<'h, H> {
             #[serde(rename = "Id")]
             id: String,
         }
-        let soql = format!(
-            "SELECT Id FROM Task WHERE CallObject = '{}' LIMIT 1",
-            soql_quote(call_id)
-        );
-        let rows: Vec<Row> = self.api().query(&soql)?;
+        let rows: Vec<Row> = self.api().query(&task_by_call_object(call_id))?;
         Ok(rows.into_iter().next().map(|r| r.id))
     }
 
@@ -1224,7 +1126,7 @@ pub fn task_body(item: &OutboxItem, n: Option<&Normalized>, who: Option<&Match>)
         format!(
             "Started: {} {}",
             date(call.started_at_ms),
-            crate::salesforce::clock(call.started_at_ms)
+            clock(call.started_at_ms)
         ),
     ];
     if let Some(n) = n {
@@ -1283,24 +1185,6 @@ pub fn task_body(item: &OutboxItem, n: Option<&Normalized>, who: Option<&Match>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_utc_calendar_days() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(1_768_478_400_000), "2026-01-15");
-        assert_eq!(date(951_782_400_000), "2000-02-29");
-        assert_eq!(datetime(1_700_000_000_000), "2023-11-14T22:13:20.000+0000");
-    }
-
-    #[test]
-    fn sosl_escapes_every_reserved_character() {
-        assert_eq!(sosl_escape("+1 (415) 555-0100"), r"\+1 \(415\) 555\-0100");
-        assert_eq!(
-            sosl_escape(r#"&|!(){}[]^"~*?:\'+-"#),
-            r#"\&\|\!\(\)\{\}\[\]\^\"\~\*\?\:\\\'\+\-"#
-        );
-        assert_eq!(soql_quote(r"a'b\c"), r"a\'b\\c");
-    }
 
     #[test]
     fn keys_are_safe() {

@@ -61,9 +61,7 @@ impl Host for WitHost {
         log::log(level, message)
     }
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        crate::time::now_ms()
     }
     fn random_bytes(&self, len: usize) -> Vec<u8> {
         let mut buf = vec![0u8; len];

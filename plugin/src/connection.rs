@@ -16,9 +16,10 @@ use crate::oauth::{self, Attempt, OAuthClient, TokenFailure};
 const PREFLIGHT_VERIFIER: &str = "pbx-preflight-verifier-0000000000000000000000000";
 use crate::bindings::pbx::crm::log::Level;
 use crate::bindings::pbx::crm::open_browser::Audience;
-use crate::salesforce::{Backoff, clock};
+use crate::salesforce::Backoff;
 use crate::settings::Settings;
 use crate::store::{Batch, Store, keys};
+use crate::time::clock;
 
 /// At most this many stored attempts are looked at per pruning pass, so a
 /// flood of abandoned attempts cannot make one call slow.

@@ -26,6 +26,7 @@ pub mod settings;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod time;
 pub mod users;
 #[cfg(test)]
 mod users_tests;

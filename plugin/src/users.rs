@@ -48,14 +48,12 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
+use crate::salesforce::query::query_path;
 use crate::salesforce::{ApiResponse, QueryPage, Salesforce, SalesforceError};
 use crate::store::{Batch, Store, keys};
 
-/// The users query. Only active users: a deactivated user cannot own Tasks,
-/// so it must leave the list. By name, the order the users page shows.
-pub const USERS_SOQL: &str = "SELECT Id, Name, Username, Email, IsActive, UserType, Title, \
-     Department, Phone, MobilePhone, Extension, LastModifiedDate FROM User \
-     WHERE IsActive = true ORDER BY Name";
+/// The users query, under the name the sync benchmark knows it by.
+pub use crate::salesforce::query::USERS_SOQL;
 /// Salesforce's largest page.
 const BATCH_OPTION: &str = "batchSize=2000";
 /// Users per stored chunk: a chunk is closed once it holds this many (a
@@ -718,7 +716,7 @@ impl<'h, H: Host> Users<'h, H> {
     ) -> Result<ApiResponse, PluginError> {
         let options = [http::header("sforce-query-options", BATCH_OPTION)];
         let path = match next {
-            None => users_query_path(),
+            None => query_path(USERS_SOQL),
             // The cursor's check and the previous page's answer both said
             // it starts so; Salesforce's client refuses anything else too.
             Some(next) if next.starts_with("/services/data/") => next.to_string(),
@@ -1092,15 +1090,6 @@ impl RawBatch {
         host.kv_batch(&self.preconditions, &self.writes)?;
         Ok(())
     }
-}
-
-/// The users query's path, as `Salesforce::query_page` builds it.
-fn users_query_path() -> String {
-    let q = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("q", USERS_SOQL)
-        .finish()
-        .replace('+', "%20");
-    format!("query?{q}")
 }
 
 /// A page of the users query, its text borrowed from the answer.
