@@ -350,7 +350,7 @@ impl<'h, H: Host> Associations<'h, H> {
         let batch = Batch::new()
             .expect_raw(keys::ASSOCIATIONS, current_raw)
             .set(keys::ASSOCIATIONS, &next)?;
-        match self.store().commit(batch) {
+        match self.store().commit(&batch) {
             Ok(()) => {
                 self.host.log(
                     Level::Info,

@@ -553,7 +553,7 @@ impl<'h, H: Host> Calls<'h, H> {
             }
             prune_ledger(&mut ledger, now, keep_ms);
             ledger.entries.insert(id.to_string(), now);
-            match store.commit(Batch::new().expect_raw(&key, raw).set(&key, &ledger)?) {
+            match store.commit(&Batch::new().expect_raw(&key, raw).set(&key, &ledger)?) {
                 Ok(()) => return Ok(true),
                 Err(PluginError::Conflict(_)) => continue,
                 Err(e) => return Err(e),
@@ -612,7 +612,7 @@ impl<'h, H: Host> Calls<'h, H> {
                     .expect_raw(&key, None)
                     .set(&key, &item)?
             };
-            match store.commit(batch) {
+            match store.commit(&batch) {
                 Ok(()) => {
                     return Ok(if skip {
                         self.host.log(
@@ -706,7 +706,7 @@ impl<'h, H: Host> Calls<'h, H> {
             until_ms: now + LEASE_MS,
         });
         let leased_raw = encode(&leased)?;
-        match store.commit(Batch::new().expect_raw(key, Some(raw)).set(key, &leased)?) {
+        match store.commit(&Batch::new().expect_raw(key, Some(raw)).set(key, &leased)?) {
             Ok(()) => {}
             // Someone else took it meanwhile.
             Err(PluginError::Conflict(_)) => return Ok(false),
@@ -737,7 +737,7 @@ impl<'h, H: Host> Calls<'h, H> {
                 let release = Batch::new()
                     .expect_raw(key, Some(leased_raw))
                     .set(key, &next)?;
-                if let Err(e) = store.commit(release) {
+                if let Err(e) = store.commit(&release) {
                     self.host.log(
                         Level::Warn,
                         &format!("could not record a failed delivery: {e}"),
@@ -859,13 +859,13 @@ impl<'h, H: Host> Calls<'h, H> {
             until_ms: now + LEASE_MS,
         };
         store.commit(
-            Batch::new()
+            &Batch::new()
                 .expect_raw(&lease_key, lease_raw)
                 .set(&lease_key, &lease)?,
         )?;
         let release = || {
             let _ = store.commit(
-                Batch::new()
+                &Batch::new()
                     .expect(&lease_key, Some(&lease))
                     .map(|b| b.delete(&lease_key))
                     .unwrap_or_default(),
@@ -937,7 +937,7 @@ impl<'h, H: Host> Calls<'h, H> {
             )?
             .delete(&format!("{}{}", keys::CALLS_LOOKUP_PREFIX, n.e164))
             .delete(&lease_key);
-        store.commit(commit)?;
+        store.commit(&commit)?;
         self.host.log(
             Level::Info,
             &format!(
@@ -969,7 +969,7 @@ impl<'h, H: Host> Calls<'h, H> {
                 .expect_raw(&done_key, done_raw)
                 .delete(key)
                 .set(&done_key, &done)?;
-            match store.commit(batch) {
+            match store.commit(&batch) {
                 Ok(()) => {
                     self.host.log(
                         Level::Info,
@@ -1011,7 +1011,7 @@ impl<'h, H: Host> Calls<'h, H> {
                 if let Ok(Some(raw)) = store.get_raw(&key)
                     && expired(&raw)
                 {
-                    let _ = store.commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key));
+                    let _ = store.commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
                 }
             }
         };

@@ -209,7 +209,7 @@ impl<'h, H: Host> Connector<'h, H> {
         // The state is 32 fresh random bytes: a clash is a broken random
         // source, which the precondition turns into an error.
         self.store().commit(
-            Batch::new()
+            &Batch::new()
                 .expect_raw(&keys::attempt(&state), None)
                 .set(&keys::attempt(&state), &attempt)?,
         )?;
@@ -311,7 +311,7 @@ impl<'h, H: Host> Connector<'h, H> {
             if let Some((key, _, raw)) = &attempt {
                 let _ = self
                     .store()
-                    .commit(Batch::new().expect_raw(key, Some(raw.clone())).delete(key));
+                    .commit(&Batch::new().expect_raw(key, Some(raw.clone())).delete(key));
             }
             let said = match params
                 .error_description
@@ -365,7 +365,7 @@ impl<'h, H: Host> Connector<'h, H> {
         if now >= attempt.expires_at_ms {
             let _ = self
                 .store()
-                .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key));
+                .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
             return Err(PluginError::AuthorizationFailed(format!(
                 "this authorization expired at {} (an attempt lasts 10 minutes): {start_again}",
                 clock(attempt.expires_at_ms)
@@ -383,7 +383,7 @@ impl<'h, H: Host> Connector<'h, H> {
         if attempt.login_url != login_url || attempt.client_id != client_id {
             let _ = self
                 .store()
-                .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key));
+                .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
             return Err(PluginError::AuthorizationFailed(format!(
                 "the Consumer Key or login host changed after this authorization started: {start_again}"
             )));
@@ -391,7 +391,7 @@ impl<'h, H: Host> Connector<'h, H> {
         let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
             let _ = self
                 .store()
-                .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key));
+                .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
             return Err(PluginError::AuthorizationFailed(format!(
                 "the answer from Salesforce has neither a code nor an error: {start_again}"
             )));
@@ -402,7 +402,7 @@ impl<'h, H: Host> Connector<'h, H> {
         // at most once.
         match self
             .store()
-            .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key))
+            .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key))
         {
             Ok(()) => {}
             Err(PluginError::Conflict(_)) => {
@@ -475,7 +475,7 @@ impl<'h, H: Host> Connector<'h, H> {
             .set(keys::CONNECTION, &record)?
             .delete(keys::REFRESH_LEASE)
             .delete(keys::BACKOFF);
-        self.store().commit(batch).map_err(|e| match e {
+        self.store().commit(&batch).map_err(|e| match e {
             PluginError::Conflict(_) => PluginError::AuthorizationFailed(format!(
                 "the settings were changed while the authorization completed: {start_again}"
             )),
@@ -544,7 +544,7 @@ impl<'h, H: Host> Connector<'h, H> {
         // The administrator's intent wins over a refresh in flight: no
         // precondition on the tokens.
         store.commit(
-            Batch::new()
+            &Batch::new()
                 .delete(keys::TOKENS)
                 .delete(keys::REFRESH_LEASE)
                 .delete(keys::BACKOFF)

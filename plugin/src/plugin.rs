@@ -55,7 +55,7 @@ impl<H: Host> Plugin<H> {
             .expect(keys::SETTINGS, stored.as_ref())?
             .set(keys::SETTINGS, &next)?;
         let batch = Connector::<H>::on_settings_change(stored.as_ref(), &next, batch);
-        self.store().commit(batch)?;
+        self.store().commit(&batch)?;
         self.host.log(Level::Info, "Salesforce settings saved");
         Ok(self.status())
     }

@@ -1,5 +1,7 @@
 //! A typed store over the host's kv-store: JSON values under fixed keys, and
-//! batches that commit atomically after their preconditions hold.
+//! batches that commit atomically after their preconditions hold. `Batch` is
+//! the one way the plugin builds such a batch, of JSON values or of bytes
+//! encoded beforehand (the user sync's chunks).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -121,8 +123,9 @@ impl<'h, H: Host> Store<'h, H> {
         Ok(self.host.kv_list(prefix)?)
     }
 
-    /// Commit `batch`: every write or none.
-    pub fn commit(&self, batch: Batch) -> Result<(), PluginError> {
+    /// Commit `batch`: every write or none. Borrowed, so a batch that lost a
+    /// race can be amended (see `Batch::rewind`) and committed again.
+    pub fn commit(&self, batch: &Batch) -> Result<(), PluginError> {
         self.host.kv_batch(&batch.preconditions, &batch.writes)?;
         Ok(())
     }
@@ -142,12 +145,18 @@ impl Batch {
     }
 
     /// Set `key` to `value`.
-    pub fn set<T: Serialize>(mut self, key: &str, value: &T) -> Result<Self, PluginError> {
+    pub fn set<T: Serialize>(self, key: &str, value: &T) -> Result<Self, PluginError> {
+        Ok(self.set_raw(key, encode(value)?))
+    }
+
+    /// Set `key` to `value`, already encoded (a user chunk is written as its
+    /// users are read, not encoded a second time here).
+    pub fn set_raw(mut self, key: &str, value: Vec<u8>) -> Self {
         self.writes.push(Write::Set(Entry {
             key: key.to_string(),
-            value: encode(value)?,
+            value,
         }));
-        Ok(self)
+        self
     }
 
     /// Delete `key`.
@@ -180,6 +189,29 @@ impl Batch {
         });
         self
     }
+
+    /// How far the batch is built, to come back to with `rewind`.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            preconditions: self.preconditions.len(),
+            writes: self.writes.len(),
+        }
+    }
+
+    /// Drop what was added after `mark`: a batch that lost a race re-reads
+    /// and adds its guarded part again, keeping the (large) rest as built.
+    pub fn rewind(mut self, mark: Mark) -> Self {
+        self.preconditions.truncate(mark.preconditions);
+        self.writes.truncate(mark.writes);
+        self
+    }
+}
+
+/// A point in building a `Batch` (see `Batch::mark`).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    preconditions: usize,
+    writes: usize,
 }
 
 /// A stored value (JSON) under `key`; a value that does not parse is

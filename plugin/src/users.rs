@@ -43,7 +43,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::exports::pbx::crm::integration::{CrmUser, SyncProgress};
-use crate::bindings::pbx::crm::kv_store::{Entry, Precondition, Write};
 use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
@@ -685,11 +684,11 @@ impl<'h, H: Host> Users<'h, H> {
         let fetched = state
             .fetched
             .saturating_add(parts.iter().map(|p| p.ids.count).sum());
-        let mut batch = RawBatch::default();
+        let mut batch = Batch::new();
         for part in parts {
-            part.stage(&state.sync, &mut batch)?;
+            batch = part.stage(&state.sync, batch)?;
         }
-        if let Err(e) = batch.commit(self.host) {
+        if let Err(e) = self.store().commit(&batch) {
             return Err(self.failed(&state, e));
         }
         let cursor = Cursor {
@@ -814,7 +813,7 @@ impl<'h, H: Host> Users<'h, H> {
     /// list.
     fn finish(&self, state: &Step, parts: Vec<Part>) -> Result<SyncProgress, PluginError> {
         let store = self.store();
-        let mut batch = RawBatch::default();
+        let mut batch = Batch::new();
         let mut ids =
             String::with_capacity((state.fetched as usize + parts.len() * CHUNK_TARGET) * 24 + 1);
         ids.push(',');
@@ -842,16 +841,15 @@ impl<'h, H: Host> Users<'h, H> {
             count = count.saturating_add(part.count);
             // Guarded by the id lists it folds: if this sync's staging area
             // was pruned meanwhile, it must not become the list.
-            batch.expect(&key, Some(raw));
-            batch.delete(key);
+            batch = batch.expect_raw(&key, Some(raw)).delete(&key);
         }
         let pages = state.pages + parts.len() as u32;
         for part in parts {
             ids.push_str(&part.ids.ids);
             count = count.saturating_add(part.ids.count);
-            batch.set(page_key(&state.sync, part.page), part.json);
+            batch = batch.set_raw(&page_key(&state.sync, part.page), part.json);
         }
-        batch.set_json(ids_key(&state.sync), &ids)?;
+        batch = batch.set(&ids_key(&state.sync), &ids)?;
         drop(ids);
 
         let now = self.host.now_ms();
@@ -868,9 +866,10 @@ impl<'h, H: Host> Users<'h, H> {
             fetched: count,
             total: count,
         };
-        batch.set_json(keys::USERS_INDEX.into(), &index)?;
-        batch.set_json(keys::USERS_LAST_SYNC.into(), &done)?;
-        let (fixed_preconditions, fixed_writes) = (batch.preconditions.len(), batch.writes.len());
+        batch = batch
+            .set(keys::USERS_INDEX, &index)?
+            .set(keys::USERS_LAST_SYNC, &done)?;
+        let fixed = batch.mark();
         // A concurrent sync may swap its own list in between our read of the
         // index and our batch; then read again and replace that one.
         for _ in 0..3 {
@@ -881,15 +880,15 @@ impl<'h, H: Host> Users<'h, H> {
             if previous.as_ref().is_some_and(|p| p.sync_id == state.sync) {
                 break;
             }
-            batch.preconditions.truncate(fixed_preconditions);
-            batch.writes.truncate(fixed_writes);
-            batch.expect(keys::USERS_INDEX, previous_raw);
+            batch = batch
+                .rewind(fixed)
+                .expect_raw(keys::USERS_INDEX, previous_raw);
             if let Some(previous) = &previous {
                 for key in store.keys(&sync_prefix(&previous.sync_id))? {
-                    batch.delete(key);
+                    batch = batch.delete(&key);
                 }
             }
-            match batch.commit(self.host) {
+            match store.commit(&batch) {
                 Ok(()) => {
                     self.host.log(
                         Level::Info,
@@ -959,7 +958,7 @@ impl<'h, H: Host> Users<'h, H> {
         }
         // Guarded by the index: a sync that became current meanwhile keeps
         // its chunks.
-        match store.commit(batch) {
+        match store.commit(&batch) {
             Ok(()) => self.host.log(
                 Level::Info,
                 &format!("deleted {stale} abandoned user sync(s)"),
@@ -1040,11 +1039,11 @@ struct Part {
 }
 
 impl Part {
-    /// Add the chunk and its id list to `batch`.
-    fn stage(self, sync: &str, batch: &mut RawBatch) -> Result<(), PluginError> {
-        batch.set_json(ids_part_key(sync, self.page), &self.ids)?;
-        batch.set(page_key(sync, self.page), self.json);
-        Ok(())
+    /// `batch` with the chunk and its id list added.
+    fn stage(self, sync: &str, batch: Batch) -> Result<Batch, PluginError> {
+        Ok(batch
+            .set(&ids_part_key(sync, self.page), &self.ids)?
+            .set_raw(&page_key(sync, self.page), self.json))
     }
 }
 
@@ -1055,41 +1054,6 @@ struct ChunkIds {
     count: u32,
     /// `<id>:<page>,` per user: the chunk's share of the id map.
     ids: String,
-}
-
-/// A kv batch of raw values: chunks are encoded once, as their users are
-/// read, not again by [`Batch`].
-#[derive(Default)]
-struct RawBatch {
-    preconditions: Vec<Precondition>,
-    writes: Vec<Write>,
-}
-
-impl RawBatch {
-    fn expect(&mut self, key: &str, expected: Option<Vec<u8>>) {
-        self.preconditions.push(Precondition {
-            key: key.to_string(),
-            expected,
-        });
-    }
-
-    fn set(&mut self, key: String, value: Vec<u8>) {
-        self.writes.push(Write::Set(Entry { key, value }));
-    }
-
-    fn set_json<T: Serialize>(&mut self, key: String, value: &T) -> Result<(), PluginError> {
-        self.set(key, crate::store::encode(value)?);
-        Ok(())
-    }
-
-    fn delete(&mut self, key: String) {
-        self.writes.push(Write::Delete(key));
-    }
-
-    fn commit<H: Host>(&self, host: &H) -> Result<(), PluginError> {
-        host.kv_batch(&self.preconditions, &self.writes)?;
-        Ok(())
-    }
 }
 
 /// A page of the users query, its text borrowed from the answer.

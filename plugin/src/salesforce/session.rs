@@ -88,7 +88,7 @@ impl<H: Host> Salesforce<'_, H> {
                     .expect_raw(keys::REFRESH_LEASE, lease_raw)
                     .expect_raw(keys::TOKENS, Some(current_raw.clone()))
                     .set(keys::REFRESH_LEASE, &lease)?;
-                match store.commit(take) {
+                match store.commit(&take) {
                     Ok(()) => return self.refresh(current, current_raw, lease_bytes),
                     // Someone took the lease or changed the tokens between
                     // our reads and our batch: look again.
@@ -117,7 +117,7 @@ impl<H: Host> Salesforce<'_, H> {
         let store = self.store();
         let release = || {
             let _ = store.commit(
-                Batch::new()
+                &Batch::new()
                     .expect_raw(keys::REFRESH_LEASE, Some(lease_bytes.clone()))
                     .delete(keys::REFRESH_LEASE),
             );
@@ -207,7 +207,7 @@ impl<H: Host> Salesforce<'_, H> {
             .expect_raw(keys::TOKENS, Some(current_raw))
             .set(keys::TOKENS, &next)?
             .delete(keys::REFRESH_LEASE);
-        match store.commit(commit) {
+        match store.commit(&commit) {
             Ok(()) => {
                 self.host.log(
                     Level::Info,
@@ -258,7 +258,7 @@ impl<H: Host> Salesforce<'_, H> {
             .delete(keys::TOKENS)
             .delete(keys::REFRESH_LEASE)
             .set(keys::CONNECTION, &record);
-        match batch.map(|b| store.commit(b)) {
+        match batch.map(|b| store.commit(&b)) {
             Ok(Ok(())) | Ok(Err(PluginError::Conflict(_))) => {}
             Ok(Err(e)) | Err(e) => self.host.log(
                 Level::Error,
