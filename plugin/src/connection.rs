@@ -18,7 +18,7 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::bindings::pbx::crm::open_browser::Audience;
 use crate::salesforce::Backoff;
 use crate::settings::Settings;
-use crate::store::{Batch, Store, keys};
+use crate::store::{Batch, Store, decode, keys};
 use crate::time::clock;
 
 /// At most this many stored attempts are looked at per pruning pass, so a
@@ -150,49 +150,31 @@ impl<'h, H: Host> Connector<'h, H> {
         Store::new(self.host)
     }
 
-    /// Complete settings with the raw bytes they were read as, or the
-    /// NotConfigured error naming what to enter.
-    fn complete_settings(&self) -> Result<(Settings, Option<Vec<u8>>), PluginError> {
+    /// The app's OAuth client from complete settings, with the raw bytes the
+    /// settings were read as; or the NotConfigured error naming what to
+    /// enter.
+    fn app(&self) -> Result<(OAuthClient<'h, H>, Option<Vec<u8>>), PluginError> {
         let raw = self.store().get_raw(keys::SETTINGS)?;
         let settings: Settings = match &raw {
             None => Settings::default(),
-            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| PluginError::Corrupt {
-                key: keys::SETTINGS.into(),
-                reason: e.to_string(),
-            })?,
+            Some(bytes) => decode(keys::SETTINGS, bytes)?,
         };
-        let mut missing = Vec::new();
-        if settings.consumer_key.is_none() {
-            missing.push("the Consumer Key");
-        }
-        if settings.consumer_secret.is_none() {
-            missing.push("the Consumer Secret");
-        }
-        if !missing.is_empty() {
-            return Err(PluginError::NotConfigured(format!(
-                "enter {} of your Salesforce app in the PBX portal and click Save",
-                missing.join(" and ")
-            )));
-        }
-        settings.login_url()?;
-        Ok((settings, raw))
+        Ok((OAuthClient::from_settings(self.host, &settings)?, raw))
     }
 
     /// Start an authorization for `callback_url`: remember the attempt, ask
     /// the host to open the consent page, and return its URL.
     pub fn begin(&self, callback_url: &str) -> Result<Authorization, PluginError> {
-        let (settings, _) = self.complete_settings()?;
+        let (oauth, _) = self.app()?;
         let callback_url = checked_callback(callback_url)?;
-        let login_url = settings.login_url()?;
-        let client_id = settings.consumer_key.clone().unwrap_or_default();
-        self.preflight(&settings, &login_url, &callback_url)?;
+        self.preflight(&oauth, &callback_url)?;
         self.prune_attempts();
 
         let state = oauth::random_token(self.host, 32);
         let verifier = oauth::new_verifier(self.host);
         let url = oauth::authorize_url(
-            &login_url,
-            &client_id,
+            oauth.login_url(),
+            oauth.client_id(),
             &callback_url,
             &state,
             &oauth::pkce_challenge(&verifier),
@@ -201,8 +183,8 @@ impl<'h, H: Host> Connector<'h, H> {
         let attempt = Attempt {
             verifier,
             callback_url,
-            login_url,
-            client_id,
+            login_url: oauth.login_url().to_string(),
+            client_id: oauth.client_id().to_string(),
             created_at_ms: now,
             expires_at_ms: now + oauth::ATTEMPT_TTL_MS,
         };
@@ -244,18 +226,8 @@ impl<'h, H: Host> Connector<'h, H> {
     /// code that cannot exist answers `invalid_client_id` for an unknown key
     /// and cannot connect to a login host the PBX may not reach; any other
     /// answer (normally `invalid_grant`) says both are fine.
-    fn preflight(
-        &self,
-        settings: &Settings,
-        login_url: &str,
-        callback_url: &str,
-    ) -> Result<(), PluginError> {
-        let oauth = OAuthClient::new(
-            self.host,
-            login_url,
-            settings.consumer_key.as_deref().unwrap_or_default(),
-            settings.consumer_secret.as_deref().unwrap_or_default(),
-        );
+    fn preflight(&self, oauth: &OAuthClient<'h, H>, callback_url: &str) -> Result<(), PluginError> {
+        let login_url = oauth.login_url();
         match oauth.exchange_code("pbx-preflight-not-a-code", callback_url, PREFLIGHT_VERIFIER) {
             Err(failure @ TokenFailure::OAuth { .. })
                 if failure.oauth_error() == Some("invalid_client_id") =>
@@ -293,7 +265,7 @@ impl<'h, H: Host> Connector<'h, H> {
     pub fn complete(&self, callback_url: &str, query: &str) -> Result<Status, PluginError> {
         let start_again = "start the authorization again from the PBX portal (click Save)";
         let params = Callback::parse(query);
-        let (settings, settings_raw) = self.complete_settings()?;
+        let (oauth, settings_raw) = self.app()?;
 
         // Find the attempt first: an error answer consumes it too, so the
         // same state cannot be completed later.
@@ -378,9 +350,7 @@ impl<'h, H: Host> Connector<'h, H> {
                 crate::http::sanitize(callback_url)
             )));
         }
-        let login_url = settings.login_url()?;
-        let client_id = settings.consumer_key.clone().unwrap_or_default();
-        if attempt.login_url != login_url || attempt.client_id != client_id {
+        if attempt.login_url != oauth.login_url() || attempt.client_id != oauth.client_id() {
             let _ = self
                 .store()
                 .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
@@ -413,12 +383,10 @@ impl<'h, H: Host> Connector<'h, H> {
             Err(e) => return Err(e),
         }
 
-        let secret = settings.consumer_secret.clone().unwrap_or_default();
-        let oauth = OAuthClient::new(self.host, &login_url, &client_id, &secret);
         let answer = oauth
             .exchange_code(code, &attempt.callback_url, &attempt.verifier)
             .map_err(|f| {
-                let error = f.for_authorization(&attempt.callback_url, &login_url);
+                let error = f.for_authorization(&attempt.callback_url, oauth.login_url());
                 self.host.log(
                     Level::Warn,
                     &format!("Salesforce authorization failed: {error}"),
@@ -452,8 +420,8 @@ impl<'h, H: Host> Connector<'h, H> {
             issued_at_ms: answer.issued_at_ms().unwrap_or(now),
             scope: answer.scope.clone().unwrap_or_default(),
             generation: previous.map_or(1, |t| t.generation + 1),
-            login_url,
-            client_id,
+            login_url: oauth.login_url().to_string(),
+            client_id: oauth.client_id().to_string(),
         };
         let record = ConnectionRecord {
             state: LinkState::Connected,
@@ -514,9 +482,7 @@ impl<'h, H: Host> Connector<'h, H> {
                     .refresh_token
                     .as_deref()
                     .unwrap_or(&tokens.access_token);
-                // Revocation needs no client credentials.
-                let oauth = OAuthClient::new(self.host, &tokens.login_url, "", "");
-                match oauth.revoke(token) {
+                match OAuthClient::revoker(self.host, &tokens.login_url).revoke(token) {
                     Ok(()) => None,
                     Err(failure) => Some(format!(
                         "the token could not be revoked at Salesforce ({}): revoke it in Salesforce Setup > Connected Apps OAuth Usage",

@@ -335,6 +335,25 @@ impl Settings {
         self.consumer_key.is_some() && self.consumer_secret.is_some() && self.login_url().is_ok()
     }
 
+    /// The app's Consumer Key and Secret, or the NotConfigured error naming
+    /// what to enter.
+    pub fn credentials(&self) -> Result<(&str, &str), PluginError> {
+        if let (Some(key), Some(secret)) = (&self.consumer_key, &self.consumer_secret) {
+            return Ok((key, secret));
+        }
+        let mut missing = Vec::new();
+        if self.consumer_key.is_none() {
+            missing.push("the Consumer Key");
+        }
+        if self.consumer_secret.is_none() {
+            missing.push("the Consumer Secret");
+        }
+        Err(PluginError::NotConfigured(format!(
+            "enter {} of your Salesforce app in the PBX portal and click Save",
+            missing.join(" and ")
+        )))
+    }
+
     /// The login host's origin.
     pub fn login_url(&self) -> Result<String, PluginError> {
         match self.login_host {

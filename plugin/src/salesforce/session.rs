@@ -129,7 +129,7 @@ impl<H: Host> Salesforce<'_, H> {
                 return Err(e);
             }
         };
-        let (Some(client_id), Some(secret)) = (&settings.consumer_key, &settings.consumer_secret)
+        let Ok(oauth) = OAuthClient::from_settings_at(self.host, &settings, &current.login_url)
         else {
             release();
             return Err(PluginError::NotConfigured(
@@ -143,7 +143,6 @@ impl<H: Host> Salesforce<'_, H> {
                 "the Salesforce session expired and there is no refresh token (the app's OAuth scopes lack \"refresh_token, offline_access\"): add that scope to the app, then authorize again".into(),
             ));
         };
-        let oauth = OAuthClient::new(self.host, &current.login_url, client_id, secret);
         let answer = match oauth.refresh(refresh_token) {
             Ok(answer) => answer,
             Err(failure) if failure.oauth_error() == Some("invalid_grant") => {
