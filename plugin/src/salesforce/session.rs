@@ -240,16 +240,9 @@ impl<H: Host> Salesforce<'_, H> {
                 reason: Some(reason.clone()),
                 ..r
             })
-            .unwrap_or(ConnectionRecord {
-                state: LinkState::ReauthorizationNeeded,
-                username: None,
-                display_name: None,
-                organization_id: None,
-                user_id: None,
-                connected_at_ms: None,
-                changed_at_ms: now,
+            .unwrap_or_else(|| ConnectionRecord {
                 reason: Some(reason.clone()),
-                problem: None,
+                ..ConnectionRecord::without_account(LinkState::ReauthorizationNeeded, now)
             });
         let batch = Batch::new()
             .expect_raw(keys::REFRESH_LEASE, Some(lease_bytes.to_vec()))
