@@ -39,15 +39,15 @@ pub mod keys {
     /// written (the outbox is counted); kept so tests can check it stays
     /// unused.
     pub const CALLS_PENDING: &str = "calls/pending";
-    /// Prefix of the call journal's outbox (`calls::OutboxItem`), one per call id.
+    /// Prefix of the call journal's outbox (`calls::journal::OutboxItem`), one per call id.
     pub const CALLS_OUTBOX_PREFIX: &str = "calls/outbox/";
-    /// Prefix of the 64 buckets of logged (or skipped) call ids (`calls::Ledger`).
+    /// Prefix of the 64 buckets of logged (or skipped) call ids (`calls::ledger::Ledger`).
     pub const CALLS_DONE_PREFIX: &str = "calls/done/";
-    /// Prefix of the 64 buckets of pop-ups shown, by call id and phase (`calls::Ledger`).
+    /// Prefix of the 64 buckets of pop-ups shown, by call id and phase (`calls::ledger::Ledger`).
     pub const CALLS_POPPED_PREFIX: &str = "calls/popped/";
-    /// Prefix of cached lookups by E.164 (`calls::CachedLookup`).
+    /// Prefix of cached lookups by E.164 (`calls::lookup::CachedLookup`).
     pub const CALLS_LOOKUP_PREFIX: &str = "calls/lookup/";
-    /// Prefix of records created for unknown callers, by E.164 (`calls::Remembered`).
+    /// Prefix of records created for unknown callers, by E.164 (`calls::unknown::Remembered`).
     pub const CALLS_CREATED_PREFIX: &str = "calls/created/";
     /// Prefix of leases on creating a record for a number (`calls::ItemLease`).
     pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";

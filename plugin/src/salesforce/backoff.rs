@@ -46,7 +46,8 @@ impl Backoff {
         }
     }
 
-    pub(super) fn error(&self, now_ms: u64) -> PluginError {
+    /// The error a call gets while the back-off lasts.
+    pub fn error(&self, now_ms: u64) -> PluginError {
         if self.rate_limited {
             PluginError::RateLimited(self.problem(now_ms))
         } else {
