@@ -11,8 +11,6 @@ pub mod calls;
 mod calls_tests;
 #[cfg(all(target_family = "wasm", feature = "component"))]
 mod component;
-#[cfg(test)]
-mod connect_tests;
 pub mod connection;
 pub mod error;
 pub mod host;

@@ -4,6 +4,8 @@
 
 mod authorize;
 mod stored;
+#[cfg(test)]
+mod tests;
 
 pub use stored::{ConnectionRecord, LinkState, Tokens};
 

@@ -300,25 +300,4 @@ fn api_url(instance_url: &str, path: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_are_relative_to_the_api_version_unless_absolute() {
-        assert_eq!(
-            api_url("https://na1.salesforce.com/", "sobjects/Task/"),
-            "https://na1.salesforce.com/services/data/v67.0/sobjects/Task/"
-        );
-        assert_eq!(
-            api_url(
-                "https://na1.salesforce.com",
-                "/services/data/v67.0/query/01g-2000"
-            ),
-            "https://na1.salesforce.com/services/data/v67.0/query/01g-2000"
-        );
-        assert_eq!(
-            query::query_path("SELECT Id FROM User WHERE Name = 'A+B'"),
-            "query?q=SELECT%20Id%20FROM%20User%20WHERE%20Name%20%3D%20%27A%2BB%27"
-        );
-    }
-}
+mod tests;
