@@ -7,8 +7,6 @@
 pub mod associations;
 pub mod bindings;
 pub mod calls;
-#[cfg(test)]
-mod calls_tests;
 #[cfg(all(target_family = "wasm", feature = "component"))]
 mod component;
 pub mod connection;

@@ -12,6 +12,9 @@ pub mod lookup;
 pub mod popup;
 pub mod unknown;
 
+#[cfg(test)]
+mod tests;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Phase};
