@@ -24,5 +24,3 @@ pub mod store;
 mod testing;
 pub mod time;
 pub mod users;
-#[cfg(test)]
-mod users_tests;

@@ -179,13 +179,7 @@ mod tests {
     use crate::bindings::exports::pbx::crm::integration::ConnectionState;
     use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
     use crate::testing::FakeHost;
-
-    fn input(key: &str, value: &str) -> SettingInput {
-        SettingInput {
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
+    use crate::testing::input;
 
     #[test]
     fn settings_round_trip_through_the_kv_store() {

@@ -296,13 +296,7 @@ pub fn normalize_my_domain(input: &str) -> Result<String, PluginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn input(key: &str, value: &str) -> SettingInput {
-        SettingInput {
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
+    use crate::testing::input;
 
     #[test]
     fn my_domain_urls_are_reduced_to_the_login_origin() {

@@ -4,6 +4,7 @@
 
 mod fake_host;
 mod fake_salesforce;
+pub mod user_list;
 
 pub use fake_host::*;
 pub use fake_salesforce::*;

@@ -22,6 +22,9 @@
 //! be attributed through an extension number the PBX dropped and may give
 //! to someone else.
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
