@@ -63,12 +63,18 @@ pub fn api_err<T>(r: Result<T, SalesforceError>) -> (ErrorKind, String) {
     err(r.map_err(PluginError::from))
 }
 
-/// A fake host and Salesforce at [`NOW`], the app's settings saved.
-pub fn configured() -> (FakeHost, Arc<FakeSalesforce>) {
+/// A fake host at `now` whose HTTP side is a fresh fake Salesforce.
+pub fn fake_org(now: u64) -> (FakeHost, Arc<FakeSalesforce>) {
     let host = FakeHost::default();
-    host.set_now_ms(NOW);
+    host.set_now_ms(now);
     let sf = FakeSalesforce::new();
     sf.serve(&host);
+    (host, sf)
+}
+
+/// A fake host and Salesforce at [`NOW`], the app's settings saved.
+pub fn configured() -> (FakeHost, Arc<FakeSalesforce>) {
+    let (host, sf) = fake_org(NOW);
     let saved = Plugin::new(&host)
         .save_settings(&[input(CONSUMER_KEY, KEY), input(CONSUMER_SECRET, SECRET)]);
     assert_eq!(

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::{
-    FakeHost, FakeSalesforce, KEY, NOW, SECRET, connect, extension, input, sf_user, sf_user_id,
+    FakeHost, FakeSalesforce, KEY, NOW, SECRET, connect, extension, fake_org, input, sf_user,
+    sf_user_id,
 };
 use crate::bindings::exports::pbx::crm::integration::{
     Association, ConnectionState, SyncProgress, UserEntry,
@@ -17,10 +18,7 @@ use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
 /// A host connected to a fake Salesforce with `n` users named
 /// "User 00000".. (so Salesforce's order by name is the index order).
 pub fn connected(n: usize) -> (FakeHost, Arc<FakeSalesforce>) {
-    let host = FakeHost::default();
-    host.set_now_ms(NOW);
-    let sf = FakeSalesforce::new();
-    sf.serve(&host);
+    let (host, sf) = fake_org(NOW);
     let plugin = Plugin::new(&host);
     let saved = plugin.save_settings(&[input(CONSUMER_KEY, KEY), input(CONSUMER_SECRET, SECRET)]);
     assert!(saved.is_ok(), "{:?}", saved.err());

@@ -21,7 +21,7 @@ use crate::bindings::exports::pbx::crm::integration::Association;
 use crate::plugin::Plugin;
 use crate::settings::{self, CONSUMER_KEY, CONSUMER_SECRET};
 use crate::testing::{
-    CALLBACK, FakeHost, FakeSalesforce, KEY, SECRET, extension, sf_user, sf_user_id,
+    CALLBACK, FakeHost, FakeSalesforce, KEY, SECRET, extension, fake_org, sf_user, sf_user_id,
 };
 use crate::testing::{err as kind, input};
 
@@ -31,10 +31,7 @@ const NOON: u64 = 1_768_478_400_000;
 /// Connected, two users synced, user 0 associated with 1001; extensions
 /// 1001, 1002 (nobody's) and 1003 exist.
 fn connected() -> (FakeHost, Arc<FakeSalesforce>) {
-    let host = FakeHost::default();
-    host.set_now_ms(NOON);
-    let sf = FakeSalesforce::new();
-    sf.serve(&host);
+    let (host, sf) = fake_org(NOON);
     let plugin = Plugin::new(&host);
     let saved = plugin.save_settings(&[input(CONSUMER_KEY, KEY), input(CONSUMER_SECRET, SECRET)]);
     assert!(saved.is_ok(), "{:?}", saved.err());
