@@ -1,6 +1,6 @@
 //! How a page of Salesforce's users becomes a stored chunk: the page's text
 //! is borrowed from the answer where it can be, and each user is written
-//! straight into the chunk's JSON (exactly [`UserRecord`]'s form) with its
+//! straight into the chunk's JSON (exactly [`UserRecord`](super::UserRecord)'s form) with its
 //! entry for the id map. Reading and writing this way was most of a sync
 //! step's own time before.
 
@@ -108,7 +108,7 @@ impl<'a> Out<'a> {
     }
 }
 
-/// A user as a chunk stores it: exactly [`UserRecord`]'s JSON (the tests
+/// A user as a chunk stores it: exactly [`UserRecord`](super::UserRecord)'s JSON (the tests
 /// compare them), written straight from the page's text.
 pub(super) struct StoredUser<'a> {
     id: Out<'a>,
@@ -126,7 +126,7 @@ pub(super) struct StoredUser<'a> {
 }
 
 impl StoredUser<'_> {
-    /// Append the user's JSON object, fields in [`UserRecord`]'s order,
+    /// Append the user's JSON object, fields in [`UserRecord`](super::UserRecord)'s order,
     /// absent ones left out as its `skip_serializing_if`s do.
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), PluginError> {
         out.extend_from_slice(b"{\"id\":");
@@ -243,7 +243,7 @@ impl PartWriter {
 /// A chunk read in this step, encoded, not yet written.
 pub(super) struct Part {
     pub(super) page: u32,
-    /// The chunk: a JSON array of [`UserRecord`].
+    /// The chunk: a JSON array of [`UserRecord`](super::UserRecord).
     pub(super) json: Vec<u8>,
     pub(super) ids: ChunkIds,
 }
