@@ -1,7 +1,7 @@
 //! The plugin's errors, and their mapping onto the WIT `error` record.
 
-use crate::pbx::crm::kv_store;
-use crate::{ErrorKind, WitError};
+use crate::bindings::pbx::crm::kv_store;
+use crate::bindings::{ErrorKind, WitError};
 
 /// A failure of one export call. Every message names the fix and never
 /// contains a secret.

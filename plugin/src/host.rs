@@ -1,7 +1,7 @@
 //! The host calls the plugin makes, behind a trait so the logic runs natively
 //! against a fake host in unit tests (calling a WIT import natively aborts).
 
-use crate::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
+use crate::bindings::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
 
 /// Everything the plugin may ask of the PBX host.
 pub trait Host {

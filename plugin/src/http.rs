@@ -6,8 +6,10 @@
 
 use url::Url;
 
+use crate::bindings::pbx::crm::http_fetch::{
+    Error as FetchError, Header, Method, Request, Response,
+};
 use crate::error::PluginError;
-use crate::pbx::crm::http_fetch::{Error as FetchError, Header, Method, Request, Response};
 
 /// Time limit per exchange. The host's per-call deadline is 10 s by default;
 /// asking for less leaves the plugin time to store what it learned.

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use salesforce_plugin::matching::{propose, Reason};
-//! use salesforce_plugin::pbx::crm::directory::Extension;
+//! use salesforce_plugin::bindings::pbx::crm::directory::Extension;
 //! use salesforce_plugin::users::UserRecord;
 //!
 //! let users = [UserRecord::new("005A", "Ann", "ann@acme.org", Some(" Ann@Acme.org "))];
@@ -32,7 +32,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::pbx::crm::directory::Extension;
+use crate::bindings::pbx::crm::directory::Extension;
 use crate::users::UserRecord;
 
 /// What [`propose`] found: pairs to confirm, and users left out with why.

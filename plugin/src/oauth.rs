@@ -14,13 +14,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::bindings::pbx::crm::http_fetch::{Error as FetchError, Response};
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
-use crate::pbx::crm::http_fetch::{Error as FetchError, Response};
+use crate::settings::Settings;
 
-/// The scopes the administrator gives the app (DESIGN.md, step 2); asking
-/// for exactly these keeps the consent page and the app in agreement.
+/// The scopes the set-up guide has the administrator give the connected
+/// app; asking for exactly these keeps the consent page and the app in
+/// agreement.
 pub const SCOPES: &str =
     "full api web openid id profile email address phone refresh_token offline_access";
 
@@ -325,8 +327,10 @@ impl<H: Host> fmt::Debug for OAuthClient<'_, H> {
 }
 
 impl<'h, H: Host> OAuthClient<'h, H> {
-    /// A client for `login_url` (an origin without a trailing slash).
-    pub fn new(host: &'h H, login_url: &str, client_id: &str, client_secret: &str) -> Self {
+    /// A client for `login_url` (an origin without a trailing slash). The
+    /// features build theirs with `from_settings`, `from_settings_at` or
+    /// `revoker`, which read the settings once for all of them.
+    pub(crate) fn new(host: &'h H, login_url: &str, client_id: &str, client_secret: &str) -> Self {
         Self {
             host,
             login_url: login_url.trim_end_matches('/').to_string(),
@@ -335,9 +339,38 @@ impl<'h, H: Host> OAuthClient<'h, H> {
         }
     }
 
+    /// The app the administrator's `settings` name, at the login host they
+    /// name; NotConfigured naming what to enter when they are incomplete.
+    pub fn from_settings(host: &'h H, settings: &Settings) -> Result<Self, PluginError> {
+        let (client_id, secret) = settings.credentials()?;
+        Ok(Self::new(host, &settings.login_url()?, client_id, secret))
+    }
+
+    /// The app the `settings` name, at `login_url`: the login host that
+    /// issued stored tokens, where their refresh must go.
+    pub fn from_settings_at(
+        host: &'h H,
+        settings: &Settings,
+        login_url: &str,
+    ) -> Result<Self, PluginError> {
+        let (client_id, secret) = settings.credentials()?;
+        Ok(Self::new(host, login_url, client_id, secret))
+    }
+
+    /// A client that only revokes tokens issued by `login_url`: revocation
+    /// needs no client credentials.
+    pub fn revoker(host: &'h H, login_url: &str) -> Self {
+        Self::new(host, login_url, "", "")
+    }
+
     /// The login host this client talks to.
     pub fn login_url(&self) -> &str {
         &self.login_url
+    }
+
+    /// The Consumer Key this client sends.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// Exchange an authorization code (with its PKCE verifier) for tokens.

@@ -218,6 +218,7 @@ pub fn warm_up() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::US_NUMBER_FORMATS;
 
     fn ok(input: &str, region: &str) -> Normalized {
         match normalize(input, region) {
@@ -237,16 +238,8 @@ mod tests {
 
     #[test]
     fn every_usual_format_gives_the_same_e164() {
-        for input in [
-            "(415) 555-0100",
-            "+1 415-555-0100",
-            "415.555.0100",
-            "4155550100",
-            "+14155550100",
-            "1 (415) 555 0100",
-            "  +1 (415) 555-0100 ",
-            "011 1 415 555 0100",
-        ] {
+        let more = ["  +1 (415) 555-0100 ", "011 1 415 555 0100"];
+        for input in US_NUMBER_FORMATS.into_iter().chain(more) {
             let n = ok(input, "US");
             assert_eq!(n.e164, "+14155550100", "{input}");
             assert_eq!(n.national, "4155550100", "{input}");

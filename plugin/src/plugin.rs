@@ -1,16 +1,16 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
 use crate::associations::Associations;
-use crate::calls::Calls;
-use crate::connection::Connector;
-use crate::error::PluginError;
-use crate::exports::pbx::crm::calls::{CallEvent, Caller};
-use crate::exports::pbx::crm::integration::{
+use crate::bindings::exports::pbx::crm::calls::{CallEvent, Caller};
+use crate::bindings::exports::pbx::crm::integration::{
     Association, Authorization, CrmUser, Proposal, SettingInput, SettingValue, Status,
     SyncProgress, UserList,
 };
+use crate::bindings::pbx::crm::log::Level;
+use crate::calls::Calls;
+use crate::connection::Connector;
+use crate::error::PluginError;
 use crate::host::Host;
-use crate::pbx::crm::log::Level;
 use crate::settings::Settings;
 use crate::store::{Batch, Store, keys};
 use crate::users::Users;
@@ -55,7 +55,7 @@ impl<H: Host> Plugin<H> {
             .expect(keys::SETTINGS, stored.as_ref())?
             .set(keys::SETTINGS, &next)?;
         let batch = Connector::<H>::on_settings_change(stored.as_ref(), &next, batch);
-        self.store().commit(batch)?;
+        self.store().commit(&batch)?;
         self.host.log(Level::Info, "Salesforce settings saved");
         Ok(self.status())
     }
@@ -175,17 +175,11 @@ impl<H: Host> Plugin<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::WitError;
-    use crate::exports::pbx::crm::integration::ConnectionState;
+    use crate::bindings::WitError;
+    use crate::bindings::exports::pbx::crm::integration::ConnectionState;
     use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET};
     use crate::testing::FakeHost;
-
-    fn input(key: &str, value: &str) -> SettingInput {
-        SettingInput {
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
+    use crate::testing::input;
 
     #[test]
     fn settings_round_trip_through_the_kv_store() {
@@ -248,6 +242,6 @@ mod tests {
             .lookup_caller("+14155550100", "US")
             .err()
             .map(|e| WitError::from(e).kind);
-        assert_eq!(err, Some(crate::ErrorKind::NotConnected));
+        assert_eq!(err, Some(crate::bindings::ErrorKind::NotConnected));
     }
 }

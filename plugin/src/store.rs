@@ -1,12 +1,14 @@
 //! A typed store over the host's kv-store: JSON values under fixed keys, and
-//! batches that commit atomically after their preconditions hold.
+//! batches that commit atomically after their preconditions hold. `Batch` is
+//! the one way the plugin builds such a batch, of JSON values or of bytes
+//! encoded beforehand (the user sync's chunks).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::bindings::pbx::crm::kv_store::{Entry, Precondition, Write};
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::pbx::crm::kv_store::{Entry, Precondition, Write};
 
 /// The keys the plugin uses; one place so no two features collide.
 pub mod keys {
@@ -37,15 +39,15 @@ pub mod keys {
     /// written (the outbox is counted); kept so tests can check it stays
     /// unused.
     pub const CALLS_PENDING: &str = "calls/pending";
-    /// Prefix of the call journal's outbox (`calls::OutboxItem`), one per call id.
+    /// Prefix of the call journal's outbox (`calls::journal::OutboxItem`), one per call id.
     pub const CALLS_OUTBOX_PREFIX: &str = "calls/outbox/";
-    /// Prefix of the 64 buckets of logged (or skipped) call ids (`calls::Ledger`).
+    /// Prefix of the 64 buckets of logged (or skipped) call ids (`calls::ledger::Ledger`).
     pub const CALLS_DONE_PREFIX: &str = "calls/done/";
-    /// Prefix of the 64 buckets of pop-ups shown, by call id and phase (`calls::Ledger`).
+    /// Prefix of the 64 buckets of pop-ups shown, by call id and phase (`calls::ledger::Ledger`).
     pub const CALLS_POPPED_PREFIX: &str = "calls/popped/";
-    /// Prefix of cached lookups by E.164 (`calls::CachedLookup`).
+    /// Prefix of cached lookups by E.164 (`calls::lookup::CachedLookup`).
     pub const CALLS_LOOKUP_PREFIX: &str = "calls/lookup/";
-    /// Prefix of records created for unknown callers, by E.164 (`calls::Remembered`).
+    /// Prefix of records created for unknown callers, by E.164 (`calls::unknown::Remembered`).
     pub const CALLS_CREATED_PREFIX: &str = "calls/created/";
     /// Prefix of leases on creating a record for a number (`calls::ItemLease`).
     pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";
@@ -121,8 +123,9 @@ impl<'h, H: Host> Store<'h, H> {
         Ok(self.host.kv_list(prefix)?)
     }
 
-    /// Commit `batch`: every write or none.
-    pub fn commit(&self, batch: Batch) -> Result<(), PluginError> {
+    /// Commit `batch`: every write or none. Borrowed, so a batch that lost a
+    /// race can be amended (see `Batch::rewind`) and committed again.
+    pub fn commit(&self, batch: &Batch) -> Result<(), PluginError> {
         self.host.kv_batch(&batch.preconditions, &batch.writes)?;
         Ok(())
     }
@@ -142,12 +145,18 @@ impl Batch {
     }
 
     /// Set `key` to `value`.
-    pub fn set<T: Serialize>(mut self, key: &str, value: &T) -> Result<Self, PluginError> {
+    pub fn set<T: Serialize>(self, key: &str, value: &T) -> Result<Self, PluginError> {
+        Ok(self.set_raw(key, encode(value)?))
+    }
+
+    /// Set `key` to `value`, already encoded (a user chunk is written as its
+    /// users are read, not encoded a second time here).
+    pub fn set_raw(mut self, key: &str, value: Vec<u8>) -> Self {
         self.writes.push(Write::Set(Entry {
             key: key.to_string(),
-            value: encode(value)?,
+            value,
         }));
-        Ok(self)
+        self
     }
 
     /// Delete `key`.
@@ -180,6 +189,29 @@ impl Batch {
         });
         self
     }
+
+    /// How far the batch is built, to come back to with `rewind`.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            preconditions: self.preconditions.len(),
+            writes: self.writes.len(),
+        }
+    }
+
+    /// Drop what was added after `mark`: a batch that lost a race re-reads
+    /// and adds its guarded part again, keeping the (large) rest as built.
+    pub fn rewind(mut self, mark: Mark) -> Self {
+        self.preconditions.truncate(mark.preconditions);
+        self.writes.truncate(mark.writes);
+        self
+    }
+}
+
+/// A point in building a `Batch` (see `Batch::mark`).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    preconditions: usize,
+    writes: usize,
 }
 
 /// A stored value (JSON) under `key`; a value that does not parse is

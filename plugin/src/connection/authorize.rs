@@ -1,197 +1,41 @@
-//! The connection to Salesforce: authorizing (begin and complete), the
-//! stored tokens and connection record, disconnecting, and the status the
-//! portal shows.
+//! Authorizing the PBX in Salesforce: `begin` checks the app and login host
+//! (the preflight), remembers the attempt and opens the consent page;
+//! `complete` takes the callback, exchanges the code once, checks the
+//! answer's signature and stores the tokens with the connection record.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::{ConnectionRecord, Connector, LinkState, Tokens};
+use crate::bindings::exports::pbx::crm::integration::{Authorization, Status};
+use crate::bindings::pbx::crm::log::Level;
+use crate::bindings::pbx::crm::open_browser::Audience;
 use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{Authorization, ConnectionState, Status};
 use crate::host::Host;
 use crate::oauth::{self, Attempt, OAuthClient, TokenFailure};
+use crate::store::{Batch, keys};
+use crate::time::clock;
 
 /// A syntactically valid PKCE verifier for the preflight's fake code.
 const PREFLIGHT_VERIFIER: &str = "pbx-preflight-verifier-0000000000000000000000000";
-use crate::pbx::crm::log::Level;
-use crate::pbx::crm::open_browser::Audience;
-use crate::salesforce::{Backoff, clock};
-use crate::settings::Settings;
-use crate::store::{Batch, Store, keys};
 
 /// At most this many stored attempts are looked at per pruning pass, so a
 /// flood of abandoned attempts cannot make one call slow.
 const PRUNE_LIMIT: usize = 64;
 
-/// The OAuth tokens, stored under `auth/tokens`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tokens {
-    /// The session token sent as `Authorization: Bearer`.
-    pub access_token: String,
-    /// The refresh token; absent when the app's scopes lack `refresh_token`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    /// The org's data host (REST calls go there, not to the login host).
-    pub instance_url: String,
-    /// The identity URL.
-    pub id_url: String,
-    /// When Salesforce issued the access token, ms since the Unix epoch.
-    pub issued_at_ms: u64,
-    /// The granted scopes, space separated.
-    #[serde(default)]
-    pub scope: String,
-    /// Bumped by every refresh, so an instance that got a 401 can tell
-    /// whether someone else already refreshed.
-    pub generation: u64,
-    /// The login host that issued the tokens (refreshes go there).
-    pub login_url: String,
-    /// The Consumer Key the tokens belong to.
-    pub client_id: String,
-}
-
-impl fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokens")
-            .field("access_token", &"***")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
-            .field("instance_url", &self.instance_url)
-            .field("id_url", &self.id_url)
-            .field("issued_at_ms", &self.issued_at_ms)
-            .field("scope", &self.scope)
-            .field("generation", &self.generation)
-            .field("login_url", &self.login_url)
-            .field("client_id", &self.client_id)
-            .finish()
-    }
-}
-
-impl Tokens {
-    /// Whether `other` is the same session (same refresh generation and the
-    /// same access token: comparing the token too keeps a disconnect and
-    /// re-authorization, which restarts generations, from looking alike).
-    pub fn same_session(&self, other: &Tokens) -> bool {
-        self.generation == other.generation && self.access_token == other.access_token
-    }
-}
-
-/// The connection's stored state (the portal's state is derived from it and
-/// from the settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LinkState {
-    /// Authorized; tokens are stored.
-    Connected,
-    /// Salesforce refused the refresh token; tokens were deleted.
-    ReauthorizationNeeded,
-    /// The administrator disconnected; tokens were deleted.
-    Disconnected,
-}
-
-/// The connection record, stored under `connection`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectionRecord {
-    /// The state.
-    pub state: LinkState,
-    /// The authorized user's login name.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The authorized user's full name.
-    #[serde(default)]
-    pub display_name: Option<String>,
-    /// The org's id (00D...).
-    #[serde(default)]
-    pub organization_id: Option<String>,
-    /// The user's id (005...).
-    #[serde(default)]
-    pub user_id: Option<String>,
-    /// When the authorization completed, ms since the Unix epoch.
-    #[serde(default)]
-    pub connected_at_ms: Option<u64>,
-    /// When the state last changed.
-    #[serde(default)]
-    pub changed_at_ms: u64,
-    /// Why re-authorization is needed.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// A problem to show beside the state (a revocation that failed).
-    #[serde(default)]
-    pub problem: Option<String>,
-}
-
-impl ConnectionRecord {
-    /// The account as the portal shows it: "admin@example.org (org 00D...)".
-    pub fn account(&self) -> Option<String> {
-        let who = self
-            .username
-            .clone()
-            .or_else(|| self.display_name.clone())
-            .or_else(|| self.user_id.clone())?;
-        Some(match &self.organization_id {
-            Some(org) => format!("{who} (org {org})"),
-            None => who,
-        })
-    }
-}
-
-/// The connection feature over a host.
-pub struct Connector<'h, H: Host> {
-    host: &'h H,
-}
-
 impl<'h, H: Host> Connector<'h, H> {
-    /// The connector over `host`.
-    pub fn new(host: &'h H) -> Self {
-        Self { host }
-    }
-
-    fn store(&self) -> Store<'h, H> {
-        Store::new(self.host)
-    }
-
-    /// Complete settings with the raw bytes they were read as, or the
-    /// NotConfigured error naming what to enter.
-    fn complete_settings(&self) -> Result<(Settings, Option<Vec<u8>>), PluginError> {
-        let raw = self.store().get_raw(keys::SETTINGS)?;
-        let settings: Settings = match &raw {
-            None => Settings::default(),
-            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| PluginError::Corrupt {
-                key: keys::SETTINGS.into(),
-                reason: e.to_string(),
-            })?,
-        };
-        let mut missing = Vec::new();
-        if settings.consumer_key.is_none() {
-            missing.push("the Consumer Key");
-        }
-        if settings.consumer_secret.is_none() {
-            missing.push("the Consumer Secret");
-        }
-        if !missing.is_empty() {
-            return Err(PluginError::NotConfigured(format!(
-                "enter {} of your Salesforce app in the PBX portal and click Save",
-                missing.join(" and ")
-            )));
-        }
-        settings.login_url()?;
-        Ok((settings, raw))
-    }
-
     /// Start an authorization for `callback_url`: remember the attempt, ask
     /// the host to open the consent page, and return its URL.
     pub fn begin(&self, callback_url: &str) -> Result<Authorization, PluginError> {
-        let (settings, _) = self.complete_settings()?;
+        let (oauth, _) = self.app()?;
         let callback_url = checked_callback(callback_url)?;
-        let login_url = settings.login_url()?;
-        let client_id = settings.consumer_key.clone().unwrap_or_default();
-        self.preflight(&settings, &login_url, &callback_url)?;
+        self.preflight(&oauth, &callback_url)?;
         self.prune_attempts();
 
         let state = oauth::random_token(self.host, 32);
         let verifier = oauth::new_verifier(self.host);
         let url = oauth::authorize_url(
-            &login_url,
-            &client_id,
+            oauth.login_url(),
+            oauth.client_id(),
             &callback_url,
             &state,
             &oauth::pkce_challenge(&verifier),
@@ -200,15 +44,15 @@ impl<'h, H: Host> Connector<'h, H> {
         let attempt = Attempt {
             verifier,
             callback_url,
-            login_url,
-            client_id,
+            login_url: oauth.login_url().to_string(),
+            client_id: oauth.client_id().to_string(),
             created_at_ms: now,
             expires_at_ms: now + oauth::ATTEMPT_TTL_MS,
         };
         // The state is 32 fresh random bytes: a clash is a broken random
         // source, which the precondition turns into an error.
         self.store().commit(
-            Batch::new()
+            &Batch::new()
                 .expect_raw(&keys::attempt(&state), None)
                 .set(&keys::attempt(&state), &attempt)?,
         )?;
@@ -243,18 +87,8 @@ impl<'h, H: Host> Connector<'h, H> {
     /// code that cannot exist answers `invalid_client_id` for an unknown key
     /// and cannot connect to a login host the PBX may not reach; any other
     /// answer (normally `invalid_grant`) says both are fine.
-    fn preflight(
-        &self,
-        settings: &Settings,
-        login_url: &str,
-        callback_url: &str,
-    ) -> Result<(), PluginError> {
-        let oauth = OAuthClient::new(
-            self.host,
-            login_url,
-            settings.consumer_key.as_deref().unwrap_or_default(),
-            settings.consumer_secret.as_deref().unwrap_or_default(),
-        );
+    fn preflight(&self, oauth: &OAuthClient<'h, H>, callback_url: &str) -> Result<(), PluginError> {
+        let login_url = oauth.login_url();
         match oauth.exchange_code("pbx-preflight-not-a-code", callback_url, PREFLIGHT_VERIFIER) {
             Err(failure @ TokenFailure::OAuth { .. })
                 if failure.oauth_error() == Some("invalid_client_id") =>
@@ -292,7 +126,7 @@ impl<'h, H: Host> Connector<'h, H> {
     pub fn complete(&self, callback_url: &str, query: &str) -> Result<Status, PluginError> {
         let start_again = "start the authorization again from the PBX portal (click Save)";
         let params = Callback::parse(query);
-        let (settings, settings_raw) = self.complete_settings()?;
+        let (oauth, settings_raw) = self.app()?;
 
         // Find the attempt first: an error answer consumes it too, so the
         // same state cannot be completed later.
@@ -310,7 +144,7 @@ impl<'h, H: Host> Connector<'h, H> {
             if let Some((key, _, raw)) = &attempt {
                 let _ = self
                     .store()
-                    .commit(Batch::new().expect_raw(key, Some(raw.clone())).delete(key));
+                    .commit(&Batch::new().expect_raw(key, Some(raw.clone())).delete(key));
             }
             let said = match params
                 .error_description
@@ -364,7 +198,7 @@ impl<'h, H: Host> Connector<'h, H> {
         if now >= attempt.expires_at_ms {
             let _ = self
                 .store()
-                .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key));
+                .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
             return Err(PluginError::AuthorizationFailed(format!(
                 "this authorization expired at {} (an attempt lasts 10 minutes): {start_again}",
                 clock(attempt.expires_at_ms)
@@ -377,12 +211,10 @@ impl<'h, H: Host> Connector<'h, H> {
                 crate::http::sanitize(callback_url)
             )));
         }
-        let login_url = settings.login_url()?;
-        let client_id = settings.consumer_key.clone().unwrap_or_default();
-        if attempt.login_url != login_url || attempt.client_id != client_id {
+        if attempt.login_url != oauth.login_url() || attempt.client_id != oauth.client_id() {
             let _ = self
                 .store()
-                .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key));
+                .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
             return Err(PluginError::AuthorizationFailed(format!(
                 "the Consumer Key or login host changed after this authorization started: {start_again}"
             )));
@@ -390,7 +222,7 @@ impl<'h, H: Host> Connector<'h, H> {
         let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
             let _ = self
                 .store()
-                .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key));
+                .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key));
             return Err(PluginError::AuthorizationFailed(format!(
                 "the answer from Salesforce has neither a code nor an error: {start_again}"
             )));
@@ -401,7 +233,7 @@ impl<'h, H: Host> Connector<'h, H> {
         // at most once.
         match self
             .store()
-            .commit(Batch::new().expect_raw(&key, Some(raw)).delete(&key))
+            .commit(&Batch::new().expect_raw(&key, Some(raw)).delete(&key))
         {
             Ok(()) => {}
             Err(PluginError::Conflict(_)) => {
@@ -412,12 +244,10 @@ impl<'h, H: Host> Connector<'h, H> {
             Err(e) => return Err(e),
         }
 
-        let secret = settings.consumer_secret.clone().unwrap_or_default();
-        let oauth = OAuthClient::new(self.host, &login_url, &client_id, &secret);
         let answer = oauth
             .exchange_code(code, &attempt.callback_url, &attempt.verifier)
             .map_err(|f| {
-                let error = f.for_authorization(&attempt.callback_url, &login_url);
+                let error = f.for_authorization(&attempt.callback_url, oauth.login_url());
                 self.host.log(
                     Level::Warn,
                     &format!("Salesforce authorization failed: {error}"),
@@ -451,8 +281,8 @@ impl<'h, H: Host> Connector<'h, H> {
             issued_at_ms: answer.issued_at_ms().unwrap_or(now),
             scope: answer.scope.clone().unwrap_or_default(),
             generation: previous.map_or(1, |t| t.generation + 1),
-            login_url,
-            client_id,
+            login_url: oauth.login_url().to_string(),
+            client_id: oauth.client_id().to_string(),
         };
         let record = ConnectionRecord {
             state: LinkState::Connected,
@@ -474,7 +304,7 @@ impl<'h, H: Host> Connector<'h, H> {
             .set(keys::CONNECTION, &record)?
             .delete(keys::REFRESH_LEASE)
             .delete(keys::BACKOFF);
-        self.store().commit(batch).map_err(|e| match e {
+        self.store().commit(&batch).map_err(|e| match e {
             PluginError::Conflict(_) => PluginError::AuthorizationFailed(format!(
                 "the settings were changed while the authorization completed: {start_again}"
             )),
@@ -494,171 +324,6 @@ impl<'h, H: Host> Connector<'h, H> {
             ),
         );
         Ok(self.status())
-    }
-
-    /// Revoke the session at Salesforce and forget the tokens, keeping the
-    /// settings and everything else.
-    pub fn disconnect(&self) -> Result<Status, PluginError> {
-        let store = self.store();
-        let tokens: Option<Tokens> = store.get(keys::TOKENS).unwrap_or(None);
-        let record: Option<ConnectionRecord> = store.get(keys::CONNECTION).unwrap_or(None);
-        if tokens.is_none() && record.is_none() {
-            // Never connected: nothing to undo.
-            return Ok(self.status());
-        }
-        let now = self.host.now_ms();
-        let problem = match &tokens {
-            Some(tokens) => {
-                let token = tokens
-                    .refresh_token
-                    .as_deref()
-                    .unwrap_or(&tokens.access_token);
-                // Revocation needs no client credentials.
-                let oauth = OAuthClient::new(self.host, &tokens.login_url, "", "");
-                match oauth.revoke(token) {
-                    Ok(()) => None,
-                    Err(failure) => Some(format!(
-                        "the token could not be revoked at Salesforce ({}): revoke it in Salesforce Setup > Connected Apps OAuth Usage",
-                        failure.describe(&tokens.login_url)
-                    )),
-                }
-            }
-            None => None,
-        };
-        let mut record = record.unwrap_or(ConnectionRecord {
-            state: LinkState::Disconnected,
-            username: None,
-            display_name: None,
-            organization_id: None,
-            user_id: None,
-            connected_at_ms: None,
-            changed_at_ms: now,
-            reason: None,
-            problem: None,
-        });
-        record.state = LinkState::Disconnected;
-        record.changed_at_ms = now;
-        record.reason = None;
-        record.problem = problem;
-        // The administrator's intent wins over a refresh in flight: no
-        // precondition on the tokens.
-        store.commit(
-            Batch::new()
-                .delete(keys::TOKENS)
-                .delete(keys::REFRESH_LEASE)
-                .delete(keys::BACKOFF)
-                .set(keys::CONNECTION, &record)?,
-        )?;
-        match &record.problem {
-            Some(p) => self.host.log(
-                Level::Warn,
-                &format!("disconnected from Salesforce, but {p}"),
-            ),
-            None => self.host.log(Level::Info, "disconnected from Salesforce"),
-        }
-        Ok(self.status())
-    }
-
-    /// The status the portal shows.
-    pub fn status(&self) -> Status {
-        let store = self.store();
-        let settings = match store.get::<Settings>(keys::SETTINGS) {
-            Ok(s) => s.unwrap_or_default(),
-            Err(e) => {
-                return Status {
-                    state: ConnectionState::NotConfigured,
-                    account: None,
-                    message: "The stored settings cannot be read; save them again".into(),
-                    problem: Some(e.to_string()),
-                };
-            }
-        };
-        if !settings.is_complete() {
-            return Status {
-                state: ConnectionState::NotConfigured,
-                account: None,
-                message: "Not configured: enter the Consumer Key and Consumer Secret of your Salesforce app".into(),
-                problem: None,
-            };
-        }
-        let record = match store.get::<ConnectionRecord>(keys::CONNECTION) {
-            Ok(r) => r,
-            Err(e) => {
-                return Status {
-                    state: ConnectionState::ReauthorizationNeeded,
-                    account: None,
-                    message: "The connection record cannot be read: authorize again (click Save)"
-                        .into(),
-                    problem: Some(e.to_string()),
-                };
-            }
-        };
-        let Some(record) = record else {
-            return Status {
-                state: ConnectionState::Configured,
-                account: None,
-                message: "Configured: click Save to authorize the connection to Salesforce".into(),
-                problem: None,
-            };
-        };
-        let now = self.host.now_ms();
-        let backoff = store
-            .get::<Backoff>(keys::BACKOFF)
-            .ok()
-            .flatten()
-            .map(|b| b.problem(now));
-        match record.state {
-            LinkState::Connected => {
-                let has_tokens = matches!(store.get_raw(keys::TOKENS), Ok(Some(_)));
-                if has_tokens {
-                    Status {
-                        state: ConnectionState::Connected,
-                        account: record.account(),
-                        message: "Connected to Salesforce".into(),
-                        problem: backoff.or(record.problem.clone()),
-                    }
-                } else {
-                    Status {
-                        state: ConnectionState::ReauthorizationNeeded,
-                        account: record.account(),
-                        message:
-                            "The stored Salesforce tokens are missing: authorize again (click Save)"
-                                .into(),
-                        problem: None,
-                    }
-                }
-            }
-            LinkState::ReauthorizationNeeded => Status {
-                state: ConnectionState::ReauthorizationNeeded,
-                account: record.account(),
-                message: record.reason.clone().unwrap_or_else(|| {
-                    "Salesforce refused the stored authorization: authorize again (click Save)"
-                        .into()
-                }),
-                problem: record.problem.clone(),
-            },
-            LinkState::Disconnected => Status {
-                state: ConnectionState::Disconnected,
-                account: None,
-                message: "Disconnected from Salesforce: click Save to authorize again".into(),
-                problem: record.problem.clone(),
-            },
-        }
-    }
-
-    /// Add to a settings `batch` what a change of app or login host means:
-    /// tokens of another app or org are useless, so they go in the same
-    /// batch and the status returns to Configured.
-    pub fn on_settings_change(old: Option<&Settings>, new: &Settings, batch: Batch) -> Batch {
-        let app = |s: &Settings| (s.consumer_key.clone(), s.login_url().ok());
-        if old.map(app) == Some(app(new)) {
-            return batch;
-        }
-        batch
-            .delete(keys::TOKENS)
-            .delete(keys::CONNECTION)
-            .delete(keys::REFRESH_LEASE)
-            .delete(keys::BACKOFF)
     }
 }
 

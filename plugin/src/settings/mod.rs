@@ -1,13 +1,19 @@
 //! The administrator's Salesforce settings: Consumer Key, Consumer Secret and
-//! the login host (Production, Sandbox or a My Domain URL).
+//! the login host (Production, Sandbox or a My Domain URL), validated as the
+//! portal saves them and shown back with the secret masked. The call
+//! settings are in `call_settings`, the form the portal draws in `form`.
+
+mod call_settings;
+mod form;
+
+pub use call_settings::{CallSettings, PopupOn, Rule, TaskOwner, UnknownCaller};
+pub use form::describe;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::bindings::exports::pbx::crm::integration::{SettingInput, SettingValue};
 use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{
-    Info, SettingChoice, SettingField, SettingInput, SettingKind, SettingValue,
-};
 
 /// Setting keys, as the portal and CLI send them.
 pub const CONSUMER_KEY: &str = "consumer-key";
@@ -77,224 +83,6 @@ impl LoginHost {
     }
 }
 
-/// Defines a choice setting's enum: stored as its kebab-case value, with a
-/// label per value for the portal.
-macro_rules! choice {
-    ($(#[$doc:meta])* $name:ident, default $default:ident, $($(#[$vdoc:meta])* $variant:ident = $value:literal : $label:literal),+ $(,)?) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        #[serde(rename_all = "kebab-case")]
-        pub enum $name {
-            $(
-                $(#[$vdoc])*
-                $variant,
-            )+
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                $name::$default
-            }
-        }
-
-        impl $name {
-            /// Every value with its label, in display order.
-            pub const CHOICES: &'static [(&'static str, &'static str)] = &[$(($value, $label)),+];
-
-            /// The stored value.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $value),+ }
-            }
-
-            /// The variant stored as `value`.
-            pub fn parse(value: &str) -> Option<Self> {
-                match value.trim() { $($value => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
-choice!(
-    /// When a call pops the caller's record up for the agent.
-    PopupOn, default Ringing,
-    /// When the extension rings.
-    Ringing = "ringing": "When the extension rings",
-    /// When the call is answered.
-    Answered = "answered": "When the call is answered",
-    /// When the call ends.
-    Ended = "ended": "When the call ends",
-    /// Never.
-    Never = "never": "Never",
-);
-
-choice!(
-    /// Whether a kind of call is logged as a Task.
-    Rule, default Log,
-    /// Log it.
-    Log = "log": "Log as a Task",
-    /// Do not log it.
-    Skip = "skip": "Do not log",
-);
-
-choice!(
-    /// Who owns a call's Task.
-    TaskOwner, default Associated,
-    /// The extension's associated user; without one, the connected user.
-    Associated = "associated": "The extension's associated user (else the connected user)",
-    /// Always the connected (authorizing) user.
-    Connected = "connected": "Always the connected Salesforce user",
-    /// The associated user; calls of extensions without one are not logged.
-    AssociatedOnly = "associated-only": "The associated user; skip calls of extensions without one",
-);
-
-choice!(
-    /// What a caller that matches no record becomes.
-    UnknownCaller, default Contact,
-    /// A new Contact.
-    Contact = "contact": "Create a Contact",
-    /// A new Lead.
-    Lead = "lead": "Create a Lead",
-    /// Nothing: the Task is logged without a name.
-    Nothing = "nothing": "Create nothing",
-);
-
-/// The call settings (pop-up, call journal, unknown callers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CallSettings {
-    /// When the record pops up.
-    pub popup_on: PopupOn,
-    /// Inbound, answered.
-    pub log_inbound_answered: Rule,
-    /// Inbound, not answered.
-    pub log_inbound_missed: Rule,
-    /// Outbound, answered.
-    pub log_outbound_answered: Rule,
-    /// Outbound, not answered.
-    pub log_outbound_unanswered: Rule,
-    /// Between two extensions.
-    pub log_internal: Rule,
-    /// The Task's owner.
-    pub task_owner: TaskOwner,
-    /// Unknown inbound callers.
-    pub unknown_inbound: UnknownCaller,
-    /// Unknown numbers called outbound.
-    pub unknown_outbound: UnknownCaller,
-}
-
-impl Default for CallSettings {
-    fn default() -> Self {
-        Self {
-            popup_on: PopupOn::Ringing,
-            log_inbound_answered: Rule::Log,
-            log_inbound_missed: Rule::Log,
-            log_outbound_answered: Rule::Log,
-            log_outbound_unanswered: Rule::Log,
-            log_internal: Rule::Skip,
-            task_owner: TaskOwner::Associated,
-            unknown_inbound: UnknownCaller::Contact,
-            unknown_outbound: UnknownCaller::Nothing,
-        }
-    }
-}
-
-/// The call settings' fields: key, label, help, choices and default.
-type CallField = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [(&'static str, &'static str)],
-    &'static str,
-);
-
-fn call_fields() -> [CallField; 9] {
-    let d = CallSettings::default();
-    [
-        (
-            POPUP_ON,
-            "Pop-up of the caller's record",
-            "When the matched Salesforce record opens for the agent of the extension (only for extensions associated with a Salesforce user).",
-            PopupOn::CHOICES,
-            d.popup_on.as_str(),
-        ),
-        (
-            LOG_INBOUND_ANSWERED,
-            "Answered inbound calls",
-            "Log answered inbound calls as Tasks.",
-            Rule::CHOICES,
-            d.log_inbound_answered.as_str(),
-        ),
-        (
-            LOG_INBOUND_MISSED,
-            "Missed inbound calls",
-            "Log inbound calls nobody answered as Tasks.",
-            Rule::CHOICES,
-            d.log_inbound_missed.as_str(),
-        ),
-        (
-            LOG_OUTBOUND_ANSWERED,
-            "Answered outbound calls",
-            "Log answered outbound calls as Tasks.",
-            Rule::CHOICES,
-            d.log_outbound_answered.as_str(),
-        ),
-        (
-            LOG_OUTBOUND_UNANSWERED,
-            "Unanswered outbound calls",
-            "Log outbound calls nobody answered as Tasks.",
-            Rule::CHOICES,
-            d.log_outbound_unanswered.as_str(),
-        ),
-        (
-            LOG_INTERNAL,
-            "Internal calls",
-            "Log calls between two extensions as Tasks.",
-            Rule::CHOICES,
-            d.log_internal.as_str(),
-        ),
-        (
-            TASK_OWNER,
-            "Owner of call Tasks",
-            "Who a call's Task is assigned to.",
-            TaskOwner::CHOICES,
-            d.task_owner.as_str(),
-        ),
-        (
-            UNKNOWN_INBOUND,
-            "Unknown inbound callers",
-            "What a logged inbound call from a number no Contact, Lead or Account has creates; the Task is logged against it.",
-            UnknownCaller::CHOICES,
-            d.unknown_inbound.as_str(),
-        ),
-        (
-            UNKNOWN_OUTBOUND,
-            "Unknown numbers called",
-            "What a logged outbound call to a number no Contact, Lead or Account has creates; the Task is logged against it.",
-            UnknownCaller::CHOICES,
-            d.unknown_outbound.as_str(),
-        ),
-    ]
-}
-
-fn choose<T>(
-    key: &str,
-    value: Option<&str>,
-    parse: fn(&str) -> Option<T>,
-    default: T,
-    choices: &[(&str, &str)],
-) -> Result<T, PluginError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(v) => parse(v).ok_or_else(|| {
-            let values: Vec<&str> = choices.iter().map(|(v, _)| *v).collect();
-            PluginError::InvalidInput(format!(
-                "{key} {v:?} is unknown; choose one of {}",
-                values.join(", ")
-            ))
-        }),
-    }
-}
-
 /// The stored settings. The secret is stored like everything else in the
 /// host's kv-store, which encrypts it at rest; it never leaves the plugin.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,6 +121,25 @@ impl Settings {
     /// Whether everything needed to authorize is present.
     pub fn is_complete(&self) -> bool {
         self.consumer_key.is_some() && self.consumer_secret.is_some() && self.login_url().is_ok()
+    }
+
+    /// The app's Consumer Key and Secret, or the NotConfigured error naming
+    /// what to enter.
+    pub fn credentials(&self) -> Result<(&str, &str), PluginError> {
+        if let (Some(key), Some(secret)) = (&self.consumer_key, &self.consumer_secret) {
+            return Ok((key, secret));
+        }
+        let mut missing = Vec::new();
+        if self.consumer_key.is_none() {
+            missing.push("the Consumer Key");
+        }
+        if self.consumer_secret.is_none() {
+            missing.push("the Consumer Secret");
+        }
+        Err(PluginError::NotConfigured(format!(
+            "enter {} of your Salesforce app in the PBX portal and click Save",
+            missing.join(" and ")
+        )))
     }
 
     /// The login host's origin.
@@ -388,89 +195,9 @@ impl Settings {
                         }
                     }
                 }
-                POPUP_ON => {
-                    next.calls.popup_on = choose(
-                        POPUP_ON,
-                        value,
-                        PopupOn::parse,
-                        PopupOn::default(),
-                        PopupOn::CHOICES,
-                    )?
-                }
-                LOG_INBOUND_ANSWERED => {
-                    next.calls.log_inbound_answered = choose(
-                        LOG_INBOUND_ANSWERED,
-                        value,
-                        Rule::parse,
-                        CallSettings::default().log_inbound_answered,
-                        Rule::CHOICES,
-                    )?
-                }
-                LOG_INBOUND_MISSED => {
-                    next.calls.log_inbound_missed = choose(
-                        LOG_INBOUND_MISSED,
-                        value,
-                        Rule::parse,
-                        CallSettings::default().log_inbound_missed,
-                        Rule::CHOICES,
-                    )?
-                }
-                LOG_OUTBOUND_ANSWERED => {
-                    next.calls.log_outbound_answered = choose(
-                        LOG_OUTBOUND_ANSWERED,
-                        value,
-                        Rule::parse,
-                        CallSettings::default().log_outbound_answered,
-                        Rule::CHOICES,
-                    )?
-                }
-                LOG_OUTBOUND_UNANSWERED => {
-                    next.calls.log_outbound_unanswered = choose(
-                        LOG_OUTBOUND_UNANSWERED,
-                        value,
-                        Rule::parse,
-                        CallSettings::default().log_outbound_unanswered,
-                        Rule::CHOICES,
-                    )?
-                }
-                LOG_INTERNAL => {
-                    next.calls.log_internal = choose(
-                        LOG_INTERNAL,
-                        value,
-                        Rule::parse,
-                        CallSettings::default().log_internal,
-                        Rule::CHOICES,
-                    )?
-                }
-                TASK_OWNER => {
-                    next.calls.task_owner = choose(
-                        TASK_OWNER,
-                        value,
-                        TaskOwner::parse,
-                        CallSettings::default().task_owner,
-                        TaskOwner::CHOICES,
-                    )?
-                }
-                UNKNOWN_INBOUND => {
-                    next.calls.unknown_inbound = choose(
-                        UNKNOWN_INBOUND,
-                        value,
-                        UnknownCaller::parse,
-                        CallSettings::default().unknown_inbound,
-                        UnknownCaller::CHOICES,
-                    )?
-                }
-                UNKNOWN_OUTBOUND => {
-                    next.calls.unknown_outbound = choose(
-                        UNKNOWN_OUTBOUND,
-                        value,
-                        UnknownCaller::parse,
-                        CallSettings::default().unknown_outbound,
-                        UnknownCaller::CHOICES,
-                    )?
-                }
+                other if next.calls.set(other, value)? => {}
                 other => {
-                    let calls: Vec<&str> = call_fields().iter().map(|f| f.0).collect();
+                    let calls: Vec<&str> = form::call_fields().iter().map(|f| f.0).collect();
                     return Err(PluginError::InvalidInput(format!(
                         "unknown setting {other:?}; the Salesforce plugin takes {CONSUMER_KEY}, {CONSUMER_SECRET}, {LOGIN_HOST}, {MY_DOMAIN_URL}, {LOGIN_URL}, {}",
                         calls.join(", ")
@@ -497,7 +224,7 @@ impl Settings {
 
     /// The settings as the portal shows them: the secret masked.
     pub fn values(&self) -> Vec<SettingValue> {
-        vec![
+        let mut values = vec![
             shown(CONSUMER_KEY, self.consumer_key.clone()),
             SettingValue {
                 key: CONSUMER_SECRET.into(),
@@ -506,34 +233,14 @@ impl Settings {
             },
             shown(LOGIN_HOST, Some(self.login_host.as_str().to_string())),
             shown(MY_DOMAIN_URL, self.my_domain_url.clone()),
-            shown(POPUP_ON, Some(self.calls.popup_on.as_str().into())),
-            shown(
-                LOG_INBOUND_ANSWERED,
-                Some(self.calls.log_inbound_answered.as_str().into()),
-            ),
-            shown(
-                LOG_INBOUND_MISSED,
-                Some(self.calls.log_inbound_missed.as_str().into()),
-            ),
-            shown(
-                LOG_OUTBOUND_ANSWERED,
-                Some(self.calls.log_outbound_answered.as_str().into()),
-            ),
-            shown(
-                LOG_OUTBOUND_UNANSWERED,
-                Some(self.calls.log_outbound_unanswered.as_str().into()),
-            ),
-            shown(LOG_INTERNAL, Some(self.calls.log_internal.as_str().into())),
-            shown(TASK_OWNER, Some(self.calls.task_owner.as_str().into())),
-            shown(
-                UNKNOWN_INBOUND,
-                Some(self.calls.unknown_inbound.as_str().into()),
-            ),
-            shown(
-                UNKNOWN_OUTBOUND,
-                Some(self.calls.unknown_outbound.as_str().into()),
-            ),
-        ]
+        ];
+        values.extend(
+            self.calls
+                .values()
+                .into_iter()
+                .map(|(key, value)| shown(key, Some(value.into()))),
+        );
+        values
     }
 }
 
@@ -586,91 +293,10 @@ pub fn normalize_my_domain(input: &str) -> Result<String, PluginError> {
     })
 }
 
-/// The plugin's name and settings form.
-pub fn describe() -> Info {
-    let field = |key: &str, label: &str, kind, required, help: &str| SettingField {
-        key: key.into(),
-        label: label.into(),
-        kind,
-        required,
-        help: help.into(),
-        choices: Vec::new(),
-        default_value: None,
-    };
-    let mut login = field(
-        LOGIN_HOST,
-        "Login host",
-        SettingKind::Choice,
-        true,
-        "Where your users log in to Salesforce.",
-    );
-    login.choices = [
-        ("production", "Production (login.salesforce.com)"),
-        ("sandbox", "Sandbox (test.salesforce.com)"),
-        ("my-domain", "My Domain"),
-    ]
-    .into_iter()
-    .map(|(value, label)| SettingChoice {
-        value: value.into(),
-        label: label.into(),
-    })
-    .collect();
-    login.default_value = Some("production".into());
-    let calls = call_fields()
-        .into_iter()
-        .map(|(key, label, help, choices, default)| {
-            let mut f = field(key, label, SettingKind::Choice, false, help);
-            f.choices = choices
-                .iter()
-                .map(|(value, label)| SettingChoice {
-                    value: (*value).into(),
-                    label: (*label).into(),
-                })
-                .collect();
-            f.default_value = Some(default.into());
-            f
-        });
-    let mut settings = vec![
-        field(
-            CONSUMER_KEY,
-            "Consumer Key",
-            SettingKind::Text,
-            true,
-            "From your Connected App or External Client App: Manage Consumer Details.",
-        ),
-        field(
-            CONSUMER_SECRET,
-            "Consumer Secret",
-            SettingKind::Secret,
-            true,
-            "Shown next to the Consumer Key; stored encrypted and never shown again.",
-        ),
-        login,
-        field(
-            MY_DOMAIN_URL,
-            "My Domain URL",
-            SettingKind::Url,
-            false,
-            "Only for My Domain, e.g. https://yourcompany.my.salesforce.com or https://yourcompany--uat.sandbox.my.salesforce.com.",
-        ),
-    ];
-    settings.extend(calls);
-    Info {
-        crm_name: "Salesforce".into(),
-        settings,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn input(key: &str, value: &str) -> SettingInput {
-        SettingInput {
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
+    use crate::testing::input;
 
     #[test]
     fn my_domain_urls_are_reduced_to_the_login_origin() {

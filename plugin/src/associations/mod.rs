@@ -22,18 +22,21 @@
 //! be attributed through an extension number the PBX dropped and may give
 //! to someone else.
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::PluginError;
-use crate::exports::pbx::crm::integration::{
+use crate::bindings::exports::pbx::crm::integration::{
     Association, AssociationState, CrmUser, Proposal, Unmatched, UnmatchedReason, UserEntry,
     UserList,
 };
+use crate::bindings::pbx::crm::log::Level;
+use crate::error::PluginError;
 use crate::host::Host;
 use crate::matching::{self, Reason};
-use crate::pbx::crm::log::Level;
 use crate::store::{Batch, Store, keys};
 use crate::users::{UserRecord, Users};
 
@@ -350,7 +353,7 @@ impl<'h, H: Host> Associations<'h, H> {
         let batch = Batch::new()
             .expect_raw(keys::ASSOCIATIONS, current_raw)
             .set(keys::ASSOCIATIONS, &next)?;
-        match self.store().commit(batch) {
+        match self.store().commit(&batch) {
             Ok(()) => {
                 self.host.log(
                     Level::Info,

@@ -1,0 +1,57 @@
+//! The WIT bindings: the types and imports `wit-bindgen` generates from the
+//! product's contract (`wit/v0.2.0`), in one module so every other module
+//! imports them from here and none reaches back up to the crate root.
+
+// The product's world plus one export of its own: `wizer-initialize`, which
+// the build runs once to snapshot a warmed-up instance (the phone metadata
+// and its regular expressions, ~250 ms in wasm otherwise paid by every fresh
+// instance). The host never calls it; see docs/ARCHITECTURE.md,
+// "Pre-initialization".
+#[cfg(feature = "component")]
+wit_bindgen::generate!({
+    path: "../wit/v0.2.0",
+    inline: "
+        package salesforce:plugin;
+
+        world salesforce {
+            include pbx:crm/plugin@0.2.0;
+            export wizer-initialize: func();
+        }
+    ",
+    world: "salesforce:plugin/salesforce",
+    generate_all,
+});
+
+// Without the `component` feature the same types come from a world that
+// exports nothing: the WIT world a crate embeds describes what its component
+// must export, so a crate reusing the plugin's logic in its own component
+// (the association benchmark) must not inherit the plugin's exports.
+// Imports its code never calls are left out of that component.
+#[cfg(not(feature = "component"))]
+wit_bindgen::generate!({
+    path: "../wit/v0.2.0",
+    inline: "
+        package pbx:crm-logic;
+
+        world logic {
+            import pbx:crm/http-fetch@0.2.0;
+            import pbx:crm/kv-store@0.2.0;
+            import pbx:crm/open-browser@0.2.0;
+            import pbx:crm/directory@0.2.0;
+            import pbx:crm/log@0.2.0;
+            import pbx:crm/integration@0.2.0;
+            import pbx:crm/calls@0.2.0;
+        }
+    ",
+    world: "pbx:crm-logic/logic",
+    generate_all,
+});
+
+/// The exported interfaces' types under the path the `component` build
+/// gives them.
+#[cfg(not(feature = "component"))]
+pub mod exports {
+    pub use super::pbx;
+}
+
+pub use pbx::crm::types::{Error as WitError, ErrorKind};

@@ -1,0 +1,528 @@
+//! The call journal: one Task per call id, exactly once.
+//!
+//! `ended` writes an outbox item `calls/outbox/<call id>`, guarded by "no
+//! item and the call id is not in its done bucket". Delivery takes a lease on
+//! the item (and counts the attempt) with a compare-and-swap before it sends
+//! anything; an item attempted before is first looked up by `CallObject`, so
+//! a create whose answer was lost (a crash, a timeout) is found instead of
+//! made twice. Done call ids are kept in the done ledger for
+//! [`DONE_KEEP_MS`], so late and repeated events are ignored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::ledger::{bucket_key, busy, outbox_key, prune_ledger, read_ledger};
+use super::lookup::Match;
+use super::{CAS_ROUNDS, Calls, ItemLease, LEASE_MS, cut};
+use crate::associations::Associations;
+use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};
+use crate::bindings::pbx::crm::log::Level;
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::oauth;
+use crate::phone::{self, Normalized};
+use crate::salesforce::query::task_by_call_object;
+use crate::salesforce::{Backoff, SalesforceError};
+use crate::settings::{CallSettings, Rule, TaskOwner, UnknownCaller};
+use crate::store::{Batch, encode, keys};
+use crate::time::{clock, date, human_duration};
+
+/// How long a logged call id is remembered, to ignore late duplicates.
+pub const DONE_KEEP_MS: u64 = 3 * 24 * 60 * 60 * 1000;
+/// The first retry delay of an item; it doubles per attempt.
+const RETRY_FIRST_MS: u64 = 5_000;
+/// The longest retry delay of an item.
+const RETRY_MAX_MS: u64 = 5 * 60 * 1000;
+/// At most this many items are delivered per `run_pending` call, and no new
+/// one is started after [`RUN_BUDGET_MS`], so a call stays within its deadline.
+const RUN_MAX_ITEMS: usize = 25;
+const RUN_BUDGET_MS: u64 = 5_000;
+
+/// The call as the journal keeps it (the `ended` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The PBX's call id (the Task's `CallObject`).
+    pub call_id: String,
+    /// inbound, outbound or internal.
+    pub direction: String,
+    /// The outside number as the PBX had it.
+    pub external_number: String,
+    /// The extension.
+    pub extension: String,
+    /// Start, answer and end, ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// When answered, if it was.
+    #[serde(default)]
+    pub answered_at_ms: Option<u64>,
+    /// When it ended.
+    #[serde(default)]
+    pub ended_at_ms: Option<u64>,
+    /// The PBX's disposition.
+    #[serde(default)]
+    pub disposition: Option<String>,
+    /// The recording's URL.
+    #[serde(default)]
+    pub recording_url: Option<String>,
+    /// The PBX's default region.
+    #[serde(default)]
+    pub default_region: String,
+}
+
+impl CallRecord {
+    fn from_event(e: &CallEvent) -> Self {
+        Self {
+            call_id: e.call_id.clone(),
+            direction: direction_str(e.direction).into(),
+            external_number: e.external_number.clone(),
+            extension: e.extension.clone(),
+            started_at_ms: e.started_at_ms,
+            answered_at_ms: e.answered_at_ms,
+            ended_at_ms: e.ended_at_ms,
+            disposition: e.disposition.clone(),
+            recording_url: e.recording_url.clone(),
+            default_region: e.default_region.clone(),
+        }
+    }
+
+    fn answered(&self) -> bool {
+        self.answered_at_ms.is_some()
+    }
+
+    /// Talk time: answered to ended, 0 when unanswered.
+    pub fn duration_s(&self) -> u64 {
+        match (self.answered_at_ms, self.ended_at_ms) {
+            (Some(a), Some(e)) => e.saturating_sub(a) / 1000,
+            _ => 0,
+        }
+    }
+}
+
+fn direction_str(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+        Direction::Internal => "internal",
+    }
+}
+
+/// One call log waiting for Salesforce, under `calls/outbox/<call id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// The call.
+    pub call: CallRecord,
+    /// The Task's owner (none: the connected user).
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    /// Delivery attempts started (counted before anything is sent).
+    pub attempts: u32,
+    /// Not tried again before this time.
+    pub next_at_ms: u64,
+    /// When the call was queued.
+    pub queued_at_ms: u64,
+    /// Why the last attempt failed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The lease of the instance delivering it now.
+    #[serde(default)]
+    pub lease: Option<ItemLease>,
+}
+
+/// What happened to an event's journal part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// A new outbox item.
+    Queued,
+    /// The call waits already, or is logged.
+    Known,
+    /// The rules say this call is not logged.
+    Skipped,
+}
+
+impl<H: Host> Calls<'_, H> {
+    /// Queue the call's log (or record that the rules skip it), exactly
+    /// once per call id.
+    pub fn enqueue(&self, e: &CallEvent, settings: &CallSettings) -> Result<Queued, PluginError> {
+        let store = self.store();
+        let call = CallRecord::from_event(e);
+        let key = outbox_key(&call.call_id);
+        let done_key = bucket_key(keys::CALLS_DONE_PREFIX, &call.call_id);
+        let rule = match (e.direction, call.answered()) {
+            (Direction::Inbound, true) => settings.log_inbound_answered,
+            (Direction::Inbound, false) => settings.log_inbound_missed,
+            (Direction::Outbound, true) => settings.log_outbound_answered,
+            (Direction::Outbound, false) => settings.log_outbound_unanswered,
+            (Direction::Internal, _) => settings.log_internal,
+        };
+        let mut skip = rule == Rule::Skip;
+        let mut owner_id = None;
+        if !skip && settings.task_owner != TaskOwner::Connected {
+            owner_id = Associations::new(self.host)
+                .user_for_extension(&call.extension)?
+                .map(|u| u.id);
+            skip = owner_id.is_none() && settings.task_owner == TaskOwner::AssociatedOnly;
+        }
+        for _ in 0..CAS_ROUNDS {
+            let now = self.host.now_ms();
+            let (mut done, done_raw) = read_ledger(&store, &done_key)?;
+            if done.entries.contains_key(&call.call_id) || store.get_raw(&key)?.is_some() {
+                return Ok(Queued::Known);
+            }
+            let batch = if skip {
+                prune_ledger(&mut done, now, DONE_KEEP_MS);
+                done.entries.insert(call.call_id.clone(), now);
+                Batch::new()
+                    .expect_raw(&done_key, done_raw)
+                    .expect_raw(&key, None)
+                    .set(&done_key, &done)?
+            } else {
+                let item = OutboxItem {
+                    call: call.clone(),
+                    owner_id: owner_id.clone(),
+                    attempts: 0,
+                    next_at_ms: now,
+                    queued_at_ms: now,
+                    last_error: None,
+                    lease: None,
+                };
+                Batch::new()
+                    .expect_raw(&done_key, done_raw)
+                    .expect_raw(&key, None)
+                    .set(&key, &item)?
+            };
+            match store.commit(&batch) {
+                Ok(()) => {
+                    return Ok(if skip {
+                        self.host.log(
+                            Level::Info,
+                            &format!("call {} is not logged (call settings)", call.call_id),
+                        );
+                        Queued::Skipped
+                    } else {
+                        Queued::Queued
+                    });
+                }
+                Err(PluginError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(busy())
+    }
+
+    // --- delivery -------------------------------------------------------
+
+    /// Deliver what waits, with back-off; the number still waiting.
+    pub fn run_pending(&self) -> Result<u32, PluginError> {
+        let started = self.host.now_ms();
+        self.prune(started);
+        let keys = self.store().keys(keys::CALLS_OUTBOX_PREFIX)?;
+        for key in keys.iter().take(RUN_MAX_ITEMS) {
+            if self.host.now_ms().saturating_sub(started) > RUN_BUDGET_MS || self.backing_off() {
+                break;
+            }
+            match self.deliver(key) {
+                Ok(_) => {}
+                // Salesforce is down, limited or disconnected: the rest
+                // waits too; no point in asking again now.
+                Err(
+                    PluginError::CrmUnavailable(_)
+                    | PluginError::RateLimited(_)
+                    | PluginError::NotConnected(_)
+                    | PluginError::NotConfigured(_),
+                ) => break,
+                Err(e) => self.host.log(
+                    Level::Warn,
+                    &format!("a call log could not be delivered: {e}"),
+                ),
+            }
+        }
+        Ok(self.store().keys(keys::CALLS_OUTBOX_PREFIX)?.len() as u32)
+    }
+
+    fn backing_off(&self) -> bool {
+        let now = self.host.now_ms();
+        self.store()
+            .get::<Backoff>(keys::BACKOFF)
+            .ok()
+            .flatten()
+            .is_some_and(|b| now < b.until_ms)
+    }
+
+    /// Deliver the item under `key` if it is due and free. Ok(true) when
+    /// it was logged now.
+    pub fn deliver(&self, key: &str) -> Result<bool, PluginError> {
+        let store = self.store();
+        let Some((item, raw)) = store.get_with_raw::<OutboxItem>(key)? else {
+            return Ok(false);
+        };
+        let now = self.host.now_ms();
+        if item.next_at_ms > now || item.lease.as_ref().is_some_and(|l| l.until_ms > now) {
+            return Ok(false);
+        }
+        if let Some(b) = store.get::<Backoff>(keys::BACKOFF).ok().flatten()
+            && now < b.until_ms
+        {
+            return Err(b.error(now));
+        }
+        let mut leased = item.clone();
+        leased.attempts = leased.attempts.saturating_add(1);
+        leased.lease = Some(ItemLease {
+            holder: oauth::random_token(self.host, 16),
+            until_ms: now + LEASE_MS,
+        });
+        let leased_raw = encode(&leased)?;
+        match store.commit(&Batch::new().expect_raw(key, Some(raw)).set(key, &leased)?) {
+            Ok(()) => {}
+            // Someone else took it meanwhile.
+            Err(PluginError::Conflict(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        match self.attempt(&leased) {
+            Ok(task_id) => {
+                self.finish(key, &leased, leased_raw, &task_id)?;
+                Ok(true)
+            }
+            Err(err) => {
+                let now = self.host.now_ms();
+                let mut next = leased;
+                next.lease = None;
+                next.last_error = Some(err.to_string());
+                let backoff_until = store
+                    .get::<Backoff>(keys::BACKOFF)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |b| b.until_ms);
+                let doublings = next.attempts.saturating_sub(1).min(16);
+                let delay = match err {
+                    // Another delivery is creating the caller's record.
+                    PluginError::Conflict(_) => RETRY_FIRST_MS,
+                    _ => (RETRY_FIRST_MS << doublings).min(RETRY_MAX_MS),
+                };
+                next.next_at_ms = (now + delay).max(backoff_until);
+                let release = Batch::new()
+                    .expect_raw(key, Some(leased_raw))
+                    .set(key, &next)?;
+                if let Err(e) = store.commit(&release) {
+                    self.host.log(
+                        Level::Warn,
+                        &format!("could not record a failed delivery: {e}"),
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Log the call in Salesforce; the Task's id.
+    fn attempt(&self, item: &OutboxItem) -> Result<String, PluginError> {
+        let call = &item.call;
+        if item.attempts > 1
+            && let Some(id) = self.existing_task(&call.call_id)?
+        {
+            self.host.log(
+                Level::Info,
+                &format!(
+                    "call {} was already logged as Task {id} (an earlier attempt's answer was lost)",
+                    call.call_id
+                ),
+            );
+            return Ok(id);
+        }
+        let normalized = if call.direction == "internal" {
+            None
+        } else {
+            phone::normalize(&call.external_number, &call.default_region).ok()
+        };
+        let mut who = None;
+        if let Some(n) = &normalized {
+            let mut best = self.find(n)?.into_iter().next();
+            if best.is_none() {
+                let settings = self.settings()?;
+                let kind = if call.direction == "outbound" {
+                    settings.unknown_outbound
+                } else {
+                    settings.unknown_inbound
+                };
+                if kind != UnknownCaller::Nothing {
+                    best = Some(self.create_for_unknown(n, kind, item.owner_id.as_deref())?);
+                }
+            }
+            who = best;
+        }
+        let mut task = task_body(item, normalized.as_ref(), who.as_ref());
+        let created: Value = match self.api().post_json("sobjects/Task/", &task) {
+            Ok(v) => v,
+            // The associated user was deactivated meanwhile: the call is
+            // still logged, owned by the connected user.
+            Err(SalesforceError::Api(api))
+                if item.owner_id.is_some()
+                    && (api.has_code("INACTIVE_OWNER_OR_USER")
+                        || api
+                            .errors
+                            .iter()
+                            .any(|e| e.fields.iter().any(|f| f == "OwnerId"))) =>
+            {
+                self.host.log(
+                    Level::Warn,
+                    &format!(
+                        "call {}: Salesforce refused the Task's owner ({api}); logging it for the connected user",
+                        call.call_id
+                    ),
+                );
+                if let Some(t) = task.as_object_mut() {
+                    t.remove("OwnerId");
+                }
+                self.api().post_json("sobjects/Task/", &task)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        created
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                PluginError::CrmUnavailable(
+                    "Salesforce created the Task but sent no id; it will be checked on the next attempt".into(),
+                )
+            })
+    }
+
+    /// The Task logging `call_id`, if one exists.
+    fn existing_task(&self, call_id: &str) -> Result<Option<String>, PluginError> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(rename = "Id")]
+            id: String,
+        }
+        let rows: Vec<Row> = self.api().query(&task_by_call_object(call_id))?;
+        Ok(rows.into_iter().next().map(|r| r.id))
+    }
+
+    /// Remove a delivered item, remember its call id, count one less.
+    fn finish(
+        &self,
+        key: &str,
+        leased: &OutboxItem,
+        leased_raw: Vec<u8>,
+        task_id: &str,
+    ) -> Result<(), PluginError> {
+        let store = self.store();
+        let call_id = &leased.call.call_id;
+        let done_key = bucket_key(keys::CALLS_DONE_PREFIX, call_id);
+        for _ in 0..CAS_ROUNDS {
+            let now = self.host.now_ms();
+            let (mut done, done_raw) = read_ledger(&store, &done_key)?;
+            prune_ledger(&mut done, now, DONE_KEEP_MS);
+            done.entries.insert(call_id.clone(), now);
+            let batch = Batch::new()
+                .expect_raw(key, Some(leased_raw.clone()))
+                .expect_raw(&done_key, done_raw)
+                .delete(key)
+                .set(&done_key, &done)?;
+            match store.commit(&batch) {
+                Ok(()) => {
+                    self.host.log(
+                        Level::Info,
+                        &format!("call {call_id} logged as Task {task_id}"),
+                    );
+                    return Ok(());
+                }
+                Err(PluginError::Conflict(_)) => {
+                    if store.get_raw(key)?.as_deref() != Some(leased_raw.as_slice()) {
+                        // Not ours any more; its next attempt finds the Task.
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(busy())
+    }
+}
+
+/// The Task for a call.
+pub fn task_body(item: &OutboxItem, n: Option<&Normalized>, who: Option<&Match>) -> Value {
+    let call = &item.call;
+    let shown = match n {
+        Some(n) => n.international.clone(),
+        None if call.external_number.trim().is_empty() => "an unknown number".into(),
+        None => cut(call.external_number.trim(), 64),
+    };
+    let answered = call.answered();
+    let (call_type, subject) = match (call.direction.as_str(), answered) {
+        ("outbound", true) => ("Outbound", format!("Outbound call to {shown}")),
+        ("outbound", false) => ("Outbound", format!("Unanswered outbound call to {shown}")),
+        ("internal", _) => (
+            "Internal",
+            format!("Internal call between {} and {shown}", call.extension),
+        ),
+        (_, true) => ("Inbound", format!("Inbound call from {shown}")),
+        (_, false) => ("Inbound", format!("Missed inbound call from {shown}")),
+    };
+    let duration = call.duration_s();
+    let mut lines = vec![
+        match call.direction.as_str() {
+            "outbound" => format!("Outbound call from extension {} to {shown}", call.extension),
+            "internal" => format!(
+                "Internal call between extensions {} and {shown}",
+                call.extension
+            ),
+            _ => format!("Inbound call from {shown} to extension {}", call.extension),
+        },
+        format!(
+            "Started: {} {}",
+            date(call.started_at_ms),
+            clock(call.started_at_ms)
+        ),
+    ];
+    if let Some(n) = n {
+        lines.push(format!(
+            "Number: {} (as the PBX gave it: {})",
+            n.e164,
+            cut(&call.external_number, 64)
+        ));
+    }
+    lines.push(if answered {
+        format!(
+            "Duration: {} ({duration} s talk time)",
+            human_duration(duration)
+        )
+    } else {
+        "Not answered".into()
+    });
+    if let Some(d) = &call.disposition {
+        lines.push(format!("Disposition: {}", cut(d, 255)));
+    }
+    if let Some(r) = &call.recording_url {
+        lines.push(format!("Recording: {r}"));
+    }
+    lines.push(format!("PBX call id: {}", call.call_id));
+    let mut task = json!({
+        "Subject": cut(&subject, 255),
+        "TaskSubtype": "Call",
+        "CallType": call_type,
+        "CallDurationInSeconds": duration,
+        "CallObject": call.call_id,
+        "ActivityDate": date(call.started_at_ms),
+        "Status": "Completed",
+        "Description": cut(&lines.join("\n"), 32_000),
+    });
+    if let Some(d) = &call.disposition {
+        task["CallDisposition"] = json!(cut(d, 255));
+    }
+    if let Some(m) = who {
+        match m.object.as_str() {
+            "Contact" => {
+                task["WhoId"] = json!(m.id);
+                if let Some(a) = &m.account_id {
+                    task["WhatId"] = json!(a);
+                }
+            }
+            "Lead" => task["WhoId"] = json!(m.id),
+            _ => task["WhatId"] = json!(m.id),
+        }
+    }
+    if let Some(owner) = &item.owner_id {
+        task["OwnerId"] = json!(owner);
+    }
+    task
+}

@@ -1,0 +1,179 @@
+//! Caller lookup: the number is normalized to E.164
+//! ([`phone::normalize`]) and searched with the SOSL phone search
+//! ([`crate::salesforce::query::sosl`]); when nothing matches, the national
+//! significant number is searched too. The winner is a Contact, then a Lead,
+//! then an Account; among records of one kind the most recently modified.
+//! The others are reported. Answers are cached for [`CACHE_MS`] under
+//! `calls/lookup/<E.164>`. A number that cannot be normalized is answered
+//! with no match and the number as given (as the WIT `caller.number`
+//! documents); nothing is sent.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Calls;
+use crate::bindings::exports::pbx::crm::calls::{Caller, CrmRecord};
+use crate::bindings::pbx::crm::log::Level;
+use crate::connection::Tokens;
+use crate::error::PluginError;
+use crate::host::Host;
+use crate::phone::{self, Normalized};
+use crate::salesforce::query::{search_path, sosl};
+use crate::store::keys;
+
+/// How long a lookup's answer is reused.
+pub const CACHE_MS: u64 = 60_000;
+
+/// A record that matched a number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Match {
+    /// Contact, Lead or Account.
+    pub object: String,
+    /// The record's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// A Contact's Account, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// `LastModifiedDate` as Salesforce wrote it (ISO 8601, UTC).
+    #[serde(default)]
+    pub modified: String,
+    /// `{instance_url}/lightning/r/{Object}/{Id}/view`.
+    pub url: String,
+}
+
+impl Match {
+    fn rank(&self) -> u8 {
+        match self.object.as_str() {
+            "Contact" => 0,
+            "Lead" => 1,
+            "Account" => 2,
+            _ => 3,
+        }
+    }
+
+    fn record(&self) -> CrmRecord {
+        CrmRecord {
+            object_type: self.object.clone(),
+            id: self.id.clone(),
+            name: self.name.clone(),
+            url: self.url.clone(),
+        }
+    }
+}
+
+/// Sort matches winner first: Contact, Lead, Account; then the most
+/// recently modified; then by id (stable).
+pub fn rank(matches: &mut [Match]) {
+    matches.sort_by(|a, b| {
+        a.rank()
+            .cmp(&b.rank())
+            .then_with(|| b.modified.cmp(&a.modified))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+/// A cached lookup, under `calls/lookup/<E.164>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedLookup {
+    /// When it was looked up.
+    pub at_ms: u64,
+    /// The matches, winner first.
+    pub matches: Vec<Match>,
+}
+
+impl<H: Host> Calls<'_, H> {
+    /// Look `number` up; a number that cannot be normalized gives no match
+    /// and the number as given.
+    pub fn lookup(&self, number: &str, region: &str) -> Result<Caller, PluginError> {
+        let n = match phone::normalize(number, region) {
+            Ok(n) => n,
+            Err(bad) => {
+                self.host.log(
+                    Level::Info,
+                    &format!("caller lookup: {}", bad.describe(number)),
+                );
+                return Ok(Caller {
+                    number: number.to_string(),
+                    best: None,
+                    others: Vec::new(),
+                });
+            }
+        };
+        let matches = self.find(&n)?;
+        let mut records = matches.iter().map(Match::record);
+        Ok(Caller {
+            number: n.e164.clone(),
+            best: records.next(),
+            others: records.collect(),
+        })
+    }
+
+    /// The records matching `n`, winner first (cached).
+    pub fn find(&self, n: &Normalized) -> Result<Vec<Match>, PluginError> {
+        let store = self.store();
+        let now = self.host.now_ms();
+        let cache_key = format!("{}{}", keys::CALLS_LOOKUP_PREFIX, n.e164);
+        if let Ok(Some(cached)) = store.get::<CachedLookup>(&cache_key)
+            && cached.at_ms <= now
+            && now - cached.at_ms < CACHE_MS
+        {
+            return Ok(cached.matches);
+        }
+        let tokens: Option<Tokens> = store.get(keys::TOKENS)?;
+        let instance = tokens.map(|t| t.instance_url).unwrap_or_default();
+        let mut matches = self.search(&n.e164, &instance)?;
+        if matches.is_empty() && n.national.len() >= 7 {
+            // Numbers stored without their country code may be indexed
+            // under the national number only.
+            matches = self.search(&n.national, &instance)?;
+        }
+        if let Some(r) = self.remembered(&n.e164)?
+            && !matches.iter().any(|m| m.id == r.record.id)
+        {
+            matches.push(r.record);
+        }
+        rank(&mut matches);
+        let cached = CachedLookup {
+            at_ms: now,
+            matches: matches.clone(),
+        };
+        if let Err(e) = store.put(&cache_key, &cached) {
+            self.host
+                .log(Level::Warn, &format!("could not cache a lookup: {e}"));
+        }
+        Ok(matches)
+    }
+
+    fn search(&self, term: &str, instance: &str) -> Result<Vec<Match>, PluginError> {
+        let path = search_path(&sosl(term));
+        let answer: Value = self.api().get(&path)?;
+        let records = match &answer {
+            Value::Array(list) => list.as_slice(),
+            other => other
+                .get("searchRecords")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice),
+        };
+        let text = |r: &Value, f: &str| r.get(f).and_then(Value::as_str).map(str::to_string);
+        Ok(records
+            .iter()
+            .filter_map(|r| {
+                let object = r.get("attributes")?.get("type")?.as_str()?.to_string();
+                let id = text(r, "Id")?;
+                if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return None;
+                }
+                Some(Match {
+                    url: format!("{instance}/lightning/r/{object}/{id}/view"),
+                    name: text(r, "Name").unwrap_or_else(|| id.clone()),
+                    account_id: text(r, "AccountId"),
+                    modified: text(r, "LastModifiedDate").unwrap_or_default(),
+                    object,
+                    id,
+                })
+            })
+            .collect())
+    }
+}

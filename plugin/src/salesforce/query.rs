@@ -1,0 +1,102 @@
+//! The query texts the plugin sends to Salesforce, and the quoting that keeps
+//! outside text (phone numbers, call ids) from changing what they ask: SOQL
+//! string literals, SOSL `FIND` terms, and the URL paths that carry them.
+//!
+//! Every SOQL or SOSL text the plugin sends is built here, so one place says
+//! how values are quoted.
+
+/// The users query. Only active users: a deactivated user cannot own Tasks,
+/// so it must leave the list. By name, the order the users page shows.
+pub const USERS_SOQL: &str = "SELECT Id, Name, Username, Email, IsActive, UserType, Title, \
+     Department, Phone, MobilePhone, Extension, LastModifiedDate FROM User \
+     WHERE IsActive = true ORDER BY Name";
+
+/// Records per object a phone search returns.
+const SEARCH_LIMIT: u32 = 20;
+
+/// `term` escaped for SOSL's `FIND {...}`: every reserved character
+/// (`& | ! ( ) { } [ ] ^ " ~ * ? : \ ' + -`) gets a backslash.
+pub fn sosl_escape(term: &str) -> String {
+    const RESERVED: &str = "&|!(){}[]^\"~*?:\\'+-";
+    let mut out = String::with_capacity(term.len() * 2);
+    for c in term.chars() {
+        if RESERVED.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The SOSL search of `term` in phone fields.
+pub fn sosl(term: &str) -> String {
+    let l = SEARCH_LIMIT;
+    format!(
+        "FIND {{{}}} IN PHONE FIELDS RETURNING \
+         Contact(Id, Name, Phone, MobilePhone, OtherPhone, AccountId, LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l}), \
+         Lead(Id, Name, Phone, MobilePhone, LastModifiedDate WHERE IsConverted = false ORDER BY LastModifiedDate DESC LIMIT {l}), \
+         Account(Id, Name, Phone, LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l})",
+        sosl_escape(term)
+    )
+}
+
+/// `value` as a SOQL string literal's content: `\` and `'` escaped, control
+/// characters written as escapes.
+pub fn soql_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The SOQL query of the Task that logs `call_id` (its `CallObject`).
+pub fn task_by_call_object(call_id: &str) -> String {
+    format!(
+        "SELECT Id FROM Task WHERE CallObject = '{}' LIMIT 1",
+        soql_quote(call_id)
+    )
+}
+
+/// `q=<text>` percent-encoded, with `%20` for spaces: a literal `+` is
+/// already `%2B`, so every `+` the encoder wrote is a space.
+fn q_param(text: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", text)
+        .finish()
+        .replace('+', "%20")
+}
+
+/// The REST path (relative to the API version) that runs `soql`.
+pub fn query_path(soql: &str) -> String {
+    format!("query?{}", q_param(soql))
+}
+
+/// The REST path (relative to the API version) that runs the SOSL `search`.
+pub fn search_path(search: &str) -> String {
+    format!("search/?{}", q_param(search))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sosl_escapes_every_reserved_character() {
+        assert_eq!(sosl_escape("+1 (415) 555-0100"), r"\+1 \(415\) 555\-0100");
+        assert_eq!(
+            sosl_escape(r#"&|!(){}[]^"~*?:\'+-"#),
+            r#"\&\|\!\(\)\{\}\[\]\^\"\~\*\?\:\\\'\+\-"#
+        );
+        assert_eq!(soql_quote(r"a'b\c"), r"a\'b\\c");
+    }
+}

@@ -1,0 +1,209 @@
+//! The call settings: when the caller's record pops up, which calls the
+//! journal logs, who owns their Tasks and what unknown callers become. Each
+//! is a choice among fixed values, stored as its kebab-case name.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    LOG_INBOUND_ANSWERED, LOG_INBOUND_MISSED, LOG_INTERNAL, LOG_OUTBOUND_ANSWERED,
+    LOG_OUTBOUND_UNANSWERED, POPUP_ON, TASK_OWNER, UNKNOWN_INBOUND, UNKNOWN_OUTBOUND,
+};
+use crate::error::PluginError;
+
+/// A choice setting's values, for parsing what the portal sends.
+pub trait Choice: Sized {
+    /// Every value with its label, in display order.
+    const CHOICES: &'static [(&'static str, &'static str)];
+    /// The variant stored as `value`.
+    fn parse(value: &str) -> Option<Self>;
+}
+
+/// Defines a choice setting's enum: stored as its kebab-case value, with a
+/// label per value for the portal.
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident, default $default:ident, $($(#[$vdoc:meta])* $variant:ident = $value:literal : $label:literal),+ $(,)?) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name {
+            $(
+                $(#[$vdoc])*
+                $variant,
+            )+
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::$default
+            }
+        }
+
+        impl Choice for $name {
+            const CHOICES: &'static [(&'static str, &'static str)] = $name::CHOICES;
+
+            fn parse(value: &str) -> Option<Self> {
+                $name::parse(value)
+            }
+        }
+
+        impl $name {
+            /// Every value with its label, in display order.
+            pub const CHOICES: &'static [(&'static str, &'static str)] = &[$(($value, $label)),+];
+
+            /// The stored value.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $value),+ }
+            }
+
+            /// The variant stored as `value`.
+            pub fn parse(value: &str) -> Option<Self> {
+                match value.trim() { $($value => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+choice!(
+    /// When a call pops the caller's record up for the agent.
+    PopupOn, default Ringing,
+    /// When the extension rings.
+    Ringing = "ringing": "When the extension rings",
+    /// When the call is answered.
+    Answered = "answered": "When the call is answered",
+    /// When the call ends.
+    Ended = "ended": "When the call ends",
+    /// Never.
+    Never = "never": "Never",
+);
+
+choice!(
+    /// Whether a kind of call is logged as a Task.
+    Rule, default Log,
+    /// Log it.
+    Log = "log": "Log as a Task",
+    /// Do not log it.
+    Skip = "skip": "Do not log",
+);
+
+choice!(
+    /// Who owns a call's Task.
+    TaskOwner, default Associated,
+    /// The extension's associated user; without one, the connected user.
+    Associated = "associated": "The extension's associated user (else the connected user)",
+    /// Always the connected (authorizing) user.
+    Connected = "connected": "Always the connected Salesforce user",
+    /// The associated user; calls of extensions without one are not logged.
+    AssociatedOnly = "associated-only": "The associated user; skip calls of extensions without one",
+);
+
+choice!(
+    /// What a caller that matches no record becomes.
+    UnknownCaller, default Contact,
+    /// A new Contact.
+    Contact = "contact": "Create a Contact",
+    /// A new Lead.
+    Lead = "lead": "Create a Lead",
+    /// Nothing: the Task is logged without a name.
+    Nothing = "nothing": "Create nothing",
+);
+
+/// The call settings (pop-up, call journal, unknown callers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CallSettings {
+    /// When the record pops up.
+    pub popup_on: PopupOn,
+    /// Inbound, answered.
+    pub log_inbound_answered: Rule,
+    /// Inbound, not answered.
+    pub log_inbound_missed: Rule,
+    /// Outbound, answered.
+    pub log_outbound_answered: Rule,
+    /// Outbound, not answered.
+    pub log_outbound_unanswered: Rule,
+    /// Between two extensions.
+    pub log_internal: Rule,
+    /// The Task's owner.
+    pub task_owner: TaskOwner,
+    /// Unknown inbound callers.
+    pub unknown_inbound: UnknownCaller,
+    /// Unknown numbers called outbound.
+    pub unknown_outbound: UnknownCaller,
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        Self {
+            popup_on: PopupOn::Ringing,
+            log_inbound_answered: Rule::Log,
+            log_inbound_missed: Rule::Log,
+            log_outbound_answered: Rule::Log,
+            log_outbound_unanswered: Rule::Log,
+            log_internal: Rule::Skip,
+            task_owner: TaskOwner::Associated,
+            unknown_inbound: UnknownCaller::Contact,
+            unknown_outbound: UnknownCaller::Nothing,
+        }
+    }
+}
+
+impl CallSettings {
+    /// Set the call setting `key` from the portal's `value` (absent or
+    /// empty: its default); `Ok(false)` when `key` is no call setting.
+    pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<bool, PluginError> {
+        let d = CallSettings::default();
+        match key {
+            POPUP_ON => self.popup_on = choose(key, value, d.popup_on)?,
+            LOG_INBOUND_ANSWERED => {
+                self.log_inbound_answered = choose(key, value, d.log_inbound_answered)?
+            }
+            LOG_INBOUND_MISSED => {
+                self.log_inbound_missed = choose(key, value, d.log_inbound_missed)?
+            }
+            LOG_OUTBOUND_ANSWERED => {
+                self.log_outbound_answered = choose(key, value, d.log_outbound_answered)?
+            }
+            LOG_OUTBOUND_UNANSWERED => {
+                self.log_outbound_unanswered = choose(key, value, d.log_outbound_unanswered)?
+            }
+            LOG_INTERNAL => self.log_internal = choose(key, value, d.log_internal)?,
+            TASK_OWNER => self.task_owner = choose(key, value, d.task_owner)?,
+            UNKNOWN_INBOUND => self.unknown_inbound = choose(key, value, d.unknown_inbound)?,
+            UNKNOWN_OUTBOUND => self.unknown_outbound = choose(key, value, d.unknown_outbound)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Every call setting's key and stored value, in the form's order.
+    pub fn values(&self) -> [(&'static str, &'static str); 9] {
+        [
+            (POPUP_ON, self.popup_on.as_str()),
+            (LOG_INBOUND_ANSWERED, self.log_inbound_answered.as_str()),
+            (LOG_INBOUND_MISSED, self.log_inbound_missed.as_str()),
+            (LOG_OUTBOUND_ANSWERED, self.log_outbound_answered.as_str()),
+            (
+                LOG_OUTBOUND_UNANSWERED,
+                self.log_outbound_unanswered.as_str(),
+            ),
+            (LOG_INTERNAL, self.log_internal.as_str()),
+            (TASK_OWNER, self.task_owner.as_str()),
+            (UNKNOWN_INBOUND, self.unknown_inbound.as_str()),
+            (UNKNOWN_OUTBOUND, self.unknown_outbound.as_str()),
+        ]
+    }
+}
+
+/// The choice `value` names for setting `key`; absent or empty: `default`.
+fn choose<T: Choice>(key: &str, value: Option<&str>, default: T) -> Result<T, PluginError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => T::parse(v).ok_or_else(|| {
+            let values: Vec<&str> = T::CHOICES.iter().map(|(v, _)| *v).collect();
+            PluginError::InvalidInput(format!(
+                "{key} {v:?} is unknown; choose one of {}",
+                values.join(", ")
+            ))
+        }),
+    }
+}
