@@ -1,6 +1,6 @@
-//! The reqwest/TLS client behind [`Client::fetch`]: its configuration and
-//! caps, redirect handling (every hop re-checked), header and body limits,
-//! and turning transport failures into readable, secret-free errors.
+//! The reqwest/TLS client behind [`Client::fetch`]: how one plugin request
+//! is sent, followed through redirects (every hop re-checked) and capped,
+//! and how transport failures become readable errors free of secrets.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;

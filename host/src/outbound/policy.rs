@@ -1,6 +1,6 @@
-//! The allow-list: a target must be requested by the plugin's manifest and
-//! granted by the operator ([`Policy`]); also how targets are named in
-//! errors and logs, and which URLs are never fetched.
+//! The allow-list ([`Policy`]): whether a plugin may reach a URL at all,
+//! that is, whether its manifest requested it, the operator granted it and
+//! the host fetches such URLs; with how targets are named in messages.
 
 use std::net::IpAddr;
 

@@ -1,7 +1,7 @@
-//! The store's vocabulary: quotas, the writes and preconditions of a batch,
-//! usage figures, and the errors of opening a store and of using a namespace.
-//! Its own file so that every part of the store (and every backend) can
-//! speak it without depending on the [`Store`](super::Store) handle.
+//! The store's public vocabulary: quotas, batches (writes, preconditions),
+//! usage, errors. Its own file so that every part of the store, backends
+//! included, can speak it without depending on the [`Store`](super::Store)
+//! handle.
 
 use std::fmt;
 use std::io;
