@@ -1,0 +1,111 @@
+//! Persistent, encrypted key-value storage for plugins and for the host itself.
+//!
+//! A [`Store`] hands out [`Namespace`]s; where their bytes live is its
+//! backend's business. The default backend is one embedded redb database,
+//! `DATA_DIR/store.redb`. Each [`Namespace`] is its own redb table (named
+//! `kv/<namespace>`), so isolation between namespaces is structural: no key
+//! string, however crafted, can address a row of another namespace's table.
+//! A separate `usage` table keeps each namespace's key count and byte total,
+//! updated in the same write transaction as the data, so quota accounting
+//! can never drift.
+//!
+//! Values are sealed with XChaCha20-Poly1305 under a 32-byte host key kept in
+//! `DATA_DIR/host.key` (mode 0600), by the host, before any backend sees
+//! them. Each stored value is `nonce || ciphertext` with a fresh random
+//! 24-byte nonce; the associated data binds the value to its namespace and
+//! key, so a ciphertext moved elsewhere fails to decrypt. Keys are stored in
+//! clear: they are identifiers, not secrets.
+//!
+//! Writes go through one writer thread that commits whatever batches are
+//! waiting in one redb transaction (group commit): each batch is still
+//! checked and applied all-or-nothing on its own, but concurrent batches
+//! share one commit and one disk flush, and no async worker ever waits for
+//! the disk or for the database's single writer ([`Namespace::batch_async`]).
+//! Reads are MVCC snapshots and never wait for the writer.
+//!
+//! What each file answers:
+//!
+//! * `types`: what a namespace speaks (quotas, writes, usage, errors)?
+//! * `namespace`: what does every write go through, whatever the backend?
+//! * `seal`: how are values encrypted and bound to their place?
+//! * `keyfile`: where is the host key, and is it safe?
+//! * `backend`: what must a place to keep namespaces provide?
+//! * `embedded`, `layout`, `writer`: the redb backend: opening it, its
+//!   tables, and its group-commit writer thread.
+
+mod backend;
+mod embedded;
+mod keyfile;
+mod layout;
+mod namespace;
+mod seal;
+mod types;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use backend::Backend;
+use embedded::RedbBackend;
+use namespace::Shared;
+use seal::Sealer;
+
+pub use embedded::DB_FILE;
+pub use keyfile::KEY_FILE;
+pub use namespace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace};
+pub use types::{KvError, Precondition, Quota, StoreError, Usage, Write};
+
+/// The host's persistent store. Cheap to clone; all clones share one backend
+/// (for the default one, one database).
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Store {
+    // Never prints the sealer (it holds the host key).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `DATA_DIR/store.redb` and the host key
+    /// `DATA_DIR/host.key`.
+    ///
+    /// The data directory is created with mode 0700 if missing. The key file
+    /// (32 random bytes) is created at first start with mode 0600 from the
+    /// start, so it is never world-readable, even briefly. An existing key
+    /// file accessible by group or others, or of the wrong length, is
+    /// refused, as is a missing or different key when the database already
+    /// holds values sealed with another one.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let (backend, sealer) = RedbBackend::open(data_dir)?;
+        Ok(Store::with_backend(backend, sealer))
+    }
+
+    /// A store keeping its namespaces in `backend`, sealing values with
+    /// `sealer` (the key the backend's data was written with).
+    fn with_backend(backend: impl Backend, sealer: Sealer) -> Store {
+        Store {
+            shared: Arc::new(Shared::new(Box::new(backend), sealer)),
+        }
+    }
+
+    /// A namespace: plugins use `plugin/<id>`; the host uses names such as
+    /// `host/extensions`. Any string is a valid, distinct namespace name.
+    pub fn namespace(&self, name: &str, quota: Quota) -> Namespace {
+        Namespace::new(Arc::clone(&self.shared), name, quota)
+    }
+
+    /// Test hook: the next batch (in any namespace) fails after `n` of its
+    /// writes were applied inside the transaction, which is then aborted.
+    #[doc(hidden)]
+    pub fn fail_next_batch_after(&self, n: usize) {
+        self.shared.arm_failure(n);
+    }
+}
