@@ -99,6 +99,24 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
+    /// Click the element (CSS selector) once it is there.
+    pub async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    }
+
+    /// Type `text` into the input (CSS selector) once it is there.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.find(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("cannot type into {css}: {e}"));
+    }
+
     /// Wait until the element's text contains `needle`; returns the text.
     pub async fn wait_text(&self, css: &str, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -62,6 +62,8 @@ pub trait Prepared: Send + Sync {
     ) -> BoxFuture<'a, wasmtime::Result<Box<dyn Exports>>>;
 }
 
+/// The store of the instance a call runs in.
+pub type Ctx<'a> = &'a mut Store<PluginState>;
 /// What a plugin's export answered, in the newest types.
 pub type Answer<'a, T> = BoxFuture<'a, wasmtime::Result<Result<T, PluginError>>>;
 /// An export that cannot fail on the plugin's side.
@@ -72,81 +74,54 @@ pub type Plain<'a, T> = BoxFuture<'a, wasmtime::Result<T>>;
 /// version's instance by [`impl_exports!`].
 #[allow(missing_docs)]
 pub trait Exports: Send + Sync {
-    fn describe<'a>(&'a self, store: &'a mut Store<PluginState>) -> Plain<'a, Info>;
-    fn get_settings<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-    ) -> Answer<'a, Vec<SettingValue>>;
-    fn save_settings<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-        values: Vec<SettingInput>,
-    ) -> Answer<'a, Status>;
-    fn begin_authorization<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-        callback_url: String,
-    ) -> Answer<'a, Authorization>;
+    fn describe<'a>(&'a self, store: Ctx<'a>) -> Plain<'a, Info>;
+    fn get_settings<'a>(&'a self, store: Ctx<'a>) -> Answer<'a, Vec<SettingValue>>;
+    fn save_settings<'a>(&'a self, store: Ctx<'a>, values: Vec<SettingInput>)
+    -> Answer<'a, Status>;
+    fn begin_authorization<'a>(&'a self, store: Ctx<'a>, url: String) -> Answer<'a, Authorization>;
     fn complete_authorization<'a>(
         &'a self,
-        store: &'a mut Store<PluginState>,
-        callback_url: String,
+        store: Ctx<'a>,
+        url: String,
         query: String,
     ) -> Answer<'a, Status>;
-    fn get_status<'a>(&'a self, store: &'a mut Store<PluginState>) -> Plain<'a, Status>;
-    fn disconnect<'a>(&'a self, store: &'a mut Store<PluginState>) -> Answer<'a, Status>;
-    fn sync_users<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-        cursor: Option<String>,
-    ) -> Answer<'a, SyncProgress>;
-    fn list_users<'a>(&'a self, store: &'a mut Store<PluginState>) -> Answer<'a, UserList>;
-    fn propose_associations<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-    ) -> Answer<'a, Proposal>;
+    fn get_status<'a>(&'a self, store: Ctx<'a>) -> Plain<'a, Status>;
+    fn disconnect<'a>(&'a self, store: Ctx<'a>) -> Answer<'a, Status>;
+    fn sync_users<'a>(&'a self, store: Ctx<'a>, cursor: Option<String>)
+    -> Answer<'a, SyncProgress>;
+    fn list_users<'a>(&'a self, store: Ctx<'a>) -> Answer<'a, UserList>;
+    fn propose_associations<'a>(&'a self, store: Ctx<'a>) -> Answer<'a, Proposal>;
     fn save_associations<'a>(
         &'a self,
-        store: &'a mut Store<PluginState>,
-        expected_version: u64,
-        associations: Vec<Association>,
+        store: Ctx<'a>,
+        version: u64,
+        set: Vec<Association>,
     ) -> Answer<'a, u64>;
-    fn user_for_extension<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-        extension: String,
-    ) -> Answer<'a, Option<CrmUser>>;
-    fn extension_for_user<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-        user_id: String,
-    ) -> Answer<'a, Option<String>>;
+    fn user_for_extension<'a>(&'a self, store: Ctx<'a>, ext: String)
+    -> Answer<'a, Option<CrmUser>>;
+    fn extension_for_user<'a>(&'a self, store: Ctx<'a>, id: String) -> Answer<'a, Option<String>>;
     fn lookup_caller<'a>(
         &'a self,
-        store: &'a mut Store<PluginState>,
+        store: Ctx<'a>,
         number: String,
-        default_region: String,
+        region: String,
     ) -> Answer<'a, Caller>;
-    fn on_call_event<'a>(
-        &'a self,
-        store: &'a mut Store<PluginState>,
-        event: CallEvent,
-    ) -> Answer<'a, ()>;
-    fn run_pending<'a>(&'a self, store: &'a mut Store<PluginState>) -> Answer<'a, u32>;
+    fn on_call_event<'a>(&'a self, store: Ctx<'a>, event: CallEvent) -> Answer<'a, ()>;
+    fn run_pending<'a>(&'a self, store: Ctx<'a>) -> Answer<'a, u32>;
     fn authorize_dial<'a>(
         &'a self,
-        store: &'a mut Store<PluginState>,
-        extension: String,
+        store: Ctx<'a>,
+        ext: String,
         number: String,
-        default_region: String,
+        region: String,
     ) -> Answer<'a, String>;
     /// `lifecycle.migrate` (0.2.0 on, optional): `None` when the component
     /// does not export it, so the caller can tell "nothing to migrate" from
     /// a result.
     fn migrate<'a>(
         &'a self,
-        _store: &'a mut Store<PluginState>,
-        _from_version: String,
+        _: Ctx<'a>,
+        _from: String,
     ) -> Plain<'a, Option<Result<(), PluginError>>> {
         Box::pin(async { Ok(None) })
     }

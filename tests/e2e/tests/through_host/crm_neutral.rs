@@ -4,6 +4,8 @@
 
 use e2e_tests::browser::Browser;
 use e2e_tests::{Options, admin, install, pbx_at, start_host};
+use pbx_host::cli::AdminClient;
+use pbx_host::server::RunningHost;
 
 /// What must not show up when the CRM is not Salesforce.
 const SALESFORCE_WORDS: &[&str] = &["Salesforce", "salesforce", "Consumer", "consumer-"];
@@ -14,14 +16,20 @@ fn assert_neutral(what: &str, text: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_probe_crm_is_configured_from_the_cli_by_its_own_description() {
+/// A host whose only CRM plugin is the probe (built against 0.2.0).
+async fn probe_crm_host() -> (tempfile::TempDir, RunningHost, AdminClient) {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = start_host(dir.path(), Options::default()).await;
     let api = admin(&host);
     install(&api, "fixture_probe_v2")
         .await
         .expect("the probe installs");
+    (dir, host, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_crm_is_configured_from_the_cli_by_its_own_description() {
+    let (dir, host, api) = probe_crm_host().await;
     let data = Some(dir.path());
     let cli =
         |args: &[&str], stdin: &str| tokio::task::block_in_place(|| pbx_at(data, args, stdin));
@@ -115,12 +123,7 @@ async fn a_probe_crm_is_configured_from_the_cli_by_its_own_description() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_takes_its_wording_and_form_from_the_plugin() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let host = start_host(dir.path(), Options::default()).await;
-    let api = admin(&host);
-    install(&api, "fixture_probe_v2")
-        .await
-        .expect("the probe installs");
+    let (_dir, host, api) = probe_crm_host().await;
     let browser = Browser::start().await;
     browser.log_in(&host.url(), &host.admin_token).await;
 
@@ -131,30 +134,17 @@ async fn the_portal_takes_its_wording_and_form_from_the_plugin() {
     browser.wait_text("#settings-form", "Probe account *").await;
     browser.wait_text("#settings-form", "API token *").await;
     browser.wait_text("#users h2", "Probe users").await;
+    browser.type_into("#setting-account", "acme").await;
     browser
-        .find("#setting-account")
-        .await
-        .send_keys("acme")
-        .await
-        .expect("type the account");
-    browser
-        .find("#setting-api-token")
-        .await
-        .send_keys("portal-token")
-        .await
-        .expect("type the token");
+        .type_into("#setting-api-token", "portal-token")
+        .await;
     browser
         .find("#setting-region")
         .await
         .select_by_value("eu")
         .await
         .expect("choose a region");
-    browser
-        .find("#save-settings")
-        .await
-        .click()
-        .await
-        .expect("Save");
+    browser.click("#save-settings").await;
     // Connected once saved: no authorization page for this CRM.
     browser.wait_text("#settings-result", "Saved.").await;
     browser.wait_text("#account", "Connected as acme").await;
