@@ -13,6 +13,7 @@ pub mod connection;
 pub mod error;
 pub mod host;
 pub mod http;
+pub mod lease;
 pub mod matching;
 pub mod oauth;
 pub mod phone;

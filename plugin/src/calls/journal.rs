@@ -13,13 +13,13 @@ use serde_json::{Value, json};
 
 use super::ledger::{bucket_key, busy, outbox_key, prune_ledger, read_ledger};
 use super::lookup::Match;
-use super::{CAS_ROUNDS, Calls, ItemLease, LEASE_MS, cut};
+use super::{CAS_ROUNDS, Calls, ItemLease, cut};
 use crate::associations::Associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};
 use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::oauth;
+use crate::lease::Until;
 use crate::phone::{self, Normalized};
 use crate::salesforce::query::task_by_call_object;
 use crate::salesforce::{Backoff, SalesforceError};
@@ -255,7 +255,7 @@ impl<H: Host> Calls<'_, H> {
             return Ok(false);
         };
         let now = self.host.now_ms();
-        if item.next_at_ms > now || item.lease.as_ref().is_some_and(|l| l.until_ms > now) {
+        if item.next_at_ms > now || item.lease.as_ref().is_some_and(|l| l.live(now)) {
             return Ok(false);
         }
         if let Some(b) = store.get::<Backoff>(keys::BACKOFF).ok().flatten()
@@ -265,10 +265,7 @@ impl<H: Host> Calls<'_, H> {
         }
         let mut leased = item.clone();
         leased.attempts = leased.attempts.saturating_add(1);
-        leased.lease = Some(ItemLease {
-            holder: oauth::random_token(self.host, 16),
-            until_ms: now + LEASE_MS,
-        });
+        leased.lease = Some(ItemLease::take(self.host, Until::lease_from(now)));
         let leased_raw = encode(&leased)?;
         match store.commit(&Batch::new().expect_raw(key, Some(raw)).set(key, &leased)?) {
             Ok(()) => {}

@@ -15,12 +15,11 @@ pub mod unknown;
 #[cfg(test)]
 mod tests;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Phase};
 use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
+use crate::lease::{Lease, Until};
 use crate::salesforce::Salesforce;
 use crate::settings::{CallSettings, PopupOn, Settings};
 use crate::store::{Batch, Store, keys};
@@ -29,9 +28,6 @@ use ledger::outbox_key;
 use lookup::{CACHE_MS, CachedLookup};
 use unknown::{REMEMBER_MS, Remembered};
 
-/// A delivery lease: longer than a plugin call's deadline (10 s), so a live
-/// holder never loses it; a crashed holder's lease lapses soon.
-pub const LEASE_MS: u64 = 15_000;
 /// Bounded rounds of compare-and-swap retries.
 const CAS_ROUNDS: usize = 16;
 /// Pruning runs at most this often, and reads at most `PRUNE_MAX` keys.
@@ -40,14 +36,9 @@ const PRUNE_MAX: usize = 200;
 /// A call id is the Task's `CallObject`, a 255-character field.
 const MAX_CALL_ID: usize = 255;
 
-/// A lease on an outbox item or on creating a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ItemLease {
-    /// A random nonce naming the holder.
-    pub holder: String,
-    /// When it lapses.
-    pub until_ms: u64,
-}
+/// A lease on an outbox item or on creating a record, stored as
+/// `{"holder", "until_ms"}`.
+pub type ItemLease = Lease<Until>;
 
 /// The first `max` characters of `text`: Salesforce's text fields have a
 /// length.
@@ -169,7 +160,7 @@ impl<'h, H: Host> Calls<'h, H> {
                 .map_or(true, |r| now.saturating_sub(r.created_at_ms) >= REMEMBER_MS)
         });
         sweep(keys::CALLS_CREATING_PREFIX, &|raw| {
-            serde_json::from_slice::<ItemLease>(raw).map_or(true, |l| l.until_ms <= now)
+            !ItemLease::live_raw(Some(raw), now)
         });
     }
 

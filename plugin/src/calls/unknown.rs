@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::lookup::Match;
-use super::{Calls, ItemLease, LEASE_MS, cut};
+use super::{Calls, ItemLease, cut};
+use crate::lease::Until;
 use crate::bindings::pbx::crm::log::Level;
 use crate::connection::Tokens;
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::oauth;
 use crate::phone::Normalized;
 use crate::salesforce::SalesforceError;
 use crate::settings::UnknownCaller;
@@ -53,20 +53,13 @@ impl<H: Host> Calls<'_, H> {
         let lease_key = format!("{}{}", keys::CALLS_CREATING_PREFIX, n.e164);
         let now = self.host.now_ms();
         let lease_raw = store.get_raw(&lease_key)?;
-        let live = lease_raw
-            .as_deref()
-            .and_then(|r| serde_json::from_slice::<ItemLease>(r).ok())
-            .is_some_and(|l| l.until_ms > now);
-        if live {
+        if ItemLease::live_raw(lease_raw.as_deref(), now) {
             return Err(PluginError::Conflict(format!(
                 "another call is creating the record for {}; this one follows",
                 n.international
             )));
         }
-        let lease = ItemLease {
-            holder: oauth::random_token(self.host, 16),
-            until_ms: now + LEASE_MS,
-        };
+        let lease = ItemLease::take(self.host, Until::lease_from(now));
         store.commit(
             &Batch::new()
                 .expect_raw(&lease_key, lease_raw)

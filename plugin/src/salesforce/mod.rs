@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api_error::{ApiError, ApiErrorItem, SalesforceError};
 pub use backoff::Backoff;
-pub use session::Lease;
+pub use session::{RefreshEnd, RefreshLease};
 
 use crate::bindings::pbx::crm::http_fetch::{Header, Method, Request, Response};
 use crate::bindings::pbx::crm::log::Level;

@@ -10,14 +10,11 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::connection::{ConnectionRecord, LinkState, Tokens};
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::oauth::{self, OAuthClient, TokenFailure};
+use crate::lease::{Expiry, LEASE_MS, Lease};
+use crate::oauth::{OAuthClient, TokenFailure};
 use crate::settings::Settings;
 use crate::store::{Batch, encode, keys};
 
-/// How long a refresh lease lives. Longer than a call's deadline (10 s), so a
-/// live holder never loses it; short enough that a crashed holder's lease
-/// stops blocking others soon.
-const LEASE_MS: u64 = 15_000;
 /// How often a waiting instance looks whether the refresh is done.
 const POLL_MS: u64 = 25;
 /// How long an instance waits for another's refresh before giving up,
@@ -25,15 +22,22 @@ const POLL_MS: u64 = 25;
 const WAIT_MS: u64 = 8_000;
 
 /// The refresh lease, stored under `auth/refresh-lease` while one instance
-/// refreshes the session.
+/// refreshes the session, as `{"holder", "expires_at_ms", "generation"}`.
+pub type RefreshLease = Lease<RefreshEnd>;
+
+/// The end of a refresh lease and the token generation it refreshes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// A random nonce naming the holder.
-    pub holder: String,
+pub struct RefreshEnd {
     /// When the lease lapses, ms since the Unix epoch.
     pub expires_at_ms: u64,
     /// The token generation being refreshed.
     pub generation: u64,
+}
+
+impl Expiry for RefreshEnd {
+    fn until_ms(&self) -> u64 {
+        self.expires_at_ms
+    }
 }
 
 impl<H: Host> Salesforce<'_, H> {
@@ -68,21 +72,17 @@ impl<H: Host> Salesforce<'_, H> {
             }
             let lease_raw = store.get_raw(keys::REFRESH_LEASE)?;
             let now = self.host.now_ms();
-            let live = lease_raw
-                .as_deref()
-                .and_then(|raw| serde_json::from_slice::<Lease>(raw).ok())
-                .is_some_and(|lease| lease.expires_at_ms > now);
-            if !live {
+            if !RefreshLease::live_raw(lease_raw.as_deref(), now) {
                 if let Some(b) = store.get::<Backoff>(keys::BACKOFF).unwrap_or(None)
                     && now < b.until_ms
                 {
                     return Err(b.error(now));
                 }
-                let lease = Lease {
-                    holder: oauth::random_token(self.host, 16),
+                let end = RefreshEnd {
                     expires_at_ms: now + LEASE_MS,
                     generation: current.generation,
                 };
+                let lease = RefreshLease::take(self.host, end);
                 let lease_bytes = encode(&lease)?;
                 let take = Batch::new()
                     .expect_raw(keys::REFRESH_LEASE, lease_raw)

@@ -274,7 +274,7 @@ fn a_host_crash_after_the_outbox_write_is_delivered_once_by_run_pending() {
     );
 }
 
-const LEASE_WAIT: u64 = crate::calls::LEASE_MS + 1;
+const LEASE_WAIT: u64 = crate::lease::LEASE_MS + 1;
 
 #[test]
 fn an_outage_loses_nothing_and_backs_off() {
