@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use super::lookup::Match;
 use super::{Calls, ItemLease, cut};
-use crate::lease::Until;
 use crate::bindings::pbx::crm::log::Level;
 use crate::connection::Tokens;
 use crate::error::PluginError;
 use crate::host::Host;
+use crate::lease::Until;
 use crate::phone::Normalized;
 use crate::salesforce::SalesforceError;
 use crate::settings::UnknownCaller;
