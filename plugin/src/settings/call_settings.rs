@@ -11,12 +11,21 @@ use super::{
 use crate::error::PluginError;
 
 /// A choice setting's values, for parsing what the portal sends.
-pub trait Choice: Sized {
+pub trait Choice: Copy {
     /// Every value with its label, in display order.
     const CHOICES: &'static [(&'static str, &'static str)];
+    /// The stored value.
+    fn as_str(self) -> &'static str;
     /// The variant stored as `value`.
     fn parse(value: &str) -> Option<Self>;
 }
+
+/// A call setting as the form lists it: key, stored value and choices.
+pub type CallField = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// Defines a choice setting's enum: stored as its kebab-case value, with a
 /// label per value for the portal.
@@ -40,6 +49,10 @@ macro_rules! choice {
 
         impl Choice for $name {
             const CHOICES: &'static [(&'static str, &'static str)] = $name::CHOICES;
+
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
 
             fn parse(value: &str) -> Option<Self> {
                 $name::parse(value)
@@ -175,23 +188,31 @@ impl CallSettings {
         Ok(true)
     }
 
-    /// Every call setting's key and stored value, in the form's order.
-    pub fn values(&self) -> [(&'static str, &'static str); 9] {
+    /// Every call setting's key, stored value and choices, in the form's
+    /// order: the one list the form and the shown values are built from.
+    pub fn fields(&self) -> [CallField; 9] {
         [
-            (POPUP_ON, self.popup_on.as_str()),
-            (LOG_INBOUND_ANSWERED, self.log_inbound_answered.as_str()),
-            (LOG_INBOUND_MISSED, self.log_inbound_missed.as_str()),
-            (LOG_OUTBOUND_ANSWERED, self.log_outbound_answered.as_str()),
-            (
-                LOG_OUTBOUND_UNANSWERED,
-                self.log_outbound_unanswered.as_str(),
-            ),
-            (LOG_INTERNAL, self.log_internal.as_str()),
-            (TASK_OWNER, self.task_owner.as_str()),
-            (UNKNOWN_INBOUND, self.unknown_inbound.as_str()),
-            (UNKNOWN_OUTBOUND, self.unknown_outbound.as_str()),
+            field(POPUP_ON, self.popup_on),
+            field(LOG_INBOUND_ANSWERED, self.log_inbound_answered),
+            field(LOG_INBOUND_MISSED, self.log_inbound_missed),
+            field(LOG_OUTBOUND_ANSWERED, self.log_outbound_answered),
+            field(LOG_OUTBOUND_UNANSWERED, self.log_outbound_unanswered),
+            field(LOG_INTERNAL, self.log_internal),
+            field(TASK_OWNER, self.task_owner),
+            field(UNKNOWN_INBOUND, self.unknown_inbound),
+            field(UNKNOWN_OUTBOUND, self.unknown_outbound),
         ]
     }
+
+    /// Every call setting's key and stored value, in the form's order.
+    pub fn values(&self) -> [(&'static str, &'static str); 9] {
+        self.fields().map(|(key, value, _)| (key, value))
+    }
+}
+
+/// The call setting `key` holding `value`, with its type's choices.
+fn field<T: Choice>(key: &'static str, value: T) -> CallField {
+    (key, value.as_str(), T::CHOICES)
 }
 
 /// The choice `value` names for setting `key`; absent or empty: `default`.

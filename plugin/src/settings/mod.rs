@@ -197,7 +197,7 @@ impl Settings {
                 }
                 other if next.calls.set(other, value)? => {}
                 other => {
-                    let calls: Vec<&str> = form::call_fields().iter().map(|f| f.0).collect();
+                    let calls: Vec<&str> = next.calls.values().iter().map(|f| f.0).collect();
                     return Err(PluginError::InvalidInput(format!(
                         "unknown setting {other:?}; the Salesforce plugin takes {CONSUMER_KEY}, {CONSUMER_SECRET}, {LOGIN_HOST}, {MY_DOMAIN_URL}, {LOGIN_URL}, {}",
                         calls.join(", ")
