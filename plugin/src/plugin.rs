@@ -160,15 +160,9 @@ impl<H: Host> Plugin<H> {
         self.calls().run_pending()
     }
 
-    /// Click-to-call check: the extension's user and the number; returns
-    /// the number in E.164.
-    pub fn authorize_dial(
-        &self,
-        extension: &str,
-        number: &str,
-        region: &str,
-    ) -> Result<String, PluginError> {
-        self.calls().authorize_dial(extension, number, region)
+    /// Click-to-call check; see [`Calls::authorize_dial`].
+    pub fn authorize_dial(&self, ext: &str, to: &str, region: &str) -> Result<String, PluginError> {
+        self.calls().authorize_dial(ext, to, region)
     }
 }
 
