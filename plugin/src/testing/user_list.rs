@@ -74,6 +74,18 @@ pub fn entries(host: &FakeHost) -> Vec<UserEntry> {
     }
 }
 
+/// Assert that the list holds `n` users, "User 00000" first and each in
+/// its place: a sync kept every page, in Salesforce's order.
+pub fn assert_listed_in_order(host: &FakeHost, n: usize) {
+    let list = entries(host);
+    assert_eq!(list.len(), n);
+    assert!(
+        list.iter()
+            .enumerate()
+            .all(|(i, e)| e.user.name == format!("User {i:05}"))
+    );
+}
+
 pub fn entry(host: &FakeHost, id: &str) -> Option<UserEntry> {
     entries(host).into_iter().find(|e| e.user.id == id)
 }

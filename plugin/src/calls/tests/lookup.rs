@@ -48,30 +48,40 @@ fn one_number_stored_in_six_formats_is_found_from_each() {
 #[test]
 fn the_winner_is_a_contact_then_a_lead_then_an_account_newest_first() {
     let (host, sf) = connected();
-    let at = |d: u32| format!("2025-03-{d:02}T08:00:00.000+0000");
-    let account = sf.add_record(
+    // A record of `object` last modified on March `day`, 2025.
+    let add = |object, mut fields: Value, day: u32| {
+        fields["LastModifiedDate"] = format!("2025-03-{day:02}T08:00:00.000+0000").into();
+        sf.add_record(object, fields)
+    };
+    let account = add(
         "Account",
-        json!({"Name": "Shared Line Inc", "Phone": "+1 (646) 555-0190", "LastModifiedDate": at(9)}),
+        json!({"Name": "Shared Line Inc", "Phone": "+1 (646) 555-0190"}),
+        9,
     );
-    let old_lead = sf.add_record(
+    let old_lead = add(
         "Lead",
-        json!({"LastName": "Old", "Company": "L", "Phone": "646.555.0190", "LastModifiedDate": at(2)}),
+        json!({"LastName": "Old", "Company": "L", "Phone": "646.555.0190"}),
+        2,
     );
-    let new_lead = sf.add_record(
+    let new_lead = add(
         "Lead",
-        json!({"LastName": "New", "Company": "N", "Phone": "+16465550190", "LastModifiedDate": at(8)}),
+        json!({"LastName": "New", "Company": "N", "Phone": "+16465550190"}),
+        8,
     );
-    let _converted = sf.add_record(
+    let _converted = add(
         "Lead",
-        json!({"LastName": "Converted", "Company": "C", "Phone": "6465550190", "IsConverted": true, "LastModifiedDate": at(9)}),
+        json!({"LastName": "Converted", "Company": "C", "Phone": "6465550190", "IsConverted": true}),
+        9,
     );
-    let old_contact = sf.add_record(
+    let old_contact = add(
         "Contact",
-        json!({"LastName": "Older", "Phone": "6465550190", "LastModifiedDate": at(1)}),
+        json!({"LastName": "Older", "Phone": "6465550190"}),
+        1,
     );
-    let contact = sf.add_record(
+    let contact = add(
         "Contact",
-        json!({"FirstName": "Ann", "LastName": "Newer", "MobilePhone": "646 555 0190", "LastModifiedDate": at(3)}),
+        json!({"FirstName": "Ann", "LastName": "Newer", "MobilePhone": "646 555 0190"}),
+        3,
     );
     let caller = lookup(&host, "646-555-0190");
     let best = caller

@@ -16,24 +16,14 @@ fn the_record_pops_up_once_for_the_associated_extension_only() {
         json!({"LastName": "Popup", "Phone": "+1 (212) 555-0170"}),
     );
     let url = format!("{INSTANCE}/lightning/r/Contact/{id}/view");
-    send(
-        &host,
-        &event("pop-1", Phase::Ringing, "212-555-0170", "1001"),
-    );
-    send(
-        &host,
-        &event("pop-1", Phase::Ringing, "212-555-0170", "1001"),
-    );
-    send(
-        &host,
-        &event("pop-1", Phase::Answered, "212-555-0170", "1001"),
-    );
+    // A call from the Contact's number, written otherwise than it is stored.
+    let ring = |call_id, phase, ext| send(&host, &event(call_id, phase, "212-555-0170", ext));
+    ring("pop-1", Phase::Ringing, "1001");
+    ring("pop-1", Phase::Ringing, "1001");
+    ring("pop-1", Phase::Answered, "1001");
     assert_eq!(popups(&host), vec![(url.clone(), "1001".to_string())]);
     // 1002 has no associated user: nothing.
-    send(
-        &host,
-        &event("pop-2", Phase::Ringing, "212-555-0170", "1002"),
-    );
+    ring("pop-2", Phase::Ringing, "1002");
     assert_eq!(popups(&host).len(), 1);
     // Unknown numbers pop nothing up.
     send(
@@ -43,29 +33,20 @@ fn the_record_pops_up_once_for_the_associated_extension_only() {
     assert_eq!(popups(&host).len(), 1);
 
     set(&host, settings::POPUP_ON, "answered");
-    send(
-        &host,
-        &event("pop-4", Phase::Ringing, "212-555-0170", "1001"),
-    );
+    ring("pop-4", Phase::Ringing, "1001");
     assert_eq!(popups(&host).len(), 1, "not on ringing any more");
-    send(
-        &host,
-        &event("pop-4", Phase::Answered, "212-555-0170", "1001"),
-    );
-    send(
-        &host,
-        &event("pop-4", Phase::Answered, "212-555-0170", "1001"),
-    );
+    ring("pop-4", Phase::Answered, "1001");
+    ring("pop-4", Phase::Answered, "1001");
     assert_eq!(popups(&host).len(), 2);
 
     set(&host, settings::POPUP_ON, "ended");
-    send(&host, &event("pop-5", Phase::Ended, "212-555-0170", "1001"));
-    send(&host, &event("pop-5", Phase::Ended, "212-555-0170", "1001"));
+    ring("pop-5", Phase::Ended, "1001");
+    ring("pop-5", Phase::Ended, "1001");
     assert_eq!(popups(&host).len(), 3);
 
     set(&host, settings::POPUP_ON, "never");
     for phase in [Phase::Ringing, Phase::Answered, Phase::Ended] {
-        send(&host, &event("pop-6", phase, "212-555-0170", "1001"));
+        ring("pop-6", phase, "1001");
     }
     assert_eq!(popups(&host).len(), 3);
     assert!(popups(&host).iter().all(|(_, who)| who == "1001"));

@@ -97,13 +97,7 @@ fn a_failure_within_a_step_writes_none_of_it_and_its_cursor_goes_on() {
     let served = sf.user_pages();
     assert_eq!(sync_from(&net, first.cursor), 12_000);
     assert_eq!(sf.user_pages() - served, 14);
-    let list = entries(&host);
-    assert_eq!(list.len(), 12_000);
-    assert!(
-        list.iter()
-            .enumerate()
-            .all(|(i, e)| e.user.name == format!("User {i:05}"))
-    );
+    assert_listed_in_order(&host, 12_000);
     assert_ne!(index(&host), before);
     assert_eq!(Plugin::new(&host).status().problem, None);
 }

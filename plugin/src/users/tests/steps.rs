@@ -161,13 +161,7 @@ fn a_fast_salesforce_is_read_several_pages_per_step_each_step_one_batch() {
     assert_eq!(batches.len(), 3, "{batches:?}");
     assert_eq!(batches[0].len(), 6, "3 chunks and their id lists");
     assert!(batches[2].iter().any(|k| k == keys::USERS_INDEX));
-    let list = entries(&host);
-    assert_eq!(list.len(), 12_000);
-    assert!(
-        list.iter()
-            .enumerate()
-            .all(|(i, e)| e.user.name == format!("User {i:05}"))
-    );
+    assert_listed_in_order(&host, 12_000);
     for i in [0, 4_999, 5_000, 11_999] {
         let found = crate::users::Users::new(&host).find(&sf_user_id(i));
         assert_eq!(found.ok().flatten().map(|u| u.id), Some(sf_user_id(i)));
