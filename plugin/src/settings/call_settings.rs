@@ -27,24 +27,24 @@ pub type CallField = (
     &'static [(&'static str, &'static str)],
 );
 
-/// Defines a choice setting's enum: stored as its kebab-case value, with a
-/// label per value for the portal.
-macro_rules! choice {
-    ($(#[$doc:meta])* $name:ident, default $default:ident, $($(#[$vdoc:meta])* $variant:ident = $value:literal : $label:literal),+ $(,)?) => {
+/// Defines the choice settings' enums, one table for all of them: each is
+/// stored as its kebab-case value, with a label per value for the portal;
+/// `#[default]` marks the value a setting takes when none is chosen.
+macro_rules! choices {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $value:literal : $label:literal),+ $(,)?
+        }
+    )+) => {$(
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(rename_all = "kebab-case")]
         pub enum $name {
             $(
-                $(#[$vdoc])*
+                $(#[$vmeta])*
                 $variant,
             )+
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                $name::$default
-            }
         }
 
         impl Choice for $name {
@@ -73,52 +73,50 @@ macro_rules! choice {
                 match value.trim() { $($value => Some($name::$variant),)+ _ => None }
             }
         }
-    };
+    )+};
 }
 
-choice!(
+choices! {
     /// When a call pops the caller's record up for the agent.
-    PopupOn, default Ringing,
-    /// When the extension rings.
-    Ringing = "ringing": "When the extension rings",
-    /// When the call is answered.
-    Answered = "answered": "When the call is answered",
-    /// When the call ends.
-    Ended = "ended": "When the call ends",
-    /// Never.
-    Never = "never": "Never",
-);
+    PopupOn {
+        /// When the extension rings.
+        #[default] Ringing = "ringing": "When the extension rings",
+        /// When the call is answered.
+        Answered = "answered": "When the call is answered",
+        /// When the call ends.
+        Ended = "ended": "When the call ends",
+        /// Never.
+        Never = "never": "Never",
+    }
 
-choice!(
     /// Whether a kind of call is logged as a Task.
-    Rule, default Log,
-    /// Log it.
-    Log = "log": "Log as a Task",
-    /// Do not log it.
-    Skip = "skip": "Do not log",
-);
+    Rule {
+        /// Log it.
+        #[default] Log = "log": "Log as a Task",
+        /// Do not log it.
+        Skip = "skip": "Do not log",
+    }
 
-choice!(
     /// Who owns a call's Task.
-    TaskOwner, default Associated,
-    /// The extension's associated user; without one, the connected user.
-    Associated = "associated": "The extension's associated user (else the connected user)",
-    /// Always the connected (authorizing) user.
-    Connected = "connected": "Always the connected Salesforce user",
-    /// The associated user; calls of extensions without one are not logged.
-    AssociatedOnly = "associated-only": "The associated user; skip calls of extensions without one",
-);
+    TaskOwner {
+        /// The extension's associated user; without one, the connected user.
+        #[default] Associated = "associated": "The extension's associated user (else the connected user)",
+        /// Always the connected (authorizing) user.
+        Connected = "connected": "Always the connected Salesforce user",
+        /// The associated user; calls of extensions without one are not logged.
+        AssociatedOnly = "associated-only": "The associated user; skip calls of extensions without one",
+    }
 
-choice!(
     /// What a caller that matches no record becomes.
-    UnknownCaller, default Contact,
-    /// A new Contact.
-    Contact = "contact": "Create a Contact",
-    /// A new Lead.
-    Lead = "lead": "Create a Lead",
-    /// Nothing: the Task is logged without a name.
-    Nothing = "nothing": "Create nothing",
-);
+    UnknownCaller {
+        /// A new Contact.
+        #[default] Contact = "contact": "Create a Contact",
+        /// A new Lead.
+        Lead = "lead": "Create a Lead",
+        /// Nothing: the Task is logged without a name.
+        Nothing = "nothing": "Create nothing",
+    }
+}
 
 /// The call settings (pop-up, call journal, unknown callers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
