@@ -35,29 +35,20 @@ pub enum PluginError {
     #[error("the PBX's plugin store failed: {0}")]
     Store(String),
     /// A stored value could not be read back.
-    #[error("stored value {key:?} is unreadable ({reason}); {}", repair(.key))]
+    #[error("stored value {key:?} is unreadable ({reason}); {fix}")]
     Corrupt {
         /// The key.
         key: String,
         /// Why it did not parse.
         reason: String,
+        /// What replaces it (`store::unreadable` says, by the key).
+        fix: &'static str,
     },
     /// A feature this plugin version does not have yet.
     #[error(
         "{0} is not available in this version of the Salesforce plugin; install a newer version"
     )]
     Unsupported(&'static str),
-}
-
-/// What replaces an unreadable stored value, by its key.
-fn repair(key: &str) -> &'static str {
-    if key.starts_with("users/") {
-        "sync the users again to replace it"
-    } else if key == crate::store::keys::ASSOCIATIONS {
-        "save the associations again to replace it"
-    } else {
-        "save the settings again to replace it"
-    }
 }
 
 impl From<kv_store::Error> for PluginError {

@@ -99,10 +99,7 @@ impl<'h, H: Host> Store<'h, H> {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(|value| Some((value, bytes)))
-                .map_err(|e| PluginError::Corrupt {
-                    key: key.to_string(),
-                    reason: e.to_string(),
-                }),
+                .map_err(|e| unreadable(key, e)),
         }
     }
 
@@ -217,10 +214,28 @@ pub struct Mark {
 /// A stored value (JSON) under `key`; a value that does not parse is
 /// reported as corrupt, naming the key.
 pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PluginError> {
-    serde_json::from_slice(bytes).map_err(|e| PluginError::Corrupt {
+    serde_json::from_slice(bytes).map_err(|e| unreadable(key, e))
+}
+
+/// The error for a stored value under `key` that cannot be read back, with
+/// what replaces it.
+pub fn unreadable(key: &str, reason: impl std::fmt::Display) -> PluginError {
+    PluginError::Corrupt {
         key: key.to_string(),
-        reason: e.to_string(),
-    })
+        reason: reason.to_string(),
+        fix: repair(key),
+    }
+}
+
+/// What replaces an unreadable stored value, by its key.
+fn repair(key: &str) -> &'static str {
+    if key.starts_with("users/") {
+        "sync the users again to replace it"
+    } else if key == keys::ASSOCIATIONS {
+        "save the associations again to replace it"
+    } else {
+        "save the settings again to replace it"
+    }
 }
 
 /// The JSON encoding the store uses, for building raw preconditions.

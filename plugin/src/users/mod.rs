@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::bindings::exports::pbx::crm::integration::CrmUser;
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::store::{Store, keys};
+use crate::store::{self, Store, keys};
 
 /// The users query, under the name the sync benchmark knows it by.
 pub use crate::salesforce::query::USERS_SOQL;
@@ -271,10 +271,9 @@ impl<'h, H: Host> Users<'h, H> {
     /// the store lost it.
     fn chunk(&self, sync: &str, page: u32) -> Result<Vec<UserRecord>, PluginError> {
         let key = page_key(sync, page);
-        self.store().get(&key)?.ok_or_else(|| PluginError::Corrupt {
-            key,
-            reason: "a part of the user list is missing".into(),
-        })
+        self.store()
+            .get(&key)?
+            .ok_or_else(|| store::unreadable(&key, "a part of the user list is missing"))
     }
 
     /// The active synced user with `id`, reading only its chunk. `None`
@@ -290,10 +289,10 @@ impl<'h, H: Host> Users<'h, H> {
             return Ok(None);
         };
         let Some(ids) = self.store().get::<String>(&ids_key(&index.sync_id))? else {
-            return Err(PluginError::Corrupt {
-                key: ids_key(&index.sync_id),
-                reason: "the user list's id map is missing".into(),
-            });
+            return Err(store::unreadable(
+                &ids_key(&index.sync_id),
+                "the user list's id map is missing",
+            ));
         };
         let needle = format!(",{id}:");
         let Some(at) = ids.find(&needle) else {
@@ -302,10 +301,10 @@ impl<'h, H: Host> Users<'h, H> {
         let rest = &ids[at + needle.len()..];
         let digits = rest.split(',').next().unwrap_or_default();
         let Ok(page) = digits.parse::<u32>() else {
-            return Err(PluginError::Corrupt {
-                key: ids_key(&index.sync_id),
-                reason: "the user list's id map is damaged".into(),
-            });
+            return Err(store::unreadable(
+                &ids_key(&index.sync_id),
+                "the user list's id map is damaged",
+            ));
         };
         Ok(self
             .chunk(&index.sync_id, page)?

@@ -20,7 +20,7 @@ use crate::host::Host;
 use crate::http;
 use crate::salesforce::query::query_path;
 use crate::salesforce::{ApiResponse, Salesforce, SalesforceError};
-use crate::store::{Batch, keys};
+use crate::store::{self, Batch, keys};
 
 /// Salesforce's largest page.
 const BATCH_OPTION: &str = "batchSize=2000";
@@ -288,10 +288,7 @@ impl<H: Host> Users<'_, H> {
                 Err(e) => return Err(self.failed(state, e)),
             };
             let Ok(part) = serde_json::from_slice::<ChunkIds>(&raw) else {
-                let e = PluginError::Corrupt {
-                    key,
-                    reason: "a staged part of the user list is damaged".into(),
-                };
+                let e = store::unreadable(&key, "a staged part of the user list is damaged");
                 return Err(self.failed(state, e));
             };
             ids.push_str(&part.ids);
