@@ -5,6 +5,7 @@
 //! the component's export glue in `component`.
 
 pub mod associations;
+pub mod auth;
 pub mod bindings;
 pub mod calls;
 #[cfg(all(target_family = "wasm", feature = "component"))]

@@ -14,9 +14,9 @@ use crate::host::Host;
 pub mod keys {
     /// The administrator's settings (`settings::Settings`).
     pub const SETTINGS: &str = "settings";
-    /// The connection's state and account (`connection::ConnectionRecord`).
+    /// The connection's state and account (`auth::ConnectionRecord`).
     pub const CONNECTION: &str = "connection";
-    /// The OAuth tokens (`connection::Tokens`); absent when not connected.
+    /// The OAuth tokens (`auth::Tokens`); absent when not connected.
     pub const TOKENS: &str = "auth/tokens";
     /// The lease of the one instance refreshing the session (`salesforce::Lease`).
     pub const REFRESH_LEASE: &str = "auth/refresh-lease";

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Calls;
+use crate::auth::Tokens;
 use crate::bindings::exports::pbx::crm::calls::{Caller, CrmRecord};
 use crate::bindings::pbx::crm::log::Level;
-use crate::connection::Tokens;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::phone::{self, Normalized};

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::lookup::Match;
 use super::{Calls, ItemLease, cut};
+use crate::auth::Tokens;
 use crate::bindings::pbx::crm::log::Level;
-use crate::connection::Tokens;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::lease::Until;

@@ -3,11 +3,10 @@
 //! what is stored (`stored`: the tokens and the connection record).
 
 mod authorize;
-mod stored;
 #[cfg(test)]
 mod tests;
 
-pub use stored::{ConnectionRecord, LinkState, Tokens};
+pub use crate::auth::{ConnectionRecord, LinkState, Tokens};
 
 use crate::bindings::exports::pbx::crm::integration::{ConnectionState, Status};
 use crate::bindings::pbx::crm::log::Level;

@@ -24,9 +24,9 @@ pub use api_error::{ApiError, ApiErrorItem, SalesforceError};
 pub use backoff::Backoff;
 pub use session::{RefreshEnd, RefreshLease};
 
+use crate::auth::{ConnectionRecord, LinkState, Tokens};
 use crate::bindings::pbx::crm::http_fetch::{Header, Method, Request, Response};
 use crate::bindings::pbx::crm::log::Level;
-use crate::connection::{ConnectionRecord, LinkState, Tokens};
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;

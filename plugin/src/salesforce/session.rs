@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Backoff, Salesforce};
+use crate::auth::{ConnectionRecord, LinkState, Tokens};
 use crate::bindings::pbx::crm::log::Level;
-use crate::connection::{ConnectionRecord, LinkState, Tokens};
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::lease::{Expiry, LEASE_MS, Lease};

@@ -6,10 +6,10 @@ use std::sync::{Arc, Barrier};
 
 use serde_json::Value;
 
+use crate::auth::Tokens;
 use crate::bindings::ErrorKind;
 use crate::bindings::exports::pbx::crm::integration::ConnectionState;
 use crate::bindings::pbx::crm::http_fetch::{self, Denial, Method};
-use crate::connection::Tokens;
 use crate::host::Host as _;
 use crate::plugin::Plugin;
 use crate::salesforce::{QueryPage, Salesforce, SalesforceError};

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::auth::Tokens;
 use crate::bindings::exports::pbx::crm::integration::{ConnectionState, SettingInput, Status};
 use crate::bindings::{ErrorKind, WitError};
-use crate::connection::Tokens;
 use crate::error::PluginError;
 use crate::plugin::Plugin;
 use crate::salesforce::{Salesforce, SalesforceError};

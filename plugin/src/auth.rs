@@ -1,6 +1,8 @@
-//! What the connection keeps in the kv-store: the OAuth tokens
+//! What an authorization leaves in the kv-store: the OAuth tokens
 //! (`auth/tokens`) and the connection record (`connection`) the portal's
-//! state is derived from.
+//! state is derived from. Apart from `connection` (which writes them) so
+//! that the REST client in `salesforce` can read them without importing
+//! the connector, which itself reads the client's back-off.
 
 use std::fmt;
 
