@@ -120,8 +120,9 @@ impl Warm {
         stderr
     }
 
-    /// Whether it has served its share or printed too much to keep.
-    fn worn(&self) -> bool {
+    /// Whether it must not serve again: it has served its share, printed
+    /// too much to keep, or never got an instance (its call failed first).
+    fn spent(&self) -> bool {
         self.calls >= RECYCLE_AFTER_CALLS
             || self.seen.0 > OUTPUT_RECYCLE
             || self.seen.1 > OUTPUT_RECYCLE
@@ -166,9 +167,9 @@ impl Pool {
     }
 
     /// Keeps an instance that finished a call cleanly for the next call,
-    /// unless it is worn or the warm set is full.
+    /// unless it is spent or the warm set is full.
     pub fn keep(&self, loaded: &Loaded, warm: Warm) {
-        if warm.worn() || !self.reuse {
+        if warm.spent() || !self.reuse {
             return;
         }
         if self
