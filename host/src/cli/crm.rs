@@ -34,10 +34,9 @@ pub enum CrmCommand {
         #[command(subcommand)]
         command: SettingsCommand,
     },
-    /// Save settings as flags named after them: --KEY VALUE, and
+    /// Save settings as flags named after their keys: --KEY VALUE, and
     /// --KEY-stdin to read one from standard input (secrets must come that
-    /// way). For Salesforce: --consumer-key KEY --consumer-secret-stdin
-    /// [--login-url URL]. `pbx-host crm describe` lists a plugin's flags.
+    /// way). `pbx-host crm describe` lists the plugin's keys.
     Configure {
         /// --KEY VALUE or --KEY-stdin, per setting.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
