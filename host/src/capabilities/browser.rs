@@ -14,6 +14,12 @@ use super::Capabilities;
 
 /// How many requests are kept for the portal.
 const KEPT: usize = 256;
+/// At most this many details of a caption are kept (the rest are dropped).
+pub const CAPTION_DETAILS: usize = 16;
+/// A caption's title, action, labels and values are cut to this many
+/// characters (ending in "…"), so a plugin cannot make the host keep and
+/// push pages of text per request.
+pub const CAPTION_TEXT: usize = 256;
 
 /// Who a page is for, as the portal sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,6 +29,60 @@ pub enum Viewer {
     Administrator,
     /// The person at an extension.
     Extension(String),
+}
+
+/// One fact about what a page is about, shown next to its button.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detail {
+    /// What the value is, e.g. "Number".
+    pub label: String,
+    /// The value.
+    pub value: String,
+}
+
+/// What a page is about (0.3.0 on): a title, details, the button's words,
+/// and the call it belongs to, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caption {
+    /// One line, e.g. "Incoming call from +14155550100".
+    pub title: String,
+    /// Label/value pairs.
+    pub details: Vec<Detail>,
+    /// The button that opens the page.
+    pub action: String,
+    /// The PBX call this page is about.
+    pub call_id: Option<String>,
+}
+
+impl Caption {
+    /// The caption within the host's bounds: at most [`CAPTION_DETAILS`]
+    /// details, each text at most [`CAPTION_TEXT`] characters.
+    fn bounded(self) -> Self {
+        Self {
+            title: cut(self.title),
+            details: self
+                .details
+                .into_iter()
+                .take(CAPTION_DETAILS)
+                .map(|d| Detail {
+                    label: cut(d.label),
+                    value: cut(d.value),
+                })
+                .collect(),
+            action: cut(self.action),
+            call_id: self.call_id.map(cut),
+        }
+    }
+}
+
+/// `text` cut to [`CAPTION_TEXT`] characters, the last one "…" when cut.
+fn cut(text: String) -> String {
+    if text.chars().count() <= CAPTION_TEXT {
+        return text;
+    }
+    let mut cut: String = text.chars().take(CAPTION_TEXT - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// One request to open a page.
@@ -38,6 +98,8 @@ pub struct BrowserRequest {
     pub viewer: Viewer,
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// What the page is about, when the plugin said (0.3.0 on), bounded.
+    pub caption: Option<Caption>,
 }
 
 /// The record of open-browser requests.
@@ -60,7 +122,13 @@ impl BrowserRequests {
     }
 
     /// Record a request (after checking the URL) and tell live listeners.
-    pub fn record(&self, plugin_id: &str, url: &str, viewer: Viewer) -> Result<u64, String> {
+    pub fn record(
+        &self,
+        plugin_id: &str,
+        url: &str,
+        viewer: Viewer,
+        caption: Option<Caption>,
+    ) -> Result<u64, String> {
         let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
         if !matches!(parsed.scheme(), "https" | "http") {
             return Err(format!(
@@ -76,6 +144,7 @@ impl BrowserRequests {
             at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            caption: caption.map(Caption::bounded),
         };
         {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,9 +185,14 @@ impl BrowserRequests {
 }
 
 impl Capabilities {
-    /// Record a plugin's request to open `url` for `viewer`; an extension
-    /// must exist on this PBX.
-    pub fn open_browser(&self, url: &str, viewer: Viewer) -> Result<(), String> {
+    /// Record a plugin's request to open `url` for `viewer`, with what the
+    /// page is about; an extension must exist on this PBX.
+    pub fn open_browser(
+        &self,
+        url: &str,
+        viewer: Viewer,
+        caption: Option<Caption>,
+    ) -> Result<(), String> {
         if let Viewer::Extension(number) = &viewer
             && self.services.directory.get(number).ok().flatten().is_none()
         {
@@ -126,7 +200,7 @@ impl Capabilities {
         }
         self.services
             .browser
-            .record(&self.grants.plugin_id, url, viewer)
+            .record(&self.grants.plugin_id, url, viewer, caption)
             .map(|_| ())
     }
 }
@@ -139,12 +213,57 @@ mod tests {
     fn requests_are_kept_and_checked() {
         let b = BrowserRequests::new(false);
         assert!(
-            b.record("p", "javascript:alert(1)", Viewer::Administrator)
+            b.record("p", "javascript:alert(1)", Viewer::Administrator, None)
                 .is_err()
         );
-        let id = b.record("p", "https://example.org/x", Viewer::Administrator);
+        let id = b.record("p", "https://example.org/x", Viewer::Administrator, None);
         assert_eq!(id, Ok(1));
         assert_eq!(b.since(0).len(), 1);
         assert!(b.since(1).is_empty());
+    }
+
+    fn caption(details: usize, text: &str) -> Caption {
+        Caption {
+            title: text.to_string(),
+            details: (0..details)
+                .map(|i| Detail {
+                    label: format!("{i}{text}"),
+                    value: text.to_string(),
+                })
+                .collect(),
+            action: text.to_string(),
+            call_id: Some("call-1".into()),
+        }
+    }
+
+    #[test]
+    fn a_caption_is_kept_whole_within_the_bounds() {
+        let b = BrowserRequests::new(false);
+        let short = caption(CAPTION_DETAILS, "Open in the CRM");
+        let viewer = Viewer::Extension("1001".into());
+        b.record("p", "https://example.org/x", viewer, Some(short.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.since(0)[0].caption.as_ref(), Some(&short));
+    }
+
+    #[test]
+    fn a_caption_beyond_the_bounds_is_cut() {
+        let b = BrowserRequests::new(false);
+        let long = "x".repeat(10_000);
+        b.record(
+            "p",
+            "https://example.org/x",
+            Viewer::Administrator,
+            Some(caption(1_000, &long)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let kept = b.since(0)[0].caption.clone().unwrap_or_else(|| panic!("no caption"));
+        assert_eq!(kept.details.len(), CAPTION_DETAILS);
+        for text in [&kept.title, &kept.action, &kept.details[0].label, &kept.details[15].value] {
+            assert_eq!(text.chars().count(), CAPTION_TEXT, "{text}");
+            assert!(text.ends_with('…'));
+        }
+        // Cut by characters, never inside one.
+        assert_eq!(cut("é".repeat(300)).chars().count(), CAPTION_TEXT);
     }
 }

@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap};
 
 use super::pool::Loaded;
 use super::state::PluginState;
-use super::wit::{ErrorKind, Exports, PluginError};
+use super::wit::{ErrorKind, Exports, PluginError, Unsupported};
 use super::{Runtime, engine};
 
 /// One export call, as the handle builds it: given an instance and its
@@ -55,6 +55,19 @@ pub enum CallError {
         /// The panic message or trap description.
         message: String,
     },
+    /// The plugin is built against a contract version without the export
+    /// asked for (e.g. agent sign-in before 0.3.0); nothing ran.
+    #[error(
+        "plugin {plugin} is built against pbx:crm@{api}, which has no {what}; ask its vendor for a version built against 0.3.0 or newer"
+    )]
+    Unsupported {
+        /// The plugin.
+        plugin: String,
+        /// What it lacks, e.g. "agent sign-in".
+        what: String,
+        /// The contract version it is built against, e.g. "0.2.0".
+        api: String,
+    },
     /// The plugin ran and answered no; its message names the fix.
     #[error("{}", .error.message)]
     Refused {
@@ -74,6 +87,7 @@ impl CallError {
             CallError::Deadline { .. } => "deadline",
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::Trap { .. } => "plugin-failed",
+            CallError::Unsupported { .. } => "unsupported",
             CallError::Refused { error, .. } => match error.kind {
                 ErrorKind::InvalidInput => "invalid-input",
                 ErrorKind::NotConfigured => "not-configured",
@@ -217,8 +231,21 @@ impl Runtime {
         timing.http = state.caps.http_time();
         timing.http_fetches = state.caps.http_fetches();
         let stderr = warm.finish_call(plugin_id);
-        if matches!(outcome, Ok(Ok(_))) && !memory_hit {
+        // An export the version lacks ran no guest code: the instance is as
+        // good as before.
+        let unsupported = match &outcome {
+            Ok(Err(e)) => e.downcast_ref::<Unsupported>().map(|u| u.what),
+            _ => None,
+        };
+        if (matches!(outcome, Ok(Ok(_))) || unsupported.is_some()) && !memory_hit {
             self.pool.keep(&loaded, warm);
+        }
+        if let Some(what) = unsupported {
+            return Err(CallError::Unsupported {
+                plugin: plugin_id.to_string(),
+                what: what.to_string(),
+                api: loaded.info.api_version.clone(),
+            });
         }
 
         let error = match outcome {

@@ -24,7 +24,7 @@ use super::Runtime;
 use super::call::{CallError, CallTiming, ExportFn};
 use super::wit::{
     Association, Authorization, CallEvent, Caller, CrmUser, Info, Proposal, SettingInput,
-    SettingValue, Status, SyncProgress, UserList,
+    SettingValue, SignInError, SignInRequest, Status, SyncProgress, UserList,
 };
 
 impl Runtime {
@@ -173,6 +173,28 @@ impl<'r> PluginHandle<'r> {
     pub fn extension_for_user(&self, user_id: &str) -> PluginCall<'r, Option<String>> {
         let user_id = user_id.to_string();
         self.call(Box::new(move |p, s| p.extension_for_user(s, user_id)))
+    }
+
+    /// `user-sign-in.begin` (0.3.0 on): a person's sign-in to the CRM, for
+    /// `callback_url` (the same callback as the administrator's
+    /// authorization). Older plugins give [`CallError::Unsupported`].
+    pub fn begin_user_sign_in(&self, callback_url: &str) -> PluginCall<'r, SignInRequest> {
+        let callback_url = callback_url.to_string();
+        self.call(Box::new(move |p, s| p.begin_user_sign_in(s, callback_url)))
+    }
+
+    /// `user-sign-in.complete` (0.3.0 on) with the callback's raw query:
+    /// the CRM user id, or why the sign-in identified no one. Older
+    /// plugins give [`CallError::Unsupported`].
+    pub fn complete_user_sign_in(
+        &self,
+        callback_url: &str,
+        query: &str,
+    ) -> PluginCall<'r, Result<String, SignInError>> {
+        let (callback_url, query) = (callback_url.to_string(), query.to_string());
+        self.call(Box::new(move |p, s| {
+            p.complete_user_sign_in(s, callback_url, query)
+        }))
     }
 
     /// `calls.lookup-caller`.

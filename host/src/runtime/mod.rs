@@ -196,6 +196,13 @@ impl Runtime {
         self.plugins().into_iter().map(|p| p.manifest.id).collect()
     }
 
+    /// Whether the active version of plugin `id` has `user-sign-in` (it is
+    /// built against pbx:crm 0.3.0 or newer); false when none is active.
+    pub fn supports_user_sign_in(&self, id: &str) -> bool {
+        self.loaded_version(id)
+            .is_some_and(|loaded| api_at_least(&loaded.info.api_version, (0, 3, 0)))
+    }
+
     /// The active version of `id`, if one is loaded.
     fn loaded_version(&self, id: &str) -> Option<Arc<Loaded>> {
         self.loaded
@@ -211,5 +218,31 @@ impl Runtime {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), loaded);
+    }
+}
+
+/// Whether contract version `api` ("0.3.0") is `min` or newer; a version
+/// that does not parse is not.
+fn api_at_least(api: &str, min: (u64, u64, u64)) -> bool {
+    let mut parts = api.split('.').map(str::parse::<u64>);
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch)), None) => (major, minor, patch) >= min,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_at_least;
+
+    #[test]
+    fn contract_versions_compare_as_numbers() {
+        assert!(api_at_least("0.3.0", (0, 3, 0)));
+        assert!(api_at_least("0.10.0", (0, 3, 0)));
+        assert!(api_at_least("1.0.0", (0, 3, 0)));
+        assert!(!api_at_least("0.2.0", (0, 3, 0)));
+        assert!(!api_at_least("0.1.0", (0, 3, 0)));
+        assert!(!api_at_least("0.3", (0, 3, 0)));
+        assert!(!api_at_least("x.y.z", (0, 3, 0)));
     }
 }

@@ -74,6 +74,7 @@ impl From<CallError> for ApiError {
             CallError::MemoryLimit { .. } | CallError::Trap { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            CallError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             CallError::Refused { error, .. } => match error.kind {
                 ErrorKind::InvalidInput | ErrorKind::AuthorizationFailed => StatusCode::BAD_REQUEST,
                 ErrorKind::NotConfigured | ErrorKind::NotConnected | ErrorKind::Conflict => {

@@ -14,12 +14,13 @@
 
 pub mod v0_1_0;
 pub mod v0_2_0;
+pub mod v0_3_0;
 
 /// The newest version: the types the host speaks.
-pub use v0_2_0 as latest;
+pub use v0_3_0 as latest;
 
 /// Every served version, oldest first.
-const VERSIONS: &[&dyn Version] = &[&v0_1_0::VERSION, &v0_2_0::VERSION];
+const VERSIONS: &[&dyn Version] = &[&v0_1_0::VERSION, &v0_2_0::VERSION, &v0_3_0::VERSION];
 
 use std::any::Any;
 
@@ -35,6 +36,7 @@ pub use latest::exports::pbx::crm::integration::{
     Association, Authorization, CrmUser, Info, Proposal, SettingInput, SettingValue, Status,
     SyncProgress, UserList,
 };
+pub use latest::exports::pbx::crm::user_sign_in::{SignInError, SignInRequest};
 pub use latest::pbx::crm::types::{Error as PluginError, ErrorKind};
 
 /// One served contract version.
@@ -125,6 +127,38 @@ pub trait Exports: Send + Sync {
     ) -> Plain<'a, Option<Result<(), PluginError>>> {
         Box::pin(async { Ok(None) })
     }
+    /// `user-sign-in.begin` (0.3.0 on): older versions answer
+    /// [`Unsupported`].
+    fn begin_user_sign_in<'a>(&'a self, _: Ctx<'a>, _callback_url: String) -> Answer<'a, SignInRequest> {
+        unsupported(AGENT_SIGN_IN)
+    }
+    /// `user-sign-in.complete` (0.3.0 on): the plugin's answer, whatever it
+    /// is, inside; older versions answer [`Unsupported`].
+    fn complete_user_sign_in<'a>(
+        &'a self,
+        _: Ctx<'a>,
+        _callback_url: String,
+        _query: String,
+    ) -> Answer<'a, Result<String, SignInError>> {
+        unsupported(AGENT_SIGN_IN)
+    }
+}
+
+/// What `user-sign-in` is called where it is missing.
+const AGENT_SIGN_IN: &str = "agent sign-in";
+
+/// A plugin's contract version lacks an export the host called (the
+/// [`Exports`] defaults); the runtime turns it into
+/// `CallError::Unsupported`, naming the plugin and its version.
+#[derive(Debug, thiserror::Error)]
+#[error("this pbx:crm version has no {what}")]
+pub struct Unsupported {
+    /// What is missing, e.g. "agent sign-in".
+    pub what: &'static str,
+}
+
+fn unsupported<'a, T: Send + 'a>(what: &'static str) -> Answer<'a, T> {
+    Box::pin(async move { Err(wasmtime::Error::new(Unsupported { what })) })
 }
 
 /// The served versions, e.g. `["0.1.0", "0.2.0"]`.
@@ -325,7 +359,7 @@ mod tests {
     #[test]
     fn every_version_is_served_once_in_order() {
         let versions: Vec<&str> = supported().collect();
-        assert_eq!(versions, ["0.1.0", "0.2.0"]);
+        assert_eq!(versions, ["0.1.0", "0.2.0", "0.3.0"]);
         assert_eq!(versions.last().copied(), Some(latest::VERSION.api()));
     }
 }

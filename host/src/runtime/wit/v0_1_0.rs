@@ -281,7 +281,7 @@ impl old::log::Host for PluginState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::{Path, PathBuf};
 
     use sha2::{Digest, Sha256};
@@ -311,7 +311,7 @@ mod tests {
     /// Over every file below `dir`, sorted by relative path: the path's and
     /// the contents' lengths and bytes, so a rename, an added or removed
     /// file and any edit all change it.
-    fn contract_digest(dir: &Path) -> String {
+    pub(in crate::runtime::wit) fn contract_digest(dir: &Path) -> String {
         let mut list = Vec::new();
         files(dir, dir, &mut list);
         list.sort();

@@ -1,7 +1,10 @@
-//! `pbx:crm@0.2.0`, the newest version: its bindings, its imports served by
-//! the host's capabilities (`crate::capabilities`), and its exports, bound
-//! on first use. 0.2.0 adds `kv-store.get-many` and the optional
-//! `lifecycle.migrate` export (world `plugin-with-migrate`).
+//! `pbx:crm@0.2.0`, frozen since 0.3.0 (a digest test below fails on any
+//! change to `wit/v0.2.0`): its bindings, its imports served by the host's
+//! capabilities (`crate::capabilities`, in host types, so 0.2.0 and newer
+//! share one implementation), and its exports, bound on first use. 0.2.0
+//! adds `kv-store.get-many` and the optional `lifecycle.migrate` export
+//! (world `plugin-with-migrate`); it has no `user-sign-in` (the `Exports`
+//! defaults answer "unsupported") and its `open-browser.open` no caption.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -287,7 +290,8 @@ impl open_browser::Host for PluginState {
             open_browser::Audience::Administrator => Viewer::Administrator,
             open_browser::Audience::Extension(number) => Viewer::Extension(number),
         };
-        self.caps.open_browser(&url, viewer)
+        // 0.2.0 has no caption: the page is shown without one.
+        self.caps.open_browser(&url, viewer, None)
     }
 }
 
@@ -325,5 +329,28 @@ impl log::Host for PluginState {
             log::Level::Error => tracing::Level::ERROR,
         };
         self.caps.log(level, &message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::v0_1_0::tests::contract_digest;
+
+    /// SHA-256 of `wit/v0.2.0` as released (as `v0_1_0`'s digest test computes it).
+    const V0_2_0_DIGEST: &str = "bafa570b9a639a69e03d06dabd025bb01630a53c4536260f26ce324ef2d59115";
+
+    #[test]
+    fn the_0_2_0_contract_is_frozen() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/v0.2.0");
+        assert_eq!(
+            contract_digest(&dir),
+            V0_2_0_DIGEST,
+            "wit/v0.2.0 changed, but pbx:crm@0.2.0 is released and frozen: plugins built \
+             against it must keep working unchanged. Undo the change, and put it into a new \
+             version instead (copy the newest wit/vX.Y.Z to a new folder, see \
+             docs/ARCHITECTURE.md, \"The contract\")."
+        );
     }
 }

@@ -72,6 +72,7 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
             "salesforce",
             "https://crm.example.org/old-1001",
             Viewer::Extension("1001".into()),
+            None,
         )
         .expect("record");
 
@@ -89,6 +90,7 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
             "salesforce",
             "https://crm.example.org/for-1001",
             Viewer::Extension("1001".into()),
+            None,
         )
         .expect("record");
     recorder
@@ -96,6 +98,7 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
             "salesforce",
             "https://crm.example.org/for-admin",
             Viewer::Administrator,
+            None,
         )
         .expect("record");
 
@@ -126,6 +129,7 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
             "salesforce",
             "https://crm.example.org/for-1002",
             Viewer::Extension("1002".into()),
+            None,
         )
         .expect("record");
     assert_eq!(
