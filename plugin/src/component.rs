@@ -4,7 +4,7 @@
 //! manifest section. Everything here only converts; the logic lives in
 //! modules that also compile natively and are unit-tested against a fake host.
 
-use crate::bindings::exports::pbx::crm::{calls, integration};
+use crate::bindings::exports::pbx::crm::{calls, integration, user_sign_in};
 use crate::bindings::pbx::crm::{directory, http_fetch, kv_store, log, open_browser};
 use crate::host::Host;
 use crate::plugin::Plugin;
@@ -48,8 +48,13 @@ impl Host for WitHost {
     ) -> Result<http_fetch::Response, http_fetch::Error> {
         http_fetch::fetch(request)
     }
-    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
-        open_browser::open(url, audience)
+    fn open_page(
+        &self,
+        url: &str,
+        audience: &open_browser::Audience,
+        caption: Option<&open_browser::Caption>,
+    ) -> Result<(), String> {
+        open_browser::open(url, audience, caption)
     }
     fn extensions(&self) -> Vec<directory::Extension> {
         directory::list_extensions()
@@ -174,6 +179,18 @@ impl calls::Guest for Component {
         plugin()
             .authorize_dial(&extension, &number, &default_region)
             .map_err(Into::into)
+    }
+}
+
+impl user_sign_in::Guest for Component {
+    fn begin(callback_url: String) -> Result<user_sign_in::SignInRequest, user_sign_in::Error> {
+        plugin().begin_user_sign_in(&callback_url).map_err(Into::into)
+    }
+    fn complete(
+        callback_url: String,
+        query: String,
+    ) -> Result<String, user_sign_in::SignInError> {
+        plugin().complete_user_sign_in(&callback_url, &query)
     }
 }
 

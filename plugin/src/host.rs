@@ -29,8 +29,17 @@ pub trait Host {
         &self,
         request: &http_fetch::Request,
     ) -> Result<http_fetch::Response, http_fetch::Error>;
-    /// open-browser `open`.
-    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String>;
+    /// open-browser `open` with what the page is about (0.3.0's caption).
+    fn open_page(
+        &self,
+        url: &str,
+        audience: &open_browser::Audience,
+        caption: Option<&open_browser::Caption>,
+    ) -> Result<(), String>;
+    /// open-browser `open` without a caption (the administrator's pages).
+    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
+        self.open_page(url, audience, None)
+    }
     /// directory `list`.
     fn extensions(&self) -> Vec<directory::Extension>;
     /// directory `get-extension`: one extension by number. The default

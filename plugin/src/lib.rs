@@ -21,6 +21,7 @@ pub mod phone;
 pub mod plugin;
 pub mod salesforce;
 pub mod settings;
+pub mod sign_in;
 pub mod store;
 #[cfg(test)]
 mod testing;

@@ -78,6 +78,37 @@ pub fn authorize_url(
     Ok(url.into())
 }
 
+/// The scope of an agent's sign-in: only what identifying the person needs
+/// (no API access, no refresh token).
+pub const SIGN_IN_SCOPE: &str = "openid";
+
+/// The sign-in page for an agent: the consent URL with PKCE, scope
+/// [`SIGN_IN_SCOPE`], and `prompt=login`, so a browser shared by several
+/// people never signs in as whoever used it last.
+pub fn sign_in_url(
+    login_url: &str,
+    client_id: &str,
+    callback_url: &str,
+    state: &str,
+    challenge: &str,
+) -> Result<String, PluginError> {
+    let mut url = Url::parse(&format!("{login_url}/services/oauth2/authorize")).map_err(|e| {
+        PluginError::NotConfigured(format!(
+            "the login host {login_url} is not a valid URL ({e}); correct it in the settings"
+        ))
+    })?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", callback_url)
+        .append_pair("scope", SIGN_IN_SCOPE)
+        .append_pair("prompt", "login")
+        .append_pair("state", state)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256");
+    Ok(url.into())
+}
+
 /// A pending authorization, stored under `auth/attempt/<state>` until its
 /// callback arrives or it expires.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -479,6 +510,9 @@ pub struct Identity {
     pub display_name: Option<String>,
     /// The e-mail address.
     pub email: Option<String>,
+    /// Whether the user is active (absent: not said).
+    #[serde(default)]
+    pub active: Option<bool>,
 }
 
 /// Read the identity URL with the new access token.

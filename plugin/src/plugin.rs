@@ -6,12 +6,14 @@ use crate::bindings::exports::pbx::crm::integration::{
     Association, Authorization, CrmUser, Proposal, SettingInput, SettingValue, Status,
     SyncProgress, UserList,
 };
+use crate::bindings::exports::pbx::crm::user_sign_in::{SignInError, SignInRequest};
 use crate::bindings::pbx::crm::log::Level;
 use crate::calls::Calls;
 use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::settings::Settings;
+use crate::sign_in::SignIn;
 use crate::store::{Batch, Store, keys};
 use crate::users::Users;
 
@@ -73,6 +75,21 @@ impl<H: Host> Plugin<H> {
             });
         }
         status
+    }
+
+    /// Start an agent's sign-in (`user-sign-in.begin`).
+    pub fn begin_user_sign_in(&self, callback_url: &str) -> Result<SignInRequest, PluginError> {
+        SignIn::new(&self.host).begin(callback_url)
+    }
+
+    /// Finish an agent's sign-in (`user-sign-in.complete`): the Salesforce
+    /// user id, with every token of the person revoked.
+    pub fn complete_user_sign_in(
+        &self,
+        callback_url: &str,
+        query: &str,
+    ) -> Result<String, SignInError> {
+        SignIn::new(&self.host).complete(callback_url, query)
     }
 
     /// Start an authorization: remember the attempt, open Salesforce's

@@ -22,6 +22,10 @@ pub mod keys {
     pub const REFRESH_LEASE: &str = "auth/refresh-lease";
     /// Prefix of pending authorization attempts (`oauth::Attempt`), keyed by `state`.
     pub const ATTEMPT_PREFIX: &str = "auth/attempt/";
+    /// Prefix of pending agent sign-ins (`oauth::Attempt`), keyed by
+    /// `state`; apart from the administrator's attempts so neither can
+    /// complete the other.
+    pub const SIGN_IN_PREFIX: &str = "sign-in/pending/";
     /// The back-off after rate limits and server errors (`salesforce::Backoff`).
     pub const BACKOFF: &str = "api/backoff";
 
@@ -53,6 +57,11 @@ pub mod keys {
     pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";
     /// When the call keys were last pruned (ms since the Unix epoch).
     pub const CALLS_PRUNED_AT: &str = "calls/pruned-at";
+
+    /// The key of the pending agent sign-in with `state`.
+    pub fn sign_in(state: &str) -> String {
+        format!("{SIGN_IN_PREFIX}{state}")
+    }
 
     /// The key of the authorization attempt with `state`.
     pub fn attempt(state: &str) -> String {
@@ -231,6 +240,8 @@ pub fn unreadable(key: &str, reason: impl std::fmt::Display) -> PluginError {
 fn repair(key: &str) -> &'static str {
     if key.starts_with("users/") {
         "sync the users again to replace it"
+    } else if key.starts_with(keys::SIGN_IN_PREFIX) {
+        "start the sign-in again to replace it"
     } else if key == keys::ASSOCIATIONS {
         "save the associations again to replace it"
     } else {

@@ -52,6 +52,8 @@ pub struct FakeHost {
     logs: Mutex<Vec<String>>,
     opened: Mutex<Vec<String>>,
     opened_for: Mutex<Vec<(String, String)>>,
+    /// The caption of each opened page, in order.
+    captions: Mutex<Vec<Option<open_browser::Caption>>>,
     extensions: Mutex<Vec<directory::Extension>>,
     /// Hooks for the coming batches, in order (`None`: no hook for that one).
     before_batch: Mutex<VecDeque<Option<Hook>>>,
@@ -110,6 +112,11 @@ impl FakeHost {
     /// extension number).
     pub fn opened_for(&self) -> Vec<(String, String)> {
         lock(&self.opened_for).clone()
+    }
+
+    /// The caption of every opened page, in order (`None`: opened without).
+    pub fn captions(&self) -> Vec<Option<open_browser::Caption>> {
+        lock(&self.captions).clone()
     }
 
     /// Make `open_browser` fail.
@@ -293,7 +300,12 @@ impl Host for FakeHost {
         }
     }
 
-    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
+    fn open_page(
+        &self,
+        url: &str,
+        audience: &open_browser::Audience,
+        caption: Option<&open_browser::Caption>,
+    ) -> Result<(), String> {
         if self.browser_fails.load(Ordering::SeqCst) {
             return Err("no browser is attached".into());
         }
@@ -303,6 +315,7 @@ impl Host for FakeHost {
         };
         lock(&self.opened_for).push((url.into(), who));
         lock(&self.opened).push(url.into());
+        lock(&self.captions).push(caption.cloned());
         Ok(())
     }
 
@@ -364,8 +377,13 @@ impl<H: Host> Host for &H {
     ) -> Result<http_fetch::Response, http_fetch::Error> {
         (**self).fetch(request)
     }
-    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
-        (**self).open_browser(url, audience)
+    fn open_page(
+        &self,
+        url: &str,
+        audience: &open_browser::Audience,
+        caption: Option<&open_browser::Caption>,
+    ) -> Result<(), String> {
+        (**self).open_page(url, audience, caption)
     }
     fn extensions(&self) -> Vec<directory::Extension> {
         (**self).extensions()

@@ -77,6 +77,12 @@ struct SfState {
     task_faults: VecDeque<TaskFault>,
     /// Real delay of every REST answer, ms.
     rest_delay_ms: u64,
+    /// Who each code was issued to, when not [`USER`] (`allow_as`).
+    code_users: BTreeMap<String, String>,
+    /// Users whose identity says `active: false`.
+    inactive: BTreeSet<String>,
+    /// Users the token endpoint refuses as inactive.
+    inactive_at_token: BTreeSet<String>,
 }
 
 /// How a Task create fails.
@@ -161,6 +167,48 @@ impl FakeSalesforce {
             .append_pair("code", &code)
             .append_pair("state", &get("state"))
             .finish()
+    }
+
+    /// A person (`user`) logs in and clicks Allow on the sign-in page
+    /// `authorize_url`: returns the callback's query string.
+    pub fn allow_as(&self, authorize_url: &str, user: &str) -> String {
+        let query = self.allow(authorize_url);
+        let code = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        lock(&self.state).code_users.insert(code, user.into());
+        query
+    }
+
+    /// The person clicks Deny on the page `authorize_url`: the callback's
+    /// query string.
+    pub fn deny(&self, authorize_url: &str) -> String {
+        let state = url::Url::parse(authorize_url)
+            .ok()
+            .and_then(|u| u.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()))
+            .unwrap_or_default();
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("error", "access_denied")
+            .append_pair("error_description", "end-user denied authorization")
+            .append_pair("state", &state)
+            .finish()
+    }
+
+    /// `user`'s identity says it is deactivated (deactivated after logging in).
+    pub fn deactivate(&self, user: &str) {
+        lock(&self.state).inactive.insert(user.into());
+    }
+
+    /// The token endpoint refuses codes of `user` as an inactive user.
+    pub fn deactivate_before_token(&self, user: &str) {
+        lock(&self.state).inactive_at_token.insert(user.into());
+    }
+
+    /// Whether `token` is a live access or refresh token.
+    pub fn is_live(&self, token: &str) -> bool {
+        let s = lock(&self.state);
+        s.access.contains(token) || s.refresh.contains(token)
     }
 
     pub fn set_rotate(&self, on: bool) {
@@ -411,6 +459,25 @@ impl FakeSalesforce {
         ))
     }
 
+    /// `SELECT Name FROM Account WHERE Id = '...'`.
+    fn account_query(s: &mut SfState, q: &str) -> Option<http_fetch::Response> {
+        let rest = q.strip_prefix("SELECT Name FROM Account WHERE Id = '")?;
+        s.queries.push(q.to_string());
+        let id: String = rest.chars().take_while(|c| *c != '\'').collect();
+        let rows: Vec<serde_json::Value> = s
+            .records
+            .iter()
+            .filter(|r| r["attributes"]["type"] == "Account" && r["Id"] == id.as_str())
+            .map(|r| serde_json::json!({"attributes": r["attributes"], "Name": r["Name"]}))
+            .take(1)
+            .collect();
+        Some(response(
+            200,
+            &serde_json::json!({"totalSize": rows.len(), "done": true, "records": rows})
+                .to_string(),
+        ))
+    }
+
     /// POST `sobjects/{object}/`.
     fn create(
         s: &mut SfState,
@@ -505,15 +572,22 @@ impl FakeSalesforce {
                 oauth_error("invalid_token", "invalid token")
             });
         }
-        if url == format!("{LOGIN}/id/{ORG}/{USER}") {
-            let live = bearer.is_some_and(|b| lock(&self.state).access.contains(&b));
+        if let Some(user) = url.strip_prefix(&format!("{LOGIN}/id/{ORG}/")) {
+            let s = lock(&self.state);
+            let live = bearer.is_some_and(|b| s.access.contains(&b));
+            let username = if user == USER {
+                USERNAME.to_string()
+            } else {
+                format!("{user}@example.org")
+            };
             return Ok(if live {
                 response(
                     200,
                     &serde_json::json!({
-                        "id": url, "user_id": USER, "organization_id": ORG,
-                        "username": USERNAME, "display_name": "Ada Admin",
-                        "email": "ada@example.org", "nick_name": null
+                        "id": url, "user_id": user, "organization_id": ORG,
+                        "username": username, "display_name": "Ada Admin",
+                        "email": "ada@example.org", "nick_name": null,
+                        "active": !s.inactive.contains(user),
                     })
                     .to_string(),
                 )
@@ -553,6 +627,11 @@ impl FakeSalesforce {
             }
             if path.starts_with("query?q=")
                 && let Some(answer) = Self::task_query(&mut s, &q())
+            {
+                return Ok(answer);
+            }
+            if path.starts_with("query?q=")
+                && let Some(answer) = Self::account_query(&mut s, &q())
             {
                 return Ok(answer);
             }
@@ -658,10 +737,18 @@ impl FakeSalesforce {
                 if crate::oauth::pkce_challenge(&get("code_verifier")) != challenge {
                     return oauth_error("invalid_grant", "invalid code verifier");
                 }
+                let user = s
+                    .code_users
+                    .get(&get("code"))
+                    .cloned()
+                    .unwrap_or_else(|| USER.to_string());
+                if s.inactive_at_token.contains(&user) {
+                    return oauth_error("invalid_grant", "inactive user");
+                }
                 s.codes.remove(&get("code"));
                 s.code_grants += 1;
                 let with_refresh = !s.no_refresh;
-                Self::mint(&mut s, with_refresh)
+                Self::mint(&mut s, with_refresh, &user)
             }
             "refresh_token" => {
                 if get("client_secret") != SECRET {
@@ -676,18 +763,18 @@ impl FakeSalesforce {
                     s.refresh.remove(&rt);
                 }
                 let rotate = s.rotate;
-                Self::mint(&mut s, rotate)
+                Self::mint(&mut s, rotate, USER)
             }
             _ => oauth_error("unsupported_grant_type", "grant type not supported"),
         }
     }
 
-    fn mint(s: &mut SfState, with_refresh: bool) -> http_fetch::Response {
+    fn mint(s: &mut SfState, with_refresh: bool, user: &str) -> http_fetch::Response {
         s.counter += 1;
         let access = format!("{ORG}!AQ0access{}", s.counter);
         s.access.insert(access.clone());
         s.issued_access.push(access.clone());
-        let id = format!("{LOGIN}/id/{ORG}/{USER}");
+        let id = format!("{LOGIN}/id/{ORG}/{user}");
         let issued_at = "1700000000000";
         let secret = if s.bad_signature {
             "not-the-secret"

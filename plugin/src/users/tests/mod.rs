@@ -86,8 +86,13 @@ impl Host for Net<'_> {
             _ => self.host.fetch(request),
         }
     }
-    fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
-        self.host.open_browser(url, audience)
+    fn open_page(
+        &self,
+        url: &str,
+        audience: &open_browser::Audience,
+        caption: Option<&open_browser::Caption>,
+    ) -> Result<(), String> {
+        self.host.open_page(url, audience, caption)
     }
     fn extensions(&self) -> Vec<directory::Extension> {
         self.host.extensions()
