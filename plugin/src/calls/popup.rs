@@ -1,17 +1,29 @@
 //! The pop-up: the caller's record opens for the agent of the extension,
 //! at the phase the call settings name, once per call and phase (a ledger
-//! of shown pop-ups), and never for a call that is already over.
+//! of shown pop-ups), and never for a call that is already over. It comes
+//! with a caption (pbx:crm 0.3.0) saying who is calling: the number, the
+//! record's name and type, and a Contact's Account (one query, best
+//! effort). An unknown caller's pop-up is the new-record page of the kind
+//! the call settings create for unknown callers (a Contact when they
+//! create none), with the number filled in.
 
 use super::Calls;
 use super::ledger::{Ledger, bucket_key, outbox_key};
 use crate::associations::Associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction, Phase};
 use crate::bindings::pbx::crm::log::Level;
-use crate::bindings::pbx::crm::open_browser::Audience;
+use super::lookup::Match;
+use crate::auth::Tokens;
+use crate::bindings::pbx::crm::open_browser::{Audience, Caption, Detail};
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::phone;
+use crate::phone::{self, Normalized};
+use crate::salesforce::query;
+use crate::settings::UnknownCaller;
 use crate::store::{decode, keys};
+
+/// The pop-up's button.
+pub const ACTION: &str = "Open in Salesforce";
 
 /// How long a shown pop-up is remembered.
 pub const POPPED_KEEP_MS: u64 = 24 * 60 * 60 * 1000;
@@ -75,20 +87,105 @@ impl<H: Host> Calls<'_, H> {
         let Ok(n) = phone::normalize(&e.external_number, &e.default_region) else {
             return Ok(());
         };
-        let Some(best) = self.find(&n)?.into_iter().next() else {
-            return Ok(());
-        };
+        let best = self.find(&n)?.into_iter().next();
         let id = format!("{}/{}", e.call_id, phase_str(e.phase));
         if !self.record_once(keys::CALLS_POPPED_PREFIX, &id, POPPED_KEEP_MS)? {
             return Ok(());
         }
+        let url = match &best {
+            Some(best) => best.url.clone(),
+            None => self.new_record_url(e, &n)?,
+        };
+        let caption = self.caption(e, &n, best.as_ref());
         self.host
-            .open_browser(&best.url, &Audience::Extension(e.extension.clone()))
+            .open_page(
+                &url,
+                &Audience::Extension(e.extension.clone()),
+                Some(&caption),
+            )
             .map_err(|why| {
                 PluginError::CrmUnavailable(format!(
                     "the PBX could not open the record for extension {}: {why}",
                     e.extension
                 ))
             })
+    }
+
+    /// What the pop-up is about: who is calling and which record opens.
+    fn caption(&self, e: &CallEvent, n: &Normalized, best: Option<&Match>) -> Caption {
+        let title = match e.direction {
+            Direction::Outbound => format!("Outgoing call to {}", n.international),
+            _ => format!("Incoming call from {}", n.international),
+        };
+        let detail = |label: &str, value: &str| Detail {
+            label: label.into(),
+            value: value.into(),
+        };
+        let mut details = vec![detail("Number", &n.international)];
+        if let Some(best) = best {
+            details.push(detail("Name", &best.name));
+            details.push(detail("Record type", &best.object));
+            if let Some(account) = best.account_id.as_deref().and_then(|a| self.account_name(a)) {
+                details.push(detail("Account", &account));
+            }
+        }
+        Caption {
+            title,
+            details,
+            action: ACTION.into(),
+            call_id: Some(e.call_id.clone()),
+        }
+    }
+
+    /// The name of the Account `account_id`, if Salesforce tells; a failed
+    /// query only leaves the detail out.
+    fn account_name(&self, account_id: &str) -> Option<String> {
+        if !account_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        match self
+            .api()
+            .query::<serde_json::Value>(&query::account_name(account_id))
+        {
+            Ok(rows) => rows
+                .first()
+                .and_then(|r| r.get("Name"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+            Err(e) => {
+                self.host.log(
+                    Level::Info,
+                    &format!("the pop-up shows no Account name: {}", PluginError::from(e)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The page for a caller no record has: a new Contact or Lead (as the
+    /// call settings create for unknown callers of this direction) with the
+    /// number filled in.
+    fn new_record_url(&self, e: &CallEvent, n: &Normalized) -> Result<String, PluginError> {
+        let settings = self.settings()?;
+        let kind = match e.direction {
+            Direction::Outbound => settings.unknown_outbound,
+            _ => settings.unknown_inbound,
+        };
+        let object = match kind {
+            UnknownCaller::Lead => "Lead",
+            _ => "Contact",
+        };
+        let instance = self
+            .store()
+            .get::<Tokens>(keys::TOKENS)?
+            .map(|t| t.instance_url)
+            .ok_or_else(|| {
+                PluginError::NotConnected("Salesforce is not connected".into())
+            })?;
+        // `+` must reach Salesforce as itself inside the field value.
+        let phone = n.e164.replace('+', "%2B");
+        Ok(format!(
+            "{instance}/lightning/o/{object}/new?defaultFieldValues=Phone={phone}"
+        ))
     }
 }

@@ -67,6 +67,14 @@ pub fn task_by_call_object(call_id: &str) -> String {
     )
 }
 
+/// The SOQL query of an Account's name, for the pop-up of a Contact.
+pub fn account_name(account_id: &str) -> String {
+    format!(
+        "SELECT Name FROM Account WHERE Id = '{}' LIMIT 1",
+        soql_quote(account_id)
+    )
+}
+
 /// `q=<text>` percent-encoded, with `%20` for spaces: a literal `+` is
 /// already `%2B`, so every `+` the encoder wrote is a space.
 fn q_param(text: &str) -> String {
