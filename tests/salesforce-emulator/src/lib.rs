@@ -295,6 +295,12 @@ impl Emulator {
         self.shared.live_tokens()
     }
 
+    /// How many live access and refresh tokens `user_id` has (0 once
+    /// every token of theirs is revoked or expired).
+    pub fn live_tokens_of(&self, user_id: &str) -> usize {
+        self.shared.live_tokens_of(user_id)
+    }
+
     /// Requests by endpoint, e.g. `"GET query"`, `"POST sobjects/Task"`,
     /// `"POST oauth2/token"`.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {

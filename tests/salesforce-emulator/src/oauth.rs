@@ -193,8 +193,16 @@ pub fn authorize(shared: &Shared, req: &Req) -> Resp {
         }
         None => app.scopes.clone(),
     };
-    let start_url = format!("{}?{}", req.path, req.query.as_deref().unwrap_or(""));
     let prompt_login = param(&q, "prompt").is_some_and(|p| p.split(' ').any(|p| p == "login"));
+    // After the login the flow continues here without `prompt`: with it,
+    // the fresh session would be ended again and the login page would loop.
+    let start_url = {
+        let rest: Vec<(String, String)> = q.iter().filter(|(k, _)| k != "prompt").cloned().collect();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&rest)
+            .finish();
+        format!("{}?{query}", req.path)
+    };
     let Some((sid, user_id)) = browser_user(shared, req).filter(|_| !prompt_login) else {
         if prompt_login && let Some(sid) = req.cookie("sid") {
             lock(&shared.auth).browser_sessions.remove(&sid);
