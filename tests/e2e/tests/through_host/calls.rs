@@ -766,3 +766,45 @@ async fn call_events_are_checked_before_any_plugin_sees_them() {
     assert!(status.get("pending_call_logs").is_some(), "{status}");
     assert_eq!(status["queued_call_events"], 0, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pop_up_says_who_is_calling() {
+    let world = calls_world(Setup::default()).await;
+    let account = world
+        .org
+        .insert("Account", fields(json!({"Name": "Caption Corp"})))
+        .expect("account");
+    world
+        .org
+        .insert(
+            "Contact",
+            fields(json!({"FirstName": "Cap", "LastName": "Tion", "Phone": "+1 (212) 555-0177", "AccountId": account})),
+        )
+        .expect("contact");
+    let (status, body) = event(
+        &world,
+        &call_event("cap-1", "ringing", "212-555-0177", "1001", NOON),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let requests = world.api.get("/browser-requests").await.expect("requests");
+    let popup = requests["requests"]
+        .as_array()
+        .and_then(|list| list.iter().find(|r| r["viewer"]["extension"] == "1001"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no pop-up for 1001: {requests}"));
+    let caption = &popup["caption"];
+    assert_eq!(caption["title"], "Incoming call from +1 212 555 0177", "{popup}");
+    assert_eq!(caption["action"], "Open in Salesforce");
+    assert_eq!(caption["call_id"], "cap-1");
+    assert_eq!(
+        caption["details"],
+        json!([
+            {"label": "Number", "value": "+1 212 555 0177"},
+            {"label": "Name", "value": "Cap Tion"},
+            {"label": "Record type", "value": "Contact"},
+            {"label": "Account", "value": "Caption Corp"},
+        ]),
+        "{popup}"
+    );
+}

@@ -20,3 +20,4 @@ mod plugin_versions;
 mod portal_browser;
 mod sandbox;
 mod tokens;
+mod user_sign_in;
