@@ -184,12 +184,11 @@ impl calls::Guest for Component {
 
 impl user_sign_in::Guest for Component {
     fn begin(callback_url: String) -> Result<user_sign_in::SignInRequest, user_sign_in::Error> {
-        plugin().begin_user_sign_in(&callback_url).map_err(Into::into)
+        plugin()
+            .begin_user_sign_in(&callback_url)
+            .map_err(Into::into)
     }
-    fn complete(
-        callback_url: String,
-        query: String,
-    ) -> Result<String, user_sign_in::SignInError> {
+    fn complete(callback_url: String, query: String) -> Result<String, user_sign_in::SignInError> {
         plugin().complete_user_sign_in(&callback_url, &query)
     }
 }

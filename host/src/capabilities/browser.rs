@@ -257,9 +257,17 @@ mod tests {
             Some(caption(1_000, &long)),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let kept = b.since(0)[0].caption.clone().unwrap_or_else(|| panic!("no caption"));
+        let kept = b.since(0)[0]
+            .caption
+            .clone()
+            .unwrap_or_else(|| panic!("no caption"));
         assert_eq!(kept.details.len(), CAPTION_DETAILS);
-        for text in [&kept.title, &kept.action, &kept.details[0].label, &kept.details[15].value] {
+        for text in [
+            &kept.title,
+            &kept.action,
+            &kept.details[0].label,
+            &kept.details[15].value,
+        ] {
             assert_eq!(text.chars().count(), CAPTION_TEXT, "{text}");
             assert!(text.ends_with('…'));
         }

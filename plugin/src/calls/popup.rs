@@ -9,11 +9,11 @@
 
 use super::Calls;
 use super::ledger::{Ledger, bucket_key, outbox_key};
+use super::lookup::Match;
 use crate::associations::Associations;
+use crate::auth::Tokens;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction, Phase};
 use crate::bindings::pbx::crm::log::Level;
-use super::lookup::Match;
-use crate::auth::Tokens;
 use crate::bindings::pbx::crm::open_browser::{Audience, Caption, Detail};
 use crate::error::PluginError;
 use crate::host::Host;
@@ -125,7 +125,11 @@ impl<H: Host> Calls<'_, H> {
         if let Some(best) = best {
             details.push(detail("Name", &best.name));
             details.push(detail("Record type", &best.object));
-            if let Some(account) = best.account_id.as_deref().and_then(|a| self.account_name(a)) {
+            if let Some(account) = best
+                .account_id
+                .as_deref()
+                .and_then(|a| self.account_name(a))
+            {
                 details.push(detail("Account", &account));
             }
         }
@@ -179,9 +183,7 @@ impl<H: Host> Calls<'_, H> {
             .store()
             .get::<Tokens>(keys::TOKENS)?
             .map(|t| t.instance_url)
-            .ok_or_else(|| {
-                PluginError::NotConnected("Salesforce is not connected".into())
-            })?;
+            .ok_or_else(|| PluginError::NotConnected("Salesforce is not connected".into()))?;
         // `+` must reach Salesforce as itself inside the field value.
         let phone = n.e164.replace('+', "%2B");
         Ok(format!(

@@ -84,11 +84,8 @@ impl<'h, H: Host> SignIn<'h, H> {
         // 32 fresh random bytes: a clash is a broken random source, which
         // the precondition turns into an error rather than an overwrite.
         let key = keys::sign_in(&state);
-        self.store().commit(
-            &Batch::new()
-                .expect_raw(&key, None)
-                .set(&key, &attempt)?,
-        )?;
+        self.store()
+            .commit(&Batch::new().expect_raw(&key, None).set(&key, &attempt)?)?;
         Ok(SignInRequest {
             url,
             state,
@@ -216,10 +213,11 @@ impl<'h, H: Host> SignIn<'h, H> {
             Ok(None) => return Err(SignInError::Expired),
             Err(e) => return Err(failed(e)),
         };
-        match self
-            .store()
-            .commit(&Batch::new().expect_raw(&key, Some(raw.clone())).delete(&key))
-        {
+        match self.store().commit(
+            &Batch::new()
+                .expect_raw(&key, Some(raw.clone()))
+                .delete(&key),
+        ) {
             Ok(()) => {}
             Err(PluginError::Conflict(_)) => return Err(SignInError::Expired),
             Err(e) => return Err(failed(e)),
@@ -263,8 +261,7 @@ impl<'h, H: Host> SignIn<'h, H> {
                 "Salesforce's identity answer does not match the signed-in user: {START_AGAIN}"
             ))));
         }
-        let connected: Option<ConnectionRecord> =
-            self.store().get(keys::CONNECTION).ok().flatten();
+        let connected: Option<ConnectionRecord> = self.store().get(keys::CONNECTION).ok().flatten();
         if let Some(connected_org) = connected.and_then(|c| c.organization_id)
             && !same_id(&connected_org, &org_id)
         {

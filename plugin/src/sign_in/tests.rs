@@ -65,27 +65,45 @@ fn begin_asks_only_for_identity_with_pkce_and_a_fresh_login() {
     let (host, _sf) = configured();
     let request = begin(&host);
     let p = params(&request.url);
-    assert!(request.url.starts_with("https://login.salesforce.com/services/oauth2/authorize?"));
+    assert!(
+        request
+            .url
+            .starts_with("https://login.salesforce.com/services/oauth2/authorize?")
+    );
     assert_eq!(p.get("scope").map(String::as_str), Some("openid"));
     assert_eq!(p.get("prompt").map(String::as_str), Some("login"));
-    assert_eq!(p.get("code_challenge_method").map(String::as_str), Some("S256"));
+    assert_eq!(
+        p.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
     assert_eq!(p.get("redirect_uri").map(String::as_str), Some(CALLBACK));
     assert_eq!(p.get("state"), Some(&request.state));
     assert!(p.get("code_challenge").is_some_and(|c| c.len() == 43));
     assert_eq!(request.expires_at_ms, host.now_ms() + oauth::ATTEMPT_TTL_MS);
     assert_eq!(pending(&host), vec![keys::sign_in(&request.state)]);
     assert!(
-        host.kv_keys().iter().all(|k| !k.starts_with(keys::ATTEMPT_PREFIX)),
+        host.kv_keys()
+            .iter()
+            .all(|k| !k.starts_with(keys::ATTEMPT_PREFIX)),
         "an agent's sign-in is not an administrator's authorization attempt"
     );
-    assert!(host.opened().is_empty(), "the host decides where the page opens");
+    assert!(
+        host.opened().is_empty(),
+        "the host decides where the page opens"
+    );
 }
 
 #[test]
 fn begin_needs_the_app_settings() {
     let (host, _sf) = crate::testing::fake_org(crate::testing::NOW);
-    let error = SignIn::new(&host).begin(CALLBACK).err().map(|e| e.to_string());
-    assert!(error.is_some_and(|e| e.contains("Consumer Key")), "needs the key");
+    let error = SignIn::new(&host)
+        .begin(CALLBACK)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        error.is_some_and(|e| e.contains("Consumer Key")),
+        "needs the key"
+    );
     assert!(pending(&host).is_empty());
 }
 
@@ -101,7 +119,10 @@ fn a_signed_in_agent_is_answered_with_the_user_id_and_keeps_no_token() {
     assert!(pending(&host).is_empty(), "the state is used up");
     let dump = host.kv_dump();
     for token in issued_tokens(&sf).difference(&before) {
-        assert!(!dump.contains(token.as_str()), "a token of the agent was stored");
+        assert!(
+            !dump.contains(token.as_str()),
+            "a token of the agent was stored"
+        );
     }
     // The administrator's connection is untouched.
     assert!(crate::testing::tokens(&host).is_some_and(|t| sf.is_live(&t.access_token)));
@@ -136,8 +157,14 @@ fn a_denial_for_an_unknown_state_is_expired() {
     let (host, _sf) = configured();
     let forged = "error=access_denied&state=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
     assert_eq!(complete(&host, forged), Err("expired".into()));
-    assert_eq!(complete(&host, "error=access_denied"), Err("expired".into()));
-    assert_eq!(complete(&host, "code=x&state=../settings"), Err("expired".into()));
+    assert_eq!(
+        complete(&host, "error=access_denied"),
+        Err("expired".into())
+    );
+    assert_eq!(
+        complete(&host, "code=x&state=../settings"),
+        Err("expired".into())
+    );
 }
 
 #[test]
@@ -148,8 +175,9 @@ fn a_user_deactivated_after_logging_in_is_inactive_and_revoked() {
     sf.deactivate(AGENT);
     let answer = complete(&host, &query);
     assert!(
-        answer.as_ref().is_err_and(|e| e.starts_with("inactive: ")
-            && e.contains(&format!("{AGENT}@example.org"))),
+        answer.as_ref().is_err_and(
+            |e| e.starts_with("inactive: ") && e.contains(&format!("{AGENT}@example.org"))
+        ),
         "{answer:?}"
     );
     all_revoked_since(&sf, &BTreeSet::new());
@@ -162,7 +190,10 @@ fn a_user_the_token_endpoint_calls_inactive_is_inactive() {
     let query = sf.allow_as(&request.url, AGENT);
     sf.deactivate_before_token(AGENT);
     let answer = complete(&host, &query);
-    assert!(answer.as_ref().is_err_and(|e| e.starts_with("inactive: ")), "{answer:?}");
+    assert!(
+        answer.as_ref().is_err_and(|e| e.starts_with("inactive: ")),
+        "{answer:?}"
+    );
     assert!(issued_tokens(&sf).is_empty());
 }
 
@@ -207,7 +238,9 @@ fn a_failed_exchange_is_failed_with_a_reason() {
     let forged = query.replace("code=aPrxCODE", "code=aPrxOTHER");
     let answer = complete(&host, &forged);
     assert!(
-        answer.as_ref().is_err_and(|e| e.starts_with(&format!("failed ({:?})", ErrorKind::AuthorizationFailed))),
+        answer.as_ref().is_err_and(
+            |e| e.starts_with(&format!("failed ({:?})", ErrorKind::AuthorizationFailed))
+        ),
         "{answer:?}"
     );
 }
@@ -226,11 +259,16 @@ fn at_most_200_sign_ins_wait_and_the_oldest_goes_first() {
     let newest = begin(&host);
     let waiting = pending(&host);
     assert_eq!(waiting.len(), MAX_PENDING);
-    assert!(!waiting.contains(&keys::sign_in(&first.state)), "the oldest was dropped");
+    assert!(
+        !waiting.contains(&keys::sign_in(&first.state)),
+        "the oldest was dropped"
+    );
     assert!(waiting.contains(&keys::sign_in(&newest.state)));
     let query = sf.allow_as(&first.url, AGENT);
     assert_eq!(complete(&host, &query), Err("expired".into()));
-    let Some(last) = last else { panic!("no sign-in") };
+    let Some(last) = last else {
+        panic!("no sign-in")
+    };
     let query = sf.allow_as(&last.url, AGENT);
     assert_eq!(complete(&host, &query), Ok(AGENT.to_string()));
 }

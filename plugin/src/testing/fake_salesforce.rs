@@ -186,7 +186,11 @@ impl FakeSalesforce {
     pub fn deny(&self, authorize_url: &str) -> String {
         let state = url::Url::parse(authorize_url)
             .ok()
-            .and_then(|u| u.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()))
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned())
+            })
             .unwrap_or_default();
         url::form_urlencoded::Serializer::new(String::new())
             .append_pair("error", "access_denied")

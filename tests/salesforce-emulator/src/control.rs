@@ -235,8 +235,15 @@ impl Shared {
 
     pub fn live_tokens_of(&self, user_id: &str) -> usize {
         let auth = lock(&self.auth);
-        auth.sessions.values().filter(|s| s.user_id == user_id).count()
-            + auth.refresh.values().filter(|g| g.user_id == user_id).count()
+        auth.sessions
+            .values()
+            .filter(|s| s.user_id == user_id)
+            .count()
+            + auth
+                .refresh
+                .values()
+                .filter(|g| g.user_id == user_id)
+                .count()
     }
 
     pub fn request_counts(&self) -> BTreeMap<String, u64> {

@@ -197,7 +197,8 @@ pub fn authorize(shared: &Shared, req: &Req) -> Resp {
     // After the login the flow continues here without `prompt`: with it,
     // the fresh session would be ended again and the login page would loop.
     let start_url = {
-        let rest: Vec<(String, String)> = q.iter().filter(|(k, _)| k != "prompt").cloned().collect();
+        let rest: Vec<(String, String)> =
+            q.iter().filter(|(k, _)| k != "prompt").cloned().collect();
         let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&rest)
             .finish();

@@ -129,7 +129,11 @@ pub trait Exports: Send + Sync {
     }
     /// `user-sign-in.begin` (0.3.0 on): older versions answer
     /// [`Unsupported`].
-    fn begin_user_sign_in<'a>(&'a self, _: Ctx<'a>, _callback_url: String) -> Answer<'a, SignInRequest> {
+    fn begin_user_sign_in<'a>(
+        &'a self,
+        _: Ctx<'a>,
+        _callback_url: String,
+    ) -> Answer<'a, SignInRequest> {
         unsupported(AGENT_SIGN_IN)
     }
     /// `user-sign-in.complete` (0.3.0 on): the plugin's answer, whatever it

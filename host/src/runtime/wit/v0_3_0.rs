@@ -356,7 +356,8 @@ impl open_browser::Host for PluginState {
             open_browser::Audience::Administrator => Viewer::Administrator,
             open_browser::Audience::Extension(number) => Viewer::Extension(number),
         };
-        self.caps.open_browser(&url, viewer, caption.map(Into::into))
+        self.caps
+            .open_browser(&url, viewer, caption.map(Into::into))
     }
 }
 

@@ -99,12 +99,18 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn a_pop_up_says_who_is_calling_with_the_contacts_account() {
     let (host, sf) = connected();
-    let account = sf.add_record("Account", json!({"Name": "Acme Corp", "Phone": "+1 650 555 0000"}));
+    let account = sf.add_record(
+        "Account",
+        json!({"Name": "Acme Corp", "Phone": "+1 650 555 0000"}),
+    );
     sf.add_record(
         "Contact",
         json!({"LastName": "Lovelace", "Name": "Ada Lovelace", "Phone": "+1 (212) 555-0172", "AccountId": account}),
     );
-    send(&host, &event("cap-1", Phase::Ringing, "212-555-0172", "1001"));
+    send(
+        &host,
+        &event("cap-1", Phase::Ringing, "212-555-0172", "1001"),
+    );
     assert_eq!(
         captions(&host),
         vec![(
@@ -124,7 +130,10 @@ fn a_pop_up_says_who_is_calling_with_the_contacts_account() {
 #[test]
 fn an_unknown_caller_gets_a_caption_with_the_number() {
     let (host, _sf) = connected();
-    send(&host, &event("cap-2", Phase::Ringing, "212-555-0998", "1001"));
+    send(
+        &host,
+        &event("cap-2", Phase::Ringing, "212-555-0998", "1001"),
+    );
     assert_eq!(
         captions(&host),
         vec![(

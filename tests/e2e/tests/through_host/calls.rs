@@ -794,7 +794,10 @@ async fn a_pop_up_says_who_is_calling() {
         .cloned()
         .unwrap_or_else(|| panic!("no pop-up for 1001: {requests}"));
     let caption = &popup["caption"];
-    assert_eq!(caption["title"], "Incoming call from +1 212 555 0177", "{popup}");
+    assert_eq!(
+        caption["title"], "Incoming call from +1 212 555 0177",
+        "{popup}"
+    );
     assert_eq!(caption["action"], "Open in Salesforce");
     assert_eq!(caption["call_id"], "cap-1");
     assert_eq!(

@@ -31,7 +31,11 @@ fn add_agent(world: &World, first: &str) -> (String, String) {
 }
 
 /// Follow redirects inside the org (at most five); the last response.
-async fn follow(browser: &reqwest::Client, base: &str, mut response: reqwest::Response) -> reqwest::Response {
+async fn follow(
+    browser: &reqwest::Client,
+    base: &str,
+    mut response: reqwest::Response,
+) -> reqwest::Response {
     for _ in 0..5 {
         let Some(location) = response
             .headers()
@@ -66,7 +70,11 @@ async fn sign_in(
     before_answer: impl FnOnce(),
 ) -> String {
     let base = world.org.base_url();
-    let page = browser.get(&request.url).send().await.expect("sign-in page");
+    let page = browser
+        .get(&request.url)
+        .send()
+        .await
+        .expect("sign-in page");
     let html = page.text().await.expect("sign-in html");
     assert!(
         html.contains("id=\"login_form\""),
@@ -127,7 +135,10 @@ async fn shared_browser(world: &World) -> reqwest::Client {
         .send()
         .await
         .expect("admin login");
-    assert!(login.headers().get("set-cookie").is_some(), "the admin is logged in");
+    assert!(
+        login.headers().get("set-cookie").is_some(),
+        "the admin is logged in"
+    );
     browser
 }
 
@@ -151,13 +162,20 @@ async fn an_agent_signs_in_as_themselves_and_no_token_of_theirs_lives_on() {
 
     let browser = shared_browser(&world).await;
     let query = sign_in(&world, &browser, &request, &username, true, || {}).await;
-    assert!(query.contains(&format!("state={}", request.state)), "{query}");
+    assert!(
+        query.contains(&format!("state={}", request.state)),
+        "{query}"
+    );
     let answer = handle
         .complete_user_sign_in(&callback, &query)
         .await
         .expect("the plugin answers");
     assert_eq!(answer.as_ref().ok(), Some(&agent), "{answer:?}");
-    assert_eq!(world.org.live_tokens_of(&agent), 0, "the agent's tokens are revoked");
+    assert_eq!(
+        world.org.live_tokens_of(&agent),
+        0,
+        "the agent's tokens are revoked"
+    );
     assert!(world.org.token_stats().revocations > revocations);
     // The administrator's connection is untouched.
     assert_eq!(world.status().await["state"], "Connected");
@@ -196,7 +214,10 @@ async fn a_denied_sign_in_and_a_deactivated_user_identify_no_one() {
         .complete_user_sign_in(&callback, &query)
         .await
         .expect("the plugin answers");
-    assert!(matches!(answer, Err(SignInError::Inactive(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(SignInError::Inactive(_))),
+        "{answer:?}"
+    );
     assert_eq!(world.org.live_tokens_of(&agent), 0);
 }
 
@@ -209,7 +230,10 @@ async fn a_0_2_0_plugin_has_no_sign_in() {
     let runtime = &world.host.state.runtime;
     assert!(!runtime.supports_user_sign_in("probe-v2"));
     let callback = callback_url(&world.host);
-    let begun = runtime.plugin("probe-v2").begin_user_sign_in(&callback).await;
+    let begun = runtime
+        .plugin("probe-v2")
+        .begin_user_sign_in(&callback)
+        .await;
     match begun {
         Err(e @ CallError::Unsupported { .. }) => {
             assert_eq!(e.kind(), "unsupported");
