@@ -76,7 +76,7 @@ pub fn response_header<'a>(response: &'a Response, name: &str) -> Option<&'a str
 
 /// Text from outside (an error description, a body) made fit for one line of
 /// a message: control characters become spaces, runs of white space one
-/// space, and it is cut at 200 characters.
+/// space, and it is cut at 200 characters (the spaces count too).
 pub fn sanitize(text: &str) -> String {
     const MAX: usize = 200;
     let mut out = String::new();
@@ -86,7 +86,12 @@ pub fn sanitize(text: &str) -> String {
         .filter(|w| !w.is_empty())
     {
         if !out.is_empty() {
+            if count == MAX {
+                out.push('…');
+                return out;
+            }
             out.push(' ');
+            count += 1;
         }
         for c in word.chars() {
             if count == MAX {
@@ -157,6 +162,18 @@ mod tests {
         assert_eq!(sanitize("  a\r\nb\t\u{7}c  "), "a b c");
         let long = "x".repeat(500);
         assert_eq!(sanitize(&long).chars().count(), 201);
+    }
+
+    /// Found by the `oauth_callback` fuzz target: the spaces between words
+    /// were not counted, so text of one-letter words came out almost twice
+    /// as long as the 200 characters promised.
+    #[test]
+    fn sanitize_cuts_at_200_characters_spaces_included() {
+        let words = "a ".repeat(300);
+        let clean = sanitize(&words);
+        assert_eq!(clean.chars().count(), 201, "{clean}");
+        assert!(clean.ends_with('…'));
+        assert_eq!(sanitize(&"a ".repeat(100)).chars().count(), 199);
     }
 
     #[test]

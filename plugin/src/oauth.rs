@@ -461,23 +461,28 @@ impl<'h, H: Host> OAuthClient<'h, H> {
             .host
             .fetch(&http::post_form(&url, form))
             .map_err(TokenFailure::Fetch)?;
-        if !(200..=299).contains(&response.status) {
-            return Err(failure(&response));
-        }
-        serde_json::from_slice::<TokenAnswer>(&response.body).map_err(|e| TokenFailure::Malformed {
-            status: response.status,
-            // serde's message names the field, never the token values.
-            what: if e.is_data() {
-                "no access_token in it".to_string()
-            } else {
-                "not JSON".to_string()
-            },
-        })
+        token_answer(&response)
     }
 }
 
+/// The token endpoint's answer: the tokens, or why there are none.
+pub fn token_answer(response: &Response) -> Result<TokenAnswer, TokenFailure> {
+    if !(200..=299).contains(&response.status) {
+        return Err(failure(response));
+    }
+    serde_json::from_slice::<TokenAnswer>(&response.body).map_err(|e| TokenFailure::Malformed {
+        status: response.status,
+        // serde's message names the field, never the token values.
+        what: if e.is_data() {
+            "no access_token in it".to_string()
+        } else {
+            "not JSON".to_string()
+        },
+    })
+}
+
 /// A non-2xx answer of an OAuth endpoint.
-fn failure(response: &Response) -> TokenFailure {
+pub fn failure(response: &Response) -> TokenFailure {
     if response.status >= 500 {
         return TokenFailure::Server {
             status: response.status,

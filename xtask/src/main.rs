@@ -4,6 +4,9 @@
 //! - `test`: build, install what the tests need, run every test.
 //! - `demo`: build, start the emulator and the host, install the plugin.
 //! - `bench`: the benchmarks, printing ratios measured side by side.
+//! - `fuzz`: the plugin's fuzz targets, for a given time or number of runs.
+
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +51,19 @@ enum Task {
     Bench,
     /// cargo fmt --check and clippy -D warnings.
     Lint,
+    /// Run the plugin's fuzz targets (not part of `test`).
+    Fuzz {
+        /// Seconds per target (60 when neither limit is given).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Runs (inputs executed) per target; with --seconds, the first
+        /// limit reached ends the target.
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Only this target (caller_number, oauth_callback, salesforce_json).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +74,18 @@ fn main() -> std::process::ExitCode {
         Task::Demo { headless } => demo(headless),
         Task::Bench => bench(),
         Task::Lint => lint(),
+        Task::Fuzz {
+            seconds,
+            runs,
+            target,
+        } => fuzz::fuzz(
+            &root(),
+            fuzz::Budget {
+                seconds: seconds.or(runs.is_none().then_some(60)),
+                runs,
+            },
+            target.as_deref(),
+        ),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -149,31 +149,72 @@ impl<H: Host> Calls<'_, H> {
     fn search(&self, term: &str, instance: &str) -> Result<Vec<Match>, PluginError> {
         let path = search_path(&sosl(term));
         let answer: Value = self.api().get(&path)?;
-        let records = match &answer {
-            Value::Array(list) => list.as_slice(),
-            other => other
-                .get("searchRecords")
-                .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice),
-        };
-        let text = |r: &Value, f: &str| r.get(f).and_then(Value::as_str).map(str::to_string);
-        Ok(records
-            .iter()
-            .filter_map(|r| {
-                let object = r.get("attributes")?.get("type")?.as_str()?.to_string();
-                let id = text(r, "Id")?;
-                if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    return None;
-                }
-                Some(Match {
-                    url: format!("{instance}/lightning/r/{object}/{id}/view"),
-                    name: text(r, "Name").unwrap_or_else(|| id.clone()),
-                    account_id: text(r, "AccountId"),
-                    modified: text(r, "LastModifiedDate").unwrap_or_default(),
-                    object,
-                    id,
-                })
+        Ok(search_matches(&answer, instance))
+    }
+}
+
+/// The records of a SOSL search answer (an array, or `searchRecords`) as
+/// matches linked under `instance`; a record whose type is not an object
+/// name (letters, digits, `_`) or whose id is not alphanumeric is left out,
+/// so neither can bend the URL.
+pub fn search_matches(answer: &Value, instance: &str) -> Vec<Match> {
+    let records = match answer {
+        Value::Array(list) => list.as_slice(),
+        other => other
+            .get("searchRecords")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice),
+    };
+    let text = |r: &Value, f: &str| r.get(f).and_then(Value::as_str).map(str::to_string);
+    records
+        .iter()
+        .filter_map(|r| {
+            let object = r.get("attributes")?.get("type")?.as_str()?.to_string();
+            let id = text(r, "Id")?;
+            let object_name = object
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let plain_id = id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if object.is_empty() || !object_name || id.is_empty() || !plain_id {
+                return None;
+            }
+            Some(Match {
+                url: format!("{instance}/lightning/r/{object}/{id}/view"),
+                name: text(r, "Name").unwrap_or_else(|| id.clone()),
+                account_id: text(r, "AccountId"),
+                modified: text(r, "LastModifiedDate").unwrap_or_default(),
+                object,
+                id,
             })
-            .collect())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `salesforce_json` fuzz target: a record's type went
+    /// into the record's URL unchecked ("C!ntact", "../x"), and an empty id
+    /// linked to `.../Contact//view`.
+    #[test]
+    fn search_records_with_an_odd_type_or_an_empty_id_are_left_out() {
+        let answer = serde_json::json!({"searchRecords": [
+            {"attributes": {"type": "C!ntact"}, "Id": "003A", "Name": "Odd"},
+            {"attributes": {"type": "../../evil?x="}, "Id": "003B"},
+            {"attributes": {"type": ""}, "Id": "003C"},
+            {"attributes": {"type": "Contact"}, "Id": ""},
+            {"attributes": {"type": "Contact"}, "Id": "003D", "Name": "Ann"},
+            {"attributes": {"type": "Custom__c"}, "Id": "a01E"},
+        ]});
+        let found = search_matches(&answer, "https://acme.my.salesforce.com");
+        let urls: Vec<&str> = found.iter().map(|m| m.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://acme.my.salesforce.com/lightning/r/Contact/003D/view",
+                "https://acme.my.salesforce.com/lightning/r/Custom__c/a01E/view",
+            ]
+        );
     }
 }

@@ -329,17 +329,21 @@ impl<'h, H: Host> Connector<'h, H> {
 
 /// The parameters of a callback query.
 #[derive(Default)]
-struct Callback {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
+pub struct Callback {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state the consent URL carried.
+    pub state: Option<String>,
+    /// The OAuth error code, when Salesforce refused.
+    pub error: Option<String>,
+    /// Salesforce's description of the error.
+    pub error_description: Option<String>,
 }
 
 impl Callback {
     /// Parse a raw query string (a leading `?` is tolerated); the first of a
     /// repeated parameter wins.
-    fn parse(query: &str) -> Self {
+    pub fn parse(query: &str) -> Self {
         let query = query.strip_prefix('?').unwrap_or(query);
         let mut out = Callback::default();
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {

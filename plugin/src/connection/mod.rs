@@ -7,6 +7,8 @@ mod authorize;
 mod tests;
 
 pub use crate::auth::{ConnectionRecord, LinkState, Tokens};
+/// Public so the callback parser can be fuzzed (`plugin/fuzz`).
+pub use authorize::Callback;
 
 use crate::bindings::exports::pbx::crm::integration::{ConnectionState, Status};
 use crate::bindings::pbx::crm::log::Level;

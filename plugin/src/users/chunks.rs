@@ -276,6 +276,25 @@ pub(super) fn parse_page(response: &ApiResponse) -> Result<QueryPage<SfUser<'_>>
     })
 }
 
+/// A whole page of the users query as the chunk a sync step would store for
+/// it (a JSON array of [`UserRecord`](super::UserRecord)): the path a page
+/// takes through [`parse_page`] and [`PartWriter`], in one call, so the
+/// fuzzer (`plugin/fuzz`) can check that every page Salesforce may send
+/// stores as user records that read back the same.
+pub fn page_chunk(body: &[u8]) -> Result<Vec<u8>, PluginError> {
+    let response = ApiResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: body.to_vec(),
+    };
+    let page = parse_page(&response)?;
+    let mut part = PartWriter::new(0);
+    for user in &page.records {
+        part.push(&user.stored())?;
+    }
+    Ok(part.finish().json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

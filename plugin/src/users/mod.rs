@@ -52,6 +52,7 @@ use crate::store::{self, Store, keys};
 
 /// The users query, under the name the sync benchmark knows it by.
 pub use crate::salesforce::query::USERS_SOQL;
+pub use chunks::page_chunk;
 /// Users per stored chunk: a chunk is closed once it holds this many (a
 /// lookup by id reads one chunk, so chunks stay small).
 pub const CHUNK_TARGET: usize = 2_000;
