@@ -18,5 +18,6 @@ mod kv_store;
 mod outbound;
 mod plugin_versions;
 mod portal_browser;
+mod portal_security;
 mod sandbox;
 mod tokens;
