@@ -52,6 +52,10 @@ pub struct FileConfig {
     pub default_region: Option<String>,
     /// How often pending call logs are delivered, in milliseconds.
     pub journal_interval_ms: Option<u64>,
+    /// Serve HTTPS with this certificate chain (PEM); needs `tls-key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls-cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -96,6 +100,18 @@ pub struct HostConfig {
     /// How often the call ticker runs (plugins' pending deliveries, the
     /// host's call-event retry queue).
     pub journal_interval: Duration,
+    /// Serve HTTPS with these files; plain HTTP without.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate and key files of `serve --tls-cert --tls-key` (read at
+/// start by `server::listener`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM), the server's certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl HostConfig {
@@ -107,10 +123,20 @@ impl HostConfig {
         let listen = file
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let tls = match (file.tls_cert, file.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "--tls-cert and --tls-key go together: give both PEM files to serve HTTPS, or neither".into(),
+                ));
+            }
+        };
         let public_url_given = file.public_url.is_some();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = match file.public_url {
             Some(u) => parse_public_url(&u)?,
-            None => parse_public_url(&format!("http://{listen}"))?,
+            None => parse_public_url(&format!("{scheme}://{listen}"))?,
         };
         let mut trust_ca_pem = Vec::new();
         for path in &file.trust_ca {
@@ -188,6 +214,7 @@ impl HostConfig {
             outbound,
             system_browser: file.system_browser.unwrap_or(false),
             default_region,
+            tls,
         })
     }
 
@@ -270,6 +297,10 @@ mod tests {
             },
             FileConfig {
                 data_dir: None,
+                ..base()
+            },
+            FileConfig {
+                tls_cert: Some("/tmp/cert.pem".into()),
                 ..base()
             },
         ];

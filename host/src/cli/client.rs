@@ -1,5 +1,6 @@
 //! The CLI's side of the admin API: it finds the running host through the
-//! files `serve` keeps in the data directory.
+//! files `serve` keeps in the data directory (and, for a host serving
+//! HTTPS, the certificate it trusts: `pinned_tls`).
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::server::{ADMIN_TOKEN_FILE, ADMIN_URL_FILE};
+use crate::server::{ADMIN_CERT_FILE, ADMIN_TOKEN_FILE, ADMIN_URL_FILE};
 
 /// A client of one running host's admin API.
 pub struct AdminClient {
@@ -31,7 +32,22 @@ impl AdminClient {
                     )
                 })
         };
-        Ok(Self::new(read(ADMIN_URL_FILE)?, read(ADMIN_TOKEN_FILE)?))
+        let base = read(ADMIN_URL_FILE)?;
+        let token = read(ADMIN_TOKEN_FILE)?;
+        if base.starts_with("https://") {
+            let http = super::pinned_tls::client(&data_dir.join(ADMIN_CERT_FILE))?;
+            return Ok(Self::with_http(base, token, http));
+        }
+        Ok(Self::new(base, token))
+    }
+
+    /// A client of `base` with `token`, over `http`.
+    pub fn with_http(base: String, token: String, http: reqwest::Client) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
     }
 
     /// A client of `base` with `token`.

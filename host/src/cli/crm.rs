@@ -176,6 +176,9 @@ async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyh
     let url = authorization["url"]
         .as_str()
         .context("the host returned no URL")?;
+    // The host checks it too; a page that is no https page is never
+    // printed for pasting nor handed to xdg-open.
+    crate::server::check_authorization_url(plugin, url).map_err(anyhow::Error::msg)?;
     if no_browser {
         println!("{url}");
         return Ok(());

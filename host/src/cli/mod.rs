@@ -8,6 +8,7 @@ mod crm;
 mod crm_settings;
 mod crm_users;
 mod extension;
+mod pinned_tls;
 mod plugin;
 mod serve;
 mod vendor;

@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// How often pending call logs are delivered, in milliseconds (default 5000).
     #[arg(long)]
     journal_interval_ms: Option<u64>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -83,6 +89,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     file.http_timeout_ms = args.http_timeout_ms.or(file.http_timeout_ms);
     file.default_region = args.default_region.or(file.default_region);
     file.journal_interval_ms = args.journal_interval_ms.or(file.journal_interval_ms);
+    file.tls_cert = args.tls_cert.or(file.tls_cert);
+    file.tls_key = args.tls_key.or(file.tls_key);
     if args.system_browser {
         file.system_browser = Some(true);
     }

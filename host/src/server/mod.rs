@@ -7,18 +7,25 @@
 //! - `oauth`: the OAuth callback, open to anyone: it completes only an
 //!   authorization whose single-use `state` the caller holds.
 //!
+//! - `assets`: the pages' scripts and styles, to anyone.
+//!
 //! `state` holds what handlers share, `error` how the API says no, `pages`
-//! the headers and escaping of every HTML page.
+//! the headers and escaping of every HTML page, `cross_site` the check
+//! every state-changing request passes, `listener` plain HTTP or HTTPS.
 
 mod agent;
 mod api;
+mod assets;
 mod auth;
+mod cross_site;
 mod error;
+pub mod listener;
 mod oauth;
 mod pages;
 mod portal;
 mod state;
 
+pub use api::check_authorization_url;
 pub use error::ApiError;
 pub use state::{AppState, AuthorizationOutcome};
 
@@ -27,6 +34,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -44,6 +52,9 @@ use crate::store::{Quota, Store};
 pub const ADMIN_URL_FILE: &str = "admin-url";
 /// The admin token file.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// With TLS, a copy of the served certificate chain: the CLI trusts
+/// exactly that certificate for the admin URL.
+pub const ADMIN_CERT_FILE: &str = "admin-cert.pem";
 
 /// A host that is serving.
 pub struct RunningHost {
@@ -53,6 +64,8 @@ pub struct RunningHost {
     pub admin_token: String,
     /// Handler state, for in-process tests.
     pub state: Arc<AppState>,
+    /// Whether it serves HTTPS.
+    pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     ticker: JoinHandle<()>,
@@ -61,7 +74,8 @@ pub struct RunningHost {
 impl RunningHost {
     /// The base URL of the portal and admin API.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stop serving and wait for the server to end.
@@ -115,16 +129,34 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     tracing::info!(plugins = loaded, "installed plugins loaded");
 
     let admin_token = auth::load_or_create_token(&config.data_dir.join(ADMIN_TOKEN_FILE))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    // Read the TLS files before binding: a bad file stops the start.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(listener::server_config)
+        .transpose()?;
+    let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let addr = tcp.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if !config.public_url_given {
         // Without --public-url the PBX is reached where it listens.
-        config.public_url = url::Url::parse(&format!("http://{addr}"))?;
+        config.public_url = url::Url::parse(&format!("{scheme}://{addr}"))?;
+    }
+    if let Some(warning) = listener::plain_http_warning(addr, tls.is_some()) {
+        tracing::warn!("{warning}");
+    }
+    let admin_cert = config.data_dir.join(ADMIN_CERT_FILE);
+    match &tls {
+        Some((_, cert_pem)) => write_private(&admin_cert, cert_pem)
+            .with_context(|| format!("cannot write {}", admin_cert.display()))?,
+        None => {
+            let _ = std::fs::remove_file(&admin_cert);
+        }
     }
     let admin_url = config.data_dir.join(ADMIN_URL_FILE);
-    write_private(&admin_url, format!("http://{addr}\n").as_bytes())
+    write_private(&admin_url, format!("{scheme}://{addr}\n").as_bytes())
         .with_context(|| format!("cannot write {}", admin_url.display()))?;
 
     let journal = Arc::new(Journal::new(
@@ -145,20 +177,33 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         originations: Default::default(),
         stopping: tokio::sync::watch::channel(false).0,
     });
-    let app = router(state.clone());
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
+    let stop = async {
+        let _ = rx.await;
+    };
+    let task = match tls {
+        Some((config, _)) => {
+            // tap_io makes axum's ConnectInfo<SocketAddr> work for this listener.
+            let tls_listener = listener::TlsListener::new(tcp, config)?.tap_io(|_| ());
+            tokio::spawn(async move {
+                let served = axum::serve(tls_listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("server failed: {e}");
+                }
             })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("server failed: {e}");
         }
-    });
+        None => tokio::spawn(async move {
+            let served = axum::serve(tcp, app).with_graceful_shutdown(stop).await;
+            if let Err(e) = served {
+                tracing::error!("server failed: {e}");
+            }
+        }),
+    };
     tracing::info!(
-        portal = %format!("http://{addr}/"),
+        portal = %format!("{scheme}://{addr}/"),
         public_url = %state.config.public_url,
         "pbx-host serving"
     );
@@ -166,6 +211,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         addr,
         admin_token,
         state,
+        tls: scheme == "https",
         shutdown: Some(tx),
         task,
         ticker,
@@ -177,6 +223,12 @@ fn router(state: Arc<AppState>) -> Router {
         .merge(portal::routes())
         .merge(oauth::routes())
         .merge(agent::routes())
+        .merge(assets::routes())
         .nest("/api", api::routes(state.clone()))
+        // Outermost: a refused request reaches no handler.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cross_site::guard,
+        ))
         .with_state(state)
 }

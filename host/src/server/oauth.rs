@@ -2,6 +2,13 @@
 //! the administrator's browser here after consent. The whole query goes to
 //! the plugin, which checks `state` (single-use, held only by whoever began
 //! the authorization) and does the rest.
+//!
+//! As anyone may call it, it keeps only what a real authorization causes:
+//! a plugin that is not installed is a 404 and nothing is kept; a callback
+//! the plugin finds no pending authorization for (it answers `not-found`:
+//! no state, an unknown or used one, an `error=` without a valid state) is
+//! refused and leaves the outcome the portal shows alone; and the outcomes
+//! kept are bounded (`state::AuthorizationOutcomes`).
 
 use std::sync::Arc;
 
@@ -15,6 +22,7 @@ use super::pages::{escape, page};
 use super::state::{AppState, AuthorizationOutcome};
 use crate::now_ms;
 use crate::runtime::CallError;
+use crate::runtime::wit::ErrorKind;
 
 type St = State<Arc<AppState>>;
 
@@ -27,6 +35,9 @@ async fn oauth_callback(
     Path(plugin): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if !st.runtime.plugin_ids().iter().any(|id| *id == plugin) {
+        return not_installed(&plugin);
+    }
     let callback_url = st.config.callback_url(&plugin);
     let query = query.unwrap_or_default();
     let result = st
@@ -34,6 +45,15 @@ async fn oauth_callback(
         .plugin(&plugin)
         .complete_authorization(&callback_url, &query)
         .await;
+    // Removed between the check above and the call: still nothing kept.
+    if matches!(result, Err(CallError::NotInstalled(_))) {
+        return not_installed(&plugin);
+    }
+    // No pending authorization matched: not an outcome of one.
+    let unmatched = matches!(
+        &result,
+        Err(CallError::Refused { error, .. }) if error.kind == ErrorKind::NotFound
+    );
     let (status, title, message) = match &result {
         Ok(status) => (
             StatusCode::OK,
@@ -63,25 +83,38 @@ async fn oauth_callback(
         Ok(_) => format!("{message}. You can close this page and return to the PBX portal."),
         Err(_) => message.clone(),
     };
-    st.authorizations
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            plugin,
+    if !unmatched {
+        st.authorizations.record(
+            &plugin,
             AuthorizationOutcome {
                 at_ms: now_ms(),
                 ok: status == StatusCode::OK,
                 message,
             },
         );
+    }
+    result_page(status, title, &detail)
+}
+
+fn not_installed(plugin: &str) -> Response {
+    result_page(
+        StatusCode::NOT_FOUND,
+        "Authorization failed",
+        &format!(
+            "No plugin {plugin:?} is installed on this PBX: check the Callback URL entered in the CRM (the portal shows it)."
+        ),
+    )
+}
+
+fn result_page(status: StatusCode, title: &str, detail: &str) -> Response {
     page(
         status,
         format!(
             r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}}</style></head>
-<body><h1 id="result">{t}</h1><p id="detail">{d}</p></body></html>"#,
+<link rel="stylesheet" href="/assets/page.css"></head>
+<body class="wide"><h1 id="result">{t}</h1><p id="detail">{d}</p></body></html>"#,
             t = escape(title),
-            d = escape(&detail)
+            d = escape(detail)
         ),
     )
 }

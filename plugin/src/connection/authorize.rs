@@ -140,12 +140,13 @@ impl<'h, H: Host> Connector<'h, H> {
             _ => None,
         };
 
-        if let Some(error) = &params.error {
-            if let Some((key, _, raw)) = &attempt {
-                let _ = self
-                    .store()
-                    .commit(&Batch::new().expect_raw(key, Some(raw.clone())).delete(key));
-            }
+        // An error answer counts only for a pending attempt: without one it
+        // is refused below like any unknown state, so a stranger cannot
+        // change what the portal shows by calling the open callback.
+        if let (Some(error), Some((key, _, raw))) = (&params.error, &attempt) {
+            let _ = self
+                .store()
+                .commit(&Batch::new().expect_raw(key, Some(raw.clone())).delete(key));
             let said = match params
                 .error_description
                 .as_deref()
@@ -171,8 +172,10 @@ impl<'h, H: Host> Connector<'h, H> {
             return Err(PluginError::AuthorizationFailed(message));
         }
 
+        // No pending attempt matches: `not-found`, which the host does not
+        // count as the outcome of an authorization.
         let Some(state) = params.state.as_deref() else {
-            return Err(PluginError::AuthorizationFailed(format!(
+            return Err(PluginError::NotFound(format!(
                 "the answer from Salesforce has no state parameter, so the PBX cannot tell which authorization it belongs to: {start_again}"
             )));
         };
@@ -184,7 +187,7 @@ impl<'h, H: Host> Connector<'h, H> {
                     state.len()
                 ),
             );
-            return Err(PluginError::AuthorizationFailed(format!(
+            return Err(PluginError::NotFound(format!(
                 "this authorization is unknown, was already used or was replaced: {start_again}"
             )));
         };

@@ -52,6 +52,8 @@ impl Browser {
                 ],
             }),
         );
+        // The console, for `csp_violations`.
+        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         // chromedriver takes a moment to listen: retry the session until it does.
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
@@ -136,6 +138,23 @@ impl Browser {
         }
     }
 
+    /// The console messages since the last call that report a
+    /// Content-Security-Policy violation (Chromium logs each one).
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("the browser's console log");
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["message"].as_str())
+            .filter(|m| m.contains("Content Security Policy"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Save a screenshot under target/artifacts; returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");
@@ -157,5 +176,26 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
+    }
+}
+
+/// chromedriver's console log command (not in the W3C protocol).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
     }
 }

@@ -1,10 +1,15 @@
 //! A CRM plugin's set-up: what it is and which settings it describes, its
 //! settings, the Callback URL, authorizing, disconnecting, and its status
 //! with the host's view of its call journal.
+//!
+//! The authorization page a plugin names is opened by the portal and the
+//! CLI, so it is checked here first (`check_authorization_url`): only a web
+//! page (`https`, or `http` on loopback for tests) gets out.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -40,12 +45,7 @@ async fn status(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let status = st.runtime.plugin(&plugin).status().await?;
     let mut body = json!(status);
-    let last = st
-        .authorizations
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&plugin)
-        .cloned();
+    let last = st.authorizations.get(&plugin, crate::now_ms());
     body["last_authorization"] = json!(last);
     let pending = st.journal.pending(&plugin);
     body["pending_call_logs"] = json!(pending.count);
@@ -66,7 +66,38 @@ async fn authorize(
         .plugin(&plugin)
         .begin_authorization(&callback_url)
         .await?;
+    check_authorization_url(&plugin, &authorization.url)
+        .map_err(|m| ApiError::new(StatusCode::BAD_GATEWAY, "plugin-bad-answer", m))?;
     Ok(Json(json!(authorization)))
+}
+
+/// Whether `url`, the authorization page plugin `plugin` named, may be
+/// opened: an `https` URL, or `http` to a loopback host (tests, a CRM on
+/// this machine). Else a message naming the plugin and the fix.
+pub fn check_authorization_url(plugin: &str, url: &str) -> Result<(), String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "plugin {plugin} gave an authorization page that {why}, so it was not opened: update or remove the plugin, and tell its vendor"
+        ))
+    };
+    let Ok(parsed) = url::Url::parse(url) else {
+        return refuse("is not a URL");
+    };
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => refuse("is plain http to a host other than this machine (https is needed)"),
+        _ => refuse(&format!(
+            "is a {}: URL, not an https page",
+            parsed.scheme().chars().take(20).collect::<String>()
+        )),
+    }
 }
 
 async fn disconnect(
@@ -105,4 +136,37 @@ async fn save_settings(
         .save_settings(&body.settings)
         .await?;
     Ok(Json(json!({ "status": status })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_web_pages_pass_as_authorization_urls() {
+        for ok in [
+            "https://login.salesforce.com/services/oauth2/authorize?x=1",
+            "http://127.0.0.1:8443/authorize",
+            "http://localhost/authorize",
+            "http://[::1]:80/authorize",
+        ] {
+            assert_eq!(check_authorization_url("probe", ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(document.cookie)",
+            "JAVASCRIPT:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "http://evil.example/authorize",
+            "http://127.0.0.1.evil.example/",
+            "file:///etc/passwd",
+            "vbscript:x",
+            "not a url",
+        ] {
+            let refused = check_authorization_url("probe", bad);
+            assert!(
+                refused.as_ref().is_err_and(|m| m.contains("plugin probe")),
+                "{bad}: {refused:?}"
+            );
+        }
+    }
 }

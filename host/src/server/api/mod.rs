@@ -9,6 +9,8 @@ mod extensions;
 mod host;
 mod plugins;
 
+pub use crm::check_authorization_url;
+
 use std::sync::Arc;
 
 use axum::extract::{Request, State};

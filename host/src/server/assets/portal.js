@@ -1,7 +1,8 @@
 // The administrator's portal: the CRM integration (its settings form as the
 // plugin describes it, authorization, status), the users page with
-// associations, extensions, and plugin versions. Served inline in
-// portal.html by server/portal.rs.
+// associations, extensions, and plugin versions. Served as a file
+// (server/assets.rs) for the pages' Content-Security-Policy: no inline
+// script or style anywhere, text from the API always goes in as text.
 "use strict";
 // The CRM plugin this page configures: ?plugin=ID, else the first active
 // one (a picker appears when there are several). Its wording comes from
@@ -40,7 +41,7 @@ function showCallLogs(status) {
 
 // The pending count changes as calls end: refresh it now and then.
 setInterval(async () => {
-  try { showCallLogs(await api("GET", `/crm/${PLUGIN}/status`)); } catch (e) { /* the status line says why */ }
+  try { showCallLogs(await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`)); } catch (e) { /* the status line says why */ }
 }, 5000);
 
 async function choosePlugin() {
@@ -67,18 +68,18 @@ async function loadCrm() {
     return;
   }
   try {
-    const info = await api("GET", `/crm/${PLUGIN}/describe`);
+    const info = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/describe`);
     CRM = info.crm_name;
     text(el("crm-name"), CRM);
     for (const node of document.querySelectorAll(".crm-name")) text(node, CRM);
-    const values = (await api("GET", `/crm/${PLUGIN}/settings`)).settings;
+    const values = (await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/settings`)).settings;
     renderSettings(info.settings, values);
-    showStatus(await api("GET", `/crm/${PLUGIN}/status`));
+    showStatus(await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`));
   } catch (e) {
     text(el("crm-name"), PLUGIN);
     text(el("status"), e.message);
   }
-  text(el("callback-url"), (await api("GET", `/crm/${PLUGIN}/callback-url`)).callback_url);
+  text(el("callback-url"), (await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/callback-url`)).callback_url);
 }
 
 function renderSettings(fields, values) {
@@ -137,14 +138,14 @@ el("settings-form").addEventListener("submit", async (event) => {
   // Only a connection that is not (or no longer) authorized needs the
   // consent page; changing other settings of a connected CRM does not.
   const connected = el("status").className === "state-connected";
-  const tab = connected ? null : window.open("", "_blank");
+  const tab = connected ? null : blankTab();
   try {
-    const result = await api("PUT", `/crm/${PLUGIN}/settings`, { settings });
+    const result = await api("PUT", `/crm/${encodeURIComponent(PLUGIN)}/settings`, { settings });
     showStatus(result.status);
     text(el("settings-result"), "Saved.");
     el("settings-result").className = "";
     if (result.status.state !== "Connected") {
-      await startAuthorization(tab || window.open("", "_blank"));
+      await startAuthorization(tab || blankTab());
     } else if (tab) {
       tab.close();
     }
@@ -155,14 +156,30 @@ el("settings-form").addEventListener("submit", async (event) => {
   }
 });
 
+// A page a plugin names is opened only if it is a web page (http or https):
+// never a javascript: or data: URL, which would run in this origin.
+function webPage(url) {
+  try { return ["https:", "http:"].includes(new URL(url).protocol); } catch (e) { return false; }
+}
+
+// A tab opened within a click (popup blockers allow that) and pointed at a
+// page later: cut from this page first (what noopener does), so the other
+// site cannot reach back through window.opener.
+function blankTab() {
+  const tab = window.open("", "_blank");
+  if (tab) tab.opener = null;
+  return tab;
+}
+
 let pendingSince = null;
 async function startAuthorization(tab) {
-  const before = await api("GET", `/crm/${PLUGIN}/status`);
+  const before = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`);
   pendingSince = before.last_authorization ? before.last_authorization.at_ms : 0;
   try {
-    const authorization = await api("POST", `/crm/${PLUGIN}/authorize`);
+    const authorization = await api("POST", `/crm/${encodeURIComponent(PLUGIN)}/authorize`);
+    if (!webPage(authorization.url)) throw new Error(`the plugin ${PLUGIN} gave an authorization page that is not an http(s) URL; it was not opened`);
     openedByPage.add(authorization.url);
-    if (tab) { tab.location = authorization.url; } else { window.open(authorization.url, "_blank"); }
+    if (tab) { tab.location.replace(authorization.url); } else { window.open(authorization.url, "_blank", "noopener,noreferrer"); }
     text(el("settings-result"), `${CRM}'s authorization page opened in a new tab: log in and click Allow.`);
     el("settings-result").className = "";
   } catch (e) {
@@ -173,10 +190,10 @@ async function startAuthorization(tab) {
   }
 }
 
-el("authorize").addEventListener("click", () => startAuthorization(window.open("", "_blank")));
+el("authorize").addEventListener("click", () => startAuthorization(blankTab()));
 el("disconnect").addEventListener("click", async () => {
   try {
-    showStatus(await api("POST", `/crm/${PLUGIN}/disconnect`));
+    showStatus(await api("POST", `/crm/${encodeURIComponent(PLUGIN)}/disconnect`));
   } catch (e) {
     text(el("settings-result"), e.message);
     el("settings-result").className = "error";
@@ -188,7 +205,7 @@ el("disconnect").addEventListener("click", async () => {
 async function watchAuthorization() {
   if (pendingSince === null) return;
   let status;
-  try { status = await api("GET", `/crm/${PLUGIN}/status`); } catch (e) { return; }
+  try { status = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`); } catch (e) { return; }
   const last = status.last_authorization;
   if (!last || last.at_ms === pendingSince) return;
   pendingSince = null;
@@ -216,7 +233,7 @@ async function loadExtensions() {
     const td = document.createElement("td");
     const remove = document.createElement("button");
     text(remove, "Remove");
-    remove.style.marginTop = "0";
+    remove.className = "flush";
     remove.addEventListener("click", async () => {
       await api("DELETE", "/extensions/" + encodeURIComponent(ext.number));
       await loadExtensions();
@@ -255,7 +272,7 @@ async function loadPlugins() {
   const button = (label, action) => {
     const b = document.createElement("button");
     text(b, label);
-    b.style.marginTop = "0";
+    b.className = "flush";
     b.addEventListener("click", async () => {
       try { text(el("plugin-result"), await action()); el("plugin-result").className = ""; }
       catch (e) { text(el("plugin-result"), e.message); el("plugin-result").className = "error"; }
@@ -378,20 +395,20 @@ async function pollBrowserRequests(initial) {
     const { requests } = await api("GET", "/browser-requests?after=" + lastBrowserRequest);
     for (const request of requests) {
       lastBrowserRequest = Math.max(lastBrowserRequest, request.id);
-      if (initial || request.viewer.kind !== "administrator" || openedByPage.has(request.url)) continue;
+      if (initial || request.viewer.kind !== "administrator" || openedByPage.has(request.url) || !webPage(request.url)) continue;
       // Started elsewhere (e.g. `pbx-host crm authorize`): follow it here too.
       if (pendingSince === null) {
-        const before = await api("GET", `/crm/${PLUGIN}/status`);
+        const before = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`);
         pendingSince = before.last_authorization ? before.last_authorization.at_ms : 0;
       }
-      window.open(request.url, "_blank", "noopener");
+      window.open(request.url, "_blank", "noopener,noreferrer");
       const notice = el("browser-notice");
       notice.className = "notice";
       notice.replaceChildren();
       const link = document.createElement("a");
       link.href = request.url;
       link.target = "_blank";
-      link.rel = "noopener";
+      link.rel = "noopener noreferrer";
       link.id = "browser-link";
       text(link, "Open the page the plugin asked for");
       notice.append(link);
@@ -414,7 +431,7 @@ function userName(id) {
 async function loadUsers() {
   if (!PLUGIN) return;
   try {
-    users = await api("GET", `/crm/${PLUGIN}/users`);
+    users = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/users`);
   } catch (e) {
     text(el("sync-text"), e.message);
     return;
@@ -526,11 +543,11 @@ function showSync(job) {
 
 el("sync-users").addEventListener("click", async () => {
   try {
-    let job = await api("POST", `/crm/${PLUGIN}/users/sync`);
+    let job = await api("POST", `/crm/${encodeURIComponent(PLUGIN)}/users/sync`);
     showSync(job);
     while (job.running) {
       await new Promise((r) => setTimeout(r, 300));
-      job = await api("GET", `/crm/${PLUGIN}/users/sync`);
+      job = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/users/sync`);
       showSync(job);
     }
     await loadUsers();
@@ -556,7 +573,7 @@ function reasonText(reason) {
 let proposal = null;
 el("auto-associate").addEventListener("click", async () => {
   try {
-    proposal = await api("GET", `/crm/${PLUGIN}/associations/proposal`);
+    proposal = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/associations/proposal`);
   } catch (e) {
     text(el("assoc-result"), e.message);
     el("assoc-result").className = "error";
@@ -597,7 +614,7 @@ el("proposal-dialog").addEventListener("close", () => {
 el("save-associations").addEventListener("click", async () => {
   const associations = [...assigned.entries()].map(([user_id, extension]) => ({ user_id, extension }));
   try {
-    const saved = await api("PUT", `/crm/${PLUGIN}/associations`, { version: users.version, associations });
+    const saved = await api("PUT", `/crm/${encodeURIComponent(PLUGIN)}/associations`, { version: users.version, associations });
     text(el("assoc-result"), `Saved (version ${saved.version}).`);
     el("assoc-result").className = "";
     await loadUsers();

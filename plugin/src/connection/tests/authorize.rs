@@ -271,7 +271,8 @@ fn a_replayed_callback_never_exchanges_the_code_twice() {
     );
     let before = host.kv_dump();
     let (k, message) = err(Plugin::new(&host).complete_authorization(CALLBACK, &query));
-    assert_eq!(k, ErrorKind::AuthorizationFailed);
+    // A used state matches no pending attempt: not an outcome of one.
+    assert_eq!(k, ErrorKind::NotFound);
     assert!(message.contains("already used"), "{message}");
     assert!(
         message.contains("start the authorization again from the PBX portal"),
@@ -359,9 +360,18 @@ fn denied_access_names_the_fix_and_consumes_the_state() {
 #[test]
 fn other_consent_errors_show_salesforces_words() {
     let (host, _sf) = configured();
+    let auth = Plugin::new(&host)
+        .begin_authorization(CALLBACK)
+        .map(|a| a.url);
+    let state = params(&auth.unwrap_or_default())
+        .get("state")
+        .cloned()
+        .unwrap_or_default();
     let (k, message) = err(Plugin::new(&host).complete_authorization(
         CALLBACK,
-        "error=OAUTH_APP_BLOCKED&error_description=this+app+is+blocked+by+admin",
+        &format!(
+            "error=OAUTH_APP_BLOCKED&error_description=this+app+is+blocked+by+admin&state={state}"
+        ),
     ));
     assert_eq!(k, ErrorKind::AuthorizationFailed);
     assert!(message.contains("OAUTH_APP_BLOCKED"), "{message}");
@@ -372,13 +382,43 @@ fn other_consent_errors_show_salesforces_words() {
 }
 
 #[test]
+fn an_error_answer_without_a_pending_state_is_refused_and_changes_nothing() {
+    let (host, _sf) = configured();
+    // A real attempt is pending: a stranger's error answer must not end it.
+    let auth = Plugin::new(&host)
+        .begin_authorization(CALLBACK)
+        .map(|a| a.url);
+    let state = params(&auth.unwrap_or_default())
+        .get("state")
+        .cloned()
+        .unwrap_or_default();
+    let before = host.kv_keys();
+    for query in [
+        "error=access_denied".to_string(),
+        "error=access_denied&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string(),
+        "error=OAUTH_APP_BLOCKED&state=../../settings".to_string(),
+        format!("error=access_denied&state={state}x"),
+    ] {
+        let (k, m) = err(Plugin::new(&host).complete_authorization(CALLBACK, &query));
+        assert_eq!(k, ErrorKind::NotFound, "{query}: {m}");
+        assert!(!m.contains("denied"), "{query}: {m}");
+        assert_eq!(host.kv_keys(), before, "{query} changed the store");
+    }
+    // The pending attempt still completes its own error answer.
+    let (k, _) = err(Plugin::new(&host)
+        .complete_authorization(CALLBACK, &format!("error=access_denied&state={state}")));
+    assert_eq!(k, ErrorKind::AuthorizationFailed);
+    assert!(host.requests().is_empty());
+}
+
+#[test]
 fn bad_states_are_refused_with_the_fix() {
     let (host, sf) = configured();
     let again = "start the authorization again from the PBX portal";
 
     // Missing.
     let (k, m) = err(Plugin::new(&host).complete_authorization(CALLBACK, "code=abc"));
-    assert_eq!(k, ErrorKind::AuthorizationFailed);
+    assert_eq!(k, ErrorKind::NotFound);
     assert!(m.contains("no state") && m.contains(again), "{m}");
 
     // Unknown, and a forged one that is no valid key.
@@ -389,7 +429,7 @@ fn bad_states_are_refused_with_the_fix() {
         let (k, m) =
             err(Plugin::new(&host)
                 .complete_authorization(CALLBACK, &format!("code=abc&state={state}")));
-        assert_eq!(k, ErrorKind::AuthorizationFailed);
+        assert_eq!(k, ErrorKind::NotFound);
         assert!(m.contains("unknown") && m.contains(again), "{m}");
     }
 

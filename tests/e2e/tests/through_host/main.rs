@@ -18,6 +18,7 @@ mod kv_store;
 mod outbound;
 mod plugin_versions;
 mod portal_browser;
+mod portal_security;
 mod sandbox;
 mod tokens;
 mod user_sign_in;
