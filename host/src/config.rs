@@ -52,6 +52,10 @@ pub struct FileConfig {
     pub default_region: Option<String>,
     /// How often pending call logs are delivered, in milliseconds.
     pub journal_interval_ms: Option<u64>,
+    /// A browser session unused this many seconds ends (default 1800).
+    pub session_idle_secs: Option<u64>,
+    /// A browser session this many seconds old ends (default 43200).
+    pub session_max_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -96,6 +100,10 @@ pub struct HostConfig {
     /// How often the call ticker runs (plugins' pending deliveries, the
     /// host's call-event retry queue).
     pub journal_interval: Duration,
+    /// Browser sessions (portal, agents) end after this long unused.
+    pub session_idle: Duration,
+    /// Browser sessions end this long after they began.
+    pub session_max: Duration,
 }
 
 impl HostConfig {
@@ -168,6 +176,14 @@ impl HostConfig {
             Some(ms) => Duration::from_millis(ms),
             None => Duration::from_secs(5),
         };
+        let session_idle = Duration::from_secs(file.session_idle_secs.unwrap_or(30 * 60));
+        let session_max = Duration::from_secs(file.session_max_secs.unwrap_or(12 * 60 * 60));
+        if session_idle.is_zero() || session_max.is_zero() {
+            return Err(ConfigError(
+                "session-idle-secs and session-max-secs must be above 0 (defaults 1800 and 43200)"
+                    .into(),
+            ));
+        }
         let require_signature = file.require_signature.unwrap_or(false);
         if require_signature && file.trusted_key.is_empty() {
             return Err(ConfigError(
@@ -188,7 +204,14 @@ impl HostConfig {
             outbound,
             system_browser: file.system_browser.unwrap_or(false),
             default_region,
+            session_idle,
+            session_max,
         })
+    }
+
+    /// Whether browsers reach the host over https, so cookies get `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
     }
 
     /// The Callback URL a CRM must redirect to for `plugin_id`.

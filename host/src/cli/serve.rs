@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// How often pending call logs are delivered, in milliseconds (default 5000).
     #[arg(long)]
     journal_interval_ms: Option<u64>,
+    /// A portal or agent session unused this many seconds ends (default 1800).
+    #[arg(long)]
+    session_idle_secs: Option<u64>,
+    /// A portal or agent session ends this many seconds after sign-in (default 43200).
+    #[arg(long)]
+    session_max_secs: Option<u64>,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -83,6 +89,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     file.http_timeout_ms = args.http_timeout_ms.or(file.http_timeout_ms);
     file.default_region = args.default_region.or(file.default_region);
     file.journal_interval_ms = args.journal_interval_ms.or(file.journal_interval_ms);
+    file.session_idle_secs = args.session_idle_secs.or(file.session_idle_secs);
+    file.session_max_secs = args.session_max_secs.or(file.session_max_secs);
     if args.system_browser {
         file.system_browser = Some(true);
     }

@@ -3,7 +3,9 @@
 //!
 //! - `api/`: the administrator (admin token or portal session), every route;
 //! - `portal`: the administrator's page, and logging in to it;
-//! - `agent`: the per-extension pop-up page (today behind the admin login);
+//! - `agent`: the per-extension pop-up page and its sign-in: the
+//!   administrator, or an agent session scoped to that one extension
+//!   (`sessions`; CRM sign-in in `agent_sign_in`);
 //! - `oauth`: the OAuth callback, open to anyone: it completes only an
 //!   authorization whose single-use `state` the caller holds.
 //!
@@ -11,16 +13,18 @@
 //! the headers and escaping of every HTML page.
 
 mod agent;
+mod agent_sign_in;
 mod api;
 mod auth;
 mod error;
 mod oauth;
 mod pages;
 mod portal;
+pub mod sessions;
 mod state;
 
 pub use error::ApiError;
-pub use state::{AppState, AuthorizationOutcome};
+pub use state::{AppState, AuthorizationOutcome, BrowserBookkeeping};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +38,7 @@ use crate::capabilities::Services;
 use crate::capabilities::browser::BrowserRequests;
 use crate::config::HostConfig;
 use crate::directory::Directory;
+use crate::directory::passwords::ExtensionPasswords;
 use crate::files::write_private;
 use crate::journal::Journal;
 use crate::outbound;
@@ -134,7 +139,20 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     ));
     let ticker = journal.spawn_ticker();
     let state = Arc::new(AppState {
-        auth: auth::Auth::new(admin_token.clone()),
+        auth: auth::Auth::new(
+            admin_token.clone(),
+            sessions::SessionPolicy {
+                idle: config.session_idle,
+                max_age: config.session_max,
+                ..sessions::SessionPolicy::default()
+            },
+        ),
+        passwords: ExtensionPasswords::new(
+            store.namespace("host/extension-passwords", Quota::UNLIMITED),
+        ),
+        agent_sign_ins: Default::default(),
+        recent_calls: Default::default(),
+        hashing: tokio::sync::Semaphore::new(2),
         config,
         runtime,
         services,
@@ -148,6 +166,8 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // The peer address keys the login rate limit.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = rx.await;

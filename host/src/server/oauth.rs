@@ -1,16 +1,19 @@
 //! The OAuth callback, the one route anyone may call: the CRM redirects
 //! the administrator's browser here after consent. The whole query goes to
 //! the plugin, which checks `state` (single-use, held only by whoever began
-//! the authorization) and does the rest.
+//! the authorization) and does the rest. The CRM sends agents signing in
+//! (`agent`, `agent_sign_in`) to the same callback: a callback whose
+//! `state` is a pending agent sign-in goes there, in its own early branch.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 
+use super::agent_sign_in::state_of;
 use super::pages::{escape, page};
 use super::state::{AppState, AuthorizationOutcome};
 use crate::now_ms;
@@ -26,9 +29,14 @@ async fn oauth_callback(
     State(st): St,
     Path(plugin): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
-    let callback_url = st.config.callback_url(&plugin);
     let query = query.unwrap_or_default();
+    // An agent's sign-in: its state is one the host keeps.
+    if state_of(&query).is_some_and(|state| st.agent_sign_ins.contains(&state)) {
+        return super::agent::crm_callback(&st, &plugin, &query, &headers).await;
+    }
+    let callback_url = st.config.callback_url(&plugin);
     let result = st
         .runtime
         .plugin(&plugin)
