@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use e2e_tests::{admin, start_host};
-use futures::StreamExt;
 use pbx_host::capabilities::browser::Viewer;
 use pbx_host::cli::AdminClient;
 use pbx_host::config::{FileConfig, HostConfig};
@@ -113,10 +112,10 @@ async fn stream_until(
         .await
         .expect("stream answers");
     assert_eq!(answer.status(), StatusCode::OK);
-    let mut body = answer.bytes_stream();
+    let mut answer = answer;
     let mut seen = String::new();
     let read = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(Ok(chunk)) = body.next().await {
+        while let Ok(Some(chunk)) = answer.chunk().await {
             seen.push_str(&String::from_utf8_lossy(&chunk));
             if seen.contains(needle) {
                 return;
