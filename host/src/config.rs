@@ -56,6 +56,10 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of `tls-cert`.
     pub tls_key: Option<PathBuf>,
+    /// A browser session unused this many seconds ends (default 1800).
+    pub session_idle_secs: Option<u64>,
+    /// A browser session this many seconds old ends (default 43200).
+    pub session_max_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -102,6 +106,10 @@ pub struct HostConfig {
     pub journal_interval: Duration,
     /// Serve HTTPS with these files; plain HTTP without.
     pub tls: Option<TlsFiles>,
+    /// Browser sessions (portal, agents) end after this long unused.
+    pub session_idle: Duration,
+    /// Browser sessions end this long after they began.
+    pub session_max: Duration,
 }
 
 /// The certificate and key files of `serve --tls-cert --tls-key` (read at
@@ -194,6 +202,14 @@ impl HostConfig {
             Some(ms) => Duration::from_millis(ms),
             None => Duration::from_secs(5),
         };
+        let session_idle = Duration::from_secs(file.session_idle_secs.unwrap_or(30 * 60));
+        let session_max = Duration::from_secs(file.session_max_secs.unwrap_or(12 * 60 * 60));
+        if session_idle.is_zero() || session_max.is_zero() {
+            return Err(ConfigError(
+                "session-idle-secs and session-max-secs must be above 0 (defaults 1800 and 43200)"
+                    .into(),
+            ));
+        }
         let require_signature = file.require_signature.unwrap_or(false);
         if require_signature && file.trusted_key.is_empty() {
             return Err(ConfigError(
@@ -215,7 +231,14 @@ impl HostConfig {
             system_browser: file.system_browser.unwrap_or(false),
             default_region,
             tls,
+            session_idle,
+            session_max,
         })
+    }
+
+    /// Whether browsers reach the host over https, so cookies get `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
     }
 
     /// The Callback URL a CRM must redirect to for `plugin_id`.

@@ -23,6 +23,7 @@ pub mod directory;
 pub mod files;
 pub mod journal;
 pub mod outbound;
+pub mod recent_calls;
 pub mod runtime;
 pub mod server;
 pub mod store;

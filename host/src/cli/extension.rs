@@ -1,5 +1,6 @@
 //! `pbx-host extension …`: the PBX's extensions, through the admin API.
 
+use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -25,11 +26,49 @@ pub enum ExtensionCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an extension.
+    /// Remove an extension (its agents are signed out).
     Remove {
         /// The extension number.
         number: String,
     },
+    /// The extension's password, for agents without a CRM account.
+    Password {
+        #[command(subcommand)]
+        command: PasswordCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PasswordCommand {
+    /// Set or replace it, read from standard input (never from the command
+    /// line, where other users could see it).
+    Set {
+        /// The extension number.
+        number: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Remove it: password sign-in ends for the extension.
+    Clear {
+        /// The extension number.
+        number: String,
+    },
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        anyhow::bail!(
+            "no password on standard input; e.g. `printf '%s\\n' \"$PW\" | pbx-host extension password set 1001 --password-stdin`"
+        );
+    }
+    Ok(password)
 }
 
 pub async fn run(client: AdminClient, command: ExtensionCommand) -> anyhow::Result<()> {
@@ -69,6 +108,26 @@ pub async fn run(client: AdminClient, command: ExtensionCommand) -> anyhow::Resu
         ExtensionCommand::Remove { number } => {
             client.delete(&format!("/extensions/{number}")).await?;
             println!("extension {number} removed");
+        }
+        ExtensionCommand::Password {
+            command: PasswordCommand::Set { number, .. },
+        } => {
+            let password = password_from_stdin()?;
+            client
+                .put(
+                    &format!("/extensions/{number}/password"),
+                    &json!({ "password": password }),
+                )
+                .await?;
+            println!("extension {number}: password set");
+        }
+        ExtensionCommand::Password {
+            command: PasswordCommand::Clear { number },
+        } => {
+            client
+                .delete(&format!("/extensions/{number}/password"))
+                .await?;
+            println!("extension {number}: password cleared");
         }
     }
     Ok(())

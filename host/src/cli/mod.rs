@@ -2,6 +2,7 @@
 //! is a thin client of the running host's admin API (`client`), which it
 //! finds through the data directory. One file per command group.
 
+mod agent;
 mod call;
 pub mod client;
 mod crm;
@@ -66,6 +67,13 @@ enum Command {
         at: DataDir,
         #[command(subcommand)]
         command: call::CallCommand,
+    },
+    /// Signed-in agents (and portal sessions): list them, sign them out.
+    Agent {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: agent::AgentCommand,
     },
     /// Sign plugin files as a vendor (offline; no host needed).
     Vendor {
@@ -132,6 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crm::run(&client, &plugin, command).await
         }
         Command::Call { at, command } => call::run(&at.client()?, command).await,
+        Command::Agent { at, command } => agent::run(at.client()?, command).await,
         Command::Vendor { command } => vendor::run(command),
         Command::Status { at } => {
             print_json(&at.client()?.get("/host").await?);

@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A portal or agent session unused this many seconds ends (default 1800).
+    #[arg(long)]
+    session_idle_secs: Option<u64>,
+    /// A portal or agent session ends this many seconds after sign-in (default 43200).
+    #[arg(long)]
+    session_max_secs: Option<u64>,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -91,6 +97,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     file.journal_interval_ms = args.journal_interval_ms.or(file.journal_interval_ms);
     file.tls_cert = args.tls_cert.or(file.tls_cert);
     file.tls_key = args.tls_key.or(file.tls_key);
+    file.session_idle_secs = args.session_idle_secs.or(file.session_idle_secs);
+    file.session_max_secs = args.session_max_secs.or(file.session_max_secs);
     if args.system_browser {
         file.system_browser = Some(true);
     }

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod passwords;
+
 use crate::store::{KvError, Namespace};
 
 /// One PBX extension.

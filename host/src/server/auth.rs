@@ -1,29 +1,58 @@
 //! Who may use the admin API and the portal: the admin token (CLI, scripts)
-//! as a bearer token, or a portal session cookie obtained with that token.
+//! as a bearer token, or a portal session cookie obtained with that token;
+//! and who an agent page's caller is (the administrator, or an agent
+//! session scoped to one extension). The sessions themselves live in
+//! `sessions`.
 
-use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::Context;
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
+use super::sessions::{AGENT_COOKIE, Holder, LoginLimiter, SessionPolicy, Sessions, cookie};
+
 /// The portal's session cookie.
 pub const SESSION_COOKIE: &str = "pbx_session";
 
-/// Token and sessions.
+/// Who may call what: the token, the sessions, the login rate limit.
 pub struct Auth {
     token: String,
-    sessions: Mutex<HashSet<String>>,
+    /// Every browser session, the administrator's and agents'.
+    pub sessions: Sessions,
+    /// Failed logins (the portal's and agents'), per key.
+    pub limiter: LoginLimiter,
+}
+
+/// Who is calling an agent route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The administrator (token or portal session): every extension.
+    Administrator,
+    /// An agent: only this extension.
+    Agent(Holder),
+    /// No valid credential.
+    Anonymous,
+}
+
+impl Caller {
+    /// Whether the caller may act for `extension`.
+    pub fn may_use(&self, extension: &str) -> bool {
+        match self {
+            Caller::Administrator => true,
+            Caller::Agent(holder) => holder.extension() == Some(extension),
+            Caller::Anonymous => false,
+        }
+    }
 }
 
 impl Auth {
     /// The admin token, with no session yet.
-    pub fn new(token: String) -> Self {
+    pub fn new(token: String, policy: SessionPolicy) -> Self {
         Self {
             token,
-            sessions: Mutex::new(HashSet::new()),
+            sessions: Sessions::new(policy),
+            limiter: LoginLimiter::default(),
         }
     }
 
@@ -34,20 +63,12 @@ impl Auth {
 
     /// A new portal session id.
     pub fn new_session(&self) -> String {
-        let id = hex::encode(rand::random::<[u8; 32]>());
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone());
-        id
+        self.sessions.create(Holder::Administrator)
     }
 
     /// End a session.
     pub fn end_session(&self, id: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.sessions.end(id);
     }
 
     /// Whether the request carries the token or a live session.
@@ -59,25 +80,27 @@ impl Auth {
         {
             return self.token_matches(bearer.trim());
         }
-        session_id(headers).is_some_and(|id| {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&id)
-        })
+        session_id(headers)
+            .is_some_and(|id| self.sessions.check(&id) == Some(Holder::Administrator))
+    }
+
+    /// Who calls an agent route: the administrator first, else the agent
+    /// session in the `pbx_agent` cookie (an admin session id in that
+    /// cookie, or an agent's in `pbx_session`, counts for nothing).
+    pub fn caller(&self, headers: &HeaderMap) -> Caller {
+        if self.allows(headers) {
+            return Caller::Administrator;
+        }
+        match cookie(headers, AGENT_COOKIE).and_then(|id| self.sessions.check(&id)) {
+            Some(holder @ Holder::Agent { .. }) => Caller::Agent(holder),
+            _ => Caller::Anonymous,
+        }
     }
 }
 
 /// The session id in the request's cookies.
 pub fn session_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_string())
+    cookie(headers, SESSION_COOKIE)
 }
 
 /// The admin token, created (mode 0600) at first start.

@@ -3,7 +3,9 @@
 //!
 //! - `api/`: the administrator (admin token or portal session), every route;
 //! - `portal`: the administrator's page, and logging in to it;
-//! - `agent`: the per-extension pop-up page (today behind the admin login);
+//! - `agent`: the per-extension pop-up page and its sign-in: the
+//!   administrator, or an agent session scoped to that one extension
+//!   (`sessions`; CRM sign-in in `agent_sign_in`);
 //! - `oauth`: the OAuth callback, open to anyone: it completes only an
 //!   authorization whose single-use `state` the caller holds.
 //!
@@ -14,6 +16,7 @@
 //! every state-changing request passes, `listener` plain HTTP or HTTPS.
 
 mod agent;
+mod agent_sign_in;
 mod api;
 mod assets;
 mod auth;
@@ -23,11 +26,12 @@ pub mod listener;
 mod oauth;
 mod pages;
 mod portal;
+pub mod sessions;
 mod state;
 
 pub use api::check_authorization_url;
 pub use error::ApiError;
-pub use state::{AppState, AuthorizationOutcome};
+pub use state::{AppState, AuthorizationOutcome, BrowserBookkeeping};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +46,7 @@ use crate::capabilities::Services;
 use crate::capabilities::browser::BrowserRequests;
 use crate::config::HostConfig;
 use crate::directory::Directory;
+use crate::directory::passwords::ExtensionPasswords;
 use crate::files::write_private;
 use crate::journal::Journal;
 use crate::outbound;
@@ -166,7 +171,20 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     ));
     let ticker = journal.spawn_ticker();
     let state = Arc::new(AppState {
-        auth: auth::Auth::new(admin_token.clone()),
+        auth: auth::Auth::new(
+            admin_token.clone(),
+            sessions::SessionPolicy {
+                idle: config.session_idle,
+                max_age: config.session_max,
+                ..sessions::SessionPolicy::default()
+            },
+        ),
+        passwords: ExtensionPasswords::new(
+            store.namespace("host/extension-passwords", Quota::UNLIMITED),
+        ),
+        agent_sign_ins: Default::default(),
+        recent_calls: Default::default(),
+        hashing: tokio::sync::Semaphore::new(2),
         config,
         runtime,
         services,

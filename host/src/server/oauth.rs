@@ -9,15 +9,20 @@
 //! no state, an unknown or used one, an `error=` without a valid state) is
 //! refused and leaves the outcome the portal shows alone; and the outcomes
 //! kept are bounded (`state::AuthorizationOutcomes`).
+//!
+//! The CRM sends agents signing in (`agent`, `agent_sign_in`) to the same
+//! callback: a callback whose `state` is a pending agent sign-in goes
+//! there, in its own early branch.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 
+use super::agent_sign_in::state_of;
 use super::pages::{escape, page};
 use super::state::{AppState, AuthorizationOutcome};
 use crate::now_ms;
@@ -34,12 +39,17 @@ async fn oauth_callback(
     State(st): St,
     Path(plugin): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     if !st.runtime.plugin_ids().iter().any(|id| *id == plugin) {
         return not_installed(&plugin);
     }
-    let callback_url = st.config.callback_url(&plugin);
     let query = query.unwrap_or_default();
+    // An agent's sign-in: its state is one the host keeps.
+    if state_of(&query).is_some_and(|state| st.agent_sign_ins.contains(&state)) {
+        return super::agent::crm_callback(&st, &plugin, &query, &headers).await;
+    }
+    let callback_url = st.config.callback_url(&plugin);
     let result = st
         .runtime
         .plugin(&plugin)

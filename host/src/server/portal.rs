@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -12,6 +14,7 @@ use serde::Deserialize;
 
 use super::auth::{SESSION_COOKIE, session_id};
 use super::pages::{escape, page};
+use super::sessions::set_cookie;
 use super::state::AppState;
 
 /// The portal's page; its style and script are files (`assets.rs`), as the
@@ -60,8 +63,27 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(st): St, Form(form): Form<LoginForm>) -> Response {
+/// Failed admin logins are counted per client address; past the limit every
+/// attempt from it is refused, right or wrong, until the window passes. Not
+/// for the admin login as a whole: the token is 256 random bits, so a
+/// global count would only let anyone lock the administrator out.
+async fn login(
+    State(st): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let keys = [format!("admin-ip:{}", peer.ip())];
+    if let Some(wait) = st.auth.limiter.blocked(&keys) {
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_html(Some(&format!(
+                "Too many failed logins; try again in {wait} seconds."
+            ))),
+        );
+    }
     if !st.auth.token_matches(form.token.trim()) {
+        st.auth.limiter.failed(&keys);
+        tracing::warn!(client = %peer.ip(), "portal login refused: wrong admin token");
         return page(
             StatusCode::UNAUTHORIZED,
             login_html(Some(
@@ -70,10 +92,11 @@ async fn login(State(st): St, Form(form): Form<LoginForm>) -> Response {
         );
     }
     let session = st.auth.new_session();
+    let secure = st.config.secure_cookies();
     (
         [(
             header::SET_COOKIE,
-            format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict"),
+            set_cookie(SESSION_COOKIE, &session, secure, "Strict", None),
         )],
         Redirect::to("/"),
     )
@@ -87,7 +110,13 @@ async fn logout(State(st): St, headers: HeaderMap) -> Response {
     (
         [(
             header::SET_COOKIE,
-            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+            set_cookie(
+                SESSION_COOKIE,
+                "",
+                st.config.secure_cookies(),
+                "Strict",
+                Some(0),
+            ),
         )],
         Redirect::to("/login"),
     )

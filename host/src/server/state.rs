@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::agent_sign_in::PendingSignIns;
 use super::auth::Auth;
 use crate::capabilities::Services;
 use crate::config::HostConfig;
 use crate::dialing::Originations;
+use crate::directory::passwords::ExtensionPasswords;
 use crate::journal::Journal;
+use crate::recent_calls::RecentCalls;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::user_sync::SyncJobs;
@@ -36,6 +39,15 @@ pub struct AppState {
     pub journal: Arc<Journal>,
     /// Click-to-call requests the host originated.
     pub originations: Originations,
+    /// Extension passwords (agents without a CRM account).
+    pub passwords: ExtensionPasswords,
+    /// Agents' CRM sign-ins waiting for their callback.
+    pub(super) agent_sign_ins: PendingSignIns,
+    /// Each extension's recent calls, for its agent page.
+    pub recent_calls: RecentCalls,
+    /// Password hashing is slow on purpose: at most this many at once, so
+    /// a flood of logins cannot take every core.
+    pub(super) hashing: tokio::sync::Semaphore,
     /// Set when the host shuts down (ends live streams).
     pub(super) stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -108,6 +120,27 @@ fn forget_old(map: &mut HashMap<String, AuthorizationOutcome>, now_ms: u64) {
     let max_age = AuthorizationOutcomes::MAX_AGE.as_millis() as u64;
     map.retain(|_, o| now_ms.saturating_sub(o.at_ms) < max_age);
 }
+
+/// How much the host keeps for browsers (each bounded), for tests.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct BrowserBookkeeping {
+    /// Live sessions, the administrator's and agents'.
+    pub sessions: usize,
+    /// Agent sign-ins waiting for their callback.
+    pub pending_sign_ins: usize,
+    /// Keys with failed logins counted.
+    pub login_failure_keys: usize,
+}
+
+impl AppState {
+    /// What the host keeps for browsers right now.
+    pub fn browser_bookkeeping(&self) -> BrowserBookkeeping {
+        BrowserBookkeeping {
+            sessions: self.auth.sessions.list().len(),
+            pending_sign_ins: self.agent_sign_ins.len(),
+            login_failure_keys: self.auth.limiter.len(),
+        }
+    }
 
 #[cfg(test)]
 mod tests {

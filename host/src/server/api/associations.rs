@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::runtime::wit::Association;
 use crate::server::error::ApiError;
+use crate::server::sessions::SignedInWith;
 use crate::server::state::AppState;
 use crate::user_sync::SyncJob;
 
@@ -91,7 +92,22 @@ async fn save(
         .plugin(&plugin)
         .save_associations(body.version, &body.associations)
         .await?;
-    Ok(Json(json!({ "version": version })))
+    // A CRM user no longer associated with the extension they signed in
+    // for is signed out.
+    let ended = st
+        .auth
+        .sessions
+        .end_agents_where(|extension, via| match via {
+            SignedInWith::Crm { plugin: p, user } if *p == plugin => !body
+                .associations
+                .iter()
+                .any(|a| a.user_id == *user && a.extension == extension),
+            _ => false,
+        });
+    if ended > 0 {
+        tracing::info!(%plugin, ended, "associations saved; sessions of users no longer associated ended");
+    }
+    Ok(Json(json!({ "version": version, "sessions_ended": ended })))
 }
 
 async fn by_extension(

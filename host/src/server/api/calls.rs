@@ -36,6 +36,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// every plugin refused it as invalid input).
 async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     let event = call_input::parse_event(&body, &st.config.default_region)?;
+    st.recent_calls.note_event(&event);
     let deliveries = st.journal.deliver(&event).await;
     let refused_as_invalid = !deliveries.is_empty()
         && deliveries
@@ -158,8 +159,21 @@ async fn dial(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     })?;
     let extension =
         call_input::check_extension("extension", body.extension.as_deref().unwrap_or(""))?;
-    let requested = call_input::check_number("number", body.number.as_deref().unwrap_or(""))?;
-    if st.services.directory.get(&extension)?.is_none() {
+    let origination = originate(&st, &extension, body.number.as_deref(), body.plugin).await?;
+    Ok((StatusCode::CREATED, Json(json!(origination))).into_response())
+}
+
+/// Click-to-call from `extension` (already checked, and the caller may use
+/// it): the number is checked, a plugin authorizes, the host originates.
+/// The admin API and the agent page both dial through here.
+pub(in crate::server) async fn originate(
+    st: &AppState,
+    extension: &str,
+    number: Option<&str>,
+    plugin: Option<String>,
+) -> Result<Origination, ApiError> {
+    let requested = call_input::check_number("number", number.unwrap_or(""))?;
+    if st.services.directory.get(extension)?.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not-found",
@@ -168,17 +182,17 @@ async fn dial(State(st): St, body: Bytes) -> Result<Response, ApiError> {
         .with_field("extension"));
     }
     let mut first_error = None;
-    for plugin in chosen_plugins(&st, body.plugin) {
+    for plugin in chosen_plugins(st, plugin) {
         let result = st
             .runtime
             .plugin(&plugin)
-            .authorize_dial(&extension, &requested, &st.config.default_region)
+            .authorize_dial(extension, &requested, &st.config.default_region)
             .await;
         match result {
             Ok(e164) => {
                 let origination = st.originations.record(Origination {
                     id: 0,
-                    extension: extension.clone(),
+                    extension: extension.to_string(),
                     number: e164,
                     requested: requested.clone(),
                     plugin: plugin.clone(),
@@ -188,7 +202,7 @@ async fn dial(State(st): St, body: Bytes) -> Result<Response, ApiError> {
                     %plugin, extension = %origination.extension, number = %origination.number,
                     "click-to-call: originating"
                 );
-                return Ok((StatusCode::CREATED, Json(json!(origination))).into_response());
+                return Ok(origination);
             }
             Err(e) => {
                 tracing::info!(%plugin, %extension, "click-to-call refused: {e}");

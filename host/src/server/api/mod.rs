@@ -8,6 +8,7 @@ mod crm;
 mod extensions;
 mod host;
 mod plugins;
+mod sessions;
 
 pub use crm::check_authorization_url;
 
@@ -21,6 +22,8 @@ use axum::{Json, Router};
 
 use super::state::AppState;
 
+pub(super) use calls::originate;
+
 /// Every admin route, behind the administrator check.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -30,6 +33,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .merge(crm::routes())
         .merge(associations::routes())
         .merge(calls::routes())
+        .merge(sessions::routes())
         .layer(middleware::from_fn_with_state(state, require_admin))
 }
 

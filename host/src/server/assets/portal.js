@@ -629,3 +629,35 @@ loadExtensions();
 loadPlugins();
 pollBrowserRequests(true).then(() => setInterval(() => pollBrowserRequests(false), 1000));
 setInterval(watchAuthorization, 700);
+
+// ---- Signed-in agents (self-contained block): who is signed in, and
+// signing a session out, from GET/DELETE /api/sessions.
+async function loadSessions() {
+  let answer;
+  try { answer = await api("GET", "/sessions"); } catch (e) { text(el("sessions-result"), e.message); return; }
+  const body = el("sessions-body");
+  body.replaceChildren();
+  for (const s of answer.sessions) {
+    const row = document.createElement("tr");
+    row.dataset.handle = s.handle;
+    const how = s.how === "crm" ? `${s.plugin} user ${s.crm_user}` : (s.how || "admin token");
+    const cells = [s.kind, s.extension || "", how,
+      new Date(s.since_ms).toLocaleString(), new Date(s.last_seen_ms).toLocaleTimeString()];
+    for (const value of cells) { const td = document.createElement("td"); text(td, value); row.append(td); }
+    const td = document.createElement("td");
+    if (s.kind === "agent") {
+      const button = document.createElement("button");
+      button.type = "button"; button.className = "sign-out"; text(button, "Sign out");
+      button.addEventListener("click", async () => {
+        try { await api("DELETE", `/sessions/${encodeURIComponent(s.handle)}`); text(el("sessions-result"), `Signed out extension ${s.extension}.`); }
+        catch (e) { text(el("sessions-result"), e.message); }
+        loadSessions();
+      });
+      td.append(button);
+    }
+    row.append(td);
+    body.append(row);
+  }
+}
+loadSessions();
+setInterval(loadSessions, 10000);

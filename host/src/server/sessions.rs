@@ -1,0 +1,543 @@
+//! Browser sessions, the administrator's (portal, cookie `pbx_session`) and
+//! agents' (one extension each, cookie `pbx_agent`), kept in memory in one
+//! bounded table, and the rate limit on failed logins. One home so that
+//! expiry, the cap and "who is signed in" hold the same way for both.
+//!
+//! A session ends when it is idle longer than the idle limit, older than
+//! the absolute limit, signed out, ended by the administrator, or dropped as
+//! the oldest when the table is full. Its id (the cookie) never leaves the
+//! browser and this table; listings give a separate random handle.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::now_ms;
+
+/// The agent page's session cookie (the portal's is `auth::SESSION_COOKIE`).
+pub const AGENT_COOKIE: &str = "pbx_agent";
+
+/// How an agent proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignedInWith {
+    /// The extension's password.
+    Password,
+    /// Their CRM account: `user` in `plugin`'s CRM.
+    Crm { plugin: String, user: String },
+}
+
+/// Whose session it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// The administrator (portal login with the admin token).
+    Administrator,
+    /// The person at one extension; the session reaches that extension only.
+    Agent {
+        extension: String,
+        via: SignedInWith,
+    },
+}
+
+impl Holder {
+    /// The extension an agent session is scoped to.
+    pub fn extension(&self) -> Option<&str> {
+        match self {
+            Holder::Agent { extension, .. } => Some(extension),
+            Holder::Administrator => None,
+        }
+    }
+}
+
+/// Expiry and the cap.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// A session unused this long ends.
+    pub idle: Duration,
+    /// A session this old ends, used or not.
+    pub max_age: Duration,
+    /// At most this many sessions are kept; the oldest goes first.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(30 * 60),
+            max_age: Duration::from_secs(12 * 60 * 60),
+            max_sessions: 10_000,
+        }
+    }
+}
+
+struct Session {
+    handle: String,
+    holder: Holder,
+    since_ms: u64,
+    last_seen_ms: u64,
+}
+
+/// What `GET /api/sessions` shows of a session: never its id.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// A non-secret handle, for `DELETE /api/sessions/{handle}`.
+    pub handle: String,
+    /// `administrator` or `agent`.
+    pub kind: &'static str,
+    /// The agent's extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    /// `password` or `crm` for agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<&'static str>,
+    /// The CRM plugin an agent signed in through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// The CRM user an agent signed in as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm_user: Option<String>,
+    /// When it began, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// When it was last used.
+    pub last_seen_ms: u64,
+}
+
+/// The session table.
+pub struct Sessions {
+    policy: SessionPolicy,
+    table: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// An empty table with `policy`.
+    pub fn new(policy: SessionPolicy) -> Self {
+        Self {
+            policy,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> SessionPolicy {
+        self.policy
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new session for `holder`; its id (the cookie value).
+    pub fn create(&self, holder: Holder) -> String {
+        self.create_at(holder, now_ms())
+    }
+
+    fn create_at(&self, holder: Holder, now: u64) -> String {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let handle = hex::encode(rand::random::<[u8; 8]>());
+        let mut table = self.table();
+        if table.len() >= self.policy.max_sessions {
+            table.retain(|_, s| self.live(s, now));
+        }
+        while table.len() >= self.policy.max_sessions.max(1) {
+            let oldest = table
+                .iter()
+                .min_by_key(|(_, s)| s.since_ms)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(oldest) => table.remove(&oldest),
+                None => break,
+            };
+        }
+        table.insert(
+            id.clone(),
+            Session {
+                handle,
+                holder,
+                since_ms: now,
+                last_seen_ms: now,
+            },
+        );
+        id
+    }
+
+    fn live(&self, s: &Session, now: u64) -> bool {
+        let idle = self.policy.idle.as_millis() as u64;
+        let max_age = self.policy.max_age.as_millis() as u64;
+        now.saturating_sub(s.last_seen_ms) < idle && now.saturating_sub(s.since_ms) < max_age
+    }
+
+    /// Who holds the live session `id`; using it counts as activity.
+    pub fn check(&self, id: &str) -> Option<Holder> {
+        self.check_at(id, now_ms())
+    }
+
+    fn check_at(&self, id: &str, now: u64) -> Option<Holder> {
+        let mut table = self.table();
+        let live = table.get(id).map(|s| self.live(s, now))?;
+        if !live {
+            table.remove(id);
+            return None;
+        }
+        let session = table.get_mut(id)?;
+        session.last_seen_ms = now.max(session.last_seen_ms);
+        Some(session.holder.clone())
+    }
+
+    /// Whether `id` is still a live session, without counting as use (a
+    /// stream asks this before each event it sends).
+    pub fn alive(&self, id: &str) -> bool {
+        let now = now_ms();
+        self.table().get(id).is_some_and(|s| self.live(s, now))
+    }
+
+    /// End session `id` (sign-out).
+    pub fn end(&self, id: &str) {
+        self.table().remove(id);
+    }
+
+    /// End the session with `handle`; whether there was one.
+    pub fn end_handle(&self, handle: &str) -> bool {
+        let mut table = self.table();
+        let before = table.len();
+        table.retain(|_, s| s.handle != handle);
+        table.len() != before
+    }
+
+    /// End every agent session of `extension`; how many.
+    pub fn end_extension(&self, extension: &str) -> usize {
+        self.end_agents_where(|ext, _| ext == extension)
+    }
+
+    /// End the agent sessions `gone(extension, how)` picks; how many.
+    pub fn end_agents_where(&self, gone: impl Fn(&str, &SignedInWith) -> bool) -> usize {
+        let mut table = self.table();
+        let before = table.len();
+        table.retain(|_, s| match &s.holder {
+            Holder::Agent { extension, via } => !gone(extension, via),
+            Holder::Administrator => true,
+        });
+        before - table.len()
+    }
+
+    /// The live sessions, oldest first.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        self.list_at(now_ms())
+    }
+
+    fn list_at(&self, now: u64) -> Vec<SessionInfo> {
+        let mut table = self.table();
+        table.retain(|_, s| self.live(s, now));
+        let mut out: Vec<SessionInfo> = table
+            .values()
+            .map(|s| {
+                let (kind, extension, how, plugin, crm_user) = match &s.holder {
+                    Holder::Administrator => ("administrator", None, None, None, None),
+                    Holder::Agent { extension, via } => match via {
+                        SignedInWith::Password => (
+                            "agent",
+                            Some(extension.clone()),
+                            Some("password"),
+                            None,
+                            None,
+                        ),
+                        SignedInWith::Crm { plugin, user } => (
+                            "agent",
+                            Some(extension.clone()),
+                            Some("crm"),
+                            Some(plugin.clone()),
+                            Some(user.clone()),
+                        ),
+                    },
+                };
+                SessionInfo {
+                    handle: s.handle.clone(),
+                    kind,
+                    extension,
+                    how,
+                    plugin,
+                    crm_user,
+                    since_ms: s.since_ms,
+                    last_seen_ms: s.last_seen_ms,
+                }
+            })
+            .collect();
+        out.sort_by_key(|s| (s.since_ms, s.handle.clone()));
+        out
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly always, `Secure` when the host is served
+/// over https, SameSite as given; `max_age` 0 deletes it.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    secure: bool,
+    same_site: &str,
+    max_age: Option<u64>,
+) -> String {
+    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        cookie.push_str(&format!("; Max-Age={age}"));
+    }
+    cookie
+}
+
+/// The value of cookie `name` in the request's headers.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.to_string())
+}
+
+/// Failed logins: at most `max_failures` per key (an extension, a client
+/// address, the admin login) within `window`; then refused until the oldest
+/// failure leaves the window. The table is bounded: when full, keys with no
+/// failure left in the window go, then the stalest key.
+pub struct LoginLimiter {
+    max_failures: usize,
+    window_ms: u64,
+    max_keys: usize,
+    failures: Mutex<HashMap<String, VecDeque<u64>>>,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new(5, Duration::from_secs(5 * 60), 10_000)
+    }
+}
+
+impl LoginLimiter {
+    /// `max_failures` per key within `window`, at most `max_keys` keys kept.
+    pub fn new(max_failures: usize, window: Duration, max_keys: usize) -> Self {
+        Self {
+            max_failures,
+            window_ms: window.as_millis() as u64,
+            max_keys,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<u64>>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// If any of `keys` has used up its failures: the seconds until it may
+    /// try again.
+    pub fn blocked(&self, keys: &[String]) -> Option<u64> {
+        self.blocked_at(keys, now_ms())
+    }
+
+    fn blocked_at(&self, keys: &[String], now: u64) -> Option<u64> {
+        let mut table = self.failures();
+        keys.iter()
+            .filter_map(|key| {
+                let times = table.get_mut(key)?;
+                times.retain(|&t| now.saturating_sub(t) < self.window_ms);
+                (times.len() >= self.max_failures).then(|| {
+                    let oldest = times.front().copied().unwrap_or(now);
+                    (oldest + self.window_ms).saturating_sub(now).div_ceil(1000)
+                })
+            })
+            .max()
+    }
+
+    /// Count a failed attempt against each of `keys`.
+    pub fn failed(&self, keys: &[String]) {
+        self.failed_at(keys, now_ms());
+    }
+
+    fn failed_at(&self, keys: &[String], now: u64) {
+        let mut table = self.failures();
+        for key in keys {
+            if !table.contains_key(key) && table.len() >= self.max_keys {
+                table.retain(|_, times| {
+                    times
+                        .back()
+                        .is_some_and(|&t| now.saturating_sub(t) < self.window_ms)
+                });
+                if table.len() >= self.max_keys {
+                    let stalest = table
+                        .iter()
+                        .min_by_key(|(_, times)| times.back().copied().unwrap_or(0))
+                        .map(|(k, _)| k.clone());
+                    if let Some(stalest) = stalest {
+                        table.remove(&stalest);
+                    }
+                }
+            }
+            let times = table.entry(key.clone()).or_default();
+            times.push_back(now);
+            while times.len() > self.max_failures {
+                times.pop_front();
+            }
+        }
+    }
+
+    /// A successful login clears `key`'s failures (the extension's, not
+    /// the address's: one good password does not unlock guessing others).
+    pub fn succeeded(&self, key: &str) {
+        self.failures().remove(key);
+    }
+
+    /// How many keys are kept (for the bound's tests).
+    pub fn len(&self) -> usize {
+        self.failures().len()
+    }
+
+    /// Whether no key is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(ext: &str) -> Holder {
+        Holder::Agent {
+            extension: ext.into(),
+            via: SignedInWith::Password,
+        }
+    }
+
+    fn crm(ext: &str, user: &str) -> Holder {
+        Holder::Agent {
+            extension: ext.into(),
+            via: SignedInWith::Crm {
+                plugin: "salesforce".into(),
+                user: user.into(),
+            },
+        }
+    }
+
+    fn policy(idle_s: u64, max_s: u64, max: usize) -> SessionPolicy {
+        SessionPolicy {
+            idle: Duration::from_secs(idle_s),
+            max_age: Duration::from_secs(max_s),
+            max_sessions: max,
+        }
+    }
+
+    #[test]
+    fn a_session_names_its_holder_and_scope() {
+        let s = Sessions::new(SessionPolicy::default());
+        let a = s.create_at(agent("1001"), 0);
+        let admin = s.create_at(Holder::Administrator, 0);
+        assert_eq!(
+            s.check_at(&a, 1).as_ref().and_then(Holder::extension),
+            Some("1001")
+        );
+        assert_eq!(s.check_at(&admin, 1), Some(Holder::Administrator));
+        assert_eq!(s.check_at("not-a-session", 1), None);
+        assert_ne!(a, admin);
+    }
+
+    #[test]
+    fn an_idle_session_expires_and_use_keeps_it_alive() {
+        let s = Sessions::new(policy(60, 3600, 10));
+        let id = s.create_at(agent("1001"), 0);
+        assert!(
+            s.check_at(&id, 59_000).is_some(),
+            "used before the idle limit"
+        );
+        assert!(
+            s.check_at(&id, 118_000).is_some(),
+            "use moved the idle clock"
+        );
+        assert!(s.check_at(&id, 178_001).is_none(), "idle past the limit");
+        assert!(s.check_at(&id, 178_002).is_none(), "and it stays gone");
+    }
+
+    #[test]
+    fn a_session_ends_at_its_absolute_limit_even_in_use() {
+        let s = Sessions::new(policy(60, 120, 10));
+        let id = s.create_at(agent("1001"), 0);
+        for t in (30_000..120_000).step_by(30_000) {
+            assert!(s.check_at(&id, t).is_some(), "alive at {t}");
+        }
+        assert!(s.check_at(&id, 120_000).is_none());
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_drops_the_oldest() {
+        let s = Sessions::new(policy(600, 3600, 3));
+        let ids: Vec<String> = (0..5u64)
+            .map(|i| s.create_at(agent(&format!("100{i}")), i))
+            .collect();
+        assert_eq!(s.list_at(10).len(), 3);
+        assert!(s.check_at(&ids[0], 10).is_none());
+        assert!(s.check_at(&ids[1], 10).is_none());
+        assert!(s.check_at(&ids[4], 10).is_some());
+    }
+
+    #[test]
+    fn listing_shows_handles_never_ids_and_ending_by_handle_works() {
+        let s = Sessions::new(SessionPolicy::default());
+        let id = s.create_at(crm("1002", "005A"), 5);
+        let list = s.list_at(6);
+        assert_eq!(list.len(), 1);
+        let json = serde_json::to_string(&list).unwrap_or_default();
+        assert!(!json.contains(&id), "the session id is never listed");
+        assert_eq!(list[0].how, Some("crm"));
+        assert_eq!(list[0].crm_user.as_deref(), Some("005A"));
+        assert!(!s.end_handle("nope"));
+        assert!(s.end_handle(&list[0].handle));
+        assert!(s.check_at(&id, 7).is_none());
+    }
+
+    #[test]
+    fn ending_an_extension_ends_only_its_agent_sessions() {
+        let s = Sessions::new(SessionPolicy::default());
+        let a1 = s.create_at(agent("1001"), 0);
+        let a2 = s.create_at(crm("1001", "005A"), 0);
+        let b = s.create_at(agent("1002"), 0);
+        let admin = s.create_at(Holder::Administrator, 0);
+        assert_eq!(s.end_extension("1001"), 2);
+        assert!(s.check_at(&a1, 1).is_none() && s.check_at(&a2, 1).is_none());
+        assert!(s.check_at(&b, 1).is_some() && s.check_at(&admin, 1).is_some());
+    }
+
+    #[test]
+    fn the_limiter_refuses_after_five_failures_until_the_window_passes() {
+        let l = LoginLimiter::new(5, Duration::from_secs(300), 100);
+        let keys = vec!["ext:1001".to_string(), "ip:127.0.0.1".to_string()];
+        for t in 0..5 {
+            assert_eq!(l.blocked_at(&keys, t), None);
+            l.failed_at(&keys, t);
+        }
+        assert_eq!(l.blocked_at(&keys, 10), Some(300));
+        // Another extension from the same address is refused too.
+        assert!(l.blocked_at(&["ip:127.0.0.1".to_string()], 10).is_some());
+        assert_eq!(l.blocked_at(&keys, 300_000), None, "the first failure left");
+        l.succeeded("ext:1001");
+        assert!(l.blocked_at(&["ext:1001".to_string()], 10).is_none());
+    }
+
+    #[test]
+    fn the_limiter_keeps_a_bounded_number_of_keys() {
+        let l = LoginLimiter::new(5, Duration::from_secs(300), 50);
+        for i in 0..1_000 {
+            l.failed_at(&[format!("ip:10.0.{}.{}", i / 256, i % 256)], i);
+        }
+        assert!(l.len() <= 50, "{} keys kept", l.len());
+    }
+
+    #[test]
+    fn cookies_are_secure_over_https() {
+        assert!(set_cookie(AGENT_COOKIE, "x", true, "Lax", None).contains("; Secure"));
+        let plain = set_cookie(AGENT_COOKIE, "x", false, "Lax", Some(0));
+        assert!(
+            !plain.contains("Secure") && plain.contains("HttpOnly") && plain.contains("Max-Age=0")
+        );
+    }
+}
