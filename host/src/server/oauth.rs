@@ -35,7 +35,7 @@ async fn oauth_callback(
     Path(plugin): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if !st.runtime.plugin_ids().iter().any(|id| *id == plugin) {
+    if !st.runtime.plugin_ids().contains(&plugin) {
         return not_installed(&plugin);
     }
     let callback_url = st.config.callback_url(&plugin);
