@@ -205,13 +205,13 @@ mod tests {
         )
         .expect("write");
         let files = TlsFiles { cert, key };
-        let message = format!("{:#}", server_config(&files).err().expect("refused"));
+        let message = format!("{:#}", server_config(&files).expect_err("refused"));
         assert!(message.contains("--tls-cert"), "{message}");
         let missing = TlsFiles {
             cert: dir.path().join("absent.pem"),
             key: files.key.clone(),
         };
-        let message = format!("{:#}", server_config(&missing).err().expect("refused"));
+        let message = format!("{:#}", server_config(&missing).expect_err("refused"));
         assert!(message.contains("cannot read --tls-cert"), "{message}");
     }
 }

@@ -41,7 +41,7 @@ async fn oauth_callback(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if !st.runtime.plugin_ids().iter().any(|id| *id == plugin) {
+    if !st.runtime.plugin_ids().contains(&plugin) {
         return not_installed(&plugin);
     }
     let query = query.unwrap_or_default();
