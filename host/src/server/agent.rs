@@ -320,10 +320,8 @@ fn signed_in(
     if let Ok(v) = set_cookie(AGENT_COOKIE, &id, secure, "Lax", None).parse() {
         headers.append(header::SET_COOKIE, v);
     }
-    if clear_binding {
-        if let Ok(v) = set_cookie(BINDING_COOKIE, "", secure, "Lax", Some(0)).parse() {
-            headers.append(header::SET_COOKIE, v);
-        }
+    if clear_binding && let Ok(v) = set_cookie(BINDING_COOKIE, "", secure, "Lax", Some(0)).parse() {
+        headers.append(header::SET_COOKIE, v);
     }
     response
 }
