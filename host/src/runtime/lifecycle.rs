@@ -441,6 +441,7 @@ impl Runtime {
                 requested: manifest.host_patterns(),
                 granted: granted.clone(),
             },
+            open_budget: Default::default(),
         });
         let info = InstalledPlugin {
             sha256: sha256.to_string(),
