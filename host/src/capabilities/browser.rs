@@ -164,7 +164,8 @@ impl OpenBudget {
     pub fn take(&self, now: Instant) -> bool {
         let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last) = &mut *bucket;
-        let refill = now.saturating_duration_since(*last).as_secs_f64() * f64::from(OPEN_PER_SECOND);
+        let refill =
+            now.saturating_duration_since(*last).as_secs_f64() * f64::from(OPEN_PER_SECOND);
         *tokens = (*tokens + refill).min(f64::from(OPEN_BURST));
         *last = now.max(*last);
         if *tokens >= 1.0 {
@@ -240,7 +241,10 @@ mod tests {
         );
         // Requested but not granted.
         let err = check_open("https://evil.example.org/login", &policy).expect_err("refused");
-        assert!(err.contains("https://evil.example.org:443 is refused"), "{err}");
+        assert!(
+            err.contains("https://evil.example.org:443 is refused"),
+            "{err}"
+        );
         // Neither requested nor granted.
         assert!(check_open("https://phish.test/", &policy).is_err());
         // Not http(s), user info, not a URL.

@@ -127,7 +127,8 @@ mod tests {
 
     #[test]
     fn control_characters_cannot_forge_log_lines() {
-        let forged = "ok\n2026-12-05T09:00:00Z  INFO pbx_host: admin signed in\r\x1b[2Kx\u{202e}y\u{85}";
+        let forged =
+            "ok\n2026-12-05T09:00:00Z  INFO pbx_host: admin signed in\r\x1b[2Kx\u{202e}y\u{85}";
         let escaped = escape_controls(forged);
         assert!(
             !escaped.chars().any(needs_escape),
@@ -137,7 +138,10 @@ mod tests {
             escaped,
             "ok\\n2026-12-05T09:00:00Z  INFO pbx_host: admin signed in\\r\\u{1b}[2Kx\\u{202e}y\\u{85}"
         );
-        assert_eq!(escape_controls("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            escape_controls("plain text, ünïcode"),
+            "plain text, ünïcode"
+        );
     }
 
     #[test]
@@ -163,6 +167,9 @@ mod tests {
         assert!(cut.ends_with("… [1904 more bytes cut]"), "{}", &cut[4090..]);
         assert_eq!(bounded("short", MAX_MESSAGE), "short");
         // Escaping counts: 1000 newlines are 2000 bytes once escaped.
-        assert_eq!(bounded(&"\n".repeat(1000), 100).len(), 100 + "… [1900 more bytes cut]".len());
+        assert_eq!(
+            bounded(&"\n".repeat(1000), 100).len(),
+            100 + "… [1900 more bytes cut]".len()
+        );
     }
 }

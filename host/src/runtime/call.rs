@@ -10,10 +10,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use wasmtime::{Store, Trap};
 
+use super::Runtime;
 use super::pool::Loaded;
 use super::state::PluginState;
 use super::wit::{ErrorKind, Exports, PluginError};
-use super::Runtime;
 
 /// One export call, as the handle builds it: given an instance and its
 /// store, call an export; the answer is the plugin's yes or no.
@@ -250,7 +250,10 @@ impl Runtime {
         };
         self.counters.failed_calls.fetch_add(1, Ordering::Relaxed);
         // A panic's message is the plugin's text: escaped like its log.
-        let logged = crate::capabilities::log::bounded(&error.to_string(), crate::capabilities::log::MAX_MESSAGE);
+        let logged = crate::capabilities::log::bounded(
+            &error.to_string(),
+            crate::capabilities::log::MAX_MESSAGE,
+        );
         tracing::warn!(plugin = %plugin_id, "plugin call failed: {logged}");
         Err(error)
     }

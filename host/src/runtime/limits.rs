@@ -141,8 +141,8 @@ impl ResourceLimiter for MemoryLimiter {
 mod tests {
     use wasm_encoder::{
         AbstractHeapType, CodeSection, ExportKind, ExportSection, Function, FunctionSection,
-        HeapType, MemorySection, MemoryType, Module, RefType, TableSection, TableType,
-        TypeSection, ValType,
+        HeapType, MemorySection, MemoryType, Module, RefType, TableSection, TableType, TypeSection,
+        ValType,
     };
     use wasmtime::{Engine, Instance, Store};
 

@@ -123,8 +123,7 @@ async fn activate_plugin(
 ) -> Result<Json<Activation>, ApiError> {
     let runtime = st.runtime.clone();
     Ok(Json(
-        off_worker(move || runtime.activate_with(&id, &body.version, body.allow_downgrade))
-            .await?,
+        off_worker(move || runtime.activate_with(&id, &body.version, body.allow_downgrade)).await?,
     ))
 }
 
