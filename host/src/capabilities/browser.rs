@@ -1,16 +1,20 @@
 //! `open-browser`: the host records each request so the portal (or an
 //! agent's page) can show it; the system browser is used only when the
-//! operator asked for it.
+//! operator asked for it. A plugin may open only pages on the hosts it may
+//! reach with `http-fetch` (requested and granted), of a bounded length,
+//! at a bounded rate (`check_open`, `OpenBudget`): otherwise it would be a
+//! way round the outbound allow-list and a phishing channel to agents.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::Capabilities;
+use crate::outbound::{FetchError, Policy};
 
 /// How many requests are kept for the portal.
 const KEPT: usize = 256;
@@ -20,6 +24,12 @@ pub const CAPTION_DETAILS: usize = 16;
 /// characters (ending in "…"), so a plugin cannot make the host keep and
 /// push pages of text per request.
 pub const CAPTION_TEXT: usize = 256;
+/// Longest URL a plugin may ask to open, in bytes.
+pub const MAX_URL: usize = 4096;
+/// Requests a plugin may make at once before the rate applies.
+pub const OPEN_BURST: u32 = 30;
+/// Requests per second a plugin may make after its burst.
+pub const OPEN_PER_SECOND: u32 = 10;
 
 /// Who a page is for, as the portal sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -184,6 +194,58 @@ impl BrowserRequests {
     }
 }
 
+/// Whether a plugin with the outbound `policy` may ask to open `url`: at
+/// most [`MAX_URL`] bytes, http(s), no user info, and a host the plugin's
+/// manifest requests and the operator granted (as for `http-fetch`).
+pub fn check_open(url: &str, policy: &Policy) -> Result<(), String> {
+    if url.len() > MAX_URL {
+        return Err(format!(
+            "the URL is {} bytes; open-browser takes at most {MAX_URL}",
+            url.len()
+        ));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("the page is not a URL: {e}"))?;
+    policy.check(&parsed).map_err(|e| match e {
+        FetchError::Denied { host, rule } => format!(
+            "open-browser may open only pages on hosts the plugin may reach; {host} is refused: {rule}"
+        ),
+        other => format!("open-browser refused the page: {other}"),
+    })
+}
+
+/// A plugin's open-browser requests, as a token bucket: [`OPEN_BURST`] at
+/// once, then [`OPEN_PER_SECOND`].
+#[derive(Debug)]
+pub struct OpenBudget {
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl Default for OpenBudget {
+    fn default() -> Self {
+        Self {
+            bucket: Mutex::new((f64::from(OPEN_BURST), Instant::now())),
+        }
+    }
+}
+
+impl OpenBudget {
+    /// Takes one request at `now`; false when the budget is spent.
+    pub fn take(&self, now: Instant) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = &mut *bucket;
+        let refill =
+            now.saturating_duration_since(*last).as_secs_f64() * f64::from(OPEN_PER_SECOND);
+        *tokens = (*tokens + refill).min(f64::from(OPEN_BURST));
+        *last = now.max(*last);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 impl Capabilities {
     /// Record a plugin's request to open `url` for `viewer`, with what the
     /// page is about; an extension must exist on this PBX.
@@ -193,6 +255,12 @@ impl Capabilities {
         viewer: Viewer,
         caption: Option<Caption>,
     ) -> Result<(), String> {
+        check_open(url, &self.grants.http)?;
+        if !self.grants.open_budget.take(Instant::now()) {
+            return Err(format!(
+                "open-browser is limited to {OPEN_BURST} pages at once and {OPEN_PER_SECOND} a second; this page was not opened"
+            ));
+        }
         if let Viewer::Extension(number) = &viewer
             && self.services.directory.get(number).ok().flatten().is_none()
         {
@@ -236,6 +304,18 @@ mod tests {
         }
     }
 
+    fn policy(requested: &[&str], granted: &[&str]) -> Policy {
+        let patterns = |list: &[&str]| {
+            list.iter()
+                .map(|p| p.parse::<crate::outbound::HostPattern>().expect("pattern"))
+                .collect::<Vec<_>>()
+        };
+        Policy {
+            requested: patterns(requested),
+            granted: patterns(granted),
+        }
+    }
+
     #[test]
     fn a_caption_is_kept_whole_within_the_bounds() {
         let b = BrowserRequests::new(false);
@@ -273,5 +353,49 @@ mod tests {
         }
         // Cut by characters, never inside one.
         assert_eq!(cut("é".repeat(300)).chars().count(), CAPTION_TEXT);
+    }
+
+    #[test]
+    fn only_pages_on_granted_hosts_of_bounded_length_may_be_opened() {
+        let policy = policy(
+            &["https://*.example.com", "https://evil.example.org"],
+            &["https://*.example.com"],
+        );
+        assert_eq!(
+            check_open("https://crm.example.com/record/1", &policy),
+            Ok(())
+        );
+        // Requested but not granted.
+        let err = check_open("https://evil.example.org/login", &policy).expect_err("refused");
+        assert!(
+            err.contains("https://evil.example.org:443 is refused"),
+            "{err}"
+        );
+        // Neither requested nor granted.
+        assert!(check_open("https://phish.test/", &policy).is_err());
+        // Not http(s), user info, not a URL.
+        assert!(check_open("javascript:alert(1)", &policy).is_err());
+        assert!(check_open("https://user:pw@crm.example.com/", &policy).is_err());
+        assert!(check_open("crm.example.com", &policy).is_err());
+        // Too long, though on a granted host.
+        let long = format!("https://crm.example.com/{}", "a".repeat(MAX_URL));
+        let err = check_open(&long, &policy).expect_err("too long");
+        assert!(err.contains("at most 4096"), "{err}");
+        let fits = format!("https://crm.example.com/{}", "a".repeat(MAX_URL - 24));
+        assert_eq!(fits.len(), MAX_URL);
+        assert_eq!(check_open(&fits, &policy), Ok(()));
+    }
+
+    #[test]
+    fn the_budget_allows_a_burst_then_the_rate() {
+        let budget = OpenBudget::default();
+        let start = Instant::now();
+        let burst = (0..100).filter(|_| budget.take(start)).count();
+        assert_eq!(burst, OPEN_BURST as usize);
+        assert!(!budget.take(start));
+        // A second later, one second's worth more.
+        let later = start + std::time::Duration::from_secs(1);
+        let refilled = (0..100).filter(|_| budget.take(later)).count();
+        assert_eq!(refilled, OPEN_PER_SECOND as usize);
     }
 }

@@ -36,8 +36,10 @@ pub struct Grants {
     pub plugin_id: String,
     /// Its kv-store namespace.
     pub kv: Namespace,
-    /// Where it may send HTTP.
+    /// Where it may send HTTP (and which pages it may open).
     pub http: outbound::Policy,
+    /// Its open-browser requests' rate.
+    pub open_budget: browser::OpenBudget,
 }
 
 /// One plugin instance's access to the host: its grants, the shared
@@ -49,6 +51,8 @@ pub struct Capabilities {
     http_time: Duration,
     /// How many `http-fetch` calls it made.
     http_fetches: u32,
+    /// How many messages it logged.
+    logged: log::LogBudget,
 }
 
 impl Capabilities {
@@ -59,6 +63,7 @@ impl Capabilities {
             services,
             http_time: Duration::ZERO,
             http_fetches: 0,
+            logged: log::LogBudget::default(),
         }
     }
 
@@ -71,6 +76,7 @@ impl Capabilities {
     pub fn begin_call(&mut self) {
         self.http_time = Duration::ZERO;
         self.http_fetches = 0;
+        self.logged.reset();
     }
 
     /// Time the current call spent in `http-fetch`.

@@ -23,6 +23,15 @@ pub enum PluginCommand {
         /// The SHA-256 (hex) the vendor published for the file.
         #[arg(long)]
         sha256: Option<String>,
+        /// Accept a file signed by another vendor key than the one that
+        /// signed the plugin's first version, and pin the plugin to it
+        /// (only when the vendor really changed its key).
+        #[arg(long)]
+        repin: bool,
+        /// With --activate: allow a version older than the newest one
+        /// activated.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// The installed plugins, their versions and grants.
     List {
@@ -36,6 +45,9 @@ pub enum PluginCommand {
         id: String,
         /// The version, as `plugin list` shows it.
         version: String,
+        /// Allow a version older than the newest one activated.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Go back to the version active before the last activation.
     Rollback {
@@ -72,6 +84,8 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
             file,
             activate,
             sha256,
+            repin,
+            allow_downgrade,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -81,6 +95,12 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
             );
             if let Some(sha256) = sha256 {
                 path.push_str(&format!("&sha256={}", sha256.trim()));
+            }
+            if repin {
+                path.push_str("&repin=yes");
+            }
+            if allow_downgrade {
+                path.push_str("&allow_downgrade=yes");
             }
             let installed = client.post_bytes(&path, bytes).await?;
             let id = installed["manifest"]["id"].as_str().unwrap_or("?");
@@ -121,11 +141,15 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
                 print_plugins(&list);
             }
         }
-        PluginCommand::Activate { id, version } => {
+        PluginCommand::Activate {
+            id,
+            version,
+            allow_downgrade,
+        } => {
             let done = client
                 .post(
                     &format!("/plugins/{id}/activate"),
-                    &json!({ "version": version }),
+                    &json!({ "version": version, "allow_downgrade": allow_downgrade }),
                 )
                 .await?;
             print_activation(&done);

@@ -1,9 +1,18 @@
 //! The precompile cache: compiled components kept under
 //! `DATA_DIR/cache/<sha256>-<engine compatibility hash>-<grants digest>.cwasm`,
-//! so a start or a swap loads native code (~0.5 ms) instead of compiling
-//! (~1 s), and a new file, new grants or another engine each compile again.
+//! so a start or a swap loads native code instead of compiling (~1 s), and
+//! a new file, new grants or another engine each compile again.
+//!
+//! Loading a compiled file maps it as native code (`deserialize` is
+//! `unsafe`): whoever can write the cache folder could otherwise run code
+//! in the host. So when the host writes a file it records the file's
+//! SHA-256 in the encrypted store (namespace `host/precompiled`, keyed by
+//! the file name), and it loads only a file whose bytes, read once, have
+//! the recorded hash, from those very bytes. A file with no record or
+//! another hash is compiled again, with a warning. Files are owner-only
+//! (0600) in an owner-only folder (0700).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
@@ -35,9 +44,7 @@ impl Runtime {
             .map_err(|e| InstallError::Load(format!("it does not compile: {e}")))?;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%sha256, "plugin compiled");
-        if let Err(e) = crate::files::write_atomically(&cached, &compiled) {
-            tracing::warn!("cannot write the precompile cache: {e}");
-        }
+        self.write_cached(&cached, &compiled);
         // SAFETY: the bytes come from `precompile_component` of this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }
             .map_err(|e| InstallError::Load(e.to_string()))
@@ -65,19 +72,46 @@ impl Runtime {
                 let _ = std::fs::remove_file(file.path());
             }
         }
+        for key in self.precompiled.list_keys(sha256).unwrap_or_default() {
+            let _ = self.precompiled.delete(&key);
+        }
     }
 
     /// The compiled component from the precompile cache, if it holds one
-    /// for this content, engine and grants.
+    /// for this content, engine and grants, and the file has the hash the
+    /// host recorded when it wrote it.
     pub(super) fn cached_component(&self, sha256: &str, grants: &str) -> Option<Component> {
         let cached = self.cache_path(sha256, grants);
-        if !cached.exists() {
+        let name = file_name(&cached)?;
+        let bytes = match std::fs::read(&cached) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(%sha256, "cannot read the precompile cache, compiling again: {e}");
+                return None;
+            }
+        };
+        let recorded = match self.precompiled.get(&name) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(%sha256, "cannot read the precompile cache's record, compiling again: {e}");
+                return None;
+            }
+        };
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if recorded.as_deref() != Some(actual.as_bytes()) {
+            tracing::warn!(
+                %sha256, file = %cached.display(),
+                "a precompile cache file has no recorded hash or not the recorded one (it was not written by this host, or was changed since); it is not loaded, the plugin is compiled again"
+            );
             return None;
         }
-        // SAFETY: the file is written only by this host (`component`) from
-        // `precompile_component` of the same engine configuration, which
-        // the compatibility key in its name guarantees.
-        match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+        // SAFETY: these bytes have the hash this host recorded (in its
+        // encrypted store) when it wrote them from `precompile_component` of
+        // an engine with the same configuration, which the compatibility
+        // key in the name guarantees; they are the bytes that were hashed,
+        // not the file read again.
+        match unsafe { Component::deserialize(&self.engine, &bytes) } {
             Ok(component) => {
                 self.counters.cache_loads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%sha256, "plugin loaded from the precompile cache");
@@ -89,6 +123,29 @@ impl Runtime {
             }
         }
     }
+
+    /// Writes a compiled component to the cache (owner-only) and records
+    /// its hash; a failure only costs a compile at the next load.
+    fn write_cached(&self, path: &Path, compiled: &[u8]) {
+        let Some(name) = file_name(path) else {
+            return;
+        };
+        let hash = hex::encode(Sha256::digest(compiled));
+        // The record first: a file without a record is never loaded, and a
+        // record without its file is only a compile at the next load.
+        if let Err(e) = self.precompiled.set(&name, hash.as_bytes()) {
+            tracing::warn!("cannot record the precompile cache entry, not caching it: {e}");
+            return;
+        }
+        if let Err(e) = crate::files::write_atomically_private(path, compiled) {
+            tracing::warn!("cannot write the precompile cache: {e}");
+        }
+    }
+}
+
+/// The file name of a cache path, which keys its record.
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
 /// The engine's part of the precompile cache's file names: compiled code

@@ -10,10 +10,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use wasmtime::{Store, Trap};
 
+use super::Runtime;
 use super::pool::Loaded;
 use super::state::PluginState;
 use super::wit::{ErrorKind, Exports, PluginError, Unsupported};
-use super::{Runtime, engine};
 
 /// One export call, as the handle builds it: given an instance and its
 /// store, call an export; the answer is the plugin's yes or no.
@@ -199,11 +199,15 @@ impl Runtime {
                 warm
             }
         };
-        warm.store.data_mut().begin_call();
-        warm.store
-            .set_epoch_deadline(engine::ticks(self.limits.deadline));
-
         let deadline = self.limits.deadline;
+        warm.store
+            .data_mut()
+            .begin_call(std::time::Instant::now() + deadline);
+        // The guest yields to the executor on every epoch tick (so a
+        // CPU-bound call never holds a worker) and is interrupted at the
+        // deadline: `engine::on_epoch_tick`.
+        warm.store.set_epoch_deadline(1);
+
         let outcome = {
             let (store, plugin) = warm.parts();
             let prepared = &*loaded.prepared;
@@ -223,7 +227,8 @@ impl Runtime {
                 };
                 export(plugin, store).await
             };
-            // Epochs stop guest code; this stops a call stuck in a host call.
+            // Epochs stop guest code; this stops a call stuck in a host call
+            // (and, as guest code yields on every tick, a running one too).
             tokio::time::timeout(deadline, run).await
         };
         let state = warm.store.data();
@@ -271,7 +276,12 @@ impl Runtime {
             ),
         };
         self.counters.failed_calls.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(plugin = %plugin_id, "plugin call failed: {error}");
+        // A panic's message is the plugin's text: escaped like its log.
+        let logged = crate::capabilities::log::bounded(
+            &error.to_string(),
+            crate::capabilities::log::MAX_MESSAGE,
+        );
+        tracing::warn!(plugin = %plugin_id, "plugin call failed: {logged}");
         Err(error)
     }
 }

@@ -1,11 +1,15 @@
-//! The one wasmtime Engine of a host process and its epoch ticker.
+//! The one wasmtime Engine of a host process, its epoch ticker, and what
+//! guest code does on a tick: yield to the executor, or stop at the
+//! call's deadline.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, UpdateDeadline};
+
+use super::state::PluginState;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -74,9 +78,23 @@ fn config(pool_memory: Option<usize>) -> Config {
     config
 }
 
-/// Number of ticks for `deadline`, at least one.
-pub fn ticks(deadline: Duration) -> u64 {
-    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+/// What a running call does on every epoch tick: past its hard stop
+/// (`PluginState::stop_at`) the guest is interrupted (a `Trap::Interrupt`,
+/// reported as the deadline); before it, it yields to the async executor
+/// and runs on for one more tick. Without the yield, a CPU-bound call
+/// would hold its tokio worker until the deadline, and a few of them would
+/// stall every request of the host. `tokio::task::yield_now` (rather than
+/// a plain wake) puts the call behind the I/O driver and the other tasks.
+pub fn on_epoch_tick(
+    store: wasmtime::StoreContextMut<'_, PluginState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    match store.data().stop_at {
+        Some(stop_at) if Instant::now() < stop_at => Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        )),
+        _ => Ok(UpdateDeadline::Interrupt),
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

@@ -3,6 +3,14 @@
 //! calls keep flowing; remove an inactive version; load the active versions
 //! at start. A swap replaces the plugin id's `Arc<Loaded>`: calls already
 //! running finish on the version they started on.
+//!
+//! Two rules keep a plugin id's stored data (tokens, secrets) with its
+//! vendor. An id is pinned to the vendor key that signed its first signed
+//! version: a file signed by another trusted key, or unsigned, is refused
+//! unless the administrator re-pins (`InstallOptions::repin`). And a
+//! version older (by release number) than the newest ever activated is activated only
+//! when the administrator allows the downgrade (`allow_downgrade`, or
+//! `rollback`, which is that explicit step back).
 
 use std::sync::Arc;
 
@@ -56,6 +64,8 @@ impl Runtime {
                 kv_max_keys: kv_quota.max_keys,
                 kv_max_bytes: kv_quota.max_bytes,
                 versions,
+                pinned_key: record.signer.as_ref().map(|s| s.key_id.clone()),
+                newest_activated: record.newest_activated.clone(),
             });
         }
         Ok(out)
@@ -70,6 +80,7 @@ impl Runtime {
             &InstallOptions {
                 sha256: None,
                 activate: Activate::Yes,
+                ..InstallOptions::default()
             },
         )?;
         match report.waiting_for_grants.is_empty() {
@@ -102,8 +113,20 @@ impl Runtime {
         }
         let inspection = inspect::inspect(bytes)?;
         let signed_by = signature::verify(bytes, &self.trust)?;
+        let signer = signed_by.as_ref().map(|key_id| registry::Signer {
+            key_id: key_id.clone(),
+            public_key: self.trust.public_key(key_id).unwrap_or_default(),
+        });
         let id = inspection.manifest.id.clone();
         let version = inspection.manifest.version.clone();
+        // Checked before the file is stored, so a refused file leaves
+        // nothing behind; checked again below, under the change lock.
+        if let Some((mut record, _)) = self.registry.get(&id)? {
+            self.check_signer(&id, &mut record, signer.as_ref(), options.repin)?;
+            if options.activate == Activate::Yes && !options.allow_downgrade {
+                check_downgrade(&id, &record, &version)?;
+            }
+        }
         let path = self.plugins_dir.join(format!("{sha256}.wasm"));
         if !path.exists() {
             crate::files::write_atomically(&path, bytes)
@@ -139,13 +162,18 @@ impl Runtime {
             Activate::IfNoneActive => record.active.is_none(),
         };
         let already = record.active.as_deref() == Some(version.as_str());
-        record.versions.insert(version.clone(), entry);
+        self.check_signer(&id, &mut record, signer.as_ref(), options.repin)?;
         let activate = wanted && waiting.is_empty() && !already;
+        if activate && !options.allow_downgrade {
+            check_downgrade(&id, &record, &version)?;
+        }
+        record.versions.insert(version.clone(), entry);
         let loaded = Arc::new(loaded);
         let mut migrated = false;
         if activate {
             migrated = self.migrate(&loaded, record.active.as_deref())?;
             record.previous = record.active.replace(version.clone());
+            record.newest_activated = Some(newest(record.newest_activated.take(), &version));
         }
         self.registry.put(&id, raw, &record)?;
         if activate || (already && self.loaded_version(&id).is_none()) {
@@ -173,12 +201,24 @@ impl Runtime {
     /// new one. Its `migrate` export, if any, runs first; if it fails the
     /// old version stays active.
     pub fn activate(&self, id: &str, version: &str) -> Result<Activation, InstallError> {
+        self.activate_with(id, version, false)
+    }
+
+    /// [`Runtime::activate`], allowing (or not) a version older than the
+    /// newest activated one.
+    pub fn activate_with(
+        &self,
+        id: &str,
+        version: &str,
+        allow_downgrade: bool,
+    ) -> Result<Activation, InstallError> {
         let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        self.switch(id, version)
+        self.switch(id, version, allow_downgrade)
     }
 
     /// Go back to the version active before the last activation, the same
-    /// way as [`Runtime::activate`].
+    /// way as [`Runtime::activate`]. Going back is what the administrator
+    /// asks for here, so an older version is allowed.
     pub fn rollback(&self, id: &str) -> Result<Activation, InstallError> {
         let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let (record, _) = self
@@ -188,10 +228,15 @@ impl Runtime {
         let previous = record
             .previous
             .ok_or_else(|| InstallError::NoPrevious(id.to_string()))?;
-        self.switch(id, &previous)
+        self.switch(id, &previous, true)
     }
 
-    fn switch(&self, id: &str, version: &str) -> Result<Activation, InstallError> {
+    fn switch(
+        &self,
+        id: &str,
+        version: &str,
+        allow_downgrade: bool,
+    ) -> Result<Activation, InstallError> {
         let started = std::time::Instant::now();
         let (mut record, raw) = self
             .registry
@@ -216,6 +261,9 @@ impl Runtime {
                 swap_us: 0,
             });
         }
+        if !allow_downgrade {
+            check_downgrade(id, &record, version)?;
+        }
         let granted = self.effective_grants(id)?;
         let waiting = waiting_for_grants(&record, &entry, &granted, self.kv_quota(id)?);
         if !waiting.is_empty() {
@@ -227,6 +275,7 @@ impl Runtime {
         }
         let loaded = Arc::new(self.load_stored(&entry)?);
         let migrated = self.migrate(&loaded, record.active.as_deref())?;
+        record.newest_activated = Some(newest(record.newest_activated.take(), version));
         let from = record.active.replace(version.to_string());
         record.previous = from.clone().filter(|f| f != version);
         self.registry.put(id, Some(raw), &record)?;
@@ -441,6 +490,7 @@ impl Runtime {
                 requested: manifest.host_patterns(),
                 granted: granted.clone(),
             },
+            open_budget: Default::default(),
         });
         let info = InstalledPlugin {
             sha256: sha256.to_string(),
@@ -449,5 +499,151 @@ impl Runtime {
             manifest,
         };
         Ok(Loaded::new(info, prepared, grants, &self.pool))
+    }
+}
+
+impl Runtime {
+    /// Whether a file signed by `signer` (or unsigned) may become a version
+    /// of `id`, whose record is `record`: the id's pinned key, or any key
+    /// for an id not pinned yet (which is then pinned to it), or any when
+    /// the administrator re-pins (`repin`). Updates the pin in `record`.
+    fn check_signer(
+        &self,
+        id: &str,
+        record: &mut registry::PluginRecord,
+        signer: Option<&registry::Signer>,
+        repin: bool,
+    ) -> Result<(), InstallError> {
+        let pinned = record.signer.clone().or_else(|| self.legacy_pin(record));
+        match (pinned, signer) {
+            (None, None) => Ok(()),
+            (None, Some(signer)) => {
+                record.signer = Some(signer.clone());
+                Ok(())
+            }
+            (Some(pinned), signer) if signer.is_some_and(|s| same_key(&pinned, s)) => {
+                record.signer = Some(pinned);
+                Ok(())
+            }
+            (Some(pinned), signer) if repin => {
+                tracing::warn!(
+                    plugin = %id, from = %pinned.key_id,
+                    to = signer.map_or("nothing (unsigned)", |s| s.key_id.as_str()),
+                    "plugin re-pinned to another vendor key by the administrator"
+                );
+                record.signer = signer.cloned();
+                Ok(())
+            }
+            (Some(pinned), signer) => Err(InstallError::SignerChanged {
+                id: id.to_string(),
+                pinned: pinned.key_id,
+                signer: signer.map(|s| s.key_id.clone()),
+            }),
+        }
+    }
+
+    /// The pin of a record written before pinning: the key of its first
+    /// signed version.
+    fn legacy_pin(&self, record: &registry::PluginRecord) -> Option<registry::Signer> {
+        let first = record
+            .versions
+            .values()
+            .filter(|v| v.signed_by.is_some())
+            .min_by_key(|v| v.installed_at_ms)?;
+        let key_id = first.signed_by.clone()?;
+        Some(registry::Signer {
+            public_key: self.trust.public_key(&key_id).unwrap_or_default(),
+            key_id,
+        })
+    }
+}
+
+/// Whether two signers are the same key: by public key, or by id when a
+/// public key is unknown (its id is no longer trusted).
+fn same_key(a: &registry::Signer, b: &registry::Signer) -> bool {
+    if a.public_key.is_empty() || b.public_key.is_empty() {
+        a.key_id == b.key_id
+    } else {
+        a.public_key == b.public_key
+    }
+}
+
+/// Refuses activating `version` of `id` when it is older than the newest
+/// version activated so far. Versions without a release number cannot be
+/// ordered and are not refused.
+fn check_downgrade(
+    id: &str,
+    record: &registry::PluginRecord,
+    version: &str,
+) -> Result<(), InstallError> {
+    match &record.newest_activated {
+        Some(newest) if is_older(version, newest) => Err(InstallError::Downgrade {
+            id: id.to_string(),
+            version: version.to_string(),
+            newest: newest.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `version`'s release (`MAJOR.MINOR.PATCH`) is older than
+/// `than`'s. Pre-release and build suffixes (`-rc.1`, `+build`) are not
+/// ordered: a vendor's `1.2.0-hotfix` is not refused after `1.2.0`.
+fn is_older(version: &str, than: &str) -> bool {
+    match (release(version), release(than)) {
+        (Some(a), Some(b)) => a < b,
+        _ => false,
+    }
+}
+
+/// The release numbers of a version string, padded to three (`2.1` is
+/// `2.1.0`); `None` when it has none.
+fn release(version: &str) -> Option<[u64; 3]> {
+    let core = version.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next()?;
+    let mut numbers = [0u64; 3];
+    let mut parts = core.split('.');
+    for slot in &mut numbers {
+        match parts.next() {
+            Some(part) => *slot = part.parse().ok()?,
+            None => break,
+        }
+    }
+    parts.next().is_none().then_some(numbers)
+}
+
+/// The newer of the newest version activated so far and `version`.
+fn newest(so_far: Option<String>, version: &str) -> String {
+    match so_far {
+        Some(so_far) if is_older(version, &so_far) => so_far,
+        _ => version.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_ordered_by_release_and_others_are_not_refused() {
+        assert!(is_older("1.9.0", "1.10.0"));
+        assert!(is_older("v1.2", "1.2.1"));
+        assert!(is_older("0.9.9-next", "1.0.0"));
+        assert!(!is_older("1.0.0-next", "1.0.0"), "suffixes are not ordered");
+        assert!(!is_older("2.0.0", "1.10.0"));
+        assert!(!is_older("1.0.0", "1.0.0"));
+        assert!(!is_older("installed", "1.0.0"));
+        assert!(!is_older("1.0.0.0", "2.0.0"), "not a release number");
+        assert_eq!(newest(Some("2.0.0".into()), "1.0.0"), "2.0.0");
+        assert_eq!(newest(Some("1.0.0".into()), "1.1.0"), "1.1.0");
+        assert_eq!(newest(None, "0.1.0"), "0.1.0");
+        let record = registry::PluginRecord {
+            newest_activated: Some("1.1.0".into()),
+            ..Default::default()
+        };
+        let err = check_downgrade("probe", &record, "1.0.0").expect_err("older");
+        assert!(err.to_string().contains("--allow-downgrade"), "{err}");
+        assert!(check_downgrade("probe", &record, "1.1.0").is_ok());
+        assert!(check_downgrade("probe", &record, "1.2.0").is_ok());
     }
 }

@@ -97,6 +97,9 @@ pub struct Runtime {
     changes: std::sync::Mutex<()>,
     plugins_dir: PathBuf,
     cache_dir: PathBuf,
+    /// The SHA-256 of each precompile cache file, by file name, recorded
+    /// when the host wrote it (see `cache`).
+    precompiled: store::Namespace,
     limits: Limits,
     grants: HashMap<String, Vec<HostPattern>>,
     /// The active version of each plugin id; a call holds the one it
@@ -127,7 +130,7 @@ impl Runtime {
         let plugins_dir = data_dir.join("plugins");
         let cache_dir = data_dir.join("cache");
         for dir in [&plugins_dir, &cache_dir] {
-            std::fs::create_dir_all(dir)
+            crate::files::create_private_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
         let ticker = EpochTicker::start(engine.clone())
@@ -137,6 +140,7 @@ impl Runtime {
                 store.namespace("host/plugins", Quota::UNLIMITED),
                 store.namespace("host/grants", Quota::UNLIMITED),
             ),
+            precompiled: store.namespace("host/precompiled", Quota::UNLIMITED),
             trust: signature::Trust::default(),
             changes: std::sync::Mutex::new(()),
             store,

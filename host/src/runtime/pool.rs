@@ -26,10 +26,13 @@ use super::state::PluginState;
 use super::versions::InstalledPlugin;
 use super::wit::{Exports, Prepared};
 use super::{Runtime, engine};
-use crate::capabilities::{Capabilities, Grants};
+use crate::capabilities::{Capabilities, Grants, log};
 
 /// Most of a plugin's stdout/stderr kept per instance for the log.
 const OUTPUT_CAPTURE: usize = 64 * 1024;
+/// Lines of stdout (and of stderr) one call may put in the log, as the
+/// `log` capability bounds its messages.
+const OUTPUT_LINES_PER_CALL: usize = log::MAX_MESSAGES_PER_CALL as usize;
 /// An instance whose captured output passed this is not reused, so its
 /// pipes never fill up (a full pipe would fail the guest's writes).
 const OUTPUT_RECYCLE: usize = 32 * 1024;
@@ -111,10 +114,27 @@ impl Warm {
         };
         let (stdout, stderr) = (new(&out, self.seen.0), new(&err, self.seen.1));
         self.seen = (out.len(), err.len());
-        for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        // Each line escaped (a plugin must not forge log lines or drive a
+        // terminal) and bounded, as the `log` capability's messages are.
+        let lines = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(OUTPUT_LINES_PER_CALL + 1)
+                .map(|l| log::bounded(l, log::MAX_MESSAGE))
+                .collect();
+            if lines.len() > OUTPUT_LINES_PER_CALL {
+                lines.truncate(OUTPUT_LINES_PER_CALL);
+                lines.push(format!(
+                    "(more than {OUTPUT_LINES_PER_CALL} lines in one call; the rest are dropped)"
+                ));
+            }
+            lines
+        };
+        for line in lines(&stdout) {
             tracing::info!(target: "plugin", plugin, "stdout: {line}");
         }
-        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        for line in lines(&stderr) {
             tracing::warn!(target: "plugin", plugin, "stderr: {line}");
         }
         stderr
@@ -202,7 +222,7 @@ impl Runtime {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(engine::on_epoch_tick);
         Warm {
             store,
             plugin: None,

@@ -1,6 +1,7 @@
 //! What is installed, kept in the store: per plugin id, its versions, which
-//! one is active and which was before (for rollback), and the hosts the
-//! operator granted it with `plugin grant`.
+//! one is active and which was before (for rollback), the vendor key the id
+//! is pinned to and the newest version ever activated (see `lifecycle`),
+//! and the hosts the operator granted it with `plugin grant`.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +42,25 @@ pub struct PluginRecord {
     /// The version active before the last activation (`plugin rollback`).
     #[serde(default)]
     pub previous: Option<String>,
+    /// The vendor key the id is pinned to: the one that signed its first
+    /// signed version. Another key's versions are refused unless the
+    /// administrator re-pins.
+    #[serde(default)]
+    pub signer: Option<Signer>,
+    /// The newest version ever activated: activating an older one is a
+    /// downgrade the administrator must allow.
+    #[serde(default)]
+    pub newest_activated: Option<String>,
+}
+
+/// A vendor key a plugin id is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signer {
+    /// Its id, as in `--trusted-key KEY_ID=...`.
+    pub key_id: String,
+    /// The Ed25519 public key, base64: what is compared (an id could be
+    /// given another key).
+    pub public_key: String,
 }
 
 /// The registry in the store.
@@ -173,7 +193,9 @@ fn decode(id: &str, raw: &[u8]) -> Result<PluginRecord, KvError> {
                 manifest: None,
             },
         )]),
-        active: Some(version),
+        active: Some(version.clone()),
         previous: None,
+        signer: None,
+        newest_activated: Some(version),
     })
 }

@@ -89,6 +89,13 @@ impl Trust {
     }
 }
 
+impl Trust {
+    /// The public key (base64) trusted under `key_id`.
+    pub fn public_key(&self, key_id: &str) -> Option<String> {
+        self.keys.get(key_id).map(|raw| BASE64.encode(raw))
+    }
+}
+
 /// Checks `bytes` against `trust`: the signer's key id when signed, `None`
 /// when unsigned and signatures are optional.
 pub fn verify(bytes: &[u8], trust: &Trust) -> Result<Option<String>, SignatureError> {

@@ -1,5 +1,8 @@
 //! The data of one plugin instance's wasmtime store: WASI with nothing
-//! granted, the memory limiter, and the instance's capabilities.
+//! granted, the memory limiter, the current call's hard stop, and the
+//! instance's capabilities.
+
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -16,6 +19,10 @@ pub struct PluginState {
     pub limiter: MemoryLimiter,
     /// What the plugin may use, and what its current call used.
     pub caps: Capabilities,
+    /// When the current call's guest code is stopped (its deadline): the
+    /// epoch callback yields to the executor on every tick before it and
+    /// interrupts the guest after it.
+    pub stop_at: Option<Instant>,
 }
 
 impl PluginState {
@@ -39,12 +46,15 @@ impl PluginState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_cap),
             caps,
+            stop_at: None,
         }
     }
 
-    /// Clears what is counted per call, for an instance that serves another.
-    pub fn begin_call(&mut self) {
+    /// Clears what is counted per call, for an instance that serves
+    /// another, and sets the call's hard stop.
+    pub fn begin_call(&mut self, stop_at: Instant) {
         self.limiter.hit = false;
+        self.stop_at = Some(stop_at);
         self.caps.begin_call();
     }
 }

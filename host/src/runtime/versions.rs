@@ -93,6 +93,32 @@ pub enum InstallError {
         /// What the plugin said.
         reason: String,
     },
+    /// The file is signed by another key than the one the plugin id is
+    /// pinned to (or not signed at all).
+    #[error(
+        "{id} is pinned to vendor key {pinned:?}, which signed its first version, but this file is {}; a file from another vendor must not take over {id}'s stored data. If the vendor really changed its key, re-pin explicitly: `pbx-host plugin install FILE --repin` (API: POST /api/plugins?repin=yes)",
+        match signer { Some(key) => format!("signed by key {key:?}"), None => "not signed".to_string() }
+    )]
+    SignerChanged {
+        /// The plugin.
+        id: String,
+        /// The key id it is pinned to.
+        pinned: String,
+        /// The key id that signed the file, if any.
+        signer: Option<String>,
+    },
+    /// Activating a version older than the newest one activated.
+    #[error(
+        "{id} {version} is older than {newest}, which was active before: a downgrade can bring back fixed flaws, so it is refused; if you mean it, allow it explicitly: `pbx-host plugin activate {id} {version} --allow-downgrade` (API: \"allow_downgrade\": true), or `plugin rollback {id}`"
+    )]
+    Downgrade {
+        /// The plugin.
+        id: String,
+        /// The version asked for.
+        version: String,
+        /// The newest version activated so far.
+        newest: String,
+    },
     /// Another change to the same plugin came first.
     #[error(
         "{0} was changed by someone else at the same time; look at `pbx-host plugin list` and try again"
@@ -135,6 +161,12 @@ pub struct InstallOptions {
     pub sha256: Option<String>,
     /// Whether to activate it.
     pub activate: Activate,
+    /// Accept a file signed by another key than the one the plugin id is
+    /// pinned to, and pin the id to that key (`--repin`).
+    pub repin: bool,
+    /// Allow activating it though it is older than the newest version
+    /// activated (`--allow-downgrade`).
+    pub allow_downgrade: bool,
 }
 
 /// One version of an installed plugin, as `plugin list` shows it.
@@ -175,6 +207,13 @@ pub struct PluginListing {
     pub kv_max_bytes: u64,
     /// Every installed version.
     pub versions: Vec<VersionListing>,
+    /// The vendor key id the plugin id is pinned to, if any.
+    #[serde(default)]
+    pub pinned_key: Option<String>,
+    /// The newest version ever activated (older ones need an explicit
+    /// downgrade).
+    #[serde(default)]
+    pub newest_activated: Option<String>,
 }
 
 /// What `install` did.

@@ -125,6 +125,8 @@ impl From<InstallError> for ApiError {
             | InstallError::NeedsGrants { .. }
             | InstallError::ActiveVersion { .. }
             | InstallError::NoPrevious(_)
+            | InstallError::SignerChanged { .. }
+            | InstallError::Downgrade { .. }
             | InstallError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             InstallError::Migration { .. } | InstallError::Load(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "load-failed")

@@ -1,6 +1,9 @@
 //! Plugin versions: install (verified, stored, compiled), list, activate,
 //! roll back, grant hosts or kv-store space, remove. The heavy ones run on
-//! the blocking pool, off the async workers.
+//! the blocking pool, off the async workers. Every route is the
+//! administrator's (the admin API's token or session). Re-pinning a plugin
+//! id to another vendor key (`?repin=yes`) and downgrading
+//! (`?allow_downgrade=yes`, `"allow_downgrade": true`) are explicit.
 
 use std::sync::Arc;
 
@@ -54,6 +57,25 @@ struct InstallQuery {
     activate: Option<String>,
     /// The SHA-256 the file must have.
     sha256: Option<String>,
+    /// `yes`: accept another vendor key than the one the plugin id is
+    /// pinned to, and pin it to that key.
+    repin: Option<String>,
+    /// `yes`: allow activating a version older than the newest activated.
+    allow_downgrade: Option<String>,
+}
+
+/// A yes/no query value; anything else is refused, naming `field`.
+fn yes_no(value: Option<&str>, field: &'static str) -> Result<bool, ApiError> {
+    match value {
+        None | Some("no" | "false") => Ok(false),
+        Some("yes" | "true") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!("{field}={other:?}: use yes or no"),
+        )
+        .with_field(field)),
+    }
 }
 
 async fn install_plugin(
@@ -75,6 +97,8 @@ async fn install_plugin(
         }
     };
     let options = InstallOptions {
+        repin: yes_no(query.repin.as_deref(), "repin")?,
+        allow_downgrade: yes_no(query.allow_downgrade.as_deref(), "allow_downgrade")?,
         sha256: query.sha256,
         activate,
     };
@@ -87,6 +111,9 @@ async fn install_plugin(
 #[derive(Debug, Deserialize)]
 struct ActivateBody {
     version: String,
+    /// Allow a version older than the newest activated one.
+    #[serde(default)]
+    allow_downgrade: bool,
 }
 
 async fn activate_plugin(
@@ -96,7 +123,7 @@ async fn activate_plugin(
 ) -> Result<Json<Activation>, ApiError> {
     let runtime = st.runtime.clone();
     Ok(Json(
-        off_worker(move || runtime.activate(&id, &body.version)).await?,
+        off_worker(move || runtime.activate_with(&id, &body.version, body.allow_downgrade)).await?,
     ))
 }
 

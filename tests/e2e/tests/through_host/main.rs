@@ -15,6 +15,7 @@ mod calls_browser;
 mod cli;
 mod connect;
 mod crm_neutral;
+mod hostile;
 mod install;
 mod kv_store;
 mod outbound;

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use e2e_tests::org::{Setup, calls_world};
-use e2e_tests::{Options, admin, component, install, install_bytes, start_host, with_manifest};
+use e2e_tests::{
+    Options, admin, component, install, install_bytes, probe, start_host, with_manifest,
+};
 use pbx_host::cli::AdminClient;
 use pbx_host::runtime::signature;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -320,8 +322,12 @@ async fn twenty_swaps_under_a_loop_of_calls_fail_no_call() {
             let done = if version == "1.0.0" && round % 2 == 0 {
                 api.post("/plugins/probe/rollback", &json!({})).await
             } else {
-                api.post("/plugins/probe/activate", &json!({"version": version}))
-                    .await
+                // 1.0.0 after 1.1.0 is a downgrade, allowed explicitly.
+                api.post(
+                    "/plugins/probe/activate",
+                    &json!({"version": version, "allow_downgrade": true}),
+                )
+                .await
             }
             .expect("swap");
             assert_eq!(done["active"], version);
@@ -454,5 +460,123 @@ async fn a_version_asking_for_more_kv_space_waits_for_a_kv_grant() {
     let list = api.get("/plugins").await.expect("list");
     assert_eq!(list["plugins"][0]["kv_max_keys"], 50_000);
     assert_eq!(list["plugins"][0]["kv_max_bytes"], 256u64 << 20);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_id_keeps_its_vendor_key_and_its_newest_version_unless_the_administrator_says_otherwise()
+ {
+    let (vendor, public) = vendor_key();
+    let (other, other_public) = vendor_key();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = start_host(
+        dir.path(),
+        Options {
+            trusted_keys: vec![format!("vendor={public}"), format!("other={other_public}")],
+            ..Options::default()
+        },
+    )
+    .await;
+    let api = admin(&host);
+    let signed = |version: &str, key_id: &str, key: &Ed25519KeyPair| {
+        signature::sign(&probe_version(version, &[]), key_id, key)
+    };
+    let first = install_bytes(&api, signed("1.0.0", "vendor", &vendor))
+        .await
+        .expect("the first version pins the id to its key");
+    assert_eq!(first["signed_by"], "vendor");
+    assert_eq!(
+        probe(&api, "probe", "kv-set", "token=secret")
+            .await
+            .as_deref(),
+        Ok("ok")
+    );
+
+    // Another trusted vendor's build of the same id would inherit its
+    // stored data: refused, and so is an unsigned one.
+    let err = api
+        .post_bytes("/plugins?activate=yes", signed("2.0.0", "other", &other))
+        .await
+        .expect_err("another key");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("pinned to vendor key \"vendor\"") && err.contains("--repin"),
+        "{err}"
+    );
+    let err = install_bytes(&api, probe_version("2.0.0", &[]))
+        .await
+        .expect_err("unsigned");
+    assert!(err.contains("is not signed"), "{err}");
+    let list = api.get("/plugins").await.expect("list");
+    assert_eq!(versions(&list, "probe"), vec![("1.0.0".to_string(), true)]);
+
+    // The same vendor's next version is accepted.
+    let next = api
+        .post_bytes("/plugins?activate=yes", signed("2.0.0", "vendor", &vendor))
+        .await
+        .expect("same key");
+    assert_eq!(next["activated"], true);
+
+    // Going back to an older version is the administrator's explicit call.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/plugins/probe/activate", host.url()))
+        .bearer_auth(&host.admin_token)
+        .header("content-type", "application/json")
+        .body(json!({"version": "1.0.0"}).to_string())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(refused.status(), 409);
+    let err = refused.text().await.unwrap_or_default();
+    assert!(
+        err.contains("older than 2.0.0") && err.contains("--allow-downgrade"),
+        "{err}"
+    );
+    assert_eq!(
+        api.get("/plugins").await.expect("list")["plugins"][0]["active"],
+        "2.0.0",
+        "a refused activation changes nothing"
+    );
+    let back = api
+        .post(
+            "/plugins/probe/activate",
+            &json!({"version": "1.0.0", "allow_downgrade": true}),
+        )
+        .await
+        .expect("allowed");
+    assert_eq!(back["active"], "1.0.0");
+    let forward = api
+        .post("/plugins/probe/activate", &json!({"version": "2.0.0"}))
+        .await
+        .expect("forward again");
+    assert_eq!(forward["active"], "2.0.0");
+    let rolled = api
+        .post("/plugins/probe/rollback", &json!({}))
+        .await
+        .expect("rollback is an explicit step back");
+    assert_eq!(rolled["active"], "1.0.0");
+
+    // The administrator re-pins to the new key explicitly; from then on
+    // the old key is the stranger.
+    let repinned = api
+        .post_bytes(
+            "/plugins?activate=yes&repin=yes",
+            signed("3.0.0", "other", &other),
+        )
+        .await
+        .expect("re-pinned");
+    assert_eq!(repinned["signed_by"], "other");
+    assert_eq!(repinned["activated"], true);
+    let list = api.get("/plugins").await.expect("list");
+    assert_eq!(list["plugins"][0]["pinned_key"], "other");
+    assert_eq!(list["plugins"][0]["newest_activated"], "3.0.0");
+    assert_eq!(
+        probe(&api, "probe", "kv-get", "token").await.as_deref(),
+        Ok("value secret")
+    );
+    let err = install_bytes(&api, signed("4.0.0", "vendor", &vendor))
+        .await
+        .expect_err("the old key");
+    assert!(err.contains("pinned to vendor key \"other\""), "{err}");
     host.shutdown().await;
 }
