@@ -42,6 +42,11 @@ async fn the_admin_token_never_goes_to_a_proxy() {
             .expect("pbx-host runs")
     });
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        proxy.connections_before_now().await,
+        0,
+        "the CLI connected to the proxy (with the admin token)"
+    );
     assert!(
         out.status.success(),
         "{stdout}{}",
@@ -49,11 +54,6 @@ async fn the_admin_token_never_goes_to_a_proxy() {
     );
     let status: Value = serde_json::from_str(&stdout).expect("the host's status, as JSON");
     assert!(status.is_object(), "{stdout}");
-    assert_eq!(
-        proxy.connections_before_now().await,
-        0,
-        "the CLI connected to the proxy (with the admin token)"
-    );
     host.shutdown().await;
 }
 
