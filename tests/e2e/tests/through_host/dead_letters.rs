@@ -75,7 +75,7 @@ async fn the_retry_queue_is_bounded_and_what_it_gives_up_is_a_dead_letter() {
         .unwrap_or_else(|| panic!("no dead letter: {body}"))
         .to_string();
     let letters = dead_letters(&world).await;
-    assert_eq!(ids(&letters), [c_id.clone()]);
+    assert_eq!(ids(&letters), std::slice::from_ref(&c_id));
     assert_eq!(letters[0]["call_id"], "dl-c");
     assert_eq!(letters[0]["phase"], "ringing");
     assert!(
