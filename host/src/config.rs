@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::journal::JournalLimits;
 use crate::outbound::{self, HostPattern};
 use crate::runtime::Limits;
 use crate::runtime::signature::Trust;
@@ -60,6 +61,14 @@ pub struct FileConfig {
     pub session_idle_secs: Option<u64>,
     /// A browser session this many seconds old ends (default 43200).
     pub session_max_secs: Option<u64>,
+    /// Call events the host's retry queue holds at most.
+    pub journal_queue_max: Option<usize>,
+    /// Deliveries of one call event at most before it is a dead letter.
+    pub journal_max_attempts: Option<u32>,
+    /// Seconds a call event stays in the retry queue at most.
+    pub journal_max_age_s: Option<u64>,
+    /// Dead letters kept at most.
+    pub journal_dead_letters_max: Option<usize>,
 }
 
 impl FileConfig {
@@ -110,6 +119,8 @@ pub struct HostConfig {
     pub session_idle: Duration,
     /// Browser sessions end this long after they began.
     pub session_max: Duration,
+    /// The bounds of the retry queue and the dead letters.
+    pub journal_limits: JournalLimits,
 }
 
 /// The certificate and key files of `serve --tls-cert --tls-key` (read at
@@ -125,6 +136,7 @@ pub struct TlsFiles {
 impl HostConfig {
     /// Validate `file` (with flags already merged into it).
     pub fn from_file(file: FileConfig) -> Result<HostConfig, ConfigError> {
+        let journal_limits = journal_limits(&file)?;
         let data_dir = file
             .data_dir
             .ok_or_else(|| ConfigError("--data-dir is required".into()))?;
@@ -220,6 +232,7 @@ impl HostConfig {
         Ok(HostConfig {
             trust,
             journal_interval,
+            journal_limits,
             data_dir,
             listen,
             public_url,
@@ -248,6 +261,41 @@ impl HostConfig {
             self.public_url.as_str().trim_end_matches('/')
         )
     }
+}
+
+/// The journal's bounds: the defaults, with what `file` sets (each above 0).
+fn journal_limits(file: &FileConfig) -> Result<JournalLimits, ConfigError> {
+    let d = JournalLimits::default();
+    let above_zero = |name: &str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(ConfigError(format!(
+            "{name} must be above 0 (default {default})"
+        ))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(JournalLimits {
+        queue_max: above_zero(
+            "journal-queue-max",
+            file.journal_queue_max.map(|n| n as u64),
+            d.queue_max as u64,
+        )? as usize,
+        max_attempts: above_zero(
+            "journal-max-attempts",
+            file.journal_max_attempts.map(u64::from),
+            u64::from(d.max_attempts),
+        )?
+        .min(u64::from(u32::MAX)) as u32,
+        max_age: Duration::from_secs(above_zero(
+            "journal-max-age-s",
+            file.journal_max_age_s,
+            d.max_age.as_secs(),
+        )?),
+        dead_letters_max: above_zero(
+            "journal-dead-letters-max",
+            file.journal_dead_letters_max.map(|n| n as u64),
+            d.dead_letters_max as u64,
+        )? as usize,
+    })
 }
 
 /// `PLUGIN_ID=URL_PATTERN`.
@@ -326,10 +374,40 @@ mod tests {
                 tls_cert: Some("/tmp/cert.pem".into()),
                 ..base()
             },
+            FileConfig {
+                journal_queue_max: Some(0),
+                ..base()
+            },
+            FileConfig {
+                journal_max_attempts: Some(0),
+                ..base()
+            },
         ];
         for config in bad {
             assert!(HostConfig::from_file(config).is_err());
         }
+    }
+
+    #[test]
+    fn the_journal_is_bounded_by_default_and_its_bounds_are_settings() {
+        let default = HostConfig::from_file(base()).map(|c| c.journal_limits).ok();
+        assert_eq!(default, Some(JournalLimits::default()));
+        let parsed: Result<FileConfig, _> = toml::from_str(
+            "data-dir = \"/d\"\njournal-queue-max = 5\njournal-max-attempts = 3\njournal-max-age-s = 60\njournal-dead-letters-max = 7\n",
+        );
+        let limits = parsed
+            .ok()
+            .and_then(|f| HostConfig::from_file(f).ok())
+            .map(|c| c.journal_limits);
+        assert_eq!(
+            limits,
+            Some(JournalLimits {
+                queue_max: 5,
+                max_attempts: 3,
+                max_age: Duration::from_secs(60),
+                dead_letters_max: 7,
+            })
+        );
     }
 
     #[test]

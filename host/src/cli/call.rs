@@ -1,5 +1,6 @@
 //! `pbx-host call …`: simulate a call (its events through the admin API),
-//! look a caller up, click-to-call.
+//! look a caller up, click-to-call, and the journal's dead letters (call
+//! events the host gave up delivering: list, retry, discard).
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use super::client::AdminClient;
+use super::out::{self, outln};
 use crate::now_ms;
 
 #[derive(Subcommand)]
@@ -31,6 +33,22 @@ pub enum CallCommand {
     },
     /// Let the plugins deliver pending call logs now; show the counts.
     RunPending,
+    /// The call events the host gave up delivering to a plugin.
+    DeadLetters {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver a dead letter again, once (removed when the plugin answers).
+    Retry {
+        /// The dead letter's id, from `call dead-letters`.
+        id: String,
+    },
+    /// Forget a dead letter.
+    Discard {
+        /// The dead letter's id, from `call dead-letters`.
+        id: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,23 +102,21 @@ pub async fn run(client: &AdminClient, command: CallCommand) -> anyhow::Result<(
             let path = format!("/calls/lookup?number={}", encode(&number));
             let found = client.get(&path).await?;
             match found["name"].as_str() {
-                Some(name) => println!(
-                    "{name} ({} {}) {}",
-                    found["best"]["object_type"].as_str().unwrap_or("?"),
-                    found["best"]["id"].as_str().unwrap_or("?"),
-                    found["best"]["url"].as_str().unwrap_or("")
+                Some(name) => outln!(
+                    "{} ({} {}) {}",
+                    out::text(name),
+                    out::field(&found["best"]["object_type"], "?"),
+                    out::field(&found["best"]["id"], "?"),
+                    out::field(&found["best"]["url"], "")
                 ),
-                None => println!(
-                    "Unknown caller {}",
-                    found["number"].as_str().unwrap_or(&number)
-                ),
+                None => outln!("Unknown caller {}", out::field(&found["number"], &number)),
             }
             for other in found["others"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "  also: {} ({} {})",
-                    other["name"].as_str().unwrap_or("?"),
-                    other["object_type"].as_str().unwrap_or("?"),
-                    other["id"].as_str().unwrap_or("?")
+                    out::field(&other["name"], "?"),
+                    out::field(&other["object_type"], "?"),
+                    out::field(&other["id"], "?")
                 );
             }
             Ok(())
@@ -112,32 +128,108 @@ pub async fn run(client: &AdminClient, command: CallCommand) -> anyhow::Result<(
                     &json!({"extension": extension, "number": number}),
                 )
                 .await?;
-            println!(
+            outln!(
                 "Dialing {} from extension {}.",
-                o["number"].as_str().unwrap_or("?"),
-                o["extension"].as_str().unwrap_or("?")
+                out::field(&o["number"], "?"),
+                out::field(&o["extension"], "?")
             );
             Ok(())
         }
         CallCommand::RunPending => {
             let report = client.post("/calls/run-pending", &json!({})).await?;
             for p in report["plugins"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "{}: call logs waiting: {}, call events queued in the host: {}{}",
-                    p["plugin"].as_str().unwrap_or("?"),
+                    out::field(&p["plugin"], "?"),
                     p["pending_call_logs"]
                         .as_u64()
                         .map_or("?".into(), |n| n.to_string()),
                     p["queued_call_events"].as_u64().unwrap_or(0),
                     p["error"]
                         .as_str()
-                        .map(|e| format!(" ({e})"))
+                        .map(|e| format!(" ({})", out::text(e)))
                         .unwrap_or_default()
                 );
             }
             Ok(())
         }
+        CallCommand::DeadLetters { json } => dead_letters(client, json).await,
+        CallCommand::Retry { id } => {
+            let answer = client
+                .post(
+                    &format!("/calls/dead-letters/{}/retry", encode(&id)),
+                    &json!({}),
+                )
+                .await?;
+            let delivery = &answer["delivery"];
+            if delivery["ok"].as_bool() == Some(true) {
+                outln!(
+                    "Delivered to {}; the dead letter is gone.",
+                    out::field(&delivery["plugin"], "?")
+                );
+            } else {
+                outln!(
+                    "{} refused it ({}); the dead letter is gone.",
+                    out::field(&delivery["plugin"], "?"),
+                    out::field(&delivery["error"], "no reason given")
+                );
+            }
+            Ok(())
+        }
+        CallCommand::Discard { id } => {
+            client
+                .delete(&format!("/calls/dead-letters/{}", encode(&id)))
+                .await?;
+            outln!("Dead letter {} discarded.", out::text(&id));
+            Ok(())
+        }
     }
+}
+
+/// The dead letters as a table (or JSON).
+async fn dead_letters(client: &AdminClient, as_json: bool) -> anyhow::Result<()> {
+    let answer = client.get("/calls/dead-letters").await?;
+    if as_json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let letters = answer["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if letters.is_empty() {
+        outln!("No dead letters.");
+        return Ok(());
+    }
+    outln!(
+        "{:<23} {:<14} {:<24} {:<9} {:>8}  WHY",
+        "ID",
+        "PLUGIN",
+        "CALL",
+        "PHASE",
+        "ATTEMPTS"
+    );
+    for l in &letters {
+        outln!(
+            "{:<23} {:<14} {:<24} {:<9} {:>8}  {}; last error: {}",
+            out::field(&l["id"], "?"),
+            out::field(&l["plugin"], "?"),
+            out::field(&l["call_id"], "?"),
+            out::field(&l["phase"], "?"),
+            l["attempts"].as_u64().unwrap_or(0),
+            out::field(&l["reason"], "?"),
+            out::field(&l["last_error"], "?"),
+        );
+    }
+    outln!(
+        "{} dead letters (kept at most {}). `pbx-host call retry ID` delivers one again, `call discard ID` forgets it.",
+        letters.len(),
+        answer["limits"]["dead_letters_max"].as_u64().unwrap_or(0)
+    );
+    Ok(())
 }
 
 async fn simulate(client: &AdminClient, s: Simulate) -> anyhow::Result<()> {
@@ -193,7 +285,7 @@ async fn simulate(client: &AdminClient, s: Simulate) -> anyhow::Result<()> {
             "recording_url": s.recording_url,
         }),
     ));
-    println!("Call {call_id}:");
+    outln!("Call {call_id}:");
     for (phase, extra) in phases {
         if s.real_time {
             let at = match phase {
@@ -213,7 +305,7 @@ async fn simulate(client: &AdminClient, s: Simulate) -> anyhow::Result<()> {
             .post("/calls/events", &event)
             .await
             .with_context(|| format!("the {phase} event was refused"))?;
-        println!("  {phase:<9} {}", outcome(&answer));
+        outln!("  {phase:<9} {}", outcome(&answer));
     }
     Ok(())
 }
@@ -224,13 +316,13 @@ fn outcome(answer: &Value) -> String {
         .into_iter()
         .flatten()
         .map(|p| {
-            let id = p["plugin"].as_str().unwrap_or("?");
+            let id = out::field(&p["plugin"], "?");
             if p["ok"].as_bool() == Some(true) {
                 format!("{id}: ok")
             } else {
                 format!(
                     "{id}: {}{}",
-                    p["error"].as_str().unwrap_or("failed"),
+                    out::field(&p["error"], "failed"),
                     if p["queued"].as_bool() == Some(true) {
                         " (kept for another delivery)"
                     } else {

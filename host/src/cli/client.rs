@@ -38,7 +38,7 @@ impl AdminClient {
             let http = super::pinned_tls::client(&data_dir.join(ADMIN_CERT_FILE))?;
             return Ok(Self::with_http(base, token, http));
         }
-        Ok(Self::new(base, token))
+        Self::new(base, token)
     }
 
     /// A client of `base` with `token`, over `http`.
@@ -51,12 +51,22 @@ impl AdminClient {
     }
 
     /// A client of `base` with `token`.
-    pub fn new(base: String, token: String) -> Self {
-        Self {
+    ///
+    /// It talks to the host directly: no proxy from `http_proxy`,
+    /// `HTTPS_PROXY`, `ALL_PROXY` or the system, as a proxy would receive the
+    /// administrator's bearer token; and it follows no redirect, as the admin
+    /// API never answers one and the token must go nowhere else.
+    pub fn new(base: String, token: String) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot set up the HTTP client for the admin API")?;
+        Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: reqwest::Client::new(),
-        }
+            http,
+        })
     }
 
     /// `GET /api{path}`.

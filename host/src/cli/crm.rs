@@ -11,6 +11,7 @@ use serde_json::json;
 use super::client::AdminClient;
 use super::crm_settings::{self, SettingsCommand};
 use super::crm_users::{self, UsersCommand};
+use super::out::{self, outln};
 use super::print_json;
 
 #[derive(Subcommand)]
@@ -110,26 +111,26 @@ pub async fn run(client: &AdminClient, plugin: &str, command: CrmCommand) -> any
         CrmCommand::Status { json } => {
             let status = client.get(&format!("/crm/{plugin}/status")).await?;
             if json {
-                print_json(&status);
+                print_json(&status)?;
             } else {
-                println!("Status: {}", status["message"].as_str().unwrap_or("?"));
+                outln!("Status: {}", out::field(&status["message"], "?"));
                 if let Some(account) = status["account"].as_str() {
-                    println!("Account: {account}");
+                    outln!("Account: {}", out::text(account));
                 }
                 if let Some(problem) = status["problem"].as_str() {
-                    println!("Problem: {problem}");
+                    outln!("Problem: {}", out::text(problem));
                 }
                 if let Some(n) = status["pending_call_logs"].as_u64() {
-                    println!("Call logs waiting: {n}");
+                    outln!("Call logs waiting: {n}");
                 }
                 if let Some(n) = status["queued_call_events"].as_u64().filter(|n| *n > 0) {
-                    println!("Call events kept by the host for another delivery: {n}");
+                    outln!("Call events kept by the host for another delivery: {n}");
                 }
             }
         }
         CrmCommand::CallbackUrl => {
             let url = client.get(&format!("/crm/{plugin}/callback-url")).await?;
-            println!("{}", url["callback_url"].as_str().unwrap_or("?"));
+            outln!("{}", out::field(&url["callback_url"], "?"));
         }
         CrmCommand::Describe { json } => crm_settings::describe(client, plugin, json).await?,
         CrmCommand::Settings { command } => crm_settings::run(client, plugin, command).await?,
@@ -156,9 +157,9 @@ pub async fn run(client: &AdminClient, plugin: &str, command: CrmCommand) -> any
             let status = client
                 .post(&format!("/crm/{plugin}/disconnect"), &json!({}))
                 .await?;
-            println!("Status: {}", status["message"].as_str().unwrap_or("?"));
+            outln!("Status: {}", out::field(&status["message"], "?"));
             if let Some(problem) = status["problem"].as_str() {
-                println!("Problem: {problem}");
+                outln!("Problem: {}", out::text(problem));
             }
         }
     }
@@ -180,7 +181,7 @@ async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyh
     // printed for pasting nor handed to xdg-open.
     crate::server::check_authorization_url(plugin, url).map_err(anyhow::Error::msg)?;
     if no_browser {
-        println!("{url}");
+        outln!("{}", out::text(url));
         return Ok(());
     }
     let opened = std::process::Command::new("xdg-open")
@@ -190,7 +191,10 @@ async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyh
         .status()
         .is_ok_and(|s| s.success());
     if !opened {
-        eprintln!("Open this page in a browser to authorize:\n{url}");
+        out::error_line(format_args!(
+            "Open this page in a browser to authorize:\n{}",
+            out::text(url)
+        ));
     }
     let expires = authorization["expires_at_ms"].as_u64().unwrap_or(0);
     let spinner = indicatif::ProgressBar::new_spinner();
@@ -203,9 +207,9 @@ async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyh
         if last["at_ms"].as_u64().is_some() && last["at_ms"].as_u64() != previous {
             spinner.finish_and_clear();
             if last["ok"].as_bool() == Some(true) {
-                println!(
+                outln!(
                     "Authorization succeeded! Status: {}",
-                    status["message"].as_str().unwrap_or("?")
+                    out::field(&status["message"], "?")
                 );
                 return Ok(());
             }

@@ -19,6 +19,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::client::AdminClient;
+use super::out::{self, outln};
 use super::print_json;
 
 #[derive(Subcommand)]
@@ -77,7 +78,7 @@ pub async fn run(
         SettingsCommand::List { json } => {
             let stored = client.get(&format!("/crm/{plugin}/settings")).await?;
             if json {
-                print_json(&stored);
+                print_json(&stored)?;
                 return Ok(());
             }
             let fields = fields(client, plugin).await?;
@@ -92,7 +93,12 @@ pub async fn run(
                     (None, Some(true)) => "(set)".into(),
                     (None, _) => "(not set)".into(),
                 };
-                println!("{key:<24} {label:<28} {shown}");
+                outln!(
+                    "{:<24} {:<28} {}",
+                    out::text(key),
+                    out::text(label),
+                    out::text(&shown)
+                );
             }
             Ok(())
         }
@@ -204,9 +210,9 @@ async fn save(client: &AdminClient, plugin: &str, given: Vec<Given>) -> anyhow::
             &json!({ "settings": settings }),
         )
         .await?;
-    println!(
+    outln!(
         "Saved. Status: {}",
-        saved["status"]["message"].as_str().unwrap_or("?")
+        out::field(&saved["status"]["message"], "?")
     );
     Ok(())
 }
@@ -230,20 +236,20 @@ fn read_stdin(label: &str) -> anyhow::Result<String> {
 pub async fn describe(client: &AdminClient, plugin: &str, as_json: bool) -> anyhow::Result<()> {
     let info = client.get(&format!("/crm/{plugin}/describe")).await?;
     if as_json {
-        print_json(&info);
+        print_json(&info)?;
         return Ok(());
     }
-    println!("{}", info["crm_name"].as_str().unwrap_or(plugin));
+    outln!("{}", out::field(&info["crm_name"], plugin));
     for f in info["settings"].as_array().into_iter().flatten() {
-        let key = f["key"].as_str().unwrap_or("?");
+        let key = out::field(&f["key"], "?");
         let flag = if f["kind"].as_str() == Some("Secret") {
             format!("--{key}-stdin")
         } else {
             format!("--{key} VALUE")
         };
-        println!(
+        outln!(
             "  {flag:<28} {}{}",
-            f["label"].as_str().unwrap_or(key),
+            out::field(&f["label"], &key),
             if f["required"].as_bool() == Some(true) {
                 " (required)"
             } else {
@@ -251,16 +257,17 @@ pub async fn describe(client: &AdminClient, plugin: &str, as_json: bool) -> anyh
             }
         );
         if let Some(help) = f["help"].as_str().filter(|h| !h.is_empty()) {
-            println!("  {:<28} {help}", "");
+            outln!("  {:<28} {}", "", out::text(help));
         }
-        let choices: Vec<&str> = f["choices"]
+        let choices: Vec<_> = f["choices"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|c| c["value"].as_str())
+            .map(out::text)
             .collect();
         if !choices.is_empty() {
-            println!("  {:<28} one of: {}", "", choices.join(", "));
+            outln!("  {:<28} one of: {}", "", choices.join(", "));
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::AdminClient;
+use super::out::{self, out, outln};
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
@@ -51,7 +52,7 @@ async fn sync(client: &AdminClient, plugin: &str) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     if job["ok"].as_bool() == Some(true) {
-        println!("Synced {} users.", job["fetched"].as_u64().unwrap_or(0));
+        outln!("Synced {} users.", job["fetched"].as_u64().unwrap_or(0));
         Ok(())
     } else {
         bail!(
@@ -66,19 +67,19 @@ async fn list(client: &AdminClient, plugin: &str, as_json: bool) -> anyhow::Resu
     let list = client.get(&format!("/crm/{plugin}/users")).await?;
     if as_json {
         let entries = json!({"entries": list["entries"], "version": list["version"], "synced_at_ms": list["synced_at_ms"]});
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&entries).unwrap_or_default()
         );
         return Ok(());
     }
-    println!("{:<32} {:<36} {:<10} STATE", "USER", "E-MAIL", "EXTENSION");
+    outln!("{:<32} {:<36} {:<10} STATE", "USER", "E-MAIL", "EXTENSION");
     for entry in list["entries"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{:<32} {:<36} {:<10} {}",
-            entry["user"]["name"].as_str().unwrap_or("?"),
-            entry["user"]["email"].as_str().unwrap_or("-"),
-            entry["extension"].as_str().unwrap_or("-"),
+            out::field(&entry["user"]["name"], "?"),
+            out::field(&entry["user"]["email"], "-"),
+            out::field(&entry["extension"], "-"),
             state(&entry["state"]),
         );
     }
@@ -145,13 +146,13 @@ pub async fn associate(
             &json!({"version": list["version"], "associations": associations}),
         )
         .await?;
-    let name = entry["user"]["name"].as_str().unwrap_or("?");
+    let name = out::field(&entry["user"]["name"], "?");
     match extension {
-        Some(extension) => println!(
+        Some(extension) => outln!(
             "{name} is on extension {extension} (version {}).",
             saved["version"]
         ),
-        None => println!(
+        None => outln!(
             "{name} has no extension now (version {}).",
             saved["version"]
         ),
@@ -171,16 +172,20 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
             .into_iter()
             .flatten()
             .find(|e| e["user"]["id"].as_str() == Some(id))
-            .and_then(|e| e["user"]["name"].as_str().map(str::to_string))
-            .unwrap_or_else(|| id.to_string())
+            .and_then(|e| {
+                e["user"]["name"]
+                    .as_str()
+                    .map(|n| out::text(n).into_owned())
+            })
+            .unwrap_or_else(|| out::text(id).into_owned())
     };
     let matches = proposal["matches"].as_array().cloned().unwrap_or_default();
-    println!("Matched by e-mail ({}):", matches.len());
+    outln!("Matched by e-mail ({}):", matches.len());
     for m in &matches {
-        println!(
+        outln!(
             "  {:<32} -> {}",
             name_of(m["user_id"].as_str().unwrap_or("?")),
-            m["extension"].as_str().unwrap_or("?")
+            out::field(&m["extension"], "?")
         );
     }
     let unmatched = proposal["unmatched"]
@@ -188,9 +193,9 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
         .cloned()
         .unwrap_or_default();
     if !unmatched.is_empty() {
-        println!("Not matched ({}):", unmatched.len());
+        outln!("Not matched ({}):", unmatched.len());
         for u in &unmatched {
-            println!(
+            outln!(
                 "  {:<32} {}",
                 name_of(u["user_id"].as_str().unwrap_or("?")),
                 reason(&u["reason"])
@@ -198,16 +203,16 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
         }
     }
     if matches.is_empty() {
-        println!("Nothing to associate.");
+        outln!("Nothing to associate.");
         return Ok(());
     }
     if !yes {
-        print!("Save these associations? [y/N] ");
+        out!("Save these associations? [y/N] ");
         std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("Nothing saved.");
+            outln!("Nothing saved.");
             return Ok(());
         }
     }
@@ -226,7 +231,7 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
             &json!({"version": proposal["version"], "associations": associations}),
         )
         .await?;
-    println!(
+    outln!(
         "Saved {} associations, {} of them proposed (version {}).",
         associations.len(),
         matches.len(),
@@ -240,7 +245,7 @@ fn reason(value: &Value) -> String {
         return match kind {
             "NoEmail" => "has no e-mail address".into(),
             "NoExtension" => "no extension has this e-mail address".into(),
-            other => other.to_string(),
+            other => out::text(other).into_owned(),
         };
     }
     if let Some(list) = value.get("SharedEmail") {
@@ -252,7 +257,7 @@ fn reason(value: &Value) -> String {
     if let Some(list) = value.get("SharedUserEmail") {
         return format!("other users share the e-mail address: {}", join(list));
     }
-    value.to_string()
+    out::text(&value.to_string()).into_owned()
 }
 
 fn join(list: &Value) -> String {
@@ -260,6 +265,7 @@ fn join(list: &Value) -> String {
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
+        .map(out::text)
         .collect::<Vec<_>>()
         .join(", ")
 }

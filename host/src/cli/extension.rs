@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::client::AdminClient;
+use super::out::{self, outln};
 use super::print_json;
 
 #[derive(Subcommand)]
@@ -84,30 +85,27 @@ pub async fn run(client: AdminClient, command: ExtensionCommand) -> anyhow::Resu
                     &json!({"number": number, "name": name, "email": email}),
                 )
                 .await?;
-            println!(
-                "extension {} saved",
-                saved["number"].as_str().unwrap_or("?")
-            );
+            outln!("extension {} saved", out::field(&saved["number"], "?"));
         }
         ExtensionCommand::List { json } => {
             let list = client.get("/extensions").await?;
             if json {
-                print_json(&list);
+                print_json(&list)?;
             } else {
-                println!("{:<8} {:<30} E-MAIL", "NUMBER", "NAME");
+                outln!("{:<8} {:<30} E-MAIL", "NUMBER", "NAME");
                 for e in list["extensions"].as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{:<8} {:<30} {}",
-                        e["number"].as_str().unwrap_or("?"),
-                        e["name"].as_str().unwrap_or("?"),
-                        e["email"].as_str().unwrap_or("-"),
+                        out::field(&e["number"], "?"),
+                        out::field(&e["name"], "?"),
+                        out::field(&e["email"], "-"),
                     );
                 }
             }
         }
         ExtensionCommand::Remove { number } => {
             client.delete(&format!("/extensions/{number}")).await?;
-            println!("extension {number} removed");
+            outln!("extension {number} removed");
         }
         ExtensionCommand::Password {
             command: PasswordCommand::Set { number, .. },

@@ -10,6 +10,7 @@ mod crm_settings;
 mod crm_users;
 mod extension;
 mod pinned_tls;
+mod out;
 mod plugin;
 mod serve;
 mod vendor;
@@ -19,6 +20,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
+
+use out::outln;
 
 pub use client::AdminClient;
 
@@ -109,7 +112,8 @@ pub async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The message may quote the CRM or a plugin.
+            out::error_line(format_args!("error: {}", out::lines(&format!("{e:#}"))));
             std::process::ExitCode::FAILURE
         }
     }
@@ -142,10 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call { at, command } => call::run(&at.client()?, command).await,
         Command::Agent { at, command } => agent::run(at.client()?, command).await,
         Command::Vendor { command } => vendor::run(command),
-        Command::Status { at } => {
-            print_json(&at.client()?.get("/host").await?);
-            Ok(())
-        }
+        Command::Status { at } => print_json(&at.client()?.get("/host").await?),
     }
 }
 
@@ -162,11 +163,13 @@ fn take_option(args: &mut Vec<String>, name: &str) -> Option<String> {
     }
 }
 
-fn print_json(value: &Value) {
-    println!(
+/// JSON for scripts (serde_json escapes control characters in strings).
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub fn client(cert_file: &Path) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the admin API client")
 }

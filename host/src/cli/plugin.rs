@@ -8,6 +8,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::client::AdminClient;
+use super::out::{self, outln};
 use super::print_json;
 
 #[derive(Subcommand)]
@@ -103,9 +104,10 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
                 path.push_str("&allow_downgrade=yes");
             }
             let installed = client.post_bytes(&path, bytes).await?;
-            let id = installed["manifest"]["id"].as_str().unwrap_or("?");
-            let version = installed["manifest"]["version"].as_str().unwrap_or("?");
-            println!(
+            // The manifest is the plugin's own text.
+            let id = out::field(&installed["manifest"]["id"], "?");
+            let version = out::field(&installed["manifest"]["version"], "?");
+            outln!(
                 "installed {id} {version} (api {}, sha256 {}{})",
                 installed["api_version"].as_str().unwrap_or("?"),
                 installed["sha256"].as_str().unwrap_or("?"),
@@ -114,31 +116,30 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
                     .map(|k| format!(", signed by {k}"))
                     .unwrap_or_default(),
             );
-            let waiting: Vec<&str> = installed["waiting_for_grants"]
+            let waiting: Vec<_> = installed["waiting_for_grants"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
+                .map(out::text)
                 .collect();
             if installed["activated"] == true {
-                println!("{id} {version} is active");
+                outln!("{id} {version} is active");
             } else if !waiting.is_empty() {
-                println!(
+                outln!(
                     "not activated: it requests {}, which is not granted; run `pbx-host plugin grant {id} PATTERN`, then `pbx-host plugin activate {id} {version}`",
                     waiting.join(", ")
                 );
             } else {
-                println!(
-                    "not activated; activate it with `pbx-host plugin activate {id} {version}`"
-                );
+                outln!("not activated; activate it with `pbx-host plugin activate {id} {version}`");
             }
         }
         PluginCommand::List { json } => {
             let list = client.get("/plugins").await?;
             if json {
-                print_json(&list);
+                print_json(&list)?;
             } else {
-                print_plugins(&list);
+                print_plugins(&list)?;
             }
         }
         PluginCommand::Activate {
@@ -152,19 +153,19 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
                     &json!({ "version": version, "allow_downgrade": allow_downgrade }),
                 )
                 .await?;
-            print_activation(&done);
+            print_activation(&done)?;
         }
         PluginCommand::Rollback { id } => {
             let done = client
                 .post(&format!("/plugins/{id}/rollback"), &json!({}))
                 .await?;
-            print_activation(&done);
+            print_activation(&done)?;
         }
         PluginCommand::Remove { id, version } => {
             client
                 .delete(&format!("/plugins/{id}/versions/{version}"))
                 .await?;
-            println!("removed {id} {version}");
+            outln!("removed {id} {version}");
         }
         PluginCommand::Grant {
             id,
@@ -185,27 +186,27 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
                 .filter_map(Value::as_str)
                 .collect();
             if !list.is_empty() {
-                println!("{id} may reach: {}", list.join(", "));
+                outln!("{id} may reach: {}", list.join(", "));
             }
             if let (Some(keys), Some(bytes)) = (
                 granted["kv_max_keys"].as_u64(),
                 granted["kv_max_bytes"].as_u64(),
             ) {
-                println!("{id} may keep {keys} keys, {} MiB", bytes >> 20);
+                outln!("{id} may keep {keys} keys, {} MiB", bytes >> 20);
             }
         }
     }
     Ok(())
 }
 
-fn print_activation(done: &Value) {
-    println!(
+fn print_activation(done: &Value) -> anyhow::Result<()> {
+    outln!(
         "{} {} is active{} (switched in {:.1} ms{})",
-        done["id"].as_str().unwrap_or("?"),
-        done["active"].as_str().unwrap_or("?"),
+        out::field(&done["id"], "?"),
+        out::field(&done["active"], "?"),
         done["previous"]
             .as_str()
-            .map(|p| format!("; rollback returns to {p}"))
+            .map(|p| format!("; rollback returns to {}", out::text(p)))
             .unwrap_or_default(),
         done["swap_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
         if done["migrated"] == true {
@@ -214,20 +215,27 @@ fn print_activation(done: &Value) {
             ""
         },
     );
+    Ok(())
 }
 
-fn print_plugins(list: &Value) {
-    println!(
+fn print_plugins(list: &Value) -> anyhow::Result<()> {
+    outln!(
         "{:<14} {:<10} {:<7} {:<6} {:<34} {:<34} SHA-256",
-        "ID", "VERSION", "ACTIVE", "API", "REQUESTED HOSTS", "GRANTED HOSTS"
+        "ID",
+        "VERSION",
+        "ACTIVE",
+        "API",
+        "REQUESTED HOSTS",
+        "GRANTED HOSTS"
     );
     for p in list["plugins"].as_array().into_iter().flatten() {
         let join = |v: &Value| {
-            let items: Vec<&str> = v
+            let items: Vec<_> = v
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
+                .map(out::text)
                 .collect();
             if items.is_empty() {
                 "-".to_string()
@@ -238,19 +246,20 @@ fn print_plugins(list: &Value) {
         let granted = join(&p["granted"]);
         for v in p["versions"].as_array().into_iter().flatten() {
             let waiting = join(&v["waiting_for_grants"]);
-            println!(
+            outln!(
                 "{:<14} {:<10} {:<7} {:<6} {:<34} {:<34} {}",
-                p["id"].as_str().unwrap_or("?"),
-                v["version"].as_str().unwrap_or("?"),
+                out::field(&p["id"], "?"),
+                out::field(&v["version"], "?"),
                 if v["active"] == true { "yes" } else { "" },
-                v["api_version"].as_str().unwrap_or("?"),
+                out::field(&v["api_version"], "?"),
                 join(&v["requested"]),
                 granted,
                 v["sha256"].as_str().unwrap_or("?"),
             );
             if waiting != "-" {
-                println!("{:<14} waiting for grants: {waiting}", "");
+                outln!("{:<14} waiting for grants: {waiting}", "");
             }
         }
     }
+    Ok(())
 }

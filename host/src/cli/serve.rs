@@ -67,6 +67,22 @@ pub struct ServeArgs {
     /// A portal or agent session ends this many seconds after sign-in (default 43200).
     #[arg(long)]
     session_max_secs: Option<u64>,
+    /// Call events the host's retry queue holds at most; a new failed event
+    /// beyond that becomes a dead letter (default 10000).
+    #[arg(long)]
+    journal_queue_max: Option<usize>,
+    /// Deliveries of one call event at most before it becomes a dead letter
+    /// (default 20).
+    #[arg(long)]
+    journal_max_attempts: Option<u32>,
+    /// Seconds a call event stays in the retry queue at most before it
+    /// becomes a dead letter (default 86400).
+    #[arg(long)]
+    journal_max_age_s: Option<u64>,
+    /// Dead letters kept at most; beyond that the oldest is dropped
+    /// (default 1000).
+    #[arg(long)]
+    journal_dead_letters_max: Option<usize>,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -99,6 +115,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     file.tls_key = args.tls_key.or(file.tls_key);
     file.session_idle_secs = args.session_idle_secs.or(file.session_idle_secs);
     file.session_max_secs = args.session_max_secs.or(file.session_max_secs);
+    file.journal_queue_max = args.journal_queue_max.or(file.journal_queue_max);
+    file.journal_max_attempts = args.journal_max_attempts.or(file.journal_max_attempts);
+    file.journal_max_age_s = args.journal_max_age_s.or(file.journal_max_age_s);
+    file.journal_dead_letters_max = args
+        .journal_dead_letters_max
+        .or(file.journal_dead_letters_max);
     if args.system_browser {
         file.system_browser = Some(true);
     }

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::runtime::signature;
 
+use super::out::outln;
+
 #[derive(Subcommand)]
 pub enum VendorCommand {
     /// Make a signing key: the private key goes to --out (keep it secret;
@@ -64,9 +66,9 @@ fn keygen(out: &Path, key_id: &str) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(out);
         anyhow::bail!("cannot write the key to {}: {e}", out.display());
     }
-    println!("Private key written to {} (keep it secret).", out.display());
-    println!("Public key: {public}");
-    println!("Operators trust it with: --trusted-key {key_id}={public}");
+    outln!("Private key written to {} (keep it secret).", out.display());
+    outln!("Public key: {public}");
+    outln!("Operators trust it with: --trusted-key {key_id}={public}");
     Ok(())
 }
 
@@ -95,9 +97,9 @@ fn sign(file: &Path, key: &Path, key_id: &str, out: Option<&Path>) -> anyhow::Re
     let out = out.unwrap_or(file);
     crate::files::write_atomically(out, &signed)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-    println!("Signed {} with key {key_id}.", out.display());
-    println!("SHA-256: {}", hex::encode(Sha256::digest(&signed)));
-    println!(
+    outln!("Signed {} with key {key_id}.", out.display());
+    outln!("SHA-256: {}", hex::encode(Sha256::digest(&signed)));
+    outln!(
         "Operators trust the key with: --trusted-key {key_id}={}",
         signature::public_key(&key_pair)
     );

@@ -1,9 +1,10 @@
 //! Delivering one call event to every installed CRM plugin, and what each
-//! did with it; a call that failed in the runtime is kept for the ticker.
+//! did with it; a call that failed in the runtime is kept for the ticker
+//! (or, past the journal's limits, as a dead letter).
 
 use serde::Serialize;
 
-use super::Journal;
+use super::{Journal, Kept};
 use crate::call_input::phase_name;
 use crate::runtime::CallError;
 use crate::runtime::wit::{CallEvent, Phase};
@@ -17,6 +18,10 @@ pub struct Delivery {
     pub ok: bool,
     /// Kept in the host's retry queue (the call itself failed).
     pub queued: bool,
+    /// Moved to the dead letters instead (the queue was full, or the event
+    /// ran out of attempts or time): the dead letter's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
     /// The plugin's or the runtime's error kind, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -30,6 +35,9 @@ pub struct Delivery {
     /// Of that, time the call ran on a CPU (host and plugin work, no
     /// waiting), in microseconds.
     pub busy_us: u64,
+    /// The plugin answered (took the event, or refused it): it has seen it.
+    #[serde(skip)]
+    pub answered: bool,
 }
 
 impl Journal {
@@ -45,7 +53,20 @@ impl Journal {
         out
     }
 
+    /// Deliver `event` to `plugin`; a call failing in the runtime is kept
+    /// (queued, or a dead letter).
     pub(super) async fn deliver_to(&self, plugin: &str, event: &CallEvent) -> Delivery {
+        self.deliver_once(plugin, event, true).await
+    }
+
+    /// Deliver `event` to `plugin`; with `keep`, a call failing in the
+    /// runtime goes to the retry queue (or the dead letters).
+    pub(super) async fn deliver_once(
+        &self,
+        plugin: &str,
+        event: &CallEvent,
+        keep: bool,
+    ) -> Delivery {
         let (result, timing) = self
             .runtime
             .plugin(plugin)
@@ -56,25 +77,41 @@ impl Journal {
             plugin: plugin.to_string(),
             ok: false,
             queued: false,
+            dead_letter: None,
             kind: None,
             error: None,
             call_us: timing.total.as_micros() as u64,
             http_us: timing.http.as_micros() as u64,
             busy_us: timing.busy.as_micros() as u64,
+            answered: false,
         };
         match result {
             Ok(()) => {
                 delivery.ok = true;
+                delivery.answered = true;
                 self.dequeue(plugin, event);
             }
             Err(e) if e.failed_in_runtime() => {
                 let message = e.to_string();
-                self.enqueue(plugin, event, &message);
-                delivery.queued = true;
                 delivery.kind = Some(e.kind().into());
-                delivery.error = Some(format!(
-                    "{message}; the host keeps the event and delivers it again"
-                ));
+                if !keep {
+                    delivery.error = Some(message);
+                    return delivery;
+                }
+                delivery.error = Some(match self.enqueue(plugin, event, &message) {
+                    Kept::Queued => {
+                        delivery.queued = true;
+                        format!("{message}; the host keeps the event and delivers it again")
+                    }
+                    Kept::Dead(id) => {
+                        let text = format!(
+                            "{message}; the host gave up on the event and keeps it as dead letter {id} (`pbx-host call dead-letters`)"
+                        );
+                        delivery.dead_letter = Some(id);
+                        text
+                    }
+                    Kept::Lost => format!("{message}; the host could not keep the event"),
+                });
             }
             Err(e) => {
                 if let CallError::Refused { .. } = &e {
@@ -83,6 +120,7 @@ impl Journal {
                         %plugin, call_id = %event.call_id, phase = phase_name(event.phase),
                         "the plugin refused a call event: {e}"
                     );
+                    delivery.answered = true;
                     self.dequeue(plugin, event);
                 }
                 delivery.kind = Some(e.kind().into());

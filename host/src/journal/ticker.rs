@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use super::{Journal, Pending, Queued};
+use super::{Journal, Pending, Queued, expired};
 use crate::call_input::phase_name;
 use crate::now_ms;
 
@@ -18,8 +18,18 @@ pub struct TickReport {
     pub redelivered: usize,
     /// Queued events that failed again and stay queued.
     pub still_queued: usize,
+    /// Queued events moved to the dead letters (out of attempts or time).
+    pub dead_lettered: usize,
     /// Per plugin: its pending count and queue.
     pub plugins: Vec<PluginPending>,
+}
+
+/// What `redeliver` did.
+#[derive(Default)]
+struct Redelivery {
+    redelivered: usize,
+    still_queued: usize,
+    dead_lettered: usize,
 }
 
 /// One plugin's line of a tick report.
@@ -42,7 +52,11 @@ impl Journal {
     /// never overlap.
     pub async fn tick(&self, all_due: bool) -> TickReport {
         let _one = self.tick.lock().await;
-        let (redelivered, still_queued) = self.redeliver(all_due).await;
+        let Redelivery {
+            redelivered,
+            still_queued,
+            dead_lettered,
+        } = self.redeliver(all_due).await;
         let mut plugins = Vec::new();
         for id in self.runtime.plugin_ids() {
             let pending = match self.runtime.plugin(&id).run_pending().await {
@@ -74,18 +88,22 @@ impl Journal {
         TickReport {
             redelivered,
             still_queued,
+            dead_lettered,
             plugins,
         }
     }
 
     /// Deliver queued events that are due (or all of them), oldest call
-    /// first and in phase order within a call.
-    async fn redeliver(&self, all_due: bool) -> (usize, usize) {
+    /// first and in phase order within a call; events past the journal's
+    /// age limit (also those of a plugin no longer installed) become dead
+    /// letters.
+    async fn redeliver(&self, all_due: bool) -> Redelivery {
+        let mut counts = Redelivery::default();
         let keys = match self.queue.list_keys("") {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::error!("cannot read the call-event retry queue: {e}");
-                return (0, 0);
+                return counts;
             }
         };
         let mut entries: Vec<Queued> = keys
@@ -102,26 +120,33 @@ impl Journal {
         });
         let now = now_ms();
         let installed = self.runtime.plugin_ids();
-        let (mut done, mut again) = (0, 0);
         for q in entries {
+            if let Some(reason) = expired(&self.limits, &q, now) {
+                let key = Self::key(&q.plugin, &q.event);
+                self.bury(&key, q, reason);
+                counts.dead_lettered += 1;
+                continue;
+            }
             if !installed.contains(&q.plugin) || (!all_due && q.next_at_ms > now) {
                 continue;
             }
             let delivery = self.deliver_to(&q.plugin, &q.event).await;
             if delivery.queued {
-                again += 1;
+                counts.still_queued += 1;
+            } else if delivery.dead_letter.is_some() {
+                counts.dead_lettered += 1;
             } else {
-                done += 1;
+                counts.redelivered += 1;
                 tracing::info!(
                     plugin = %q.plugin, call_id = %q.event.call_id, phase = phase_name(q.event.phase),
                     attempts = q.attempts + 1, "queued call event delivered again"
                 );
             }
         }
-        if done > 0 {
+        if counts.redelivered > 0 {
             self.kick();
         }
-        (done, again)
+        counts
     }
 
     /// Start the ticker; it stops when the journal is gone.

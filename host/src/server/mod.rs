@@ -168,6 +168,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         runtime.clone(),
         &store,
         config.journal_interval,
+        config.journal_limits,
     ));
     let ticker = journal.spawn_ticker();
     let state = Arc::new(AppState {

@@ -67,6 +67,14 @@ pub struct Options {
     pub trusted_keys: Vec<String>,
     /// Refuse unsigned plugins.
     pub require_signature: bool,
+    /// How often the call journal ticks (`--journal-interval-ms`).
+    pub journal_interval_ms: Option<u64>,
+    /// The call journal's bounds (`--journal-queue-max`, …).
+    pub journal_queue_max: Option<usize>,
+    /// `--journal-max-attempts`.
+    pub journal_max_attempts: Option<u32>,
+    /// `--journal-dead-letters-max`.
+    pub journal_dead_letters_max: Option<usize>,
 }
 
 /// Start a host serving `data_dir`.
@@ -82,6 +90,10 @@ pub async fn start_host(data_dir: &Path, options: Options) -> RunningHost {
         http_timeout_ms: options.http_timeout_ms,
         trusted_key: options.trusted_keys,
         require_signature: Some(options.require_signature),
+        journal_interval_ms: options.journal_interval_ms,
+        journal_queue_max: options.journal_queue_max,
+        journal_max_attempts: options.journal_max_attempts,
+        journal_dead_letters_max: options.journal_dead_letters_max,
         ..FileConfig::default()
     })
     .expect("test host config is valid");
@@ -104,7 +116,7 @@ pub async fn probe_host(options: Options) -> (tempfile::TempDir, RunningHost, Ad
 
 /// The admin API client of `host`.
 pub fn admin(host: &RunningHost) -> AdminClient {
-    AdminClient::new(host.url(), host.admin_token.clone())
+    AdminClient::new(host.url(), host.admin_token.clone()).expect("the admin client builds")
 }
 
 /// Install a built component; returns the API's answer or its error text.

@@ -1,20 +1,21 @@
 //! The calls API: events from the PBX in, caller lookup for the PBX's caller
-//! ID, click-to-call, and the journal's pending deliveries.
+//! ID, click-to-call, the journal's pending deliveries and its dead letters.
+//! Every route is the administrator's (the admin API's check).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::call_input::{self, direction_name, phase_name};
 use crate::dialing::Origination;
-use crate::journal::TickReport;
+use crate::journal::{RetryError, TickReport};
 use crate::now_ms;
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
@@ -28,11 +29,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/calls/dial", post(dial))
         .route("/calls/originations", get(originations))
         .route("/calls/run-pending", post(run_pending))
+        .route("/calls/dead-letters", get(dead_letters))
+        .route("/calls/dead-letters/{id}/retry", post(retry_dead_letter))
+        .route("/calls/dead-letters/{id}", delete(discard_dead_letter))
 }
 
 /// `POST /api/calls/events`: check the event, hand it to every plugin.
 /// 200 when every plugin took it, 202 when some call failed and the host
-/// keeps the event for another delivery, 400 when the input is wrong (or
+/// keeps the event (for another delivery, or as a dead letter when the
+/// retry queue is full), 400 when the input is wrong (or
 /// every plugin refused it as invalid input).
 async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     let event = call_input::parse_event(&body, &st.config.default_region)?;
@@ -54,7 +59,10 @@ async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
             message,
         ));
     }
-    let status = if deliveries.iter().any(|d| d.queued) {
+    let status = if deliveries
+        .iter()
+        .any(|d| d.queued || d.dead_letter.is_some())
+    {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -221,4 +229,60 @@ async fn originations(State(st): St) -> Json<Value> {
 /// not), answering the counts.
 async fn run_pending(State(st): St) -> Json<TickReport> {
     Json(st.journal.tick(true).await)
+}
+
+/// `GET /api/calls/dead-letters`: the call events the host gave up
+/// delivering, oldest first, and the bounds.
+async fn dead_letters(State(st): St) -> Result<Json<Value>, ApiError> {
+    let letters = st.journal.dead_letters().map_err(store_error)?;
+    let limits = st.config.journal_limits;
+    Ok(Json(json!({
+        "dead_letters": letters,
+        "limits": {
+            "queue_max": limits.queue_max,
+            "max_attempts": limits.max_attempts,
+            "max_age_s": limits.max_age.as_secs(),
+            "dead_letters_max": limits.dead_letters_max,
+        },
+    })))
+}
+
+/// `POST /api/calls/dead-letters/{id}/retry`: deliver it again, once. 200
+/// with the delivery when the plugin answered (the dead letter is gone),
+/// 404 for an unknown id, 409 when its plugin is not installed, 502 when
+/// the call failed again (the dead letter stays).
+async fn retry_dead_letter(State(st): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match st.journal.retry_dead_letter(&id).await {
+        Ok(delivery) => Ok(Json(json!({ "id": id, "delivery": delivery })).into_response()),
+        Err(e) => {
+            let (status, kind) = match &e {
+                RetryError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+                RetryError::NotInstalled(_) => (StatusCode::CONFLICT, "not-installed"),
+                RetryError::FailedAgain(_) => (StatusCode::BAD_GATEWAY, "failed-again"),
+                RetryError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+            };
+            Err(ApiError::new(status, kind, e.to_string()))
+        }
+    }
+}
+
+/// `DELETE /api/calls/dead-letters/{id}`: forget it. 204, or 404.
+async fn discard_dead_letter(State(st): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if st.journal.discard_dead_letter(&id).map_err(store_error)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no dead letter has the id {id:?}; `pbx-host call dead-letters` lists them"),
+        ))
+    }
+}
+
+fn store_error(e: crate::store::KvError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store",
+        format!("the dead letters cannot be read or written: {e}"),
+    )
 }

@@ -661,3 +661,63 @@ async function loadSessions() {
 }
 loadSessions();
 setInterval(loadSessions, 10000);
+// ---- Dead letters ------------------------------------------------------
+// Call events the host gave up delivering to a plugin (its retry queue was
+// full, or the event ran out of attempts or time): list them, deliver one
+// again, or discard it. A self-contained block: it uses only api(), text()
+// and el() from above.
+async function loadDeadLetters() {
+  const rows = el("dead-letter-rows");
+  let answer;
+  try {
+    answer = await api("GET", "/calls/dead-letters");
+  } catch (e) {
+    text(el("dead-letters-summary"), e.message);
+    return;
+  }
+  const letters = answer.dead_letters || [];
+  text(el("dead-letters-summary"), letters.length
+    ? `${letters.length} call events were not delivered (at most ${answer.limits.dead_letters_max} are kept; after ${answer.limits.max_attempts} attempts or ${Math.round(answer.limits.max_age_s / 3600)} h an event lands here).`
+    : "Every call event was delivered or is still being retried.");
+  el("dead-letters-table").hidden = letters.length === 0;
+  rows.replaceChildren(...letters.map((letter) => {
+    const row = document.createElement("tr");
+    const cells = [new Date(letter.dead_at_ms).toLocaleString(), letter.plugin, letter.call_id, letter.phase,
+      letter.attempts, `${letter.reason}; last error: ${letter.last_error}`];
+    for (const value of cells) { const td = document.createElement("td"); text(td, value); row.append(td); }
+    const actions = document.createElement("td");
+    for (const [label, run] of [["Retry", retryDeadLetter], ["Discard", discardDeadLetter]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      text(button, label);
+      button.addEventListener("click", () => run(letter.id));
+      actions.append(button);
+    }
+    row.append(actions);
+    return row;
+  }));
+}
+
+async function deadLetterAction(work, done) {
+  const result = el("dead-letters-result");
+  try {
+    await work();
+    text(result, done);
+    result.className = "";
+  } catch (e) {
+    text(result, e.message);
+    result.className = "error";
+  }
+  await loadDeadLetters();
+}
+
+function retryDeadLetter(id) {
+  return deadLetterAction(() => api("POST", `/calls/dead-letters/${encodeURIComponent(id)}/retry`, {}), "Delivered again.");
+}
+
+function discardDeadLetter(id) {
+  return deadLetterAction(() => api("DELETE", `/calls/dead-letters/${encodeURIComponent(id)}`), "Discarded.");
+}
+
+loadDeadLetters();
+setInterval(loadDeadLetters, 10000);
