@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::call_input::{direction_name, phase_name};
+use crate::capabilities::browser::{BrowserRequest, Detail, Viewer};
 use crate::runtime::wit::CallEvent;
 
 /// Calls kept per extension.
@@ -24,6 +25,8 @@ pub struct CallRecord {
     pub title: String,
     /// The record's page.
     pub url: String,
+    /// What the pop-up said of it (e.g. name, record type, account).
+    pub details: Vec<Detail>,
 }
 
 /// One call of an extension.
@@ -110,6 +113,27 @@ impl RecentCalls {
         }
     }
 
+    /// Note the record a pop-up (an open-browser request with a caption
+    /// naming a call) shows, for the call and extension it is for.
+    pub fn note_pop_up(&self, request: &BrowserRequest) {
+        let (Viewer::Extension(extension), Some(caption)) = (&request.viewer, &request.caption)
+        else {
+            return;
+        };
+        let Some(call_id) = &caption.call_id else {
+            return;
+        };
+        self.note_record(
+            extension,
+            call_id,
+            CallRecord {
+                title: caption.title.clone(),
+                url: request.url.clone(),
+                details: caption.details.clone(),
+            },
+        );
+    }
+
     /// The calls of `extension`, newest first.
     pub fn list(&self, extension: &str) -> Vec<RecentCall> {
         self.table()
@@ -154,6 +178,7 @@ mod tests {
         let record = CallRecord {
             title: "Incoming call from Ann".into(),
             url: "https://crm.example/003".into(),
+            details: vec![],
         };
         calls.note_record("1001", "c1", record.clone());
         calls.note_record("1001", "c2", record.clone());

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::client::AdminClient;
+use super::out::{self, outln};
 use super::print_json;
 
 #[derive(Subcommand)]
@@ -38,10 +39,10 @@ pub async fn run(client: AdminClient, command: AgentCommand) -> anyhow::Result<(
         AgentCommand::List { json } => {
             let list = client.get("/sessions").await?;
             if json {
-                print_json(&list);
+                print_json(&list)?;
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<18} {:<14} {:<10} {:<28} {:<12} LAST SEEN",
                 "HANDLE", "WHO", "EXTENSION", "HOW", "SINCE"
             );
@@ -55,12 +56,12 @@ pub async fn run(client: AdminClient, command: AgentCommand) -> anyhow::Result<(
                     Some(other) => other.to_string(),
                     None => "admin token".to_string(),
                 };
-                println!(
+                outln!(
                     "{:<18} {:<14} {:<10} {:<28} {:<12} {}",
                     s["handle"].as_str().unwrap_or("?"),
                     s["kind"].as_str().unwrap_or("?"),
                     s["extension"].as_str().unwrap_or("-"),
-                    how.chars().filter(|c| !c.is_control()).collect::<String>(),
+                    out::text(&how),
                     time(&s["since_ms"]),
                     time(&s["last_seen_ms"]),
                 );
@@ -73,7 +74,7 @@ pub async fn run(client: AdminClient, command: AgentCommand) -> anyhow::Result<(
             let answer = client
                 .post(&format!("/extensions/{number}/sign-out"), &json!({}))
                 .await?;
-            println!(
+            outln!(
                 "extension {number}: {} session(s) ended",
                 answer["ended"].as_u64().unwrap_or(0)
             );
@@ -83,7 +84,7 @@ pub async fn run(client: AdminClient, command: AgentCommand) -> anyhow::Result<(
             ..
         } => {
             client.delete(&format!("/sessions/{handle}")).await?;
-            println!("session {handle} ended");
+            outln!("session {handle} ended");
         }
         AgentCommand::SignOut { .. } => {
             anyhow::bail!("name an extension or a --handle (from `pbx-host agent list`)")

@@ -117,7 +117,7 @@ pub async fn run(client: AdminClient, command: ExtensionCommand) -> anyhow::Resu
                     &json!({ "password": password }),
                 )
                 .await?;
-            println!("extension {number}: password set");
+            outln!("extension {number}: password set");
         }
         ExtensionCommand::Password {
             command: PasswordCommand::Clear { number },
@@ -125,7 +125,7 @@ pub async fn run(client: AdminClient, command: ExtensionCommand) -> anyhow::Resu
             client
                 .delete(&format!("/extensions/{number}/password"))
                 .await?;
-            println!("extension {number}: password cleared");
+            outln!("extension {number}: password cleared");
         }
     }
     Ok(())

@@ -361,13 +361,19 @@ async fn crm_sign_in(
         Ok(url) => url,
         Err(refusal) => return refusal_page(&refusal),
     };
-    let scheme_ok = url::Url::parse(&url).is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
-    if !scheme_ok {
-        return refusal_page(&Refusal::Failed(format!(
-            "plugin {plugin} answered a sign-in address that is not an http(s) URL"
-        )));
+    if let Err(why) = super::api::check_authorization_url(&plugin, &url) {
+        return refusal_page(&Refusal::Failed(why));
     }
-    let mut response = Redirect::to(&url).into_response();
+    // Not a redirect: the page's `form-action 'self'` would stop the form's
+    // redirect to the CRM. A refresh is a navigation of its own.
+    let mut response = agent_area_page(
+        StatusCode::OK,
+        "Continuing to sign in",
+        &format!(
+            r#"<meta http-equiv="refresh" content="0;url={u}"><p id="detail">Continuing to your CRM's sign-in page. <a id="continue" href="{u}" rel="noopener noreferrer">Continue</a></p>"#,
+            u = escape(&url)
+        ),
+    );
     if let Ok(v) = set_cookie(
         BINDING_COOKIE,
         &binding,

@@ -141,6 +141,7 @@ impl AppState {
             login_failure_keys: self.auth.limiter.len(),
         }
     }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,11 @@
 //! Secrets stay secret, over a full run as an administrator would make it:
 //! settings with the consumer secret (through the CLI, the secret on
 //! stdin), authorization, a token refresh, user sync, extensions and
-//! associations, calls with pop-ups and their call logs, the dead-letter
-//! list, then a disconnect. The consumer secret and every access and
-//! refresh token the org issued (from the emulator's control API) are then
-//! searched for in:
+//! associations, an agent's password (set through the CLI) and their
+//! sign-in, calls with pop-ups and their call logs, the dead-letter list,
+//! the signed-in sessions, then a disconnect. The consumer secret, the
+//! agent's password and every access and refresh token the org issued
+//! (from the emulator's control API) are then searched for in:
 //!
 //! - the host's logs (this process's, at TRACE),
 //! - every API answer, portal and agent page fetched during the run,
@@ -12,8 +13,8 @@
 //! - the raw bytes of every file under the data directory, `store.redb`
 //!   included: its values are sealed, so no plaintext may be in it.
 //!
-//! Each must appear 0 times. A new kind of secret (agent passwords, say)
-//! joins the scan through [`Scan::add_secret`].
+//! Each must appear 0 times. A new kind of secret joins the scan through
+//! [`Scan::add_secret`].
 
 use std::io::Write;
 use std::path::Path;
@@ -173,6 +174,38 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
     for x in ["1001", "1002"] {
         add_extension(&world, x, None).await;
     }
+    // An agent's password: set through the CLI, used to sign in.
+    let agent_password = "leak-check agent password 7d1f";
+    scan.add_secret("agent password", agent_password);
+    scan.cli(
+        &world,
+        &["extension", "password", "set", "1001", "--password-stdin"],
+        agent_password,
+    );
+    let agent = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("agent client");
+    let signed_in = agent
+        .post(page("/agent/sign-in"))
+        .form(&[
+            ("extension", "1001"),
+            ("password", agent_password),
+            ("next", "/agent/1001"),
+        ])
+        .send()
+        .await
+        .expect("agent sign-in");
+    assert!(
+        signed_in.status().is_redirection(),
+        "the agent signed in: {}",
+        signed_in.status()
+    );
+    scan.saw(
+        "POST /agent/sign-in",
+        format!("{:?}", signed_in.headers()),
+    );
     world.org.expire_sessions();
     scan.cli(&world, &["crm", "users", "sync"], "");
     scan.add_live_tokens(&world);
@@ -210,6 +243,17 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
         "the contact popped up: {popups}"
     );
     scan.add_live_tokens(&world);
+    for path in ["/agent/1001", "/agent/1001/calls"] {
+        let text = agent
+            .get(page(path))
+            .send()
+            .await
+            .expect(path)
+            .text()
+            .await
+            .unwrap_or_default();
+        scan.saw(format!("GET {path} (agent)"), text);
+    }
 
     // Every read-only answer and page, and the CLI's views of them.
     for path in [
@@ -222,6 +266,7 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
         "/calls/lookup?number=%2B12125550190",
         "/calls/originations",
         "/calls/dead-letters",
+        "/sessions",
         "/extensions",
         "/plugins",
         "/host",
@@ -250,6 +295,8 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
         &["call", "dead-letters", "--json"],
         &["plugin", "list", "--json"],
         &["extension", "list"],
+        &["agent", "list"],
+        &["agent", "list", "--json"],
         &["status"],
     ] {
         scan.cli(&world, args, "");

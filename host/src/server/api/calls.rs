@@ -42,7 +42,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     let event = call_input::parse_event(&body, &st.config.default_region)?;
     st.recent_calls.note_event(&event);
+    let before = st.services.browser.latest_id();
     let deliveries = st.journal.deliver(&event).await;
+    // The pop-up a plugin opened for this call names its CRM record.
+    for request in st.services.browser.since(before) {
+        st.recent_calls.note_pop_up(&request);
+    }
     let refused_as_invalid = !deliveries.is_empty()
         && deliveries
             .iter()

@@ -59,7 +59,7 @@ function show(popup) {
   el("popups").prepend(li);
   while (el("popups").children.length > 50) el("popups").lastElementChild.remove();
   if (popup.caption && popup.caption.call_id) {
-    records.set(popup.caption.call_id, { title: popup.caption.title, url: popup.url });
+    records.set(popup.caption.call_id, { title: popup.caption.title, url: popup.url, details: popup.caption.details || [] });
   }
   loadCalls();
   // A browser may block this without a click; the link above stays.
@@ -87,7 +87,13 @@ async function loadCalls() {
     what.textContent = `${call.direction} ${call.number} (${call.phase}) `;
     li.append(time, what);
     const record = call.record || records.get(call.call_id);
-    if (record) li.append(link(record.url, record.title));
+    if (record) {
+      li.append(link(record.url, record.title, "record"));
+      const facts = document.createElement("span");
+      facts.className = "record-details";
+      facts.textContent = (record.details || []).map((d) => ` ${d.label}: ${d.value}`).join(" ·");
+      li.append(facts);
+    }
     list.append(li);
   }
 }

@@ -207,6 +207,7 @@ async fn an_agent_with_a_password_reaches_their_extension_and_no_other() {
             "salesforce",
             "https://crm.example.org/for-1002",
             Viewer::Extension("1002".into()),
+            None,
         )
         .expect("record");
     recorder
@@ -214,6 +215,7 @@ async fn an_agent_with_a_password_reaches_their_extension_and_no_other() {
             "salesforce",
             "https://crm.example.org/for-1001",
             Viewer::Extension("1001".into()),
+            None,
         )
         .expect("record");
     let seen = stream_until(&a, &host, "1001", "for-1001").await;
@@ -286,6 +288,7 @@ async fn the_administrator_sees_who_is_signed_in_and_signs_them_out() {
             "salesforce",
             "https://crm.example.org/after-sign-out",
             Viewer::Extension("1001".into()),
+            None,
         )
         .expect("record");
     let rest = tokio::time::timeout(Duration::from_secs(20), open_stream.text())

@@ -107,6 +107,7 @@ async fn two_agents_with_passwords_each_see_only_their_own_pop_ups() {
             "salesforce",
             "https://crm.example.org/for-1002",
             Viewer::Extension("1002".into()),
+            None,
         )
         .expect("record");
     recorder
@@ -114,6 +115,7 @@ async fn two_agents_with_passwords_each_see_only_their_own_pop_ups() {
             "salesforce",
             "https://crm.example.org/for-1001",
             Viewer::Extension("1001".into()),
+            None,
         )
         .expect("record");
     assert_eq!(
@@ -188,6 +190,7 @@ async fn two_salesforce_users_sign_in_and_each_sees_only_their_own_pop_ups() {
             "salesforce",
             "https://crm.example.org/for-1002",
             Viewer::Extension("1002".into()),
+            None,
         )
         .expect("record");
     recorder
@@ -195,6 +198,7 @@ async fn two_salesforce_users_sign_in_and_each_sees_only_their_own_pop_ups() {
             "salesforce",
             "https://crm.example.org/for-1001",
             Viewer::Extension("1001".into()),
+            None,
         )
         .expect("record");
     assert_eq!(wait_listed(&a, "for-1001").await.len(), 1);
