@@ -44,7 +44,11 @@ pub async fn run(client: AdminClient, command: AgentCommand) -> anyhow::Result<(
             }
             outln!(
                 "{:<18} {:<14} {:<10} {:<28} {:<12} LAST SEEN",
-                "HANDLE", "WHO", "EXTENSION", "HOW", "SINCE"
+                "HANDLE",
+                "WHO",
+                "EXTENSION",
+                "HOW",
+                "SINCE"
             );
             for s in list["sessions"].as_array().into_iter().flatten() {
                 let how = match s["how"].as_str() {

@@ -93,6 +93,14 @@ impl RunningHost {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        // axum's server future ends before its last connection tasks drop
+        // their copy of the router (and so of the state and its store):
+        // wait, briefly, for them, so the store is closed when this returns
+        // and the data directory can be opened again at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&self.state) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Serve until `signal` fires (then shut down gracefully) or the server

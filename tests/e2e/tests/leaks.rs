@@ -202,10 +202,7 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
         "the agent signed in: {}",
         signed_in.status()
     );
-    scan.saw(
-        "POST /agent/sign-in",
-        format!("{:?}", signed_in.headers()),
-    );
+    scan.saw("POST /agent/sign-in", format!("{:?}", signed_in.headers()));
     world.org.expire_sessions();
     scan.cli(&world, &["crm", "users", "sync"], "");
     scan.add_live_tokens(&world);
