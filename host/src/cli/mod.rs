@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the host: portal, admin API, OAuth callback and plugins.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Install and list plugins.
     Plugin {
         #[command(flatten)]
@@ -121,7 +121,7 @@ pub async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(*args).await,
         Command::Plugin { at, command } => plugin::run(at.client()?, command).await,
         Command::Extension { at, command } => extension::run(at.client()?, command).await,
         Command::Crm {

@@ -165,6 +165,34 @@ impl Browser {
         path
     }
 
+    /// The pop-up links listed on the agent page in this browser.
+    pub async fn popup_links(&self) -> Vec<String> {
+        let mut urls = Vec::new();
+        for item in self
+            .client
+            .find_all(Locator::Css("#popups li.popup a"))
+            .await
+            .expect("list")
+        {
+            urls.push(item.attr("href").await.ok().flatten().unwrap_or_default());
+        }
+        urls
+    }
+
+    /// Wait (20 s at most) until a listed pop-up link contains `needle`;
+    /// the links then.
+    pub async fn wait_popup_link(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let urls = self.popup_links().await;
+            if urls.iter().any(|u| u.contains(needle)) {
+                return urls;
+            }
+            assert!(Instant::now() < deadline, "{needle} never listed: {urls:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// End the session and chromedriver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;

@@ -4,41 +4,12 @@
 //! as two different CRM users) and each sees only their own pop-ups; one
 //! is refused on the other's page.
 
-use std::time::{Duration, Instant};
-
 use e2e_tests::browser::Browser;
 use e2e_tests::org::{ADMIN_PASSWORD, Setup, World, calls_world, user_id};
 use e2e_tests::{admin, start_host};
-use fantoccini::Locator;
 use pbx_host::capabilities::browser::Viewer;
 use pbx_host::server::RunningHost;
 use serde_json::json;
-
-/// The pop-up links listed on the browser's current page.
-async fn listed(browser: &Browser) -> Vec<String> {
-    let mut urls = Vec::new();
-    for item in browser
-        .client
-        .find_all(Locator::Css("#popups li.popup a"))
-        .await
-        .expect("list")
-    {
-        urls.push(item.attr("href").await.ok().flatten().unwrap_or_default());
-    }
-    urls
-}
-
-async fn wait_listed(browser: &Browser, needle: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let urls = listed(browser).await;
-        if urls.iter().any(|u| u.contains(needle)) {
-            return urls;
-        }
-        assert!(Instant::now() < deadline, "{needle} never listed: {urls:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Open `/agent/{extension}` signed out: the sign-in page comes, with the
 /// extension filled in; sign in with `password`; the agent page goes live.
@@ -119,11 +90,11 @@ async fn two_agents_with_passwords_each_see_only_their_own_pop_ups() {
         )
         .expect("record");
     assert_eq!(
-        wait_listed(&a, "for-1001").await,
+        a.wait_popup_link("for-1001").await,
         vec!["https://crm.example.org/for-1001".to_string()]
     );
     assert_eq!(
-        wait_listed(&b, "for-1002").await,
+        b.wait_popup_link("for-1002").await,
         vec!["https://crm.example.org/for-1002".to_string()]
     );
     a.screenshot("agents-password-1001").await;
@@ -201,8 +172,8 @@ async fn two_salesforce_users_sign_in_and_each_sees_only_their_own_pop_ups() {
             None,
         )
         .expect("record");
-    assert_eq!(wait_listed(&a, "for-1001").await.len(), 1);
-    assert_eq!(wait_listed(&b, "for-1002").await.len(), 1);
+    assert_eq!(a.wait_popup_link("for-1001").await.len(), 1);
+    assert_eq!(b.wait_popup_link("for-1002").await.len(), 1);
 
     // The sessions are listed as CRM sign-ins of those users.
     let sessions = world.api.get("/sessions").await.expect("sessions");

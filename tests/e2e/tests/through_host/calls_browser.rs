@@ -3,11 +3,10 @@
 //! an agent page loaded are not shown again; a ringing call from a known
 //! caller pops the caller's record up; the portal shows the waiting call logs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e_tests::browser::Browser;
 use e2e_tests::org::{Setup, World, call_event, calls_world, send_event};
-use fantoccini::Locator;
 use fantoccini::wd::WindowHandle;
 use pbx_host::capabilities::browser::Viewer;
 use serde_json::{Map, Value, json};
@@ -24,32 +23,6 @@ async fn open_agent(browser: &Browser, world: &World, extension: &str) -> Window
         .expect("agent page");
     browser.wait_text("#connection", "Live").await;
     window.handle
-}
-
-/// The pop-up links listed on the current page.
-async fn listed(browser: &Browser) -> Vec<String> {
-    let mut urls = Vec::new();
-    for item in browser
-        .client
-        .find_all(Locator::Css("#popups li.popup a"))
-        .await
-        .expect("list")
-    {
-        urls.push(item.attr("href").await.ok().flatten().unwrap_or_default());
-    }
-    urls
-}
-
-async fn wait_listed(browser: &Browser, needle: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let urls = listed(browser).await;
-        if urls.iter().any(|u| u.contains(needle)) {
-            return urls;
-        }
-        assert!(Instant::now() < deadline, "{needle} never listed: {urls:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +76,7 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
         .expect("record");
 
     b.switch_to_window(page_1001.clone()).await.expect("switch");
-    let urls = wait_listed(&browser, "for-1001").await;
+    let urls = browser.wait_popup_link("for-1001").await;
     assert_eq!(urls, vec!["https://crm.example.org/for-1001".to_string()]);
     let latest = browser.wait_text("#latest", "for-1001").await;
     assert!(latest.contains("https://crm.example.org/for-1001"));
@@ -119,7 +92,7 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
     // Give a stray event every chance to arrive.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert!(
-        listed(&browser).await.is_empty(),
+        browser.popup_links().await.is_empty(),
         "1002 saw another agent's pop-up"
     );
 
@@ -133,16 +106,20 @@ async fn a_pop_up_reaches_the_right_agent_page_and_no_other() {
         )
         .expect("record");
     assert_eq!(
-        wait_listed(&browser, "for-1002").await,
+        browser.wait_popup_link("for-1002").await,
         vec!["https://crm.example.org/for-1002".to_string()]
     );
     b.switch_to_window(page_1001).await.expect("switch");
-    assert_eq!(listed(&browser).await.len(), 1, "1001 saw 1002's pop-up");
+    assert_eq!(
+        browser.popup_links().await.len(),
+        1,
+        "1001 saw 1002's pop-up"
+    );
     b.refresh().await.expect("reload");
     browser.wait_text("#connection", "Live").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        listed(&browser).await.is_empty(),
+        browser.popup_links().await.is_empty(),
         "a reload shows no old pop-ups"
     );
 
@@ -209,11 +186,11 @@ async fn a_ringing_call_pops_the_caller_up_on_the_agents_page_only() {
     assert_eq!(status, 200, "{body}");
 
     b.switch_to_window(page_1001).await.expect("switch");
-    let urls = wait_listed(&browser, &contact).await;
+    let urls = browser.wait_popup_link(&contact).await;
     assert_eq!(urls.len(), 1, "{urls:?}");
     b.switch_to_window(page_1002).await.expect("switch");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(listed(&browser).await.is_empty());
+    assert!(browser.popup_links().await.is_empty());
     browser.close().await;
 }
 
