@@ -59,6 +59,8 @@ pub struct Inspection {
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     /// Not a component at all.
+    /// The reason is a plain sentence: the parser's detail (e.g. the
+    /// magic-number bytes it expected) goes to the log instead.
     #[error(
         "the file is not a WebAssembly component ({0}); build the plugin for wasm32-wasip2 (cargo build --target wasm32-wasip2)"
     )]
@@ -113,6 +115,13 @@ fn supported_list() -> String {
         .join(", ")
 }
 
+/// A file the parser refused: the administrator reads a plain reason, the
+/// parser's words go to the log.
+fn not_a_component(e: wasmparser::BinaryReaderError) -> InspectError {
+    tracing::info!(detail = %e, "refused plugin file: not a WebAssembly component");
+    InspectError::NotAComponent("it is not valid WebAssembly".into())
+}
+
 /// Inspect a component's bytes without compiling it.
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
     let mut imports = Vec::new();
@@ -121,7 +130,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
     let mut depth = 0usize;
     let mut first = true;
     for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| InspectError::NotAComponent(e.to_string()))?;
+        let payload = payload.map_err(not_a_component)?;
         match payload {
             Payload::Version { encoding, .. } => {
                 if first && encoding != Encoding::Component {
@@ -135,13 +144,13 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    let import = import.map_err(|e| InspectError::NotAComponent(e.to_string()))?;
+                    let import = import.map_err(not_a_component)?;
                     imports.push(import.name.0.to_string());
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    let export = export.map_err(|e| InspectError::NotAComponent(e.to_string()))?;
+                    let export = export.map_err(not_a_component)?;
                     exports.push(export.name.0.to_string());
                 }
             }
@@ -222,6 +231,21 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("core module"), "{err}");
+    }
+
+    /// The administrator reads a sentence, not the parser's byte arrays.
+    #[test]
+    fn a_file_that_is_not_wasm_is_refused_in_plain_words() {
+        for bytes in [&b"not wasm at all"[..], b"\0asm\x01", b"PK\x03\x04zipped"] {
+            let err = inspect(bytes)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("not a WebAssembly component"), "{err}");
+            for detail in ["magic", "0x", "[", "expected", "offset"] {
+                assert!(!err.contains(detail), "{detail:?} in {err}");
+            }
+        }
     }
 
     #[test]

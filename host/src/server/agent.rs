@@ -39,7 +39,7 @@ use super::agent_sign_in::{self, BINDING_COOKIE, Refusal, RuntimeSignIn};
 use super::api::originate;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::pages::{escape, page};
+use super::pages::{FAVICON, escape, message_html, page};
 use super::sessions::{AGENT_COOKIE, Holder, SignedInWith, cookie, set_cookie};
 use super::state::AppState;
 use crate::call_input::check_extension;
@@ -87,7 +87,7 @@ fn agent_area_page(status: StatusCode, title: &str, body: &str) -> Response {
         format!(
             r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t}</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<link rel="stylesheet" href="/assets/agent.css"></head>
+{FAVICON}<link rel="stylesheet" href="/assets/agent.css"></head>
 <body class="narrow"><h1 id="result">{t}</h1>{body}</body></html>"#,
             t = escape(title)
         ),
@@ -111,7 +111,7 @@ fn refusal_page(refusal: &Refusal) -> Response {
         title,
         &format!(
             r#"<p id="detail">{}</p><p><a href="/agent/sign-in">Back to sign-in</a></p>"#,
-            escape(&message)
+            message_html(&message)
         ),
     )
 }
@@ -175,7 +175,7 @@ async fn sign_in_html(
         .map(|e| {
             format!(
                 r#"<p class="error" role="alert" id="error">{}</p>"#,
-                escape(e)
+                message_html(e)
             )
         })
         .unwrap_or_default();
@@ -497,7 +497,7 @@ async fn agent_page(State(st): St, Path(extension): Path<String>, headers: Heade
         return page(
             StatusCode::NOT_FOUND,
             format!(
-                "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>No such extension</title><body><h1>No extension {}</h1><p>`pbx-host extension list` shows the PBX's extensions.</p></body></html>",
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>No such extension</title>{FAVICON}<link rel=\"stylesheet\" href=\"/assets/agent.css\"></head><body class=\"narrow\"><h1>No extension {}</h1><p>The administrator lists the PBX's extensions in the portal, or with <code>pbx-host extension list</code>.</p></body></html>",
                 escape(&extension)
             ),
         );

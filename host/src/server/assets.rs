@@ -1,4 +1,4 @@
-//! The pages' scripts and styles, served as files under `/assets/` (anyone
+//! The pages' scripts, styles and icon, served as files under `/assets/` (anyone
 //! may fetch them: they hold no data). The Content-Security-Policy of every
 //! page (`pages.rs`) allows scripts and styles only from this origin, so
 //! nothing is inline: each page links its own files here.
@@ -30,6 +30,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "agent.css",
         "text/css; charset=utf-8",
         include_str!("assets/agent.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("assets/favicon.svg"),
     ),
     (
         "page.css",

@@ -23,7 +23,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 use super::agent_sign_in::state_of;
-use super::pages::{escape, page};
+use super::pages::{FAVICON, escape, message_html, page};
 use super::state::{AppState, AuthorizationOutcome};
 use crate::now_ms;
 use crate::runtime::CallError;
@@ -121,10 +121,10 @@ fn result_page(status: StatusCode, title: &str, detail: &str) -> Response {
         status,
         format!(
             r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t}</title>
-<link rel="stylesheet" href="/assets/page.css"></head>
+{FAVICON}<link rel="stylesheet" href="/assets/page.css"></head>
 <body class="wide"><h1 id="result">{t}</h1><p id="detail">{d}</p></body></html>"#,
             t = escape(title),
-            d = escape(detail)
+            d = message_html(detail)
         ),
     )
 }

@@ -30,6 +30,29 @@ pub fn page(status: StatusCode, html: String) -> Response {
         .into_response()
 }
 
+/// The icon every page links in its `<head>` (served by `assets.rs`; the
+/// policy's `img-src 'self'` allows it).
+pub const FAVICON: &str = r#"<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">"#;
+
+/// A message for a page, HTML-escaped: a command the message quotes
+/// between backticks (written for the terminal) is shown as code, so no
+/// page shows a backtick.
+pub fn message_html(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    let mut out = String::with_capacity(s.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 && i + 1 < parts.len() {
+            out.push_str("<code>");
+            out.push_str(&escape(part));
+            out.push_str("</code>");
+        } else {
+            // An unpaired backtick: dropped, the text kept.
+            out.push_str(&escape(part));
+        }
+    }
+    out
+}
+
 /// HTML-escape text.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -44,4 +67,20 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_quoted_commands_as_code_and_no_backtick() {
+        assert_eq!(
+            message_html("run `pbx-host extension list` to see <them>"),
+            "run <code>pbx-host extension list</code> to see &lt;them&gt;"
+        );
+        assert_eq!(message_html("one ` unpaired"), "one  unpaired");
+        assert_eq!(message_html("plain"), "plain");
+        assert_eq!(message_html("`<b>`"), "<code>&lt;b&gt;</code>");
+    }
 }

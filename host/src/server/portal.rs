@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::auth::{SESSION_COOKIE, session_id};
-use super::pages::{escape, page};
+use super::pages::{FAVICON, message_html, page};
 use super::sessions::set_cookie;
 use super::state::AppState;
 
@@ -44,12 +44,12 @@ async fn login_page() -> Response {
 
 fn login_html(error: Option<&str>) -> String {
     let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", message_html(e)))
         .unwrap_or_default();
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PBX portal: log in</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<link rel="stylesheet" href="/assets/page.css">
+{FAVICON}<link rel="stylesheet" href="/assets/page.css">
 </head><body><h1>PBX portal</h1>{error}
 <form method="post" action="/login"><label for="token">Admin token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required>
@@ -163,5 +163,22 @@ mod tests {
         assert_nothing_inline("agent.html", include_str!("assets/agent.html"));
         assert!(PORTAL.contains(r#"<script src="/assets/portal.js" defer></script>"#));
         assert!(PORTAL.contains(r#"href="/assets/portal.css""#));
+    }
+
+    /// Backticks are how the terminal quotes a command; a page shows none,
+    /// and every page links the icon.
+    #[test]
+    fn the_pages_show_no_backtick_and_link_the_icon() {
+        let agent = include_str!("assets/agent.html");
+        let login = login_html(Some("run `pbx-host status`"));
+        for (name, html) in [
+            ("portal.html", PORTAL),
+            ("agent.html", agent),
+            ("login", &login),
+        ] {
+            assert!(!html.contains('`'), "{name} shows a backtick");
+            assert!(html.contains("/assets/favicon.svg"), "{name} has no icon");
+            assert!(html.contains("<title>"), "{name} has no title");
+        }
     }
 }

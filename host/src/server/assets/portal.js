@@ -1,8 +1,10 @@
-// The administrator's portal: the CRM integration (its settings form as the
-// plugin describes it, authorization, status), the users page with
-// associations, extensions, and plugin versions. Served as a file
-// (server/assets.rs) for the pages' Content-Security-Policy: no inline
-// script or style anywhere, text from the API always goes in as text.
+// The administrator's portal, in the order of the set-up guide: Network
+// (Homepage URL, Callback URL), the CRM integration (Authorization: the
+// plugin's connection settings and Save; Status), Call logging (the
+// plugin's call options), the users table with associations, extensions,
+// and plugin versions. Served as a file (server/assets.rs) for the pages'
+// Content-Security-Policy: no inline script or style anywhere, text from
+// the API always goes in as text.
 "use strict";
 // The CRM plugin this page configures: ?plugin=ID, else the first active
 // one (a picker appears when there are several). Its wording comes from
@@ -10,38 +12,139 @@
 let PLUGIN = new URLSearchParams(location.search).get("plugin");
 let CRM = "the CRM";
 const el = (id) => document.getElementById(id);
+const crmPath = (rest) => `/crm/${encodeURIComponent(PLUGIN)}${rest}`;
+
+// An API error keeps what the page needs to place it: the HTTP status,
+// the error kind and, for invalid input, the field.
+class ApiError extends Error {
+  constructor(message, status, value) {
+    super(message);
+    this.status = status;
+    this.kind = value && value.kind;
+    this.field = value && value.field;
+  }
+}
 
 async function api(method, path, body) {
   const init = { method, headers: {}, credentials: "same-origin" };
   if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   const response = await fetch("/api" + path, init);
-  const text = await response.text();
-  const value = text ? JSON.parse(text) : null;
-  if (!response.ok) throw new Error(value && value.error ? value.error : response.statusText);
+  const raw = await response.text();
+  let value = null;
+  try { value = raw ? JSON.parse(raw) : null; } catch (e) { value = null; }
+  if (!response.ok) throw new ApiError(value && value.error ? value.error : response.statusText, response.status, value);
   return value;
 }
 
 function text(node, value) { node.textContent = value == null ? "" : String(value); }
 
+// "1 user", "2 users".
+function plural(n, one, many) { return `${n} ${n === 1 ? one : (many || one + "s")}`; }
+
+// A message for the administrator: command names the API quotes between
+// backticks are shown as code, not as backticks. A host the operator has
+// not granted points at this page's Grant form, filled in.
+function say(node, message, isError) {
+  node.replaceChildren();
+  node.className = isError ? "error" : "";
+  const parts = String(message == null ? "" : message).split("`");
+  parts.forEach((part, i) => {
+    if (i % 2 === 1 && i < parts.length - 1) {
+      const code = document.createElement("code");
+      code.className = "inline";
+      text(code, part);
+      node.append(code);
+    } else {
+      node.append(i % 2 === 1 ? "`" + part : part);
+    }
+  });
+  const grant = /does not allow connections to (\S+?):|requests (\S+?), which (?:the operator has|is) not granted/.exec(String(message));
+  if (isError && grant) {
+    const pattern = grant[1] || grant[2];
+    const link = document.createElement("a");
+    link.href = "#plugin-grant";
+    link.className = "grant-link";
+    text(link, `Grant ${pattern} in the Plugins section`);
+    link.addEventListener("click", () => { el("grant-pattern").value = pattern; el("grant-pattern").focus(); });
+    node.append(" ", link, ".");
+  }
+}
+
+// A page title per section: the section the address points at.
+function titleForSection() {
+  const link = location.hash && document.querySelector(`nav a[href="${CSS.escape(location.hash)}"]`);
+  document.title = link ? `${link.textContent} · PBX portal` : "PBX portal";
+}
+window.addEventListener("hashchange", titleForSection);
+titleForSection();
+
+// A confirmation the administrator answers in a dialog: true for yes.
+function confirmDialog(title, message, yes) {
+  const dialog = el("confirm-dialog");
+  text(el("confirm-title"), title);
+  text(el("confirm-message"), message);
+  text(el("confirm-yes"), yes);
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    dialog.showModal();
+  });
+}
+
+// ---- Network ----
+async function loadNetwork() {
+  try { text(el("homepage-url"), (await api("GET", "/host")).public_url); } catch (e) { say(el("homepage-url"), e.message, true); }
+}
+
+el("copy-callback").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(el("callback-url").textContent);
+    say(el("copy-result"), "Copied.", false);
+  } catch (e) {
+    say(el("copy-result"), "The browser did not allow copying: select the address and copy it.", true);
+  }
+});
+
+// ---- CRM integration: status ----
+const STATE_LABELS = {
+  NotConfigured: "Not configured",
+  Configured: "Not authorized yet",
+  Connected: "Connected",
+  ReauthorizationNeeded: "Authorization needed",
+  Disconnected: "Disconnected",
+};
+let STATE = null;
+
 function showStatus(status) {
+  STATE = status.state;
+  const label = STATE_LABELS[status.state] || status.message;
   const node = el("status");
-  text(node, status.message);
+  text(node, label);
   node.className = status.state === "Connected" ? "state-connected" : "state-other";
-  text(el("account"), status.account ? "Connected as " + status.account : "");
+  text(el("account"), status.account ? "as " + status.account : "");
+  text(el("status-message"), status.message && status.message !== label ? status.message : "");
   text(el("problem"), status.problem || "");
+  // Only what can apply: nothing to authorize before settings are saved,
+  // nothing to disconnect before a connection.
+  const authorize = el("authorize");
+  authorize.hidden = status.state === "NotConfigured";
+  text(authorize, ["Configured", "Disconnected"].includes(status.state) ? "Authorize" : "Authorize again");
+  el("disconnect").hidden = !["Connected", "ReauthorizationNeeded"].includes(status.state);
   showCallLogs(status);
 }
 
 function showCallLogs(status) {
-  let line = "";
-  if (status.pending_call_logs != null) line = "Call logs waiting: " + status.pending_call_logs;
-  if (status.queued_call_events) line += (line ? "; " : "") + "call events kept for another delivery: " + status.queued_call_events;
-  text(el("call-logs"), line);
+  const parts = [];
+  if (status.pending_call_logs != null) parts.push("call logs waiting: " + status.pending_call_logs);
+  if (status.queued_call_events) parts.push("call events kept for another delivery: " + status.queued_call_events);
+  const line = parts.join("; ");
+  text(el("call-logs"), line ? line[0].toUpperCase() + line.slice(1) : "");
 }
 
 // The pending count changes as calls end: refresh it now and then.
 setInterval(async () => {
-  try { showCallLogs(await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`)); } catch (e) { /* the status line says why */ }
+  if (!PLUGIN) return;
+  try { showCallLogs(await api("GET", crmPath("/status"))); } catch (e) { /* the status line says why */ }
 }, 5000);
 
 async function choosePlugin() {
@@ -50,7 +153,7 @@ async function choosePlugin() {
   const picker = el("crm-plugin");
   picker.replaceChildren(...active.map((id) => { const o = document.createElement("option"); o.value = id; text(o, id); return o; }));
   picker.value = PLUGIN || "";
-  picker.hidden = active.length < 2;
+  el("crm-plugin-line").hidden = active.length < 2;
 }
 
 el("crm-plugin").addEventListener("change", async (event) => {
@@ -59,34 +162,64 @@ el("crm-plugin").addEventListener("change", async (event) => {
   await loadUsers();
 });
 
+function showUnavailable(message) {
+  STATE = null;
+  text(el("status"), "Unavailable");
+  el("status").className = "state-other";
+  text(el("account"), "");
+  text(el("status-message"), message);
+  el("authorize").hidden = true;
+  el("disconnect").hidden = true;
+}
+
 async function loadCrm() {
   // Plugins come and go (install, activate): the picker follows.
   try { await choosePlugin(); } catch (e) { /* the plugins table says why */ }
   if (!PLUGIN) {
-    text(el("crm-name"), "no CRM plugin is installed");
-    text(el("status"), "Install a CRM plugin under Plugins below.");
+    text(el("crm-name"), "no CRM plugin is active");
+    showUnavailable("Install a CRM plugin and activate it under Plugins.");
     return;
   }
   try {
-    const info = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/describe`);
+    const info = await api("GET", crmPath("/describe"));
     CRM = info.crm_name;
     text(el("crm-name"), CRM);
     for (const node of document.querySelectorAll(".crm-name")) text(node, CRM);
-    const values = (await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/settings`)).settings;
-    renderSettings(info.settings, values);
-    showStatus(await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`));
+    FIELDS = info.settings;
+    STORED = (await api("GET", crmPath("/settings"))).settings;
+    renderSettings();
+    showStatus(await api("GET", crmPath("/status")));
   } catch (e) {
     text(el("crm-name"), PLUGIN);
-    text(el("status"), e.message);
+    showUnavailable(e.message);
   }
-  text(el("callback-url"), (await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/callback-url`)).callback_url);
+  try { text(el("callback-url"), (await api("GET", crmPath("/callback-url"))).callback_url); } catch (e) { say(el("callback-url"), e.message, true); }
 }
 
-function renderSettings(fields, values) {
-  const form = el("settings-form");
-  form.replaceChildren();
-  const byKey = Object.fromEntries(values.map((v) => [v.key, v]));
-  for (const field of fields) {
+// ---- CRM integration: the plugin's settings ----
+// The plugin describes its settings; the host knows no CRM. What connects
+// (every field up to the last required one, and any text, secret or URL
+// field) goes under Authorization; the optional choices after them are
+// the plugin's call options, under Call logging.
+let FIELDS = [];
+let STORED = [];
+
+function isConnectionField(field, index) {
+  const lastRequired = FIELDS.reduce((last, f, i) => (f.required ? i : last), -1);
+  return index <= lastRequired || field.kind !== "Choice";
+}
+
+function storedOf(key) { return STORED.find((v) => v.key === key); }
+
+function renderSettings() {
+  const auth = el("settings-form");
+  const calls = el("call-settings-form");
+  auth.replaceChildren();
+  calls.replaceChildren();
+  FIELDS.forEach((field, index) => {
+    const form = isConnectionField(field, index) ? auth : calls;
+    const wrap = document.createElement("div");
+    wrap.className = "field";
     const label = document.createElement("label");
     label.htmlFor = "setting-" + field.key;
     text(label, field.label + (field.required ? " *" : ""));
@@ -107,53 +240,140 @@ function renderSettings(fields, values) {
     input.id = "setting-" + field.key;
     input.name = field.key;
     input.dataset.kind = field.kind;
-    const stored = byKey[field.key];
+    if (field.required) input.setAttribute("aria-required", "true");
+    const stored = storedOf(field.key);
     if (field.kind === "Secret") {
-      input.placeholder = stored && stored.is_set ? "•••••••• (stored; type to replace)" : "";
+      input.placeholder = stored && stored.is_set ? "•••••••• stored; type to replace" : "";
     } else {
       input.value = (stored && stored.value) || field.default_value || "";
     }
     const help = document.createElement("small");
+    help.id = "help-" + field.key;
     text(help, field.help);
-    form.append(label, input, help);
-  }
-  const save = document.createElement("button");
-  save.type = "submit";
-  save.id = "save-settings";
-  text(save, "Save");
-  form.append(save);
+    const error = document.createElement("span");
+    error.id = "error-" + field.key;
+    error.className = "field-error";
+    input.setAttribute("aria-describedby", help.id + " " + error.id);
+    input.addEventListener("input", () => clearFieldError(field.key));
+    wrap.append(label, input, error, help);
+    form.append(wrap);
+  });
+  const save = (id) => {
+    const row = document.createElement("p");
+    row.className = "save-row";
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.id = id;
+    text(button, "Save");
+    row.append(button);
+    return row;
+  };
+  auth.append(save("save-settings"));
+  calls.append(save("save-call-settings"));
+  const hasCalls = calls.querySelector(".field") !== null;
+  el("call-logging").hidden = !hasCalls;
+  el("nav-call-logging").hidden = !hasCalls;
 }
 
-// Save stores the settings, then starts the authorization: the consent page
-// opens in a new tab. The tab is opened within the click (popup blockers
-// allow that) and pointed at the consent page once the plugin has built it.
-el("settings-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
+function clearFieldError(key) {
+  const input = el("setting-" + key);
+  const error = el("error-" + key);
+  if (input) input.removeAttribute("aria-invalid");
+  if (error) text(error, "");
+}
+
+function showFieldError(key, message) {
+  const input = el("setting-" + key);
+  const error = el("error-" + key);
+  if (!input || !error) return false;
+  input.setAttribute("aria-invalid", "true");
+  text(error, message);
+  return true;
+}
+
+// The settings to send when one form is saved: that form's values, and
+// for the other form what is stored (a secret as null: keep it), so a
+// Save changes only what its form shows.
+function settingsFor(form) {
   const settings = [];
-  for (const input of event.target.querySelectorAll("input, select")) {
-    const value = input.value.trim();
+  FIELDS.forEach((field) => {
+    const input = el("setting-" + field.key);
+    const own = input && form.contains(input);
+    let value;
+    if (own) {
+      value = input.value.trim();
+    } else {
+      const stored = storedOf(field.key);
+      value = field.kind === "Secret" ? "" : ((stored && stored.value) || field.default_value || "");
+    }
     // An empty secret keeps the stored one.
-    settings.push({ key: input.name, value: input.dataset.kind === "Secret" && !value ? null : value });
+    settings.push({ key: field.key, value: field.kind === "Secret" && !value ? null : value });
+  });
+  return settings;
+}
+
+// Required fields are checked before anything is sent; the first missing
+// one gets the focus. Returns the labels of those missing.
+function missingRequired(settings) {
+  const missing = [];
+  for (const field of FIELDS) {
+    clearFieldError(field.key);
+    if (!field.required) continue;
+    const sent = settings.find((s) => s.key === field.key);
+    const stored = storedOf(field.key);
+    const empty = !sent || sent.value === null || sent.value === "";
+    const kept = field.kind === "Secret" && sent && sent.value === null && stored && stored.is_set;
+    if (empty && !kept) {
+      showFieldError(field.key, `Enter the ${field.label}: it is required.`);
+      missing.push(field);
+    }
+  }
+  if (missing.length) el("setting-" + missing[0].key).focus();
+  return missing;
+}
+
+async function saveSettings(form, result, authorizeAfter) {
+  const settings = settingsFor(form);
+  const missing = missingRequired(settings);
+  if (missing.length) {
+    say(result, `Nothing was saved: enter ${missing.map((f) => "the " + f.label).join(", ")}` +
+      (missing.some((f) => !form.contains(el("setting-" + f.key))) ? " under Authorization first." : "."), true);
+    return;
   }
   // Only a connection that is not (or no longer) authorized needs the
-  // consent page; changing other settings of a connected CRM does not.
-  const connected = el("status").className === "state-connected";
-  const tab = connected ? null : blankTab();
+  // consent page. The tab is opened within the click (popup blockers
+  // allow that) and pointed at the consent page once the plugin built it.
+  const tab = authorizeAfter && STATE !== "Connected" ? blankTab() : null;
+  let saved;
   try {
-    const result = await api("PUT", `/crm/${encodeURIComponent(PLUGIN)}/settings`, { settings });
-    showStatus(result.status);
-    text(el("settings-result"), "Saved.");
-    el("settings-result").className = "";
-    if (result.status.state !== "Connected") {
-      await startAuthorization(tab || blankTab());
-    } else if (tab) {
-      tab.close();
-    }
+    saved = await api("PUT", crmPath("/settings"), { settings });
   } catch (e) {
     if (tab) tab.close();
-    text(el("settings-result"), e.message);
-    el("settings-result").className = "error";
+    if (e.field) showFieldError(e.field, e.message);
+    say(result, "Nothing was saved: " + e.message, true);
+    return;
   }
+  showStatus(saved.status);
+  try { STORED = (await api("GET", crmPath("/settings"))).settings; } catch (e) { /* the form keeps what was typed */ }
+  renderSettings();
+  say(result, "Saved.", false);
+  if (tab && saved.status.state !== "Connected") {
+    await startAuthorization(tab);
+  } else if (tab) {
+    tab.close();
+  }
+}
+
+el("settings-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  say(el("call-settings-result"), "", false);
+  saveSettings(event.target, el("settings-result"), true);
+});
+
+el("call-settings-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  say(el("settings-result"), "", false);
+  saveSettings(event.target, el("call-settings-result"), false);
 });
 
 // A page a plugin names is opened only if it is a web page (http or https):
@@ -173,58 +393,71 @@ function blankTab() {
 
 let pendingSince = null;
 async function startAuthorization(tab) {
-  const before = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`);
-  pendingSince = before.last_authorization ? before.last_authorization.at_ms : 0;
+  const result = el("settings-result");
   try {
-    const authorization = await api("POST", `/crm/${encodeURIComponent(PLUGIN)}/authorize`);
+    const before = await api("GET", crmPath("/status"));
+    pendingSince = before.last_authorization ? before.last_authorization.at_ms : 0;
+    const authorization = await api("POST", crmPath("/authorize"));
     if (!webPage(authorization.url)) throw new Error(`the plugin ${PLUGIN} gave an authorization page that is not an http(s) URL; it was not opened`);
     openedByPage.add(authorization.url);
     if (tab) { tab.location.replace(authorization.url); } else { window.open(authorization.url, "_blank", "noopener,noreferrer"); }
-    text(el("settings-result"), `${CRM}'s authorization page opened in a new tab: log in and click Allow.`);
-    el("settings-result").className = "";
+    say(result, `${CRM}'s authorization page opened in a new tab: log in and click Allow.`, false);
   } catch (e) {
     pendingSince = null;
     if (tab) tab.close();
-    text(el("settings-result"), e.message);
-    el("settings-result").className = "error";
+    say(result, e.message, true);
   }
 }
 
 el("authorize").addEventListener("click", () => startAuthorization(blankTab()));
 el("disconnect").addEventListener("click", async () => {
+  if (!await confirmDialog(`Disconnect ${CRM}?`,
+    `The PBX forgets its access to ${CRM}: calls are no longer logged and pop-ups stop until you authorize again. The settings and associations are kept.`,
+    "Disconnect")) return;
   try {
-    showStatus(await api("POST", `/crm/${encodeURIComponent(PLUGIN)}/disconnect`));
+    showStatus(await api("POST", crmPath("/disconnect")));
+    say(el("settings-result"), `Disconnected from ${CRM}.`, false);
   } catch (e) {
-    text(el("settings-result"), e.message);
-    el("settings-result").className = "error";
+    say(el("settings-result"), e.message, true);
   }
 });
 
 // While an authorization is pending, watch for the callback's outcome and
-// show it in a pop-up with the new status.
+// show it in a pop-up with the new status; the "opened in a new tab" line
+// gives way to the outcome.
 async function watchAuthorization() {
-  if (pendingSince === null) return;
+  if (pendingSince === null || !PLUGIN) return;
   let status;
-  try { status = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`); } catch (e) { return; }
+  try { status = await api("GET", crmPath("/status")); } catch (e) { return; }
   const last = status.last_authorization;
   if (!last || last.at_ms === pendingSince) return;
   pendingSince = null;
   showStatus(status);
+  el("browser-notice").replaceChildren();
+  el("browser-notice").className = "";
+  say(el("settings-result"), last.ok ? "Authorization succeeded." : last.message, !last.ok);
   const title = el("result-title");
   text(title, last.ok ? "Authorization succeeded!" : "Authorization failed");
   title.className = last.ok ? "ok" : "failed";
   text(el("result-message"), last.message);
-  text(el("result-status"), status.message + (status.account ? " (" + status.account + ")" : ""));
+  text(el("result-status"), (STATE_LABELS[status.state] || status.message) + (status.account ? " · " + status.account : ""));
   el("result-dialog").showModal();
 }
 
-el("copy-callback").addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText(el("callback-url").textContent));
+// ---- Extensions ----
+let EXTENSIONS = [];
+
+function describeExtension(ext) {
+  return ext.name + (ext.email ? ", " + ext.email : ", no e-mail");
+}
 
 async function loadExtensions() {
   const rows = el("extension-rows");
+  try { EXTENSIONS = (await api("GET", "/extensions")).extensions; } catch (e) { say(el("extension-result"), e.message, true); return; }
   rows.replaceChildren();
-  for (const ext of (await api("GET", "/extensions")).extensions) {
+  for (const ext of EXTENSIONS) {
     const tr = document.createElement("tr");
+    tr.dataset.extension = ext.number;
     for (const value of [ext.number, ext.name, ext.email || ""]) {
       const td = document.createElement("td");
       text(td, value);
@@ -232,38 +465,84 @@ async function loadExtensions() {
     }
     const td = document.createElement("td");
     const remove = document.createElement("button");
+    remove.type = "button";
     text(remove, "Remove");
-    remove.className = "flush";
-    remove.addEventListener("click", async () => {
-      await api("DELETE", "/extensions/" + encodeURIComponent(ext.number));
-      await loadExtensions();
-      await loadUsers();
-    });
+    remove.className = "flush remove-extension";
+    remove.setAttribute("aria-label", `Remove extension ${ext.number}`);
+    remove.addEventListener("click", () => removeExtension(ext));
     td.append(remove);
     tr.append(td);
     rows.append(tr);
   }
 }
 
+async function removeExtension(ext) {
+  const result = el("extension-result");
+  if (!await confirmDialog(`Remove extension ${ext.number}?`,
+    `Extension ${ext.number} is ${describeExtension(ext)}. Its agents are signed out, its password is dropped, and a ${CRM} user associated with it shows as stale.`,
+    "Remove")) {
+    say(result, `Extension ${ext.number} was kept.`, false);
+    return;
+  }
+  try {
+    await api("DELETE", "/extensions/" + encodeURIComponent(ext.number));
+    say(result, `Extension ${ext.number} removed.`, false);
+  } catch (e) {
+    say(result, e.message, true);
+  }
+  await loadExtensions();
+  await loadUsers();
+}
+
+// An existing number is replaced only once the administrator confirmed,
+// seeing what is there now; the API refuses a silent replacement too
+// (409 "exists" without ?replace=yes).
 el("extension-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const data = new FormData(event.target);
-  try {
-    await api("POST", "/extensions", { number: data.get("number"), name: data.get("name"), email: data.get("email") || null });
-    event.target.reset();
-    text(el("extension-result"), "");
+  const form = event.target;
+  const result = el("extension-result");
+  const data = new FormData(form);
+  const wanted = { number: String(data.get("number")).trim(), name: String(data.get("name")).trim(), email: String(data.get("email") || "").trim() || null };
+  const confirmReplace = async () => {
     await loadExtensions();
-    await loadUsers();
-  } catch (e) {
-    text(el("extension-result"), e.message);
+    const current = EXTENSIONS.find((x) => x.number === wanted.number);
+    const now = current ? `Extension ${wanted.number} is ${describeExtension(current)}.` : `Extension ${wanted.number} exists.`;
+    return confirmDialog(`Replace extension ${wanted.number}?`,
+      `${now} Replace it with ${describeExtension(wanted)}? A ${CRM} user associated with it stays associated with the number.`,
+      "Replace");
+  };
+  let replace = false;
+  if (EXTENSIONS.some((x) => x.number === wanted.number)) {
+    if (!await confirmReplace()) { say(result, `Extension ${wanted.number} was kept as it is.`, false); return; }
+    replace = true;
   }
+  try {
+    try {
+      await api("POST", "/extensions" + (replace ? "?replace=yes" : ""), wanted);
+    } catch (e) {
+      // Added meanwhile elsewhere: ask, as for one already listed.
+      if (replace || e.kind !== "exists") throw e;
+      if (!await confirmReplace()) { say(result, `Extension ${wanted.number} was kept as it is.`, false); return; }
+      replace = true;
+      await api("POST", "/extensions?replace=yes", wanted);
+    }
+    form.reset();
+    say(result, `Extension ${wanted.number} ${replace ? "replaced" : "added"}.`, false);
+  } catch (e) {
+    say(result, e.message, true);
+  }
+  await loadExtensions();
+  await loadUsers();
 });
 
+// ---- Plugins ----
 async function loadPlugins() {
   const rows = el("plugin-rows");
   const notices = el("plugin-notices");
   const grantTo = el("grant-plugin");
   const grantKvTo = el("grant-kv-plugin");
+  let listing;
+  try { listing = await api("GET", "/plugins"); } catch (e) { say(el("plugin-result"), e.message, true); return []; }
   rows.replaceChildren();
   notices.replaceChildren();
   grantTo.replaceChildren();
@@ -271,17 +550,18 @@ async function loadPlugins() {
   const cell = (tr, value) => { const td = document.createElement("td"); text(td, value); tr.append(td); return td; };
   const button = (label, action) => {
     const b = document.createElement("button");
+    b.type = "button";
     text(b, label);
     b.className = "flush";
     b.addEventListener("click", async () => {
-      try { text(el("plugin-result"), await action()); el("plugin-result").className = ""; }
-      catch (e) { text(el("plugin-result"), e.message); el("plugin-result").className = "error"; }
+      try { say(el("plugin-result"), await action(), false); }
+      catch (e) { say(el("plugin-result"), e.message, true); }
       await loadPlugins();
       await loadCrm();
     });
     return b;
   };
-  for (const p of (await api("GET", "/plugins")).plugins) {
+  for (const p of listing.plugins) {
     const option = document.createElement("option");
     text(option, p.id);
     grantTo.append(option);
@@ -293,8 +573,8 @@ async function loadPlugins() {
       cell(tr, p.id);
       cell(tr, v.version + (v.active ? " (active)" : ""));
       cell(tr, v.api_version);
-      cell(tr, v.requested.join(", "));
-      cell(tr, p.granted.join(", "));
+      cell(tr, v.requested.length ? v.requested.join(", ") : "none");
+      cell(tr, p.granted.length ? p.granted.join(", ") : "none");
       cell(tr, p.kv_max_keys + " keys, " + Math.floor(p.kv_max_bytes / 1048576) + " MiB");
       cell(tr, v.sha256.slice(0, 12) + "…").title = v.sha256;
       const actions = cell(tr, "");
@@ -303,54 +583,91 @@ async function loadPlugins() {
         if (p.previous) {
           actions.append(button("Roll back to " + p.previous, async () => {
             const done = await api("POST", path + "/rollback", {});
-            return p.id + " " + done.active + " is active again.";
+            return `${p.id} ${done.active} is active again.`;
           }));
         }
       } else {
         const activate = button("Activate", async () => {
           const done = await api("POST", path + "/activate", { version: v.version });
-          return p.id + " " + done.active + " is active (switched in " + (done.swap_us / 1000).toFixed(1) + " ms).";
+          return `${p.id} ${done.active} is active, switched in ${(done.swap_us / 1000).toFixed(1)} ms.`;
         });
+        activate.classList.add("activate");
+        activate.setAttribute("aria-label", `Activate ${p.id} ${v.version}`);
         activate.disabled = v.waiting_for_grants.length > 0;
-        actions.append(activate, " ", button("Remove", async () => {
+        const remove = button("Remove", async () => {
           await api("DELETE", path + "/versions/" + encodeURIComponent(v.version));
-          return p.id + " " + v.version + " removed.";
-        }));
+          return `${p.id} ${v.version} removed.`;
+        });
+        remove.setAttribute("aria-label", `Remove ${p.id} ${v.version}`);
+        actions.append(activate, " ", remove);
       }
       rows.append(tr);
       if (v.waiting_for_grants.length > 0) {
         const notice = document.createElement("div");
         notice.className = "notice waiting";
-        text(notice, p.id + " " + v.version + " requests " + v.waiting_for_grants.join(", ") +
-          ", which is not granted. It stays installed but inactive: grant it below, then activate it.");
+        text(notice, `${p.id} ${v.version} requests ${v.waiting_for_grants.join(", ")}, which is not granted. ` +
+          "It stays installed but inactive: grant it below, then activate it.");
         notices.append(notice);
       }
     }
   }
+  return listing.plugins;
 }
 
+// Unchecked, "Make it the active version" installs the version inactive
+// (activate=no), even a plugin's first: the administrator first sees what
+// it requests, then activates it.
 el("plugin-install").addEventListener("submit", async (event) => {
   event.preventDefault();
   const file = el("plugin-file").files[0];
-  if (!file) return;
-  const query = new URLSearchParams({ activate: el("plugin-activate").checked ? "yes" : "if-none-active" });
+  const result = el("plugin-result");
+  if (!file) { say(result, "Choose a plugin file first.", true); return; }
+  const query = new URLSearchParams({ activate: el("plugin-activate").checked ? "yes" : "no" });
   const sha = el("plugin-sha").value.trim();
   if (sha) query.set("sha256", sha);
-  const result = el("plugin-result");
+  let value;
   try {
     const response = await fetch("/api/plugins?" + query, { method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/wasm" }, body: await file.arrayBuffer() });
-    const value = await response.json();
-    if (!response.ok) throw new Error(value.error || response.statusText);
-    result.className = "";
-    text(result, "Installed " + value.manifest.id + " " + value.manifest.version +
-      (value.activated ? "; it is active." : value.waiting_for_grants.length ? "; not active: it waits for grants." : "; not active yet."));
-    event.target.reset();
+    const raw = await response.text();
+    try { value = raw ? JSON.parse(raw) : null; } catch (e) { value = null; }
+    if (!response.ok) throw new Error(value && value.error ? value.error : response.statusText);
   } catch (e) {
-    result.className = "error";
-    text(result, e.message);
+    say(result, e.message, true);
+    await loadPlugins();
+    return;
   }
-  await loadPlugins();
+  event.target.reset();
+  const plugins = await loadPlugins();
+  const { id, version } = value.manifest;
+  const listed = (plugins.find((p) => p.id === id) || { versions: [] }).versions.find((v) => v.version === version);
+  const requested = value.requested || (listed ? listed.requested : []);
+  const waiting = value.waiting_for_grants || [];
+  const asks = requested.length ? `It requests ${requested.join(", ")}.` : "It requests no hosts.";
+  if (value.activated) {
+    say(result, `Installed ${id} ${version}; it is active. ${asks}`, false);
+  } else if (waiting.length) {
+    say(result, `Installed ${id} ${version}; it is not active. ${asks} Not granted yet: ${waiting.join(", ")}; grant it below, then activate it.`, false);
+  } else {
+    say(result, `Installed ${id} ${version}; it is not active. ${asks} Activate it when you are ready.`, false);
+    const activate = document.createElement("button");
+    activate.type = "button";
+    activate.id = "activate-installed";
+    text(activate, `Activate ${id} ${version}`);
+    activate.addEventListener("click", async () => {
+      try {
+        const done = await api("POST", `/plugins/${encodeURIComponent(id)}/activate`, { version });
+        say(result, `${id} ${done.active} is active.`, false);
+      } catch (e) {
+        say(result, e.message, true);
+      }
+      await loadPlugins();
+      await loadCrm();
+      await loadUsers();
+    });
+    result.append(" ", activate);
+  }
+  await loadCrm();
 });
 
 el("plugin-grant").addEventListener("submit", async (event) => {
@@ -358,13 +675,11 @@ el("plugin-grant").addEventListener("submit", async (event) => {
   const id = el("grant-plugin").value;
   const result = el("plugin-result");
   try {
-    const granted = await api("POST", "/plugins/" + encodeURIComponent(id) + "/grants", { pattern: el("grant-pattern").value });
-    result.className = "";
-    text(result, id + " may reach " + granted.granted.join(", ") + ".");
+    const granted = await api("POST", "/plugins/" + encodeURIComponent(id) + "/grants", { pattern: el("grant-pattern").value.trim() });
+    say(result, id + " may reach " + granted.granted.join(", ") + ".", false);
     event.target.reset();
   } catch (e) {
-    result.className = "error";
-    text(result, e.message);
+    say(result, e.message, true);
   }
   await loadPlugins();
 });
@@ -376,12 +691,10 @@ el("plugin-grant-kv").addEventListener("submit", async (event) => {
   try {
     const granted = await api("POST", "/plugins/" + encodeURIComponent(id) + "/grants", {
       kv_max_keys: Number(el("grant-kv-keys").value), kv_max_mib: Number(el("grant-kv-mib").value) });
-    result.className = "";
-    text(result, id + " may keep " + granted.kv_max_keys + " keys, " + Math.floor(granted.kv_max_bytes / 1048576) + " MiB in its kv-store.");
+    say(result, id + " may keep " + granted.kv_max_keys + " keys, " + Math.floor(granted.kv_max_bytes / 1048576) + " MiB in its kv-store.", false);
     event.target.reset();
   } catch (e) {
-    result.className = "error";
-    text(result, e.message);
+    say(result, e.message, true);
   }
   await loadPlugins();
 });
@@ -396,9 +709,9 @@ async function pollBrowserRequests(initial) {
     for (const request of requests) {
       lastBrowserRequest = Math.max(lastBrowserRequest, request.id);
       if (initial || request.viewer.kind !== "administrator" || openedByPage.has(request.url) || !webPage(request.url)) continue;
-      // Started elsewhere (e.g. `pbx-host crm authorize`): follow it here too.
-      if (pendingSince === null) {
-        const before = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/status`);
+      // Started elsewhere (e.g. from the command line): follow it here too.
+      if (pendingSince === null && PLUGIN) {
+        const before = await api("GET", crmPath("/status"));
         pendingSince = before.last_authorization ? before.last_authorization.at_ms : 0;
       }
       window.open(request.url, "_blank", "noopener,noreferrer");
@@ -431,9 +744,9 @@ function userName(id) {
 async function loadUsers() {
   if (!PLUGIN) return;
   try {
-    users = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/users`);
+    users = await api("GET", crmPath("/users"));
   } catch (e) {
-    text(el("sync-text"), e.message);
+    say(el("sync-text"), e.message, true);
     return;
   }
   assigned = new Map(users.entries.filter((e) => e.extension).map((e) => [e.user.id, e.extension]));
@@ -462,7 +775,7 @@ function renderUsers() {
     const name = document.createElement("td");
     text(name, entry.user.name);
     const email = document.createElement("td");
-    text(email, entry.user.email || "(no e-mail)");
+    text(email, entry.user.email || "no e-mail");
     const cell = document.createElement("td");
     const select = document.createElement("select");
     select.className = "extension-select";
@@ -478,7 +791,7 @@ function renderUsers() {
       const option = document.createElement("option");
       option.value = number;
       const ext = users.extensions.find((x) => x.number === number);
-      text(option, ext ? `${number} ${ext.name}` : `${number} (removed)`);
+      text(option, ext ? `${number} ${ext.name}` : `${number}, removed`);
       select.append(option);
     }
     select.value = current;
@@ -486,14 +799,12 @@ function renderUsers() {
       const chosen = select.value;
       const owner = chosen && [...assigned.entries()].find(([u, x]) => x === chosen && u !== entry.user.id);
       if (owner) {
-        text(el("assoc-result"), `Extension ${chosen} already belongs to ${userName(owner[0])}: one extension belongs to one ${CRM} user. Clear it there first.`);
-        el("assoc-result").className = "error";
+        say(el("assoc-result"), `Extension ${chosen} already belongs to ${userName(owner[0])}: one extension belongs to one ${CRM} user. Clear it there first.`, true);
         select.value = assigned.get(entry.user.id) || "";
         return;
       }
       if (chosen) assigned.set(entry.user.id, chosen); else assigned.delete(entry.user.id);
-      text(el("assoc-result"), "Not saved yet.");
-      el("assoc-result").className = "";
+      say(el("assoc-result"), "Not saved yet: click Save.", false);
       renderUsers();
     });
     cell.append(select);
@@ -506,7 +817,7 @@ function renderUsers() {
   const pages = Math.ceil(shown.length / PAGE);
   const nav = el("user-pages");
   nav.replaceChildren();
-  text(nav, `${shown.length} users` + (pages > 1 ? ` — page ${page + 1} of ${pages} ` : ""));
+  text(nav, plural(shown.length, "user") + (pages > 1 ? `, page ${page + 1} of ${pages} ` : ""));
   if (pages > 1) {
     for (const [label, to] of [["Previous", page - 1], ["Next", page + 1]]) {
       const b = document.createElement("button");
@@ -528,33 +839,30 @@ function showSync(job) {
     bar.hidden = false;
     bar.max = Math.max(job.total, 1);
     bar.value = job.fetched;
-    text(el("sync-text"), `Reading users from ${CRM}: ${job.fetched} of ${job.total || "?"}`);
+    say(el("sync-text"), `Reading users from ${CRM}: ${job.fetched} of ${job.total || "?"}`, false);
   } else {
     bar.hidden = true;
     if (job.ok === false) {
-      text(el("sync-text"), job.error);
-      el("sync-text").className = "error";
+      say(el("sync-text"), job.error, true);
     } else if (job.ok === true) {
-      text(el("sync-text"), `${job.fetched} users read from ${CRM}.`);
-      el("sync-text").className = "";
+      say(el("sync-text"), `${plural(job.fetched, "user")} read from ${CRM}.`, false);
     }
   }
 }
 
 el("sync-users").addEventListener("click", async () => {
   try {
-    let job = await api("POST", `/crm/${encodeURIComponent(PLUGIN)}/users/sync`);
+    let job = await api("POST", crmPath("/users/sync"));
     showSync(job);
     while (job.running) {
       await new Promise((r) => setTimeout(r, 300));
-      job = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/users/sync`);
+      job = await api("GET", crmPath("/users/sync"));
       showSync(job);
     }
     await loadUsers();
     showSync(job);
   } catch (e) {
-    text(el("sync-text"), e.message);
-    el("sync-text").className = "error";
+    say(el("sync-text"), e.message, true);
   }
 });
 
@@ -573,10 +881,9 @@ function reasonText(reason) {
 let proposal = null;
 el("auto-associate").addEventListener("click", async () => {
   try {
-    proposal = await api("GET", `/crm/${encodeURIComponent(PLUGIN)}/associations/proposal`);
+    proposal = await api("GET", crmPath("/associations/proposal"));
   } catch (e) {
-    text(el("assoc-result"), e.message);
-    el("assoc-result").className = "error";
+    say(el("assoc-result"), e.message, true);
     return;
   }
   const list = el("proposal-matches");
@@ -587,7 +894,7 @@ el("auto-associate").addEventListener("click", async () => {
     list.append(li);
   }
   if (!proposal.matches.length) { const li = document.createElement("li"); text(li, "No matches."); list.append(li); }
-  text(el("proposal-unmatched-title"), proposal.unmatched.length ? `Not matched (${proposal.unmatched.length}):` : "");
+  text(el("proposal-unmatched-title"), proposal.unmatched.length ? `Not matched: ${plural(proposal.unmatched.length, "user")}` : "");
   const un = el("proposal-unmatched");
   un.replaceChildren();
   for (const u of proposal.unmatched) {
@@ -606,24 +913,22 @@ el("proposal-dialog").addEventListener("close", () => {
     assigned.set(m.user_id, m.extension);
   }
   users.version = proposal.version;
-  text(el("assoc-result"), `${proposal.matches.length} proposed associations filled in. Click Save to store them.`);
-  el("assoc-result").className = "";
+  say(el("assoc-result"), `${plural(proposal.matches.length, "proposed association")} filled in. Click Save to store them.`, false);
   renderUsers();
 });
 
 el("save-associations").addEventListener("click", async () => {
   const associations = [...assigned.entries()].map(([user_id, extension]) => ({ user_id, extension }));
   try {
-    const saved = await api("PUT", `/crm/${encodeURIComponent(PLUGIN)}/associations`, { version: users.version, associations });
-    text(el("assoc-result"), `Saved (version ${saved.version}).`);
-    el("assoc-result").className = "";
+    const saved = await api("PUT", crmPath("/associations"), { version: users.version, associations });
+    say(el("assoc-result"), `Saved: ${plural(associations.length, "association")}, version ${saved.version}.`, false);
     await loadUsers();
   } catch (e) {
-    text(el("assoc-result"), e.message);
-    el("assoc-result").className = "error";
+    say(el("assoc-result"), e.message, true);
   }
 });
 
+loadNetwork();
 loadCrm().then(loadUsers);
 loadExtensions();
 loadPlugins();
@@ -634,7 +939,7 @@ setInterval(watchAuthorization, 700);
 // signing a session out, from GET/DELETE /api/sessions.
 async function loadSessions() {
   let answer;
-  try { answer = await api("GET", "/sessions"); } catch (e) { text(el("sessions-result"), e.message); return; }
+  try { answer = await api("GET", "/sessions"); } catch (e) { say(el("sessions-result"), e.message, true); return; }
   const body = el("sessions-body");
   body.replaceChildren();
   for (const s of answer.sessions) {
@@ -650,7 +955,7 @@ async function loadSessions() {
       button.type = "button"; button.className = "sign-out"; text(button, "Sign out");
       button.addEventListener("click", async () => {
         try { await api("DELETE", `/sessions/${encodeURIComponent(s.handle)}`); text(el("sessions-result"), `Signed out extension ${s.extension}.`); }
-        catch (e) { text(el("sessions-result"), e.message); }
+        catch (e) { say(el("sessions-result"), e.message, true); }
         loadSessions();
       });
       td.append(button);
@@ -677,7 +982,7 @@ async function loadDeadLetters() {
   }
   const letters = answer.dead_letters || [];
   text(el("dead-letters-summary"), letters.length
-    ? `${letters.length} call events were not delivered (at most ${answer.limits.dead_letters_max} are kept; after ${answer.limits.max_attempts} attempts or ${Math.round(answer.limits.max_age_s / 3600)} h an event lands here).`
+    ? `${plural(letters.length, "call event was", "call events were")} not delivered. An event lands here after ${answer.limits.max_attempts} attempts or ${Math.round(answer.limits.max_age_s / 3600)} h; at most ${answer.limits.dead_letters_max} are kept.`
     : "Every call event was delivered or is still being retried.");
   el("dead-letters-table").hidden = letters.length === 0;
   rows.replaceChildren(...letters.map((letter) => {
@@ -705,8 +1010,7 @@ async function deadLetterAction(work, done) {
     text(result, done);
     result.className = "";
   } catch (e) {
-    text(result, e.message);
-    result.className = "error";
+    say(result, e.message, true);
   }
   await loadDeadLetters();
 }

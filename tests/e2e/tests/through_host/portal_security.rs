@@ -303,7 +303,7 @@ async fn the_portal_works_under_its_policy_and_refuses_a_javascript_page() {
     let b = &browser.client;
     browser.log_in(&host.url(), &host.admin_token).await;
     browser.wait_text("#crm-name", "Probe").await;
-    browser.wait_text("#status", "probe ready").await;
+    browser.wait_text("#status-message", "probe ready").await;
 
     let portal = b.window().await.expect("portal window");
     browser.click("#authorize").await;
@@ -343,7 +343,7 @@ async fn the_portal_works_under_its_policy_and_refuses_a_javascript_page() {
     b.goto(&open("probe/describe?x="))
         .await
         .expect("open the portal");
-    browser.wait_text("#status", "no plugin").await;
+    browser.wait_text("#status-message", "no plugin").await;
     browser.wait_text("#crm-name", "probe/describe?x=").await;
 
     let violations = browser.csp_violations().await;
