@@ -165,6 +165,31 @@ impl Browser {
         path
     }
 
+    /// Save a screenshot of one element (CSS selector) under
+    /// target/artifacts; returns its path.
+    pub async fn screenshot_of(&self, css: &str, name: &str) -> PathBuf {
+        let png = self
+            .find(css)
+            .await
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("screenshot of {css}: {e}"));
+        let dir = crate::artifacts_dir();
+        std::fs::create_dir_all(&dir).expect("artifacts dir");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    /// Whether the element (CSS selector, once it is there) is shown.
+    pub async fn shown(&self, css: &str) -> bool {
+        self.find(css)
+            .await
+            .is_displayed()
+            .await
+            .unwrap_or_else(|e| panic!("is {css} displayed: {e}"))
+    }
+
     /// The pop-up links listed on the agent page in this browser.
     pub async fn popup_links(&self) -> Vec<String> {
         let mut urls = Vec::new();

@@ -570,13 +570,15 @@ async function loadPlugins() {
       const tr = document.createElement("tr");
       tr.dataset.plugin = p.id;
       tr.dataset.version = v.version;
-      cell(tr, p.id);
-      cell(tr, v.version + (v.active ? " (active)" : ""));
-      cell(tr, v.api_version);
+      cell(tr, p.id).className = "nowrap";
+      cell(tr, v.version + (v.active ? " (active)" : "")).className = "nowrap";
+      cell(tr, v.api_version).className = "nowrap";
       cell(tr, v.requested.length ? v.requested.join(", ") : "none");
       cell(tr, p.granted.length ? p.granted.join(", ") : "none");
       cell(tr, p.kv_max_keys + " keys, " + Math.floor(p.kv_max_bytes / 1048576) + " MiB");
-      cell(tr, v.sha256.slice(0, 12) + "…").title = v.sha256;
+      const sha = cell(tr, v.sha256.slice(0, 12) + "…");
+      sha.title = v.sha256;
+      sha.className = "nowrap";
       const actions = cell(tr, "");
       const path = "/plugins/" + encodeURIComponent(p.id);
       if (v.active) {

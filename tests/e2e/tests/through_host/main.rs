@@ -23,6 +23,7 @@ mod kv_store;
 mod outbound;
 mod plugin_versions;
 mod portal_browser;
+mod portal_guide_browser;
 mod portal_security;
 mod sandbox;
 mod tokens;
