@@ -80,6 +80,22 @@ async fn confirm(browser: &Browser, expect: &[&str], yes: bool) -> String {
     message
 }
 
+/// Wait until the input's value is `expected`.
+async fn wait_value(browser: &Browser, css: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = browser.find(css).await.prop("value").await.ok().flatten();
+        if value.as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} never held {expected:?} (last: {value:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn extension(world: &World, number: &str) -> Option<Value> {
     let list = world.api.get("/extensions").await.expect("extensions");
     list["extensions"]
@@ -610,9 +626,6 @@ async fn a_first_version_installed_unchecked_stays_inactive() {
     let api = e2e_tests::admin(&host);
     let browser = Browser::start().await;
     browser.log_in(&host.url(), &host.admin_token).await;
-    browser
-        .wait_text("#status-message", "Install a CRM plugin")
-        .await;
 
     let manifest_of = |bytes: &[u8]| {
         pbx_host::runtime::inspect::inspect(bytes)
@@ -641,4 +654,73 @@ async fn a_first_version_installed_unchecked_stays_inactive() {
     assert_eq!(listing["plugins"][0]["active"], Value::Null, "{listing}");
     browser.close().await;
     host.shutdown().await;
+}
+
+/// The defect a new administrator hit: after Disconnect, an emptied
+/// Consumer Key plus Save was refused, yet the stored key was gone after a
+/// reload and the status had moved to "Not configured". The page refuses
+/// it before sending: nothing stored changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_consumer_key_loses_nothing() {
+    let world = World::start(Setup::default()).await;
+    world.connect().await;
+    world
+        .api
+        .post("/crm/salesforce/disconnect", &json!({}))
+        .await
+        .expect("disconnect");
+    let browser = Browser::start().await;
+    browser
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
+    wait_value(&browser, "#setting-consumer-key", CONSUMER_KEY).await;
+    let key = browser.find("#setting-consumer-key").await;
+    key.clear().await.expect("clear");
+    browser.click("#save-settings").await;
+    browser.wait_text("#settings-result", "Consumer Key").await;
+    browser.client.refresh().await.expect("reload");
+    // The stored key comes back into the form.
+    wait_value(&browser, "#setting-consumer-key", CONSUMER_KEY).await;
+    browser.close().await;
+    assert_eq!(setting(&world, "consumer-key").await["value"], CONSUMER_KEY);
+    assert_eq!(world.status().await["state"], "Disconnected");
+}
+
+/// The defect: adding an extension whose number exists replaced it
+/// silently. The page shows what is there and replaces only on
+/// confirmation; Cancel keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_extension_is_replaced_only_on_confirmation() {
+    let world = World::start(Setup::default()).await;
+    world
+        .api
+        .post(
+            "/extensions",
+            &json!({"number": "1001", "name": "Ada Lovelace", "email": "ada@example.org"}),
+        )
+        .await
+        .expect("extension");
+    let browser = Browser::start().await;
+    browser
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
+    browser.wait_text("#extension-rows", "Ada Lovelace").await;
+    for (name, value) in [
+        ("number", "1001"),
+        ("name", "Bob"),
+        ("email", "bob@example.org"),
+    ] {
+        browser
+            .type_into(&format!("#extension-form input[name={name}]"), value)
+            .await;
+    }
+    browser.click("#extension-form button[type=submit]").await;
+    confirm(&browser, &["Ada Lovelace", "ada@example.org", "Bob"], false).await;
+    browser.wait_text("#extension-result", "kept").await;
+    let kept = extension(&world, "1001").await.expect("1001");
+    assert_eq!(
+        (kept["name"].as_str(), kept["email"].as_str()),
+        (Some("Ada Lovelace"), Some("ada@example.org"))
+    );
+    browser.close().await;
 }
