@@ -38,6 +38,11 @@ async function api(method, path, body) {
 
 function text(node, value) { node.textContent = value == null ? "" : String(value); }
 
+// "a", "a and b", "a, b and c".
+function andList(items) {
+  return items.length < 2 ? items.join("") : items.slice(0, -1).join(", ") + " and " + items[items.length - 1];
+}
+
 // "1 user", "2 users".
 function plural(n, one, many) { return `${n} ${n === 1 ? one : (many || one + "s")}`; }
 
@@ -58,7 +63,7 @@ function say(node, message, isError) {
       node.append(i % 2 === 1 ? "`" + part : part);
     }
   });
-  const grant = /does not allow connections to (\S+?):|requests (\S+?), which (?:the operator has|is) not granted/.exec(String(message));
+  const grant = /does not allow connections to (\S+?): |requests (\S+?), which (?:the operator has|is) not granted/.exec(String(message));
   if (isError && grant) {
     const pattern = grant[1] || grant[2];
     const link = document.createElement("a");
@@ -333,10 +338,12 @@ function missingRequired(settings) {
 }
 
 async function saveSettings(form, result, authorizeAfter) {
+  // A new attempt: what the last one said no longer applies.
+  say(result, "", false);
   const settings = settingsFor(form);
   const missing = missingRequired(settings);
   if (missing.length) {
-    say(result, `Nothing was saved: enter ${missing.map((f) => "the " + f.label).join(", ")}` +
+    say(result, `Nothing was saved: enter ${andList(missing.map((f) => "the " + f.label))}` +
       (missing.some((f) => !form.contains(el("setting-" + f.key))) ? " under Authorization first." : "."), true);
     return;
   }

@@ -231,7 +231,10 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
     let said = browser
         .wait_text("#settings-result", "Nothing was saved")
         .await;
-    assert_plain("the refused save", &said);
+    assert_eq!(
+        said,
+        "Nothing was saved: enter the Consumer Key and the Consumer Secret."
+    );
     assert_eq!(b.windows().await.expect("windows").len(), 1);
     assert_eq!(setting(&world, "consumer-key").await["value"], Value::Null);
     assert_eq!(world.status().await["state"], "NotConfigured");
@@ -254,7 +257,7 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
             .text()
             .await
             .expect("text");
-        if !said.is_empty() && said != "Saved." {
+        if !["", "Saved."].contains(&said.as_str()) {
             break said;
         }
         assert!(Instant::now() < deadline, "no outcome after Save: {said:?}");
@@ -269,13 +272,30 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
         }
     }
     b.switch_to_window(portal.clone()).await.expect("back");
-    if failed.contains("grant") {
-        let link = browser.find("#settings-result a.grant-link").await;
-        assert_eq!(
-            link.attr("href").await.expect("href").as_deref(),
-            Some("#plugin-grant")
-        );
-    }
+    // The host is not granted: the message points at the Grant form and
+    // fills it in.
+    let link = browser.find("#settings-result a.grant-link").await;
+    assert_eq!(
+        link.attr("href").await.expect("href").as_deref(),
+        Some("#plugin-grant")
+    );
+    let offered = link.text().await.expect("text");
+    assert!(
+        offered.starts_with("Grant https://login.salesforce.com"),
+        "{offered}"
+    );
+    link.click().await.expect("follow the link");
+    let pattern = browser.find("#grant-pattern").await;
+    let filled = pattern
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(
+        offered.contains(&filled) && filled.starts_with("https://"),
+        "{filled}"
+    );
+    pattern.clear().await.expect("clear");
 
     // The right login host: My Domain, the org's address.
     browser
