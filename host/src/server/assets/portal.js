@@ -182,6 +182,7 @@ async function loadCrm() {
   try { await choosePlugin(); } catch (e) { /* the plugins table says why */ }
   if (!PLUGIN) {
     text(el("crm-name"), "no CRM plugin is active");
+    text(el("callback-url"), "shown once a CRM plugin is active");
     showUnavailable("Install a CRM plugin and activate it under Plugins.");
     return;
   }
@@ -362,7 +363,12 @@ async function saveSettings(form, result, authorizeAfter) {
   }
   showStatus(saved.status);
   try { STORED = (await api("GET", crmPath("/settings"))).settings; } catch (e) { /* the form keeps what was typed */ }
-  renderSettings();
+  // A saved secret leaves the page; the other form keeps its unsaved edits.
+  for (const input of form.querySelectorAll("input[data-kind=Secret]")) {
+    const stored = storedOf(input.name);
+    input.value = "";
+    input.placeholder = stored && stored.is_set ? "•••••••• stored; type to replace" : "";
+  }
   say(result, "Saved.", false);
   if (tab && saved.status.state !== "Connected") {
     await startAuthorization(tab);

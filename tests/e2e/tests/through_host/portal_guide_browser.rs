@@ -350,7 +350,7 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
     assert_eq!(world.status().await["state"], "Connected");
 
     // Call logging: its own Save, no authorization, the rest kept.
-    // (The forms were drawn again after each save: find the field anew.)
+    // (Found anew: the form may have been drawn again meanwhile.)
     let first = browser.find("#call-settings-form select").await;
     let key = first.attr("name").await.expect("name").expect("a name");
     let options = first
