@@ -111,7 +111,8 @@ el("dial-form").addEventListener("submit", async (event) => {
     const answer = await response.json().catch(() => ({}));
     out.textContent = response.ok
       ? `Calling ${answer.number} from ${answer.extension}.`
-      : (answer.error || `The PBX answered ${response.status}.`);
+      // A command quoted for the terminal reads as plain words here.
+      : (answer.error || `The PBX answered ${response.status}.`).replaceAll("`", "");
   } catch (e) {
     out.textContent = "The PBX cannot be reached.";
   }

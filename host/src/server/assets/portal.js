@@ -635,7 +635,7 @@ async function loadPlugins() {
 el("plugin-install").addEventListener("submit", async (event) => {
   event.preventDefault();
   const file = el("plugin-file").files[0];
-  const result = el("plugin-result");
+  const result = el("install-result");
   if (!file) { say(result, "Choose a plugin file first.", true); return; }
   const query = new URLSearchParams({ activate: el("plugin-activate").checked ? "yes" : "no" });
   const sha = el("plugin-sha").value.trim();
@@ -657,12 +657,15 @@ el("plugin-install").addEventListener("submit", async (event) => {
   const { id, version } = value.manifest;
   const listed = (plugins.find((p) => p.id === id) || { versions: [] }).versions.find((v) => v.version === version);
   const requested = value.requested || (listed ? listed.requested : []);
-  const waiting = value.waiting_for_grants || [];
+  // The list knows what waits for grants even when the answer does not
+  // (an install that did not try to activate).
+  const waiting = (value.waiting_for_grants && value.waiting_for_grants.length) ? value.waiting_for_grants
+    : (listed ? listed.waiting_for_grants : []);
   const asks = requested.length ? `It requests ${requested.join(", ")}.` : "It requests no hosts.";
   if (value.activated) {
     say(result, `Installed ${id} ${version}; it is active. ${asks}`, false);
   } else if (waiting.length) {
-    say(result, `Installed ${id} ${version}; it is not active. ${asks} Not granted yet: ${waiting.join(", ")}; grant it below, then activate it.`, false);
+    say(result, `Installed ${id} ${version}; it is not active. ${asks} Not granted yet: ${waiting.join(", ")}. Grant what it needs below, then activate it.`, false);
   } else {
     say(result, `Installed ${id} ${version}; it is not active. ${asks} Activate it when you are ready.`, false);
     const activate = document.createElement("button");

@@ -517,7 +517,7 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
         .await;
     browser.click("#install-plugin").await;
     let refused = browser
-        .wait_text("#plugin-result", "not a WebAssembly component")
+        .wait_text("#install-result", "not a WebAssembly component")
         .await;
     assert_plain("the refused file", &refused);
     for detail in ["magic", "0x"] {
@@ -548,12 +548,21 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
         .type_into("#plugin-file", &file.display().to_string())
         .await;
     browser.click("#install-plugin").await;
-    let installed = browser.wait_text("#plugin-result", "not active").await;
+    let installed = browser.wait_text("#install-result", "not active").await;
     assert!(
         installed.contains(&next) && installed.contains(metadata),
         "{installed}"
     );
     assert_plain("the install message", &installed);
+    // What waits for a grant is said, and no Activate is offered for it.
+    assert!(
+        installed.contains(&format!("Not granted yet: {metadata}")),
+        "{installed}"
+    );
+    assert!(
+        b.find(Locator::Css("#activate-installed")).await.is_err(),
+        "Activate offered for a version waiting for a grant"
+    );
     browser
         .wait_text(&format!("tr[data-version=\"{next}\"]"), metadata)
         .await;
@@ -665,7 +674,7 @@ async fn a_first_version_installed_unchecked_stays_inactive() {
         .type_into("#plugin-file", &file.display().to_string())
         .await;
     browser.click("#install-plugin").await;
-    let installed = browser.wait_text("#plugin-result", "Installed").await;
+    let installed = browser.wait_text("#install-result", "Installed").await;
     assert!(
         installed.contains("not active") && installed.contains(metadata),
         "{installed}"
