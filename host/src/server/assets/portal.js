@@ -589,7 +589,7 @@ async function loadPlugins() {
       cell(tr, v.requested.length ? v.requested.join(", ") : "none");
       cell(tr, p.granted.length ? p.granted.join(", ") : "none");
       cell(tr, p.kv_max_keys + " keys, " + Math.floor(p.kv_max_bytes / 1048576) + " MiB");
-      const sha = cell(tr, v.sha256.slice(0, 12) + "…");
+      const sha = cell(tr, v.sha256.slice(0, 10) + "…");
       sha.title = v.sha256;
       sha.className = "nowrap";
       const actions = cell(tr, "");
