@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::runtime::wit::SettingInput;
+use crate::runtime::wit::{Info, SettingInput, SettingKind};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 
@@ -130,12 +130,43 @@ async fn save_settings(
     Path(plugin): Path<String>,
     Json(body): Json<SettingsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let info = st.runtime.plugin(&plugin).describe().await?;
+    refuse_emptied_required(&info, &body.settings)?;
     let status = st
         .runtime
         .plugin(&plugin)
         .save_settings(&body.settings)
         .await?;
     Ok(Json(json!({ "status": status })))
+}
+
+/// An empty value for a setting the plugin's form marks required is
+/// refused before the plugin sees it, naming the setting (`field`): a save
+/// must never store less than the integration needs. Secrets are exempt:
+/// an empty secret keeps the stored one (the form never shows it back).
+/// The plugin checks its own settings too; this gives every plugin's
+/// refusal the same shape.
+fn refuse_emptied_required(info: &Info, inputs: &[SettingInput]) -> Result<(), ApiError> {
+    for input in inputs {
+        let Some(value) = input.value.as_deref() else {
+            continue;
+        };
+        let Some(field) = info.settings.iter().find(|f| f.key == input.key) else {
+            continue;
+        };
+        if field.required && !matches!(field.kind, SettingKind::Secret) && value.trim().is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-input",
+                format!(
+                    "{} ({}) is required and cannot be emptied; enter it, or leave it out to keep the stored one (to stop using {}, disconnect). Nothing was saved",
+                    field.label, field.key, info.crm_name
+                ),
+            )
+            .with_field(field.key.clone()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
