@@ -96,6 +96,9 @@ impl From<DirectoryError> for ApiError {
             DirectoryError::Invalid(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", m)
             }
+            e @ DirectoryError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "exists", e.to_string())
+            }
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "store",
