@@ -73,16 +73,16 @@ async fn list(client: &AdminClient, plugin: &str, as_json: bool) -> anyhow::Resu
         );
         return Ok(());
     }
-    outln!("{:<32} {:<36} {:<10} STATE", "USER", "E-MAIL", "EXTENSION");
+    let mut table = out::Table::new(&["USER", "E-MAIL", "EXTENSION", "STATE"]);
     for entry in list["entries"].as_array().into_iter().flatten() {
-        outln!(
-            "{:<32} {:<36} {:<10} {}",
-            out::field(&entry["user"]["name"], "?"),
-            out::field(&entry["user"]["email"], "-"),
-            out::field(&entry["extension"], "-"),
-            state(&entry["state"]),
-        );
+        table.row([
+            out::field(&entry["user"]["name"], "?").into_owned(),
+            out::field(&entry["user"]["email"], "-").into_owned(),
+            out::field(&entry["extension"], "-").into_owned(),
+            state(&entry["state"]).to_string(),
+        ]);
     }
+    table.print()?;
     Ok(())
 }
 
