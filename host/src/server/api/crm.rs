@@ -130,8 +130,16 @@ async fn save_settings(
     Path(plugin): Path<String>,
     Json(body): Json<SettingsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let info = st.runtime.plugin(&plugin).describe().await?;
-    refuse_emptied_required(&info, &body.settings)?;
+    // The form is asked for only when something was emptied: a save
+    // costs one plugin call, as before.
+    let emptied = body
+        .settings
+        .iter()
+        .any(|i| i.value.as_deref().is_some_and(|v| v.trim().is_empty()));
+    if emptied {
+        let info = st.runtime.plugin(&plugin).describe().await?;
+        refuse_emptied_required(&info, &body.settings)?;
+    }
     let status = st
         .runtime
         .plugin(&plugin)
@@ -172,6 +180,54 @@ fn refuse_emptied_required(info: &Info, inputs: &[SettingInput]) -> Result<(), A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emptied_required_setting_is_refused_naming_it() {
+        use crate::runtime::wit::SettingField;
+        let field = |key: &str, kind, required| SettingField {
+            key: key.into(),
+            label: format!("The {key}"),
+            kind,
+            required,
+            help: String::new(),
+            choices: Vec::new(),
+            default_value: None,
+        };
+        let info = Info {
+            crm_name: "Acme CRM".into(),
+            settings: vec![
+                field("account", SettingKind::Text, true),
+                field("token", SettingKind::Secret, true),
+                field("region", SettingKind::Text, false),
+            ],
+        };
+        let input = |key: &str, value: Option<&str>| SettingInput {
+            key: key.into(),
+            value: value.map(Into::into),
+        };
+        let refused = refuse_emptied_required(
+            &info,
+            &[input("region", Some("")), input("account", Some(" "))],
+        );
+        let Err(e) = refused else {
+            panic!("an emptied required setting passed");
+        };
+        assert_eq!(e.kind(), "invalid-input");
+        assert!(
+            e.message().contains("The account (account) is required"),
+            "{}",
+            e.message()
+        );
+        for fine in [
+            vec![input("account", None)],
+            vec![input("token", Some(""))],
+            vec![input("region", Some(""))],
+            vec![input("unknown", Some(""))],
+            vec![input("account", Some("acme"))],
+        ] {
+            assert!(refuse_emptied_required(&info, &fine).is_ok());
+        }
+    }
 
     #[test]
     fn only_web_pages_pass_as_authorization_urls() {
