@@ -181,26 +181,28 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
     };
     let matches = proposal["matches"].as_array().cloned().unwrap_or_default();
     outln!("Matched by e-mail ({}):", matches.len());
+    let mut table = out::Table::new(&["USER", "EXTENSION"]);
     for m in &matches {
-        outln!(
-            "  {:<32} -> {}",
+        table.row([
             name_of(m["user_id"].as_str().unwrap_or("?")),
-            out::field(&m["extension"], "?")
-        );
+            out::field(&m["extension"], "?").into_owned(),
+        ]);
     }
+    table.print()?;
     let unmatched = proposal["unmatched"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     if !unmatched.is_empty() {
         outln!("Not matched ({}):", unmatched.len());
+        let mut table = out::Table::new(&["USER", "WHY"]);
         for u in &unmatched {
-            outln!(
-                "  {:<32} {}",
+            table.row([
                 name_of(u["user_id"].as_str().unwrap_or("?")),
-                reason(&u["reason"])
-            );
+                reason(&u["reason"]),
+            ]);
         }
+        table.print()?;
     }
     if matches.is_empty() {
         outln!("Nothing to associate.");

@@ -147,7 +147,12 @@ async fn users_sync_list_and_associate_from_the_cli() {
     let (ok, out, err) =
         tokio::task::block_in_place(|| pbx(w, &["crm", "associate", "--auto", "--yes"], ""));
     assert!(ok, "{err}");
-    assert!(out.contains("-> 1001"), "{out}");
+    // The proposal's table: the admin user's row ends in its extension.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Admin User ") && l.ends_with(" 1001")),
+        "{out}"
+    );
     assert!(out.contains("Saved"), "{out}");
 
     // By e-mail (any case) or by id.
