@@ -42,14 +42,8 @@ pub async fn run(client: AdminClient, command: AgentCommand) -> anyhow::Result<(
                 print_json(&list)?;
                 return Ok(());
             }
-            outln!(
-                "{:<18} {:<14} {:<10} {:<28} {:<12} LAST SEEN",
-                "HANDLE",
-                "WHO",
-                "EXTENSION",
-                "HOW",
-                "SINCE"
-            );
+            let mut table =
+                out::Table::new(&["HANDLE", "WHO", "EXTENSION", "HOW", "SINCE", "LAST SEEN"]);
             for s in list["sessions"].as_array().into_iter().flatten() {
                 let how = match s["how"].as_str() {
                     Some("crm") => format!(
@@ -60,16 +54,16 @@ pub async fn run(client: AdminClient, command: AgentCommand) -> anyhow::Result<(
                     Some(other) => other.to_string(),
                     None => "admin token".to_string(),
                 };
-                outln!(
-                    "{:<18} {:<14} {:<10} {:<28} {:<12} {}",
-                    s["handle"].as_str().unwrap_or("?"),
-                    s["kind"].as_str().unwrap_or("?"),
-                    s["extension"].as_str().unwrap_or("-"),
-                    out::text(&how),
+                table.row([
+                    out::field(&s["handle"], "?").into_owned(),
+                    out::field(&s["kind"], "?").into_owned(),
+                    out::field(&s["extension"], "-").into_owned(),
+                    out::text(&how).into_owned(),
                     time(&s["since_ms"]),
                     time(&s["last_seen_ms"]),
-                );
+                ]);
             }
+            table.print()?;
         }
         AgentCommand::SignOut {
             number: Some(number),

@@ -204,26 +204,22 @@ async fn dead_letters(client: &AdminClient, as_json: bool) -> anyhow::Result<()>
         outln!("No dead letters.");
         return Ok(());
     }
-    outln!(
-        "{:<23} {:<14} {:<24} {:<9} {:>8}  WHY",
-        "ID",
-        "PLUGIN",
-        "CALL",
-        "PHASE",
-        "ATTEMPTS"
-    );
+    let mut table = out::Table::new(&["ID", "PLUGIN", "CALL", "PHASE", "ATTEMPTS", "WHY"]);
     for l in &letters {
-        outln!(
-            "{:<23} {:<14} {:<24} {:<9} {:>8}  {}; last error: {}",
-            out::field(&l["id"], "?"),
-            out::field(&l["plugin"], "?"),
-            out::field(&l["call_id"], "?"),
-            out::field(&l["phase"], "?"),
-            l["attempts"].as_u64().unwrap_or(0),
-            out::field(&l["reason"], "?"),
-            out::field(&l["last_error"], "?"),
-        );
+        table.row([
+            out::field(&l["id"], "?").into_owned(),
+            out::field(&l["plugin"], "?").into_owned(),
+            out::field(&l["call_id"], "?").into_owned(),
+            out::field(&l["phase"], "?").into_owned(),
+            l["attempts"].as_u64().unwrap_or(0).to_string(),
+            format!(
+                "{}; last error: {}",
+                out::field(&l["reason"], "?"),
+                out::field(&l["last_error"], "?")
+            ),
+        ]);
     }
+    table.print()?;
     outln!(
         "{} dead letters (kept at most {}). `pbx-host call retry ID` delivers one again, `call discard ID` forgets it.",
         letters.len(),

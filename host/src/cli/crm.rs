@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::client::AdminClient;
 use super::crm_settings::{self, SettingsCommand};
@@ -113,18 +113,14 @@ pub async fn run(client: &AdminClient, plugin: &str, command: CrmCommand) -> any
             if json {
                 print_json(&status)?;
             } else {
-                outln!("Status: {}", out::field(&status["message"], "?"));
-                if let Some(account) = status["account"].as_str() {
-                    outln!("Account: {}", out::text(account));
-                }
-                if let Some(problem) = status["problem"].as_str() {
-                    outln!("Problem: {}", out::text(problem));
-                }
-                if let Some(n) = status["pending_call_logs"].as_u64() {
-                    outln!("Call logs waiting: {n}");
-                }
-                if let Some(n) = status["queued_call_events"].as_u64().filter(|n| *n > 0) {
-                    outln!("Call events kept by the host for another delivery: {n}");
+                let crm = client
+                    .get(&format!("/crm/{plugin}/describe"))
+                    .await
+                    .ok()
+                    .and_then(|info| info["crm_name"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| plugin.to_string());
+                for line in status_prose(&crm, &status) {
+                    outln!("{line}");
                 }
             }
         }
@@ -164,6 +160,64 @@ pub async fn run(client: &AdminClient, plugin: &str, command: CrmCommand) -> any
         }
     }
     Ok(())
+}
+
+/// `crm status` for a person: a sentence for the state ("Connected to
+/// Salesforce as … (org …)."), what to do next when not connected, then
+/// any problem and the call journal's backlog. CRM text is escaped.
+fn status_prose(crm: &str, status: &Value) -> Vec<String> {
+    let crm = out::text(crm);
+    let message = out::field(&status["message"], "");
+    let account = status["account"].as_str().map(out::text);
+    let authorize = "run `pbx-host crm authorize` (it opens the consent page)";
+    let mut lines = match (status["state"].as_str(), &account) {
+        (Some("Connected"), Some(account)) => vec![format!("Connected to {crm} as {account}.")],
+        (Some("Connected"), None) => vec![format!("Connected to {crm}.")],
+        (Some("NotConfigured"), _) => vec![
+            sentence(&message),
+            format!(
+                "Next: `pbx-host crm describe` lists its settings; save them with `pbx-host crm configure --KEY VALUE …`, then {authorize}."
+            ),
+        ],
+        (Some("Configured"), _) => vec![
+            format!("{crm} is configured but not authorized yet."),
+            format!("Next: {authorize}."),
+        ],
+        (Some("ReauthorizationNeeded"), _) => {
+            vec![sentence(&message), format!("Next: {authorize}.")]
+        }
+        (Some("Disconnected"), _) => vec![
+            format!("Disconnected from {crm}; its settings and associations are kept."),
+            format!("Next: to connect again, {authorize}."),
+        ],
+        _ => vec![sentence(&format!("{crm}: {message}"))],
+    };
+    if let Some(problem) = status["problem"].as_str() {
+        lines.push(sentence(&format!("Problem: {}", out::text(problem))));
+    }
+    match status["pending_call_logs"].as_u64() {
+        Some(0) | None => {}
+        Some(1) => lines.push(format!("1 call log is waiting to be written to {crm}.")),
+        Some(n) => lines.push(format!("{n} call logs are waiting to be written to {crm}.")),
+    }
+    match status["queued_call_events"].as_u64() {
+        Some(0) | None => {}
+        Some(1) => lines.push("1 call event is kept by the host for another delivery.".into()),
+        Some(n) => lines.push(format!(
+            "{n} call events are kept by the host for another delivery."
+        )),
+    }
+    lines
+}
+
+/// `text` as a sentence: a full stop unless it ends in punctuation already.
+fn sentence(text: &str) -> String {
+    let text = text.trim_end();
+    if text.ends_with(['.', '!', '?']) {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    }
 }
 
 /// Start an authorization; unless `no_browser`, open the consent page and
@@ -225,5 +279,41 @@ async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyh
             spinner.finish_and_clear();
             anyhow::bail!("the authorization attempt expired; run `pbx-host crm authorize` again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_reads_as_prose_with_the_next_step() {
+        let connected = json!({"state": "Connected", "account": "admin@example.org (org 00D000000000001)", "message": "Connected to Salesforce", "problem": null, "pending_call_logs": 0});
+        assert_eq!(
+            status_prose("Salesforce", &connected),
+            vec!["Connected to Salesforce as admin@example.org (org 00D000000000001)."]
+        );
+        let not_configured = json!({"state": "NotConfigured", "message": "Not configured: enter the Consumer Key and Consumer Secret of your Salesforce app", "pending_call_logs": 2, "queued_call_events": 1});
+        let lines = status_prose("Salesforce", &not_configured);
+        assert_eq!(
+            lines[0],
+            "Not configured: enter the Consumer Key and Consumer Secret of your Salesforce app."
+        );
+        assert!(lines[1].contains("pbx-host crm configure"), "{lines:?}");
+        assert_eq!(
+            lines[2],
+            "2 call logs are waiting to be written to Salesforce."
+        );
+        assert_eq!(
+            lines[3],
+            "1 call event is kept by the host for another delivery."
+        );
+        let disconnected = json!({"state": "Disconnected", "message": "Disconnected", "problem": "revocation failed\u{1b}[2J"});
+        let lines = status_prose("Salesforce", &disconnected);
+        assert!(lines[1].contains("pbx-host crm authorize"), "{lines:?}");
+        assert!(
+            lines[2].contains("\\u{1b}") && !lines[2].contains('\u{1b}'),
+            "{lines:?}"
+        );
     }
 }

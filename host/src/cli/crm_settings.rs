@@ -82,6 +82,7 @@ pub async fn run(
                 return Ok(());
             }
             let fields = fields(client, plugin).await?;
+            let mut table = out::Table::new(&["KEY", "SETTING", "VALUE"]);
             for value in stored["settings"].as_array().into_iter().flatten() {
                 let key = value["key"].as_str().unwrap_or("?");
                 let label = fields
@@ -93,13 +94,9 @@ pub async fn run(
                     (None, Some(true)) => "(set)".into(),
                     (None, _) => "(not set)".into(),
                 };
-                outln!(
-                    "{:<24} {:<28} {}",
-                    out::text(key),
-                    out::text(label),
-                    out::text(&shown)
-                );
+                table.row([out::text(key), out::text(label), out::text(&shown)]);
             }
+            table.print()?;
             Ok(())
         }
         SettingsCommand::Set {

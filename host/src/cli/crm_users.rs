@@ -73,16 +73,16 @@ async fn list(client: &AdminClient, plugin: &str, as_json: bool) -> anyhow::Resu
         );
         return Ok(());
     }
-    outln!("{:<32} {:<36} {:<10} STATE", "USER", "E-MAIL", "EXTENSION");
+    let mut table = out::Table::new(&["USER", "E-MAIL", "EXTENSION", "STATE"]);
     for entry in list["entries"].as_array().into_iter().flatten() {
-        outln!(
-            "{:<32} {:<36} {:<10} {}",
-            out::field(&entry["user"]["name"], "?"),
-            out::field(&entry["user"]["email"], "-"),
-            out::field(&entry["extension"], "-"),
-            state(&entry["state"]),
-        );
+        table.row([
+            out::field(&entry["user"]["name"], "?").into_owned(),
+            out::field(&entry["user"]["email"], "-").into_owned(),
+            out::field(&entry["extension"], "-").into_owned(),
+            state(&entry["state"]).to_string(),
+        ]);
     }
+    table.print()?;
     Ok(())
 }
 
@@ -181,26 +181,28 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
     };
     let matches = proposal["matches"].as_array().cloned().unwrap_or_default();
     outln!("Matched by e-mail ({}):", matches.len());
+    let mut table = out::Table::new(&["USER", "EXTENSION"]);
     for m in &matches {
-        outln!(
-            "  {:<32} -> {}",
+        table.row([
             name_of(m["user_id"].as_str().unwrap_or("?")),
-            out::field(&m["extension"], "?")
-        );
+            out::field(&m["extension"], "?").into_owned(),
+        ]);
     }
+    table.print()?;
     let unmatched = proposal["unmatched"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     if !unmatched.is_empty() {
         outln!("Not matched ({}):", unmatched.len());
+        let mut table = out::Table::new(&["USER", "WHY"]);
         for u in &unmatched {
-            outln!(
-                "  {:<32} {}",
+            table.row([
                 name_of(u["user_id"].as_str().unwrap_or("?")),
-                reason(&u["reason"])
-            );
+                reason(&u["reason"]),
+            ]);
         }
+        table.print()?;
     }
     if matches.is_empty() {
         outln!("Nothing to associate.");

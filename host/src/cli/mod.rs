@@ -87,7 +87,44 @@ enum Command {
     Status {
         #[command(flatten)]
         at: DataDir,
+        /// Print JSON (the admin API's `GET /api/host`).
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// `status` for a person: what runs where, its limits and its counters.
+fn host_prose(host: &Value) -> Vec<String> {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let apis: Vec<String> = host["supported_apis"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .map(|a| out::text(a).into_owned())
+        .collect();
+    let runtime = &host["runtime"];
+    vec![
+        format!(
+            "pbx-host {} is serving {}.",
+            out::field(&host["version"], "?"),
+            out::field(&host["public_url"], "?")
+        ),
+        format!("It runs plugins built against {}.", apis.join(", ")),
+        format!(
+            "Each plugin call may take {} ms and {} MiB of memory.",
+            n(&host["limits"]["deadline_ms"]),
+            n(&host["limits"]["memory_bytes"]) >> 20
+        ),
+        format!(
+            "Since it started: {} plugin calls ({} failed), {} components compiled, {} loaded from the cache, {} instances created.",
+            n(&runtime["calls"]),
+            n(&runtime["failed_calls"]),
+            n(&runtime["compiled"]),
+            n(&runtime["cache_loads"]),
+            n(&runtime["instantiations"])
+        ),
+    ]
 }
 
 #[derive(Args)]
@@ -146,7 +183,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Call { at, command } => call::run(&at.client()?, command).await,
         Command::Agent { at, command } => agent::run(at.client()?, command).await,
         Command::Vendor { command } => vendor::run(command),
-        Command::Status { at } => print_json(&at.client()?.get("/host").await?),
+        Command::Status { at, json } => {
+            let host = at.client()?.get("/host").await?;
+            if json {
+                print_json(&host)
+            } else {
+                for line in host_prose(&host) {
+                    outln!("{line}");
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -175,6 +222,26 @@ fn print_json(value: &Value) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_status_reads_as_prose() {
+        let host = serde_json::json!({
+            "version": "0.1.0",
+            "public_url": "https://pbx.example.com",
+            "supported_apis": ["pbx:crm@0.1.0", "pbx:crm@0.3.0"],
+            "limits": {"deadline_ms": 5000, "memory_bytes": 67108864},
+            "runtime": {"calls": 12, "failed_calls": 1, "compiled": 1, "cache_loads": 0, "instantiations": 3},
+        });
+        assert_eq!(
+            host_prose(&host),
+            vec![
+                "pbx-host 0.1.0 is serving https://pbx.example.com.",
+                "It runs plugins built against pbx:crm@0.1.0, pbx:crm@0.3.0.",
+                "Each plugin call may take 5000 ms and 64 MiB of memory.",
+                "Since it started: 12 plugin calls (1 failed), 1 components compiled, 0 loaded from the cache, 3 instances created.",
+            ]
+        );
+    }
 
     #[test]
     fn the_clis_own_options_are_taken_out_of_setting_flags() {

@@ -137,9 +137,113 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// A table for the terminal: a header and rows of cells, each column as
+/// wide as its widest cell, two spaces apart, the last column unpadded.
+/// Cells are text already made safe (`text`, `field`): the table measures
+/// what the terminal will show, escapes included.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column titles.
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Add a row; missing cells are empty, extra ones are dropped.
+    pub fn row<I, S>(&mut self, cells: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut row: Vec<String> = cells.into_iter().map(Into::into).collect();
+        row.resize(self.header.len(), String::new());
+        self.rows.push(row);
+    }
+
+    /// The lines to print, header first, without trailing spaces.
+    pub fn lines(&self) -> Vec<String> {
+        let width = |s: &str| s.chars().count();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| width(h)).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(width(cell));
+            }
+        }
+        std::iter::once(&self.header)
+            .chain(&self.rows)
+            .map(|row| {
+                let mut line = String::new();
+                for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+                    if i > 0 {
+                        line.push_str("  ");
+                    }
+                    line.push_str(cell);
+                    if i + 1 < row.len() {
+                        line.extend(std::iter::repeat_n(' ', w - width(cell)));
+                    }
+                }
+                line.trim_end().to_string()
+            })
+            .collect()
+    }
+
+    /// Print it (through `write_line`: a closed pipe ends it quietly).
+    pub fn print(&self) -> Result<(), OutError> {
+        for line in self.lines() {
+            write_line(format_args!("{line}"))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_columns_line_up_whatever_the_cell_widths() {
+        let mut table = Table::new(&["NUMBER", "NAME", "E-MAIL"]);
+        table.row([
+            "1001",
+            "Ada Lovelace-Byron of a very long name",
+            "ada@acme.com",
+        ]);
+        table.row(["7", "Zoë", "-"]);
+        table.row([
+            text("1002\u{1b}[2J").into_owned(),
+            text("Eve\u{1b}").into_owned(),
+        ]);
+        let lines = table.lines();
+        assert_eq!(lines.len(), 4);
+        // Every column starts at the same character position on every line.
+        let starts = |line: &str, needle: &str| {
+            line.chars().count() - line[line.find(needle).unwrap_or(0)..].chars().count()
+        };
+        let name_at = starts(&lines[0], "NAME");
+        let email_at = starts(&lines[0], "E-MAIL");
+        assert_eq!(starts(&lines[1], "Ada"), name_at);
+        assert_eq!(starts(&lines[2], "Zoë"), name_at);
+        assert_eq!(starts(&lines[3], "Eve"), name_at);
+        assert_eq!(starts(&lines[1], "ada@"), email_at);
+        assert_eq!(starts(&lines[2], "-"), email_at);
+        assert_eq!(
+            email_at,
+            name_at + "Ada Lovelace-Byron of a very long name".len() + 2
+        );
+        // CRM text stays escaped; no line ends in padding.
+        assert!(
+            lines[3].starts_with("1002\\u{1b}[2J  Eve\\u{1b}"),
+            "{}",
+            lines[3]
+        );
+        assert!(lines.iter().all(|l| !l.ends_with(' ')));
+    }
 
     #[test]
     fn control_characters_become_visible_escapes() {

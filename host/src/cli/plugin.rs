@@ -14,13 +14,18 @@ use super::print_json;
 #[derive(Subcommand)]
 pub enum PluginCommand {
     /// Verify, store and compile a plugin file; it becomes active if it is
-    /// the plugin's first version or with --activate.
+    /// the plugin's first version or with --activate, never with
+    /// --no-activate. Prints the hosts the version requests.
     Install {
         /// The component (.wasm).
         file: PathBuf,
         /// Make it the active version (calls switch to it at once).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_activate")]
         activate: bool,
+        /// Keep it inactive, even as the plugin's first version (review
+        /// what it requests, then `plugin activate`).
+        #[arg(long)]
+        no_activate: bool,
         /// The SHA-256 (hex) the vendor published for the file.
         #[arg(long)]
         sha256: Option<String>,
@@ -84,6 +89,7 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
         PluginCommand::Install {
             file,
             activate,
+            no_activate,
             sha256,
             repin,
             allow_downgrade,
@@ -92,7 +98,11 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut path = format!(
                 "/plugins?activate={}",
-                if activate { "yes" } else { "if-none-active" }
+                match (activate, no_activate) {
+                    (true, _) => "yes",
+                    (_, true) => "no",
+                    _ => "if-none-active",
+                }
             );
             if let Some(sha256) = sha256 {
                 path.push_str(&format!("&sha256={}", sha256.trim()));
@@ -116,6 +126,12 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
                     .map(|k| format!(", signed by {k}"))
                     .unwrap_or_default(),
             );
+            let requested = texts(&installed["requested"]);
+            if requested.is_empty() {
+                outln!("it requests no hosts");
+            } else {
+                outln!("it requests: {}", requested.join(", "));
+            }
             let waiting: Vec<_> = installed["waiting_for_grants"]
                 .as_array()
                 .into_iter()
@@ -199,6 +215,17 @@ pub async fn run(client: AdminClient, command: PluginCommand) -> anyhow::Result<
     Ok(())
 }
 
+/// The strings of a JSON array, made safe for the terminal.
+fn texts(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|s| out::text(s).into_owned())
+        .collect()
+}
+
 fn print_activation(done: &Value) -> anyhow::Result<()> {
     outln!(
         "{} {} is active{} (switched in {:.1} ms{})",
@@ -219,15 +246,17 @@ fn print_activation(done: &Value) -> anyhow::Result<()> {
 }
 
 fn print_plugins(list: &Value) -> anyhow::Result<()> {
-    outln!(
-        "{:<14} {:<10} {:<7} {:<6} {:<34} {:<34} SHA-256",
+    let mut table = out::Table::new(&[
         "ID",
         "VERSION",
         "ACTIVE",
         "API",
         "REQUESTED HOSTS",
-        "GRANTED HOSTS"
-    );
+        "GRANTED HOSTS",
+        "SHA-256",
+    ]);
+    // Versions waiting for grants, said under the table.
+    let mut waiting_lines = Vec::new();
     for p in list["plugins"].as_array().into_iter().flatten() {
         let join = |v: &Value| {
             let items: Vec<_> = v
@@ -246,20 +275,27 @@ fn print_plugins(list: &Value) -> anyhow::Result<()> {
         let granted = join(&p["granted"]);
         for v in p["versions"].as_array().into_iter().flatten() {
             let waiting = join(&v["waiting_for_grants"]);
-            outln!(
-                "{:<14} {:<10} {:<7} {:<6} {:<34} {:<34} {}",
-                out::field(&p["id"], "?"),
-                out::field(&v["version"], "?"),
-                if v["active"] == true { "yes" } else { "" },
-                out::field(&v["api_version"], "?"),
+            table.row([
+                out::field(&p["id"], "?").into_owned(),
+                out::field(&v["version"], "?").into_owned(),
+                (if v["active"] == true { "yes" } else { "no" }).to_string(),
+                out::field(&v["api_version"], "?").into_owned(),
                 join(&v["requested"]),
-                granted,
-                v["sha256"].as_str().unwrap_or("?"),
-            );
+                granted.clone(),
+                out::field(&v["sha256"], "?").into_owned(),
+            ]);
             if waiting != "-" {
-                outln!("{:<14} waiting for grants: {waiting}", "");
+                waiting_lines.push(format!(
+                    "{} {} is waiting for grants: {waiting}",
+                    out::field(&p["id"], "?"),
+                    out::field(&v["version"], "?")
+                ));
             }
         }
+    }
+    table.print()?;
+    for line in waiting_lines {
+        outln!("{line}");
     }
     Ok(())
 }

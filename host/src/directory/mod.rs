@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod passwords;
 
-use crate::store::{KvError, Namespace};
+use crate::store::{KvError, Namespace, Precondition, Write};
 
 /// One PBX extension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,12 +30,28 @@ pub enum DirectoryError {
     /// Store failure.
     #[error("the extension directory could not be read or written: {0}")]
     Store(#[from] KvError),
+    /// Adding would replace an extension that exists (the existing one);
+    /// replacing must be asked for.
+    #[error(
+        "extension {} exists ({}); nothing was changed. To replace it, add it again with `--replace` (API: `?replace=yes`)",
+        .0.number,
+        .0.describe()
+    )]
+    Exists(Extension),
     /// A stored record did not parse.
     #[error("extension {0} is stored in an unreadable form; remove and add it again")]
     Corrupt(String),
 }
 
 impl Extension {
+    /// "Ada Lovelace, ada@acme.com", or the name alone.
+    fn describe(&self) -> String {
+        match &self.email {
+            Some(email) => format!("{}, {email}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     /// Check and tidy operator input.
     pub fn validated(self) -> Result<Extension, DirectoryError> {
         let number = self.number.trim().to_string();
@@ -114,11 +130,41 @@ impl Directory {
 
     /// Add or replace an extension.
     pub fn put(&self, extension: Extension) -> Result<Extension, DirectoryError> {
+        self.add(extension, true)
+    }
+
+    /// Add an extension; one with the same number is replaced only when
+    /// `replace` says so, else refused with `Exists` and nothing written.
+    /// The absence is a precondition of the write itself, so two adds of
+    /// one number cannot both succeed.
+    pub fn add(&self, extension: Extension, replace: bool) -> Result<Extension, DirectoryError> {
         let extension = extension.validated()?;
         let bytes =
             serde_json::to_vec(&extension).map_err(|e| DirectoryError::Invalid(e.to_string()))?;
-        self.ns.set(&extension.number, &bytes)?;
-        Ok(extension)
+        if replace {
+            self.ns.set(&extension.number, &bytes)?;
+            return Ok(extension);
+        }
+        let absent = Precondition {
+            key: extension.number.clone(),
+            expected: None,
+        };
+        let write = Write::Set {
+            key: extension.number.clone(),
+            value: bytes,
+        };
+        match self.ns.batch(&[absent], &[write]) {
+            Ok(()) => Ok(extension),
+            Err(KvError::Conflict(_)) => match self.get(&extension.number)? {
+                Some(existing) => Err(DirectoryError::Exists(existing)),
+                // Removed meanwhile: the caller may simply try again.
+                None => Err(DirectoryError::Invalid(format!(
+                    "extension {} changed while it was being added; try again",
+                    extension.number
+                ))),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Remove an extension; returns whether it existed.
@@ -139,6 +185,35 @@ mod tests {
             name: "Ann".into(),
             email: email.map(Into::into),
         }
+    }
+
+    #[test]
+    fn adding_an_existing_number_is_refused_unless_replacing() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(data.path()).expect("store");
+        let dir =
+            Directory::new(store.namespace("host/extensions", crate::store::Quota::UNLIMITED));
+        let ada = Extension {
+            name: "Ada Lovelace".into(),
+            ..ext("1001", Some("ada@acme.com"))
+        };
+        assert!(dir.add(ada.clone(), false).is_ok());
+        let refused = dir.add(ext("1001", Some("bob@acme.com")), false);
+        let Err(DirectoryError::Exists(existing)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(existing, ada);
+        let message = DirectoryError::Exists(existing).to_string();
+        assert!(
+            message.starts_with("extension 1001 exists (Ada Lovelace, ada@acme.com); "),
+            "{message}"
+        );
+        assert!(message.contains("--replace"), "{message}");
+        assert_eq!(dir.get("1001").ok().flatten(), Some(ada));
+
+        let bob = ext("1001", Some("bob@acme.com"));
+        assert_eq!(dir.add(bob.clone(), true).ok(), Some(bob.clone()));
+        assert_eq!(dir.get("1001").ok().flatten(), Some(bob));
     }
 
     #[test]

@@ -167,6 +167,7 @@ impl Runtime {
         if activate && !options.allow_downgrade {
             check_downgrade(&id, &record, &version)?;
         }
+        let requested = entry.requested.clone();
         record.versions.insert(version.clone(), entry);
         let loaded = Arc::new(loaded);
         let mut migrated = false;
@@ -187,6 +188,7 @@ impl Runtime {
         Ok(InstallReport {
             plugin: loaded.info.clone(),
             activated: activate || already,
+            requested,
             waiting_for_grants: if wanted && !already {
                 waiting
             } else {

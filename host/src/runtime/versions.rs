@@ -225,6 +225,9 @@ pub struct InstallReport {
     pub plugin: InstalledPlugin,
     /// Whether it is now the active version.
     pub activated: bool,
+    /// Hosts its manifest requests (as `requested` in the listing), so the
+    /// administrator sees them whether or not it became active.
+    pub requested: Vec<String>,
     /// Requested hosts no grant covers (why it was not activated).
     pub waiting_for_grants: Vec<String>,
     /// The vendor key that signed it.

@@ -16,7 +16,7 @@ pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
-    field: Option<&'static str>,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -41,8 +41,8 @@ impl ApiError {
     }
 
     /// Name the input field that is wrong.
-    pub fn with_field(mut self, field: &'static str) -> Self {
-        self.field = Some(field);
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
         self
     }
 
@@ -95,6 +95,9 @@ impl From<DirectoryError> for ApiError {
         match e {
             DirectoryError::Invalid(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", m)
+            }
+            e @ DirectoryError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "exists", e.to_string())
             }
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

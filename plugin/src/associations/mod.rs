@@ -322,7 +322,7 @@ impl<'h, H: Host> Associations<'h, H> {
         for (user_id, extension) in pairs {
             if !directory.contains(extension) {
                 return Err(PluginError::InvalidInput(format!(
-                    "extension {extension} no longer exists on the PBX: reload and re-assign {}",
+                    "extension {extension} does not exist on the PBX: reload and re-assign {}",
                     who(name_of(user_id), user_id)
                 )));
             }

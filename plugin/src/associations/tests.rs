@@ -168,7 +168,7 @@ fn an_extension_removed_between_proposal_and_save_is_refused() {
     let (k, message) = kind(save(&host, proposal.version, &proposal.matches));
     assert_eq!(k, ErrorKind::InvalidInput);
     assert!(
-        message.starts_with("extension 1003 no longer exists on the PBX: reload and re-assign"),
+        message.starts_with("extension 1003 does not exist on the PBX: reload and re-assign"),
         "{message}"
     );
     assert!(host.kv_text(keys::ASSOCIATIONS).is_none());

@@ -156,25 +156,39 @@ impl Settings {
         }
     }
 
-    /// The settings after applying `inputs`, validated. Secrets given as
-    /// `None` keep their stored value.
+    /// The settings after applying `inputs`, validated. A value given as
+    /// `None` (and an empty secret) keeps the stored one; an empty required
+    /// setting is refused.
     pub fn apply(&self, inputs: &[SettingInput]) -> Result<Settings, PluginError> {
         let mut next = self.clone();
         for input in inputs {
             let value = input.value.as_deref().map(str::trim);
             match input.key.as_str() {
-                CONSUMER_KEY => next.consumer_key = nonempty(value),
+                // `None` keeps the stored value (as the contract says). An
+                // empty key is refused: it would silently unconfigure the
+                // integration and drop its tokens.
+                CONSUMER_KEY if value.is_none() => {}
+                CONSUMER_KEY => {
+                    next.consumer_key = Some(required(
+                        value,
+                        "the Consumer Key",
+                        "copy it from your Salesforce app's \"Consumer Key and Secret\" page; to stop using Salesforce, click Disconnect",
+                    )?)
+                }
                 CONSUMER_SECRET => {
                     // Write-only: absent or empty keeps the stored secret.
                     if let Some(secret) = nonempty(value) {
                         next.consumer_secret = Some(secret);
                     }
                 }
+                LOGIN_HOST if value.is_none() => {}
                 LOGIN_HOST => {
-                    next.login_host = match value {
-                        Some(v) if !v.is_empty() => LoginHost::parse(v)?,
-                        _ => LoginHost::default(),
-                    }
+                    let host = required(
+                        value,
+                        "the login host",
+                        "choose production, sandbox or my-domain",
+                    )?;
+                    next.login_host = LoginHost::parse(&host)?;
                 }
                 MY_DOMAIN_URL => {
                     next.my_domain_url = nonempty(value)
@@ -250,6 +264,16 @@ fn shown(key: &str, value: Option<String>) -> SettingValue {
         is_set: value.is_some(),
         value,
     }
+}
+
+/// A required setting's value: an empty one is refused, naming the setting
+/// (`what`) and the `fix`, so a save never stores less than it had.
+fn required(value: Option<&str>, what: &str, fix: &str) -> Result<String, PluginError> {
+    nonempty(value).ok_or_else(|| {
+        PluginError::InvalidInput(format!(
+            "{what} is required and cannot be emptied; {fix}. Nothing was saved"
+        ))
+    })
 }
 
 fn nonempty(value: Option<&str>) -> Option<String> {

@@ -308,3 +308,23 @@ pub fn pbx_at(data_dir: Option<&Path>, args: &[&str], stdin: &str) -> (bool, Str
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `METHOD /api{path}` with the admin token and an optional JSON body, for
+/// tests that check the status and the error's `kind` and `field` (which
+/// `AdminClient` folds into its message); (HTTP status, body or null).
+pub async fn api_call(
+    host: &RunningHost,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}/api{path}", host.url()))
+        .bearer_auth(&host.admin_token);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("the host answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

@@ -311,7 +311,7 @@ pub fn hidden_input(html: &str, name: &str) -> Option<String> {
     )
 }
 
-/// Add (or replace) an extension through the admin API.
+/// Add an extension through the admin API (the number must be new).
 pub async fn add_extension(world: &World, number: &str, email: Option<&str>) {
     world
         .api

@@ -295,6 +295,7 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
         &["agent", "list"],
         &["agent", "list", "--json"],
         &["status"],
+        &["status", "--json"],
     ] {
         scan.cli(&world, args, "");
     }

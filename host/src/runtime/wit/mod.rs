@@ -33,8 +33,8 @@ use wasmtime::component::{InstancePre, Linker};
 use super::state::PluginState;
 pub use latest::exports::pbx::crm::calls::{CallEvent, Caller, Direction, Phase};
 pub use latest::exports::pbx::crm::integration::{
-    Association, Authorization, CrmUser, Info, Proposal, SettingInput, SettingValue, Status,
-    SyncProgress, UserList,
+    Association, Authorization, CrmUser, Info, Proposal, SettingField, SettingInput, SettingKind,
+    SettingValue, Status, SyncProgress, UserList,
 };
 pub use latest::exports::pbx::crm::user_sign_in::{SignInError, SignInRequest};
 pub use latest::pbx::crm::types::{Error as PluginError, ErrorKind};

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::runtime::wit::SettingInput;
+use crate::runtime::wit::{Info, SettingInput, SettingKind};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 
@@ -130,6 +130,16 @@ async fn save_settings(
     Path(plugin): Path<String>,
     Json(body): Json<SettingsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // The form is asked for only when something was emptied: a save
+    // costs one plugin call, as before.
+    let emptied = body
+        .settings
+        .iter()
+        .any(|i| i.value.as_deref().is_some_and(|v| v.trim().is_empty()));
+    if emptied {
+        let info = st.runtime.plugin(&plugin).describe().await?;
+        refuse_emptied_required(&info, &body.settings)?;
+    }
     let status = st
         .runtime
         .plugin(&plugin)
@@ -138,9 +148,86 @@ async fn save_settings(
     Ok(Json(json!({ "status": status })))
 }
 
+/// An empty value for a setting the plugin's form marks required is
+/// refused before the plugin sees it, naming the setting (`field`): a save
+/// must never store less than the integration needs. Secrets are exempt:
+/// an empty secret keeps the stored one (the form never shows it back).
+/// The plugin checks its own settings too; this gives every plugin's
+/// refusal the same shape.
+fn refuse_emptied_required(info: &Info, inputs: &[SettingInput]) -> Result<(), ApiError> {
+    for input in inputs {
+        let Some(value) = input.value.as_deref() else {
+            continue;
+        };
+        let Some(field) = info.settings.iter().find(|f| f.key == input.key) else {
+            continue;
+        };
+        if field.required && !matches!(field.kind, SettingKind::Secret) && value.trim().is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-input",
+                format!(
+                    "{} ({}) is required and cannot be emptied; enter it, or leave it out to keep the stored one (to stop using {}, disconnect). Nothing was saved",
+                    field.label, field.key, info.crm_name
+                ),
+            )
+            .with_field(field.key.clone()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emptied_required_setting_is_refused_naming_it() {
+        use crate::runtime::wit::SettingField;
+        let field = |key: &str, kind, required| SettingField {
+            key: key.into(),
+            label: format!("The {key}"),
+            kind,
+            required,
+            help: String::new(),
+            choices: Vec::new(),
+            default_value: None,
+        };
+        let info = Info {
+            crm_name: "Acme CRM".into(),
+            settings: vec![
+                field("account", SettingKind::Text, true),
+                field("token", SettingKind::Secret, true),
+                field("region", SettingKind::Text, false),
+            ],
+        };
+        let input = |key: &str, value: Option<&str>| SettingInput {
+            key: key.into(),
+            value: value.map(Into::into),
+        };
+        let refused = refuse_emptied_required(
+            &info,
+            &[input("region", Some("")), input("account", Some(" "))],
+        );
+        let Err(e) = refused else {
+            panic!("an emptied required setting passed");
+        };
+        assert_eq!(e.kind(), "invalid-input");
+        assert!(
+            e.message().contains("The account (account) is required"),
+            "{}",
+            e.message()
+        );
+        for fine in [
+            vec![input("account", None)],
+            vec![input("token", Some(""))],
+            vec![input("region", Some(""))],
+            vec![input("unknown", Some(""))],
+            vec![input("account", Some("acme"))],
+        ] {
+            assert!(refuse_emptied_required(&info, &fine).is_ok());
+        }
+    }
 
     #[test]
     fn only_web_pages_pass_as_authorization_urls() {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
@@ -129,8 +129,21 @@ async fn list_extensions(State(st): St) -> Result<Json<serde_json::Value>, ApiEr
     Ok(Json(json!({ "extensions": st.services.directory.list()? })))
 }
 
-async fn put_extension(State(st): St, Json(ext): Json<Extension>) -> Result<Response, ApiError> {
-    let saved = st.services.directory.put(ext)?;
+/// `POST /api/extensions?replace=yes` query.
+#[derive(Debug, Default, Deserialize)]
+struct AddQuery {
+    /// `yes`: replace an extension with the same number (the administrator
+    /// confirmed it); otherwise an existing number is refused (409).
+    replace: Option<String>,
+}
+
+async fn put_extension(
+    State(st): St,
+    Query(query): Query<AddQuery>,
+    Json(ext): Json<Extension>,
+) -> Result<Response, ApiError> {
+    let replace = super::plugins::yes_no(query.replace.as_deref(), "replace")?;
+    let saved = st.services.directory.add(ext, replace)?;
     Ok((StatusCode::CREATED, Json(saved)).into_response())
 }
 

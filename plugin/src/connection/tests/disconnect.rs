@@ -8,7 +8,7 @@ use crate::plugin::Plugin;
 use crate::settings::{CONSUMER_KEY, CONSUMER_SECRET, LOGIN_HOST};
 use crate::store::keys;
 use crate::testing::{CALLBACK, FakeHost};
-use crate::testing::{api_err, configured, connect, connected, input, limits, tokens};
+use crate::testing::{KEY, api_err, configured, connect, connected, err, input, limits, tokens};
 
 use super::*;
 
@@ -109,6 +109,42 @@ fn disconnecting_when_never_connected_changes_nothing() {
     assert_eq!(status, Ok(ConnectionState::Configured));
     assert_eq!(host.kv_dump(), before);
     assert!(host.requests().is_empty());
+}
+
+/// A save with a required setting emptied is refused as invalid input
+/// naming the setting, and the store is exactly as before: the key, the
+/// tokens, the status.
+fn assert_an_emptied_setting_is_refused(host: &FakeHost, key: &str, named: &str) {
+    let before = host.kv_dump();
+    let state_before = Plugin::new(host).status().state;
+    for empty in ["", "  "] {
+        let refused = Plugin::new(host).save_settings(&[input(key, empty)]);
+        let (kind, message) = err(refused.map(|s| s.state));
+        assert_eq!(kind, ErrorKind::InvalidInput, "{key}={empty:?}: {message}");
+        assert!(message.contains(named), "{message}");
+        assert_eq!(host.kv_dump(), before, "{key}={empty:?} changed the store");
+        assert_eq!(Plugin::new(host).status().state, state_before);
+    }
+}
+
+#[test]
+fn an_emptied_consumer_key_is_refused_and_nothing_changes() {
+    // While connected (the API's 200 that dropped to Not configured).
+    let (host, _sf) = connected();
+    assert_an_emptied_setting_is_refused(&host, CONSUMER_KEY, "Consumer Key");
+    assert_an_emptied_setting_is_refused(&host, LOGIN_HOST, "login host");
+
+    // After Disconnect (the portal's Save that lost the stored key).
+    let (host, _sf) = connected();
+    let status = Plugin::new(&host).disconnect().map(|s| s.state);
+    assert_eq!(
+        status.map_err(|e| e.to_string()),
+        Ok(ConnectionState::Disconnected)
+    );
+    assert_an_emptied_setting_is_refused(&host, CONSUMER_KEY, "Consumer Key");
+    let kept = Plugin::new(&host).get_settings().ok().unwrap_or_default();
+    let key = kept.iter().find(|v| v.key == CONSUMER_KEY);
+    assert_eq!(key.and_then(|v| v.value.clone()).as_deref(), Some(KEY));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! (found through its data directory) and the emulated org.
 
 use e2e_tests::org::{CONSUMER_KEY, CONSUMER_SECRET, Consent, Setup, World};
-use e2e_tests::{Options, component, pbx_at, start_host};
+use e2e_tests::{Options, api_call, component, pbx_at, start_host};
+use serde_json::json;
 
 /// Run `pbx-host ARGS --data-dir DIR` with `stdin`; (success, stdout, stderr).
 fn pbx(world: &World, args: &[&str], stdin: &str) -> (bool, String, String) {
@@ -146,7 +147,12 @@ async fn users_sync_list_and_associate_from_the_cli() {
     let (ok, out, err) =
         tokio::task::block_in_place(|| pbx(w, &["crm", "associate", "--auto", "--yes"], ""));
     assert!(ok, "{err}");
-    assert!(out.contains("-> 1001"), "{out}");
+    // The proposal's table: the admin user's row ends in its extension.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Admin User ") && l.ends_with(" 1001")),
+        "{out}"
+    );
     assert!(out.contains("Saved"), "{out}");
 
     // By e-mail (any case) or by id.
@@ -391,4 +397,92 @@ async fn a_vendor_signs_with_the_cli_and_a_host_requiring_signatures_installs_it
         "{list}"
     );
     host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_extension_is_replaced_only_when_asked() {
+    let data = tempfile::tempdir().expect("data dir");
+    let host = start_host(data.path(), Options::default()).await;
+    let at = |args: &[&str]| pbx_at(Some(data.path()), args, "");
+    let ada = json!([{"number": "1001", "name": "Ada Lovelace", "email": "ada@acme.com"}]);
+    let listed = || async {
+        api_call(&host, reqwest::Method::GET, "/extensions", None)
+            .await
+            .1["extensions"]
+            .clone()
+    };
+
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        at(&[
+            "extension",
+            "add",
+            "1001",
+            "--name",
+            "Ada Lovelace",
+            "--email",
+            "ada@acme.com",
+        ])
+    });
+    assert!(ok, "{err}");
+    assert!(out.contains("extension 1001 added"), "{out}");
+
+    // The API: 409 `exists`, naming whose it is; nothing changes.
+    let bob = json!({"number": "1001", "name": "Bob", "email": "bob@acme.com"});
+    let (status, body) = api_call(&host, reqwest::Method::POST, "/extensions", Some(&bob)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["kind"], "exists", "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("extension 1001 exists (Ada Lovelace, ada@acme.com); "),
+        "{message}"
+    );
+    assert!(message.contains("replace=yes"), "{message}");
+    assert_eq!(listed().await, ada);
+    let (status, body) = api_call(
+        &host,
+        reqwest::Method::POST,
+        "/extensions?replace=maybe",
+        Some(&bob),
+    )
+    .await;
+    assert_eq!((status, &body["field"]), (400, &json!("replace")), "{body}");
+    assert_eq!(listed().await, ada);
+
+    // The CLI: refused the same way, naming --replace; --replace replaces.
+    let (ok, _, err) =
+        tokio::task::block_in_place(|| at(&["extension", "add", "1001", "--name", "Bob"]));
+    assert!(!ok);
+    assert!(
+        err.contains("extension 1001 exists (Ada Lovelace, ada@acme.com)"),
+        "{err}"
+    );
+    assert!(err.contains("--replace"), "{err}");
+    assert_eq!(listed().await, ada);
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        at(&["extension", "add", "1001", "--name", "Bob", "--replace"])
+    });
+    assert!(ok, "{err}");
+    assert_eq!(listed().await, json!([{"number": "1001", "name": "Bob"}]));
+    let (status, body) = api_call(
+        &host,
+        reqwest::Method::POST,
+        "/extensions?replace=yes",
+        Some(&json!({"number": "1001", "name": "Cleo"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Removing asks first; without a terminal it refuses, naming --yes.
+    let (ok, _, err) = tokio::task::block_in_place(|| at(&["extension", "remove", "1001"]));
+    assert!(!ok);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(listed().await, json!([{"number": "1001", "name": "Cleo"}]));
+    let (ok, _, err) = tokio::task::block_in_place(|| at(&["extension", "remove", "7777"]));
+    assert!(!ok);
+    assert!(err.contains("extension 7777 does not exist"), "{err}");
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| at(&["extension", "remove", "1001", "--yes"]));
+    assert!(ok, "{err}");
+    assert!(out.contains("extension 1001 removed"), "{out}");
+    assert_eq!(listed().await, json!([]));
 }

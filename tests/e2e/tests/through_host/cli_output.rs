@@ -30,7 +30,9 @@ async fn the_admin_token_never_goes_to_a_proxy() {
     let data_dir = dir.path().to_path_buf();
     let out = tokio::task::block_in_place(|| {
         let mut command = Command::new(binary("pbx-host"));
-        command.args(["status", "--data-dir"]).arg(&data_dir);
+        command
+            .args(["status", "--json", "--data-dir"])
+            .arg(&data_dir);
         for var in PROXY_VARS {
             command.env(var, &proxy_url);
         }

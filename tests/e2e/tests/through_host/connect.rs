@@ -2,8 +2,9 @@
 //! the happy path over HTTP and every error an administrator can hit, each
 //! checking the message and that nothing was stored.
 
-use e2e_tests::Options;
 use e2e_tests::org::{CONSUMER_KEY, CONSUMER_SECRET, Consent, Setup, World};
+use e2e_tests::{Options, api_call, pbx_at};
+use serde_json::json;
 
 fn token_keys(world: &World) -> Vec<String> {
     world
@@ -297,4 +298,87 @@ async fn a_login_host_the_operator_did_not_grant_is_refused_naming_the_grant() {
 
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The stored Consumer Key, as `GET /settings` shows it.
+async fn stored_key(world: &World) -> serde_json::Value {
+    let settings = world
+        .api
+        .get("/crm/salesforce/settings")
+        .await
+        .expect("settings");
+    settings["settings"]
+        .as_array()
+        .and_then(|s| s.iter().find(|v| v["key"] == "consumer-key"))
+        .map(|v| v["value"].clone())
+        .unwrap_or_default()
+}
+
+/// PUT `settings`; it must be refused with 400 naming `field`, and change
+/// nothing: the stored keys, the Consumer Key, the status.
+async fn assert_refused_and_unchanged(world: &World, settings: serde_json::Value, field: &str) {
+    let keys = world.plugin_keys();
+    let state = world.status().await["state"].clone();
+    let (status, body) = api_call(
+        &world.host,
+        reqwest::Method::PUT,
+        "/crm/salesforce/settings",
+        Some(&json!({ "settings": settings })),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["kind"], "invalid-input", "{body}");
+    assert_eq!(body["field"], field, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("Consumer Key"), "{message}");
+    assert!(message.contains("Nothing was saved"), "{message}");
+    assert_eq!(
+        world.plugin_keys(),
+        keys,
+        "the refused save stored something"
+    );
+    assert_eq!(world.status().await["state"], state);
+    assert_eq!(stored_key(world).await, CONSUMER_KEY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_consumer_key_is_refused_and_nothing_changes() {
+    let world = World::start(Setup::default()).await;
+    assert_eq!(world.connect().await["state"], "Connected");
+
+    // While Connected: the API's empty consumer-key.
+    let empty_key = json!([{"key": "consumer-key", "value": ""}]);
+    assert_refused_and_unchanged(&world, empty_key.clone(), "consumer-key").await;
+    assert_eq!(world.status().await["state"], "Connected");
+
+    // After Disconnect: the portal's whole form with the key emptied.
+    world
+        .api
+        .post("/crm/salesforce/disconnect", &json!({}))
+        .await
+        .expect("disconnect");
+    let form = json!([
+        {"key": "consumer-key", "value": "  "},
+        {"key": "consumer-secret", "value": null},
+        {"key": "login-host", "value": "my-domain"},
+        {"key": "my-domain-url", "value": world.org.base_url()},
+    ]);
+    assert_refused_and_unchanged(&world, form, "consumer-key").await;
+    assert_eq!(world.status().await["state"], "Disconnected");
+
+    // The same through the CLI: refused, naming the setting, nothing stored.
+    let keys = world.plugin_keys();
+    let dir = world.data_dir.clone();
+    for args in [
+        &["crm", "configure", "--consumer-key", ""][..],
+        &["crm", "settings", "set", "consumer-key="][..],
+    ] {
+        let (ok, out, err) = tokio::task::block_in_place(|| pbx_at(Some(&dir), args, ""));
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(err.contains("Consumer Key"), "{args:?}: {err}");
+        assert!(err.contains("Nothing was saved"), "{args:?}: {err}");
+    }
+    assert_eq!(world.plugin_keys(), keys);
+    assert_eq!(world.status().await["state"], "Disconnected");
+    assert_eq!(stored_key(&world).await, CONSUMER_KEY);
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use base64::Engine as _;
 use e2e_tests::org::{Setup, calls_world};
 use e2e_tests::{
-    Options, admin, component, install, install_bytes, probe, start_host, with_manifest,
+    Options, admin, component, install, install_bytes, pbx_at, probe, start_host, with_manifest,
 };
 use pbx_host::cli::AdminClient;
 use pbx_host::runtime::signature;
@@ -579,4 +579,69 @@ async fn a_plugin_id_keeps_its_vendor_key_and_its_newest_version_unless_the_admi
         .expect_err("the old key");
     assert!(err.contains("pinned to vendor key \"other\""), "{err}");
     host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_version_installed_with_activation_off_stays_inactive() {
+    let data = tempfile::tempdir().expect("data dir");
+    let host = start_host(data.path(), Options::default()).await;
+    let wanted = ["http://127.0.0.1:*", "http://169.254.169.254"];
+
+    // The API: `activate=no` on the plugin's very first version.
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/plugins?activate=no", host.url()))
+        .bearer_auth(&host.admin_token)
+        .header("content-type", "application/wasm")
+        .body(probe_version("1.0.0", &[]))
+        .send()
+        .await
+        .expect("the host answers");
+    assert_eq!(response.status().as_u16(), 201);
+    let report: Value = response.json().await.expect("JSON");
+    assert_eq!(report["activated"], false, "{report}");
+    for host_pattern in wanted {
+        assert!(
+            report["requested"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|h| h == host_pattern)),
+            "{report}"
+        );
+    }
+    let list = admin(&host).get("/plugins").await.expect("list");
+    assert_eq!(versions(&list, "probe"), vec![("1.0.0".to_string(), false)]);
+    let probe = &list["plugins"][0];
+    assert!(probe["active"].is_null(), "{list}");
+    assert!(
+        probe["versions"][0]["requested"]
+            .as_array()
+            .is_some_and(|r| wanted.iter().all(|w| r.iter().any(|h| h == w))),
+        "{list}"
+    );
+    // Nothing answers for it: no version is active.
+    let refused = admin(&host).get("/crm/probe/status").await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // The CLI: --no-activate, and it prints what the version requests.
+    let mut manifest = probe_manifest("1.0.0", &[]);
+    manifest["id"] = json!("probe-two");
+    let file = data.path().join("probe-two.wasm");
+    let bytes = std::fs::read(component("fixture_probe")).expect("probe built");
+    std::fs::write(&file, with_manifest(&bytes, &manifest)).expect("write");
+    let file = file.to_string_lossy().into_owned();
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx_at(
+            Some(data.path()),
+            &["plugin", "install", &file, "--no-activate"],
+            "",
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(out.contains("it requests: "), "{out}");
+    assert!(out.contains("http://169.254.169.254"), "{out}");
+    assert!(out.contains("not activated"), "{out}");
+    let list = admin(&host).get("/plugins").await.expect("list");
+    assert_eq!(
+        versions(&list, "probe-two"),
+        vec![("1.0.0".to_string(), false)]
+    );
 }
