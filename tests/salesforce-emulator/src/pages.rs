@@ -27,7 +27,14 @@ const PAGES: &[(&str, &[&str])] = &[
     ),
     (
         "Lead",
-        &["Title", "Company", "Phone", "MobilePhone", "Email", "Status"],
+        &[
+            "Title",
+            "Company",
+            "Phone",
+            "MobilePhone",
+            "Email",
+            "Status",
+        ],
     ),
     ("Account", &["Type", "Phone", "BillingCity"]),
 ];

@@ -82,7 +82,10 @@ async fn a_logged_in_browser_sees_contacts_leads_and_accounts_escaped() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("<h1 id=\"name\">Lily Kowalski</h1>"), "{html}");
+    assert!(
+        html.contains("<h1 id=\"name\">Lily Kowalski</h1>"),
+        "{html}"
+    );
     assert!(html.contains("Kowalski Bakery"), "{html}");
     assert!(html.contains("212.555.0120"), "{html}");
 
@@ -133,7 +136,10 @@ async fn an_anonymous_browser_gets_the_login_form_that_comes_back_to_the_record(
     let html = resp.text().await.unwrap();
     assert!(html.contains("id=\"login_form\""), "{html}");
     assert!(!html.contains("miles@globex.example.com"), "{html}");
-    assert_eq!(form_field(&html, "startURL").as_deref(), Some(path.as_str()));
+    assert_eq!(
+        form_field(&html, "startURL").as_deref(),
+        Some(path.as_str())
+    );
 
     // A forged cookie is no session.
     browser.cookie = Some("sid=forged".into());
