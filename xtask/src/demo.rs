@@ -938,7 +938,7 @@ mod tests {
                 Ok(())
             });
         }
-        let child = deaf.spawn().unwrap();
+        let mut child = deaf.spawn().unwrap();
         let pid = child.id();
         let at = Instant::now();
         stop_within(pid, Duration::from_millis(300));
@@ -947,5 +947,6 @@ mod tests {
             "waited its grace"
         );
         assert!(gone(pid), "killed and reaped");
+        assert!(child.wait().is_err(), "nothing left for std to reap");
     }
 }
