@@ -949,4 +949,51 @@ mod tests {
         assert!(gone(pid), "killed and reaped");
         assert!(child.wait().is_err(), "nothing left for std to reap");
     }
+
+    /// Run by `sigterm_stops_what_was_started_and_leaves_no_orphan` in a
+    /// process of its own: installs the handlers, starts a child, prints
+    /// its pid and waits for the signal.
+    #[test]
+    #[ignore = "a helper process of another test"]
+    fn signal_helper() {
+        stop_on_signals().unwrap();
+        let child = Guard::spawn(Command::new("sleep").arg("600")).unwrap();
+        // On stderr: libtest writes its own lines to stdout.
+        eprintln!("child {}", child.0.id());
+        loop {
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn sigterm_stops_what_was_started_and_leaves_no_orphan() {
+        use std::io::BufRead;
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "demo::tests::signal_helper",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(helper.stderr.take().unwrap()).lines();
+        let pid: i32 = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("child ").map(|p| p.parse().unwrap()))
+            .expect("the helper started its child");
+        // SAFETY: signalling the helper we started; probing a pid.
+        unsafe { libc::kill(helper.id() as i32, libc::SIGTERM) };
+        let status = helper.wait().unwrap();
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        if alive {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        assert_eq!(status.code(), Some(143), "exits as SIGTERM's 128 + 15");
+        assert!(!alive, "the helper's child {pid} was left running");
+    }
 }
