@@ -336,17 +336,28 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
         drop(host);
         drop(emulator);
         result?;
-        // The host's log, written to a file: plain text.
+        // The logs, written to files: plain text, and no secret in them.
         for log in [&host_log, &emulator_log] {
             let text = std::fs::read_to_string(log)?;
             if text.contains('\u{1b}') {
                 bail!("{} has ANSI escape codes", log.display());
             }
+            for (what, secret) in [
+                ("admin token", token.as_str()),
+                ("Consumer Secret", &consumer_secret),
+            ] {
+                if text.contains(secret) {
+                    bail!("{} contains the {what}", log.display());
+                }
+            }
         }
         if std::fs::metadata(&host_log)?.len() == 0 {
             bail!("{} is empty: the host logged nothing", host_log.display());
         }
-        println!("\n   logs without colour codes: {}", host_log.display());
+        println!(
+            "\n   logs without colour codes or secrets: {}",
+            host_log.display()
+        );
         println!("\nxtask: the demo's story checks out");
         return Ok(());
     }
