@@ -86,10 +86,13 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Colours only on a terminal: a log redirected to a file stays text.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let mut file = match &args.config {
         Some(path) => FileConfig::read(path)?,

@@ -57,6 +57,7 @@ mod http;
 mod id_token;
 pub mod ids;
 mod oauth;
+mod pages;
 mod rest;
 pub mod schema;
 mod server;

@@ -129,6 +129,11 @@ fn browser_user(shared: &Shared, req: &Req) -> Option<(String, String)> {
         .map(|u| (sid.clone(), u.clone()))
 }
 
+/// The user the browser is logged in as (its `sid` cookie), if any.
+pub fn browser_user_id(shared: &Shared, req: &Req) -> Option<String> {
+    browser_user(shared, req).map(|(_, user)| user)
+}
+
 /// `GET /services/oauth2/authorize`.
 pub fn authorize(shared: &Shared, req: &Req) -> Resp {
     let q = req.query_pairs();

@@ -20,6 +20,7 @@ use crate::error::RestError;
 use crate::http::{Req, Resp};
 use crate::ids;
 use crate::oauth;
+use crate::pages;
 use crate::rest;
 use crate::state::{Shared, take_one};
 
@@ -255,10 +256,8 @@ fn route(shared: &Shared, req: &Req) -> Resp {
             }
         }
         _ if path.starts_with("/services/") => RestError::not_found().into(),
-        _ => Resp::html(
-            404,
-            "<!DOCTYPE html><html><body><h1>URL No Longer Exists</h1></body></html>".into(),
-        ),
+        ("GET", _) => pages::record_page(shared, req).unwrap_or_else(pages::not_found),
+        _ => pages::not_found(),
     }
 }
 
