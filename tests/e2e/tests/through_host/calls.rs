@@ -811,3 +811,98 @@ async fn a_pop_up_says_who_is_calling() {
         "{popup}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_an_extension_that_does_not_exist_is_refused_and_goes_nowhere() {
+    let world = calls_world(Setup::default()).await;
+    let number = "+1 212 555 0165";
+    world
+        .org
+        .insert(
+            "Contact",
+            fields(json!({"LastName": "Nobody's", "Phone": number})),
+        )
+        .expect("contact");
+    let pop_ups_before = world.host.state.services.browser.latest_id();
+    for phase in ["ringing", "answered", "ended"] {
+        let (status, body) = event(&world, &call_event("ghost-1", phase, number, "9999", NOON)).await;
+        assert_eq!(status, 400, "{phase}: {body}");
+        assert_eq!(body["kind"], "invalid-input", "{body}");
+        assert_eq!(body["field"], "extension", "{body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("extension 9999 does not exist") && message.contains("add it"),
+            "{body}"
+        );
+    }
+    // Through the CLI the same: the first event is refused, none is sent.
+    let w = &world;
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &[
+                "call",
+                "simulate",
+                "--from",
+                number,
+                "--extension",
+                "9999",
+                "--call-id",
+                "ghost-2",
+            ],
+        )
+    });
+    assert!(!ok, "{out}");
+    assert!(err.contains("extension 9999 does not exist"), "{err}");
+    let report = drain(&world.api, Duration::from_secs(10)).await;
+    assert_eq!(world.status().await["queued_call_events"], 0, "{report}");
+    for call in ["ghost-1", "ghost-2"] {
+        assert!(tasks_of(&world, call).is_empty(), "{call} was logged");
+    }
+    assert!(
+        world.host.state.services.browser.since(pop_ups_before).is_empty(),
+        "a pop-up was opened for a refused call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kept_by_the_host_is_delivered_after_its_extension_is_removed() {
+    let world = calls_world(Setup {
+        host: e2e_tests::Options {
+            deadline_ms: Some(1_000),
+            ..e2e_tests::Options::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let number = "+1 212 555 0166";
+    world
+        .org
+        .insert("Contact", fields(json!({"LastName": "Kept", "Phone": number})))
+        .expect("contact");
+    world.org.faults().latency(Duration::from_millis(2_500));
+    let (status, body) =
+        event(&world, &call_event("kept-1", "ringing", number, "1002", NOON)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["plugins"][0]["queued"], true, "{body}");
+    world.org.faults().clear();
+    world
+        .api
+        .delete("/extensions/1002")
+        .await
+        .expect("extension removed");
+    // Valid when the PBX sent it: the host delivers it, it does not drop it.
+    let report = world
+        .api
+        .post("/calls/run-pending", &json!({}))
+        .await
+        .expect("run-pending");
+    assert_eq!(report["redelivered"], 1, "{report}");
+    assert_eq!(report["still_queued"], 0, "{report}");
+    assert_eq!(report["dead_lettered"], 0, "{report}");
+    // A new event for it is refused now.
+    let (status, body) =
+        event(&world, &call_event("kept-2", "ringing", number, "1002", NOON)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "extension", "{body}");
+}
