@@ -410,6 +410,32 @@ mod tests {
     }
 
     #[test]
+    fn an_older_plugin_took_the_event_and_errors_keep_their_kind() {
+        let taken = outcomes::<(), PluginError>(Ok(())).unwrap_or_else(|e| panic!("{e}"));
+        let taken = taken.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].action, EventAction::Taken);
+        assert_eq!(taken[0].detail, "");
+        let old_error = v0_3_0::pbx::crm::types::Error {
+            kind: v0_3_0::pbx::crm::types::ErrorKind::InvalidInput,
+            message: "no".into(),
+        };
+        let refused = outcomes::<(), _>(Err(old_error)).unwrap_or_else(|e| panic!("{e}"));
+        match refused {
+            Err(e) => assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidInput, "no")),
+            Ok(o) => panic!("took it: {o:?}"),
+        }
+        let said = vec![EventOutcome {
+            action: EventAction::Logged,
+            detail: "Task logged".into(),
+        }];
+        let kept = outcomes::<_, PluginError>(Ok(said.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let kept = kept.unwrap_or_default();
+        assert_eq!(kept.len(), 1);
+        assert_eq!((kept[0].action, kept[0].detail.as_str()), (said[0].action, "Task logged"));
+    }
+
+    #[test]
     fn every_version_is_served_once_in_order() {
         let versions: Vec<&str> = supported().collect();
         assert_eq!(versions, ["0.1.0", "0.2.0", "0.3.0", "0.4.0"]);

@@ -906,3 +906,81 @@ async fn an_event_kept_by_the_host_is_delivered_after_its_extension_is_removed()
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "extension", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_plugin_says_what_it_did_with_an_event() {
+    let world = calls_world(Setup::default()).await;
+    let number = "+1 212 555 0167";
+    let contact = world
+        .org
+        .insert(
+            "Contact",
+            fields(json!({"FirstName": "Ada", "LastName": "Lovelace", "Phone": number})),
+        )
+        .expect("contact");
+    let outcome = |body: &Value| body["plugins"][0]["outcome"].clone();
+
+    let (status, body) = event(&world, &call_event("said-1", "ringing", number, "1001", NOON)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["plugins"][0]["plugin"], "salesforce", "{body}");
+    assert_eq!(
+        outcome(&body),
+        json!([{"action": "PoppedUp", "detail": format!("pop-up of Contact Ada Lovelace ({contact}) sent to extension 1001")}]),
+        "{body}"
+    );
+    let (_, body) = event(&world, &call_event("said-1", "ended", number, "1001", NOON)).await;
+    let task = tasks_of(&world, "said-1");
+    assert_eq!(task.len(), 1, "{body}");
+    let task_id = task[0]["Id"].as_str().unwrap_or_default();
+    assert_eq!(
+        outcome(&body),
+        json!([{"action": "Logged", "detail": format!("Task {task_id} logged on Contact Ada Lovelace ({contact})")}]),
+        "{body}"
+    );
+    let (_, body) = event(&world, &call_event("said-1", "ended", number, "1001", NOON)).await;
+    assert_eq!(outcome(&body)[0]["action"], "Skipped", "{body}");
+    assert!(
+        outcome(&body)[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("repeated event")),
+        "{body}"
+    );
+
+    // The CLI prints one line per event and plugin, in words.
+    let w = &world;
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &[
+                "call",
+                "simulate",
+                "--from",
+                number,
+                "--extension",
+                "1003",
+                "--call-id",
+                "said-2",
+            ],
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "ringing   salesforce: skipped: no pop-up: extension 1003 is not associated with a Salesforce user"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("answered  salesforce: skipped: no pop-up while answered"),
+        "{out}"
+    );
+    let task = tasks_of(&world, "said-2");
+    assert_eq!(task.len(), 1, "{out}");
+    let task_id = task[0]["Id"].as_str().unwrap_or_default();
+    assert!(
+        out.contains(&format!(
+            "ended     salesforce: Task {task_id} logged on Contact Ada Lovelace ({contact})"
+        )),
+        "{out}"
+    );
+}
