@@ -418,7 +418,10 @@ mod tests {
                 "down: deadline (kept for another delivery)",
             ]
         );
-        assert_eq!(outcome(&json!({"plugins": []})), ["no CRM plugin is installed"]);
+        assert_eq!(
+            outcome(&json!({"plugins": []})),
+            ["no CRM plugin is installed"]
+        );
     }
 
     #[test]

@@ -184,7 +184,10 @@ mod tests {
             .collect();
         let kept = bounded(many);
         assert_eq!(kept.len(), OUTCOMES_MAX);
-        assert!(kept.iter().all(|o| o.detail.chars().count() == OUTCOME_TEXT));
+        assert!(
+            kept.iter()
+                .all(|o| o.detail.chars().count() == OUTCOME_TEXT)
+        );
         assert!(kept[0].detail.starts_with("0 x") && kept[0].detail.ends_with('…'));
         let short = bounded(vec![EventOutcome {
             action: EventAction::Logged,

@@ -23,8 +23,8 @@ use futures::future::BoxFuture;
 use super::Runtime;
 use super::call::{CallError, CallTiming, ExportFn};
 use super::wit::{
-    Association, Authorization, CallEvent, Caller, CrmUser, EventOutcome, Info, Proposal, SettingInput,
-    SettingValue, SignInError, SignInRequest, Status, SyncProgress, UserList,
+    Association, Authorization, CallEvent, Caller, CrmUser, EventOutcome, Info, Proposal,
+    SettingInput, SettingValue, SignInError, SignInRequest, Status, SyncProgress, UserList,
 };
 
 impl Runtime {

@@ -7,9 +7,9 @@
 //! the call settings create for unknown callers (a Contact when they
 //! create none), with the number filled in.
 
-use super::{Calls, outcome, skipped};
 use super::ledger::{Ledger, bucket_key, outbox_key};
 use super::lookup::Match;
+use super::{Calls, outcome, skipped};
 use crate::associations::Associations;
 use crate::auth::Tokens;
 use crate::bindings::exports::pbx::crm::calls::{

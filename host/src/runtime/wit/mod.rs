@@ -248,7 +248,9 @@ impl IntoOutcomes for Vec<EventOutcome> {
 }
 
 /// An `on-call-event` answer of any version in the newest types.
-pub(crate) fn outcomes<T, E>(answer: Result<T, E>) -> wasmtime::Result<Result<Vec<EventOutcome>, PluginError>>
+pub(crate) fn outcomes<T, E>(
+    answer: Result<T, E>,
+) -> wasmtime::Result<Result<Vec<EventOutcome>, PluginError>>
 where
     T: IntoOutcomes,
     E: Serialize + 'static,
@@ -422,7 +424,10 @@ mod tests {
         };
         let refused = outcomes::<(), _>(Err(old_error)).unwrap_or_else(|e| panic!("{e}"));
         match refused {
-            Err(e) => assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidInput, "no")),
+            Err(e) => assert_eq!(
+                (e.kind, e.message.as_str()),
+                (ErrorKind::InvalidInput, "no")
+            ),
             Ok(o) => panic!("took it: {o:?}"),
         }
         let said = vec![EventOutcome {
@@ -432,7 +437,10 @@ mod tests {
         let kept = outcomes::<_, PluginError>(Ok(said.clone())).unwrap_or_else(|e| panic!("{e}"));
         let kept = kept.unwrap_or_default();
         assert_eq!(kept.len(), 1);
-        assert_eq!((kept[0].action, kept[0].detail.as_str()), (said[0].action, "Task logged"));
+        assert_eq!(
+            (kept[0].action, kept[0].detail.as_str()),
+            (said[0].action, "Task logged")
+        );
     }
 
     #[test]

@@ -825,7 +825,8 @@ async fn a_call_to_an_extension_that_does_not_exist_is_refused_and_goes_nowhere(
         .expect("contact");
     let pop_ups_before = world.host.state.services.browser.latest_id();
     for phase in ["ringing", "answered", "ended"] {
-        let (status, body) = event(&world, &call_event("ghost-1", phase, number, "9999", NOON)).await;
+        let (status, body) =
+            event(&world, &call_event("ghost-1", phase, number, "9999", NOON)).await;
         assert_eq!(status, 400, "{phase}: {body}");
         assert_eq!(body["kind"], "invalid-input", "{body}");
         assert_eq!(body["field"], "extension", "{body}");
@@ -860,7 +861,13 @@ async fn a_call_to_an_extension_that_does_not_exist_is_refused_and_goes_nowhere(
         assert!(tasks_of(&world, call).is_empty(), "{call} was logged");
     }
     assert!(
-        world.host.state.services.browser.since(pop_ups_before).is_empty(),
+        world
+            .host
+            .state
+            .services
+            .browser
+            .since(pop_ups_before)
+            .is_empty(),
         "a pop-up was opened for a refused call"
     );
 }
@@ -878,11 +885,17 @@ async fn an_event_kept_by_the_host_is_delivered_after_its_extension_is_removed()
     let number = "+1 212 555 0166";
     world
         .org
-        .insert("Contact", fields(json!({"LastName": "Kept", "Phone": number})))
+        .insert(
+            "Contact",
+            fields(json!({"LastName": "Kept", "Phone": number})),
+        )
         .expect("contact");
     world.org.faults().latency(Duration::from_millis(2_500));
-    let (status, body) =
-        event(&world, &call_event("kept-1", "ringing", number, "1002", NOON)).await;
+    let (status, body) = event(
+        &world,
+        &call_event("kept-1", "ringing", number, "1002", NOON),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["plugins"][0]["queued"], true, "{body}");
     world.org.faults().clear();
@@ -901,8 +914,11 @@ async fn an_event_kept_by_the_host_is_delivered_after_its_extension_is_removed()
     assert_eq!(report["still_queued"], 0, "{report}");
     assert_eq!(report["dead_lettered"], 0, "{report}");
     // A new event for it is refused now.
-    let (status, body) =
-        event(&world, &call_event("kept-2", "ringing", number, "1002", NOON)).await;
+    let (status, body) = event(
+        &world,
+        &call_event("kept-2", "ringing", number, "1002", NOON),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "extension", "{body}");
 }
@@ -920,7 +936,11 @@ async fn each_plugin_says_what_it_did_with_an_event() {
         .expect("contact");
     let outcome = |body: &Value| body["plugins"][0]["outcome"].clone();
 
-    let (status, body) = event(&world, &call_event("said-1", "ringing", number, "1001", NOON)).await;
+    let (status, body) = event(
+        &world,
+        &call_event("said-1", "ringing", number, "1001", NOON),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["plugins"][0]["plugin"], "salesforce", "{body}");
     assert_eq!(

@@ -174,8 +174,7 @@ async fn crm_text_is_escaped_and_a_closed_stdout_ends_the_cli_quietly() {
     // A prompt answered on stdin while stdout is closed: the answer is
     // still read and the associations saved.
     add_extension(&world, "1002", Some("eve@example.org")).await;
-    let (code, err) =
-        with_closed_stdout_answering(&dir, &["crm", "associate", "--auto"], "y\n");
+    let (code, err) = with_closed_stdout_answering(&dir, &["crm", "associate", "--auto"], "y\n");
     assert_eq!((code, err.as_str()), (Some(0), ""));
     let eve = world
         .api
