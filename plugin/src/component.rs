@@ -165,7 +165,7 @@ impl calls::Guest for Component {
             .lookup_caller(&number, &default_region)
             .map_err(Into::into)
     }
-    fn on_call_event(event: calls::CallEvent) -> Result<(), calls::Error> {
+    fn on_call_event(event: calls::CallEvent) -> Result<Vec<calls::EventOutcome>, calls::Error> {
         plugin().on_call_event(&event).map_err(Into::into)
     }
     fn run_pending() -> Result<u32, calls::Error> {

@@ -1,7 +1,7 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
 use crate::associations::Associations;
-use crate::bindings::exports::pbx::crm::calls::{CallEvent, Caller};
+use crate::bindings::exports::pbx::crm::calls::{CallEvent, Caller, EventOutcome};
 use crate::bindings::exports::pbx::crm::integration::{
     Association, Authorization, CrmUser, Proposal, SettingInput, SettingValue, Status,
     SyncProgress, UserList,
@@ -167,8 +167,9 @@ impl<H: Host> Plugin<H> {
         self.calls().lookup(number, region)
     }
 
-    /// A call event: the pop-up, and for `ended` the call journal.
-    pub fn on_call_event(&self, event: &CallEvent) -> Result<(), PluginError> {
+    /// A call event: the pop-up, and for `ended` the call journal; what
+    /// was done with it, or why not.
+    pub fn on_call_event(&self, event: &CallEvent) -> Result<Vec<EventOutcome>, PluginError> {
         self.calls().on_event(event)
     }
 

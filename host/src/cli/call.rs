@@ -301,12 +301,16 @@ async fn simulate(client: &AdminClient, s: Simulate) -> anyhow::Result<()> {
             .post("/calls/events", &event)
             .await
             .with_context(|| format!("the {phase} event was refused"))?;
-        outln!("  {phase:<9} {}", outcome(&answer));
+        for line in outcome(&answer) {
+            outln!("  {phase:<9} {line}");
+        }
     }
     Ok(())
 }
 
-fn outcome(answer: &Value) -> String {
+/// What each plugin did with one event, a line per plugin, e.g.
+/// "salesforce: Task logged on Contact Ada Lovelace (003…)".
+fn outcome(answer: &Value) -> Vec<String> {
     let plugins: Vec<String> = answer["plugins"]
         .as_array()
         .into_iter()
@@ -314,7 +318,17 @@ fn outcome(answer: &Value) -> String {
         .map(|p| {
             let id = out::field(&p["plugin"], "?");
             if p["ok"].as_bool() == Some(true) {
-                format!("{id}: ok")
+                let done: Vec<String> = p["outcome"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(in_words)
+                    .collect();
+                if done.is_empty() {
+                    format!("{id}: took the event")
+                } else {
+                    format!("{id}: {}", done.join("; "))
+                }
             } else {
                 format!(
                     "{id}: {}{}",
@@ -329,9 +343,29 @@ fn outcome(answer: &Value) -> String {
         })
         .collect();
     if plugins.is_empty() {
-        "no CRM plugin is installed".into()
+        vec!["no CRM plugin is installed".into()]
     } else {
-        plugins.join("; ")
+        plugins
+    }
+}
+
+/// One outcome (`{action, detail}`, docs/API.md) in words: the plugin's
+/// detail says what it did; skipped and queued say so first.
+fn in_words(outcome: &Value) -> String {
+    let detail = out::field(&outcome["detail"], "");
+    let action = outcome["action"].as_str().unwrap_or("");
+    let lead = match action {
+        "Skipped" => "skipped",
+        "Queued" => "queued for retry",
+        "Logged" => "logged",
+        "Updated" => "updated",
+        "PoppedUp" => "pop-up sent",
+        _ => "took the event",
+    };
+    match (action, detail.is_empty()) {
+        (_, true) => lead.to_string(),
+        ("Skipped" | "Queued", false) => format!("{lead}: {detail}"),
+        _ => detail.into_owned(),
     }
 }
 
@@ -359,6 +393,32 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_plugin_says_in_words_what_it_did() {
+        let answer = json!({"plugins": [
+            {"plugin": "salesforce", "ok": true, "outcome": [
+                {"action": "Logged", "detail": "Task logged on Contact Ada Lovelace (003A)"},
+                {"action": "Skipped", "detail": "extension 1003 is not associated with a Salesforce user"},
+            ]},
+            {"plugin": "old", "ok": true, "outcome": [{"action": "Taken", "detail": ""}]},
+            {"plugin": "evil", "ok": true, "outcome": [{"action": "PoppedUp", "detail": "x\u{1b}[2J"}]},
+            {"plugin": "down", "ok": false, "queued": true, "error": "deadline"},
+        ]});
+        assert_eq!(
+            outcome(&answer),
+            [
+                "salesforce: Task logged on Contact Ada Lovelace (003A); skipped: extension 1003 is not associated with a Salesforce user",
+                "old: took the event",
+                "evil: x\\u{1b}[2J",
+                "down: deadline (kept for another delivery)",
+            ]
+        );
+        assert_eq!(
+            outcome(&json!({"plugins": []})),
+            ["no CRM plugin is installed"]
+        );
+    }
 
     #[test]
     fn durations_parse() {

@@ -2,7 +2,7 @@
 //! users (sync with progress, the list) and their associations with
 //! extensions (one by hand, or the automatic proposal after confirmation).
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -209,8 +209,9 @@ pub async fn associate_auto(client: &AdminClient, plugin: &str, yes: bool) -> an
         return Ok(());
     }
     if !yes {
+        // `out!` flushes; a closed stdout must not stop the answer being
+        // read and acted on.
         out!("Save these associations? [y/N] ");
-        std::io::stdout().flush()?;
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::out::outln;
 use crate::config::{FileConfig, HostConfig};
 
 #[derive(Args)]
@@ -129,7 +130,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = HostConfig::from_file(file)?;
     let host = crate::server::start(config).await?;
-    println!("portal: {}/", host.url());
+    // Through `outln!`: a closed stdout must not end the host it started.
+    outln!("portal: {}/", host.url());
     host.run_until(async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -7,7 +7,14 @@ use serde::Serialize;
 use super::{Journal, Kept};
 use crate::call_input::phase_name;
 use crate::runtime::CallError;
-use crate::runtime::wit::{CallEvent, Phase};
+use crate::runtime::wit::{CallEvent, EventAction, EventOutcome, Phase};
+
+/// At most this many outcomes of one plugin are kept per event, each
+/// detail at most [`OUTCOME_TEXT`] characters: they are the plugin's words,
+/// shown to the administrator.
+pub const OUTCOMES_MAX: usize = 16;
+/// The longest outcome detail, in characters.
+pub const OUTCOME_TEXT: usize = 256;
 
 /// What happened to an event at one plugin.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +29,10 @@ pub struct Delivery {
     /// ran out of attempts or time): the dead letter's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<String>,
+    /// What the plugin did with the event, in its words (pbx:crm 0.4.0 on;
+    /// one `Taken` outcome for older plugins); when the host kept the event,
+    /// one `Queued` outcome saying so. Empty when the plugin refused it.
+    pub outcome: Vec<EventOutcome>,
     /// The plugin's or the runtime's error kind, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -78,6 +89,7 @@ impl Journal {
             ok: false,
             queued: false,
             dead_letter: None,
+            outcome: Vec::new(),
             kind: None,
             error: None,
             call_us: timing.total.as_micros() as u64,
@@ -86,7 +98,8 @@ impl Journal {
             answered: false,
         };
         match result {
-            Ok(()) => {
+            Ok(outcome) => {
+                delivery.outcome = bounded(outcome);
                 delivery.ok = true;
                 delivery.answered = true;
                 self.dequeue(plugin, event);
@@ -101,6 +114,10 @@ impl Journal {
                 delivery.error = Some(match self.enqueue(plugin, event, &message) {
                     Kept::Queued => {
                         delivery.queued = true;
+                        delivery.outcome = vec![EventOutcome {
+                            action: EventAction::Queued,
+                            detail: "the host keeps the event and delivers it again".into(),
+                        }];
                         format!("{message}; the host keeps the event and delivers it again")
                     }
                     Kept::Dead(id) => {
@@ -128,5 +145,54 @@ impl Journal {
             }
         }
         delivery
+    }
+}
+
+/// A plugin's outcomes within the host's bounds.
+fn bounded(outcome: Vec<EventOutcome>) -> Vec<EventOutcome> {
+    outcome
+        .into_iter()
+        .take(OUTCOMES_MAX)
+        .map(|o| EventOutcome {
+            action: o.action,
+            detail: cut(o.detail),
+        })
+        .collect()
+}
+
+/// `text` cut to [`OUTCOME_TEXT`] characters, the last one "…" when cut.
+fn cut(text: String) -> String {
+    if text.chars().count() <= OUTCOME_TEXT {
+        return text;
+    }
+    let mut cut: String = text.chars().take(OUTCOME_TEXT - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugins_outcomes_are_bounded() {
+        let many = (0..40)
+            .map(|i| EventOutcome {
+                action: EventAction::Skipped,
+                detail: format!("{i} {}", "x".repeat(1000)),
+            })
+            .collect();
+        let kept = bounded(many);
+        assert_eq!(kept.len(), OUTCOMES_MAX);
+        assert!(
+            kept.iter()
+                .all(|o| o.detail.chars().count() == OUTCOME_TEXT)
+        );
+        assert!(kept[0].detail.starts_with("0 x") && kept[0].detail.ends_with('…'));
+        let short = bounded(vec![EventOutcome {
+            action: EventAction::Logged,
+            detail: "Task logged".into(),
+        }]);
+        assert_eq!(short[0].detail, "Task logged");
     }
 }

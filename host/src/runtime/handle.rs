@@ -23,8 +23,8 @@ use futures::future::BoxFuture;
 use super::Runtime;
 use super::call::{CallError, CallTiming, ExportFn};
 use super::wit::{
-    Association, Authorization, CallEvent, Caller, CrmUser, Info, Proposal, SettingInput,
-    SettingValue, SignInError, SignInRequest, Status, SyncProgress, UserList,
+    Association, Authorization, CallEvent, Caller, CrmUser, EventOutcome, Info, Proposal,
+    SettingInput, SettingValue, SignInError, SignInRequest, Status, SyncProgress, UserList,
 };
 
 impl Runtime {
@@ -203,8 +203,9 @@ impl<'r> PluginHandle<'r> {
         self.call(Box::new(move |p, s| p.lookup_caller(s, number, region)))
     }
 
-    /// `calls.on-call-event`.
-    pub fn on_call_event(&self, event: &CallEvent) -> PluginCall<'r, ()> {
+    /// `calls.on-call-event`: what the plugin did with the event (one
+    /// `Taken` outcome for plugins before pbx:crm 0.4.0).
+    pub fn on_call_event(&self, event: &CallEvent) -> PluginCall<'r, Vec<EventOutcome>> {
         let event = event.clone();
         self.call(Box::new(move |p, s| p.on_call_event(s, event)))
     }

@@ -128,14 +128,51 @@ pub struct OutboxItem {
 }
 
 /// What happened to an event's journal part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Queued {
     /// A new outbox item.
     Queued,
     /// The call waits already, or is logged.
     Known,
-    /// The rules say this call is not logged.
-    Skipped,
+    /// The rules say this call is not logged: why, in words.
+    Skipped(String),
+}
+
+/// A call logged now: the Task and the record it is on, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    /// The Task's id.
+    pub task_id: String,
+    /// The Contact, Lead or Account it names (`WhoId`/`WhatId`).
+    pub on: Option<Match>,
+    /// Why it names none, when it does not.
+    pub why_no_record: Option<String>,
+}
+
+impl Logged {
+    /// In words, e.g. "Task 00T… logged on Contact Ada Lovelace (003…)".
+    pub fn describe(&self) -> String {
+        match (&self.on, &self.why_no_record) {
+            (Some(on), _) => format!(
+                "Task {} logged on {} {} ({})",
+                self.task_id, on.object, on.name, on.id
+            ),
+            (None, Some(why)) => format!("Task {} logged ({why})", self.task_id),
+            (None, None) => format!("Task {} logged", self.task_id),
+        }
+    }
+}
+
+/// Why a call's log is skipped by the call settings' rule, in words.
+fn rule_skips(direction: Direction, answered: bool) -> String {
+    let which = match (direction, answered) {
+        (Direction::Inbound, true) => "answered inbound calls",
+        (Direction::Inbound, false) => "missed inbound calls",
+        (Direction::Outbound, true) => "answered outbound calls",
+        (Direction::Outbound, false) => "unanswered outbound calls",
+        (Direction::Internal, _) => "internal calls",
+    };
+    format!("not logged: the call settings do not log {which}")
 }
 
 impl<H: Host> Calls<'_, H> {
@@ -153,13 +190,18 @@ impl<H: Host> Calls<'_, H> {
             (Direction::Outbound, false) => settings.log_outbound_unanswered,
             (Direction::Internal, _) => settings.log_internal,
         };
-        let mut skip = rule == Rule::Skip;
+        let mut skip = (rule == Rule::Skip).then(|| rule_skips(e.direction, call.answered()));
         let mut owner_id = None;
-        if !skip && settings.task_owner != TaskOwner::Connected {
+        if skip.is_none() && settings.task_owner != TaskOwner::Connected {
             owner_id = Associations::new(self.host)
                 .user_for_extension(&call.extension)?
                 .map(|u| u.id);
-            skip = owner_id.is_none() && settings.task_owner == TaskOwner::AssociatedOnly;
+            if owner_id.is_none() && settings.task_owner == TaskOwner::AssociatedOnly {
+                skip = Some(format!(
+                    "not logged: extension {} is not associated with a Salesforce user, and the call settings log only associated users' calls",
+                    call.extension
+                ));
+            }
         }
         for _ in 0..CAS_ROUNDS {
             let now = self.host.now_ms();
@@ -167,7 +209,7 @@ impl<H: Host> Calls<'_, H> {
             if done.entries.contains_key(&call.call_id) || store.get_raw(&key)?.is_some() {
                 return Ok(Queued::Known);
             }
-            let batch = if skip {
+            let batch = if skip.is_some() {
                 prune_ledger(&mut done, now, DONE_KEEP_MS);
                 done.entries.insert(call.call_id.clone(), now);
                 Batch::new()
@@ -191,14 +233,15 @@ impl<H: Host> Calls<'_, H> {
             };
             match store.commit(&batch) {
                 Ok(()) => {
-                    return Ok(if skip {
-                        self.host.log(
-                            Level::Info,
-                            &format!("call {} is not logged (call settings)", call.call_id),
-                        );
-                        Queued::Skipped
-                    } else {
-                        Queued::Queued
+                    return Ok(match skip {
+                        Some(why) => {
+                            self.host.log(
+                                Level::Info,
+                                &format!("call {} is not logged (call settings)", call.call_id),
+                            );
+                            Queued::Skipped(why)
+                        }
+                        None => Queued::Queued,
                     });
                 }
                 Err(PluginError::Conflict(_)) => continue,
@@ -247,16 +290,16 @@ impl<H: Host> Calls<'_, H> {
             .is_some_and(|b| now < b.until_ms)
     }
 
-    /// Deliver the item under `key` if it is due and free. Ok(true) when
-    /// it was logged now.
-    pub fn deliver(&self, key: &str) -> Result<bool, PluginError> {
+    /// Deliver the item under `key` if it is due and free: the Task when it
+    /// was logged now.
+    pub fn deliver(&self, key: &str) -> Result<Option<Logged>, PluginError> {
         let store = self.store();
         let Some((item, raw)) = store.get_with_raw::<OutboxItem>(key)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let now = self.host.now_ms();
         if item.next_at_ms > now || item.lease.as_ref().is_some_and(|l| l.live(now)) {
-            return Ok(false);
+            return Ok(None);
         }
         if let Some(b) = store.get::<Backoff>(keys::BACKOFF).ok().flatten()
             && now < b.until_ms
@@ -270,13 +313,13 @@ impl<H: Host> Calls<'_, H> {
         match store.commit(&Batch::new().expect_raw(key, Some(raw)).set(key, &leased)?) {
             Ok(()) => {}
             // Someone else took it meanwhile.
-            Err(PluginError::Conflict(_)) => return Ok(false),
+            Err(PluginError::Conflict(_)) => return Ok(None),
             Err(e) => return Err(e),
         }
         match self.attempt(&leased) {
-            Ok(task_id) => {
-                self.finish(key, &leased, leased_raw, &task_id)?;
-                Ok(true)
+            Ok(logged) => {
+                self.finish(key, &leased, leased_raw, &logged.task_id)?;
+                Ok(Some(logged))
             }
             Err(err) => {
                 let now = self.host.now_ms();
@@ -309,8 +352,8 @@ impl<H: Host> Calls<'_, H> {
         }
     }
 
-    /// Log the call in Salesforce; the Task's id.
-    fn attempt(&self, item: &OutboxItem) -> Result<String, PluginError> {
+    /// Log the call in Salesforce: the Task and its record.
+    fn attempt(&self, item: &OutboxItem) -> Result<Logged, PluginError> {
         let call = &item.call;
         if item.attempts > 1
             && let Some(id) = self.existing_task(&call.call_id)?
@@ -322,7 +365,11 @@ impl<H: Host> Calls<'_, H> {
                     call.call_id
                 ),
             );
-            return Ok(id);
+            return Ok(Logged {
+                task_id: id,
+                on: None,
+                why_no_record: Some("by an earlier attempt whose answer was lost".into()),
+            });
         }
         let normalized = if call.direction == "internal" {
             None
@@ -330,20 +377,37 @@ impl<H: Host> Calls<'_, H> {
             phone::normalize(&call.external_number, &call.default_region).ok()
         };
         let mut who = None;
-        if let Some(n) = &normalized {
-            let mut best = self.find(n)?.into_iter().next();
-            if best.is_none() {
-                let settings = self.settings()?;
-                let kind = if call.direction == "outbound" {
-                    settings.unknown_outbound
-                } else {
-                    settings.unknown_inbound
-                };
-                if kind != UnknownCaller::Nothing {
-                    best = Some(self.create_for_unknown(n, kind, item.owner_id.as_deref())?);
+        let mut why_no_record = None;
+        match &normalized {
+            Some(n) => {
+                let mut best = self.find(n)?.into_iter().next();
+                if best.is_none() {
+                    let settings = self.settings()?;
+                    let kind = if call.direction == "outbound" {
+                        settings.unknown_outbound
+                    } else {
+                        settings.unknown_inbound
+                    };
+                    if kind == UnknownCaller::Nothing {
+                        why_no_record = Some(format!(
+                            "no Salesforce record has {}, and the call settings create none for unknown callers",
+                            n.international
+                        ));
+                    } else {
+                        best = Some(self.create_for_unknown(n, kind, item.owner_id.as_deref())?);
+                    }
                 }
+                who = best;
             }
-            who = best;
+            None if call.direction == "internal" => {
+                why_no_record = Some("an internal call names no record".into());
+            }
+            None => {
+                why_no_record = Some(format!(
+                    "{:?} is not a phone number, so no record is named",
+                    call.external_number
+                ));
+            }
         }
         let mut task = task_body(item, normalized.as_ref(), who.as_ref());
         let created: Value = match self.api().post_json("sobjects/Task/", &task) {
@@ -372,7 +436,7 @@ impl<H: Host> Calls<'_, H> {
             }
             Err(e) => return Err(e.into()),
         };
-        created
+        let task_id = created
             .get("id")
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -380,7 +444,12 @@ impl<H: Host> Calls<'_, H> {
                 PluginError::CrmUnavailable(
                     "Salesforce created the Task but sent no id; it will be checked on the next attempt".into(),
                 )
-            })
+            })?;
+        Ok(Logged {
+            task_id,
+            on: who,
+            why_no_record,
+        })
     }
 
     /// The Task logging `call_id`, if one exists.

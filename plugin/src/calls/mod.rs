@@ -15,7 +15,7 @@ pub mod unknown;
 #[cfg(test)]
 mod tests;
 
-use crate::bindings::exports::pbx::crm::calls::{CallEvent, Phase};
+use crate::bindings::exports::pbx::crm::calls::{CallEvent, EventAction, EventOutcome, Phase};
 use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
@@ -44,6 +44,19 @@ pub type ItemLease = Lease<Until>;
 /// length.
 fn cut(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
+}
+
+/// One thing done with a call event, in words.
+fn outcome(action: EventAction, detail: impl Into<String>) -> EventOutcome {
+    EventOutcome {
+        action,
+        detail: detail.into(),
+    }
+}
+
+/// Nothing done, and why.
+fn skipped(why: impl Into<String>) -> EventOutcome {
+    outcome(EventAction::Skipped, why)
 }
 
 /// The calls feature over a host.
@@ -77,8 +90,8 @@ impl<'h, H: Host> Calls<'h, H> {
 
     /// Take one call event: the pop-up when its phase is the configured
     /// one, and for `ended` the call journal (queued, then delivered at
-    /// once if Salesforce answers).
-    pub fn on_event(&self, e: &CallEvent) -> Result<(), PluginError> {
+    /// once if Salesforce answers). Answers what was done, or why not.
+    pub fn on_event(&self, e: &CallEvent) -> Result<Vec<EventOutcome>, PluginError> {
         if e.call_id.trim().is_empty() || e.call_id.chars().count() > MAX_CALL_ID {
             return Err(PluginError::InvalidInput(format!(
                 "the call id must have 1 to {MAX_CALL_ID} characters (it becomes the Task's Call Object Identifier)"
@@ -91,29 +104,57 @@ impl<'h, H: Host> Calls<'h, H> {
             PopupOn::Ended => Some(Phase::Ended),
             PopupOn::Never => None,
         };
+        let mut done = Vec::new();
         if e.phase == Phase::Ended {
             let queued = self.enqueue(e, &settings)?;
             if popup_phase == Some(Phase::Ended) && queued != Queued::Known {
-                self.popup(e);
+                done.push(self.popup(e));
             }
-            if queued == Queued::Queued
-                && let Err(err) = self.deliver(&outbox_key(&e.call_id))
-            {
-                self.host.log(
-                    Level::Info,
-                    &format!("call {} waits for Salesforce: {err}", e.call_id),
-                );
-            }
-            return Ok(());
+            done.push(match queued {
+                Queued::Known => skipped(format!(
+                    "call {} is logged already or waits to be (a repeated event)",
+                    e.call_id
+                )),
+                Queued::Skipped(why) => skipped(why),
+                Queued::Queued => match self.deliver(&outbox_key(&e.call_id)) {
+                    Ok(Some(logged)) => outcome(EventAction::Logged, logged.describe()),
+                    Ok(None) => outcome(
+                        EventAction::Queued,
+                        "the call log waits for Salesforce; it is delivered with the next pending run",
+                    ),
+                    Err(err) => {
+                        self.host.log(
+                            Level::Info,
+                            &format!("call {} waits for Salesforce: {err}", e.call_id),
+                        );
+                        outcome(
+                            EventAction::Queued,
+                            format!("the call log waits for Salesforce: {err}"),
+                        )
+                    }
+                },
+            });
+            return Ok(done);
         }
-        if popup_phase == Some(e.phase) {
-            // Late events of a call already over are ignored.
-            if self.is_over(&e.call_id)? {
-                return Ok(());
+        match popup_phase {
+            Some(phase) if phase == e.phase => {
+                // Late events of a call already over are ignored.
+                if self.is_over(&e.call_id)? {
+                    return Ok(vec![skipped(format!(
+                        "call {} is over already: no pop-up for a late event",
+                        e.call_id
+                    ))]);
+                }
+                done.push(self.popup(e));
             }
-            self.popup(e);
+            Some(phase) => done.push(skipped(format!(
+                "no pop-up while {}: the call settings open it when the call is {}",
+                popup::phase_str(e.phase),
+                popup::phase_str(phase)
+            ))),
+            None => done.push(skipped("pop-ups are off in the call settings")),
         }
-        Ok(())
+        Ok(done)
     }
 
     /// Call logs waiting for Salesforce: the outbox's size. Counted, not

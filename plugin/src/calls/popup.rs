@@ -7,12 +7,14 @@
 //! the call settings create for unknown callers (a Contact when they
 //! create none), with the number filled in.
 
-use super::Calls;
 use super::ledger::{Ledger, bucket_key, outbox_key};
 use super::lookup::Match;
+use super::{Calls, outcome, skipped};
 use crate::associations::Associations;
 use crate::auth::Tokens;
-use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction, Phase};
+use crate::bindings::exports::pbx::crm::calls::{
+    CallEvent, Direction, EventAction, EventOutcome, Phase,
+};
 use crate::bindings::pbx::crm::log::Level;
 use crate::bindings::pbx::crm::open_browser::{Audience, Caption, Detail};
 use crate::error::PluginError;
@@ -28,7 +30,7 @@ pub const ACTION: &str = "Open in Salesforce";
 /// How long a shown pop-up is remembered.
 pub const POPPED_KEEP_MS: u64 = 24 * 60 * 60 * 1000;
 
-fn phase_str(p: Phase) -> &'static str {
+pub(super) fn phase_str(p: Phase) -> &'static str {
     match p {
         Phase::Ringing => "ringing",
         Phase::Answered => "answered",
@@ -64,37 +66,57 @@ impl<H: Host> Calls<'_, H> {
     }
 
     /// Pop the caller's record up for the extension's associated user, once
-    /// per call and phase. Best effort: failures are logged.
-    pub(super) fn popup(&self, e: &CallEvent) {
-        if let Err(err) = self.try_popup(e) {
-            self.host.log(
-                Level::Warn,
-                &format!("no pop-up for call {}: {err}", e.call_id),
-            );
+    /// per call and phase; what was done, or why not. Best effort: a failure
+    /// is logged and reported as skipped, never fails the event.
+    pub(super) fn popup(&self, e: &CallEvent) -> EventOutcome {
+        match self.try_popup(e) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                self.host.log(
+                    Level::Warn,
+                    &format!("no pop-up for call {}: {err}", e.call_id),
+                );
+                skipped(format!("no pop-up: {err}"))
+            }
         }
     }
 
-    fn try_popup(&self, e: &CallEvent) -> Result<(), PluginError> {
+    fn try_popup(&self, e: &CallEvent) -> Result<EventOutcome, PluginError> {
         if e.direction == Direction::Internal {
-            return Ok(());
+            return Ok(skipped("internal call: no pop-up"));
         }
         if Associations::new(self.host)
             .user_for_extension(&e.extension)?
             .is_none()
         {
-            return Ok(());
+            return Ok(skipped(format!(
+                "no pop-up: extension {} is not associated with a Salesforce user",
+                e.extension
+            )));
         }
         let Ok(n) = phone::normalize(&e.external_number, &e.default_region) else {
-            return Ok(());
+            return Ok(skipped(format!(
+                "no pop-up: {:?} is not a phone number",
+                e.external_number
+            )));
         };
         let best = self.find(&n)?.into_iter().next();
         let id = format!("{}/{}", e.call_id, phase_str(e.phase));
         if !self.record_once(keys::CALLS_POPPED_PREFIX, &id, POPPED_KEEP_MS)? {
-            return Ok(());
+            return Ok(skipped(format!(
+                "the pop-up of call {} was sent already (a repeated event)",
+                e.call_id
+            )));
         }
-        let url = match &best {
-            Some(best) => best.url.clone(),
-            None => self.new_record_url(e, &n)?,
+        let (url, what) = match &best {
+            Some(best) => (
+                best.url.clone(),
+                format!("{} {} ({})", best.object, best.name, best.id),
+            ),
+            None => {
+                let (object, url) = self.new_record_url(e, &n)?;
+                (url, format!("a new {object} for {}", n.international))
+            }
         };
         let caption = self.caption(e, &n, best.as_ref());
         self.host
@@ -108,7 +130,11 @@ impl<H: Host> Calls<'_, H> {
                     "the PBX could not open the record for extension {}: {why}",
                     e.extension
                 ))
-            })
+            })?;
+        Ok(outcome(
+            EventAction::PoppedUp,
+            format!("pop-up of {what} sent to extension {}", e.extension),
+        ))
     }
 
     /// What the pop-up is about: who is calling and which record opens.
@@ -168,8 +194,12 @@ impl<H: Host> Calls<'_, H> {
 
     /// The page for a caller no record has: a new Contact or Lead (as the
     /// call settings create for unknown callers of this direction) with the
-    /// number filled in.
-    fn new_record_url(&self, e: &CallEvent, n: &Normalized) -> Result<String, PluginError> {
+    /// number filled in: (the object, the page).
+    fn new_record_url(
+        &self,
+        e: &CallEvent,
+        n: &Normalized,
+    ) -> Result<(&'static str, String), PluginError> {
         let settings = self.settings()?;
         let kind = match e.direction {
             Direction::Outbound => settings.unknown_outbound,
@@ -186,8 +216,9 @@ impl<H: Host> Calls<'_, H> {
             .ok_or_else(|| PluginError::NotConnected("Salesforce is not connected".into()))?;
         // `+` must reach Salesforce as itself inside the field value.
         let phone = n.e164.replace('+', "%2B");
-        Ok(format!(
-            "{instance}/lightning/o/{object}/new?defaultFieldValues=Phone={phone}"
+        Ok((
+            object,
+            format!("{instance}/lightning/o/{object}/new?defaultFieldValues=Phone={phone}"),
         ))
     }
 }

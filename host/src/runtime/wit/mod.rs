@@ -15,12 +15,18 @@
 pub mod v0_1_0;
 pub mod v0_2_0;
 pub mod v0_3_0;
+pub mod v0_4_0;
 
 /// The newest version: the types the host speaks.
-pub use v0_3_0 as latest;
+pub use v0_4_0 as latest;
 
 /// Every served version, oldest first.
-const VERSIONS: &[&dyn Version] = &[&v0_1_0::VERSION, &v0_2_0::VERSION, &v0_3_0::VERSION];
+const VERSIONS: &[&dyn Version] = &[
+    &v0_1_0::VERSION,
+    &v0_2_0::VERSION,
+    &v0_3_0::VERSION,
+    &v0_4_0::VERSION,
+];
 
 use std::any::Any;
 
@@ -31,7 +37,9 @@ use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
 use super::state::PluginState;
-pub use latest::exports::pbx::crm::calls::{CallEvent, Caller, Direction, Phase};
+pub use latest::exports::pbx::crm::calls::{
+    CallEvent, Caller, Direction, EventAction, EventOutcome, Phase,
+};
 pub use latest::exports::pbx::crm::integration::{
     Association, Authorization, CrmUser, Info, Proposal, SettingField, SettingInput, SettingKind,
     SettingValue, Status, SyncProgress, UserList,
@@ -108,7 +116,13 @@ pub trait Exports: Send + Sync {
         number: String,
         region: String,
     ) -> Answer<'a, Caller>;
-    fn on_call_event<'a>(&'a self, store: Ctx<'a>, event: CallEvent) -> Answer<'a, ()>;
+    /// What the plugin did with the event (0.4.0 on); before 0.4.0 one
+    /// `taken` outcome without detail.
+    fn on_call_event<'a>(
+        &'a self,
+        store: Ctx<'a>,
+        event: CallEvent,
+    ) -> Answer<'a, Vec<EventOutcome>>;
     fn run_pending<'a>(&'a self, store: Ctx<'a>) -> Answer<'a, u32>;
     fn authorize_dial<'a>(
         &'a self,
@@ -210,6 +224,41 @@ where
             // Only a host bug gets here: the shapes are the same by contract.
             wasmtime::Error::msg(format!("cannot convert between pbx:crm versions: {e}"))
         })
+}
+
+/// What `on-call-event` answers, as the newest version's outcomes: before
+/// 0.4.0 it answers nothing, which says only that the plugin took the event.
+pub(crate) trait IntoOutcomes {
+    fn into_outcomes(self) -> Vec<EventOutcome>;
+}
+
+impl IntoOutcomes for () {
+    fn into_outcomes(self) -> Vec<EventOutcome> {
+        vec![EventOutcome {
+            action: EventAction::Taken,
+            detail: String::new(),
+        }]
+    }
+}
+
+impl IntoOutcomes for Vec<EventOutcome> {
+    fn into_outcomes(self) -> Vec<EventOutcome> {
+        self
+    }
+}
+
+/// An `on-call-event` answer of any version in the newest types.
+pub(crate) fn outcomes<T, E>(
+    answer: Result<T, E>,
+) -> wasmtime::Result<Result<Vec<EventOutcome>, PluginError>>
+where
+    T: IntoOutcomes,
+    E: Serialize + 'static,
+{
+    match answer {
+        Ok(done) => Ok(Ok(done.into_outcomes())),
+        Err(e) => Ok(Err(convert(e)?)),
+    }
 }
 
 /// Implements [`Exports`] for one version's instance type. Every version's
@@ -316,11 +365,13 @@ macro_rules! impl_exports {
                 })
             }
             fn on_call_event<'a>(&'a self, $store: &'a mut Store<PluginState>, event: CallEvent)
-                -> Answer<'a, ()> {
+                -> Answer<'a, Vec<$crate::runtime::wit::EventOutcome>> {
                 let $this = self;
                 Box::pin(async move {
                     let event = convert(event)?;
-                    convert($calls.call_on_call_event(&mut *$store, &event).await?)
+                    $crate::runtime::wit::outcomes(
+                        $calls.call_on_call_event(&mut *$store, &event).await?,
+                    )
                 })
             }
             fn run_pending<'a>(&'a self, $store: &'a mut Store<PluginState>) -> Answer<'a, u32> {
@@ -361,9 +412,41 @@ mod tests {
     }
 
     #[test]
+    fn an_older_plugin_took_the_event_and_errors_keep_their_kind() {
+        let taken = outcomes::<(), PluginError>(Ok(())).unwrap_or_else(|e| panic!("{e}"));
+        let taken = taken.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].action, EventAction::Taken);
+        assert_eq!(taken[0].detail, "");
+        let old_error = v0_3_0::pbx::crm::types::Error {
+            kind: v0_3_0::pbx::crm::types::ErrorKind::InvalidInput,
+            message: "no".into(),
+        };
+        let refused = outcomes::<(), _>(Err(old_error)).unwrap_or_else(|e| panic!("{e}"));
+        match refused {
+            Err(e) => assert_eq!(
+                (e.kind, e.message.as_str()),
+                (ErrorKind::InvalidInput, "no")
+            ),
+            Ok(o) => panic!("took it: {o:?}"),
+        }
+        let said = vec![EventOutcome {
+            action: EventAction::Logged,
+            detail: "Task logged".into(),
+        }];
+        let kept = outcomes::<_, PluginError>(Ok(said.clone())).unwrap_or_else(|e| panic!("{e}"));
+        let kept = kept.unwrap_or_default();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].action, kept[0].detail.as_str()),
+            (said[0].action, "Task logged")
+        );
+    }
+
+    #[test]
     fn every_version_is_served_once_in_order() {
         let versions: Vec<&str> = supported().collect();
-        assert_eq!(versions, ["0.1.0", "0.2.0", "0.3.0"]);
+        assert_eq!(versions, ["0.1.0", "0.2.0", "0.3.0", "0.4.0"]);
         assert_eq!(versions.last().copied(), Some(latest::VERSION.api()));
     }
 }

@@ -1,6 +1,8 @@
-//! `pbx:crm@0.3.0`, the newest version: its bindings, its imports served by
-//! the host's capabilities (`crate::capabilities`), and its exports, bound
-//! on first use. 0.3.0 adds the `user-sign-in` export (an agent proves which
+//! `pbx:crm@0.3.0`, frozen since 0.4.0 (a digest test below fails on any
+//! change to `wit/v0.3.0`): its bindings, its imports served by the host's
+//! capabilities (`crate::capabilities`), and its exports, bound on first
+//! use; its `on-call-event` answers nothing (the host reports a `taken`
+//! outcome). 0.3.0 adds the `user-sign-in` export (an agent proves which
 //! CRM user they are) and a `caption` on `open-browser.open`; 0.2.0 added
 //! `kv-store.get-many` and the optional `lifecycle.migrate` export (world
 //! `plugin-with-migrate`).
@@ -165,9 +167,11 @@ impl_exports!(Instance0_3_0, |this, store| {
         callback_url: String,
     ) -> Answer<'a, SignInRequest> {
         Box::pin(async move {
-            self.sign_in(store)?
-                .call_begin(&mut *store, &callback_url)
-                .await
+            convert(
+                self.sign_in(store)?
+                    .call_begin(&mut *store, &callback_url)
+                    .await?,
+            )
         })
     }
 
@@ -184,7 +188,7 @@ impl_exports!(Instance0_3_0, |this, store| {
                 .sign_in(store)?
                 .call_complete(&mut *store, &callback_url, &query)
                 .await?;
-            Ok(Ok(answer))
+            Ok(Ok(convert(answer)?))
         })
     }
 
@@ -395,5 +399,28 @@ impl log::Host for PluginState {
             log::Level::Error => tracing::Level::ERROR,
         };
         self.caps.log(level, &message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::v0_1_0::tests::contract_digest;
+
+    /// SHA-256 of `wit/v0.3.0` as released (as `v0_1_0`'s digest test computes it).
+    const V0_3_0_DIGEST: &str = "fda8e086e4c66215d505f2c39c22b27222a6b5af5c17cc42eb70c0a038b6f435";
+
+    #[test]
+    fn the_0_3_0_contract_is_frozen() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/v0.3.0");
+        assert_eq!(
+            contract_digest(&dir),
+            V0_3_0_DIGEST,
+            "wit/v0.3.0 changed, but pbx:crm@0.3.0 is released and frozen: plugins built \
+             against it must keep working unchanged. Undo the change, and put it into a new \
+             version instead (copy the newest wit/vX.Y.Z to a new folder, see \
+             docs/ARCHITECTURE.md, \"The contract\")."
+        );
     }
 }

@@ -41,6 +41,15 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// every plugin refused it as invalid input).
 async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     let event = call_input::parse_event(&body, &st.config.default_region)?;
+    // Only a new event from the PBX is checked: what the journal delivers
+    // again was valid when it came, even if its extension is gone since.
+    if st.services.directory.get(&event.extension)?.is_none() {
+        return Err(unknown_extension(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            &event.extension,
+        ));
+    }
     st.recent_calls.note_event(&event);
     let before = st.services.browser.latest_id();
     let deliveries = st.journal.deliver(&event).await;
@@ -187,12 +196,11 @@ pub(in crate::server) async fn originate(
 ) -> Result<Origination, ApiError> {
     let requested = call_input::check_number("number", number.unwrap_or(""))?;
     if st.services.directory.get(extension)?.is_none() {
-        return Err(ApiError::new(
+        return Err(unknown_extension(
             StatusCode::NOT_FOUND,
             "not-found",
-            format!("extension {extension} does not exist on this PBX; `pbx-host extension list` shows them"),
-        )
-        .with_field("extension"));
+            extension,
+        ));
     }
     let mut first_error = None;
     for plugin in chosen_plugins(st, plugin) {
@@ -224,6 +232,19 @@ pub(in crate::server) async fn originate(
         }
     }
     Err(first_error.unwrap_or_else(ApiError::no_plugin))
+}
+
+/// An extension the PBX directory does not have, in the same words for
+/// call events (400) and click-to-call (404).
+fn unknown_extension(status: StatusCode, kind: &'static str, extension: &str) -> ApiError {
+    ApiError::new(
+        status,
+        kind,
+        format!(
+            "extension {extension} does not exist; add it (`pbx-host extension add {extension} --name NAME`, or Extensions in the portal) or use one that `pbx-host extension list` shows"
+        ),
+    )
+    .with_field("extension")
 }
 
 async fn originations(State(st): St) -> Json<Value> {

@@ -8,6 +8,7 @@
 mod dial;
 mod journal;
 mod lookup;
+mod outcome;
 mod popup;
 mod unknown;
 

@@ -811,3 +811,196 @@ async fn a_pop_up_says_who_is_calling() {
         "{popup}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_an_extension_that_does_not_exist_is_refused_and_goes_nowhere() {
+    let world = calls_world(Setup::default()).await;
+    let number = "+1 212 555 0165";
+    world
+        .org
+        .insert(
+            "Contact",
+            fields(json!({"LastName": "Nobody's", "Phone": number})),
+        )
+        .expect("contact");
+    let pop_ups_before = world.host.state.services.browser.latest_id();
+    for phase in ["ringing", "answered", "ended"] {
+        let (status, body) =
+            event(&world, &call_event("ghost-1", phase, number, "9999", NOON)).await;
+        assert_eq!(status, 400, "{phase}: {body}");
+        assert_eq!(body["kind"], "invalid-input", "{body}");
+        assert_eq!(body["field"], "extension", "{body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("extension 9999 does not exist") && message.contains("add it"),
+            "{body}"
+        );
+    }
+    // Through the CLI the same: the first event is refused, none is sent.
+    let w = &world;
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &[
+                "call",
+                "simulate",
+                "--from",
+                number,
+                "--extension",
+                "9999",
+                "--call-id",
+                "ghost-2",
+            ],
+        )
+    });
+    assert!(!ok, "{out}");
+    assert!(err.contains("extension 9999 does not exist"), "{err}");
+    let report = drain(&world.api, Duration::from_secs(10)).await;
+    assert_eq!(world.status().await["queued_call_events"], 0, "{report}");
+    for call in ["ghost-1", "ghost-2"] {
+        assert!(tasks_of(&world, call).is_empty(), "{call} was logged");
+    }
+    assert!(
+        world
+            .host
+            .state
+            .services
+            .browser
+            .since(pop_ups_before)
+            .is_empty(),
+        "a pop-up was opened for a refused call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kept_by_the_host_is_delivered_after_its_extension_is_removed() {
+    let world = calls_world(Setup {
+        host: e2e_tests::Options {
+            deadline_ms: Some(1_000),
+            ..e2e_tests::Options::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let number = "+1 212 555 0166";
+    world
+        .org
+        .insert(
+            "Contact",
+            fields(json!({"LastName": "Kept", "Phone": number})),
+        )
+        .expect("contact");
+    world.org.faults().latency(Duration::from_millis(2_500));
+    let (status, body) = event(
+        &world,
+        &call_event("kept-1", "ringing", number, "1002", NOON),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["plugins"][0]["queued"], true, "{body}");
+    world.org.faults().clear();
+    world
+        .api
+        .delete("/extensions/1002")
+        .await
+        .expect("extension removed");
+    // Valid when the PBX sent it: the host delivers it, it does not drop it.
+    let report = world
+        .api
+        .post("/calls/run-pending", &json!({}))
+        .await
+        .expect("run-pending");
+    assert_eq!(report["redelivered"], 1, "{report}");
+    assert_eq!(report["still_queued"], 0, "{report}");
+    assert_eq!(report["dead_lettered"], 0, "{report}");
+    // A new event for it is refused now.
+    let (status, body) = event(
+        &world,
+        &call_event("kept-2", "ringing", number, "1002", NOON),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "extension", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_plugin_says_what_it_did_with_an_event() {
+    let world = calls_world(Setup::default()).await;
+    let number = "+1 212 555 0167";
+    let contact = world
+        .org
+        .insert(
+            "Contact",
+            fields(json!({"FirstName": "Ada", "LastName": "Lovelace", "Phone": number})),
+        )
+        .expect("contact");
+    let outcome = |body: &Value| body["plugins"][0]["outcome"].clone();
+
+    let (status, body) = event(
+        &world,
+        &call_event("said-1", "ringing", number, "1001", NOON),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["plugins"][0]["plugin"], "salesforce", "{body}");
+    assert_eq!(
+        outcome(&body),
+        json!([{"action": "PoppedUp", "detail": format!("pop-up of Contact Ada Lovelace ({contact}) sent to extension 1001")}]),
+        "{body}"
+    );
+    let (_, body) = event(&world, &call_event("said-1", "ended", number, "1001", NOON)).await;
+    let task = tasks_of(&world, "said-1");
+    assert_eq!(task.len(), 1, "{body}");
+    let task_id = task[0]["Id"].as_str().unwrap_or_default();
+    assert_eq!(
+        outcome(&body),
+        json!([{"action": "Logged", "detail": format!("Task {task_id} logged on Contact Ada Lovelace ({contact})")}]),
+        "{body}"
+    );
+    let (_, body) = event(&world, &call_event("said-1", "ended", number, "1001", NOON)).await;
+    assert_eq!(outcome(&body)[0]["action"], "Skipped", "{body}");
+    assert!(
+        outcome(&body)[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("repeated event")),
+        "{body}"
+    );
+
+    // The CLI prints one line per event and plugin, in words.
+    let w = &world;
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        pbx(
+            w,
+            &[
+                "call",
+                "simulate",
+                "--from",
+                number,
+                "--extension",
+                "1003",
+                "--call-id",
+                "said-2",
+            ],
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "ringing   salesforce: skipped: no pop-up: extension 1003 is not associated with a Salesforce user"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("answered  salesforce: skipped: no pop-up while answered"),
+        "{out}"
+    );
+    let task = tasks_of(&world, "said-2");
+    assert_eq!(task.len(), 1, "{out}");
+    let task_id = task[0]["Id"].as_str().unwrap_or_default();
+    assert!(
+        out.contains(&format!(
+            "ended     salesforce: Task {task_id} logged on Contact Ada Lovelace ({contact})"
+        )),
+        "{out}"
+    );
+}

@@ -62,22 +62,38 @@ async fn the_admin_token_never_goes_to_a_proxy() {
 /// `pbx-host ARGS --data-dir DIR` with its stdout already closed, as after
 /// `| head` has read its lines; (exit code, stderr).
 fn with_closed_stdout(data_dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    tokio::task::block_in_place(|| closed_stdout_run(data_dir, args))
+    tokio::task::block_in_place(|| closed_stdout_run(data_dir, args, ""))
 }
 
-fn closed_stdout_run(data_dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+/// As [`with_closed_stdout`], with `stdin` as the command's input (the
+/// answer to its prompt).
+fn with_closed_stdout_answering(
+    data_dir: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> (Option<i32>, String) {
+    tokio::task::block_in_place(|| closed_stdout_run(data_dir, args, stdin))
+}
+
+fn closed_stdout_run(data_dir: &Path, args: &[&str], stdin: &str) -> (Option<i32>, String) {
+    use std::io::Write;
     let (reader, writer) = std::io::pipe().expect("a pipe");
     // Closed before the process starts: its first write meets a broken pipe.
     drop(reader);
-    let out = Command::new(binary("pbx-host"))
+    let mut child = Command::new(binary("pbx-host"))
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(writer)
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .expect("pbx-host runs");
+    if let Some(mut input) = child.stdin.take() {
+        // A command that reads nothing may be gone already: no error then.
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().expect("pbx-host ends");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -157,4 +173,15 @@ async fn crm_text_is_escaped_and_a_closed_stdout_ends_the_cli_quietly() {
         1,
         "the ended event was sent and logged: {report}"
     );
+    // A prompt answered on stdin while stdout is closed: the answer is
+    // still read and the associations saved.
+    add_extension(&world, "1002", Some("eve@example.org")).await;
+    let (code, err) = with_closed_stdout_answering(&dir, &["crm", "associate", "--auto"], "y\n");
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    let eve = world
+        .api
+        .get("/crm/salesforce/associations/extension/1002")
+        .await
+        .expect("association");
+    assert_eq!(eve["user"]["email"], "eve@example.org", "not saved: {eve}");
 }
