@@ -132,9 +132,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let host = crate::server::start(config).await?;
     // Through `outln!`: a closed stdout must not end the host it started.
     outln!("portal: {}/", host.url());
-    host.run_until(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    host.run_until(stop_requested()).await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what systemd, Docker and process supervisors send):
+/// either one shuts the host down gracefully, so the store is closed and
+/// running calls finish.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the host");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -90,8 +90,25 @@ fn main() -> anyhow::Result<()> {
             emu.org_id(),
             emu.base_url()
         );
-        tokio::signal::ctrl_c().await?;
+        stop_requested().await?;
         emu.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+/// Ctrl-C or SIGTERM (what a supervisor sends) stops the emulator cleanly.
+async fn stop_requested() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }

@@ -486,3 +486,45 @@ async fn an_existing_extension_is_replaced_only_when_asked() {
     assert!(out.contains("extension 1001 removed"), "{out}");
     assert_eq!(listed().await, json!([]));
 }
+
+/// `pbx-host serve` on `data_dir`, once it has written its admin URL.
+fn serve_until_ready(data_dir: &std::path::Path) -> std::process::Child {
+    use std::time::{Duration, Instant};
+    let url_file = data_dir.join("admin-url");
+    let _ = std::fs::remove_file(&url_file);
+    let child = std::process::Command::new(e2e_tests::binary("pbx-host"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pbx-host serve starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !url_file.exists() {
+        assert!(Instant::now() < deadline, "serve never wrote admin-url");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Supervisors (systemd, Docker) stop a service with SIGTERM: the host shuts
+/// down gracefully, exits 0 and lets go of its store, so it starts again on
+/// the same data directory at once.
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for round in 0..2 {
+        let mut child = serve_until_ready(dir.path());
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let status = child.wait().expect("serve exits");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "round {round}: serve must exit 0 on SIGTERM, not die by the signal ({status})"
+        );
+    }
+}
