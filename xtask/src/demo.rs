@@ -216,7 +216,9 @@ fn log_to(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
 /// `headless` drives and checks the set-up and returns.
 pub fn run(headless: bool) -> anyhow::Result<()> {
     stop_on_signals()?;
-    let dir = target_dir().join("demo");
+    // The headless check (part of `cargo xtask test`) has its own directory,
+    // so it never wipes a demo someone is using.
+    let dir = target_dir().join(if headless { "demo-headless" } else { "demo" });
     // A fresh org and PBX each run, so the demo always starts at step 1.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

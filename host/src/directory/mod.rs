@@ -71,6 +71,13 @@ impl Extension {
                 "extension {number} needs a name of 1-200 characters"
             )));
         }
+        // Names are shown on pages, in the CLI and in messages: no line
+        // breaks or terminal escapes.
+        if name.chars().any(char::is_control) {
+            return Err(DirectoryError::Invalid(format!(
+                "extension {number}'s name has a control character (a line break, tab or escape); type it on one line"
+            )));
+        }
         let email = match self.email.map(|e| e.trim().to_string()) {
             Some(e) if e.is_empty() => None,
             Some(e) => {
@@ -185,6 +192,22 @@ mod tests {
             name: "Ann".into(),
             email: email.map(Into::into),
         }
+    }
+
+    #[test]
+    fn a_name_with_control_characters_is_refused() {
+        for name in ["Ada\nLovelace", "Ada\u{1b}[31m", "Ada\tL"] {
+            let e = Extension {
+                name: name.into(),
+                ..ext("1001", None)
+            };
+            let refused = e.validated();
+            assert!(
+                matches!(&refused, Err(DirectoryError::Invalid(m)) if m.contains("control character")),
+                "{name:?}: {refused:?}"
+            );
+        }
+        assert!(ext("1001", None).validated().is_ok());
     }
 
     #[test]
