@@ -1,5 +1,7 @@
 //! Lightning record pages, plain: `GET /lightning/r/{Object}/{id}/view`
-//! for Contacts, Leads and Accounts, the address a CRM pop-up opens. Like
+//! for Contacts, Leads and Accounts, the address a CRM pop-up opens, and
+//! `GET /lightning/o/{Object}/new?defaultFieldValues=Phone=…`, the new-record
+//! page an unknown caller's pop-up opens, with the given values filled in. Like
 //! Salesforce, a page needs a browser logged in to the org (the `sid`
 //! cookie of the login form); anyone else gets the login form, which comes
 //! back to the record afterwards. Every value is HTML-escaped; no token,
@@ -61,6 +63,58 @@ pub fn record_page(shared: &crate::state::Shared, req: &Req) -> Option<Resp> {
     }
     let org = read(&shared.org);
     Some(render(&org, object, id).unwrap_or_else(not_found))
+}
+
+/// `GET /lightning/o/{Object}/new[?defaultFieldValues=F=v,…]`, or `None`
+/// when the path is not shaped like a new-record page. The page shows the
+/// values the link pre-fills; it does not save (the emulator's REST API
+/// creates records).
+pub fn new_record_page(shared: &crate::state::Shared, req: &Req) -> Option<Resp> {
+    let rest = req.path.strip_prefix("/lightning/o/")?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    let [object, "new"] = segs.as_slice() else {
+        return None;
+    };
+    if oauth::browser_user_id(shared, req).is_none() {
+        let back = match &req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.clone(),
+        };
+        return Some(oauth::login_page(&back, None));
+    }
+    let org = read(&shared.org);
+    let Some((name, _)) = PAGES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(object))
+    else {
+        return Some(not_found());
+    };
+    let table = org.table(name)?;
+    let mut rows = String::new();
+    // Salesforce's format: `Field=value` pairs separated by commas.
+    let defaults = req.query_param("defaultFieldValues").unwrap_or_default();
+    for pair in defaults.split(',').filter(|p| !p.is_empty()) {
+        let Some((field, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let Some(i) = table.schema.field_index(field) else {
+            continue;
+        };
+        rows.push_str(&format!(
+            "<tr><th>{}</th><td id=\"{}\">{}</td></tr>",
+            html_escape(table.schema.fields[i].label),
+            html_escape(field),
+            html_escape(value)
+        ));
+    }
+    Some(Resp::html(
+        200,
+        format!(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>New {object} | Salesforce</title></head><body>\
+             <h1 id=\"name\">New {object}</h1><table id=\"details\">{rows}</table></body></html>",
+            object = html_escape(table.schema.label),
+        ),
+    ))
 }
 
 fn render(org: &Org, object: &str, id: &str) -> Option<Resp> {

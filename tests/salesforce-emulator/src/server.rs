@@ -256,7 +256,9 @@ fn route(shared: &Shared, req: &Req) -> Resp {
             }
         }
         _ if path.starts_with("/services/") => RestError::not_found().into(),
-        ("GET", _) => pages::record_page(shared, req).unwrap_or_else(pages::not_found),
+        ("GET", _) => pages::record_page(shared, req)
+            .or_else(|| pages::new_record_page(shared, req))
+            .unwrap_or_else(pages::not_found),
         _ => pages::not_found(),
     }
 }

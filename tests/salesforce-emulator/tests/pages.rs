@@ -163,3 +163,44 @@ async fn an_anonymous_browser_gets_the_login_form_that_comes_back_to_the_record(
     assert!(html.contains("miles@globex.example.com"), "{html}");
     emu.shutdown().await;
 }
+
+/// An unknown caller's pop-up opens the new-record page with the number
+/// filled in (`defaultFieldValues`), escaped, for a logged-in browser only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_record_page_shows_the_prefilled_number() {
+    let (emu, client) = start(EmulatorConfig {
+        seed: Some(seed()),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let path = "/lightning/o/Contact/new?defaultFieldValues=Phone=%2B12125550999,LastName=%3Cb%3E";
+    let mut anonymous = Browser::new(&emu, &client);
+    let html = anonymous.get(path).await.text().await.unwrap();
+    assert!(html.contains("id=\"login_form\""), "{html}");
+    assert_eq!(form_field(&html, "startURL").as_deref(), Some(path));
+
+    let mut browser = logged_in(&emu, &client).await;
+    let resp = browser.get(path).await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("<h1 id=\"name\">New Contact</h1>"), "{html}");
+    assert!(
+        html.contains("<td id=\"Phone\">+12125550999</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td id=\"LastName\">&lt;b&gt;</td>"),
+        "{html}"
+    );
+
+    let html = browser
+        .get("/lightning/o/Lead/new")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("New Lead"), "{html}");
+    let resp = browser.get("/lightning/o/User/new").await;
+    assert_eq!(resp.status(), 404);
+    emu.shutdown().await;
+}
