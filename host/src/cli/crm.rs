@@ -196,7 +196,8 @@ fn status_prose(crm: &str, status: &Value) -> Vec<String> {
         lines.push(sentence(&format!("Problem: {}", out::text(problem))));
     }
     match status["pending_call_logs"].as_u64() {
-        Some(0) | None => {}
+        None => {}
+        Some(0) => lines.push(format!("No call logs are waiting to be written to {crm}.")),
         Some(1) => lines.push(format!("1 call log is waiting to be written to {crm}.")),
         Some(n) => lines.push(format!("{n} call logs are waiting to be written to {crm}.")),
     }
@@ -291,7 +292,10 @@ mod tests {
         let connected = json!({"state": "Connected", "account": "admin@example.org (org 00D000000000001)", "message": "Connected to Salesforce", "problem": null, "pending_call_logs": 0});
         assert_eq!(
             status_prose("Salesforce", &connected),
-            vec!["Connected to Salesforce as admin@example.org (org 00D000000000001)."]
+            vec![
+                "Connected to Salesforce as admin@example.org (org 00D000000000001).",
+                "No call logs are waiting to be written to Salesforce."
+            ]
         );
         let not_configured = json!({"state": "NotConfigured", "message": "Not configured: enter the Consumer Key and Consumer Secret of your Salesforce app", "pending_call_logs": 2, "queued_call_events": 1});
         let lines = status_prose("Salesforce", &not_configured);
