@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub system_browser: Option<bool>,
     /// Default region for phone numbers (ISO 3166 alpha-2).
     pub default_region: Option<String>,
+    /// The PBX's time zone, an IANA name such as America/Los_Angeles
+    /// (default: the machine's).
+    pub time_zone: Option<String>,
     /// How often pending call logs are delivered, in milliseconds.
     pub journal_interval_ms: Option<u64>,
     /// Serve HTTPS with this certificate chain (PEM); needs `tls-key`.
@@ -110,6 +113,8 @@ pub struct HostConfig {
     pub system_browser: bool,
     /// Default region for phone numbers.
     pub default_region: String,
+    /// The PBX's time zone: a call is dated on its day.
+    pub time_zone: jiff::tz::TimeZone,
     /// How often the call ticker runs (plugins' pending deliveries, the
     /// host's call-event retry queue).
     pub journal_interval: Duration,
@@ -205,6 +210,14 @@ impl HostConfig {
                 "default-region {default_region:?} must be an ISO 3166 code such as US or DE"
             )));
         }
+        let time_zone = match file.time_zone.as_deref().map(str::trim) {
+            None | Some("") => jiff::tz::TimeZone::system(),
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+                ConfigError(format!(
+                    "time-zone {name:?} is unknown ({e}); use an IANA name such as America/Los_Angeles or Europe/Berlin"
+                ))
+            })?,
+        };
         let journal_interval = match file.journal_interval_ms {
             Some(0) => {
                 return Err(ConfigError(
@@ -243,6 +256,7 @@ impl HostConfig {
             outbound,
             system_browser: file.system_browser.unwrap_or(false),
             default_region,
+            time_zone,
             tls,
             session_idle,
             session_max,

@@ -1,7 +1,9 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
 use crate::associations::Associations;
-use crate::bindings::exports::pbx::crm::calls::{CallEvent, Caller, EventOutcome};
+use crate::bindings::exports::pbx::crm::calls::{
+    AfterCallWork, CallEvent, Caller, CrmRecord, EventOutcome,
+};
 use crate::bindings::exports::pbx::crm::integration::{
     Association, Authorization, CrmUser, Proposal, SettingInput, SettingValue, Status,
     SyncProgress, UserList,
@@ -181,6 +183,32 @@ impl<H: Host> Plugin<H> {
     /// Click-to-call check; see [`Calls::authorize_dial`].
     pub fn authorize_dial(&self, ext: &str, to: &str, region: &str) -> Result<String, PluginError> {
         self.calls().authorize_dial(ext, to, region)
+    }
+
+    /// The agent's notes and disposition for a call's Task.
+    pub fn save_after_call_work(
+        &self,
+        work: &AfterCallWork,
+    ) -> Result<Vec<EventOutcome>, PluginError> {
+        let _ = work;
+        Err(PluginError::InvalidInput(
+            "after-call work is not supported by this version of the plugin yet".into(),
+        ))
+    }
+
+    /// The agent's pick among the records offered for a call.
+    pub fn choose_record(
+        &self,
+        call_id: &str,
+        extension: &str,
+        number: &str,
+        region: &str,
+        record_id: &str,
+    ) -> Result<CrmRecord, PluginError> {
+        let _ = (call_id, extension, number, region, record_id);
+        Err(PluginError::InvalidInput(
+            "choosing a record is not supported by this version of the plugin yet".into(),
+        ))
     }
 }
 

@@ -59,6 +59,7 @@ impl Match {
             id: self.id.clone(),
             name: self.name.clone(),
             url: self.url.clone(),
+            account: None,
         }
     }
 }

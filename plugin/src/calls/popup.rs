@@ -35,6 +35,7 @@ pub(super) fn phase_str(p: Phase) -> &'static str {
         Phase::Ringing => "ringing",
         Phase::Answered => "answered",
         Phase::Ended => "ended",
+        Phase::RecordingReady => "recording-ready",
     }
 }
 

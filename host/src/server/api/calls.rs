@@ -40,7 +40,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// retry queue is full), 400 when the input is wrong (or
 /// every plugin refused it as invalid input).
 async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
-    let event = call_input::parse_event(&body, &st.config.default_region)?;
+    let event = call_input::parse_event(&body, &st.config.default_region, &st.config.time_zone)?;
     // Only a new event from the PBX is checked: what the journal delivers
     // again was valid when it came, even if its extension is gone since.
     if st.services.directory.get(&event.extension)?.is_none() {

@@ -93,6 +93,7 @@ fn event(call_id: &str, phase: Phase, number: &str, ext: &str) -> CallEvent {
         disposition: (phase == Phase::Ended).then(|| "answered".to_string()),
         recording_url: None,
         default_region: "US".into(),
+        utc_offset_minutes: 0,
     }
 }
 

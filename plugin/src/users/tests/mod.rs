@@ -94,6 +94,14 @@ impl Host for Net<'_> {
     ) -> Result<(), String> {
         self.host.open_page(url, audience, caption)
     }
+    fn offer_records(
+        &self,
+        audience: &open_browser::Audience,
+        caption: &open_browser::Caption,
+        records: &[crate::bindings::pbx::crm::types::CrmRecord],
+    ) -> Result<(), String> {
+        self.host.offer_records(audience, caption, records)
+    }
     fn extensions(&self) -> Vec<directory::Extension> {
         self.host.extensions()
     }
