@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod dialing;
 pub mod directory;
+pub mod dispositions;
 pub mod files;
 pub mod journal;
 pub mod outbound;

@@ -21,6 +21,9 @@ use crate::users::Users;
 
 /// One export call's view of the plugin. Instances may be created per call:
 /// every piece of state lives in the host's kv-store.
+/// The longest notes an agent may save for a call.
+pub const MAX_NOTES: usize = 4000;
+
 pub struct Plugin<H: Host> {
     host: H,
 }
@@ -185,15 +188,43 @@ impl<H: Host> Plugin<H> {
         self.calls().authorize_dial(ext, to, region)
     }
 
-    /// The agent's notes and disposition for a call's Task.
+    /// The agent's notes and disposition for a call's Task (its only Task:
+    /// updated, or created with them when the call is logged later).
     pub fn save_after_call_work(
         &self,
         work: &AfterCallWork,
     ) -> Result<Vec<EventOutcome>, PluginError> {
-        let _ = work;
-        Err(PluginError::InvalidInput(
-            "after-call work is not supported by this version of the plugin yet".into(),
-        ))
+        if work.call_id.trim().is_empty() || work.call_id.chars().count() > 255 {
+            return Err(PluginError::InvalidInput(
+                "the call id must have 1 to 255 characters".into(),
+            ));
+        }
+        if work
+            .notes
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NOTES)
+        {
+            return Err(PluginError::InvalidInput(format!(
+                "the notes have more than {MAX_NOTES} characters; shorten them"
+            )));
+        }
+        let disposition = work.disposition.as_deref().map(str::trim);
+        if disposition.is_some_and(|d| d.is_empty() || d.chars().count() > 255) {
+            return Err(PluginError::InvalidInput(
+                "the disposition must have 1 to 255 characters".into(),
+            ));
+        }
+        if work.notes.is_none() && disposition.is_none() {
+            return Err(PluginError::InvalidInput(
+                "after-call work needs notes or a disposition".into(),
+            ));
+        }
+        let add = crate::calls::work::Work {
+            notes: work.notes.clone(),
+            disposition: disposition.map(str::to_string),
+            ..Default::default()
+        };
+        Ok(vec![self.calls().add_work(&work.call_id, add)?])
     }
 
     /// The agent's pick among the records offered for a call.

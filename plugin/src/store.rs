@@ -55,6 +55,8 @@ pub mod keys {
     pub const CALLS_CREATED_PREFIX: &str = "calls/created/";
     /// Prefix of leases on creating a record for a number (`calls::ItemLease`).
     pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";
+    /// Prefix of after-call work waiting for its call to end (`calls::work::Work`).
+    pub const CALLS_WORK_PREFIX: &str = "calls/work/";
     /// When the call keys were last pruned (ms since the Unix epoch).
     pub const CALLS_PRUNED_AT: &str = "calls/pruned-at";
 

@@ -28,6 +28,15 @@ pub fn date(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `YYYY-MM-DD` of a time in ms since the Unix epoch on the calendar of a
+/// place `offset_minutes` from UTC: a Task's `ActivityDate` on the PBX's
+/// day (an evening call in San Francisco is not the next day's).
+pub fn local_date(ms: u64, offset_minutes: i32) -> String {
+    let shifted = ms as i64 + i64::from(offset_minutes) * 60_000;
+    let (y, m, d) = civil(shifted.div_euclid(DAY_MS as i64));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.000+0000` as Salesforce writes datetimes.
 pub fn datetime(ms: u64) -> String {
     let s = ms / 1000 % 86_400;
@@ -77,6 +86,18 @@ mod tests {
         assert_eq!(date(1_768_478_400_000), "2026-01-15");
         assert_eq!(date(951_782_400_000), "2000-02-29");
         assert_eq!(datetime(1_700_000_000_000), "2023-11-14T22:13:20.000+0000");
+    }
+
+    #[test]
+    fn local_dates_follow_the_offset() {
+        // 2026-01-16T04:30Z is 20:30 on the 15th in San Francisco (UTC-8).
+        let evening = 1_768_537_800_000;
+        assert_eq!(date(evening), "2026-01-16");
+        assert_eq!(local_date(evening, -480), "2026-01-15");
+        assert_eq!(local_date(evening, 0), "2026-01-16");
+        // 23:30Z on the 15th is the 16th in Berlin (UTC+1).
+        assert_eq!(local_date(1_768_519_800_000, 60), "2026-01-16");
+        assert_eq!(local_date(0, -60), "1969-12-31");
     }
 
     #[test]

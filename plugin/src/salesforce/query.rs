@@ -67,6 +67,15 @@ pub fn task_by_call_object(call_id: &str) -> String {
     )
 }
 
+/// The SOQL query of the most recent open Case whose `field` (ContactId or
+/// AccountId) is `id`.
+pub fn open_case(field: &str, id: &str) -> String {
+    format!(
+        "SELECT Id FROM Case WHERE {field} = '{}' AND IsClosed = false ORDER BY CreatedDate DESC LIMIT 1",
+        soql_quote(id)
+    )
+}
+
 /// The SOQL query of an Account's name, for the pop-up of a Contact.
 pub fn account_name(account_id: &str) -> String {
     format!(

@@ -8,30 +8,34 @@ use crate::bindings::exports::pbx::crm::integration::{
 
 /// The call settings' labels and help, in the order of
 /// [`CallSettings::fields`], which gives each its key, choices and default.
-const CALL_TEXT: [(&str, &str); 9] = [
+const CALL_TEXT: [(&str, &str); 11] = [
     (
         "Pop-up of the caller's record",
         "When the matched Salesforce record opens for the agent of the extension (only for extensions associated with a Salesforce user).",
     ),
     (
         "Answered inbound calls",
-        "Log answered inbound calls as Tasks.",
+        "How answered inbound calls are logged: a completed Task, an open Task to follow up, or none.",
     ),
     (
         "Missed inbound calls",
-        "Log inbound calls nobody answered as Tasks.",
+        "How inbound calls nobody answered are logged.",
     ),
     (
         "Answered outbound calls",
-        "Log answered outbound calls as Tasks.",
+        "How answered outbound calls are logged.",
     ),
     (
         "Unanswered outbound calls",
-        "Log outbound calls nobody answered as Tasks.",
+        "How outbound calls nobody answered are logged.",
     ),
     (
         "Internal calls",
-        "Log calls between two extensions as Tasks.",
+        "How calls between two extensions are logged.",
+    ),
+    (
+        "Voicemails",
+        "How calls that ended in a voicemail are logged, whatever their direction (the PBX's disposition \"voicemail\").",
     ),
     ("Owner of call Tasks", "Who a call's Task is assigned to."),
     (
@@ -41,6 +45,10 @@ const CALL_TEXT: [(&str, &str); 9] = [
     (
         "Unknown numbers called",
         "What a logged outbound call to a number no Contact, Lead or Account has creates; the Task is logged against it.",
+    ),
+    (
+        "Log to the caller's open Case",
+        "Relate a call's Task (Related To) to the caller's most recent open Case instead of their Account, when they have one.",
     ),
 ];
 

@@ -6,7 +6,7 @@
 mod call_settings;
 mod form;
 
-pub use call_settings::{CallSettings, PopupOn, Rule, TaskOwner, UnknownCaller};
+pub use call_settings::{CallSettings, OpenCase, PopupOn, Rule, TaskOwner, UnknownCaller};
 pub use form::describe;
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ pub const LOGIN_URL: &str = "login-url";
 
 /// When the caller's record pops up for the agent (`PopupOn`).
 pub const POPUP_ON: &str = "popup-on";
-/// Log answered inbound calls (`Rule`).
+/// How answered inbound calls are logged (`Rule`).
 pub const LOG_INBOUND_ANSWERED: &str = "log-inbound-answered";
 /// Log missed inbound calls (`Rule`).
 pub const LOG_INBOUND_MISSED: &str = "log-inbound-missed";
@@ -39,6 +39,11 @@ pub const LOG_OUTBOUND_ANSWERED: &str = "log-outbound-answered";
 pub const LOG_OUTBOUND_UNANSWERED: &str = "log-outbound-unanswered";
 /// Log internal calls (`Rule`).
 pub const LOG_INTERNAL: &str = "log-internal";
+/// Log calls that ended in a voicemail (`Rule`; the PBX's disposition
+/// "voicemail").
+pub const LOG_VOICEMAIL: &str = "log-voicemail";
+/// Relate a call's Task to the caller's most recent open Case (`OpenCase`).
+pub const LOG_TO_OPEN_CASE: &str = "log-to-open-case";
 /// Who owns a call's Task (`TaskOwner`).
 pub const TASK_OWNER: &str = "task-owner";
 /// What an unknown inbound caller becomes (`UnknownCaller`).

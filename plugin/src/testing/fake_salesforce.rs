@@ -40,6 +40,8 @@ struct SfState {
     access: BTreeSet<String>,
     refresh: BTreeSet<String>,
     counter: u64,
+    /// Successful PATCHes of Tasks.
+    patches: u32,
     /// Issue a new refresh token on every refresh (and kill the old one).
     rotate: bool,
     /// Issue no refresh token (the app's scopes lack refresh_token).
@@ -297,6 +299,7 @@ impl FakeSalesforce {
             "Lead" => "00Q",
             "Account" => "001",
             "Task" => "00T",
+            "Case" => "500",
             _ => "0XX",
         };
         let mut record = fields;
@@ -461,6 +464,79 @@ impl FakeSalesforce {
             &serde_json::json!({"totalSize": rows.len(), "done": true, "records": rows})
                 .to_string(),
         ))
+    }
+
+    /// `SELECT Description FROM Task WHERE Id = '...'` (after-call work).
+    fn description_query(s: &mut SfState, q: &str) -> Option<http_fetch::Response> {
+        let rest = q.strip_prefix("SELECT Description FROM Task WHERE Id = '")?;
+        s.queries.push(q.to_string());
+        let id: String = rest.chars().take_while(|c| *c != '\'').collect();
+        let rows: Vec<serde_json::Value> = s
+            .records
+            .iter()
+            .filter(|r| r["attributes"]["type"] == "Task" && r["Id"] == id.as_str())
+            .map(|r| serde_json::json!({"attributes": r["attributes"], "Description": r["Description"]}))
+            .take(1)
+            .collect();
+        Some(response(
+            200,
+            &serde_json::json!({"totalSize": rows.len(), "done": true, "records": rows})
+                .to_string(),
+        ))
+    }
+
+    /// `SELECT Id FROM Case WHERE {ContactId|AccountId} = '...' AND
+    /// IsClosed = false ORDER BY CreatedDate DESC LIMIT 1`: the newest
+    /// open Case (records are kept in creation order).
+    fn case_query(s: &mut SfState, q: &str) -> Option<http_fetch::Response> {
+        let rest = q.strip_prefix("SELECT Id FROM Case WHERE ")?;
+        let (field, rest) = rest.split_once(" = '")?;
+        let id: String = rest.chars().take_while(|c| *c != '\'').collect();
+        if !q.ends_with("' AND IsClosed = false ORDER BY CreatedDate DESC LIMIT 1") {
+            return None;
+        }
+        s.queries.push(q.to_string());
+        let rows: Vec<serde_json::Value> = s
+            .records
+            .iter()
+            .rev()
+            .filter(|r| r["attributes"]["type"] == "Case" && r[field] == id.as_str())
+            .filter(|r| r["IsClosed"] != true)
+            .map(|r| serde_json::json!({"attributes": r["attributes"], "Id": r["Id"]}))
+            .take(1)
+            .collect();
+        Some(response(
+            200,
+            &serde_json::json!({"totalSize": rows.len(), "done": true, "records": rows})
+                .to_string(),
+        ))
+    }
+
+    /// PATCH `sobjects/Task/{id}`: the fields replaced, 204.
+    fn update(s: &mut SfState, id: &str, body: &str) -> http_fetch::Response {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(body) else {
+            return response(
+                400,
+                r#"[{"message":"bad json","errorCode":"JSON_PARSER_ERROR"}]"#,
+            );
+        };
+        let Some(record) = s
+            .records
+            .iter_mut()
+            .find(|r| r["attributes"]["type"] == "Task" && r["Id"] == id)
+        else {
+            return response(404, r#"[{"message":"not found","errorCode":"NOT_FOUND"}]"#);
+        };
+        for (k, v) in fields {
+            record[k.as_str()] = v;
+        }
+        s.patches += 1;
+        response(204, "")
+    }
+
+    /// Successful PATCHes of Tasks so far.
+    pub fn patches(&self) -> u32 {
+        lock(&self.state).patches
     }
 
     /// `SELECT Name FROM Account WHERE Id = '...'`.
@@ -638,6 +714,22 @@ impl FakeSalesforce {
                 && let Some(answer) = Self::account_query(&mut s, &q())
             {
                 return Ok(answer);
+            }
+            if path.starts_with("query?q=")
+                && let Some(answer) = Self::description_query(&mut s, &q())
+            {
+                return Ok(answer);
+            }
+            if path.starts_with("query?q=")
+                && let Some(answer) = Self::case_query(&mut s, &q())
+            {
+                return Ok(answer);
+            }
+            if req.method == Method::Patch
+                && let Some(id) = path.strip_prefix("sobjects/Task/")
+            {
+                let id = id.to_string();
+                return Ok(Self::update(&mut s, &id, &body));
             }
             if req.method == Method::Post
                 && let Some(object) = path

@@ -42,6 +42,7 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
         ("GET", ["contacts"]) => Ok(Resp::json(200, &shared.records("Contact"))),
         ("GET", ["leads"]) => Ok(Resp::json(200, &shared.records("Lead"))),
         ("GET", ["accounts"]) => Ok(Resp::json(200, &shared.records("Account"))),
+        ("GET", ["cases"]) => Ok(Resp::json(200, &shared.records("Case"))),
         ("GET", ["users"]) => Ok(Resp::json(200, &shared.records("User"))),
         ("GET", ["token-stats"]) => Ok(Resp::json(200, &shared.token_stats())),
         ("GET", ["requests"]) => Ok(Resp::json(200, &shared.request_counts())),
@@ -103,7 +104,7 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
 
 const ENDPOINTS: &[&str] = &[
     "GET /__admin/state",
-    "GET /__admin/tasks|contacts|leads|accounts|users",
+    "GET /__admin/tasks|contacts|leads|accounts|cases|users",
     "GET /__admin/token-stats",
     "GET /__admin/requests",
     "GET|POST|DELETE /__admin/faults",

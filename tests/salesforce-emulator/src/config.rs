@@ -126,6 +126,7 @@ pub struct Seed {
     pub contacts: Vec<Map<String, Value>>,
     pub leads: Vec<Map<String, Value>>,
     pub tasks: Vec<Map<String, Value>>,
+    pub cases: Vec<Map<String, Value>>,
     pub apps: Vec<ConnectedApp>,
 }
 

@@ -280,6 +280,11 @@ impl Emulator {
         self.shared.records("Account")
     }
 
+    /// Every Case.
+    pub fn cases(&self) -> Vec<Value> {
+        self.shared.records("Case")
+    }
+
     pub fn users(&self) -> Vec<Value> {
         self.shared.records("User")
     }

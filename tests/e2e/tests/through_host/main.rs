@@ -10,6 +10,7 @@ mod agents;
 mod agents_browser;
 mod api_versions;
 mod associations;
+mod call_logs;
 mod calls;
 mod calls_browser;
 mod cli;
