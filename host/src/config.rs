@@ -95,7 +95,8 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// Listen address.
     pub listen: SocketAddr,
-    /// The PBX's public URL.
+    /// The PBX's public URL: the Homepage URL until the administrator sets
+    /// one (`network::Network`, which composes the Callback URLs).
     pub public_url: Url,
     /// Whether the public URL was given; if not, it follows the bound address.
     pub public_url_given: bool,
@@ -267,14 +268,6 @@ impl HostConfig {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
     }
-
-    /// The Callback URL a CRM must redirect to for `plugin_id`.
-    pub fn callback_url(&self, plugin_id: &str) -> String {
-        format!(
-            "{}/crm/{plugin_id}/oauth/callback",
-            self.public_url.as_str().trim_end_matches('/')
-        )
-    }
 }
 
 /// The journal's bounds: the defaults, with what `file` sets (each above 0).
@@ -354,14 +347,14 @@ mod tests {
     }
 
     #[test]
-    fn the_callback_url_comes_from_the_public_url() {
+    fn the_public_url_is_taken_as_given() {
         let config = HostConfig::from_file(FileConfig {
             public_url: Some("https://pbx.example.com/".into()),
             ..base()
         });
         assert_eq!(
-            config.map(|c| c.callback_url("salesforce")).ok().as_deref(),
-            Some("https://pbx.example.com/crm/salesforce/oauth/callback")
+            config.map(|c| c.public_url.to_string()).ok().as_deref(),
+            Some("https://pbx.example.com/")
         );
     }
 

@@ -347,7 +347,7 @@ async fn crm_sign_in(
     let binding = cookie(&headers, BINDING_COOKIE)
         .filter(|b| b.len() == 64 && b.bytes().all(|c| c.is_ascii_hexdigit()))
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
-    let callback_url = st.config.callback_url(&plugin);
+    let callback_url = st.network.callback_url(&plugin);
     let begun = agent_sign_in::begin(
         &RuntimeSignIn(&st.runtime),
         &st.agent_sign_ins,
@@ -401,7 +401,7 @@ pub(super) async fn crm_callback(
         &RuntimeSignIn(&st.runtime),
         &st.agent_sign_ins,
         plugin,
-        &st.config.callback_url(plugin),
+        &st.network.callback_url(plugin),
         query,
         binding.as_deref(),
     )

@@ -21,6 +21,7 @@ mod dead_letters;
 mod hostile;
 mod install;
 mod kv_store;
+mod network;
 mod outbound;
 mod plugin_versions;
 mod portal_browser;
