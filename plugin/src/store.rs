@@ -55,6 +55,10 @@ pub mod keys {
     pub const CALLS_CREATED_PREFIX: &str = "calls/created/";
     /// Prefix of leases on creating a record for a number (`calls::ItemLease`).
     pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";
+    /// Prefix of the records offered to an agent, by call id (`calls::choice::Offered`).
+    pub const CALLS_OFFERED_PREFIX: &str = "calls/offered/";
+    /// Prefix of the record an agent chose for a number, by E.164 (`calls::choice::Chosen`).
+    pub const CALLS_CHOICE_PREFIX: &str = "calls/choice/";
     /// When the call keys were last pruned (ms since the Unix epoch).
     pub const CALLS_PRUNED_AT: &str = "calls/pruned-at";
 

@@ -453,7 +453,7 @@ impl<H: Host> Calls<'_, H> {
     }
 
     /// The Task logging `call_id`, if one exists.
-    fn existing_task(&self, call_id: &str) -> Result<Option<String>, PluginError> {
+    pub(super) fn existing_task(&self, call_id: &str) -> Result<Option<String>, PluginError> {
         #[derive(Deserialize)]
         struct Row {
             #[serde(rename = "Id")]
@@ -575,17 +575,8 @@ pub fn task_body(item: &OutboxItem, n: Option<&Normalized>, who: Option<&Match>)
     if let Some(d) = &call.disposition {
         task["CallDisposition"] = json!(cut(d, 255));
     }
-    if let Some(m) = who {
-        match m.object.as_str() {
-            "Contact" => {
-                task["WhoId"] = json!(m.id);
-                if let Some(a) = &m.account_id {
-                    task["WhatId"] = json!(a);
-                }
-            }
-            "Lead" => task["WhoId"] = json!(m.id),
-            _ => task["WhatId"] = json!(m.id),
-        }
+    for (field, id) in who.map(Match::links).unwrap_or_default() {
+        task[field] = json!(id);
     }
     if let Some(owner) = &item.owner_id {
         task["OwnerId"] = json!(owner);

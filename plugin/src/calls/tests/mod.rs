@@ -5,6 +5,7 @@
 //! through crashes, outages and races (`journal`); unknown callers
 //! (`unknown`); click-to-call (`dial`). The call settings' own test is here.
 
+mod choice;
 mod dial;
 mod journal;
 mod lookup;
