@@ -22,6 +22,7 @@ mod install;
 mod kv_store;
 mod outbound;
 mod plugin_versions;
+mod popups;
 mod portal_browser;
 mod portal_guide_browser;
 mod portal_security;
