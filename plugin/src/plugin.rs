@@ -236,10 +236,8 @@ impl<H: Host> Plugin<H> {
         region: &str,
         record_id: &str,
     ) -> Result<CrmRecord, PluginError> {
-        let _ = (call_id, extension, number, region, record_id);
-        Err(PluginError::InvalidInput(
-            "choosing a record is not supported by this version of the plugin yet".into(),
-        ))
+        self.calls()
+            .choose_record(call_id, extension, number, region, record_id)
     }
 }
 

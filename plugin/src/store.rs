@@ -57,6 +57,10 @@ pub mod keys {
     pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";
     /// Prefix of after-call work waiting for its call to end (`calls::work::Work`).
     pub const CALLS_WORK_PREFIX: &str = "calls/work/";
+    /// Prefix of the records offered to an agent, by call id (`calls::choice::Offered`).
+    pub const CALLS_OFFERED_PREFIX: &str = "calls/offered/";
+    /// Prefix of the record an agent chose for a number, by E.164 (`calls::choice::Chosen`).
+    pub const CALLS_CHOICE_PREFIX: &str = "calls/choice/";
     /// When the call keys were last pruned (ms since the Unix epoch).
     pub const CALLS_PRUNED_AT: &str = "calls/pruned-at";
 

@@ -659,17 +659,8 @@ pub fn task_body(
     if let Some(d) = disposition {
         task["CallDisposition"] = json!(cut(d, 255));
     }
-    if let Some(m) = who {
-        match m.object.as_str() {
-            "Contact" => {
-                task["WhoId"] = json!(m.id);
-                if let Some(a) = &m.account_id {
-                    task["WhatId"] = json!(a);
-                }
-            }
-            "Lead" => task["WhoId"] = json!(m.id),
-            _ => task["WhatId"] = json!(m.id),
-        }
+    for (field, id) in who.map(Match::links).unwrap_or_default() {
+        task[field] = json!(id);
     }
     if let Some(case) = case_id {
         task["WhatId"] = json!(case);

@@ -53,13 +53,33 @@ impl Match {
         }
     }
 
-    fn record(&self) -> CrmRecord {
+    /// The record as the WIT names it (no account name).
+    pub fn record(&self) -> CrmRecord {
         CrmRecord {
             object_type: self.object.clone(),
             id: self.id.clone(),
             name: self.name.clone(),
             url: self.url.clone(),
             account: None,
+        }
+    }
+}
+
+impl Match {
+    /// The Task fields that name this record: a Contact is the `WhoId`
+    /// with its Account the `WhatId`, a Lead the `WhoId`, anything else the
+    /// `WhatId`.
+    pub fn links(&self) -> Vec<(&'static str, String)> {
+        match self.object.as_str() {
+            "Contact" => {
+                let mut l = vec![("WhoId", self.id.clone())];
+                if let Some(a) = &self.account_id {
+                    l.push(("WhatId", a.clone()));
+                }
+                l
+            }
+            "Lead" => vec![("WhoId", self.id.clone())],
+            _ => vec![("WhatId", self.id.clone())],
         }
     }
 }
@@ -111,8 +131,21 @@ impl<H: Host> Calls<'_, H> {
         })
     }
 
-    /// The records matching `n`, winner first (cached).
+    /// The records matching `n`, winner first: the one an agent chose for
+    /// the number, if it still matches, else by [`rank`].
     pub fn find(&self, n: &Normalized) -> Result<Vec<Match>, PluginError> {
+        Ok(self.find_choosing(n)?.0)
+    }
+
+    /// [`Calls::find`], and whether an agent's choice put the first first.
+    pub fn find_choosing(&self, n: &Normalized) -> Result<(Vec<Match>, bool), PluginError> {
+        let mut matches = self.find_ranked(n)?;
+        let chosen = self.apply_choice(&n.e164, &mut matches)?;
+        Ok((matches, chosen))
+    }
+
+    /// The records matching `n` by [`rank`] (cached).
+    fn find_ranked(&self, n: &Normalized) -> Result<Vec<Match>, PluginError> {
         let store = self.store();
         let now = self.host.now_ms();
         let cache_key = format!("{}{}", keys::CALLS_LOOKUP_PREFIX, n.e164);

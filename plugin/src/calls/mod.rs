@@ -2,10 +2,12 @@
 //! parts share, and the event dispatch between them. Each part is a file:
 //! caller lookup (`lookup`), the pop-up of the caller's record (`popup`),
 //! the call journal that logs one Task per call id (`journal`), records for
-//! unknown callers (`unknown`) and click-to-call checks (`dial`); `ledger`
+//! unknown callers (`unknown`), several matching records offered to the
+//! agent and the pick (`choice`) and click-to-call checks (`dial`); `ledger`
 //! holds the per-call-id buckets the pop-up and the journal record in;
 //! `work` adds after-call work and late recording links to a call's Task.
 
+pub mod choice;
 pub mod dial;
 pub mod journal;
 pub mod ledger;
@@ -223,6 +225,11 @@ impl<'h, H: Host> Calls<'h, H> {
         sweep(keys::CALLS_WORK_PREFIX, &|raw| {
             serde_json::from_slice::<Work>(raw)
                 .map_or(true, |w| now.saturating_sub(w.at_ms) >= WORK_KEEP_MS)
+        });
+        sweep(keys::CALLS_OFFERED_PREFIX, &|raw| {
+            serde_json::from_slice::<choice::Offered>(raw).map_or(true, |o| {
+                now.saturating_sub(o.at_ms) >= choice::OFFER_KEEP_MS
+            })
         });
         sweep(keys::CALLS_CREATING_PREFIX, &|raw| {
             !ItemLease::live_raw(Some(raw), now)

@@ -6,6 +6,7 @@
 //! (`unknown`); click-to-call (`dial`); after-call work, recording links
 //! and the Task fields reports use (`work`). The call settings' own test is here.
 
+mod choice;
 mod dial;
 mod journal;
 mod lookup;

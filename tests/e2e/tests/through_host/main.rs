@@ -24,6 +24,7 @@ mod kv_store;
 mod network;
 mod outbound;
 mod plugin_versions;
+mod popups;
 mod portal_browser;
 mod portal_guide_browser;
 mod portal_security;
