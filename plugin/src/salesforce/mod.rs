@@ -10,10 +10,12 @@
 //! - **Errors**: Salesforce's error array becomes a typed [`ApiError`]
 //!   (`api_error`).
 //!
-//! The query texts it sends are built in `query`.
+//! The query texts it sends are built in `query`; typed record ids are
+//! normalized to their 18-character form in `ids`.
 
 mod api_error;
 mod backoff;
+pub mod ids;
 pub mod query;
 mod session;
 

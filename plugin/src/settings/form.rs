@@ -1,7 +1,8 @@
 //! The settings form the portal shows: the plugin's name and every field
-//! with its label, help, kind, choices and default.
+//! with its label, help, kind, choices and default (the connection, the call
+//! settings, and which Salesforce users are listed).
 
-use super::{CONSUMER_KEY, CONSUMER_SECRET, CallSettings, LOGIN_HOST, MY_DOMAIN_URL};
+use super::{CONSUMER_KEY, CONSUMER_SECRET, CallSettings, LOGIN_HOST, MY_DOMAIN_URL, USER_TYPES};
 use crate::bindings::exports::pbx::crm::integration::{
     Info, SettingChoice, SettingField, SettingKind,
 };
@@ -57,6 +58,15 @@ const LOGIN_HOSTS: &[(&str, &str)] = &[
     ("production", "Production (login.salesforce.com)"),
     ("sandbox", "Sandbox (test.salesforce.com)"),
     ("my-domain", "My Domain"),
+];
+
+/// Which users the sync lists: the values and labels.
+const USER_TYPE_CHOICES: &[(&str, &str)] = &[
+    ("standard", "Users who can have a phone (Standard users)"),
+    (
+        "all",
+        "Every active user (also Chatter, community and automated users)",
+    ),
 ];
 
 /// The plugin's name and settings form.
@@ -126,6 +136,14 @@ pub fn describe() -> Info {
         ),
     ];
     settings.extend(calls);
+    settings.push(choice(
+        USER_TYPES,
+        "Salesforce users listed",
+        false,
+        "Which users the users page lists for associations. Changing it makes the next refresh re-read every user.",
+        USER_TYPE_CHOICES,
+        "standard",
+    ));
     Info {
         crm_name: "Salesforce".into(),
         settings,

@@ -801,6 +801,37 @@ impl FakeSalesforce {
         path: &str,
     ) -> Option<http_fetch::Response> {
         let users = s.users.clone()?;
+        if let Some(since) = path
+            .strip_prefix("query?")
+            .filter(|_| path.contains("%20FROM%20User%20"))
+            .and_then(changed_since)
+        {
+            // The refresh's query: the users changed after `since`, oldest
+            // first, in one page (or the first page and a locator the fake
+            // does not serve, which the plugin must not follow).
+            let stamp = |u: &serde_json::Value| {
+                u["SystemModstamp"]
+                    .as_str()
+                    .and_then(crate::time::parse_datetime)
+            };
+            let mut changed: Vec<&serde_json::Value> = users
+                .iter()
+                .filter(|u| stamp(u).is_some_and(|t| t > since))
+                .collect();
+            changed.sort_by_key(|u| stamp(u));
+            s.user_pages += 1;
+            let end = changed.len().min(2000);
+            let mut page = serde_json::json!({
+                "totalSize": changed.len(),
+                "done": end == changed.len(),
+                "records": &changed[..end],
+            });
+            if end < changed.len() {
+                page["nextRecordsUrl"] =
+                    serde_json::Value::String("/services/data/v67.0/query/01gCHANGES-2000".into());
+            }
+            return Some(response(200, &page.to_string()));
+        }
         let offset = if path.starts_with("query?") && path.contains("%20FROM%20User%20") {
             0
         } else {
@@ -945,6 +976,16 @@ pub fn phone_matches(stored: &str, wanted: &str) -> bool {
             let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
             a == b || (short.len() >= 7 && long.ends_with(short))
         })
+}
+
+/// The time after which a users query asks for changes
+/// (`... WHERE SystemModstamp > <datetime> ...` in its `q`).
+fn changed_since(query: &str) -> Option<u64> {
+    let q = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())?;
+    let rest = q.split("SystemModstamp > ").nth(1)?;
+    crate::time::parse_datetime(rest.split_whitespace().next()?)
 }
 
 /// A User record as the REST API sends it: id `005` + `i`, the given name

@@ -67,6 +67,15 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
                 Err(e) => Resp::json(404, &json!({"error": e.to_string()})),
             })
         }
+        ("PATCH", ["users", id]) => {
+            body::<serde_json::Map<String, Value>>(req).map(|f| match shared.update_user(id, &f) {
+                Ok(()) => Resp::json(200, &json!({"id": id})),
+                Err(e @ crate::error::EmulatorError::UnknownUser(_)) => {
+                    Resp::json(404, &json!({"error": e.to_string()}))
+                }
+                Err(e) => Resp::json(400, &json!({"error": e.to_string()})),
+            })
+        }
         ("POST", ["apps"]) => body::<ConnectedApp>(req).map(|app| {
             if app.consumer_key.is_empty() {
                 return Resp::json(400, &json!({"error": "consumer_key is required"}));
@@ -110,6 +119,7 @@ const ENDPOINTS: &[&str] = &[
     "GET|POST|DELETE /__admin/faults",
     "POST /__admin/users",
     "POST /__admin/users/{id}/deactivate|activate",
+    "PATCH /__admin/users/{id}",
     "POST /__admin/apps",
     "PATCH /__admin/apps/{consumer_key}",
     "POST /__admin/tokens",

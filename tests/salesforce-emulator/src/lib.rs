@@ -334,6 +334,16 @@ impl Emulator {
         self.shared.set_user_active(id, true)
     }
 
+    /// Changes a user's fields (`{"FirstName": "Ann"}`, `{"UserType":
+    /// "CsnOnly"}`, ...), bumping its `SystemModstamp` as Salesforce does.
+    pub fn update_user(
+        &self,
+        id: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> Result<(), EmulatorError> {
+        self.shared.update_user(id, &fields)
+    }
+
     /// Registers (or replaces) a connected app.
     pub fn add_app(&self, app: ConnectedApp) {
         self.shared.add_app(app);

@@ -351,7 +351,19 @@ fn build() -> Schemas {
             F::new("Email", "Email", Email).required(),
             F::new("IsActive", "Active", Boolean).default("true"),
             F::new("UserType", "User Type", Picklist)
-                .picklist(&["Standard", "PowerPartner", "CsnOnly", "Guest"], true)
+                .picklist(
+                    &[
+                        "Standard",
+                        "PowerPartner",
+                        "PowerCustomerSuccess",
+                        "CustomerSuccess",
+                        "CspLitePortal",
+                        "CsnOnly",
+                        "Guest",
+                        "AutomatedProcess",
+                    ],
+                    true,
+                )
                 .default("Standard")
                 .system(),
             F::new("Title", "Title", String).len(80),

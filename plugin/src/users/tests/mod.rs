@@ -1,9 +1,11 @@
 //! The user sync end to end against the fake host and the fake Salesforce:
 //! paging, steps of several pages in one batch (or one page when Salesforce
 //! is slow), the swap at the end, stale users and scale (`steps`); failures
-//! part-way and refused cursors (`failures`); and the list's own helpers.
+//! part-way and refused cursors (`failures`); the incremental refresh
+//! (`refresh`); and the list's own helpers.
 
 mod failures;
+mod refresh;
 mod steps;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -30,4 +30,5 @@ mod portal_guide_browser;
 mod portal_security;
 mod sandbox;
 mod tokens;
+mod user_refresh;
 mod user_sign_in;
