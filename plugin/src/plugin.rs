@@ -5,8 +5,8 @@ use crate::bindings::exports::pbx::crm::calls::{
     AfterCallWork, CallEvent, Caller, CrmRecord, EventOutcome,
 };
 use crate::bindings::exports::pbx::crm::integration::{
-    Association, Authorization, CrmUser, Proposal, SettingInput, SettingValue, Status,
-    SyncProgress, UserList,
+    Association, Authorization, ConnectionState, CrmUser, Proposal, SettingInput, SettingValue,
+    Status, SyncProgress, UserList,
 };
 use crate::bindings::exports::pbx::crm::user_sign_in::{SignInError, SignInRequest};
 use crate::bindings::pbx::crm::log::Level;
@@ -14,6 +14,7 @@ use crate::calls::Calls;
 use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::host::Host;
+use crate::salesforce::Salesforce;
 use crate::settings::Settings;
 use crate::sign_in::SignIn;
 use crate::store::{Batch, Store, keys};
@@ -67,12 +68,26 @@ impl<H: Host> Plugin<H> {
         Ok(self.status())
     }
 
-    /// The current status, with a failed user sync as a problem.
+    /// The current status: while connected with the org's API use, and as
+    /// problems a use near the limit, a failed user sync and waiting call
+    /// logs.
     pub fn status(&self) -> Status {
         let mut status = self.connector().status();
-        for extra in [self.users().problem(), self.calls().problem()]
-            .into_iter()
-            .flatten()
+        let usage = if status.state == ConnectionState::Connected {
+            Salesforce::new(&self.host).api_usage()
+        } else {
+            None
+        };
+        if let Some(usage) = &usage {
+            status.message = format!("{}; {}", status.message, usage.describe());
+        }
+        for extra in [
+            usage.and_then(|u| u.problem()),
+            self.users().problem(),
+            self.calls().problem(),
+        ]
+        .into_iter()
+        .flatten()
         {
             status.problem = Some(match status.problem.take() {
                 Some(other) => format!("{other}; {extra}"),
@@ -128,7 +143,9 @@ impl<H: Host> Plugin<H> {
 
     /// One step of a user sync: start with `None`, then pass back the
     /// cursor until it is `None` (see `users`).
+    /// Near the org's daily API limit the sync waits (`rate-limited`).
     pub fn sync_users(&self, cursor: Option<&str>) -> Result<SyncProgress, PluginError> {
+        Salesforce::new(&self.host).defer_when_near_limit("the user sync waits")?;
         self.users().sync_step(cursor)
     }
 

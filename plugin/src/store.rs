@@ -28,6 +28,8 @@ pub mod keys {
     pub const SIGN_IN_PREFIX: &str = "sign-in/pending/";
     /// The back-off after rate limits and server errors (`salesforce::Backoff`).
     pub const BACKOFF: &str = "api/backoff";
+    /// The org's API use as Salesforce last reported it (`salesforce::ApiUsage`).
+    pub const API_USAGE: &str = "api/usage";
 
     /// Which user sync is the current user list (`users::UsersIndex`).
     pub const USERS_INDEX: &str = "users/index";

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::ledger::{bucket_key, busy, outbox_key, prune_ledger, read_ledger};
 use super::lookup::Match;
 use super::work::{Work, work_key};
+use super::unknown::ForUnknown;
 use super::{CAS_ROUNDS, Calls, ItemLease, cut};
 use crate::associations::Associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};
@@ -441,7 +442,10 @@ impl<H: Host> Calls<'_, H> {
                             n.international
                         ));
                     } else {
-                        best = Some(self.create_for_unknown(n, kind, item.owner_id.as_deref())?);
+                        match self.create_for_unknown(n, kind, item.owner_id.as_deref())? {
+                            ForUnknown::Created(record) => best = Some(record),
+                            ForUnknown::Deferred(why) => why_no_record = Some(why),
+                        }
                     }
                 }
                 who = best;

@@ -206,5 +206,6 @@ impl<'h, H: Host> Connector<'h, H> {
             .delete(keys::CONNECTION)
             .delete(keys::REFRESH_LEASE)
             .delete(keys::BACKOFF)
+            .delete(keys::API_USAGE)
     }
 }

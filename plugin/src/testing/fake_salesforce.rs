@@ -77,6 +77,9 @@ struct SfState {
     queries: Vec<String>,
     /// How the next Task creates fail.
     task_faults: VecDeque<TaskFault>,
+    /// The org's API use (`set_api_usage`): every REST answer counts one
+    /// and carries `Sforce-Limit-Info`.
+    api_usage: Option<(u64, u64)>,
     /// Real delay of every REST answer, ms.
     rest_delay_ms: u64,
     /// Who each code was issued to, when not [`USER`] (`allow_as`).
@@ -614,11 +617,52 @@ impl FakeSalesforce {
         lock(&self.state).refresh.contains(token)
     }
 
-    /// The HTTP side.
+    /// The org's API use: `used` requests of `limit` so far. From now on
+    /// every REST answer counts one and says the figures, as Salesforce's
+    /// `Sforce-Limit-Info: api-usage=USED/MAX`, and `limits/` answers them.
+    pub fn set_api_usage(&self, used: u64, limit: u64) {
+        lock(&self.state).api_usage = Some((used, limit));
+    }
+
+    /// The HTTP side; REST answers carry the API use when it is set.
     pub fn handle(
         &self,
         req: &http_fetch::Request,
     ) -> Result<http_fetch::Response, http_fetch::Error> {
+        let rest = req
+            .url
+            .strip_prefix(&format!("{INSTANCE}/services/data/v67.0/"))
+            .map(str::to_string);
+        let Some(path) = rest else {
+            return self.answer(req);
+        };
+        let counted = {
+            let mut s = lock(&self.state);
+            s.api_usage.as_mut().map(|(used, limit)| {
+                *used += 1;
+                (*used, *limit)
+            })
+        };
+        let Some((used, limit)) = counted else {
+            return self.answer(req);
+        };
+        let mut answer = if path == "limits/" {
+            response(
+                200,
+                &serde_json::json!({"DailyApiRequests": {"Max": limit, "Remaining": limit.saturating_sub(used)}})
+                    .to_string(),
+            )
+        } else {
+            self.answer(req)?
+        };
+        answer.headers.push(http_fetch::Header {
+            name: "Sforce-Limit-Info".into(),
+            value: format!("api-usage={used}/{limit}"),
+        });
+        Ok(answer)
+    }
+
+    fn answer(&self, req: &http_fetch::Request) -> Result<http_fetch::Response, http_fetch::Error> {
         let body = req
             .body
             .as_deref()

@@ -788,3 +788,52 @@ async fn admin_endpoints() {
     assert_eq!(tasks, json!([]));
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_use_is_counted_reported_and_set_from_the_org_file_or_the_control_api() {
+    // The org file starts it near the limit.
+    let seed = salesforce_emulator::Seed::from_toml(
+        "[api_usage]\nused = 13500\nmax = 15000\n\n[[contacts]]\nLastName = \"Only\"\n",
+    )
+    .unwrap();
+    let (emu, c) = start(EmulatorConfig {
+        seed: Some(seed),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let t = emu
+        .issue_token(KEY, "admin@example.org")
+        .unwrap()
+        .access_token;
+    assert_eq!(emu.api_usage(), (13_500, 15_000));
+
+    // The version list is not counted and says nothing.
+    let r = api_get(&emu, &c, &t, "/services/data/").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("sforce-limit-info").is_none());
+    assert_eq!(emu.api_usage(), (13_500, 15_000));
+
+    // Every other answer counts one and says the figures, errors too.
+    let r = api_get(&emu, &c, &t, &q("SELECT Id FROM Contact")).await;
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=13501/15000");
+    let r = api_get(&emu, &c, &t, &q("SELECT Nope FROM Contact")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=13502/15000");
+    let (_, limits) = get_json(&emu, &c, &t, "/services/data/v67.0/limits").await;
+    assert_eq!(
+        limits["DailyApiRequests"],
+        json!({"Max": 15000, "Remaining": 1497})
+    );
+
+    // The control API sets it, e.g. back to a quiet day.
+    let r = c
+        .post(format!("{}/__admin/faults", emu.base_url()))
+        .json(&json!({"api_usage": {"used": 20}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = api_get(&emu, &c, &t, &q("SELECT Id FROM Contact")).await;
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=21/15000");
+    emu.shutdown().await;
+}

@@ -8,6 +8,7 @@
 
 mod agents;
 mod agents_browser;
+mod api_limits;
 mod api_versions;
 mod associations;
 mod call_logs;
