@@ -784,11 +784,6 @@ impl FakeSalesforce {
                 let object = object.to_string();
                 return Self::create(&mut s, &object, &body);
             }
-            if req.method == Method::Patch
-                && let Some(id) = path.strip_prefix("sobjects/Task/")
-            {
-                return Ok(Self::update(&mut s, id, &body));
-            }
             if let Some(page) = Self::user_page(&mut s, req, path) {
                 return Ok(page);
             }
@@ -809,33 +804,6 @@ impl FakeSalesforce {
         Err(http_fetch::Error::Unreachable(format!(
             "the fake Salesforce has no {url}"
         )))
-    }
-
-    /// PATCH `sobjects/Task/{id}`: the fields set (null clears one).
-    fn update(s: &mut SfState, id: &str, body: &str) -> http_fetch::Response {
-        let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        let Some(fields) = body.as_object() else {
-            return response(
-                400,
-                r#"[{"errorCode":"JSON_PARSER_ERROR","message":"not an object"}]"#,
-            );
-        };
-        match s
-            .records
-            .iter_mut()
-            .find(|r| r["attributes"]["type"] == "Task" && r["Id"] == id)
-        {
-            Some(record) => {
-                for (k, v) in fields {
-                    record[k.as_str()] = v.clone();
-                }
-                response(204, "")
-            }
-            None => response(
-                404,
-                r#"[{"errorCode":"NOT_FOUND","message":"no such Task"}]"#,
-            ),
-        }
     }
 
     /// A page of users for a User query or one of its locators.
