@@ -58,6 +58,15 @@ impl Dispositions {
     }
 }
 
+/// The administrator's spelling of `name` (trimmed, ignoring case) when it
+/// is in `list`.
+pub fn find<'l>(list: &'l [String], name: &str) -> Option<&'l str> {
+    let name = name.trim();
+    list.iter()
+        .find(|n| n.eq_ignore_ascii_case(name))
+        .map(String::as_str)
+}
+
 /// `names` trimmed, each 1 to [`MAX_NAME`] characters without control
 /// characters, no two alike (ignoring case), at most [`MAX_DISPOSITIONS`].
 pub fn check(names: &[String]) -> Result<Vec<String>, DispositionError> {
@@ -114,5 +123,67 @@ mod tests {
         assert!(d.set(&[long]).is_err());
         assert!(d.set(&vec!["x".to_string(); MAX_DISPOSITIONS + 1]).is_err());
         assert_eq!(d.list().expect("list"), saved, "refusals change nothing");
+    }
+
+    #[test]
+    fn names_are_trimmed_and_duplicates_ignoring_case_refused() {
+        assert_eq!(
+            check(&names(&["  Left message\t", "Sale"])).expect("a good list"),
+            names(&["Left message", "Sale"])
+        );
+        let twice = check(&names(&["Sale", " SALE "])).expect_err("a duplicate");
+        assert!(
+            twice.to_string().contains("in the list twice"),
+            "names the fix: {twice}"
+        );
+        // Two names alike only after trimming are the same one.
+        assert!(check(&names(&["Sale", "Sale "])).is_err());
+        assert!(check(&names(&["Sale", "Sales"])).is_ok(), "different names");
+        assert_eq!(check(&[]).expect("an empty list"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let longest = "é".repeat(MAX_NAME);
+        assert!(
+            check(std::slice::from_ref(&longest)).is_ok(),
+            "{MAX_NAME} characters (not bytes) are fine"
+        );
+        let too_long = check(&["é".repeat(MAX_NAME + 1)]).expect_err("too long");
+        assert!(
+            too_long.to_string().contains("1 to 80 characters"),
+            "{too_long}"
+        );
+        let most: Vec<String> = (0..MAX_DISPOSITIONS).map(|i| format!("D{i}")).collect();
+        assert_eq!(check(&most).expect("the most").len(), MAX_DISPOSITIONS);
+        let mut over = most.clone();
+        over.push("One more".into());
+        let refused = check(&over).expect_err("one too many");
+        assert!(refused.to_string().contains("remove 1"), "{refused}");
+        for blank in ["", "   ", "\t"] {
+            assert!(check(&names(&[blank])).is_err(), "{blank:?}");
+        }
+        assert!(check(&names(&["Left\u{7}message"])).is_err(), "a bell");
+    }
+
+    #[test]
+    fn a_pick_is_found_in_the_administrators_spelling() {
+        let list = names(&["Left message", "Sale"]);
+        assert_eq!(find(&list, " left MESSAGE "), Some("Left message"));
+        assert_eq!(find(&list, "Sale"), Some("Sale"));
+        assert_eq!(find(&list, "Sold"), None);
+        assert_eq!(find(&list, ""), None);
+        assert_eq!(find(&[], "Sale"), None);
+    }
+
+    #[test]
+    fn an_unreadable_list_reads_as_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        store
+            .namespace(NAMESPACE, Quota::UNLIMITED)
+            .set(KEY, b"not json")
+            .expect("set");
+        assert!(Dispositions::new(&store).list().expect("list").is_empty());
     }
 }

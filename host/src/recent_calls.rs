@@ -29,6 +29,20 @@ pub struct CallRecord {
     pub details: Vec<Detail>,
 }
 
+/// The after-call work the agent saved for a call (what the page shows in
+/// its form again).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SavedWork {
+    /// The notes, when the agent wrote some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// The disposition, when the agent picked one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<String>,
+    /// When it was last saved.
+    pub saved_at_ms: u64,
+}
+
 /// One call of an extension.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RecentCall {
@@ -48,6 +62,9 @@ pub struct RecentCall {
     /// The CRM record, once a pop-up named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<CallRecord>,
+    /// The after-call work saved for it, once the agent saved some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work: Option<SavedWork>,
 }
 
 /// Recent calls, by extension.
@@ -98,6 +115,7 @@ impl RecentCalls {
             started_at_ms: event.started_at_ms,
             ended_at_ms: event.ended_at_ms,
             record: None,
+            work: None,
         });
     }
 
@@ -110,6 +128,23 @@ impl RecentCalls {
             .and_then(|calls| calls.iter_mut().find(|c| c.call_id == call_id))
         {
             call.record = Some(record);
+        }
+    }
+
+    /// Note after-call work saved for `call_id` at `extension`: each part
+    /// given replaces the one before, as the plugin does with the Task.
+    pub fn note_work(&self, extension: &str, call_id: &str, work: SavedWork) {
+        let mut table = self.table();
+        if let Some(call) = table
+            .get_mut(extension)
+            .and_then(|calls| calls.iter_mut().find(|c| c.call_id == call_id))
+        {
+            let before = call.work.take().unwrap_or_default();
+            call.work = Some(SavedWork {
+                notes: work.notes.or(before.notes),
+                disposition: work.disposition.or(before.disposition),
+                saved_at_ms: work.saved_at_ms,
+            });
         }
     }
 
@@ -192,6 +227,40 @@ mod tests {
             None,
             "another extension's record"
         );
+    }
+
+    #[test]
+    fn saved_work_replaces_part_by_part() {
+        let calls = RecentCalls::default();
+        calls.note_event(&event("c1", "1001", Phase::Ended));
+        calls.note_work(
+            "1001",
+            "c1",
+            SavedWork {
+                notes: Some("Wants a quote".into()),
+                disposition: Some("Sale".into()),
+                saved_at_ms: 1,
+            },
+        );
+        calls.note_work(
+            "1001",
+            "c1",
+            SavedWork {
+                notes: None,
+                disposition: Some("Left message".into()),
+                saved_at_ms: 2,
+            },
+        );
+        calls.note_work("1002", "c1", SavedWork::default());
+        assert_eq!(
+            calls.list("1001")[0].work,
+            Some(SavedWork {
+                notes: Some("Wants a quote".into()),
+                disposition: Some("Left message".into()),
+                saved_at_ms: 2,
+            })
+        );
+        assert!(calls.list("1002").is_empty(), "no call is added");
     }
 
     #[test]

@@ -45,8 +45,10 @@ use super::sessions::{AGENT_COOKIE, Holder, SignedInWith, cookie, set_cookie};
 use super::state::AppState;
 use crate::call_input::check_extension;
 use crate::capabilities::browser::{BrowserRequest, Detail, Viewer};
-use crate::recent_calls::CallRecord;
-use crate::runtime::wit::RecordChoice;
+use crate::dispositions::{self, Dispositions};
+use crate::recent_calls::{CallRecord, SavedWork};
+use crate::runtime::CallError;
+use crate::runtime::wit::{AfterCallWork, RecordChoice};
 
 const AGENT_HTML: &str = include_str!("assets/agent.html");
 
@@ -66,6 +68,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/agent/{extension}/calls/{call_id}/choice",
             post(choose_record),
         )
+        .route("/agent/{extension}/calls/{call_id}/work", post(save_work))
 }
 
 /// The only places sign-in returns to: an agent page of this host, by its
@@ -582,17 +585,7 @@ async fn dial(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require(&st, &headers, &extension)?;
-    let json_body = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_body {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid-input",
-            "send the number as JSON, Content-Type: application/json, e.g. {\"number\": \"+14155550100\"}",
-        ));
-    }
+    require_json(&headers, "the number", r#"{"number": "+14155550100"}"#)?;
     let body: DialBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -605,13 +598,215 @@ async fn dial(
     Ok((StatusCode::CREATED, Json(json!(origination))).into_response())
 }
 
+/// The extension's recent calls, and the dispositions the agent picks from
+/// for their after-call work.
 async fn recent_calls(
     State(st): St,
     Path(extension): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require(&st, &headers, &extension)?;
-    Ok(Json(json!({ "calls": st.recent_calls.list(&extension) })))
+    let dispositions = Dispositions::new(&st.store)
+        .list()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+    Ok(Json(json!({
+        "calls": st.recent_calls.list(&extension),
+        "dispositions": dispositions,
+    })))
+}
+
+/// Refuse a body that is not JSON (415), showing `example`.
+fn require_json(headers: &HeaderMap, what: &str, example: &str) -> Result<(), ApiError> {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json_body {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid-input",
+            format!("send {what} as JSON, Content-Type: application/json, e.g. {example}"),
+        ))
+    }
+}
+
+/// The longest notes an agent saves for a call, in characters.
+pub const MAX_NOTES: usize = 4000;
+
+const WORK_EXAMPLE: &str = r#"{"notes": "Wants a quote", "disposition": "Left message"}"#;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkBody {
+    notes: Option<String>,
+    disposition: Option<String>,
+}
+
+/// After-call work checked against the rules and the administrator's
+/// list: (notes, disposition in the list's spelling), or the refusal.
+fn check_work(body: WorkBody, dispositions: &[String]) -> Result<AfterCall, ApiError> {
+    let bad = |field: &str, message: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", message).with_field(field)
+    };
+    let notes = body.notes.filter(|n| !n.trim().is_empty());
+    if let Some(notes) = &notes {
+        let count = notes.chars().count();
+        if count > MAX_NOTES {
+            return Err(bad(
+                "notes",
+                format!("the notes have {count} characters; shorten them to at most {MAX_NOTES}"),
+            ));
+        }
+        if notes
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(bad(
+                "notes",
+                "the notes contain control characters; keep to text, lines and tabs".into(),
+            ));
+        }
+    }
+    let disposition = match body.disposition.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => match dispositions::find(dispositions, name) {
+            Some(found) => Some(found.to_string()),
+            None if dispositions.is_empty() => {
+                return Err(bad(
+                    "disposition",
+                    "the administrator has defined no dispositions yet (Call dispositions in the portal); save the notes without one".into(),
+                ));
+            }
+            None => {
+                return Err(bad(
+                    "disposition",
+                    format!(
+                        "{:?} is not one of the dispositions; pick one of: {}",
+                        name.chars().take(100).collect::<String>(),
+                        dispositions.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    if notes.is_none() && disposition.is_none() {
+        return Err(bad(
+            "notes",
+            format!("write notes or pick a disposition, e.g. {WORK_EXAMPLE}"),
+        ));
+    }
+    Ok(AfterCall { notes, disposition })
+}
+
+/// Checked after-call work.
+struct AfterCall {
+    notes: Option<String>,
+    disposition: Option<String>,
+}
+
+/// The agent's after-call work for a call of this extension: notes (at
+/// most [`MAX_NOTES`] characters) and a disposition from the
+/// administrator's list, added by each plugin to the call's one Task (an
+/// update, never a second Task). Everything is checked before any plugin
+/// is called, so a refused request changes nothing.
+async fn save_work(
+    State(st): St,
+    Path((extension, call_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require(&st, &headers, &extension)?;
+    require_json(&headers, "the work", WORK_EXAMPLE)?;
+    let body: WorkBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!("the body must be JSON such as {WORK_EXAMPLE} ({e})"),
+        )
+        .with_field("body")
+    })?;
+    let known = st
+        .recent_calls
+        .list(&extension)
+        .into_iter()
+        .any(|c| c.call_id == call_id);
+    if !known {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!(
+                "call {call_id:?} is not among extension {extension}'s recent calls; add the work to one the page lists, or in the CRM"
+            ),
+        ));
+    }
+    let list = Dispositions::new(&st.store)
+        .list()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+    let work = check_work(body, &list)?;
+    let plugins = st.runtime.plugin_ids();
+    if plugins.is_empty() {
+        return Err(ApiError::no_plugin());
+    }
+    let request = AfterCallWork {
+        call_id: call_id.clone(),
+        extension: extension.clone(),
+        notes: work.notes.clone(),
+        disposition: work.disposition.clone(),
+    };
+    let mut answers = Vec::new();
+    let mut first_error = None;
+    for plugin in plugins {
+        match st
+            .runtime
+            .plugin(&plugin)
+            .save_after_call_work(&request)
+            .await
+        {
+            Ok(outcome) => {
+                answers.push(json!({"plugin": plugin, "ok": true, "outcome": outcome}));
+            }
+            // A plugin too old for after-call work has no say in it.
+            Err(CallError::Unsupported { .. }) => {}
+            Err(e) => {
+                tracing::warn!(%plugin, %extension, %call_id, "after-call work refused: {e}");
+                let e = ApiError::from(e);
+                answers.push(
+                    json!({"plugin": plugin, "ok": false, "kind": e.kind(), "error": e.message()}),
+                );
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if !answers.iter().any(|a| a["ok"] == true) {
+        return Err(first_error.unwrap_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported",
+                "no installed CRM plugin takes after-call work (it needs pbx:crm 0.5.0); ask your administrator for a newer plugin",
+            )
+        }));
+    }
+    let saved_at_ms = crate::now_ms();
+    st.recent_calls.note_work(
+        &extension,
+        &call_id,
+        SavedWork {
+            notes: work.notes.clone(),
+            disposition: work.disposition.clone(),
+            saved_at_ms,
+        },
+    );
+    tracing::info!(%extension, %call_id, "after-call work saved");
+    Ok(Json(json!({
+        "call_id": call_id,
+        "notes": work.notes,
+        "disposition": work.disposition,
+        "saved_at_ms": saved_at_ms,
+        "plugins": answers,
+    }))
+    .into_response())
 }
 
 /// Longest record id the pick accepts (CRM ids are far shorter).
@@ -632,17 +827,7 @@ async fn choose_record(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require(&st, &headers, &extension)?;
-    let json_body = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_body {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid-input",
-            "send the pick as JSON, Content-Type: application/json, e.g. {\"record_id\": \"003...\"}",
-        ));
-    }
+    require_json(&headers, "the pick", r#"{"record_id": "003..."}"#)?;
     let body: ChoiceBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -854,4 +1039,66 @@ fn stream(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(notes: Option<&str>, disposition: Option<&str>) -> WorkBody {
+        WorkBody {
+            notes: notes.map(str::to_string),
+            disposition: disposition.map(str::to_string),
+        }
+    }
+
+    fn list() -> Vec<String> {
+        vec!["Left message".into(), "Sale".into()]
+    }
+
+    fn refusal(result: Result<AfterCall, ApiError>) -> String {
+        match result {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.message().to_string(),
+        }
+    }
+
+    #[test]
+    fn work_is_checked_against_the_list_and_the_bounds() {
+        let ok = check_work(body(Some("Wants a quote"), Some(" sale ")), &list())
+            .unwrap_or_else(|e| panic!("{}", e.message()));
+        assert_eq!(ok.notes.as_deref(), Some("Wants a quote"));
+        assert_eq!(
+            ok.disposition.as_deref(),
+            Some("Sale"),
+            "the list's spelling"
+        );
+        let only_notes = check_work(body(Some("x"), Some("")), &list())
+            .unwrap_or_else(|e| panic!("{}", e.message()));
+        assert_eq!(only_notes.disposition, None, "empty: none picked");
+
+        let unknown = refusal(check_work(body(None, Some("Sold")), &list()));
+        assert!(
+            unknown.contains("pick one of: Left message, Sale"),
+            "{unknown}"
+        );
+        let no_list = refusal(check_work(body(Some("x"), Some("Sale")), &[]));
+        assert!(no_list.contains("no dispositions"), "{no_list}");
+        let nothing = refusal(check_work(body(Some("  "), None), &list()));
+        assert!(
+            nothing.contains("write notes or pick a disposition"),
+            "{nothing}"
+        );
+
+        let longest = "é".repeat(MAX_NOTES);
+        assert!(check_work(body(Some(&longest), None), &list()).is_ok());
+        let long = refusal(check_work(
+            body(Some(&"é".repeat(MAX_NOTES + 1)), None),
+            &list(),
+        ));
+        assert!(long.contains("at most 4000"), "{long}");
+        assert!(check_work(body(Some("line\nline\ttab\r\n"), None), &list()).is_ok());
+        let control = refusal(check_work(body(Some("bell\u{7}"), None), &list()));
+        assert!(control.contains("control characters"), "{control}");
+    }
 }

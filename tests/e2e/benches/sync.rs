@@ -42,7 +42,11 @@ async fn sync_users(world: &World) -> anyhow::Result<(Value, Vec<u64>)> {
 /// Make the next sync a full one: save another `user-types` than the
 /// last sync's (every generated user is Standard, so both list the same).
 async fn full_sync_next(world: &World, run: usize) -> anyhow::Result<()> {
-    let value = if run % 2 == 0 { "all" } else { "standard" };
+    let value = if run.is_multiple_of(2) {
+        "all"
+    } else {
+        "standard"
+    };
     world
         .api
         .put(

@@ -1,8 +1,10 @@
 // The agent page's script: pop-ups over server-sent events (a caption when
 // the pop-up has one, else its bare URL; records to pick from when a
 // plugin offers several), click-to-call from this page's
-// extension, and the extension's recent calls. Served as a file, not
-// inline, for the Content-Security-Policy.
+// extension, and the extension's recent calls with a form for each call's
+// after-call work (notes, a disposition from the administrator's list).
+// Served as a file, not inline, for the Content-Security-Policy. Text
+// from the PBX always goes in as text (textContent), never as HTML.
 "use strict";
 const el = (id) => document.getElementById(id);
 const EXTENSION = document.body.dataset.extension;
@@ -122,6 +124,114 @@ function show(popup) {
   window.open(popup.url, "_blank", "noopener");
 }
 
+// The administrator's dispositions (from /calls), for the work forms.
+let dispositions = [];
+// Each call's row and after-call work form, by call id: kept across
+// refreshes so what the agent is typing is never lost.
+const callRows = new Map();
+let formCount = 0;
+
+// The disposition select: "(none)" and the administrator's list, keeping
+// the agent's current pick (or the saved one) when it is still listed.
+function fillDispositions(select, wanted) {
+  const current = wanted !== undefined ? wanted : select.value;
+  const names = dispositions.slice();
+  if (current && !names.includes(current)) names.push(current);
+  const same = select.options.length === names.length + 1
+    && names.every((n, i) => select.options[i + 1].value === n);
+  if (!same) {
+    const none = document.createElement("option");
+    none.value = ""; none.textContent = "(none)";
+    select.replaceChildren(none, ...names.map((n) => {
+      const o = document.createElement("option");
+      o.value = n; o.textContent = n;
+      return o;
+    }));
+  }
+  select.value = current || "";
+}
+
+// After-call work for one call: notes and a disposition, saved to the
+// call's Task (the same Task, updated) through the PBX.
+function workFormOf(call) {
+  const n = ++formCount;
+  const form = document.createElement("form");
+  form.className = "work";
+  const notesLabel = document.createElement("label");
+  notesLabel.htmlFor = `work-notes-${n}`; notesLabel.textContent = "Notes";
+  const notes = document.createElement("textarea");
+  notes.id = `work-notes-${n}`; notes.name = "notes"; notes.className = "work-notes";
+  notes.rows = 3; notes.maxLength = 4000;
+  notes.value = (call.work && call.work.notes) || "";
+  const dispLabel = document.createElement("label");
+  dispLabel.htmlFor = `work-disposition-${n}`; dispLabel.textContent = "Disposition";
+  const select = document.createElement("select");
+  select.id = `work-disposition-${n}`; select.name = "disposition"; select.className = "work-disposition";
+  fillDispositions(select, (call.work && call.work.disposition) || "");
+  const save = document.createElement("button");
+  save.type = "submit"; save.className = "save-work"; save.textContent = "Save notes";
+  const result = document.createElement("p");
+  result.className = "work-result"; result.setAttribute("role", "status");
+  form.append(notesLabel, notes, dispLabel, select, save, result);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveWork(call.call_id, notes, select, save, result);
+  });
+  return form;
+}
+
+async function saveWork(callId, notes, select, save, result) {
+  result.className = "work-result";
+  result.textContent = "Saving…";
+  save.disabled = true;
+  try {
+    const response = await fetch(`${BASE}/calls/${encodeURIComponent(callId)}/work`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ notes: notes.value, disposition: select.value }),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      result.className = "work-result error";
+      result.textContent = (answer.error || `The PBX answered ${response.status}.`).replaceAll("`", "");
+      return;
+    }
+    const said = (answer.plugins || [])
+      .flatMap((p) => p.ok ? (p.outcome || []).map((o) => o.detail) : [`${p.plugin}: ${p.error}`])
+      .filter(Boolean);
+    const at = new Date(answer.saved_at_ms).toLocaleTimeString();
+    result.className = "work-result saved";
+    result.textContent = `Saved at ${at}${answer.disposition ? ` (${answer.disposition})` : ""}. ${said.join(" ")}`.trim();
+  } catch (e) {
+    result.className = "work-result error";
+    result.textContent = "The PBX cannot be reached.";
+  } finally {
+    save.disabled = false;
+  }
+}
+
+// A call's line: when, direction, number, phase, and its record.
+function callInfoOf(call) {
+  const info = document.createElement("div");
+  info.className = "call-info";
+  const time = document.createElement("time");
+  const at = new Date(call.started_at_ms);
+  time.dateTime = at.toISOString();
+  time.textContent = at.toLocaleString();
+  const what = document.createElement("span");
+  what.textContent = `${call.direction} ${call.number} (${call.phase}) `;
+  info.append(time, what);
+  const record = call.record || records.get(call.call_id);
+  if (record) {
+    info.append(link(record.url, record.title, "record"));
+    const facts = document.createElement("span");
+    facts.className = "record-details";
+    facts.textContent = (record.details || []).map((d) => ` ${d.label}: ${d.value}`).join(" ·");
+    info.append(facts);
+  }
+  return info;
+}
+
 async function loadCalls() {
   let answer;
   try {
@@ -129,29 +239,31 @@ async function loadCalls() {
     if (!response.ok) return;
     answer = await response.json();
   } catch (e) { return; }
+  dispositions = Array.isArray(answer.dispositions) ? answer.dispositions : [];
   const list = el("calls");
-  list.replaceChildren();
-  for (const call of answer.calls || []) {
-    const li = document.createElement("li");
-    li.className = "call";
-    li.dataset.callId = call.call_id;
-    const time = document.createElement("time");
-    const at = new Date(call.started_at_ms);
-    time.dateTime = at.toISOString();
-    time.textContent = at.toLocaleString();
-    const what = document.createElement("span");
-    what.textContent = `${call.direction} ${call.number} (${call.phase}) `;
-    li.append(time, what);
-    const record = call.record || records.get(call.call_id);
-    if (record) {
-      li.append(link(record.url, record.title, "record"));
-      const facts = document.createElement("span");
-      facts.className = "record-details";
-      facts.textContent = (record.details || []).map((d) => ` ${d.label}: ${d.value}`).join(" ·");
-      li.append(facts);
-    }
-    list.append(li);
+  const calls = answer.calls || [];
+  const listed = new Set(calls.map((c) => c.call_id));
+  for (const [id, row] of callRows) {
+    if (!listed.has(id)) { row.li.remove(); callRows.delete(id); }
   }
+  // Rows are updated in place and moved only when out of order, so a
+  // form being typed in keeps its focus.
+  calls.forEach((call, i) => {
+    let row = callRows.get(call.call_id);
+    if (!row) {
+      const li = document.createElement("li");
+      li.className = "call";
+      li.dataset.callId = call.call_id;
+      const form = workFormOf(call);
+      li.append(callInfoOf(call), form);
+      row = { li, form };
+      callRows.set(call.call_id, row);
+    } else {
+      row.li.firstElementChild.replaceWith(callInfoOf(call));
+      fillDispositions(row.form.querySelector("select"));
+    }
+    if (list.children[i] !== row.li) list.insertBefore(row.li, list.children[i] || null);
+  });
 }
 
 el("dial-form").addEventListener("submit", async (event) => {

@@ -1080,6 +1080,43 @@ async function loadSessions() {
 }
 loadSessions();
 setInterval(loadSessions, 10000);
+// ---- Call dispositions (self-contained block): the pick-list agents
+// choose from for their after-call work, one per line, from GET/PUT
+// /api/call-dispositions. Blank lines are dropped; the host checks the
+// rest and says what to fix.
+async function loadDispositions() {
+  try {
+    const answer = await api("GET", "/call-dispositions");
+    el("dispositions").value = (answer.dispositions || []).join("\n");
+  } catch (e) {
+    say(el("dispositions-result"), e.message, true);
+  }
+}
+
+el("dispositions-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const result = el("dispositions-result");
+  const error = el("dispositions-error");
+  const input = el("dispositions");
+  text(error, "");
+  input.removeAttribute("aria-invalid");
+  const names = input.value.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  try {
+    const answer = await api("PUT", "/call-dispositions", { dispositions: names });
+    const saved = answer.dispositions || [];
+    input.value = saved.join("\n");
+    say(result, saved.length ? `Saved ${plural(saved.length, "disposition")}.` : "Saved: agents have no dispositions to pick from.", false);
+  } catch (e) {
+    say(result, "", false);
+    if (e.field === "dispositions") {
+      text(error, e.message);
+      input.setAttribute("aria-invalid", "true");
+    } else {
+      say(result, e.message, true);
+    }
+  }
+});
+loadDispositions();
 // ---- Dead letters ------------------------------------------------------
 // Call events the host gave up delivering to a plugin (its retry queue was
 // full, or the event ran out of attempts or time): list them, deliver one

@@ -13,7 +13,7 @@ use serde_json::json;
 
 /// Open `/agent/{extension}` signed out: the sign-in page comes, with the
 /// extension filled in; sign in with `password`; the agent page goes live.
-async fn sign_in_with_password(
+pub async fn sign_in_with_password(
     browser: &Browser,
     host: &RunningHost,
     extension: &str,

@@ -6,6 +6,8 @@
 //! Run one area with a filter, e.g.
 //! `cargo test -p e2e-tests --test through_host portal_browser::`.
 
+mod after_call_work;
+mod agent_work_browser;
 mod agents;
 mod agents_browser;
 mod api_limits;

@@ -46,7 +46,7 @@ pub fn two_contacts(world: &World) -> (String, String) {
 }
 
 /// What the host recorded for `extension` about `call_id`.
-fn requests_for(world: &World, extension: &str, call_id: &str) -> Vec<BrowserRequest> {
+pub fn requests_for(world: &World, extension: &str, call_id: &str) -> Vec<BrowserRequest> {
     world
         .host
         .state
@@ -61,7 +61,8 @@ fn requests_for(world: &World, extension: &str, call_id: &str) -> Vec<BrowserReq
         .collect()
 }
 
-async fn ring(world: &World, call_id: &str, phase: &str) {
+/// A `phase` event of call `call_id` from +1 212 555 0180 to 1001.
+pub async fn ring(world: &World, call_id: &str, phase: &str) {
     let (status, body) = send_event(
         &world.host.url(),
         &world.host.admin_token,
@@ -72,7 +73,7 @@ async fn ring(world: &World, call_id: &str, phase: &str) {
 }
 
 /// A signed-in agent of `extension` (its own cookies).
-async fn agent(world: &World, extension: &str, password: &str) -> reqwest::Client {
+pub async fn agent(world: &World, extension: &str, password: &str) -> reqwest::Client {
     world
         .api
         .put(
