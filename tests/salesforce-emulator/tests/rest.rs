@@ -279,7 +279,7 @@ async fn user_types_and_changes_since_a_time() {
         ))
     };
     let (_, r) = get_json(&emu, &c, &t, &changed(since)).await;
-    assert_eq!(standard(&r), [chatter.clone()], "{r}");
+    assert_eq!(standard(&r), std::slice::from_ref(&chatter), "{r}");
     let users = emu.users();
     let id = |i: usize| users[i]["Id"].as_str().unwrap().to_string();
     emu.update_user(
