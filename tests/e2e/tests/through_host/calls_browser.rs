@@ -1,12 +1,16 @@
 //! Agent pages in a real browser (headless Chromium): a pop-up for
 //! extension 1001 reaches the page of 1001 and no other; pages opened before
 //! an agent page loaded are not shown again; a ringing call from a known
-//! caller pops the caller's record up; the portal shows the waiting call logs.
+//! caller pops the caller's record up; an unknown caller's pop-up opens
+//! Salesforce's new-Contact page with the number filled in; the portal
+//! shows the waiting call logs.
 
 use std::time::Duration;
 
 use e2e_tests::browser::Browser;
-use e2e_tests::org::{Setup, World, call_event, calls_world, send_event};
+use e2e_tests::org::{
+    ADMIN_PASSWORD, ADMIN_USER, Setup, World, call_event, calls_world, send_event,
+};
 use fantoccini::wd::WindowHandle;
 use pbx_host::capabilities::browser::Viewer;
 use serde_json::{Map, Value, json};
@@ -191,6 +195,60 @@ async fn a_ringing_call_pops_the_caller_up_on_the_agents_page_only() {
     b.switch_to_window(page_1002).await.expect("switch");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(browser.popup_links().await.is_empty());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_callers_pop_up_opens_a_new_contact_with_the_number() {
+    let world = calls_world(Setup::default()).await;
+    let contacts_before = world.org.contacts().len();
+    let browser = Browser::start().await;
+    browser
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
+    let b = &browser.client;
+    open_agent(&browser, &world, "1001").await;
+
+    let (status, body) = send_event(
+        &world.host.url(),
+        &world.host.admin_token,
+        &call_event(
+            "pop-unknown",
+            "ringing",
+            "212-555-0181",
+            "1001",
+            1_768_478_400_000,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The agent page lists the new-record page, pre-filled with the number.
+    let urls = browser.wait_popup_link("/lightning/o/Contact/new").await;
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    assert!(
+        urls[0].starts_with(&world.org.base_url())
+            && urls[0].ends_with("defaultFieldValues=Phone=%2B12125550181"),
+        "{urls:?}"
+    );
+    // Followed in the browser: Salesforce asks the agent to log in, then
+    // shows the new Contact with the caller's number filled in.
+    b.goto(&urls[0]).await.expect("follow the pop-up");
+    browser
+        .type_into("#login_form input[name=username]", ADMIN_USER)
+        .await;
+    browser
+        .type_into("#login_form input[name=password]", ADMIN_PASSWORD)
+        .await;
+    browser.click("#Login").await;
+    browser.wait_text("#name", "New Contact").await;
+    let phone = browser.wait_text("#Phone", "+12125550181").await;
+    assert_eq!(phone, "+12125550181");
+    assert_eq!(
+        world.org.contacts().len(),
+        contacts_before,
+        "the page only pre-fills; the agent saves"
+    );
     browser.close().await;
 }
 
