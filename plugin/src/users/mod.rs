@@ -74,7 +74,7 @@ pub use crate::salesforce::query::USERS_SOQL;
 pub use chunks::page_chunk;
 /// Users per stored chunk: a chunk is closed once it holds this many (a
 /// lookup by id reads one chunk, so chunks stay small).
-pub const CHUNK_TARGET: usize = 2_000;
+pub const CHUNK_TARGET: usize = 500;
 /// At most this many pages per step: 20,000 users in full pages, about
 /// 5 MB of chunks held until the step's batch.
 pub const MAX_PAGES_PER_STEP: usize = 10;
@@ -101,9 +101,9 @@ pub const REFRESH_OVERLAP_MS: u64 = 5 * 60 * 1000;
 /// Most changed users a refresh applies (one page of the changes query);
 /// more changes than this make a full sync.
 pub const REFRESH_MAX_CHANGES: usize = 2_000;
-/// Most chunks one sync may write (10 pages per step would allow more, but
-/// 1,000 chunks are 2 million users: something is wrong).
-const MAX_CHUNKS: u32 = 1_000;
+/// Most chunks one sync may write (4,000 chunks of 500 are 2 million
+/// users: past that something is wrong).
+const MAX_CHUNKS: u32 = 4_000;
 
 /// One synced Salesforce user, as stored in a chunk. Also the user input of
 /// [`crate::matching::propose`].

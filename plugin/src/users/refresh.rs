@@ -124,6 +124,9 @@ impl<H: Host> Users<'_, H> {
             .ok_or_else(|| store::unreadable(&map_key, "the user list's id map is missing"))?;
         let damaged = || store::unreadable(&map_key, "the user list's id map is damaged");
         let mut chunks: BTreeMap<u32, Vec<UserRecord>> = BTreeMap::new();
+        // Chunks whose content changed: the refresh's overlap re-reads users
+        // already applied, and an unchanged chunk is not written again.
+        let mut dirty: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
         let mut pages = index.pages.max(1);
         let mut count = index.count;
         let mut high = index.high_water_ms;
@@ -145,10 +148,14 @@ impl<H: Host> Users<'_, H> {
                     if keep {
                         let mut record = user.record()?;
                         record.id = id;
-                        chunk[at] = record;
-                        tally.updated += 1;
+                        if chunk[at] != record {
+                            chunk[at] = record;
+                            dirty.insert(page);
+                            tally.updated += 1;
+                        }
                     } else {
                         chunk.remove(at);
+                        dirty.insert(page);
                         map.replace_range(range, "");
                         count = count.saturating_sub(1);
                         tally.removed += 1;
@@ -165,6 +172,7 @@ impl<H: Host> Users<'_, H> {
                     record.id = id;
                     map.push_str(&format!("{}:{page},", record.id));
                     self.edited(&mut chunks, sync, page)?.push(record);
+                    dirty.insert(page);
                     count = count.saturating_add(1);
                     tally.added += 1;
                 }
@@ -173,8 +181,12 @@ impl<H: Host> Users<'_, H> {
         }
 
         let mut batch = Batch::new().expect_raw(keys::USERS_INDEX, Some(index_raw));
-        for (page, chunk) in &chunks {
+        for (page, chunk) in chunks.iter().filter(|(page, _)| dirty.contains(page)) {
             batch = batch.set(&page_key(sync, *page), chunk)?;
+        }
+        // The id map changes only when users came or went.
+        if tally.added > 0 || tally.removed > 0 {
+            batch = batch.set(&map_key, &map)?;
         }
         let next = UsersIndex {
             pages,
@@ -191,7 +203,6 @@ impl<H: Host> Users<'_, H> {
             total: count,
         };
         batch = batch
-            .set(&map_key, &map)?
             .set(keys::USERS_INDEX, &next)?
             .set(keys::USERS_LAST_SYNC, &done)?;
         match store.commit(&batch) {
@@ -206,11 +217,12 @@ impl<H: Host> Users<'_, H> {
         self.host.log(
             Level::Info,
             &format!(
-                "user refresh: {} changed users read ({} added, {} updated, {} removed); {count} users listed",
+                "user refresh: {} changed users read ({} added, {} updated, {} removed, {} chunks written); {count} users listed",
                 changed.len(),
                 tally.added,
                 tally.updated,
-                tally.removed
+                tally.removed,
+                dirty.len()
             ),
         );
         Ok(SyncProgress {

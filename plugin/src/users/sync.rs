@@ -109,10 +109,13 @@ impl<H: Host> Users<'_, H> {
                     return Err(self.failed(&state, e));
                 }
                 state.high = state.high.max(user.modstamp_ms());
-            }
-            if open.count as usize >= CHUNK_TARGET {
-                let next = PartWriter::new(open.page + 1);
-                parts.push(std::mem::replace(&mut open, next).finish());
+                // Chunks close at the target, not at Salesforce's page
+                // boundaries (2,000 records), so a refresh that edits a few
+                // users rewrites small chunks.
+                if open.count as usize >= CHUNK_TARGET {
+                    let next = PartWriter::new(open.page + 1);
+                    parts.push(std::mem::replace(&mut open, next).finish());
+                }
             }
             state.next = match (page.done, page.next_records_url) {
                 (true, _) => None,

@@ -54,7 +54,7 @@ fn names(host: &FakeHost) -> Vec<String> {
 fn a_refresh_reads_the_changes_in_one_request_and_applies_each() {
     let (host, sf, mut org) = synced(2_500);
     let before = index(&host);
-    assert_eq!((before.pages, before.count), (2, 2_500));
+    assert_eq!((before.pages, before.count), (5, 2_500));
     assert_eq!(before.user_types, Some(UserTypes::Standard));
     assert_eq!(before.high_water_ms, Some(NOW - DAY + 2_499_000));
 
@@ -78,7 +78,8 @@ fn a_refresh_reads_the_changes_in_one_request_and_applies_each() {
     assert_eq!(host.requests().len(), 1, "one request");
     let after = index(&host);
     assert_eq!(after.sync_id, before.sync_id, "the same list, edited");
-    assert_eq!((after.pages, after.count), (2, 2_499));
+    // The newcomer opens a sixth chunk: the fifth is full.
+    assert_eq!((after.pages, after.count), (6, 2_499));
     assert_eq!(after.high_water_ms, Some(later + 1_000));
     assert_eq!(after.full_at_ms, before.full_at_ms);
 
@@ -101,11 +102,22 @@ fn a_refresh_reads_the_changes_in_one_request_and_applies_each() {
     assert_eq!(listed[1], "Renamed Person", "in its place");
     assert_eq!(listed.last().map(String::as_str), Some("Zed Newcomer"));
 
-    // Nothing new: the overlap reads the same changes again, harmlessly.
+    // Nothing new: the overlap reads the same changes again, harmlessly,
+    // and writes no chunk and no id map (only the index and the last sync).
+    let batches = host.batches().len();
     let again = sync(&host);
     assert_eq!(again.len(), 1);
     assert_eq!(names(&host), listed);
     assert_eq!(index(&host).count, 2_499);
+    let written: Vec<Vec<String>> = host.batches()[batches..].to_vec();
+    assert_eq!(
+        written,
+        vec![vec![
+            keys::USERS_INDEX.to_string(),
+            keys::USERS_LAST_SYNC.to_string()
+        ]],
+        "{written:?}"
+    );
 }
 
 #[test]

@@ -73,38 +73,30 @@ fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
     };
     assert_eq!(
         (idx.pages, idx.count, idx.synced_at_ms),
-        (3, 5_000, NOW + 3 * STEP_BUDGET_MS)
+        (10, 5_000, NOW + 3 * STEP_BUDGET_MS)
     );
-    // Each step wrote its chunk with its id list in one batch; the index
-    // was written once, by the last step's batch, which also wrote the last
-    // chunk and the id map and deleted the staged id lists.
+    // Each step (a page of 2,000) wrote its four chunks with their id lists
+    // in one batch; the index was written once, by the last step's batch,
+    // which also wrote the last chunks and the id map and deleted the
+    // staged id lists.
     let batches = sync_batches(&host);
     let sync_id = idx.sync_id.clone();
     let id_map = crate::users::ids_key(&sync_id);
-    assert_eq!(
-        batches,
-        [
-            vec![ids_part_key(&sync_id, 0), page_key(&sync_id, 0)],
-            vec![ids_part_key(&sync_id, 1), page_key(&sync_id, 1)],
-            vec![
-                ids_part_key(&sync_id, 0),
-                ids_part_key(&sync_id, 1),
-                page_key(&sync_id, 2),
-                id_map.clone(),
-                keys::USERS_INDEX.to_string(),
-                keys::USERS_LAST_SYNC.to_string(),
-            ],
-        ]
-    );
-    assert_eq!(
-        sync_keys(&host),
-        [
-            page_key(&sync_id, 0),
-            page_key(&sync_id, 1),
-            page_key(&sync_id, 2),
-            id_map
-        ]
-    );
+    let staged = |pages: std::ops::Range<u32>| -> Vec<String> {
+        pages
+            .flat_map(|p| [ids_part_key(&sync_id, p), page_key(&sync_id, p)])
+            .collect()
+    };
+    let mut last: Vec<String> = (0..8).map(|p| ids_part_key(&sync_id, p)).collect();
+    last.extend([page_key(&sync_id, 8), page_key(&sync_id, 9), id_map.clone()]);
+    last.extend([
+        keys::USERS_INDEX.to_string(),
+        keys::USERS_LAST_SYNC.to_string(),
+    ]);
+    assert_eq!(batches, [staged(0..4), staged(4..8), last]);
+    let mut current: Vec<String> = (0..10).map(|p| page_key(&sync_id, p)).collect();
+    current.push(id_map);
+    assert_eq!(sync_keys(&host), current);
 
     let list = entries(&host);
     assert_eq!(list.len(), 5_000);
@@ -140,12 +132,12 @@ fn a_fast_salesforce_is_read_several_pages_per_step_each_step_one_batch() {
         [(5_000, 12_000), (10_000, 12_000), (12_000, 12_000)]
     );
     assert_eq!(sf.user_pages(), 24);
-    // Chunks of 2,000 (the rest of a step is a chunk of its own): 2,000,
-    // 2,000, 1,000 per full step; 2,000 in the last.
+    // Chunks of 500, closed inside a page: ten per full step of 5,000,
+    // four in the last.
     let Some(idx) = index(&host) else {
         panic!("no index");
     };
-    assert_eq!((idx.pages, idx.count), (7, 12_000));
+    assert_eq!((idx.pages, idx.count), (24, 12_000));
     let sizes: Vec<usize> = (0..idx.pages)
         .map(|p| {
             host.kv_json(&page_key(&idx.sync_id, p))
@@ -153,11 +145,11 @@ fn a_fast_salesforce_is_read_several_pages_per_step_each_step_one_batch() {
                 .unwrap_or_default()
         })
         .collect();
-    assert_eq!(sizes, [2_000, 2_000, 1_000, 2_000, 2_000, 1_000, 2_000]);
+    assert_eq!(sizes, [500; 24]);
     // One batch per step: three batches in all.
     let batches = sync_batches(&host);
     assert_eq!(batches.len(), 3, "{batches:?}");
-    assert_eq!(batches[0].len(), 6, "3 chunks and their id lists");
+    assert_eq!(batches[0].len(), 20, "10 chunks and their id lists");
     assert!(batches[2].iter().any(|k| k == keys::USERS_INDEX));
     assert_listed_in_order(&host, 12_000);
     for i in [0, 4_999, 5_000, 11_999] {
@@ -205,16 +197,17 @@ fn a_step_starts_no_page_after_its_time_budget() {
 }
 
 #[test]
-fn small_pages_are_gathered_into_chunks_of_two_thousand() {
-    let (host, sf) = connected(4_500);
-    sf.set_user_page_size(500);
+fn small_pages_are_gathered_into_chunks_of_five_hundred() {
+    let (host, sf) = connected(2_100);
+    sf.set_user_page_size(150);
     let steps = sync(&host);
-    // Nine pages are one step.
+    // Fourteen pages are two steps (ten pages at most each): 1,500 users in
+    // three chunks, then 600 in a chunk of 500 and the rest.
     let fetched: Vec<u32> = steps.iter().map(|s| s.fetched).collect();
-    assert_eq!(fetched, [4_500]);
-    assert_eq!(sf.user_pages(), 9);
-    assert_eq!(index(&host).map(|i| (i.pages, i.count)), Some((3, 4_500)));
-    assert_eq!(entries(&host).len(), 4_500);
+    assert_eq!(fetched, [1_500, 2_100]);
+    assert_eq!(sf.user_pages(), 14);
+    assert_eq!(index(&host).map(|i| (i.pages, i.count)), Some((5, 2_100)));
+    assert_eq!(entries(&host).len(), 2_100);
 }
 
 #[test]
@@ -251,8 +244,8 @@ fn a_new_sync_replaces_the_previous_list_and_deletes_it() {
         "{keys:?}"
     );
     let user_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("users/")).collect();
-    // Two chunks, the id map, the index, the last sync (no staged id lists).
-    assert_eq!(user_keys.len(), 5, "{user_keys:?}");
+    // Five chunks, the id map, the index, the last sync (no staged id lists).
+    assert_eq!(user_keys.len(), 8, "{user_keys:?}");
 }
 
 #[test]
@@ -261,20 +254,20 @@ fn abandoned_syncs_are_pruned_after_an_hour() {
     let net = slow(&host);
     let abandoned = step(&net, None);
     let staged = |host: &FakeHost| sync_keys(host).len();
-    // A chunk and its id list.
+    // A page of 2,000: four chunks and their id lists.
     let abandoned_keys = sync_keys(&host);
-    assert_eq!(abandoned_keys.len(), 2);
+    assert_eq!(abandoned_keys.len(), 8);
     // Within the hour a new sync leaves it alone (it may still be running).
     host.advance_ms(30 * 60 * 1000);
     let other = step(&net, None);
-    assert_eq!(staged(&host), 4);
+    assert_eq!(staged(&host), 16);
     host.advance_ms(31 * 60 * 1000);
     let (k, message) = kind(Plugin::new(&net).sync_users(abandoned.cursor.as_deref()));
     assert_eq!(k, ErrorKind::InvalidInput);
     assert!(message.contains("over an hour ago"), "{message}");
     // The next sync start prunes the abandoned one, not the younger one.
     step(&net, None);
-    assert_eq!(staged(&host), 4);
+    assert_eq!(staged(&host), 16);
     assert!(sync_keys(&host).iter().all(|k| !abandoned_keys.contains(k)));
     let _ = sync_from(&host, other.cursor);
     // Finishing prunes nothing it should not: the current list stays.
@@ -308,7 +301,7 @@ fn two_interleaved_syncs_leave_one_list_and_no_leftovers() {
         .into_iter()
         .filter(|k| k.starts_with(keys::USERS_SYNC_PREFIX))
         .count();
-    assert_eq!(chunks, 3, "two chunks and the id map of the current list");
+    assert_eq!(chunks, 7, "six chunks and the id map of the current list");
     assert_eq!(entries(&host).len(), 3_000);
 }
 
@@ -399,7 +392,7 @@ fn fifty_thousand_users_sync_in_chunks_within_the_quota() {
     let Some(idx) = index(&host) else {
         panic!("no index");
     };
-    assert_eq!((idx.pages, idx.count), (25, N as u32));
+    assert_eq!((idx.pages, idx.count), (100, N as u32));
 
     let keys = host.kv_keys();
     let dump_bytes: usize = keys
@@ -411,16 +404,16 @@ fn fifty_thousand_users_sync_in_chunks_within_the_quota() {
         .kv_text(&crate::users::ids_key(&idx.sync_id))
         .unwrap_or_default();
     println!(
-        "50,000 users: {} keys, {} bytes in all; a 2,000-user chunk is {} bytes ({} per user); the id map {} bytes; sync took {:.2} s ({} build, fake Salesforce)",
+        "50,000 users: {} keys, {} bytes in all; a 500-user chunk is {} bytes ({} per user); the id map {} bytes; sync took {:.2} s ({} build, fake Salesforce)",
         keys.len(),
         dump_bytes,
         chunk.len(),
-        chunk.len() / 2_000,
+        chunk.len() / 500,
         ids.len(),
         sync_took.as_secs_f64(),
         BUILD
     );
-    assert!(keys.len() < 40, "{} keys", keys.len());
+    assert!(keys.len() < 120, "{} keys", keys.len());
     assert!(
         chunk.len() < 16 * 1024 * 1024 / 8,
         "a chunk is {} bytes",
@@ -428,7 +421,7 @@ fn fifty_thousand_users_sync_in_chunks_within_the_quota() {
     );
     assert!(dump_bytes < 32 * 1024 * 1024, "{dump_bytes} bytes");
     let stored: Result<Vec<UserRecord>, _> = serde_json::from_str(&chunk);
-    assert_eq!(stored.map(|c| c.len()).ok(), Some(2_000));
+    assert_eq!(stored.map(|c| c.len()).ok(), Some(500));
 
     let started = std::time::Instant::now();
     let list = entries(&host);
