@@ -231,6 +231,49 @@ fn preinitialize(built: &[u8], shipped: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The most a shipped plugin may weigh (bytes): vendors publish it, hosts
+/// download, store and map it.
+const PLUGIN_SIZE_BUDGET: u64 = 4_000_000;
+
+/// The shipped plugin is within its size budget, and pre-initializing the
+/// built plugin again gives the same bytes (a vendor's published SHA-256
+/// can be reproduced; the tool itself also compares two runs in one
+/// process).
+fn check_shipped_plugin() -> anyhow::Result<()> {
+    let shipped = plugin_path();
+    let bytes =
+        std::fs::read(&shipped).with_context(|| format!("cannot read {}", shipped.display()))?;
+    let size = bytes.len() as u64;
+    if size > PLUGIN_SIZE_BUDGET {
+        bail!(
+            "{} is {size} bytes, over its budget of {PLUGIN_SIZE_BUDGET} bytes (4 MB): \
+             keep what the pre-initialization leaves in memory small (docs/PERFORMANCE.md)",
+            shipped.display()
+        );
+    }
+    let again = shipped.with_extension("wasm.again");
+    run(Command::new(bin("plugin-preinit"))
+        .arg(built_plugin_path())
+        .arg(&again))?;
+    let second =
+        std::fs::read(&again).with_context(|| format!("cannot read {}", again.display()))?;
+    let _ = std::fs::remove_file(&again);
+    if second != bytes {
+        bail!(
+            "pre-initializing {} again gave other bytes than {} ({} and {size} bytes): \
+             the shipped plugin is not reproducible",
+            built_plugin_path().display(),
+            shipped.display(),
+            second.len()
+        );
+    }
+    eprintln!(
+        "xtask: {} is {size} bytes (budget {PLUGIN_SIZE_BUDGET}) and reproducible",
+        shipped.display()
+    );
+    Ok(())
+}
+
 /// What the snapshot depends on, as one line.
 fn preinit_inputs(built: &[u8], tool: &Path) -> anyhow::Result<String> {
     use std::hash::{Hash, Hasher};
@@ -350,6 +393,7 @@ fn newer(a: &Path, b: &Path) -> bool {
 fn test() -> anyhow::Result<()> {
     let started = Instant::now();
     build()?;
+    check_shipped_plugin()?;
     install_test_dependencies()?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     // The demo's story, headless, on the binaries just built.
