@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub system_browser: Option<bool>,
     /// Default region for phone numbers (ISO 3166 alpha-2).
     pub default_region: Option<String>,
+    /// The PBX's time zone, an IANA name such as America/Los_Angeles
+    /// (default: the machine's).
+    pub time_zone: Option<String>,
     /// How often pending call logs are delivered, in milliseconds.
     pub journal_interval_ms: Option<u64>,
     /// Serve HTTPS with this certificate chain (PEM); needs `tls-key`.
@@ -92,7 +95,8 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// Listen address.
     pub listen: SocketAddr,
-    /// The PBX's public URL.
+    /// The PBX's public URL: the Homepage URL until the administrator sets
+    /// one (`network::Network`, which composes the Callback URLs).
     pub public_url: Url,
     /// Whether the public URL was given; if not, it follows the bound address.
     pub public_url_given: bool,
@@ -110,6 +114,8 @@ pub struct HostConfig {
     pub system_browser: bool,
     /// Default region for phone numbers.
     pub default_region: String,
+    /// The PBX's time zone: a call is dated on its day.
+    pub time_zone: jiff::tz::TimeZone,
     /// How often the call ticker runs (plugins' pending deliveries, the
     /// host's call-event retry queue).
     pub journal_interval: Duration,
@@ -205,6 +211,14 @@ impl HostConfig {
                 "default-region {default_region:?} must be an ISO 3166 code such as US or DE"
             )));
         }
+        let time_zone = match file.time_zone.as_deref().map(str::trim) {
+            None | Some("") => jiff::tz::TimeZone::system(),
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+                ConfigError(format!(
+                    "time-zone {name:?} is unknown ({e}); use an IANA name such as America/Los_Angeles or Europe/Berlin"
+                ))
+            })?,
+        };
         let journal_interval = match file.journal_interval_ms {
             Some(0) => {
                 return Err(ConfigError(
@@ -243,6 +257,7 @@ impl HostConfig {
             outbound,
             system_browser: file.system_browser.unwrap_or(false),
             default_region,
+            time_zone,
             tls,
             session_idle,
             session_max,
@@ -252,14 +267,6 @@ impl HostConfig {
     /// Whether browsers reach the host over https, so cookies get `Secure`.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
-    }
-
-    /// The Callback URL a CRM must redirect to for `plugin_id`.
-    pub fn callback_url(&self, plugin_id: &str) -> String {
-        format!(
-            "{}/crm/{plugin_id}/oauth/callback",
-            self.public_url.as_str().trim_end_matches('/')
-        )
     }
 }
 
@@ -340,14 +347,14 @@ mod tests {
     }
 
     #[test]
-    fn the_callback_url_comes_from_the_public_url() {
+    fn the_public_url_is_taken_as_given() {
         let config = HostConfig::from_file(FileConfig {
             public_url: Some("https://pbx.example.com/".into()),
             ..base()
         });
         assert_eq!(
-            config.map(|c| c.callback_url("salesforce")).ok().as_deref(),
-            Some("https://pbx.example.com/crm/salesforce/oauth/callback")
+            config.map(|c| c.public_url.to_string()).ok().as_deref(),
+            Some("https://pbx.example.com/")
         );
     }
 

@@ -11,6 +11,8 @@
 //!   plugins, kept until delivered), `user_sync` (sync jobs), `dialing`
 //!   (click-to-call).
 //! - `server`: portal, agent pages, admin API and OAuth callback.
+//! - `network`: the PBX's Homepage URL, from which Callback URLs are
+//!   composed.
 //! - `cli`: the `pbx-host` commands; `config`: `serve`'s settings;
 //!   `files`: writing files safely.
 
@@ -20,8 +22,10 @@ pub mod cli;
 pub mod config;
 pub mod dialing;
 pub mod directory;
+pub mod dispositions;
 pub mod files;
 pub mod journal;
+pub mod network;
 pub mod outbound;
 pub mod recent_calls;
 pub mod runtime;

@@ -166,6 +166,7 @@ mod tests {
             disposition: None,
             recording_url: None,
             default_region: "US".into(),
+            utc_offset_minutes: 0,
         }
     }
 

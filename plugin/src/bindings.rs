@@ -1,5 +1,5 @@
 //! The WIT bindings: the types and imports `wit-bindgen` generates from the
-//! product's contract (`wit/v0.4.0`), in one module so every other module
+//! product's contract (`wit/v0.5.0`), in one module so every other module
 //! imports them from here and none reaches back up to the crate root.
 
 // The product's world plus one export of its own: `wizer-initialize`, which
@@ -9,12 +9,12 @@
 // "Pre-initialization".
 #[cfg(feature = "component")]
 wit_bindgen::generate!({
-    path: "../wit/v0.4.0",
+    path: "../wit/v0.5.0",
     inline: "
         package salesforce:plugin;
 
         world salesforce {
-            include pbx:crm/plugin@0.4.0;
+            include pbx:crm/plugin@0.5.0;
             export wizer-initialize: func();
         }
     ",
@@ -29,19 +29,19 @@ wit_bindgen::generate!({
 // Imports its code never calls are left out of that component.
 #[cfg(not(feature = "component"))]
 wit_bindgen::generate!({
-    path: "../wit/v0.4.0",
+    path: "../wit/v0.5.0",
     inline: "
         package pbx:crm-logic;
 
         world logic {
-            import pbx:crm/http-fetch@0.4.0;
-            import pbx:crm/kv-store@0.4.0;
-            import pbx:crm/open-browser@0.4.0;
-            import pbx:crm/directory@0.4.0;
-            import pbx:crm/log@0.4.0;
-            import pbx:crm/integration@0.4.0;
-            import pbx:crm/calls@0.4.0;
-            import pbx:crm/user-sign-in@0.4.0;
+            import pbx:crm/http-fetch@0.5.0;
+            import pbx:crm/kv-store@0.5.0;
+            import pbx:crm/open-browser@0.5.0;
+            import pbx:crm/directory@0.5.0;
+            import pbx:crm/log@0.5.0;
+            import pbx:crm/integration@0.5.0;
+            import pbx:crm/calls@0.5.0;
+            import pbx:crm/user-sign-in@0.5.0;
         }
     ",
     world: "pbx:crm-logic/logic",

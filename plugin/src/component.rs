@@ -56,6 +56,14 @@ impl Host for WitHost {
     ) -> Result<(), String> {
         open_browser::open(url, audience, caption)
     }
+    fn offer_records(
+        &self,
+        audience: &open_browser::Audience,
+        caption: &open_browser::Caption,
+        records: &[crate::bindings::pbx::crm::types::CrmRecord],
+    ) -> Result<(), String> {
+        open_browser::offer_records(audience, caption, records)
+    }
     fn extensions(&self) -> Vec<directory::Extension> {
         directory::list_extensions()
     }
@@ -178,6 +186,22 @@ impl calls::Guest for Component {
     ) -> Result<String, calls::Error> {
         plugin()
             .authorize_dial(&extension, &number, &default_region)
+            .map_err(Into::into)
+    }
+    fn save_after_call_work(
+        work: calls::AfterCallWork,
+    ) -> Result<Vec<calls::EventOutcome>, calls::Error> {
+        plugin().save_after_call_work(&work).map_err(Into::into)
+    }
+    fn choose_record(
+        call_id: String,
+        extension: String,
+        number: String,
+        default_region: String,
+        record_id: String,
+    ) -> Result<calls::CrmRecord, calls::Error> {
+        plugin()
+            .choose_record(&call_id, &extension, &number, &default_region, &record_id)
             .map_err(Into::into)
     }
 }

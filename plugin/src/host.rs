@@ -36,6 +36,14 @@ pub trait Host {
         audience: &open_browser::Audience,
         caption: Option<&open_browser::Caption>,
     ) -> Result<(), String>;
+    /// open-browser `offer-records` (0.5.0): several records for the
+    /// person at `audience` to pick one.
+    fn offer_records(
+        &self,
+        audience: &open_browser::Audience,
+        caption: &open_browser::Caption,
+        records: &[crate::bindings::pbx::crm::types::CrmRecord],
+    ) -> Result<(), String>;
     /// open-browser `open` without a caption (the administrator's pages).
     fn open_browser(&self, url: &str, audience: &open_browser::Audience) -> Result<(), String> {
         self.open_page(url, audience, None)

@@ -1,10 +1,12 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
 use crate::associations::Associations;
-use crate::bindings::exports::pbx::crm::calls::{CallEvent, Caller, EventOutcome};
+use crate::bindings::exports::pbx::crm::calls::{
+    AfterCallWork, CallEvent, Caller, CrmRecord, EventOutcome,
+};
 use crate::bindings::exports::pbx::crm::integration::{
-    Association, Authorization, CrmUser, Proposal, SettingInput, SettingValue, Status,
-    SyncProgress, UserList,
+    Association, Authorization, ConnectionState, CrmUser, Proposal, SettingInput, SettingValue,
+    Status, SyncProgress, UserList,
 };
 use crate::bindings::exports::pbx::crm::user_sign_in::{SignInError, SignInRequest};
 use crate::bindings::pbx::crm::log::Level;
@@ -12,6 +14,7 @@ use crate::calls::Calls;
 use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::host::Host;
+use crate::salesforce::Salesforce;
 use crate::settings::Settings;
 use crate::sign_in::SignIn;
 use crate::store::{Batch, Store, keys};
@@ -19,6 +22,9 @@ use crate::users::Users;
 
 /// One export call's view of the plugin. Instances may be created per call:
 /// every piece of state lives in the host's kv-store.
+/// The longest notes an agent may save for a call.
+pub const MAX_NOTES: usize = 4000;
+
 pub struct Plugin<H: Host> {
     host: H,
 }
@@ -62,12 +68,26 @@ impl<H: Host> Plugin<H> {
         Ok(self.status())
     }
 
-    /// The current status, with a failed user sync as a problem.
+    /// The current status: while connected with the org's API use, and as
+    /// problems a use near the limit, a failed user sync and waiting call
+    /// logs.
     pub fn status(&self) -> Status {
         let mut status = self.connector().status();
-        for extra in [self.users().problem(), self.calls().problem()]
-            .into_iter()
-            .flatten()
+        let usage = if status.state == ConnectionState::Connected {
+            Salesforce::new(&self.host).api_usage()
+        } else {
+            None
+        };
+        if let Some(usage) = &usage {
+            status.message = format!("{}; {}", status.message, usage.describe());
+        }
+        for extra in [
+            usage.and_then(|u| u.problem()),
+            self.users().problem(),
+            self.calls().problem(),
+        ]
+        .into_iter()
+        .flatten()
         {
             status.problem = Some(match status.problem.take() {
                 Some(other) => format!("{other}; {extra}"),
@@ -123,7 +143,9 @@ impl<H: Host> Plugin<H> {
 
     /// One step of a user sync: start with `None`, then pass back the
     /// cursor until it is `None` (see `users`).
+    /// Near the org's daily API limit the sync waits (`rate-limited`).
     pub fn sync_users(&self, cursor: Option<&str>) -> Result<SyncProgress, PluginError> {
+        Salesforce::new(&self.host).defer_when_near_limit("the user sync waits")?;
         self.users().sync_step(cursor)
     }
 
@@ -181,6 +203,58 @@ impl<H: Host> Plugin<H> {
     /// Click-to-call check; see [`Calls::authorize_dial`].
     pub fn authorize_dial(&self, ext: &str, to: &str, region: &str) -> Result<String, PluginError> {
         self.calls().authorize_dial(ext, to, region)
+    }
+
+    /// The agent's notes and disposition for a call's Task (its only Task:
+    /// updated, or created with them when the call is logged later).
+    pub fn save_after_call_work(
+        &self,
+        work: &AfterCallWork,
+    ) -> Result<Vec<EventOutcome>, PluginError> {
+        if work.call_id.trim().is_empty() || work.call_id.chars().count() > 255 {
+            return Err(PluginError::InvalidInput(
+                "the call id must have 1 to 255 characters".into(),
+            ));
+        }
+        if work
+            .notes
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NOTES)
+        {
+            return Err(PluginError::InvalidInput(format!(
+                "the notes have more than {MAX_NOTES} characters; shorten them"
+            )));
+        }
+        let disposition = work.disposition.as_deref().map(str::trim);
+        if disposition.is_some_and(|d| d.is_empty() || d.chars().count() > 255) {
+            return Err(PluginError::InvalidInput(
+                "the disposition must have 1 to 255 characters".into(),
+            ));
+        }
+        if work.notes.is_none() && disposition.is_none() {
+            return Err(PluginError::InvalidInput(
+                "after-call work needs notes or a disposition".into(),
+            ));
+        }
+        let add = crate::calls::work::Work {
+            notes: work.notes.clone(),
+            disposition: disposition.map(str::to_string),
+            ..Default::default()
+        };
+        Ok(vec![self.calls().add_work(&work.call_id, add)?])
+    }
+
+    /// The agent's pick among the records offered for a call.
+    pub fn choose_record(
+        &self,
+        call_id: &str,
+        extension: &str,
+        number: &str,
+        region: &str,
+        record_id: &str,
+    ) -> Result<CrmRecord, PluginError> {
+        self.calls()
+            .choose_record(call_id, extension, number, region, record_id)
     }
 }
 

@@ -28,6 +28,8 @@ pub mod keys {
     pub const SIGN_IN_PREFIX: &str = "sign-in/pending/";
     /// The back-off after rate limits and server errors (`salesforce::Backoff`).
     pub const BACKOFF: &str = "api/backoff";
+    /// The org's API use as Salesforce last reported it (`salesforce::ApiUsage`).
+    pub const API_USAGE: &str = "api/usage";
 
     /// Which user sync is the current user list (`users::UsersIndex`).
     pub const USERS_INDEX: &str = "users/index";
@@ -55,6 +57,12 @@ pub mod keys {
     pub const CALLS_CREATED_PREFIX: &str = "calls/created/";
     /// Prefix of leases on creating a record for a number (`calls::ItemLease`).
     pub const CALLS_CREATING_PREFIX: &str = "calls/creating/";
+    /// Prefix of after-call work waiting for its call to end (`calls::work::Work`).
+    pub const CALLS_WORK_PREFIX: &str = "calls/work/";
+    /// Prefix of the records offered to an agent, by call id (`calls::choice::Offered`).
+    pub const CALLS_OFFERED_PREFIX: &str = "calls/offered/";
+    /// Prefix of the record an agent chose for a number, by E.164 (`calls::choice::Chosen`).
+    pub const CALLS_CHOICE_PREFIX: &str = "calls/choice/";
     /// When the call keys were last pruned (ms since the Unix epoch).
     pub const CALLS_PRUNED_AT: &str = "calls/pruned-at";
 

@@ -42,6 +42,7 @@ pub fn phase_name(phase: Phase) -> &'static str {
         Phase::Ringing => "ringing",
         Phase::Answered => "answered",
         Phase::Ended => "ended",
+        Phase::RecordingReady => "recording-ready",
     }
 }
 
@@ -54,8 +55,38 @@ pub fn direction_name(direction: Direction) -> &'static str {
     }
 }
 
-/// Parse and check a `POST /api/calls/events` body.
-pub fn parse_event(body: &[u8], default_region: &str) -> Result<CallEvent, Invalid> {
+/// The PBX's UTC offset in minutes at `at_ms` in `time_zone` (what a call
+/// event carries, so the CRM dates the call on the PBX's day).
+pub fn utc_offset_minutes(time_zone: &jiff::tz::TimeZone, at_ms: u64) -> i32 {
+    let at = i64::try_from(at_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    time_zone.to_offset(at).seconds() / 60
+}
+
+/// A call event as kept in the store (the retry queue, dead letters): one
+/// kept before pbx:crm 0.5.0 has no UTC offset and reads as UTC, as it was
+/// dated then, instead of being unreadable.
+pub fn stored_event<'de, D>(deserializer: D) -> Result<CallEvent, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let mut value = Value::deserialize(deserializer)?;
+    if let Value::Object(map) = &mut value {
+        map.entry("utc_offset_minutes").or_insert(Value::from(0));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
+}
+
+/// Parse and check a `POST /api/calls/events` body; the event carries the
+/// PBX's UTC offset in `time_zone` at the call's start.
+pub fn parse_event(
+    body: &[u8],
+    default_region: &str,
+    time_zone: &jiff::tz::TimeZone,
+) -> Result<CallEvent, Invalid> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         invalid(
             "body",
@@ -68,25 +99,34 @@ pub fn parse_event(body: &[u8], default_region: &str) -> Result<CallEvent, Inval
             format!("the body must be a JSON object such as {EXAMPLE}"),
         ));
     };
-    event_from_map(&map, default_region)
+    event_from_map(&map, default_region, time_zone)
 }
 
 const EXAMPLE: &str = r#"{"call_id": "c-1", "phase": "ringing", "direction": "inbound", "external_number": "+14155550100", "extension": "1001", "started_at_ms": 1767225600000}"#;
 
-fn event_from_map(map: &Map<String, Value>, default_region: &str) -> Result<CallEvent, Invalid> {
+fn event_from_map(
+    map: &Map<String, Value>,
+    default_region: &str,
+    time_zone: &jiff::tz::TimeZone,
+) -> Result<CallEvent, Invalid> {
     let call_id = check_call_id(&required_string(
         map,
         "call_id",
         "the PBX's unique id of the call",
     )?)?;
-    let phase = match required_string(map, "phase", "ringing, answered or ended")?.as_str() {
+    let phase = match required_string(map, "phase", "ringing, answered, ended or recording-ready")?
+        .as_str()
+    {
         "ringing" => Phase::Ringing,
         "answered" => Phase::Answered,
         "ended" => Phase::Ended,
+        "recording-ready" => Phase::RecordingReady,
         other => {
             return Err(invalid(
                 "phase",
-                format!("phase {other:?} is unknown; send ringing, answered or ended"),
+                format!(
+                    "phase {other:?} is unknown; send ringing, answered, ended or recording-ready"
+                ),
             ));
         }
     };
@@ -163,6 +203,12 @@ fn event_from_map(map: &Map<String, Value>, default_region: &str) -> Result<Call
     if let Some(u) = &recording_url {
         check_url(u)?;
     }
+    if phase == Phase::RecordingReady && recording_url.is_none() {
+        return Err(invalid(
+            "recording_url",
+            "a recording-ready event needs recording_url, the recording's https link",
+        ));
+    }
     Ok(CallEvent {
         call_id,
         phase,
@@ -175,6 +221,7 @@ fn event_from_map(map: &Map<String, Value>, default_region: &str) -> Result<Call
         disposition,
         recording_url,
         default_region: default_region.to_string(),
+        utc_offset_minutes: utc_offset_minutes(time_zone, started_at_ms),
     })
 }
 
@@ -359,7 +406,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: Value) -> Result<CallEvent, Invalid> {
-        parse_event(v.to_string().as_bytes(), "US")
+        parse_event(v.to_string().as_bytes(), "US", &jiff::tz::TimeZone::UTC)
     }
 
     fn base() -> Value {
@@ -408,7 +455,12 @@ mod tests {
             assert_eq!(err.field, field, "{value}: {}", err.message);
             assert!(err.message.contains(field), "{}", err.message);
         }
-        assert_eq!(parse_event(b"not json", "US").unwrap_err().field, "body");
+        assert_eq!(
+            parse_event(b"not json", "US", &jiff::tz::TimeZone::UTC)
+                .unwrap_err()
+                .field,
+            "body"
+        );
         assert_eq!(parse(json!([1])).unwrap_err().field, "body");
     }
 

@@ -95,6 +95,38 @@ fn cut(text: String) -> String {
     cut
 }
 
+/// At most this many offered records are kept per request (0.5.0's
+/// `offer-records`); the rest are dropped.
+pub const OFFERED_RECORDS: usize = 16;
+
+/// A record a plugin offers the person to pick (0.5.0's `offer-records`),
+/// when several match a caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfferedRecord {
+    /// The CRM's object type, e.g. "Contact".
+    pub object_type: String,
+    /// The CRM's id, which the pick sends back.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The record's page in the CRM.
+    pub url: String,
+    /// The account or company it belongs to, if any.
+    pub account: Option<String>,
+}
+
+impl OfferedRecord {
+    fn bounded(self) -> Self {
+        Self {
+            object_type: cut(self.object_type),
+            id: cut(self.id),
+            name: cut(self.name),
+            url: self.url,
+            account: self.account.map(cut),
+        }
+    }
+}
+
 /// One request to open a page.
 #[derive(Debug, Clone, Serialize)]
 pub struct BrowserRequest {
@@ -110,6 +142,10 @@ pub struct BrowserRequest {
     pub at_ms: u64,
     /// What the page is about, when the plugin said (0.3.0 on), bounded.
     pub caption: Option<Caption>,
+    /// Records to pick from (0.5.0's `offer-records`), bounded; `url` is
+    /// then the first one's page. Empty for a plain page.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<OfferedRecord>,
 }
 
 /// The record of open-browser requests.
@@ -139,6 +175,33 @@ impl BrowserRequests {
         viewer: Viewer,
         caption: Option<Caption>,
     ) -> Result<u64, String> {
+        self.record_with(plugin_id, url, viewer, caption, Vec::new())
+    }
+
+    /// Record records offered to pick from (opening the first is the
+    /// default) and tell live listeners.
+    pub fn record_offer(
+        &self,
+        plugin_id: &str,
+        viewer: Viewer,
+        caption: Caption,
+        offered: Vec<OfferedRecord>,
+    ) -> Result<u64, String> {
+        let first = offered
+            .first()
+            .map(|r| r.url.clone())
+            .ok_or("offer-records needs at least one record")?;
+        self.record_with(plugin_id, &first, viewer, Some(caption), offered)
+    }
+
+    fn record_with(
+        &self,
+        plugin_id: &str,
+        url: &str,
+        viewer: Viewer,
+        caption: Option<Caption>,
+        offered: Vec<OfferedRecord>,
+    ) -> Result<u64, String> {
         let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
         if !matches!(parsed.scheme(), "https" | "http") {
             return Err(format!(
@@ -155,6 +218,11 @@ impl BrowserRequests {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             caption: caption.map(Caption::bounded),
+            offered: offered
+                .into_iter()
+                .take(OFFERED_RECORDS)
+                .map(OfferedRecord::bounded)
+                .collect(),
         };
         {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
@@ -269,6 +337,37 @@ impl Capabilities {
         self.services
             .browser
             .record(&self.grants.plugin_id, url, viewer, caption)
+            .map(|_| ())
+    }
+
+    /// Record records a plugin offers `viewer` to pick from (0.5.0): every
+    /// page checked as `open_browser` checks one, one request of the
+    /// budget, an extension that exists.
+    pub fn offer_records(
+        &self,
+        viewer: Viewer,
+        caption: Caption,
+        records: Vec<OfferedRecord>,
+    ) -> Result<(), String> {
+        if records.is_empty() {
+            return Err("offer-records needs at least one record; use open for one page".into());
+        }
+        for record in records.iter().take(OFFERED_RECORDS) {
+            check_open(&record.url, &self.grants.http)?;
+        }
+        if !self.grants.open_budget.take(Instant::now()) {
+            return Err(format!(
+                "open-browser is limited to {OPEN_BURST} pages at once and {OPEN_PER_SECOND} a second; these records were not offered"
+            ));
+        }
+        if let Viewer::Extension(number) = &viewer
+            && self.services.directory.get(number).ok().flatten().is_none()
+        {
+            return Err(format!("extension {number} does not exist on this PBX"));
+        }
+        self.services
+            .browser
+            .record_offer(&self.grants.plugin_id, viewer, caption, records)
             .map(|_| ())
     }
 }

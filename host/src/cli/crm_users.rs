@@ -5,7 +5,7 @@
 use std::io::BufRead;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -110,7 +110,49 @@ fn current(list: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Set (or with `None` remove) one user's extension and save.
+/// The entry of the users list whose user `user` (an id or an e-mail
+/// address) names. An id the list does not hold as typed may be another
+/// spelling of a listed one (Salesforce's 15-character ids): the plugin
+/// decides, through the lookup by user, which answers the extension of an
+/// associated user, or refuses a malformed id with its fix.
+async fn entry_of<'l>(
+    client: &AdminClient,
+    plugin: &str,
+    list: &'l Value,
+    user: &str,
+) -> anyhow::Result<Option<&'l Value>> {
+    let typed = user.trim();
+    let wanted = typed.to_lowercase();
+    let entries = list["entries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let exact = entries.iter().find(|e| {
+        e["user"]["id"].as_str() == Some(typed)
+            || e["user"]["email"]
+                .as_str()
+                .is_some_and(|m| m.trim().to_lowercase() == wanted)
+    });
+    if exact.is_some() || typed.is_empty() || typed.contains('@') {
+        return Ok(exact);
+    }
+    let path = format!("/crm/{plugin}/associations/user/{}", path_segment(typed));
+    let answer = client.get(&path).await?;
+    Ok(answer["extension"]
+        .as_str()
+        .and_then(|x| entries.iter().find(|e| e["extension"].as_str() == Some(x))))
+}
+
+/// `text` percent-encoded as one path segment.
+fn path_segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// Set (or with `None` remove) one user's extension and save. A user not
+/// in the list as typed is sent as typed: the plugin normalizes its id (or
+/// refuses it, naming the fix), and what it saved is read back.
 pub async fn associate(
     client: &AdminClient,
     plugin: &str,
@@ -118,21 +160,15 @@ pub async fn associate(
     extension: Option<&str>,
 ) -> anyhow::Result<()> {
     let list = client.get(&format!("/crm/{plugin}/users")).await?;
-    let wanted = user.trim().to_lowercase();
-    let entry = list["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| {
-            e["user"]["id"].as_str() == Some(user.trim())
-                || e["user"]["email"]
-                    .as_str()
-                    .is_some_and(|m| m.trim().to_lowercase() == wanted)
-        })
-        .with_context(|| {
-            format!("no synced user has the id or e-mail {user:?}; run `pbx-host crm users sync` and check `crm users list`")
-        })?;
-    let user_id = entry["user"]["id"].as_str().unwrap_or_default().to_string();
+    let entry = entry_of(client, plugin, &list, user).await?;
+    let typed = user.trim();
+    let user_id = match (entry, extension) {
+        (Some(entry), _) => entry["user"]["id"].as_str().unwrap_or_default().to_string(),
+        (None, Some(_)) if !typed.is_empty() && !typed.contains('@') => typed.to_string(),
+        (None, _) => bail!(
+            "no synced user has the id or e-mail {user:?}; run `pbx-host crm users sync` and check `crm users list`"
+        ),
+    };
     let mut associations: Vec<Value> = current(&list)
         .into_iter()
         .filter(|a| a["user_id"].as_str() != Some(&user_id))
@@ -146,14 +182,32 @@ pub async fn associate(
             &json!({"version": list["version"], "associations": associations}),
         )
         .await?;
-    let name = out::field(&entry["user"]["name"], "?");
+    let who = |entry: &Value| {
+        format!(
+            "{} ({})",
+            out::field(&entry["user"]["name"], "?"),
+            out::field(&entry["user"]["id"], "?")
+        )
+    };
     match extension {
-        Some(extension) => outln!(
-            "{name} is on extension {extension} (version {}).",
-            saved["version"]
-        ),
+        Some(extension) => {
+            // Read back who the plugin saved: a typed id may have become
+            // another spelling.
+            let after = client.get(&format!("/crm/{plugin}/users")).await?;
+            let saved_entry = after["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["extension"].as_str() == Some(extension));
+            let name = saved_entry.or(entry).map_or_else(|| user_id.clone(), who);
+            outln!(
+                "{name} is on extension {extension} (version {}).",
+                saved["version"]
+            )
+        }
         None => outln!(
-            "{name} has no extension now (version {}).",
+            "{} has no extension now (version {}).",
+            entry.map_or_else(|| user_id.clone(), who),
             saved["version"]
         ),
     }

@@ -9,6 +9,7 @@ mod crm;
 mod crm_settings;
 mod crm_users;
 mod extension;
+mod network;
 mod out;
 mod pinned_tls;
 mod plugin;
@@ -53,6 +54,13 @@ enum Command {
         at: DataDir,
         #[command(subcommand)]
         command: extension::ExtensionCommand,
+    },
+    /// The PBX's Homepage URL, from which the Callback URLs are composed.
+    Network {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: network::NetworkCommand,
     },
     /// The CRM integration.
     Crm {
@@ -161,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(*args).await,
         Command::Plugin { at, command } => plugin::run(at.client()?, command).await,
         Command::Extension { at, command } => extension::run(at.client()?, command).await,
+        Command::Network { at, command } => network::run(at.client()?, command).await,
         Command::Crm {
             mut at,
             mut plugin,

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Default region for phone numbers, e.g. US.
     #[arg(long)]
     default_region: Option<String>,
+    /// The PBX's time zone, e.g. America/Los_Angeles (default: the machine's);
+    /// calls are dated on its day.
+    #[arg(long)]
+    time_zone: Option<String>,
     /// How often pending call logs are delivered, in milliseconds (default 5000).
     #[arg(long)]
     journal_interval_ms: Option<u64>,
@@ -114,6 +118,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     file.max_response_mib = args.max_response_mib.or(file.max_response_mib);
     file.http_timeout_ms = args.http_timeout_ms.or(file.http_timeout_ms);
     file.default_region = args.default_region.or(file.default_region);
+    file.time_zone = args.time_zone.or(file.time_zone);
     file.journal_interval_ms = args.journal_interval_ms.or(file.journal_interval_ms);
     file.tls_cert = args.tls_cert.or(file.tls_cert);
     file.tls_key = args.tls_key.or(file.tls_key);

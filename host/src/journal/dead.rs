@@ -31,6 +31,7 @@ pub struct DeadLetter {
     /// The event's phase (`ringing`, `answered`, `ended`).
     pub phase: String,
     /// The event itself, as it is delivered again.
+    #[serde(deserialize_with = "crate::call_input::stored_event")]
     pub event: CallEvent,
     /// Deliveries tried.
     pub attempts: u32,

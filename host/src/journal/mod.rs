@@ -71,6 +71,7 @@ impl Default for JournalLimits {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Queued {
     plugin: String,
+    #[serde(deserialize_with = "crate::call_input::stored_event")]
     event: CallEvent,
     attempts: u32,
     queued_at_ms: u64,
@@ -284,6 +285,7 @@ mod tests {
                      "external_number": "+14155550100", "extension": "1001",
                      "started_at_ms": 1}"#,
                 "US",
+                &jiff::tz::TimeZone::UTC,
             )
             .expect("a call event"),
             attempts,

@@ -23,8 +23,9 @@ use futures::future::BoxFuture;
 use super::Runtime;
 use super::call::{CallError, CallTiming, ExportFn};
 use super::wit::{
-    Association, Authorization, CallEvent, Caller, CrmUser, EventOutcome, Info, Proposal,
-    SettingInput, SettingValue, SignInError, SignInRequest, Status, SyncProgress, UserList,
+    AfterCallWork, Association, Authorization, CallEvent, Caller, CrmRecord, CrmUser, EventOutcome,
+    Info, Proposal, RecordChoice, SettingInput, SettingValue, SignInError, SignInRequest, Status,
+    SyncProgress, UserList,
 };
 
 impl Runtime {
@@ -237,6 +238,20 @@ impl<'r> PluginHandle<'r> {
         self.call(Box::new(move |p, s| {
             p.authorize_dial(s, extension, number, region)
         }))
+    }
+
+    /// `calls.save-after-call-work` (0.5.0 on): the agent's notes and
+    /// disposition added to what the plugin logged for the call.
+    pub fn save_after_call_work(&self, work: &AfterCallWork) -> PluginCall<'r, Vec<EventOutcome>> {
+        let work = work.clone();
+        self.call(Box::new(move |p, s| p.save_after_call_work(s, work)))
+    }
+
+    /// `calls.choose-record` (0.5.0 on): the agent's pick among the records
+    /// offered for a call; the answer is the record to open.
+    pub fn choose_record(&self, choice: &RecordChoice) -> PluginCall<'r, CrmRecord> {
+        let choice = choice.clone();
+        self.call(Box::new(move |p, s| p.choose_record(s, choice)))
     }
 }
 

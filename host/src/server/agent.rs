@@ -2,7 +2,8 @@
 //! that extension (open-browser with audience extension N), pushed over
 //! server-sent events, with click-to-call from that extension and its
 //! recent calls. It knows nothing about any CRM: it shows what a pop-up's
-//! caption says, or its bare URL.
+//! caption says, or its bare URL; when a plugin offers several records for
+//! a call, the agent's pick goes back to that plugin (`choose_record`).
 //!
 //! Who may use it: the administrator (every extension), or an agent whose
 //! session (`sessions`, cookie `pbx_agent`) is scoped to that extension,
@@ -43,7 +44,9 @@ use super::pages::{FAVICON, escape, message_html, page};
 use super::sessions::{AGENT_COOKIE, Holder, SignedInWith, cookie, set_cookie};
 use super::state::AppState;
 use crate::call_input::check_extension;
-use crate::capabilities::browser::{BrowserRequest, Viewer};
+use crate::capabilities::browser::{BrowserRequest, Detail, Viewer};
+use crate::recent_calls::CallRecord;
+use crate::runtime::wit::RecordChoice;
 
 const AGENT_HTML: &str = include_str!("assets/agent.html");
 
@@ -59,6 +62,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/agent/{extension}/events", get(events))
         .route("/agent/{extension}/dial", post(dial))
         .route("/agent/{extension}/calls", get(recent_calls))
+        .route(
+            "/agent/{extension}/calls/{call_id}/choice",
+            post(choose_record),
+        )
 }
 
 /// The only places sign-in returns to: an agent page of this host, by its
@@ -347,7 +354,7 @@ async fn crm_sign_in(
     let binding = cookie(&headers, BINDING_COOKIE)
         .filter(|b| b.len() == 64 && b.bytes().all(|c| c.is_ascii_hexdigit()))
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 32]>()));
-    let callback_url = st.config.callback_url(&plugin);
+    let callback_url = st.network.callback_url(&plugin);
     let begun = agent_sign_in::begin(
         &RuntimeSignIn(&st.runtime),
         &st.agent_sign_ins,
@@ -401,7 +408,7 @@ pub(super) async fn crm_callback(
         &RuntimeSignIn(&st.runtime),
         &st.agent_sign_ins,
         plugin,
-        &st.config.callback_url(plugin),
+        &st.network.callback_url(plugin),
         query,
         binding.as_deref(),
     )
@@ -605,6 +612,148 @@ async fn recent_calls(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require(&st, &headers, &extension)?;
     Ok(Json(json!({ "calls": st.recent_calls.list(&extension) })))
+}
+
+/// Longest record id the pick accepts (CRM ids are far shorter).
+const MAX_RECORD_ID: usize = 255;
+
+#[derive(Deserialize)]
+struct ChoiceBody {
+    record_id: Option<String>,
+}
+
+/// The agent's pick among the records a plugin offered for a call of this
+/// extension: only a record of an offer kept for this extension and call,
+/// sent to the plugin that offered it; the answer is the record to open.
+async fn choose_record(
+    State(st): St,
+    Path((extension, call_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require(&st, &headers, &extension)?;
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid-input",
+            "send the pick as JSON, Content-Type: application/json, e.g. {\"record_id\": \"003...\"}",
+        ));
+    }
+    let body: ChoiceBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!("the body must be JSON such as {{\"record_id\": \"003...\"}} ({e})"),
+        )
+        .with_field("body")
+    })?;
+    let record_id = body.record_id.unwrap_or_default();
+    if record_id.is_empty() || record_id.len() > MAX_RECORD_ID {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!(
+                "record_id must be one of the offered records' ids (1 to {MAX_RECORD_ID} bytes)"
+            ),
+        )
+        .with_field("record_id"));
+    }
+    let viewer = Viewer::Extension(extension.clone());
+    let offer = st.services.browser.since(0).into_iter().rev().find(|r| {
+        r.viewer == viewer
+            && !r.offered.is_empty()
+            && r.caption.as_ref().and_then(|c| c.call_id.as_deref()) == Some(call_id.as_str())
+    });
+    let Some(offer) = offer else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!(
+                "no records were offered to extension {extension} for call {call_id:?} (or the offer is too old); pick from a pop-up's list"
+            ),
+        ));
+    };
+    let Some(url) = offer
+        .offered
+        .iter()
+        .find(|r| r.id == record_id)
+        .map(|r| r.url.clone())
+    else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!(
+                "record {record_id:?} was not offered for call {call_id:?}; pick one of the list"
+            ),
+        )
+        .with_field("record_id"));
+    };
+    let Some(call) = st
+        .recent_calls
+        .list(&extension)
+        .into_iter()
+        .find(|c| c.call_id == call_id)
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!(
+                "call {call_id:?} is no longer among extension {extension}'s recent calls; open the record from Salesforce instead"
+            ),
+        ));
+    };
+    let record = st
+        .runtime
+        .plugin(&offer.plugin_id)
+        .choose_record(&RecordChoice {
+            call_id: call_id.clone(),
+            extension: extension.clone(),
+            number: call.number,
+            default_region: st.config.default_region.clone(),
+            record_id,
+        })
+        .await?;
+    tracing::info!(plugin = %offer.plugin_id, %extension, %call_id, "the agent picked an offered record");
+    let mut details = vec![
+        Detail {
+            label: "Name".into(),
+            value: record.name.clone(),
+        },
+        Detail {
+            label: "Record type".into(),
+            value: record.object_type.clone(),
+        },
+    ];
+    if let Some(account) = &record.account {
+        details.push(Detail {
+            label: "Account".into(),
+            value: account.clone(),
+        });
+    }
+    if let Some(caption) = &offer.caption {
+        st.recent_calls.note_record(
+            &extension,
+            &call_id,
+            CallRecord {
+                title: caption.title.clone(),
+                url: url.clone(),
+                details,
+            },
+        );
+    }
+    Ok(Json(json!({
+        "object_type": record.object_type,
+        "id": record.id,
+        "name": record.name,
+        // The page checked when it was offered, not a new one.
+        "url": url,
+        "account": record.account,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -9,8 +9,8 @@
 //!   credential a browser adds on its own, and passes;
 //! - else the browser's `Sec-Fetch-Site` must say `same-origin` or `none`
 //!   (typed by the user); without it, an `Origin` header must be this
-//!   host's own origin (its public URL, or the Host the request was sent
-//!   to). A client that sends neither is no browser, so no forgery;
+//!   host's own origin (its Homepage URL or `--public-url`, or the Host
+//!   the request was sent to). A client that sends neither is no browser, so no forgery;
 //! - a body must be one a cross-site form cannot send unchecked:
 //!   `application/json` under `/api` (`application/wasm` for a plugin
 //!   upload), and JSON or the portal's own URL-encoded forms elsewhere.
@@ -34,7 +34,7 @@ pub async fn guard(State(st): State<Arc<AppState>>, request: Request, next: Next
         request.method(),
         request.uri().path(),
         request.headers(),
-        &st.config.public_url,
+        &st.network.own_urls(),
     ) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),
@@ -69,7 +69,7 @@ pub fn check(
     method: &Method,
     path: &str,
     headers: &HeaderMap,
-    public_url: &url::Url,
+    own: &[url::Url],
 ) -> Result<(), Refusal> {
     if [Method::GET, Method::HEAD, Method::OPTIONS].contains(method) {
         return Ok(());
@@ -81,11 +81,11 @@ pub fn check(
     if bearer {
         return Ok(());
     }
-    check_origin(headers, public_url)?;
+    check_origin(headers, own)?;
     check_content_type(method, path, headers)
 }
 
-fn check_origin(headers: &HeaderMap, public_url: &url::Url) -> Result<(), Refusal> {
+fn check_origin(headers: &HeaderMap, own_urls: &[url::Url]) -> Result<(), Refusal> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
         return match site.trim() {
@@ -98,7 +98,11 @@ fn check_origin(headers: &HeaderMap, public_url: &url::Url) -> Result<(), Refusa
     let Some(origin) = text(header::ORIGIN.as_str()) else {
         return Ok(());
     };
-    let own = public_url.origin().ascii_serialization();
+    let origins: Vec<String> = own_urls
+        .iter()
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    let own = origins.first().cloned().unwrap_or_default();
     let same_host = url::Url::parse(origin).ok().is_some_and(|o| {
         let authority = match o.port() {
             Some(port) => format!("{}:{port}", o.host_str().unwrap_or_default()),
@@ -106,7 +110,7 @@ fn check_origin(headers: &HeaderMap, public_url: &url::Url) -> Result<(), Refusa
         };
         text(header::HOST.as_str()).is_some_and(|h| h.eq_ignore_ascii_case(&authority))
     });
-    if origin == own || same_host {
+    if origins.iter().any(|o| o == origin) || same_host {
         Ok(())
     } else {
         Err(Refusal::CrossSite(format!(
@@ -178,14 +182,14 @@ mod tests {
     }
 
     fn post(path: &str, pairs: &[(&'static str, &str)]) -> Result<(), Refusal> {
-        check(&Method::POST, path, &headers(pairs), &public())
+        check(&Method::POST, path, &headers(pairs), &[public()])
     }
 
     #[test]
     fn reads_always_pass() {
         let cross = headers(&[("sec-fetch-site", "cross-site")]);
         assert_eq!(
-            check(&Method::GET, "/api/plugins", &cross, &public()),
+            check(&Method::GET, "/api/plugins", &cross, &[public()]),
             Ok(())
         );
     }

@@ -49,9 +49,11 @@ use crate::directory::Directory;
 use crate::directory::passwords::ExtensionPasswords;
 use crate::files::write_private;
 use crate::journal::Journal;
+use crate::network::{NETWORK_NAMESPACE, Network};
 use crate::outbound;
 use crate::runtime::Runtime;
 use crate::store::{Quota, Store};
+use crate::user_sync::{RESULT_NAMESPACE as SYNC_RESULT_NAMESPACE, SyncJobs};
 
 /// Where the CLI finds the running host: files in the data directory.
 pub const ADMIN_URL_FILE: &str = "admin-url";
@@ -172,6 +174,11 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     write_private(&admin_url, format!("{scheme}://{addr}\n").as_bytes())
         .with_context(|| format!("cannot write {}", admin_url.display()))?;
 
+    let network = Network::open(
+        store.namespace(NETWORK_NAMESPACE, Quota::UNLIMITED),
+        config.public_url.clone(),
+    )?;
+    let syncs = SyncJobs::new(store.namespace(SYNC_RESULT_NAMESPACE, Quota::UNLIMITED));
     let journal = Arc::new(Journal::new(
         runtime.clone(),
         &store,
@@ -198,8 +205,9 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         runtime,
         services,
         store,
+        network,
         authorizations: Default::default(),
-        syncs: Default::default(),
+        syncs,
         journal,
         originations: Default::default(),
         stopping: tokio::sync::watch::channel(false).0,
@@ -231,7 +239,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     };
     tracing::info!(
         portal = %format!("{scheme}://{addr}/"),
-        public_url = %state.config.public_url,
+        homepage_url = %state.network.homepage_url(),
         "pbx-host serving"
     );
     Ok(RunningHost {

@@ -49,7 +49,7 @@ async fn oauth_callback(
     if state_of(&query).is_some_and(|state| st.agent_sign_ins.contains(&state)) {
         return super::agent::crm_callback(&st, &plugin, &query, &headers).await;
     }
-    let callback_url = st.config.callback_url(&plugin);
+    let callback_url = st.network.callback_url(&plugin);
     let result = st
         .runtime
         .plugin(&plugin)

@@ -14,6 +14,7 @@ use crate::config::HostConfig;
 use crate::dialing::Originations;
 use crate::directory::passwords::ExtensionPasswords;
 use crate::journal::Journal;
+use crate::network::Network;
 use crate::recent_calls::RecentCalls;
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub services: Arc<Services>,
     /// The store.
     pub store: Store,
+    /// The Homepage URL, from which Callback URLs are composed.
+    pub network: Network,
     /// The admin token and portal sessions.
     pub(super) auth: Auth,
     /// User sync jobs.

@@ -37,6 +37,7 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::matching::{self, Reason};
+use crate::salesforce::ids;
 use crate::store::{Batch, Store, keys};
 use crate::users::{UserRecord, Users};
 
@@ -281,10 +282,8 @@ impl<'h, H: Host> Associations<'h, H> {
                 .or_else(|| stale_names.get(id).copied())
         };
 
-        // One-to-one, over the whole set.
-        let mut ext_owner: HashMap<&str, &str> = HashMap::with_capacity(list.len());
-        let mut user_ext: HashMap<&str, &str> = HashMap::with_capacity(list.len());
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(list.len());
+        // Typed ids may be 15 characters: compare the 18-character form.
+        let mut typed: Vec<(String, &str)> = Vec::with_capacity(list.len());
         for a in list {
             let (user_id, extension) = (a.user_id.trim(), a.extension.trim());
             if user_id.is_empty() || extension.is_empty() {
@@ -292,6 +291,14 @@ impl<'h, H: Host> Associations<'h, H> {
                     "an association lacks its Salesforce user or its extension number: choose both, or remove the row".into(),
                 ));
             }
+            typed.push((ids::normalize(user_id, "user id")?, extension));
+        }
+        // One-to-one, over the whole set.
+        let mut ext_owner: HashMap<&str, &str> = HashMap::with_capacity(list.len());
+        let mut user_ext: HashMap<&str, &str> = HashMap::with_capacity(list.len());
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(list.len());
+        for (user_id, extension) in &typed {
+            let (user_id, extension) = (user_id.as_str(), *extension);
             match (ext_owner.get(extension), user_ext.get(user_id)) {
                 // The same pair twice: harmless, keep one.
                 (Some(&owner), _) if owner == user_id => continue,
@@ -392,14 +399,16 @@ impl<'h, H: Host> Associations<'h, H> {
 
     /// The extension associated with `user_id`, only when the pair is
     /// `associated` (see `user_for_extension`).
+    /// `user_id` may be typed in its 15-character form; a malformed one is
+    /// refused, naming the fix.
     pub fn extension_for_user(&self, user_id: &str) -> Result<Option<String>, PluginError> {
-        let user_id = user_id.trim();
+        let user_id = ids::normalize(user_id, "user id")?;
         let set = self.saved()?;
         let Some(a) = set.entries.into_iter().find(|a| a.user_id == user_id) else {
             return Ok(None);
         };
         if self.host.extension(&a.extension).is_none()
-            || Users::new(self.host).find(user_id)?.is_none()
+            || Users::new(self.host).find(&user_id)?.is_none()
         {
             return Ok(None);
         }

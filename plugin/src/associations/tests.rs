@@ -124,7 +124,7 @@ fn one_to_one_violations_name_both_sides() {
         &host,
         0,
         &[Association {
-            user_id: "005NOTSYNCED".into(),
+            user_id: sf_user_id(999),
             extension: "1001".into(),
         }],
     ));
@@ -133,6 +133,19 @@ fn one_to_one_violations_name_both_sides() {
         message.contains("sync the users, reload and re-assign"),
         "{message}"
     );
+    // A malformed id, or an 18-character one with a wrong checksum.
+    for bad in ["005NOTSYNCED", "005000000000001ABC"] {
+        let (k, message) = kind(save(
+            &host,
+            0,
+            &[Association {
+                user_id: bad.into(),
+                extension: "1001".into(),
+            }],
+        ));
+        assert_eq!(k, ErrorKind::InvalidInput);
+        assert!(message.contains("Salesforce user id"), "{message}");
+    }
     // Nothing stored by any of them.
     assert!(host.kv_text(keys::ASSOCIATIONS).is_none());
     // The same pair twice is one pair.
@@ -148,6 +161,50 @@ fn one_to_one_violations_name_both_sides() {
             .map(|s| s.entries.len()),
         Some(1)
     );
+}
+
+#[test]
+fn fifteen_character_ids_are_the_same_users() {
+    let (host, _sf) = three_users_three_extensions();
+    let short = |i: usize| sf_user_id(i)[..15].to_string();
+    let typed = Association {
+        user_id: format!(" {} ", short(1)),
+        extension: "1002".into(),
+    };
+    // The 18-character form of one user and the 15-character of another.
+    assert_eq!(save(&host, 0, &[assoc(0, "1001"), typed]).ok(), Some(1));
+    let saved = Store::new(&host).get::<AssociationSet>(keys::ASSOCIATIONS);
+    let ids: Vec<String> = saved
+        .ok()
+        .flatten()
+        .map(|s| s.entries.into_iter().map(|e| e.user_id).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [sf_user_id(0), sf_user_id(1)], "stored as 18");
+    let plugin = Plugin::new(&host);
+    assert_eq!(
+        plugin.extension_for_user(&short(1)).ok(),
+        Some(Some("1002".into()))
+    );
+    // One user typed both ways is one user.
+    let (k, message) = kind(save(
+        &host,
+        1,
+        &[
+            assoc(0, "1001"),
+            Association {
+                user_id: short(0),
+                extension: "1003".into(),
+            },
+        ],
+    ));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(
+        message.contains("one Salesforce user has one extension"),
+        "{message}"
+    );
+    let (k, message) = kind(plugin.extension_for_user("005-bad"));
+    assert_eq!(k, ErrorKind::InvalidInput);
+    assert!(message.contains("15 or 18 letters and digits"), "{message}");
 }
 
 #[test]
@@ -260,8 +317,12 @@ fn saved_associations_show_in_the_list_and_answer_lookups() {
         Some(Some("1001".into()))
     );
     assert_eq!(plugin.extension_for_user(&sf_user_id(1)).ok(), Some(None));
-    assert_eq!(plugin.extension_for_user("not,an:id").ok(), Some(None));
-    assert_eq!(plugin.extension_for_user("").ok(), Some(None));
+    // What cannot be a Salesforce id is refused, naming the fix.
+    for bad in ["not,an:id", ""] {
+        let (k, message) = kind(plugin.extension_for_user(bad));
+        assert_eq!(k, ErrorKind::InvalidInput, "{bad}");
+        assert!(message.contains("15 or 18 letters and digits"), "{message}");
+    }
 }
 
 #[test]

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 use super::ledger::{bucket_key, busy, outbox_key, prune_ledger, read_ledger};
 use super::lookup::Match;
+use super::work::{Work, work_key};
+use super::unknown::ForUnknown;
 use super::{CAS_ROUNDS, Calls, ItemLease, cut};
 use crate::associations::Associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};
@@ -21,11 +23,17 @@ use crate::error::PluginError;
 use crate::host::Host;
 use crate::lease::Until;
 use crate::phone::{self, Normalized};
-use crate::salesforce::query::task_by_call_object;
+use crate::salesforce::query::{open_case, task_by_call_object};
 use crate::salesforce::{Backoff, SalesforceError};
-use crate::settings::{CallSettings, Rule, TaskOwner, UnknownCaller};
+use crate::settings::{CallSettings, OpenCase, Rule, TaskOwner, UnknownCaller};
 use crate::store::{Batch, encode, keys};
-use crate::time::{clock, date, human_duration};
+use crate::time::{clock, date, human_duration, local_date};
+
+/// A Task's `Description` (Comments) holds at most this many characters.
+pub const MAX_DESCRIPTION: usize = 32_000;
+/// The Status of a call logged as open: Salesforce's default open Task
+/// status (orgs have no "Open" value; IsClosed is false for this one).
+pub const OPEN_STATUS: &str = "Not Started";
 
 /// How long a logged call id is remembered, to ignore late duplicates.
 pub const DONE_KEEP_MS: u64 = 3 * 24 * 60 * 60 * 1000;
@@ -66,6 +74,10 @@ pub struct CallRecord {
     /// The PBX's default region.
     #[serde(default)]
     pub default_region: String,
+    /// The PBX's offset from UTC at the call's start, in minutes: the Task
+    /// is dated on the PBX's day.
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
 }
 
 impl CallRecord {
@@ -81,11 +93,19 @@ impl CallRecord {
             disposition: e.disposition.clone(),
             recording_url: e.recording_url.clone(),
             default_region: e.default_region.clone(),
+            utc_offset_minutes: e.utc_offset_minutes,
         }
     }
 
     fn answered(&self) -> bool {
         self.answered_at_ms.is_some()
+    }
+
+    /// The caller left a voicemail (the PBX's disposition "voicemail").
+    pub fn is_voicemail(&self) -> bool {
+        self.disposition
+            .as_deref()
+            .is_some_and(|d| d.trim().eq_ignore_ascii_case("voicemail"))
     }
 
     /// Talk time: answered to ended, 0 when unanswered.
@@ -125,6 +145,13 @@ pub struct OutboxItem {
     /// The lease of the instance delivering it now.
     #[serde(default)]
     pub lease: Option<ItemLease>,
+    /// Logged as an open Task (the call settings' "open"), not a completed one.
+    #[serde(default)]
+    pub open: bool,
+    /// After-call work and a recording link that arrived before the Task
+    /// was written: the Task is created with them.
+    #[serde(default)]
+    pub work: Option<Work>,
 }
 
 /// What happened to an event's journal part.
@@ -164,8 +191,9 @@ impl Logged {
 }
 
 /// Why a call's log is skipped by the call settings' rule, in words.
-fn rule_skips(direction: Direction, answered: bool) -> String {
+fn rule_skips(direction: Direction, answered: bool, voicemail: bool) -> String {
     let which = match (direction, answered) {
+        _ if voicemail => "calls that ended in a voicemail",
         (Direction::Inbound, true) => "answered inbound calls",
         (Direction::Inbound, false) => "missed inbound calls",
         (Direction::Outbound, true) => "answered outbound calls",
@@ -183,14 +211,18 @@ impl<H: Host> Calls<'_, H> {
         let call = CallRecord::from_event(e);
         let key = outbox_key(&call.call_id);
         let done_key = bucket_key(keys::CALLS_DONE_PREFIX, &call.call_id);
+        let voicemail = call.is_voicemail();
         let rule = match (e.direction, call.answered()) {
+            _ if voicemail => settings.log_voicemail,
             (Direction::Inbound, true) => settings.log_inbound_answered,
             (Direction::Inbound, false) => settings.log_inbound_missed,
             (Direction::Outbound, true) => settings.log_outbound_answered,
             (Direction::Outbound, false) => settings.log_outbound_unanswered,
             (Direction::Internal, _) => settings.log_internal,
         };
-        let mut skip = (rule == Rule::Skip).then(|| rule_skips(e.direction, call.answered()));
+        let mut skip =
+            (rule == Rule::Skip).then(|| rule_skips(e.direction, call.answered(), voicemail));
+        let pending_key = work_key(&call.call_id);
         let mut owner_id = None;
         if skip.is_none() && settings.task_owner != TaskOwner::Connected {
             owner_id = Associations::new(self.host)
@@ -209,10 +241,20 @@ impl<H: Host> Calls<'_, H> {
             if done.entries.contains_key(&call.call_id) || store.get_raw(&key)?.is_some() {
                 return Ok(Queued::Known);
             }
+            // Work saved before the call ended moves into the item, in the
+            // same commit, so it is applied exactly once.
+            let (work, work_raw) = match store.get_raw(&pending_key)? {
+                Some(raw) => (serde_json::from_slice::<Work>(&raw).ok(), Some(raw)),
+                None => (None, None),
+            };
+            let mut batch = Batch::new().expect_raw(&pending_key, work_raw.clone());
+            if work_raw.is_some() {
+                batch = batch.delete(&pending_key);
+            }
             let batch = if skip.is_some() {
                 prune_ledger(&mut done, now, DONE_KEEP_MS);
                 done.entries.insert(call.call_id.clone(), now);
-                Batch::new()
+                batch
                     .expect_raw(&done_key, done_raw)
                     .expect_raw(&key, None)
                     .set(&done_key, &done)?
@@ -225,8 +267,10 @@ impl<H: Host> Calls<'_, H> {
                     queued_at_ms: now,
                     last_error: None,
                     lease: None,
+                    open: rule == Rule::Open,
+                    work,
                 };
-                Batch::new()
+                batch
                     .expect_raw(&done_key, done_raw)
                     .expect_raw(&key, None)
                     .set(&key, &item)?
@@ -358,6 +402,10 @@ impl<H: Host> Calls<'_, H> {
         if item.attempts > 1
             && let Some(id) = self.existing_task(&call.call_id)?
         {
+            // Work merged while the lost attempt ran is not in that Task.
+            if let Some(work) = &item.work {
+                self.patch_task(&id, work)?;
+            }
             self.host.log(
                 Level::Info,
                 &format!(
@@ -394,7 +442,10 @@ impl<H: Host> Calls<'_, H> {
                             n.international
                         ));
                     } else {
-                        best = Some(self.create_for_unknown(n, kind, item.owner_id.as_deref())?);
+                        match self.create_for_unknown(n, kind, item.owner_id.as_deref())? {
+                            ForUnknown::Created(record) => best = Some(record),
+                            ForUnknown::Deferred(why) => why_no_record = Some(why),
+                        }
                     }
                 }
                 who = best;
@@ -409,7 +460,11 @@ impl<H: Host> Calls<'_, H> {
                 ));
             }
         }
-        let mut task = task_body(item, normalized.as_ref(), who.as_ref());
+        let case_id = match &who {
+            Some(m) if self.settings()?.log_to_open_case == OpenCase::Yes => self.open_case(m)?,
+            _ => None,
+        };
+        let mut task = task_body(item, normalized.as_ref(), who.as_ref(), case_id.as_deref());
         let created: Value = match self.api().post_json("sobjects/Task/", &task) {
             Ok(v) => v,
             // The associated user was deactivated meanwhile: the call is
@@ -452,8 +507,25 @@ impl<H: Host> Calls<'_, H> {
         })
     }
 
+    /// The caller's most recent open Case: a Contact's, or an Account's
+    /// (also a Person Account's); a Lead has none.
+    fn open_case(&self, who: &Match) -> Result<Option<String>, PluginError> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(rename = "Id")]
+            id: String,
+        }
+        let field = match who.object.as_str() {
+            "Contact" => "ContactId",
+            "Account" => "AccountId",
+            _ => return Ok(None),
+        };
+        let rows: Vec<Row> = self.api().query(&open_case(field, &who.id))?;
+        Ok(rows.into_iter().next().map(|r| r.id))
+    }
+
     /// The Task logging `call_id`, if one exists.
-    fn existing_task(&self, call_id: &str) -> Result<Option<String>, PluginError> {
+    pub(super) fn existing_task(&self, call_id: &str) -> Result<Option<String>, PluginError> {
         #[derive(Deserialize)]
         struct Row {
             #[serde(rename = "Id")]
@@ -506,7 +578,12 @@ impl<H: Host> Calls<'_, H> {
 }
 
 /// The Task for a call.
-pub fn task_body(item: &OutboxItem, n: Option<&Normalized>, who: Option<&Match>) -> Value {
+pub fn task_body(
+    item: &OutboxItem,
+    n: Option<&Normalized>,
+    who: Option<&Match>,
+    case_id: Option<&str>,
+) -> Value {
     let call = &item.call;
     let shown = match n {
         Some(n) => n.international.clone(),
@@ -562,30 +639,35 @@ pub fn task_body(item: &OutboxItem, n: Option<&Normalized>, who: Option<&Match>)
         lines.push(format!("Recording: {r}"));
     }
     lines.push(format!("PBX call id: {}", call.call_id));
+    let description = match &item.work {
+        Some(work) => work.description(&lines.join("\n")),
+        None => cut(&lines.join("\n"), MAX_DESCRIPTION),
+    };
     let mut task = json!({
         "Subject": cut(&subject, 255),
+        // Salesforce's standard activity reports filter on Type.
+        "Type": "Call",
         "TaskSubtype": "Call",
         "CallType": call_type,
         "CallDurationInSeconds": duration,
         "CallObject": call.call_id,
-        "ActivityDate": date(call.started_at_ms),
-        "Status": "Completed",
-        "Description": cut(&lines.join("\n"), 32_000),
+        "ActivityDate": local_date(call.started_at_ms, call.utc_offset_minutes),
+        "Status": if item.open { OPEN_STATUS } else { "Completed" },
+        "Description": description,
     });
-    if let Some(d) = &call.disposition {
+    let disposition = item
+        .work
+        .as_ref()
+        .and_then(|w| w.disposition.as_ref())
+        .or(call.disposition.as_ref());
+    if let Some(d) = disposition {
         task["CallDisposition"] = json!(cut(d, 255));
     }
-    if let Some(m) = who {
-        match m.object.as_str() {
-            "Contact" => {
-                task["WhoId"] = json!(m.id);
-                if let Some(a) = &m.account_id {
-                    task["WhatId"] = json!(a);
-                }
-            }
-            "Lead" => task["WhoId"] = json!(m.id),
-            _ => task["WhatId"] = json!(m.id),
-        }
+    for (field, id) in who.map(Match::links).unwrap_or_default() {
+        task[field] = json!(id);
+    }
+    if let Some(case) = case_id {
+        task["WhatId"] = json!(case);
     }
     if let Some(owner) = &item.owner_id {
         task["OwnerId"] = json!(owner);

@@ -1,7 +1,10 @@
 //! Caller lookup: the number is normalized to E.164
 //! ([`phone::normalize`]) and searched with the SOSL phone search
-//! ([`crate::salesforce::query::sosl`]); when nothing matches, the national
-//! significant number is searched too. The winner is a Contact, then a Lead,
+//! ([`crate::salesforce::query::sosl`], which escapes the `+`); when nothing
+//! matches, the national significant number is searched too, for numbers
+//! stored nationally, and what it finds written with another country code
+//! is left out (`+44 20 7946 0958` is no match for `+1 207 946 0958`). The
+//! winner is a Contact, then a Lead,
 //! then an Account; among records of one kind the most recently modified.
 //! The others are reported. Answers are cached for [`CACHE_MS`] under
 //! `calls/lookup/<E.164>`. A number that cannot be normalized is answered
@@ -53,12 +56,33 @@ impl Match {
         }
     }
 
-    fn record(&self) -> CrmRecord {
+    /// The record as the WIT names it (no account name).
+    pub fn record(&self) -> CrmRecord {
         CrmRecord {
             object_type: self.object.clone(),
             id: self.id.clone(),
             name: self.name.clone(),
             url: self.url.clone(),
+            account: None,
+        }
+    }
+}
+
+impl Match {
+    /// The Task fields that name this record: a Contact is the `WhoId`
+    /// with its Account the `WhatId`, a Lead the `WhoId`, anything else the
+    /// `WhatId`.
+    pub fn links(&self) -> Vec<(&'static str, String)> {
+        match self.object.as_str() {
+            "Contact" => {
+                let mut l = vec![("WhoId", self.id.clone())];
+                if let Some(a) = &self.account_id {
+                    l.push(("WhatId", a.clone()));
+                }
+                l
+            }
+            "Lead" => vec![("WhoId", self.id.clone())],
+            _ => vec![("WhatId", self.id.clone())],
         }
     }
 }
@@ -110,8 +134,21 @@ impl<H: Host> Calls<'_, H> {
         })
     }
 
-    /// The records matching `n`, winner first (cached).
+    /// The records matching `n`, winner first: the one an agent chose for
+    /// the number, if it still matches, else by [`rank`].
     pub fn find(&self, n: &Normalized) -> Result<Vec<Match>, PluginError> {
+        Ok(self.find_choosing(n)?.0)
+    }
+
+    /// [`Calls::find`], and whether an agent's choice put the first first.
+    pub fn find_choosing(&self, n: &Normalized) -> Result<(Vec<Match>, bool), PluginError> {
+        let mut matches = self.find_ranked(n)?;
+        let chosen = self.apply_choice(&n.e164, &mut matches)?;
+        Ok((matches, chosen))
+    }
+
+    /// The records matching `n` by [`rank`] (cached).
+    fn find_ranked(&self, n: &Normalized) -> Result<Vec<Match>, PluginError> {
         let store = self.store();
         let now = self.host.now_ms();
         let cache_key = format!("{}{}", keys::CALLS_LOOKUP_PREFIX, n.e164);
@@ -123,11 +160,11 @@ impl<H: Host> Calls<'_, H> {
         }
         let tokens: Option<Tokens> = store.get(keys::TOKENS)?;
         let instance = tokens.map(|t| t.instance_url).unwrap_or_default();
-        let mut matches = self.search(&n.e164, &instance)?;
+        let mut matches = self.search(&n.e164, &instance, None)?;
         if matches.is_empty() && n.national.len() >= 7 {
             // Numbers stored without their country code may be indexed
             // under the national number only.
-            matches = self.search(&n.national, &instance)?;
+            matches = self.search(&n.national, &instance, Some(n))?;
         }
         if let Some(r) = self.remembered(&n.e164)?
             && !matches.iter().any(|m| m.id == r.record.id)
@@ -146,11 +183,57 @@ impl<H: Host> Calls<'_, H> {
         Ok(matches)
     }
 
-    fn search(&self, term: &str, instance: &str) -> Result<Vec<Match>, PluginError> {
+    /// The records SOSL finds for `term`; with `of`, only those that may
+    /// have that number (see [`may_have`]).
+    fn search(
+        &self,
+        term: &str,
+        instance: &str,
+        of: Option<&Normalized>,
+    ) -> Result<Vec<Match>, PluginError> {
         let path = search_path(&sosl(term));
-        let answer: Value = self.api().get(&path)?;
+        let mut answer: Value = self.api().get(&path)?;
+        if let Some(n) = of
+            && let Some(records) = answer
+                .get_mut("searchRecords")
+                .and_then(Value::as_array_mut)
+        {
+            records.retain(|r| may_have(r, n));
+        }
         Ok(search_matches(&answer, instance))
     }
+}
+
+/// The phone fields the lookup's SOSL returns.
+const PHONE_FIELDS: [&str; 3] = ["Phone", "MobilePhone", "OtherPhone"];
+
+/// Whether a record found by the national number `n.national` may have the
+/// number `n`: one of its phone fields is written nationally (no country
+/// to tell), or internationally with `n`'s country code (a trunk `(0)`
+/// allowed). A record whose phone fields were not returned is kept.
+pub fn may_have(record: &Value, n: &Normalized) -> bool {
+    let e164 = n.e164.trim_start_matches('+');
+    let code = e164.strip_suffix(n.national.as_str()).unwrap_or(e164);
+    let mut phones = PHONE_FIELDS
+        .iter()
+        .filter_map(|f| record.get(*f).and_then(Value::as_str))
+        .filter(|p| p.chars().any(|c| c.is_ascii_digit()))
+        .peekable();
+    if phones.peek().is_none() {
+        return true;
+    }
+    phones.any(|p| {
+        let digits: String = p.chars().filter(char::is_ascii_digit).collect();
+        let international = if p.trim_start().starts_with('+') {
+            Some(digits.as_str())
+        } else {
+            digits.strip_prefix("00")
+        };
+        match international {
+            None => true,
+            Some(d) => d == e164 || d == format!("{code}0{}", n.national),
+        }
+    })
 }
 
 /// The records of a SOSL search answer (an array, or `searchRecords`) as
@@ -193,6 +276,27 @@ pub fn search_matches(answer: &Value, instance: &str) -> Vec<Match> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_national_number_s_finds_keep_only_numbers_that_may_be_it() {
+        let Ok(maine) = phone::normalize("+1 207 946 0958", "US") else {
+            panic!("a valid number");
+        };
+        let record = |phone: &str| serde_json::json!({"Phone": phone, "MobilePhone": null});
+        assert!(!may_have(&record("+44 20 7946 0958"), &maine));
+        assert!(!may_have(&record("0044 20 7946 0958"), &maine));
+        assert!(may_have(&record("(207) 946-0958"), &maine));
+        assert!(may_have(&record("+1 207 946 0958"), &maine));
+        assert!(may_have(&serde_json::json!({"Id": "003"}), &maine));
+        let Ok(berlin) = phone::normalize("+49 30 901820", "DE") else {
+            panic!("a valid number");
+        };
+        assert!(may_have(&record("+49 (0)30 901820"), &berlin));
+        assert!(may_have(&record("030 901820"), &berlin));
+        assert!(!may_have(&record("+43 30 901820"), &berlin));
+        let two = serde_json::json!({"Phone": "+44 30 901820", "OtherPhone": "030/901820"});
+        assert!(may_have(&two, &berlin), "one field may be it");
+    }
 
     /// Found by the `salesforce_json` fuzz target: a record's type went
     /// into the record's URL unchecked ("C!ntact", "../x"), and an empty id

@@ -2,15 +2,19 @@
 //! parts share, and the event dispatch between them. Each part is a file:
 //! caller lookup (`lookup`), the pop-up of the caller's record (`popup`),
 //! the call journal that logs one Task per call id (`journal`), records for
-//! unknown callers (`unknown`) and click-to-call checks (`dial`); `ledger`
-//! holds the per-call-id buckets the pop-up and the journal record in.
+//! unknown callers (`unknown`), several matching records offered to the
+//! agent and the pick (`choice`) and click-to-call checks (`dial`); `ledger`
+//! holds the per-call-id buckets the pop-up and the journal record in;
+//! `work` adds after-call work and late recording links to a call's Task.
 
+pub mod choice;
 pub mod dial;
 pub mod journal;
 pub mod ledger;
 pub mod lookup;
 pub mod popup;
 pub mod unknown;
+pub mod work;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +31,7 @@ use journal::Queued;
 use ledger::outbox_key;
 use lookup::{CACHE_MS, CachedLookup};
 use unknown::{REMEMBER_MS, Remembered};
+use work::{WORK_KEEP_MS, Work};
 
 /// Bounded rounds of compare-and-swap retries.
 const CAS_ROUNDS: usize = 16;
@@ -96,6 +101,23 @@ impl<'h, H: Host> Calls<'h, H> {
             return Err(PluginError::InvalidInput(format!(
                 "the call id must have 1 to {MAX_CALL_ID} characters (it becomes the Task's Call Object Identifier)"
             )));
+        }
+        if e.phase == Phase::RecordingReady {
+            let Some(url) = e
+                .recording_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+            else {
+                return Err(PluginError::InvalidInput(
+                    "a recording-ready event needs its recording-url".into(),
+                ));
+            };
+            let work = Work {
+                recording_url: Some(url.to_string()),
+                ..Work::default()
+            };
+            return Ok(vec![self.add_work(&e.call_id, work)?]);
         }
         let settings = self.settings()?;
         let popup_phase = match settings.popup_on {
@@ -199,6 +221,15 @@ impl<'h, H: Host> Calls<'h, H> {
         sweep(keys::CALLS_CREATED_PREFIX, &|raw| {
             serde_json::from_slice::<Remembered>(raw)
                 .map_or(true, |r| now.saturating_sub(r.created_at_ms) >= REMEMBER_MS)
+        });
+        sweep(keys::CALLS_WORK_PREFIX, &|raw| {
+            serde_json::from_slice::<Work>(raw)
+                .map_or(true, |w| now.saturating_sub(w.at_ms) >= WORK_KEEP_MS)
+        });
+        sweep(keys::CALLS_OFFERED_PREFIX, &|raw| {
+            serde_json::from_slice::<choice::Offered>(raw).map_or(true, |o| {
+                now.saturating_sub(o.at_ms) >= choice::OFFER_KEEP_MS
+            })
         });
         sweep(keys::CALLS_CREATING_PREFIX, &|raw| {
             !ItemLease::live_raw(Some(raw), now)

@@ -4,8 +4,9 @@
 //! with a caption (pbx:crm 0.3.0) saying who is calling: the number, the
 //! record's name and type, and a Contact's Account (one query, best
 //! effort). An unknown caller's pop-up is the new-record page of the kind
-//! the call settings create for unknown callers (a Contact when they
-//! create none), with the number filled in.
+//! the call settings create for unknown callers, with the number filled
+//! in (none when they create none). Several matching records are offered
+//! for the agent to pick (`choice`) unless one was chosen for the number.
 
 use super::ledger::{Ledger, bucket_key, outbox_key};
 use super::lookup::Match;
@@ -35,6 +36,7 @@ pub(super) fn phase_str(p: Phase) -> &'static str {
         Phase::Ringing => "ringing",
         Phase::Answered => "answered",
         Phase::Ended => "ended",
+        Phase::RecordingReady => "recording-ready",
     }
 }
 
@@ -100,7 +102,7 @@ impl<H: Host> Calls<'_, H> {
                 e.external_number
             )));
         };
-        let best = self.find(&n)?.into_iter().next();
+        let (matches, chosen) = self.find_choosing(&n)?;
         let id = format!("{}/{}", e.call_id, phase_str(e.phase));
         if !self.record_once(keys::CALLS_POPPED_PREFIX, &id, POPPED_KEEP_MS)? {
             return Ok(skipped(format!(
@@ -108,15 +110,24 @@ impl<H: Host> Calls<'_, H> {
                 e.call_id
             )));
         }
+        if matches.len() > 1 && !chosen {
+            return self.offer(e, &n, &matches);
+        }
+        let best = matches.into_iter().next();
         let (url, what) = match &best {
             Some(best) => (
                 best.url.clone(),
                 format!("{} {} ({})", best.object, best.name, best.id),
             ),
-            None => {
-                let (object, url) = self.new_record_url(e, &n)?;
-                (url, format!("a new {object} for {}", n.international))
-            }
+            None => match self.new_record_url(e, &n)? {
+                Some((object, url)) => (url, format!("a new {object} for {}", n.international)),
+                None => {
+                    return Ok(skipped(format!(
+                        "no pop-up: no Salesforce record has {}, and the call settings create none for unknown callers",
+                        n.international
+                    )));
+                }
+            },
         };
         let caption = self.caption(e, &n, best.as_ref());
         self.host
@@ -138,7 +149,7 @@ impl<H: Host> Calls<'_, H> {
     }
 
     /// What the pop-up is about: who is calling and which record opens.
-    fn caption(&self, e: &CallEvent, n: &Normalized, best: Option<&Match>) -> Caption {
+    pub(super) fn caption(&self, e: &CallEvent, n: &Normalized, best: Option<&Match>) -> Caption {
         let title = match e.direction {
             Direction::Outbound => format!("Outgoing call to {}", n.international),
             _ => format!("Incoming call from {}", n.international),
@@ -169,7 +180,7 @@ impl<H: Host> Calls<'_, H> {
 
     /// The name of the Account `account_id`, if Salesforce tells; a failed
     /// query only leaves the detail out.
-    fn account_name(&self, account_id: &str) -> Option<String> {
+    pub(super) fn account_name(&self, account_id: &str) -> Option<String> {
         if !account_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return None;
         }
@@ -194,12 +205,12 @@ impl<H: Host> Calls<'_, H> {
 
     /// The page for a caller no record has: a new Contact or Lead (as the
     /// call settings create for unknown callers of this direction) with the
-    /// number filled in: (the object, the page).
+    /// number filled in: (the object, the page); none when they create none.
     fn new_record_url(
         &self,
         e: &CallEvent,
         n: &Normalized,
-    ) -> Result<(&'static str, String), PluginError> {
+    ) -> Result<Option<(&'static str, String)>, PluginError> {
         let settings = self.settings()?;
         let kind = match e.direction {
             Direction::Outbound => settings.unknown_outbound,
@@ -207,7 +218,8 @@ impl<H: Host> Calls<'_, H> {
         };
         let object = match kind {
             UnknownCaller::Lead => "Lead",
-            _ => "Contact",
+            UnknownCaller::Contact => "Contact",
+            UnknownCaller::Nothing => return Ok(None),
         };
         let instance = self
             .store()
@@ -216,9 +228,9 @@ impl<H: Host> Calls<'_, H> {
             .ok_or_else(|| PluginError::NotConnected("Salesforce is not connected".into()))?;
         // `+` must reach Salesforce as itself inside the field value.
         let phone = n.e164.replace('+', "%2B");
-        Ok((
+        Ok(Some((
             object,
             format!("{instance}/lightning/o/{object}/new?defaultFieldValues=Phone={phone}"),
-        ))
+        )))
     }
 }

@@ -1,7 +1,9 @@
 //! Unknown callers: a logged call from or to a number no record has gets a
 //! new Contact or Lead (as the call settings say), created once per number
 //! under a lease, and remembered for [`REMEMBER_MS`] because Salesforce's
-//! search index finds new records only minutes later.
+//! search index finds new records only minutes later. While the org's API
+//! use is above [`crate::salesforce::HIGH_PERCENT`] of its daily limit no record is created
+//! (the call is still logged, and says why it names none).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -14,7 +16,7 @@ use crate::error::PluginError;
 use crate::host::Host;
 use crate::lease::Until;
 use crate::phone::Normalized;
-use crate::salesforce::SalesforceError;
+use crate::salesforce::{ApiUsage, SalesforceError};
 use crate::settings::UnknownCaller;
 use crate::store::{Batch, keys};
 use crate::time::{date, datetime};
@@ -32,6 +34,15 @@ pub struct Remembered {
     pub created_at_ms: u64,
 }
 
+/// What became of the record for an unknown caller.
+#[derive(Debug)]
+pub enum ForUnknown {
+    /// Created now or by an earlier call.
+    Created(Match),
+    /// Not created, and why (the org is near its API limit).
+    Deferred(String),
+}
+
 impl<H: Host> Calls<'_, H> {
     pub(super) fn remembered(&self, e164: &str) -> Result<Option<Remembered>, PluginError> {
         let key = format!("{}{}", keys::CALLS_CREATED_PREFIX, e164);
@@ -42,8 +53,28 @@ impl<H: Host> Calls<'_, H> {
             .filter(|r| now.saturating_sub(r.created_at_ms) < REMEMBER_MS))
     }
 
-    /// Create a Contact or Lead for an unknown number and remember it.
+    /// Create a Contact or Lead for an unknown number and remember it;
+    /// none while the org's API use is above
+    /// [`crate::salesforce::HIGH_PERCENT`].
     pub(super) fn create_for_unknown(
+        &self,
+        n: &Normalized,
+        kind: UnknownCaller,
+        owner: Option<&str>,
+    ) -> Result<ForUnknown, PluginError> {
+        if let Some(usage) = self.api().api_usage().filter(ApiUsage::high) {
+            let why = format!(
+                "no Salesforce record has {}, and none was created: {}",
+                n.international,
+                usage.deferring("new records for unknown callers wait")
+            );
+            self.host.log(Level::Info, &why);
+            return Ok(ForUnknown::Deferred(why));
+        }
+        self.create_record(n, kind, owner).map(ForUnknown::Created)
+    }
+
+    fn create_record(
         &self,
         n: &Normalized,
         kind: UnknownCaller,

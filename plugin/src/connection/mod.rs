@@ -109,6 +109,7 @@ impl<'h, H: Host> Connector<'h, H> {
                     account: None,
                     message: "The stored settings cannot be read; save them again".into(),
                     problem: Some(e.to_string()),
+                    api_usage: None,
                 };
             }
         };
@@ -118,6 +119,7 @@ impl<'h, H: Host> Connector<'h, H> {
                 account: None,
                 message: "Not configured: enter the Consumer Key and Consumer Secret of your Salesforce app".into(),
                 problem: None,
+                api_usage: None,
             };
         }
         let record = match store.get::<ConnectionRecord>(keys::CONNECTION) {
@@ -129,6 +131,7 @@ impl<'h, H: Host> Connector<'h, H> {
                     message: "The connection record cannot be read: authorize again (click Save)"
                         .into(),
                     problem: Some(e.to_string()),
+                    api_usage: None,
                 };
             }
         };
@@ -138,6 +141,7 @@ impl<'h, H: Host> Connector<'h, H> {
                 account: None,
                 message: "Configured: click Save to authorize the connection to Salesforce".into(),
                 problem: None,
+                api_usage: None,
             };
         };
         let now = self.host.now_ms();
@@ -155,6 +159,7 @@ impl<'h, H: Host> Connector<'h, H> {
                         account: record.account(),
                         message: "Connected to Salesforce".into(),
                         problem: backoff.or(record.problem.clone()),
+                        api_usage: None,
                     }
                 } else {
                     Status {
@@ -164,6 +169,7 @@ impl<'h, H: Host> Connector<'h, H> {
                             "The stored Salesforce tokens are missing: authorize again (click Save)"
                                 .into(),
                         problem: None,
+                        api_usage: None,
                     }
                 }
             }
@@ -175,12 +181,14 @@ impl<'h, H: Host> Connector<'h, H> {
                         .into()
                 }),
                 problem: record.problem.clone(),
+                api_usage: None,
             },
             LinkState::Disconnected => Status {
                 state: ConnectionState::Disconnected,
                 account: None,
                 message: "Disconnected from Salesforce: click Save to authorize again".into(),
                 problem: record.problem.clone(),
+                api_usage: None,
             },
         }
     }
@@ -198,5 +206,6 @@ impl<'h, H: Host> Connector<'h, H> {
             .delete(keys::CONNECTION)
             .delete(keys::REFRESH_LEASE)
             .delete(keys::BACKOFF)
+            .delete(keys::API_USAGE)
     }
 }

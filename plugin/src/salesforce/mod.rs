@@ -9,11 +9,16 @@
 //!   anything.
 //! - **Errors**: Salesforce's error array becomes a typed [`ApiError`]
 //!   (`api_error`).
+//! - **The org's API use**: every answer's `Sforce-Limit-Info` is read and
+//!   the figure kept when it changed meaningfully (`limits`).
 //!
-//! The query texts it sends are built in `query`.
+//! The query texts it sends are built in `query`; typed record ids are
+//! normalized to their 18-character form in `ids`.
 
 mod api_error;
 mod backoff;
+pub mod ids;
+mod limits;
 pub mod query;
 mod session;
 
@@ -22,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api_error::{ApiError, ApiErrorItem, SalesforceError};
 pub use backoff::Backoff;
+pub use limits::{ApiUsage, HIGH_PERCENT};
 pub use session::{RefreshEnd, RefreshLease};
 
 use crate::auth::{ConnectionRecord, LinkState, Tokens};
@@ -190,7 +196,13 @@ impl<'h, H: Host> Salesforce<'h, H> {
         headers: &[Header],
     ) -> Result<ApiResponse, SalesforceError> {
         let store = self.store();
-        let backoff: Option<Backoff> = store.get(keys::BACKOFF).unwrap_or(None);
+        // The back-off and the last API use in one host call.
+        let kept = store
+            .get_many_raw(&[keys::BACKOFF.to_string(), keys::API_USAGE.to_string()])
+            .unwrap_or_default();
+        let kept_as = |i: usize| kept.get(i).and_then(|raw| raw.as_deref());
+        let backoff: Option<Backoff> = kept_as(0).and_then(|raw| serde_json::from_slice(raw).ok());
+        let usage: Option<ApiUsage> = kept_as(1).and_then(|raw| serde_json::from_slice(raw).ok());
         if let Some(b) = &backoff {
             let now = self.host.now_ms();
             if now < b.until_ms {
@@ -215,6 +227,7 @@ impl<'h, H: Host> Salesforce<'h, H> {
                 .into());
             }
         }
+        self.note_usage(&response.headers, usage.as_ref());
         let status = response.status;
         let limit = status == 403
             && ApiError::parse(403, &response.body).has_code("REQUEST_LIMIT_EXCEEDED");

@@ -5,11 +5,43 @@
 //! Every SOQL or SOSL text the plugin sends is built here, so one place says
 //! how values are quoted.
 
-/// The users query. Only active users: a deactivated user cannot own Tasks,
-/// so it must leave the list. By name, the order the users page shows.
+use crate::settings::UserTypes;
+use crate::time;
+
+/// The fields of a User the sync reads; `SystemModstamp` is the high-water
+/// mark of the incremental refresh.
+const USER_FIELDS: &str = "Id, Name, Username, Email, IsActive, UserType, Title, \
+     Department, Phone, MobilePhone, Extension, LastModifiedDate, SystemModstamp";
+
+/// The users query of a full sync, with every user type (`UserTypes::All`).
+/// Only active users: a deactivated user cannot own Tasks, so it must
+/// leave the list. By name, the order the users page shows.
 pub const USERS_SOQL: &str = "SELECT Id, Name, Username, Email, IsActive, UserType, Title, \
-     Department, Phone, MobilePhone, Extension, LastModifiedDate FROM User \
+     Department, Phone, MobilePhone, Extension, LastModifiedDate, SystemModstamp FROM User \
      WHERE IsActive = true ORDER BY Name";
+
+/// The users query of a full sync of the users `types` lists: only users
+/// who can have a phone (`UserType = 'Standard'`) unless every type is
+/// asked for.
+pub fn users_soql(types: UserTypes) -> String {
+    match types {
+        UserTypes::All => USERS_SOQL.to_string(),
+        UserTypes::Standard => format!(
+            "SELECT {USER_FIELDS} FROM User WHERE IsActive = true AND UserType = 'Standard' ORDER BY Name"
+        ),
+    }
+}
+
+/// The users changed after `since_ms` (ms since the Unix epoch), whatever
+/// their state or type: a deactivation or a change of `UserType` bumps
+/// `SystemModstamp` too, and such a user must leave the list. Oldest
+/// change first.
+pub fn users_changed_soql(since_ms: u64) -> String {
+    format!(
+        "SELECT {USER_FIELDS} FROM User WHERE SystemModstamp > {} ORDER BY SystemModstamp",
+        time::soql_datetime(since_ms)
+    )
+}
 
 /// Records per object a phone search returns.
 const SEARCH_LIMIT: u32 = 20;
@@ -67,6 +99,15 @@ pub fn task_by_call_object(call_id: &str) -> String {
     )
 }
 
+/// The SOQL query of the most recent open Case whose `field` (ContactId or
+/// AccountId) is `id`.
+pub fn open_case(field: &str, id: &str) -> String {
+    format!(
+        "SELECT Id FROM Case WHERE {field} = '{}' AND IsClosed = false ORDER BY CreatedDate DESC LIMIT 1",
+        soql_quote(id)
+    )
+}
+
 /// The SOQL query of an Account's name, for the pop-up of a Contact.
 pub fn account_name(account_id: &str) -> String {
     format!(
@@ -106,5 +147,17 @@ mod tests {
             r#"\&\|\!\(\)\{\}\[\]\^\"\~\*\?\:\\\'\+\-"#
         );
         assert_eq!(soql_quote(r"a'b\c"), r"a\'b\\c");
+    }
+
+    #[test]
+    fn user_queries_filter_by_type_and_change() {
+        assert!(
+            users_soql(UserTypes::Standard)
+                .contains("WHERE IsActive = true AND UserType = 'Standard' ORDER BY Name")
+        );
+        assert_eq!(users_soql(UserTypes::All), USERS_SOQL);
+        assert!(users_changed_soql(1_700_000_000_999).ends_with(
+            "FROM User WHERE SystemModstamp > 2023-11-14T22:13:20Z ORDER BY SystemModstamp"
+        ));
     }
 }

@@ -431,3 +431,110 @@ fn a_denied_instance_host_names_the_grant() {
         "{m}"
     );
 }
+
+// --- the REST client: the org's API use -------------------------------------
+
+fn stored_usage(host: &crate::testing::FakeHost) -> Option<(u64, u64)> {
+    let v = host.kv_json(keys::API_USAGE)?;
+    Some((v["used"].as_u64()?, v["limit"].as_u64()?))
+}
+
+#[test]
+fn the_api_use_of_every_answer_is_kept_but_written_only_when_it_moved() {
+    let (host, sf) = connected();
+    assert!(limits(&host).is_ok());
+    assert_eq!(stored_usage(&host), None, "no header, nothing kept");
+    sf.set_api_usage(1_000, 15_000);
+    assert!(limits(&host).is_ok());
+    assert_eq!(stored_usage(&host), Some((1_001, 15_000)));
+    // 1 % of 15,000 is 150 requests: fewer move nothing.
+    for _ in 0..100 {
+        assert!(limits(&host).is_ok());
+    }
+    assert_eq!(stored_usage(&host), Some((1_001, 15_000)));
+    sf.set_api_usage(1_150, 15_000);
+    assert!(limits(&host).is_ok());
+    assert_eq!(stored_usage(&host), Some((1_151, 15_000)));
+    // An error answer carries the figures too.
+    sf.set_api_usage(14_000, 15_000);
+    sf.script_rest(&[(404, r#"[{"message":"gone","errorCode":"NOT_FOUND"}]"#)]);
+    assert!(limits(&host).is_err());
+    assert_eq!(stored_usage(&host), Some((14_001, 15_000)));
+}
+
+#[test]
+fn the_status_shows_the_api_use_and_above_ninety_percent_says_what_waits() {
+    let (host, sf) = connected();
+    sf.set_api_usage(7_499, 15_000);
+    assert!(limits(&host).is_ok());
+    let status = Plugin::new(&host).status();
+    assert_eq!(
+        status.message,
+        "Connected to Salesforce; API requests today: 7,500 of 15,000 (50 %)"
+    );
+    assert_eq!(status.problem, None);
+    sf.set_api_usage(13_600, 15_000);
+    assert!(limits(&host).is_ok());
+    let status = Plugin::new(&host).status();
+    assert!(
+        status
+            .message
+            .ends_with("API requests today: 13,601 of 15,000 (90 %)"),
+        "{}",
+        status.message
+    );
+    let problem = status.problem.unwrap_or_default();
+    assert!(
+        problem.contains("above 90 % of the org's daily limit (13,601 of 15,000, 90 %)")
+            && problem.contains("user syncs and new records for unknown callers wait")
+            && problem.contains("calls are still logged"),
+        "{problem}"
+    );
+    assert!(
+        host.logs().iter().any(|l| l.contains("above 90 %")),
+        "crossing is logged: {:?}",
+        host.logs()
+    );
+}
+
+#[test]
+fn above_ninety_percent_a_user_sync_waits_and_resumes_when_the_use_falls() {
+    let (host, sf) = connected();
+    sf.set_users(vec![crate::testing::sf_user(
+        0,
+        "Ada Agent",
+        Some("ada@example.org"),
+    )]);
+    sf.set_api_usage(13_700, 15_000);
+    assert!(limits(&host).is_ok());
+    host.clear_requests();
+    let plugin = Plugin::new(&host);
+    let (k, m) = crate::testing::err(plugin.sync_users(None));
+    assert_eq!(k, ErrorKind::RateLimited);
+    assert!(
+        m.contains("above 90 % of the org's daily limit (13,701 of 15,000, 91 %)")
+            && m.contains("the user sync waits until it falls below 90 %"),
+        "{m}"
+    );
+    assert!(host.requests().is_empty(), "nothing is sent");
+    // Within ten minutes the kept figure is trusted; later it is asked
+    // again (one `limits` request), and a use that fell lets the sync run.
+    host.advance_ms(limits::RECHECK_MS - 1);
+    assert!(plugin.sync_users(None).is_err());
+    assert!(host.requests().is_empty());
+    sf.set_api_usage(2_000, 15_000);
+    host.advance_ms(1);
+    let step = plugin.sync_users(None);
+    assert!(step.is_ok(), "{:?}", step.err());
+    let urls: Vec<String> = host.requests().iter().map(|r| r.url.clone()).collect();
+    assert_eq!(
+        urls.first().map(String::as_str),
+        Some("https://acme.my.salesforce.com/services/data/v67.0/limits/"),
+        "{urls:?}"
+    );
+    assert!(
+        urls.iter().skip(1).any(|u| u.contains("/query")),
+        "{urls:?}"
+    );
+    assert_eq!(stored_usage(&host).map(|u| u.0 < 2_100), Some(true));
+}

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     LOG_INBOUND_ANSWERED, LOG_INBOUND_MISSED, LOG_INTERNAL, LOG_OUTBOUND_ANSWERED,
-    LOG_OUTBOUND_UNANSWERED, POPUP_ON, TASK_OWNER, UNKNOWN_INBOUND, UNKNOWN_OUTBOUND,
+    LOG_OUTBOUND_UNANSWERED, LOG_TO_OPEN_CASE, LOG_VOICEMAIL, POPUP_ON, TASK_OWNER,
+    UNKNOWN_INBOUND, UNKNOWN_OUTBOUND,
 };
 use crate::error::PluginError;
 
@@ -89,12 +90,23 @@ choices! {
         Never = "never": "Never",
     }
 
-    /// Whether a kind of call is logged as a Task.
+    /// Whether and how a kind of call is logged as a Task. Settings stored
+    /// before 0.5.0 say "log", read as `Completed`.
     Rule {
-        /// Log it.
-        #[default] Log = "log": "Log as a Task",
+        /// Log it as a completed Task.
+        #[default] #[serde(alias = "log")] Completed = "completed": "Log as a completed Task",
+        /// Log it as an open Task (a follow-up for its owner).
+        Open = "open": "Log as an open Task (to follow up)",
         /// Do not log it.
         Skip = "skip": "Do not log",
+    }
+
+    /// Whether a call's Task is related to the caller's most recent open Case.
+    OpenCase {
+        /// No: the Task is related to the caller's Account, if any.
+        #[default] No = "no": "No: relate the Task to the caller's Account",
+        /// Yes, when the caller has an open Case.
+        Yes = "yes": "Yes: relate the Task to the caller's most recent open Case",
     }
 
     /// Who owns a call's Task.
@@ -134,6 +146,10 @@ pub struct CallSettings {
     pub log_outbound_unanswered: Rule,
     /// Between two extensions.
     pub log_internal: Rule,
+    /// Ended in a voicemail, whatever the direction.
+    pub log_voicemail: Rule,
+    /// Relate the Task to the caller's most recent open Case.
+    pub log_to_open_case: OpenCase,
     /// The Task's owner.
     pub task_owner: TaskOwner,
     /// Unknown inbound callers.
@@ -146,11 +162,13 @@ impl Default for CallSettings {
     fn default() -> Self {
         Self {
             popup_on: PopupOn::Ringing,
-            log_inbound_answered: Rule::Log,
-            log_inbound_missed: Rule::Log,
-            log_outbound_answered: Rule::Log,
-            log_outbound_unanswered: Rule::Log,
+            log_inbound_answered: Rule::Completed,
+            log_inbound_missed: Rule::Completed,
+            log_outbound_answered: Rule::Completed,
+            log_outbound_unanswered: Rule::Completed,
             log_internal: Rule::Skip,
+            log_voicemail: Rule::Completed,
+            log_to_open_case: OpenCase::No,
             task_owner: TaskOwner::Associated,
             unknown_inbound: UnknownCaller::Contact,
             unknown_outbound: UnknownCaller::Nothing,
@@ -163,6 +181,8 @@ impl CallSettings {
     /// empty: its default); `Ok(false)` when `key` is no call setting.
     pub fn set(&mut self, key: &str, value: Option<&str>) -> Result<bool, PluginError> {
         let d = CallSettings::default();
+        // "log" is what the portal and the CLI said before Open existed.
+        let value = value.map(|v| if v.trim() == "log" { "completed" } else { v });
         match key {
             POPUP_ON => self.popup_on = choose(key, value, d.popup_on)?,
             LOG_INBOUND_ANSWERED => {
@@ -178,6 +198,8 @@ impl CallSettings {
                 self.log_outbound_unanswered = choose(key, value, d.log_outbound_unanswered)?
             }
             LOG_INTERNAL => self.log_internal = choose(key, value, d.log_internal)?,
+            LOG_VOICEMAIL => self.log_voicemail = choose(key, value, d.log_voicemail)?,
+            LOG_TO_OPEN_CASE => self.log_to_open_case = choose(key, value, d.log_to_open_case)?,
             TASK_OWNER => self.task_owner = choose(key, value, d.task_owner)?,
             UNKNOWN_INBOUND => self.unknown_inbound = choose(key, value, d.unknown_inbound)?,
             UNKNOWN_OUTBOUND => self.unknown_outbound = choose(key, value, d.unknown_outbound)?,
@@ -188,7 +210,7 @@ impl CallSettings {
 
     /// Every call setting's key, stored value and choices, in the form's
     /// order: the one list the form and the shown values are built from.
-    pub fn fields(&self) -> [CallField; 9] {
+    pub fn fields(&self) -> [CallField; 11] {
         [
             field(POPUP_ON, self.popup_on),
             field(LOG_INBOUND_ANSWERED, self.log_inbound_answered),
@@ -196,14 +218,16 @@ impl CallSettings {
             field(LOG_OUTBOUND_ANSWERED, self.log_outbound_answered),
             field(LOG_OUTBOUND_UNANSWERED, self.log_outbound_unanswered),
             field(LOG_INTERNAL, self.log_internal),
+            field(LOG_VOICEMAIL, self.log_voicemail),
             field(TASK_OWNER, self.task_owner),
             field(UNKNOWN_INBOUND, self.unknown_inbound),
             field(UNKNOWN_OUTBOUND, self.unknown_outbound),
+            field(LOG_TO_OPEN_CASE, self.log_to_open_case),
         ]
     }
 
     /// Every call setting's key and stored value, in the form's order.
-    pub fn values(&self) -> [(&'static str, &'static str); 9] {
+    pub fn values(&self) -> [(&'static str, &'static str); 11] {
         self.fields().map(|(key, value, _)| (key, value))
     }
 }

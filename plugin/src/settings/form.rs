@@ -1,37 +1,42 @@
 //! The settings form the portal shows: the plugin's name and every field
-//! with its label, help, kind, choices and default.
+//! with its label, help, kind, choices and default (the connection, the call
+//! settings, and which Salesforce users are listed).
 
-use super::{CONSUMER_KEY, CONSUMER_SECRET, CallSettings, LOGIN_HOST, MY_DOMAIN_URL};
+use super::{CONSUMER_KEY, CONSUMER_SECRET, CallSettings, LOGIN_HOST, MY_DOMAIN_URL, USER_TYPES};
 use crate::bindings::exports::pbx::crm::integration::{
     Info, SettingChoice, SettingField, SettingKind,
 };
 
 /// The call settings' labels and help, in the order of
 /// [`CallSettings::fields`], which gives each its key, choices and default.
-const CALL_TEXT: [(&str, &str); 9] = [
+const CALL_TEXT: [(&str, &str); 11] = [
     (
         "Pop-up of the caller's record",
         "When the matched Salesforce record opens for the agent of the extension (only for extensions associated with a Salesforce user).",
     ),
     (
         "Answered inbound calls",
-        "Log answered inbound calls as Tasks.",
+        "How answered inbound calls are logged: a completed Task, an open Task to follow up, or none.",
     ),
     (
         "Missed inbound calls",
-        "Log inbound calls nobody answered as Tasks.",
+        "How inbound calls nobody answered are logged.",
     ),
     (
         "Answered outbound calls",
-        "Log answered outbound calls as Tasks.",
+        "How answered outbound calls are logged.",
     ),
     (
         "Unanswered outbound calls",
-        "Log outbound calls nobody answered as Tasks.",
+        "How outbound calls nobody answered are logged.",
     ),
     (
         "Internal calls",
-        "Log calls between two extensions as Tasks.",
+        "How calls between two extensions are logged.",
+    ),
+    (
+        "Voicemails",
+        "How calls that ended in a voicemail are logged, whatever their direction (the PBX's disposition \"voicemail\").",
     ),
     ("Owner of call Tasks", "Who a call's Task is assigned to."),
     (
@@ -42,6 +47,10 @@ const CALL_TEXT: [(&str, &str); 9] = [
         "Unknown numbers called",
         "What a logged outbound call to a number no Contact, Lead or Account has creates; the Task is logged against it.",
     ),
+    (
+        "Log to the caller's open Case",
+        "Relate a call's Task (Related To) to the caller's most recent open Case instead of their Account, when they have one.",
+    ),
 ];
 
 /// Where users log in to Salesforce: the login host's values and labels.
@@ -49,6 +58,15 @@ const LOGIN_HOSTS: &[(&str, &str)] = &[
     ("production", "Production (login.salesforce.com)"),
     ("sandbox", "Sandbox (test.salesforce.com)"),
     ("my-domain", "My Domain"),
+];
+
+/// Which users the sync lists: the values and labels.
+const USER_TYPE_CHOICES: &[(&str, &str)] = &[
+    ("standard", "Users who can have a phone (Standard users)"),
+    (
+        "all",
+        "Every active user (also Chatter, community and automated users)",
+    ),
 ];
 
 /// The plugin's name and settings form.
@@ -118,6 +136,14 @@ pub fn describe() -> Info {
         ),
     ];
     settings.extend(calls);
+    settings.push(choice(
+        USER_TYPES,
+        "Salesforce users listed",
+        false,
+        "Which users the users page lists for associations. Changing it makes the next refresh re-read every user.",
+        USER_TYPE_CHOICES,
+        "standard",
+    ));
     Info {
         crm_name: "Salesforce".into(),
         settings,

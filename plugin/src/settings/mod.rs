@@ -6,7 +6,7 @@
 mod call_settings;
 mod form;
 
-pub use call_settings::{CallSettings, PopupOn, Rule, TaskOwner, UnknownCaller};
+pub use call_settings::{CallSettings, OpenCase, PopupOn, Rule, TaskOwner, UnknownCaller};
 pub use form::describe;
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ pub const LOGIN_URL: &str = "login-url";
 
 /// When the caller's record pops up for the agent (`PopupOn`).
 pub const POPUP_ON: &str = "popup-on";
-/// Log answered inbound calls (`Rule`).
+/// How answered inbound calls are logged (`Rule`).
 pub const LOG_INBOUND_ANSWERED: &str = "log-inbound-answered";
 /// Log missed inbound calls (`Rule`).
 pub const LOG_INBOUND_MISSED: &str = "log-inbound-missed";
@@ -39,12 +39,19 @@ pub const LOG_OUTBOUND_ANSWERED: &str = "log-outbound-answered";
 pub const LOG_OUTBOUND_UNANSWERED: &str = "log-outbound-unanswered";
 /// Log internal calls (`Rule`).
 pub const LOG_INTERNAL: &str = "log-internal";
+/// Log calls that ended in a voicemail (`Rule`; the PBX's disposition
+/// "voicemail").
+pub const LOG_VOICEMAIL: &str = "log-voicemail";
+/// Relate a call's Task to the caller's most recent open Case (`OpenCase`).
+pub const LOG_TO_OPEN_CASE: &str = "log-to-open-case";
 /// Who owns a call's Task (`TaskOwner`).
 pub const TASK_OWNER: &str = "task-owner";
 /// What an unknown inbound caller becomes (`UnknownCaller`).
 pub const UNKNOWN_INBOUND: &str = "unknown-inbound";
 /// What an unknown number called outbound becomes (`UnknownCaller`).
 pub const UNKNOWN_OUTBOUND: &str = "unknown-outbound";
+/// Which Salesforce users the sync lists (`UserTypes`).
+pub const USER_TYPES: &str = "user-types";
 
 const PRODUCTION: &str = "https://login.salesforce.com";
 const SANDBOX: &str = "https://test.salesforce.com";
@@ -83,6 +90,47 @@ impl LoginHost {
     }
 }
 
+/// Which Salesforce users the sync lists (the users page, associations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UserTypes {
+    /// Only users who can have a phone: `UserType = 'Standard'`. Chatter
+    /// Free, community (partner and customer portal), guest and automated
+    /// users stay off the list.
+    #[default]
+    Standard,
+    /// Every active user, whatever their type.
+    All,
+}
+
+impl UserTypes {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserTypes::Standard => "standard",
+            UserTypes::All => "all",
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self, PluginError> {
+        match value.trim() {
+            "standard" => Ok(UserTypes::Standard),
+            "all" => Ok(UserTypes::All),
+            other => Err(PluginError::InvalidInput(format!(
+                "{USER_TYPES} {other:?} is unknown; choose standard (users who can have a phone) or all (every active user). Nothing was saved"
+            ))),
+        }
+    }
+
+    /// Whether a user of Salesforce's `UserType` `kind` belongs on the list.
+    pub fn includes(self, kind: Option<&str>) -> bool {
+        match self {
+            UserTypes::All => true,
+            UserTypes::Standard => kind == Some("Standard"),
+        }
+    }
+}
+
 /// The stored settings. The secret is stored like everything else in the
 /// host's kv-store, which encrypts it at rest; it never leaves the plugin.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +147,9 @@ pub struct Settings {
     /// The call settings (defaults until saved).
     #[serde(default)]
     pub calls: CallSettings,
+    /// Which users the sync lists.
+    #[serde(default)]
+    pub user_types: UserTypes,
 }
 
 impl std::fmt::Debug for Settings {
@@ -113,6 +164,7 @@ impl std::fmt::Debug for Settings {
             .field("login_host", &self.login_host)
             .field("my_domain_url", &self.my_domain_url)
             .field("calls", &self.calls)
+            .field("user_types", &self.user_types)
             .finish()
     }
 }
@@ -209,11 +261,13 @@ impl Settings {
                         }
                     }
                 }
+                USER_TYPES if value.is_none_or(str::is_empty) => {}
+                USER_TYPES => next.user_types = UserTypes::parse(value.unwrap_or_default())?,
                 other if next.calls.set(other, value)? => {}
                 other => {
                     let calls: Vec<&str> = next.calls.values().iter().map(|f| f.0).collect();
                     return Err(PluginError::InvalidInput(format!(
-                        "unknown setting {other:?}; the Salesforce plugin takes {CONSUMER_KEY}, {CONSUMER_SECRET}, {LOGIN_HOST}, {MY_DOMAIN_URL}, {LOGIN_URL}, {}",
+                        "unknown setting {other:?}; the Salesforce plugin takes {CONSUMER_KEY}, {CONSUMER_SECRET}, {LOGIN_HOST}, {MY_DOMAIN_URL}, {LOGIN_URL}, {}, {USER_TYPES}",
                         calls.join(", ")
                     )));
                 }
@@ -254,6 +308,7 @@ impl Settings {
                 .into_iter()
                 .map(|(key, value)| shown(key, Some(value.into()))),
         );
+        values.push(shown(USER_TYPES, Some(self.user_types.as_str().into())));
         values
     }
 }

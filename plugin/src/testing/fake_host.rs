@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::bindings::pbx::crm::http_fetch::{self, Method};
+use crate::bindings::pbx::crm::types::CrmRecord;
 use crate::bindings::pbx::crm::{directory, kv_store, log, open_browser};
 use crate::host::Host;
 
@@ -46,6 +47,17 @@ impl Recorded {
     }
 }
 
+/// One `offer-records` the fake host got.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// "administrator" or the extension.
+    pub audience: String,
+    /// What the offer is about.
+    pub caption: open_browser::Caption,
+    /// The records offered.
+    pub records: Vec<CrmRecord>,
+}
+
 #[derive(Default)]
 pub struct FakeHost {
     kv: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -54,6 +66,8 @@ pub struct FakeHost {
     opened_for: Mutex<Vec<(String, String)>>,
     /// The caption of each opened page, in order.
     captions: Mutex<Vec<Option<open_browser::Caption>>>,
+    /// Every `offer-records`: audience, caption, records.
+    offers: Mutex<Vec<Offer>>,
     extensions: Mutex<Vec<directory::Extension>>,
     /// Hooks for the coming batches, in order (`None`: no hook for that one).
     before_batch: Mutex<VecDeque<Option<Hook>>>,
@@ -117,6 +131,11 @@ impl FakeHost {
     /// The caption of every opened page, in order (`None`: opened without).
     pub fn captions(&self) -> Vec<Option<open_browser::Caption>> {
         lock(&self.captions).clone()
+    }
+
+    /// Every `offer-records` so far, in order.
+    pub fn offers(&self) -> Vec<Offer> {
+        lock(&self.offers).clone()
     }
 
     /// Make `open_browser` fail.
@@ -319,6 +338,27 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn offer_records(
+        &self,
+        audience: &open_browser::Audience,
+        caption: &open_browser::Caption,
+        records: &[CrmRecord],
+    ) -> Result<(), String> {
+        if self.browser_fails.load(Ordering::SeqCst) {
+            return Err("no browser is attached".into());
+        }
+        let who = match audience {
+            open_browser::Audience::Administrator => "administrator".to_string(),
+            open_browser::Audience::Extension(n) => n.clone(),
+        };
+        lock(&self.offers).push(Offer {
+            audience: who,
+            caption: caption.clone(),
+            records: records.to_vec(),
+        });
+        Ok(())
+    }
+
     fn extensions(&self) -> Vec<directory::Extension> {
         lock(&self.extensions).clone()
     }
@@ -384,6 +424,14 @@ impl<H: Host> Host for &H {
         caption: Option<&open_browser::Caption>,
     ) -> Result<(), String> {
         (**self).open_page(url, audience, caption)
+    }
+    fn offer_records(
+        &self,
+        audience: &open_browser::Audience,
+        caption: &open_browser::Caption,
+        records: &[CrmRecord],
+    ) -> Result<(), String> {
+        (**self).offer_records(audience, caption, records)
     }
     fn extensions(&self) -> Vec<directory::Extension> {
         (**self).extensions()

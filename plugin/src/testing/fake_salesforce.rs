@@ -40,6 +40,8 @@ struct SfState {
     access: BTreeSet<String>,
     refresh: BTreeSet<String>,
     counter: u64,
+    /// Successful PATCHes of Tasks.
+    patches: u32,
     /// Issue a new refresh token on every refresh (and kill the old one).
     rotate: bool,
     /// Issue no refresh token (the app's scopes lack refresh_token).
@@ -75,6 +77,9 @@ struct SfState {
     queries: Vec<String>,
     /// How the next Task creates fail.
     task_faults: VecDeque<TaskFault>,
+    /// The org's API use (`set_api_usage`): every REST answer counts one
+    /// and carries `Sforce-Limit-Info`.
+    api_usage: Option<(u64, u64)>,
     /// Real delay of every REST answer, ms.
     rest_delay_ms: u64,
     /// Who each code was issued to, when not [`USER`] (`allow_as`).
@@ -297,6 +302,7 @@ impl FakeSalesforce {
             "Lead" => "00Q",
             "Account" => "001",
             "Task" => "00T",
+            "Case" => "500",
             _ => "0XX",
         };
         let mut record = fields;
@@ -463,6 +469,79 @@ impl FakeSalesforce {
         ))
     }
 
+    /// `SELECT Description FROM Task WHERE Id = '...'` (after-call work).
+    fn description_query(s: &mut SfState, q: &str) -> Option<http_fetch::Response> {
+        let rest = q.strip_prefix("SELECT Description FROM Task WHERE Id = '")?;
+        s.queries.push(q.to_string());
+        let id: String = rest.chars().take_while(|c| *c != '\'').collect();
+        let rows: Vec<serde_json::Value> = s
+            .records
+            .iter()
+            .filter(|r| r["attributes"]["type"] == "Task" && r["Id"] == id.as_str())
+            .map(|r| serde_json::json!({"attributes": r["attributes"], "Description": r["Description"]}))
+            .take(1)
+            .collect();
+        Some(response(
+            200,
+            &serde_json::json!({"totalSize": rows.len(), "done": true, "records": rows})
+                .to_string(),
+        ))
+    }
+
+    /// `SELECT Id FROM Case WHERE {ContactId|AccountId} = '...' AND
+    /// IsClosed = false ORDER BY CreatedDate DESC LIMIT 1`: the newest
+    /// open Case (records are kept in creation order).
+    fn case_query(s: &mut SfState, q: &str) -> Option<http_fetch::Response> {
+        let rest = q.strip_prefix("SELECT Id FROM Case WHERE ")?;
+        let (field, rest) = rest.split_once(" = '")?;
+        let id: String = rest.chars().take_while(|c| *c != '\'').collect();
+        if !q.ends_with("' AND IsClosed = false ORDER BY CreatedDate DESC LIMIT 1") {
+            return None;
+        }
+        s.queries.push(q.to_string());
+        let rows: Vec<serde_json::Value> = s
+            .records
+            .iter()
+            .rev()
+            .filter(|r| r["attributes"]["type"] == "Case" && r[field] == id.as_str())
+            .filter(|r| r["IsClosed"] != true)
+            .map(|r| serde_json::json!({"attributes": r["attributes"], "Id": r["Id"]}))
+            .take(1)
+            .collect();
+        Some(response(
+            200,
+            &serde_json::json!({"totalSize": rows.len(), "done": true, "records": rows})
+                .to_string(),
+        ))
+    }
+
+    /// PATCH `sobjects/Task/{id}`: the fields replaced, 204.
+    fn update(s: &mut SfState, id: &str, body: &str) -> http_fetch::Response {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(body) else {
+            return response(
+                400,
+                r#"[{"message":"bad json","errorCode":"JSON_PARSER_ERROR"}]"#,
+            );
+        };
+        let Some(record) = s
+            .records
+            .iter_mut()
+            .find(|r| r["attributes"]["type"] == "Task" && r["Id"] == id)
+        else {
+            return response(404, r#"[{"message":"not found","errorCode":"NOT_FOUND"}]"#);
+        };
+        for (k, v) in fields {
+            record[k.as_str()] = v;
+        }
+        s.patches += 1;
+        response(204, "")
+    }
+
+    /// Successful PATCHes of Tasks so far.
+    pub fn patches(&self) -> u32 {
+        lock(&self.state).patches
+    }
+
     /// `SELECT Name FROM Account WHERE Id = '...'`.
     fn account_query(s: &mut SfState, q: &str) -> Option<http_fetch::Response> {
         let rest = q.strip_prefix("SELECT Name FROM Account WHERE Id = '")?;
@@ -538,11 +617,52 @@ impl FakeSalesforce {
         lock(&self.state).refresh.contains(token)
     }
 
-    /// The HTTP side.
+    /// The org's API use: `used` requests of `limit` so far. From now on
+    /// every REST answer counts one and says the figures, as Salesforce's
+    /// `Sforce-Limit-Info: api-usage=USED/MAX`, and `limits/` answers them.
+    pub fn set_api_usage(&self, used: u64, limit: u64) {
+        lock(&self.state).api_usage = Some((used, limit));
+    }
+
+    /// The HTTP side; REST answers carry the API use when it is set.
     pub fn handle(
         &self,
         req: &http_fetch::Request,
     ) -> Result<http_fetch::Response, http_fetch::Error> {
+        let rest = req
+            .url
+            .strip_prefix(&format!("{INSTANCE}/services/data/v67.0/"))
+            .map(str::to_string);
+        let Some(path) = rest else {
+            return self.answer(req);
+        };
+        let counted = {
+            let mut s = lock(&self.state);
+            s.api_usage.as_mut().map(|(used, limit)| {
+                *used += 1;
+                (*used, *limit)
+            })
+        };
+        let Some((used, limit)) = counted else {
+            return self.answer(req);
+        };
+        let mut answer = if path == "limits/" {
+            response(
+                200,
+                &serde_json::json!({"DailyApiRequests": {"Max": limit, "Remaining": limit.saturating_sub(used)}})
+                    .to_string(),
+            )
+        } else {
+            self.answer(req)?
+        };
+        answer.headers.push(http_fetch::Header {
+            name: "Sforce-Limit-Info".into(),
+            value: format!("api-usage={used}/{limit}"),
+        });
+        Ok(answer)
+    }
+
+    fn answer(&self, req: &http_fetch::Request) -> Result<http_fetch::Response, http_fetch::Error> {
         let body = req
             .body
             .as_deref()
@@ -639,6 +759,22 @@ impl FakeSalesforce {
             {
                 return Ok(answer);
             }
+            if path.starts_with("query?q=")
+                && let Some(answer) = Self::description_query(&mut s, &q())
+            {
+                return Ok(answer);
+            }
+            if path.starts_with("query?q=")
+                && let Some(answer) = Self::case_query(&mut s, &q())
+            {
+                return Ok(answer);
+            }
+            if req.method == Method::Patch
+                && let Some(id) = path.strip_prefix("sobjects/Task/")
+            {
+                let id = id.to_string();
+                return Ok(Self::update(&mut s, &id, &body));
+            }
             if req.method == Method::Post
                 && let Some(object) = path
                     .strip_prefix("sobjects/")
@@ -677,6 +813,37 @@ impl FakeSalesforce {
         path: &str,
     ) -> Option<http_fetch::Response> {
         let users = s.users.clone()?;
+        if let Some(since) = path
+            .strip_prefix("query?")
+            .filter(|_| path.contains("%20FROM%20User%20"))
+            .and_then(changed_since)
+        {
+            // The refresh's query: the users changed after `since`, oldest
+            // first, in one page (or the first page and a locator the fake
+            // does not serve, which the plugin must not follow).
+            let stamp = |u: &serde_json::Value| {
+                u["SystemModstamp"]
+                    .as_str()
+                    .and_then(crate::time::parse_datetime)
+            };
+            let mut changed: Vec<&serde_json::Value> = users
+                .iter()
+                .filter(|u| stamp(u).is_some_and(|t| t > since))
+                .collect();
+            changed.sort_by_key(|u| stamp(u));
+            s.user_pages += 1;
+            let end = changed.len().min(2000);
+            let mut page = serde_json::json!({
+                "totalSize": changed.len(),
+                "done": end == changed.len(),
+                "records": &changed[..end],
+            });
+            if end < changed.len() {
+                page["nextRecordsUrl"] =
+                    serde_json::Value::String("/services/data/v67.0/query/01gCHANGES-2000".into());
+            }
+            return Some(response(200, &page.to_string()));
+        }
         let offset = if path.starts_with("query?") && path.contains("%20FROM%20User%20") {
             0
         } else {
@@ -821,6 +988,16 @@ pub fn phone_matches(stored: &str, wanted: &str) -> bool {
             let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
             a == b || (short.len() >= 7 && long.ends_with(short))
         })
+}
+
+/// The time after which a users query asks for changes
+/// (`... WHERE SystemModstamp > <datetime> ...` in its `q`).
+fn changed_since(query: &str) -> Option<u64> {
+    let q = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())?;
+    let rest = q.split("SystemModstamp > ").nth(1)?;
+    crate::time::parse_datetime(rest.split_whitespace().next()?)
 }
 
 /// A User record as the REST API sends it: id `005` + `i`, the given name

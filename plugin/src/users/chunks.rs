@@ -75,6 +75,9 @@ pub(super) struct SfUser<'a> {
     extension: Option<Text<'a>>,
     #[serde(default, borrow)]
     last_modified_date: Option<Text<'a>>,
+    /// Not stored: the sync's high-water mark is made of it.
+    #[serde(default, borrow)]
+    system_modstamp: Option<Text<'a>>,
 }
 
 /// Text for a chunk. `plain` text was borrowed from the page: serde_json
@@ -161,6 +164,38 @@ impl StoredUser<'_> {
 }
 
 impl<'a> SfUser<'a> {
+    /// The user's id as Salesforce sent it.
+    pub(super) fn id(&self) -> &str {
+        &self.id.0
+    }
+
+    /// Whether the user is active (absent: yes, as the stored form says).
+    pub(super) fn is_active(&self) -> bool {
+        self.is_active.unwrap_or(true)
+    }
+
+    /// Salesforce's `UserType`.
+    pub(super) fn user_type(&self) -> Option<&str> {
+        self.user_type.as_ref().map(|t| &*t.0)
+    }
+
+    /// When Salesforce last changed the user (its `SystemModstamp`), in ms
+    /// since the Unix epoch.
+    pub(super) fn modstamp_ms(&self) -> Option<u64> {
+        self.system_modstamp
+            .as_ref()
+            .and_then(|t| crate::time::parse_datetime(&t.0))
+    }
+
+    /// The user as a chunk stores it, as a [`UserRecord`](super::UserRecord)
+    /// (the refresh edits chunks as records).
+    pub(super) fn record(&'a self) -> Result<super::UserRecord, PluginError> {
+        let mut json = Vec::with_capacity(256);
+        self.stored().write_json(&mut json)?;
+        serde_json::from_slice(&json)
+            .map_err(|e| PluginError::Store(format!("cannot encode a user: {e}")))
+    }
+
     pub(super) fn stored(&'a self) -> StoredUser<'a> {
         const EMPTY: Out<'static> = Out {
             text: "",

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{MAX_CHUNKS, MAX_PAGES_PER_STEP};
 use crate::error::PluginError;
 use crate::host::Host;
+use crate::settings::UserTypes;
 
 /// Longest cursor accepted (a real one is a few hundred characters).
 const MAX_CURSOR_LEN: usize = 4_096;
@@ -31,6 +32,12 @@ pub(super) struct Cursor {
     pub(super) fetched: u32,
     /// Users Salesforce said there are.
     pub(super) total: u32,
+    /// Which users this sync lists (its query's filter).
+    #[serde(default)]
+    pub(super) types: UserTypes,
+    /// The newest `SystemModstamp` read so far, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) high: Option<u64>,
 }
 
 impl Cursor {
@@ -111,6 +118,8 @@ mod tests {
             pages: 1,
             fetched: 2000,
             total: 5000,
+            types: UserTypes::All,
+            high: Some(1_700_000_000_000),
         };
         let text = c.encode().map_err(|e| e.to_string());
         let back = text

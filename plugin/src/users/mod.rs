@@ -14,6 +14,22 @@
 //! [`CHUNK_TARGET`] users, writes them in one batch, and returns a cursor.
 //! A step that fails writes nothing: its cursor is still the previous one.
 //!
+//! # Full sync and refresh
+//! A sync started without a cursor is a **refresh** when the current list
+//! allows it (`refresh`): it was made by a full sync less than
+//! [`FULL_SYNC_EVERY_MS`] ago, with today's `user-types` setting, and
+//! carries a high-water mark (the newest `SystemModstamp` read). Then one
+//! query reads the users changed since the mark (less
+//! [`REFRESH_OVERLAP_MS`]), active or not, of any type: in Salesforce a
+//! deactivation, a rename and a change of `UserType` all bump
+//! `SystemModstamp`, and users are never deleted. Each changed user
+//! replaces its entry in its chunk, or leaves the list (inactive, or a type
+//! the setting leaves out), or joins the last chunk; the chunks it touched,
+//! the id map and the index are written in one batch guarded by the index.
+//! Otherwise (the first sync, a changed setting, a day since the last full
+//! one, more than [`REFRESH_MAX_CHANGES`] changes, an unreadable list) the
+//! sync is a full one, in steps as below.
+//!
 //! # Storage (kv keys)
 //! - `users/sync/<sync>/<page>` (`00000`, `00001`, ...): a JSON array of
 //!   [`UserRecord`], about 2,000 per key (see `sizes` in the tests: ~0.5 MB).
@@ -39,6 +55,7 @@
 
 mod chunks;
 mod cursor;
+mod refresh;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -48,6 +65,8 @@ use serde::{Deserialize, Serialize};
 use crate::bindings::exports::pbx::crm::integration::CrmUser;
 use crate::error::PluginError;
 use crate::host::Host;
+use crate::salesforce::ids;
+use crate::settings::UserTypes;
 use crate::store::{self, Store, keys};
 
 /// The users query, under the name the sync benchmark knows it by.
@@ -70,6 +89,18 @@ pub const STEP_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// A sync not finished within this long is abandoned: its staging area is
 /// deleted and its cursor refused.
 pub const STAGING_TTL_MS: u64 = 60 * 60 * 1000;
+/// A full sync at least this often, even when refreshes could go on: a
+/// refresh trusts `SystemModstamp`, and a daily full read bounds how long
+/// anything it missed stays wrong.
+pub const FULL_SYNC_EVERY_MS: u64 = 24 * 60 * 60 * 1000;
+/// A refresh asks for changes since its high-water mark less this much:
+/// Salesforce stamps a change when its transaction starts, so a change
+/// committed late can carry a stamp older than one already read. Users
+/// read twice are the same update, applied twice.
+pub const REFRESH_OVERLAP_MS: u64 = 5 * 60 * 1000;
+/// Most changed users a refresh applies (one page of the changes query);
+/// more changes than this make a full sync.
+pub const REFRESH_MAX_CHANGES: usize = 2_000;
 /// Most chunks one sync may write (10 pages per step would allow more, but
 /// 1,000 chunks are 2 million users: something is wrong).
 const MAX_CHUNKS: u32 = 1_000;
@@ -166,8 +197,21 @@ pub struct UsersIndex {
     pub pages: u32,
     /// How many users in all.
     pub count: u32,
-    /// When the sync finished, ms since the Unix epoch.
+    /// When the sync (or the last refresh) finished, ms since the Unix
+    /// epoch.
     pub synced_at_ms: u64,
+    /// Which users the list holds (`None`: a list from before the setting,
+    /// which the next sync replaces whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_types: Option<UserTypes>,
+    /// The newest `SystemModstamp` read (ms since the Unix epoch): a
+    /// refresh asks for the users changed after it (less an overlap).
+    /// `None`: Salesforce sent none, so every sync is a full one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_water_ms: Option<u64>,
+    /// When the last full sync finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_at_ms: Option<u64>,
 }
 
 /// How the last sync ended; stored under `users/last-sync`.
@@ -256,7 +300,8 @@ impl<'h, H: Host> Users<'h, H> {
     }
 
     /// The whole current list (chunk by chunk, in Salesforce's order: by
-    /// name), with its index; `None` before the first sync.
+    /// name; users a refresh added come last until the next full sync),
+    /// with its index; `None` before the first sync.
     pub fn load(&self) -> Result<Option<(UsersIndex, Vec<UserRecord>)>, PluginError> {
         let Some(index) = self.index()? else {
             return Ok(None);
@@ -281,11 +326,13 @@ impl<'h, H: Host> Users<'h, H> {
     /// when the user is not in the current list (deactivated, removed, or
     /// never synced).
     pub fn find(&self, id: &str) -> Result<Option<UserRecord>, PluginError> {
-        // Salesforce ids are alphanumeric; anything else cannot be in the
-        // list and must not confuse the ",id:page," search below.
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // The list holds 18-character ids; a 15-character one is the same
+        // user. Anything else cannot be in the list and must not confuse
+        // the ",id:page," search below.
+        let Ok(id) = ids::normalize(id, "user id") else {
             return Ok(None);
-        }
+        };
+        let id = id.as_str();
         let Some(index) = self.index()? else {
             return Ok(None);
         };

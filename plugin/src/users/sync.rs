@@ -9,8 +9,7 @@ use super::chunks::{ChunkIds, Part, PartWriter, parse_page};
 use super::cursor::{Cursor, new_sync_id, sync_started_ms};
 use super::{
     CHUNK_TARGET, LastSync, MAX_CHUNKS, MAX_PAGES_PER_STEP, STAGING_TTL_MS, STEP_BUDGET_MS,
-    STEP_MAX_BYTES, USERS_SOQL, Users, UsersIndex, ids_key, ids_part_key, page_key, sync_prefix,
-    thousands,
+    STEP_MAX_BYTES, Users, UsersIndex, ids_key, ids_part_key, page_key, sync_prefix, thousands,
 };
 use crate::bindings::exports::pbx::crm::integration::SyncProgress;
 use crate::bindings::pbx::crm::http_fetch::Method;
@@ -18,8 +17,9 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
-use crate::salesforce::query::query_path;
+use crate::salesforce::query::{query_path, users_soql};
 use crate::salesforce::{ApiResponse, Salesforce, SalesforceError};
+use crate::settings::{Settings, UserTypes};
 use crate::store::{self, Batch, keys};
 
 /// Salesforce's largest page.
@@ -27,7 +27,7 @@ const BATCH_OPTION: &str = "batchSize=2000";
 
 /// `e` with `message` instead of its own text, keeping its kind (the host
 /// reacts to the kind: back off, show "re-authorize", ...).
-fn reworded(e: PluginError, message: String) -> PluginError {
+pub(super) fn reworded(e: PluginError, message: String) -> PluginError {
     match e {
         PluginError::InvalidInput(_) => PluginError::InvalidInput(message),
         PluginError::NotConfigured(_) => PluginError::NotConfigured(message),
@@ -54,6 +54,10 @@ impl<H: Host> Users<'_, H> {
         let mut state = match cursor {
             None => {
                 self.prune();
+                let types = self.user_types()?;
+                if let Some(done) = self.refresh(types)? {
+                    return Ok(done);
+                }
                 let sync = new_sync_id(self.host);
                 self.host
                     .log(Level::Info, &format!("user sync {sync} started"));
@@ -63,6 +67,8 @@ impl<H: Host> Users<'_, H> {
                     pages: 0,
                     fetched: 0,
                     total: 0,
+                    types,
+                    high: None,
                 }
             }
             Some(text) => {
@@ -77,6 +83,8 @@ impl<H: Host> Users<'_, H> {
                     pages: cursor.pages,
                     fetched: cursor.fetched,
                     total: cursor.total,
+                    types: cursor.types,
+                    high: cursor.high,
                 }
             }
         };
@@ -86,7 +94,7 @@ impl<H: Host> Users<'_, H> {
         let mut open = PartWriter::new(state.pages);
         let mut pages_read = 0;
         loop {
-            let response = match self.fetch_page(&sf, state.next.as_deref()) {
+            let response = match self.fetch_page(&sf, state.types, state.next.as_deref()) {
                 Ok(response) => response,
                 Err(e) => return Err(self.failed(&state, e)),
             };
@@ -100,6 +108,7 @@ impl<H: Host> Users<'_, H> {
                 if let Err(e) = open.push(&user.stored()) {
                     return Err(self.failed(&state, e));
                 }
+                state.high = state.high.max(user.modstamp_ms());
             }
             if open.count as usize >= CHUNK_TARGET {
                 let next = PartWriter::new(open.page + 1);
@@ -160,6 +169,8 @@ impl<H: Host> Users<'_, H> {
             pages,
             fetched,
             total: state.total,
+            types: state.types,
+            high: state.high,
         };
         Ok(SyncProgress {
             fetched: cursor.fetched,
@@ -173,11 +184,11 @@ impl<H: Host> Users<'_, H> {
     fn fetch_page(
         &self,
         sf: &Salesforce<'_, H>,
+        types: UserTypes,
         next: Option<&str>,
     ) -> Result<ApiResponse, PluginError> {
-        let options = [http::header("sforce-query-options", BATCH_OPTION)];
         let path = match next {
-            None => query_path(USERS_SOQL),
+            None => query_path(&users_soql(types)),
             // The cursor's check and the previous page's answer both said
             // it starts so; Salesforce's client refuses anything else too.
             Some(next) if next.starts_with("/services/data/") => next.to_string(),
@@ -188,8 +199,16 @@ impl<H: Host> Users<'_, H> {
                 )));
             }
         };
-        sf.send(Method::Get, &path, None, &options)
-            .map_err(query_error)
+        query_page(sf, &path)
+    }
+
+    /// The `user-types` setting: which users the list holds.
+    fn user_types(&self) -> Result<UserTypes, PluginError> {
+        Ok(self
+            .store()
+            .get::<Settings>(keys::SETTINGS)?
+            .unwrap_or_default()
+            .user_types)
     }
 
     /// A cursor of the sync that is already the current list (a retried
@@ -230,7 +249,7 @@ impl<H: Host> Users<'_, H> {
 
     /// Record a failed step for the status and return the error with the
     /// same kind, saying what happened to the list.
-    fn failed(&self, state: &Step, error: PluginError) -> PluginError {
+    pub(super) fn failed(&self, state: &Step, error: PluginError) -> PluginError {
         let kept = match self.index() {
             Ok(Some(index)) => format!(
                 "the previous list of {} users is kept",
@@ -312,6 +331,9 @@ impl<H: Host> Users<'_, H> {
             pages,
             count,
             synced_at_ms: now,
+            user_types: Some(state.types),
+            high_water_ms: state.high,
+            full_at_ms: Some(now),
         };
         let done = LastSync {
             ok: true,
@@ -426,13 +448,27 @@ impl<H: Host> Users<'_, H> {
 }
 
 /// A sync's progress inside one step.
-struct Step {
-    sync: String,
+pub(super) struct Step {
+    pub(super) sync: String,
     /// `None` before the first page.
-    next: Option<String>,
-    pages: u32,
-    fetched: u32,
-    total: u32,
+    pub(super) next: Option<String>,
+    pub(super) pages: u32,
+    pub(super) fetched: u32,
+    pub(super) total: u32,
+    /// Which users the sync's query lists.
+    pub(super) types: UserTypes,
+    /// The newest `SystemModstamp` read so far.
+    pub(super) high: Option<u64>,
+}
+
+/// A page of a users query (the first one's path, or a `nextRecordsUrl`).
+pub(super) fn query_page<H: Host>(
+    sf: &Salesforce<'_, H>,
+    path: &str,
+) -> Result<ApiResponse, PluginError> {
+    let options = [http::header("sforce-query-options", BATCH_OPTION)];
+    sf.send(Method::Get, path, None, &options)
+        .map_err(query_error)
 }
 
 /// A query failure worded for the sync: an expired query locator means the

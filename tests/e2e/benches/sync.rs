@@ -1,7 +1,9 @@
 //! A user sync of 50,000 users from the emulator: through the host and the
 //! plugin, side by side with fetching the same pages raw, and with
 //! simple-salesforce's `query_all` of the same users. Target: the plugin's
-//! sync within 1.2 × the raw fetch.
+//! sync within 1.2 × the raw fetch. Then a full sync side by side with a
+//! refresh after 10 changes: API requests and time of each. Target: the
+//! refresh in at most 2 requests and 1/10 of the full sync's time.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,49 @@ async fn sync_users(world: &World) -> anyhow::Result<(Value, Vec<u64>)> {
         job = world.api.get(PATH).await?;
     }
     Ok((job, seen))
+}
+
+/// Make the next sync a full one: save another `user-types` than the
+/// last sync's (every generated user is Standard, so both list the same).
+async fn full_sync_next(world: &World, run: usize) -> anyhow::Result<()> {
+    let value = if run % 2 == 0 { "all" } else { "standard" };
+    world
+        .api
+        .put(
+            "/crm/salesforce/settings",
+            &json!({"settings": [{"key": "user-types", "value": value}]}),
+        )
+        .await?;
+    Ok(())
+}
+
+/// 10 changes to the org's users (7 renamed, 2 deactivated, 1 made a
+/// Chatter Free user), each bumping its `SystemModstamp`; `run` picks
+/// other users each time.
+fn change_ten_users(world: &World, run: usize) -> anyhow::Result<()> {
+    let ids: Vec<String> = world
+        .org
+        .users()
+        .iter()
+        .filter(|u| u["IsActive"] == true && u["UserType"] == "Standard")
+        .skip(1 + run * 10)
+        .take(10)
+        .filter_map(|u| u["Id"].as_str().map(str::to_string))
+        .collect();
+    anyhow::ensure!(ids.len() == 10, "not enough users to change");
+    for (k, id) in ids.iter().enumerate() {
+        let mut fields = serde_json::Map::new();
+        match k {
+            0..=6 => fields.insert("FirstName".into(), json!(format!("Changed{run}x{k}"))),
+            7 | 8 => fields.insert("IsActive".into(), json!(false)),
+            _ => fields.insert("UserType".into(), json!("CsnOnly")),
+        };
+        world
+            .org
+            .update_user(id, fields)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
 }
 
 /// Every page of the query, bodies read, nothing else.
@@ -88,6 +133,8 @@ async fn main() -> anyhow::Result<()> {
         active = raw_fetch(&world, &token).await?;
         raw.push(started.elapsed());
 
+        // A sync after a sync is a refresh unless the settings changed.
+        full_sync_next(&world, run).await?;
         let started = Instant::now();
         let (job, progress) = sync_users(&world).await?;
         plugin.push(started.elapsed());
@@ -110,6 +157,46 @@ async fn main() -> anyhow::Result<()> {
         plugin.as_secs_f64() * 1e3,
         plugin.as_secs_f64() / raw.as_secs_f64()
     );
+
+    // A full sync side by side with a refresh after 10 changes.
+    let (mut full, mut refresh) = (Vec::new(), Vec::new());
+    let (mut full_requests, mut refresh_requests) = (0, 0);
+    for run in 0..RUNS {
+        full_sync_next(&world, run + RUNS).await?;
+        let before = world.org.api_usage().0;
+        let started = Instant::now();
+        let (job, _) = sync_users(&world).await?;
+        full.push(started.elapsed());
+        full_requests = world.org.api_usage().0 - before;
+        anyhow::ensure!(job["ok"] == true, "full sync failed: {job}");
+
+        change_ten_users(&world, run)?;
+        let before = world.org.api_usage().0;
+        let started = Instant::now();
+        let (job, _) = sync_users(&world).await?;
+        refresh.push(started.elapsed());
+        refresh_requests = refresh_requests.max(world.org.api_usage().0 - before);
+        anyhow::ensure!(job["ok"] == true, "refresh failed: {job}");
+        println!(
+            "refresh: run {}: full sync {:.0} ms ({full_requests} requests), refresh after 10 changes {:.1} ms ({} requests)",
+            run + 1,
+            full[run].as_secs_f64() * 1e3,
+            refresh[run].as_secs_f64() * 1e3,
+            world.org.api_usage().0 - before,
+        );
+    }
+    let (full, refresh) = (median(full), median(refresh));
+    let ratio = refresh.as_secs_f64() / full.as_secs_f64();
+    println!(
+        "refresh: {USERS} users: full sync {:.0} ms in {full_requests} API requests; refresh after 10 changes {:.1} ms in {refresh_requests} API requests (at most, of {RUNS}); time ratio {ratio:.3} (targets: <= 2 requests, <= 0.100) (medians of {RUNS})",
+        full.as_secs_f64() * 1e3,
+        refresh.as_secs_f64() * 1e3,
+    );
+    anyhow::ensure!(
+        refresh_requests <= 2,
+        "a refresh made {refresh_requests} API requests"
+    );
+    anyhow::ensure!(ratio <= 0.1, "a refresh took {ratio:.3} of a full sync");
 
     // simple-salesforce's query_all of the same users, same org.
     let script =

@@ -75,6 +75,8 @@ pub struct Options {
     pub journal_max_attempts: Option<u32>,
     /// `--journal-dead-letters-max`.
     pub journal_dead_letters_max: Option<usize>,
+    /// The PBX's time zone (`--time-zone`), an IANA name.
+    pub time_zone: Option<String>,
 }
 
 /// Start a host serving `data_dir`.
@@ -94,6 +96,7 @@ pub async fn start_host(data_dir: &Path, options: Options) -> RunningHost {
         journal_queue_max: options.journal_queue_max,
         journal_max_attempts: options.journal_max_attempts,
         journal_dead_letters_max: options.journal_dead_letters_max,
+        time_zone: options.time_zone,
         ..FileConfig::default()
     })
     .expect("test host config is valid");

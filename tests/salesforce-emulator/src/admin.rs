@@ -42,6 +42,7 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
         ("GET", ["contacts"]) => Ok(Resp::json(200, &shared.records("Contact"))),
         ("GET", ["leads"]) => Ok(Resp::json(200, &shared.records("Lead"))),
         ("GET", ["accounts"]) => Ok(Resp::json(200, &shared.records("Account"))),
+        ("GET", ["cases"]) => Ok(Resp::json(200, &shared.records("Case"))),
         ("GET", ["users"]) => Ok(Resp::json(200, &shared.records("User"))),
         ("GET", ["token-stats"]) => Ok(Resp::json(200, &shared.token_stats())),
         ("GET", ["requests"]) => Ok(Resp::json(200, &shared.request_counts())),
@@ -64,6 +65,15 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
             Ok(match shared.set_user_active(id, *action == "activate") {
                 Ok(()) => Resp::json(200, &json!({"id": id, "active": *action == "activate"})),
                 Err(e) => Resp::json(404, &json!({"error": e.to_string()})),
+            })
+        }
+        ("PATCH", ["users", id]) => {
+            body::<serde_json::Map<String, Value>>(req).map(|f| match shared.update_user(id, &f) {
+                Ok(()) => Resp::json(200, &json!({"id": id})),
+                Err(e @ crate::error::EmulatorError::UnknownUser(_)) => {
+                    Resp::json(404, &json!({"error": e.to_string()}))
+                }
+                Err(e) => Resp::json(400, &json!({"error": e.to_string()})),
             })
         }
         ("POST", ["apps"]) => body::<ConnectedApp>(req).map(|app| {
@@ -103,12 +113,13 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
 
 const ENDPOINTS: &[&str] = &[
     "GET /__admin/state",
-    "GET /__admin/tasks|contacts|leads|accounts|users",
+    "GET /__admin/tasks|contacts|leads|accounts|cases|users",
     "GET /__admin/token-stats",
     "GET /__admin/requests",
     "GET|POST|DELETE /__admin/faults",
     "POST /__admin/users",
     "POST /__admin/users/{id}/deactivate|activate",
+    "PATCH /__admin/users/{id}",
     "POST /__admin/apps",
     "PATCH /__admin/apps/{consumer_key}",
     "POST /__admin/tokens",

@@ -126,7 +126,20 @@ pub struct Seed {
     pub contacts: Vec<Map<String, Value>>,
     pub leads: Vec<Map<String, Value>>,
     pub tasks: Vec<Map<String, Value>>,
+    pub cases: Vec<Map<String, Value>>,
     pub apps: Vec<ConnectedApp>,
+    /// The org's API use today at start (`[api_usage] used = 13500,
+    /// max = 15000`), e.g. to start near the daily limit.
+    pub api_usage: Option<SeedApiUsage>,
+}
+
+/// API requests used today and, if given, the daily limit (else the
+/// emulator's `api_daily_limit`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedApiUsage {
+    pub used: u64,
+    pub max: Option<u64>,
 }
 
 impl Seed {
@@ -229,6 +242,11 @@ mod tests {
                 .unwrap();
         assert_eq!(t.org_name.as_deref(), Some("Acme"));
         assert_eq!(t.leads[0]["Company"], "C");
+        assert!(t.api_usage.is_none());
         assert!(Seed::from_json("{").is_err());
+        let near = Seed::from_toml("[api_usage]\nused = 13500\nmax = 15000\n").unwrap();
+        let u = near.api_usage.unwrap();
+        assert_eq!((u.used, u.max), (13_500, Some(15_000)));
+        assert!(Seed::from_toml("[api_usage]\nusd = 1\n").is_err());
     }
 }

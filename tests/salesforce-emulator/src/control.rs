@@ -196,6 +196,10 @@ pub struct NewUser {
     pub extension: Option<String>,
     pub phone: Option<String>,
     pub is_active: Option<bool>,
+    /// Salesforce's `UserType`: `Standard` (the default), `CsnOnly`
+    /// (Chatter Free), `PowerPartner` or `CspLitePortal` (community),
+    /// `AutomatedProcess`, ...
+    pub user_type: Option<String>,
 }
 
 /// Changes to a connected app's settings; unset members stay.
@@ -266,6 +270,9 @@ impl Shared {
         if let Some(p) = &u.phone {
             f.insert("Phone".into(), json!(p));
         }
+        if let Some(t) = &u.user_type {
+            f.insert("UserType".into(), json!(t));
+        }
         let mut org = write(&self.org);
         if org
             .user_by_username(f["Username"].as_str().unwrap_or(""))
@@ -301,6 +308,15 @@ impl Shared {
     }
 
     pub fn set_user_active(&self, id: &str, active: bool) -> Result<(), EmulatorError> {
+        let mut f = Map::new();
+        f.insert("IsActive".into(), json!(active));
+        self.update_user(id, &f)
+    }
+
+    /// Changes a user's fields as an administrator in Setup would (system
+    /// fields such as `UserType` and `IsActive` included); like every
+    /// change, it bumps `LastModifiedDate` and `SystemModstamp`.
+    pub fn update_user(&self, id: &str, fields: &Map<String, Value>) -> Result<(), EmulatorError> {
         let mut org = write(&self.org);
         let admin = org
             .users
@@ -314,10 +330,11 @@ impl Shared {
             system: true,
             searchable_at: None,
         };
-        let mut f = Map::new();
-        f.insert("IsActive".into(), json!(active));
-        org.update("User", id, &f, &ctx)
-            .map_err(|_| EmulatorError::UnknownUser(id.to_string()))
+        if org.users.get(id).is_none() {
+            return Err(EmulatorError::UnknownUser(id.to_string()));
+        }
+        org.update("User", id, fields, &ctx)
+            .map_err(EmulatorError::Record)
     }
 
     /// Creates a record with system privileges (any field, no API usage).

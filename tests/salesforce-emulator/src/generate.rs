@@ -219,6 +219,7 @@ fn load_seed(
         ("Contact", &seed.contacts),
         ("Lead", &seed.leads),
         ("Task", &seed.tasks),
+        ("Case", &seed.cases),
     ] {
         for (i, fields) in list.iter().enumerate() {
             org.insert(object, fields, &ctx(i as i64))

@@ -11,6 +11,7 @@ pub mod prefix {
     pub const LEAD: &str = "00Q";
     pub const ACCOUNT: &str = "001";
     pub const TASK: &str = "00T";
+    pub const CASE: &str = "500";
     pub const ORG: &str = "00D";
     pub const QUERY_LOCATOR: &str = "01g";
 }

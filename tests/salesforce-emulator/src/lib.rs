@@ -58,6 +58,7 @@ mod id_token;
 pub mod ids;
 mod oauth;
 mod pages;
+pub mod phone;
 mod rest;
 pub mod schema;
 mod server;
@@ -77,7 +78,9 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{ConnectedApp, DEFAULT_SCOPES, EmulatorConfig, RefreshTokenPolicy, Seed};
+pub use config::{
+    ConnectedApp, DEFAULT_SCOPES, EmulatorConfig, RefreshTokenPolicy, Seed, SeedApiUsage,
+};
 pub use control::{ApiUsageSpec, AppUpdate, FailSpec, FaultRequest, Faults, NewUser};
 pub use error::{ApiError, EmulatorError};
 pub use oauth::{TokenResponse, pkce_challenge, signature};
@@ -144,6 +147,7 @@ impl Emulator {
         for app in config.apps.iter().chain(seed_apps.iter()) {
             auth.apps.insert(app.consumer_key.clone(), app.clone());
         }
+        let seed_usage = config.seed.as_ref().and_then(|s| s.api_usage);
         let shared = Arc::new(Shared {
             base_url,
             tls: config.tls,
@@ -156,8 +160,10 @@ impl Emulator {
             },
             requests: Mutex::new(BTreeMap::new()),
             api: Mutex::new(ApiUsage {
-                used: 0,
-                max: config.api_daily_limit,
+                used: seed_usage.map_or(0, |u| u.used),
+                max: seed_usage
+                    .and_then(|u| u.max)
+                    .unwrap_or(config.api_daily_limit),
                 day: time::now_ms().div_euclid(86_400_000),
             }),
             cursors: Mutex::new(Cursors::default()),
@@ -280,6 +286,11 @@ impl Emulator {
         self.shared.records("Account")
     }
 
+    /// Every Case.
+    pub fn cases(&self) -> Vec<Value> {
+        self.shared.records("Case")
+    }
+
     pub fn users(&self) -> Vec<Value> {
         self.shared.records("User")
     }
@@ -327,6 +338,16 @@ impl Emulator {
     /// Reactivates a user.
     pub fn activate_user(&self, id: &str) -> Result<(), EmulatorError> {
         self.shared.set_user_active(id, true)
+    }
+
+    /// Changes a user's fields (`{"FirstName": "Ann"}`, `{"UserType":
+    /// "CsnOnly"}`, ...), bumping its `SystemModstamp` as Salesforce does.
+    pub fn update_user(
+        &self,
+        id: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> Result<(), EmulatorError> {
+        self.shared.update_user(id, &fields)
     }
 
     /// Registers (or replaces) a connected app.

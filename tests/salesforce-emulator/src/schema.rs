@@ -287,6 +287,7 @@ fn format_label(name: &'static str) -> &'static str {
         "Contact" => "Contact ID",
         "Lead" => "Lead ID",
         "Account" => "Account ID",
+        "Case" => "Case ID",
         _ => "Activity ID",
     }
 }
@@ -300,13 +301,15 @@ pub struct Schemas {
     pub lead: ObjectSchema,
     pub account: ObjectSchema,
     pub task: ObjectSchema,
+    pub case: ObjectSchema,
 }
 
 impl Schemas {
     /// All schemas in a stable order.
-    pub fn all(&self) -> [&ObjectSchema; 5] {
+    pub fn all(&self) -> [&ObjectSchema; 6] {
         [
             &self.account,
+            &self.case,
             &self.contact,
             &self.lead,
             &self.task,
@@ -348,7 +351,19 @@ fn build() -> Schemas {
             F::new("Email", "Email", Email).required(),
             F::new("IsActive", "Active", Boolean).default("true"),
             F::new("UserType", "User Type", Picklist)
-                .picklist(&["Standard", "PowerPartner", "CsnOnly", "Guest"], true)
+                .picklist(
+                    &[
+                        "Standard",
+                        "PowerPartner",
+                        "PowerCustomerSuccess",
+                        "CustomerSuccess",
+                        "CspLitePortal",
+                        "CsnOnly",
+                        "Guest",
+                        "AutomatedProcess",
+                    ],
+                    true,
+                )
                 .default("Standard")
                 .system(),
             F::new("Title", "Title", String).len(80),
@@ -497,6 +512,9 @@ fn build() -> Schemas {
             F::new("Priority", "Priority", Picklist)
                 .picklist(&["High", "Normal", "Low"], false)
                 .default("Normal"),
+            // The activity type standard reports filter on.
+            F::new("Type", "Type", Picklist)
+                .picklist(&["Call", "Email", "Meeting", "Other"], false),
             F::new("TaskSubtype", "Task Subtype", Picklist)
                 .picklist(
                     &["Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"],
@@ -510,10 +528,30 @@ fn build() -> Schemas {
             F::new("CallDisposition", "Call Result", String),
             F::new("CallObject", "Call Object Identifier", String),
             F::new("WhoId", "Name ID", Reference).refs(&["Contact", "Lead"]),
-            F::new("WhatId", "Related To ID", Reference).refs(&["Account"]),
+            F::new("WhatId", "Related To ID", Reference).refs(&["Account", "Case"]),
             F::new("OwnerId", "Assigned To ID", Reference).refs(&["User"]),
             F::new("ActivityDate", "Due Date Only", Date),
             F::new("Description", "Comments", TextArea),
+            F::new("IsClosed", "Closed", Boolean).system(),
+        ],
+    );
+    // A support case: a call's Task may be related to the caller's open one.
+    let case = object(
+        "Case",
+        "Case",
+        "Cases",
+        prefix::CASE,
+        true,
+        false,
+        vec![
+            F::new("Subject", "Subject", String).len(255),
+            F::new("Status", "Status", Picklist)
+                .picklist(&["New", "Working", "Escalated", "Closed"], false)
+                .default("New"),
+            F::new("ContactId", "Contact ID", Reference).refs(&["Contact"]),
+            F::new("AccountId", "Account ID", Reference).refs(&["Account"]),
+            F::new("Description", "Description", TextArea),
+            F::new("OwnerId", "Owner ID", Reference).refs(&["User"]),
             F::new("IsClosed", "Closed", Boolean).system(),
         ],
     );
@@ -523,6 +561,7 @@ fn build() -> Schemas {
         lead,
         account,
         task,
+        case,
     }
 }
 

@@ -205,7 +205,9 @@ async fn handle(
         return Ok(to_hyper(admin::handle(&shared, &req), &[]));
     }
     shared.count_request(endpoint_key(&req.method, &path));
-    let is_rest = path == "/services/data" || path.starts_with("/services/data/");
+    // Every REST answer says the org's API use, but the version list, which
+    // is not counted either (as Salesforce documents).
+    let is_rest = path.starts_with("/services/data/") && !rest::segments(&path).is_empty();
     if take_one(&shared.faults.fail_next) {
         let status = shared.faults.fail_status.load(Ordering::SeqCst) as u16;
         let extra = if is_rest {

@@ -1,17 +1,24 @@
 //! A SOSL subset: `FIND {term} [IN ALL|NAME|EMAIL|PHONE FIELDS]
 //! [RETURNING Object[(fields [WHERE ...] [ORDER BY ...] [LIMIT n])], ...]
-//! [LIMIT n]`, with SOSL's escaping inside the braces and phone matching
-//! on digits, as Salesforce's phone search does.
+//! [LIMIT n]`, with SOSL's escaping inside the braces (a reserved character
+//! left unescaped is `MALFORMED_SEARCH`, as Salesforce documents) and phone
+//! matching on the tokens of a phone number (`phone`).
 
 use std::time::Instant;
 
 use crate::error::ApiError;
+use crate::phone;
 use crate::schema::{FieldType, ObjectSchema, SCHEMAS};
 use crate::soql::{self, Cond, OrderBy, Parser};
 use crate::store::{Org, Table};
 
 /// Reserved characters that must be backslash-escaped inside `{...}`.
 pub const RESERVED: &str = "&|!(){}[]^\"~*?:\\'+-";
+
+/// The reserved characters that mean something unescaped: `*` and `?`
+/// (wildcards), `"` (a phrase), `(` and `)` (grouping). Every other one
+/// left unescaped is an error.
+const SYNTAX: &str = "*?\"()";
 
 /// Which fields a search looks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +87,7 @@ pub fn parse(src: &str) -> Result<Search, ApiError> {
     let mut word = String::new();
     let mut prefix = false;
     let mut in_quotes = false;
+    let mut depth = 0usize;
     let mut end = None;
     let mut chars = body.char_indices();
     let flush = |word: &mut String, prefix: &mut bool, groups: &mut Vec<Vec<Word>>| {
@@ -113,6 +121,26 @@ pub fn parse(src: &str) -> Result<Search, ApiError> {
                 break;
             }
             '{' => return Err(malformed("unexpected token: '{'")),
+            '(' if !in_quotes => {
+                depth += 1;
+                term.push(c);
+                flush(&mut word, &mut prefix, &mut groups);
+            }
+            ')' if !in_quotes => {
+                let Some(d) = depth.checked_sub(1) else {
+                    return Err(malformed(
+                        "unbalanced ')' in the search term: escape it as \\) to search for it",
+                    ));
+                };
+                depth = d;
+                term.push(c);
+                flush(&mut word, &mut prefix, &mut groups);
+            }
+            c if RESERVED.contains(c) && !SYNTAX.contains(c) => {
+                return Err(malformed(format!(
+                    "unescaped reserved character '{c}' in the search term: escape it as \\{c} (reserved inside FIND {{}}: {RESERVED})"
+                )));
+            }
             '"' => {
                 in_quotes = !in_quotes;
                 if !in_quotes {
@@ -139,6 +167,12 @@ pub fn parse(src: &str) -> Result<Search, ApiError> {
             "No search term found. The search term must be enclosed in braces.",
         ));
     };
+    if in_quotes {
+        return Err(malformed("unterminated '\"' in the search term"));
+    }
+    if depth > 0 {
+        return Err(malformed("unbalanced '(' in the search term"));
+    }
     groups.retain(|g| !g.is_empty());
     let meaningful: usize = term.chars().filter(|c| c.is_alphanumeric()).count();
     if meaningful < 2 {
@@ -222,42 +256,12 @@ fn relabel(e: ApiError) -> ApiError {
     }
 }
 
-fn digits(s: &str) -> String {
-    s.chars().filter(char::is_ascii_digit).collect()
-}
-
-/// Whether a term is a phone number (digits and phone punctuation only).
-fn phone_term(term: &str) -> Option<String> {
-    let ok = term
-        .chars()
-        .all(|c| c.is_ascii_digit() || " +()-./*".contains(c));
-    let d = digits(term);
-    (ok && d.len() >= 4).then_some(d)
-}
-
-/// Digit comparison: equal, or one ends with the other (7+ digits), also
-/// ignoring a national trunk prefix `0`, so "+14155550100", "4155550100"
-/// and "(415) 555-0100" all find each other.
-pub fn phone_matches(stored: &str, wanted_digits: &str) -> bool {
-    let s = digits(stored);
-    if s.is_empty() {
-        return false;
-    }
-    let s_trim = s.trim_start_matches('0');
-    let w_trim = wanted_digits.trim_start_matches('0');
-    for (a, b) in [(s.as_str(), wanted_digits), (s_trim, w_trim)] {
-        if a.is_empty() || b.is_empty() {
-            continue;
-        }
-        if a == b {
-            return true;
-        }
-        let (short, long) = if a.len() < b.len() { (a, b) } else { (b, a) };
-        if short.len() >= 7 && long.ends_with(short) {
-            return true;
-        }
-    }
-    false
+/// Whether a term is a phone number: digits and phone punctuation only,
+/// and enough digits to be more than a fragment.
+fn phone_term(term: &str) -> bool {
+    term.chars()
+        .all(|c| c.is_ascii_digit() || " +()-./*".contains(c))
+        && term.chars().filter(char::is_ascii_digit).count() >= phone::MIN_DIGITS
 }
 
 fn word_in(text: &str, w: &Word) -> bool {
@@ -386,14 +390,14 @@ pub fn run<'a>(search: &Search, org: &'a Org, now: Instant) -> Result<Vec<Hits<'
                         })
                     })
                 };
-                match &phone {
-                    Some(d) => {
-                        phone_fields
-                            .iter()
-                            .any(|&fi| r.get(fi).as_str().is_some_and(|t| phone_matches(t, d)))
-                            || (search.scope != Scope::Phone && text_hit())
-                    }
-                    None => text_hit(),
+                if phone {
+                    phone_fields.iter().any(|&fi| {
+                        r.get(fi)
+                            .as_str()
+                            .is_some_and(|t| phone::matches(t, &search.term))
+                    }) || (search.scope != Scope::Phone && text_hit())
+                } else {
+                    text_hit()
                 }
             })
             .filter(|(_, r)| filter.as_ref().is_none_or(|f| f.matches(r)))
@@ -456,6 +460,51 @@ mod tests {
     }
 
     #[test]
+    fn an_unescaped_reserved_character_is_malformed_and_an_escaped_one_is_not() {
+        for c in "&|!^~:'+-[]".chars() {
+            let unescaped = format!("FIND {{a{c}b}} IN ALL FIELDS");
+            let e = parse(&unescaped).unwrap_err();
+            assert_eq!(e.error_code, "MALFORMED_SEARCH", "{unescaped}");
+            assert!(e.message.contains(&format!("'{c}'")), "{}", e.message);
+            assert!(
+                e.message.contains(&format!("\\{c}")),
+                "names the fix: {}",
+                e.message
+            );
+            let escaped = format!("FIND {{a\\{c}b}} IN ALL FIELDS");
+            assert_eq!(parse(&escaped).unwrap().term, format!("a{c}b"), "{escaped}");
+        }
+        // The E.164 `+` and a national number's `-` must be escaped.
+        assert_eq!(
+            parse("FIND {+14155550100} IN PHONE FIELDS")
+                .unwrap_err()
+                .error_code,
+            "MALFORMED_SEARCH"
+        );
+        assert_eq!(
+            parse("FIND {555-0100} IN PHONE FIELDS")
+                .unwrap_err()
+                .error_code,
+            "MALFORMED_SEARCH"
+        );
+        // What has a meaning unescaped: wildcards, phrases, grouping.
+        assert!(parse("FIND {(jane OR joe) AND smi*}").is_ok());
+        assert!(parse("FIND {\"jane smith\" jo?n}").is_ok());
+        assert_eq!(
+            parse("FIND {(415) 555}").unwrap().term,
+            "(415) 555",
+            "balanced parentheses group"
+        );
+        for unbalanced in ["FIND {(415 555}", "FIND {415) 555}", "FIND {\"jane}"] {
+            assert_eq!(
+                parse(unbalanced).unwrap_err().error_code,
+                "MALFORMED_SEARCH",
+                "{unbalanced}"
+            );
+        }
+    }
+
+    #[test]
     fn words_and_groups() {
         let s = parse("FIND {jane OR \"acme corp\" smi*}").unwrap();
         assert_eq!(s.groups.len(), 2);
@@ -468,25 +517,6 @@ mod tests {
         );
         assert_eq!(s.groups[1][0].text, "acme corp");
         assert!(s.groups[1][1].prefix);
-    }
-
-    #[test]
-    fn phone_matching_compares_digits() {
-        for stored in [
-            "(415) 555-0100",
-            "+1 415-555-0100",
-            "415.555.0100",
-            "4155550100",
-            "+14155550100",
-            "1 (415) 555 0100",
-        ] {
-            assert!(phone_matches(stored, "14155550100"), "{stored}");
-            assert!(phone_matches(stored, "4155550100"), "{stored}");
-            assert!(!phone_matches(stored, "4155550101"), "{stored}");
-        }
-        assert!(phone_matches("020 7946 0958", "442079460958"));
-        assert!(!phone_matches("", "4155550100"));
-        assert!(!phone_matches("555", "4155550555"));
     }
 
     #[test]

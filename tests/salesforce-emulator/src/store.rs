@@ -121,6 +121,7 @@ pub struct Org {
     pub leads: Table,
     pub accounts: Table,
     pub tasks: Table,
+    pub cases: Table,
 }
 
 fn field_err(code: &str, msg: String, field: &str) -> ApiError {
@@ -154,6 +155,7 @@ impl Org {
             leads: Table::new(&s.lead),
             accounts: Table::new(&s.account),
             tasks: Table::new(&s.task),
+            cases: Table::new(&s.case),
         }
     }
 
@@ -171,18 +173,20 @@ impl Org {
             &mut self.leads,
             &mut self.accounts,
             &mut self.tasks,
+            &mut self.cases,
         ]
         .into_iter()
         .find(|t| t.schema.name.eq_ignore_ascii_case(object))
     }
 
-    pub fn tables(&self) -> [&Table; 5] {
+    pub fn tables(&self) -> [&Table; 6] {
         [
             &self.users,
             &self.contacts,
             &self.leads,
             &self.accounts,
             &self.tasks,
+            &self.cases,
         ]
     }
 
@@ -537,7 +541,8 @@ fn valid_email(s: &str) -> bool {
     }
 }
 
-/// Computed fields: `Name` from first and last names, `IsClosed` of Tasks.
+/// Computed fields: `Name` from first and last names, `IsClosed` of Tasks
+/// and Cases.
 fn derive_fields(schema: &ObjectSchema, values: &mut [Value]) {
     if matches!(schema.name, "User" | "Contact" | "Lead")
         && let (Some(n), Some(f), Some(l)) = (
@@ -559,6 +564,11 @@ fn derive_fields(schema: &ObjectSchema, values: &mut [Value]) {
         && let (Some(c), Some(s)) = (schema.field_index("IsClosed"), schema.field_index("Status"))
     {
         values[c] = Value::Bool(values[s].as_str() == Some("Completed"));
+    }
+    if schema.name == "Case"
+        && let (Some(c), Some(s)) = (schema.field_index("IsClosed"), schema.field_index("Status"))
+    {
+        values[c] = Value::Bool(values[s].as_str() == Some("Closed"));
     }
     if schema.name == "User"
         && let Some(a) = schema.field_index("Alias")
@@ -638,6 +648,47 @@ mod tests {
         let lead = org.leads.get(&id).unwrap();
         let status = org.leads.schema.field_index("Status").unwrap();
         assert_eq!(lead.get(status), "Open - Not Contacted");
+    }
+
+    #[test]
+    fn cases_close_by_status_and_tasks_relate_to_them() {
+        let mut org = org_with_user();
+        let open = org
+            .insert(
+                "Case",
+                json!({"Subject": "Broken"}).as_object().unwrap(),
+                &ctx(),
+            )
+            .unwrap();
+        assert!(open.starts_with("500"));
+        let closed = org
+            .insert(
+                "Case",
+                json!({"Subject": "Done", "Status": "Closed"})
+                    .as_object()
+                    .unwrap(),
+                &ctx(),
+            )
+            .unwrap();
+        let s = org.cases.schema;
+        let is_closed = s.field_index("IsClosed").unwrap();
+        assert_eq!(org.cases.get(&open).unwrap().get(is_closed), &json!(false));
+        assert_eq!(org.cases.get(&closed).unwrap().get(is_closed), &json!(true));
+        let task = org
+            .insert(
+                "Task",
+                json!({"Subject": "Call", "Type": "Call", "WhatId": open})
+                    .as_object()
+                    .unwrap(),
+                &ctx(),
+            )
+            .unwrap();
+        let t = org.tasks.get(&task).unwrap();
+        assert_eq!(
+            t.get(org.tasks.schema.field_index("WhatId").unwrap()),
+            &json!(open)
+        );
+        assert_eq!(t.get(org.tasks.schema.field_index("Type").unwrap()), "Call");
     }
 
     #[test]

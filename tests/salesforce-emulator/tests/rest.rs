@@ -234,6 +234,104 @@ async fn query_paging_and_filters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_types_and_changes_since_a_time() {
+    let (emu, c, t) = setup(6).await;
+    let chatter = emu
+        .add_user(salesforce_emulator::NewUser {
+            first_name: "Chatty".into(),
+            last_name: "Free".into(),
+            email: "chatty@example.org".into(),
+            user_type: Some("CsnOnly".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let standard = |r: &Value| -> Vec<String> {
+        r["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["Id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, r) = get_json(
+        &emu,
+        &c,
+        &t,
+        &q("SELECT Id, UserType FROM User WHERE IsActive = true AND UserType = 'Standard'"),
+    )
+    .await;
+    assert!(!standard(&r).contains(&chatter), "{r}");
+    assert_eq!(r["totalSize"], 6);
+    // A type the org does not know is refused, as Salesforce's picklist is.
+    let refused = emu.update_user(
+        &chatter,
+        json!({"UserType": "Wizard"}).as_object().unwrap().clone(),
+    );
+    assert!(refused.is_err());
+
+    // The generated users were last changed in January 2025; since then
+    // only the Chatter user was added. A rename, a deactivation and a new
+    // type each bump SystemModstamp.
+    let since = "2025-06-01T00:00:00Z";
+    let changed = |since: &str| {
+        q(&format!(
+            "SELECT Id, Name, IsActive, UserType, SystemModstamp FROM User WHERE SystemModstamp > {since} ORDER BY SystemModstamp"
+        ))
+    };
+    let (_, r) = get_json(&emu, &c, &t, &changed(since)).await;
+    assert_eq!(standard(&r), [chatter.clone()], "{r}");
+    let users = emu.users();
+    let id = |i: usize| users[i]["Id"].as_str().unwrap().to_string();
+    emu.update_user(
+        &id(1),
+        json!({"FirstName": "Renamed"}).as_object().unwrap().clone(),
+    )
+    .unwrap();
+    emu.deactivate_user(&id(2)).unwrap();
+    emu.update_user(
+        &id(3),
+        json!({"UserType": "PowerPartner"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let (_, r) = get_json(&emu, &c, &t, &changed(since)).await;
+    let mut ids = standard(&r);
+    ids.sort();
+    let mut want = vec![chatter.clone(), id(1), id(2), id(3)];
+    want.sort();
+    assert_eq!(ids, want, "{r}");
+    let stamps: Vec<&str> = r["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["SystemModstamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {stamps:?}"
+    );
+    let record = |i: usize| {
+        r["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["Id"] == id(i).as_str())
+            .unwrap()
+            .clone()
+    };
+    assert!(record(1)["Name"].as_str().unwrap().starts_with("Renamed "));
+    assert_eq!(record(2)["IsActive"], false);
+    assert_eq!(record(3)["UserType"], "PowerPartner");
+    assert!(
+        emu.update_user("005000000000000AAA", serde_json::Map::new())
+            .is_err()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_by_phone_and_name() {
     let (emu, c, t) = setup(10).await;
     let sosl = |s: &str| {
@@ -688,5 +786,54 @@ async fn admin_endpoints() {
         .await
         .unwrap();
     assert_eq!(tasks, json!([]));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_use_is_counted_reported_and_set_from_the_org_file_or_the_control_api() {
+    // The org file starts it near the limit.
+    let seed = salesforce_emulator::Seed::from_toml(
+        "[api_usage]\nused = 13500\nmax = 15000\n\n[[contacts]]\nLastName = \"Only\"\n",
+    )
+    .unwrap();
+    let (emu, c) = start(EmulatorConfig {
+        seed: Some(seed),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let t = emu
+        .issue_token(KEY, "admin@example.org")
+        .unwrap()
+        .access_token;
+    assert_eq!(emu.api_usage(), (13_500, 15_000));
+
+    // The version list is not counted and says nothing.
+    let r = api_get(&emu, &c, &t, "/services/data/").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("sforce-limit-info").is_none());
+    assert_eq!(emu.api_usage(), (13_500, 15_000));
+
+    // Every other answer counts one and says the figures, errors too.
+    let r = api_get(&emu, &c, &t, &q("SELECT Id FROM Contact")).await;
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=13501/15000");
+    let r = api_get(&emu, &c, &t, &q("SELECT Nope FROM Contact")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=13502/15000");
+    let (_, limits) = get_json(&emu, &c, &t, "/services/data/v67.0/limits").await;
+    assert_eq!(
+        limits["DailyApiRequests"],
+        json!({"Max": 15000, "Remaining": 1497})
+    );
+
+    // The control API sets it, e.g. back to a quiet day.
+    let r = c
+        .post(format!("{}/__admin/faults", emu.base_url()))
+        .json(&json!({"api_usage": {"used": 20}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = api_get(&emu, &c, &t, &q("SELECT Id FROM Contact")).await;
+    assert_eq!(r.headers()["sforce-limit-info"], "api-usage=21/15000");
     emu.shutdown().await;
 }

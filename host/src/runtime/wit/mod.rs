@@ -16,9 +16,10 @@ pub mod v0_1_0;
 pub mod v0_2_0;
 pub mod v0_3_0;
 pub mod v0_4_0;
+pub mod v0_5_0;
 
 /// The newest version: the types the host speaks.
-pub use v0_4_0 as latest;
+pub use v0_5_0 as latest;
 
 /// Every served version, oldest first.
 const VERSIONS: &[&dyn Version] = &[
@@ -26,6 +27,7 @@ const VERSIONS: &[&dyn Version] = &[
     &v0_2_0::VERSION,
     &v0_3_0::VERSION,
     &v0_4_0::VERSION,
+    &v0_5_0::VERSION,
 ];
 
 use std::any::Any;
@@ -38,14 +40,30 @@ use wasmtime::component::{InstancePre, Linker};
 
 use super::state::PluginState;
 pub use latest::exports::pbx::crm::calls::{
-    CallEvent, Caller, Direction, EventAction, EventOutcome, Phase,
+    AfterCallWork, CallEvent, Caller, Direction, EventAction, EventOutcome, Phase,
 };
 pub use latest::exports::pbx::crm::integration::{
-    Association, Authorization, CrmUser, Info, Proposal, SettingField, SettingInput, SettingKind,
-    SettingValue, Status, SyncProgress, UserList,
+    ApiUsage, Association, Authorization, CrmUser, Info, Proposal, SettingField, SettingInput,
+    SettingKind, SettingValue, Status, SyncProgress, UserList,
 };
 pub use latest::exports::pbx::crm::user_sign_in::{SignInError, SignInRequest};
-pub use latest::pbx::crm::types::{Error as PluginError, ErrorKind};
+pub use latest::pbx::crm::types::{CrmRecord, Error as PluginError, ErrorKind};
+
+/// The agent's pick among the records offered for a call (0.5.0's
+/// `calls.choose-record` arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordChoice {
+    /// The PBX's call id the records were offered for.
+    pub call_id: String,
+    /// The agent's extension.
+    pub extension: String,
+    /// The caller's number, as the PBX has it.
+    pub number: String,
+    /// The PBX's default region for the number.
+    pub default_region: String,
+    /// The record the agent picked.
+    pub record_id: String,
+}
 
 /// One served contract version.
 pub trait Version: Sync {
@@ -160,6 +178,20 @@ pub trait Exports: Send + Sync {
     ) -> Answer<'a, Result<String, SignInError>> {
         unsupported(AGENT_SIGN_IN)
     }
+    /// `calls.save-after-call-work` (0.5.0 on): older versions answer
+    /// [`Unsupported`].
+    fn save_after_call_work<'a>(
+        &'a self,
+        _: Ctx<'a>,
+        _work: AfterCallWork,
+    ) -> Answer<'a, Vec<EventOutcome>> {
+        unsupported("after-call work")
+    }
+    /// `calls.choose-record` (0.5.0 on): older versions answer
+    /// [`Unsupported`] (they never offer records either).
+    fn choose_record<'a>(&'a self, _: Ctx<'a>, _choice: RecordChoice) -> Answer<'a, CrmRecord> {
+        unsupported("record choice")
+    }
 }
 
 /// What `user-sign-in` is called where it is missing.
@@ -259,6 +291,25 @@ where
         Ok(done) => Ok(Ok(done.into_outcomes())),
         Err(e) => Ok(Err(convert(e)?)),
     }
+}
+
+/// `event` in a version's own type, or, for an event that version has no
+/// phase for (`recording-ready` before 0.5.0), the outcome saying the
+/// plugin was not asked.
+pub(crate) fn event_for_version<T>(
+    event: CallEvent,
+) -> wasmtime::Result<Result<T, Vec<EventOutcome>>>
+where
+    T: DeserializeOwned + 'static,
+{
+    let newest = std::any::TypeId::of::<T>() == std::any::TypeId::of::<CallEvent>();
+    if event.phase == Phase::RecordingReady && !newest {
+        return Ok(Err(vec![EventOutcome {
+            action: EventAction::Skipped,
+            detail: "this plugin's pbx:crm version has no recording-ready events".into(),
+        }]));
+    }
+    convert(event).map(Ok)
 }
 
 /// Implements [`Exports`] for one version's instance type. Every version's
@@ -368,7 +419,10 @@ macro_rules! impl_exports {
                 -> Answer<'a, Vec<$crate::runtime::wit::EventOutcome>> {
                 let $this = self;
                 Box::pin(async move {
-                    let event = convert(event)?;
+                    let event = match $crate::runtime::wit::event_for_version(event)? {
+                        Ok(event) => event,
+                        Err(skipped) => return Ok(Ok(skipped)),
+                    };
                     $crate::runtime::wit::outcomes(
                         $calls.call_on_call_event(&mut *$store, &event).await?,
                     )
@@ -404,6 +458,7 @@ mod tests {
             account: Some("a@b @ Org".into()),
             message: "Connected".into(),
             problem: None,
+            api_usage: None,
         };
         let same: Status = convert(status).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(same.message, "Connected");
@@ -446,7 +501,7 @@ mod tests {
     #[test]
     fn every_version_is_served_once_in_order() {
         let versions: Vec<&str> = supported().collect();
-        assert_eq!(versions, ["0.1.0", "0.2.0", "0.3.0", "0.4.0"]);
+        assert_eq!(versions, ["0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"]);
         assert_eq!(versions.last().copied(), Some(latest::VERSION.api()));
     }
 }

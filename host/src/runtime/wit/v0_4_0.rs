@@ -1,6 +1,7 @@
-//! `pbx:crm@0.4.0`, the newest version: its bindings, its imports served by
-//! the host's capabilities (`crate::capabilities`), and its exports, bound
-//! on first use. 0.4.0 makes `calls.on-call-event` answer what the plugin
+//! `pbx:crm@0.4.0`, frozen since 0.5.0 (a digest test below fails on any
+//! change to `wit/v0.4.0`): its bindings, its imports served by the host's
+//! capabilities (`crate::capabilities`), and its exports, bound on first
+//! use. 0.4.0 makes `calls.on-call-event` answer what the plugin
 //! did with the event (`event-outcome`s); 0.3.0 added the `user-sign-in`
 //! export and a `caption` on `open-browser.open`; 0.2.0 added
 //! `kv-store.get-many` and the optional `lifecycle.migrate` export (world
@@ -166,9 +167,11 @@ impl_exports!(Instance0_4_0, |this, store| {
         callback_url: String,
     ) -> Answer<'a, SignInRequest> {
         Box::pin(async move {
-            self.sign_in(store)?
-                .call_begin(&mut *store, &callback_url)
-                .await
+            convert(
+                self.sign_in(store)?
+                    .call_begin(&mut *store, &callback_url)
+                    .await?,
+            )
         })
     }
 
@@ -185,7 +188,7 @@ impl_exports!(Instance0_4_0, |this, store| {
                 .sign_in(store)?
                 .call_complete(&mut *store, &callback_url, &query)
                 .await?;
-            Ok(Ok(answer))
+            Ok(Ok(convert(answer)?))
         })
     }
 
@@ -213,6 +216,27 @@ impl_exports!(Instance0_4_0, |this, store| {
         })
     }
 });
+
+// 0.4.0's outcomes in the newest types (the same shapes and words).
+impl super::IntoOutcomes for Vec<calls_export::EventOutcome> {
+    fn into_outcomes(self) -> Vec<super::EventOutcome> {
+        use super::EventAction as New;
+        use calls_export::EventAction as Old;
+        self.into_iter()
+            .map(|o| super::EventOutcome {
+                action: match o.action {
+                    Old::Logged => New::Logged,
+                    Old::Updated => New::Updated,
+                    Old::PoppedUp => New::PoppedUp,
+                    Old::Skipped => New::Skipped,
+                    Old::Queued => New::Queued,
+                    Old::Taken => New::Taken,
+                },
+                detail: o.detail,
+            })
+            .collect()
+    }
+}
 
 // The imports: this version's types converted, the host's capabilities called.
 
@@ -396,5 +420,28 @@ impl log::Host for PluginState {
             log::Level::Error => tracing::Level::ERROR,
         };
         self.caps.log(level, &message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::v0_1_0::tests::contract_digest;
+
+    /// SHA-256 of `wit/v0.4.0` as released (as `v0_1_0`'s digest test computes it).
+    const V0_4_0_DIGEST: &str = "0d80de813e108527b3592c8454627551cb6ec41c7f9438e631f500a55b9acee1";
+
+    #[test]
+    fn the_0_4_0_contract_is_frozen() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/v0.4.0");
+        assert_eq!(
+            contract_digest(&dir),
+            V0_4_0_DIGEST,
+            "wit/v0.4.0 changed, but pbx:crm@0.4.0 is released and frozen: plugins built \
+             against it must keep working unchanged. Undo the change, and put it into a new \
+             version instead (copy the newest wit/vX.Y.Z to a new folder, see \
+             docs/ARCHITECTURE.md, \"The contract\")."
+        );
     }
 }

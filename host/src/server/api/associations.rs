@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/crm/{plugin}/users/sync",
             get(sync_progress).post(start_sync),
         )
+        .route(
+            "/crm/{plugin}/users/sync/result",
+            get(sync_result).delete(dismiss_sync_result),
+        )
         .route("/crm/{plugin}/associations", get(list_users).put(save))
         .route("/crm/{plugin}/associations/proposal", get(proposal))
         .route(
@@ -36,7 +41,32 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/crm/{plugin}/associations/user/{user}", get(by_user))
 }
 
-async fn start_sync(State(st): St, Path(plugin): Path<String>) -> Result<Response, ApiError> {
+/// `POST /crm/{plugin}/users/sync`'s optional body.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StartSync {
+    /// Keep how it ends for the portal's result pop-up.
+    #[serde(default)]
+    show_result: bool,
+}
+
+async fn start_sync(
+    State(st): St,
+    Path(plugin): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // No body (the CLI's bare POST) is the default: no pop-up.
+    let start: StartSync = if body.iter().all(u8::is_ascii_whitespace) {
+        StartSync::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-input",
+                format!("the body must be {{}} or {{\"show_result\": true}}: {e}"),
+            )
+        })?
+    };
     // Fail early for an unknown plugin rather than in the background.
     if !st.runtime.plugin_ids().contains(&plugin) {
         return Err(ApiError::new(
@@ -45,8 +75,36 @@ async fn start_sync(State(st): St, Path(plugin): Path<String>) -> Result<Respons
             format!("no plugin {plugin:?} is installed"),
         ));
     }
-    let job = st.syncs.start(st.runtime.clone(), &plugin);
+    let job = st
+        .syncs
+        .start(st.runtime.clone(), &plugin, start.show_result);
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+/// `{result}`: how the last sync started with `show_result` ended, until
+/// dismissed; null otherwise.
+async fn sync_result(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let result = st.syncs.result(&plugin).map_err(store_error)?;
+    Ok(Json(json!({ "result": result })))
+}
+
+async fn dismiss_sync_result(
+    State(st): St,
+    Path(plugin): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    st.syncs.dismiss(&plugin).await.map_err(store_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn store_error(e: crate::store::KvError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store",
+        format!("the sync result cannot be read or written: {e}"),
+    )
 }
 
 async fn sync_progress(State(st): St, Path(plugin): Path<String>) -> Json<SyncJob> {

@@ -1,5 +1,6 @@
 //! The calls API: events from the PBX in, caller lookup for the PBX's caller
-//! ID, click-to-call, the journal's pending deliveries and its dead letters.
+//! ID, click-to-call, the journal's pending deliveries and its dead letters,
+//! and the call dispositions agents pick from.
 //! Every route is the administrator's (the admin API's check).
 
 use std::sync::Arc;
@@ -8,13 +9,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::call_input::{self, direction_name, phase_name};
 use crate::dialing::Origination;
+use crate::dispositions::{DispositionError, Dispositions};
 use crate::journal::{RetryError, TickReport};
 use crate::now_ms;
 use crate::server::error::ApiError;
@@ -32,6 +34,55 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/calls/dead-letters", get(dead_letters))
         .route("/calls/dead-letters/{id}/retry", post(retry_dead_letter))
         .route("/calls/dead-letters/{id}", delete(discard_dead_letter))
+        .route(
+            "/call-dispositions",
+            get(get_dispositions).merge(put(put_dispositions)),
+        )
+}
+
+fn disposition_error(e: DispositionError) -> ApiError {
+    match e {
+        DispositionError::Invalid(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", message)
+                .with_field("dispositions")
+        }
+        DispositionError::Store(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
+        }
+    }
+}
+
+/// `GET /api/call-dispositions`: the pick-list agents choose from.
+async fn get_dispositions(State(st): St) -> Result<Json<Value>, ApiError> {
+    let list = Dispositions::new(&st.store)
+        .list()
+        .map_err(disposition_error)?;
+    Ok(Json(json!({ "dispositions": list })))
+}
+
+#[derive(Deserialize)]
+struct DispositionsBody {
+    dispositions: Option<Vec<String>>,
+}
+
+/// `PUT /api/call-dispositions {"dispositions": [...]}`: replace the list.
+async fn put_dispositions(State(st): St, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let bad = |detail: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!("send {{\"dispositions\": [\"Left message\", \"Sale\"]}} ({detail})"),
+        )
+        .with_field("dispositions")
+    };
+    let body: DispositionsBody = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+    let names = body
+        .dispositions
+        .ok_or_else(|| bad("the list is missing".into()))?;
+    let list = Dispositions::new(&st.store)
+        .set(&names)
+        .map_err(disposition_error)?;
+    Ok(Json(json!({ "dispositions": list })))
 }
 
 /// `POST /api/calls/events`: check the event, hand it to every plugin.
@@ -40,7 +91,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// retry queue is full), 400 when the input is wrong (or
 /// every plugin refused it as invalid input).
 async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
-    let event = call_input::parse_event(&body, &st.config.default_region)?;
+    let event = call_input::parse_event(&body, &st.config.default_region, &st.config.time_zone)?;
     // Only a new event from the PBX is checked: what the journal delivers
     // again was valid when it came, even if its extension is gone since.
     if st.services.directory.get(&event.extension)?.is_none() {

@@ -60,7 +60,7 @@ async fn authorize(
     State(st): St,
     Path(plugin): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let callback_url = st.config.callback_url(&plugin);
+    let callback_url = st.network.callback_url(&plugin);
     let authorization = st
         .runtime
         .plugin(&plugin)
@@ -109,7 +109,7 @@ async fn disconnect(
 }
 
 async fn callback_url(State(st): St, Path(plugin): Path<String>) -> Json<serde_json::Value> {
-    Json(json!({ "callback_url": st.config.callback_url(&plugin) }))
+    Json(json!({ "callback_url": st.network.callback_url(&plugin) }))
 }
 
 async fn settings(

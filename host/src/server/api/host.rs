@@ -23,7 +23,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 async fn host_info(State(st): St) -> Json<serde_json::Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "public_url": st.config.public_url.as_str(),
+        "public_url": st.network.homepage_url(),
         "supported_apis": wit::supported().map(|v| format!("pbx:crm@{v}")).collect::<Vec<_>>(),
         "limits": {
             "deadline_ms": st.config.limits.deadline.as_millis() as u64,

@@ -7,6 +7,7 @@ mod calls;
 mod crm;
 mod extensions;
 mod host;
+mod network;
 mod plugins;
 mod sessions;
 
@@ -28,6 +29,7 @@ pub(super) use calls::originate;
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .merge(host::routes())
+        .merge(network::routes())
         .merge(plugins::routes())
         .merge(extensions::routes())
         .merge(crm::routes())

@@ -1,5 +1,6 @@
 // The agent page's script: pop-ups over server-sent events (a caption when
-// the pop-up has one, else its bare URL), click-to-call from this page's
+// the pop-up has one, else its bare URL; records to pick from when a
+// plugin offers several), click-to-call from this page's
 // extension, and the extension's recent calls. Served as a file, not
 // inline, for the Content-Security-Policy.
 "use strict";
@@ -21,7 +22,55 @@ function link(url, text, cls) {
   return a;
 }
 
-// A pop-up's caption: title, label/value pairs, and the button opening it.
+// Several records offered for a call: one button each (name, type,
+// account); the pick goes to the PBX, which logs the call to it and answers
+// the page to open.
+function offeredOf(popup, box) {
+  const list = document.createElement("ul");
+  list.className = "offered";
+  const status = document.createElement("p");
+  status.className = "choice-result";
+  for (const r of popup.offered) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "pick";
+    button.dataset.recordId = r.id;
+    button.textContent = [r.name, r.object_type, r.account].filter(Boolean).join(" · ");
+    button.addEventListener("click", () => pick(popup, r, list, status));
+    li.append(button);
+    list.append(li);
+  }
+  box.append(list, status);
+}
+
+async function pick(popup, record, list, status) {
+  const callId = popup.caption && popup.caption.call_id;
+  if (!callId) return;
+  status.textContent = "Opening…";
+  try {
+    const response = await fetch(`${BASE}/calls/${encodeURIComponent(callId)}/choice`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ record_id: record.id }),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      status.textContent = (answer.error || `The PBX answered ${response.status}.`).replaceAll("`", "");
+      return;
+    }
+    status.replaceChildren("Chosen: ", link(answer.url, answer.name, "chosen"));
+    for (const b of list.querySelectorAll("button")) b.disabled = true;
+    loadCalls();
+    // A browser may block this; the link above stays.
+    window.open(answer.url, "_blank", "noopener");
+  } catch (e) {
+    status.textContent = "The PBX cannot be reached.";
+  }
+}
+
+// A pop-up's caption: title, label/value pairs, and the button opening it
+// (or the records offered to pick from).
 function captionOf(popup) {
   const c = popup.caption;
   const box = document.createElement("div");
@@ -38,7 +87,11 @@ function captionOf(popup) {
     }
     box.append(dl);
   }
-  box.append(link(popup.url, c.action || "Open", "open"));
+  if (Array.isArray(popup.offered) && popup.offered.length) {
+    offeredOf(popup, box);
+  } else {
+    box.append(link(popup.url, c.action || "Open", "open"));
+  }
   return box;
 }
 
@@ -58,10 +111,13 @@ function show(popup) {
   li.append(time, link(popup.url, popup.caption ? popup.caption.title : popup.url));
   el("popups").prepend(li);
   while (el("popups").children.length > 50) el("popups").lastElementChild.remove();
-  if (popup.caption && popup.caption.call_id) {
+  const offering = Array.isArray(popup.offered) && popup.offered.length > 0;
+  if (popup.caption && popup.caption.call_id && !offering) {
     records.set(popup.caption.call_id, { title: popup.caption.title, url: popup.url, details: popup.caption.details || [] });
   }
   loadCalls();
+  // Nothing opens until the agent picks one of several records.
+  if (offering) return;
   // A browser may block this without a click; the link above stays.
   window.open(popup.url, "_blank", "noopener");
 }

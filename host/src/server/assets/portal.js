@@ -97,9 +97,46 @@ function confirmDialog(title, message, yes) {
 }
 
 // ---- Network ----
-async function loadNetwork() {
-  try { text(el("homepage-url"), (await api("GET", "/host")).public_url); } catch (e) { say(el("homepage-url"), e.message, true); }
+// The Homepage URL (a host setting; --public-url stands in until it is
+// set), what a CRM will object to in it, and the Callback URL composed
+// from it.
+function showNetwork(network) {
+  el("homepage-url").value = network.homepage_url;
+  text(el("homepage-source"), network.source === "administrator"
+    ? `Set here; it wins over the host's --public-url, ${network.public_url}.`
+    : "Until it is saved here, the host's --public-url applies.");
+  const list = el("homepage-warnings");
+  list.replaceChildren(...network.warnings.map((warning) => {
+    const li = document.createElement("li");
+    li.className = "warning";
+    text(li, warning);
+    return li;
+  }));
 }
+
+async function loadNetwork() {
+  try { showNetwork(await api("GET", "/network")); } catch (e) { say(el("network-result"), e.message, true); }
+}
+
+el("network-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = el("homepage-url");
+  const result = el("network-result");
+  input.removeAttribute("aria-invalid");
+  text(el("homepage-error"), "");
+  try {
+    showNetwork(await api("PUT", "/network", { homepage_url: input.value.trim() }));
+    say(result, "Saved. Enter the new Callback URL in " + CRM + " too.", false);
+  } catch (e) {
+    input.setAttribute("aria-invalid", "true");
+    text(el("homepage-error"), e.message);
+    say(result, "Nothing was saved: " + e.message, true);
+    return;
+  }
+  if (PLUGIN) {
+    try { text(el("callback-url"), (await api("GET", crmPath("/callback-url"))).callback_url); } catch (e) { say(el("callback-url"), e.message, true); }
+  }
+});
 
 el("copy-callback").addEventListener("click", async () => {
   try {
@@ -126,7 +163,8 @@ function showStatus(status) {
   const node = el("status");
   text(node, label);
   node.className = status.state === "Connected" ? "state-connected" : "state-other";
-  text(el("account"), status.account ? "as " + status.account : "");
+  // "Connected — admin@acme.example (org 00D…)": the account beside the state.
+  text(el("account"), status.account ? "— " + status.account : "");
   text(el("status-message"), status.message && status.message !== label ? status.message : "");
   text(el("problem"), status.problem || "");
   // Only what can apply: nothing to authorize before settings are saved,
@@ -191,6 +229,8 @@ async function loadCrm() {
     CRM = info.crm_name;
     text(el("crm-name"), CRM);
     for (const node of document.querySelectorAll(".crm-name")) text(node, CRM);
+    el("sync-users").setAttribute("aria-label", `Refresh ${CRM} users`);
+    el("sync-users").title = `Refresh ${CRM} users`;
     FIELDS = info.settings;
     STORED = (await api("GET", crmPath("/settings"))).settings;
     renderSettings();
@@ -449,13 +489,32 @@ async function watchAuthorization() {
   el("browser-notice").replaceChildren();
   el("browser-notice").className = "";
   say(el("settings-result"), last.ok ? "Authorization succeeded." : last.message, !last.ok);
-  const title = el("result-title");
-  text(title, last.ok ? "Authorization succeeded!" : "Authorization failed");
-  title.className = last.ok ? "ok" : "failed";
-  text(el("result-message"), last.message);
-  text(el("result-status"), (STATE_LABELS[status.state] || status.message) + (status.account ? " · " + status.account : ""));
-  el("result-dialog").showModal();
+  showResult("authorization", last.ok, last.ok ? "Authorization succeeded!" : "Authorization failed", last.message,
+    (STATE_LABELS[status.state] || status.message) + (status.account ? " — " + status.account : ""));
 }
+
+// The result pop-up: an authorization's outcome, or how a user refresh
+// ended. A refresh's result is kept by the host until OK dismisses it, so
+// it is still here after a reload or a host restart.
+function showResult(kind, ok, title, message, status) {
+  const dialog = el("result-dialog");
+  if (dialog.open) dialog.close();
+  dialog.dataset.kind = kind;
+  text(el("result-title"), title);
+  el("result-title").className = ok ? "ok" : "failed";
+  text(el("result-message"), message);
+  text(el("result-status"), status || "");
+  el("result-status-line").hidden = !status;
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+el("result-dialog").addEventListener("close", async () => {
+  const dialog = el("result-dialog");
+  if (dialog.dataset.kind !== "user-sync" || !PLUGIN) return;
+  dialog.dataset.kind = "";
+  try { await api("DELETE", crmPath("/users/sync/result")); } catch (e) { say(el("sync-text"), e.message, true); }
+});
 
 // ---- Extensions ----
 let EXTENSIONS = [];
@@ -868,9 +927,28 @@ function showSync(job) {
   }
 }
 
+// How the last refresh started here ended, until the administrator
+// dismissed it (the host keeps it: GET /users/sync/result).
+async function loadSyncResult() {
+  if (!PLUGIN) return;
+  let answer;
+  try { answer = await api("GET", crmPath("/users/sync/result")); } catch (e) { return; }
+  // Asked: whatever the host kept is shown now (or there is none).
+  el("result-dialog").dataset.checked = "true";
+  const result = answer && answer.result;
+  if (!result) return;
+  const total = result.total > result.fetched ? ` of ${result.total}` : "";
+  showResult("user-sync", result.ok, result.ok ? `${CRM} users refreshed` : `Refreshing ${CRM} users failed`,
+    result.ok ? `${plural(result.fetched, "user")}${total} read from ${CRM}.` : result.error,
+    `finished ${new Date(result.finished_at_ms).toLocaleString()}`);
+}
+
 el("sync-users").addEventListener("click", async () => {
+  const button = el("sync-users");
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
   try {
-    let job = await api("POST", crmPath("/users/sync"));
+    let job = await api("POST", crmPath("/users/sync"), { show_result: true });
     showSync(job);
     while (job.running) {
       await new Promise((r) => setTimeout(r, 300));
@@ -879,8 +957,12 @@ el("sync-users").addEventListener("click", async () => {
     }
     await loadUsers();
     showSync(job);
+    await loadSyncResult();
   } catch (e) {
     say(el("sync-text"), e.message, true);
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
   }
 });
 
@@ -947,7 +1029,7 @@ el("save-associations").addEventListener("click", async () => {
 });
 
 loadNetwork();
-loadCrm().then(loadUsers);
+loadCrm().then(loadUsers).then(loadSyncResult);
 loadExtensions();
 loadPlugins();
 pollBrowserRequests(true).then(() => setInterval(() => pollBrowserRequests(false), 1000));

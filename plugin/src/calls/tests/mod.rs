@@ -3,14 +3,17 @@
 //! escaping, the cache and bad numbers (`lookup`); pop-ups (`popup`); the
 //! Task's fields, the logging rules and owner, and exactly-once delivery
 //! through crashes, outages and races (`journal`); unknown callers
-//! (`unknown`); click-to-call (`dial`). The call settings' own test is here.
+//! (`unknown`); click-to-call (`dial`); after-call work, recording links
+//! and the Task fields reports use (`work`). The call settings' own test is here.
 
+mod choice;
 mod dial;
 mod journal;
 mod lookup;
 mod outcome;
 mod popup;
 mod unknown;
+mod work;
 
 use std::sync::Arc;
 
@@ -93,6 +96,7 @@ fn event(call_id: &str, phase: Phase, number: &str, ext: &str) -> CallEvent {
         disposition: (phase == Phase::Ended).then(|| "answered".to_string()),
         recording_url: None,
         default_region: "US".into(),
+        utc_offset_minutes: 0,
     }
 }
 

@@ -144,3 +144,34 @@ fn an_unknown_caller_gets_a_caption_with_the_number() {
         )]
     );
 }
+
+#[test]
+fn an_unknown_callers_page_follows_the_call_settings() {
+    let (host, _sf) = connected();
+    set(&host, settings::UNKNOWN_INBOUND, "lead");
+    send(
+        &host,
+        &event("unk-1", Phase::Ringing, "212-555-0997", "1001"),
+    );
+    assert_eq!(
+        popups(&host),
+        vec![(
+            format!("{INSTANCE}/lightning/o/Lead/new?defaultFieldValues=Phone=%2B12125550997"),
+            "1001".to_string()
+        )]
+    );
+    set(&host, settings::UNKNOWN_INBOUND, "nothing");
+    let done =
+        Plugin::new(&host).on_call_event(&event("unk-2", Phase::Ringing, "212-555-0996", "1001"));
+    let detail = done
+        .ok()
+        .and_then(|d| d.into_iter().next())
+        .map(|o| o.detail);
+    assert!(
+        detail
+            .as_deref()
+            .is_some_and(|d| d.contains("create none for unknown callers")),
+        "{detail:?}"
+    );
+    assert_eq!(popups(&host).len(), 1, "no new-record page");
+}

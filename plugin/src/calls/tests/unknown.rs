@@ -60,3 +60,45 @@ fn unknown_callers_become_leads_or_nothing_per_direction() {
     send(&host, &out);
     assert_eq!(sf.records("Contact").len(), 1);
 }
+
+#[test]
+fn near_the_api_limit_an_unknown_caller_gets_no_record_but_the_call_is_logged() {
+    let (host, sf) = connected();
+    // 13,600 of 15,000: above 90 % once the first answer says so.
+    sf.set_api_usage(13_599, 15_000);
+    assert!(lookup(&host, "+1 212 555 0100").best.is_none());
+    let outcomes =
+        Plugin::new(&host).on_call_event(&event("busy-1", Phase::Ended, "+1 303 555 0180", "1001"));
+    let Ok(outcomes) = outcomes else {
+        panic!("{:?}", outcomes.err());
+    };
+    assert!(sf.records("Contact").is_empty(), "no record is created");
+    let t = tasks(&sf, "busy-1");
+    assert_eq!(t.len(), 1, "the call is still logged");
+    assert!(t[0].get("WhoId").is_none(), "{t:?}");
+    let said: Vec<&str> = outcomes.iter().map(|o| o.detail.as_str()).collect();
+    assert!(
+        said.iter().any(|d| d
+            .contains("no Salesforce record has +1 303 555 0180, and none was created")
+            && d.contains("above 90 % of the org's daily limit")
+            && d.contains("calls are still logged")),
+        "{said:?}"
+    );
+    assert!(
+        host.logs().iter().any(|l| l.contains("none was created")),
+        "{:?}",
+        host.logs()
+    );
+    // Below the threshold again: the next unknown caller gets a Contact.
+    sf.set_api_usage(100, 15_000);
+    assert!(lookup(&host, "+1 212 555 0101").best.is_none());
+    send(
+        &host,
+        &event("calm-1", Phase::Ended, "+1 303 555 0181", "1001"),
+    );
+    assert_eq!(sf.records("Contact").len(), 1);
+    assert_eq!(
+        tasks(&sf, "calm-1")[0]["WhoId"],
+        sf.records("Contact")[0]["Id"]
+    );
+}

@@ -1,9 +1,11 @@
 //! The user sync end to end against the fake host and the fake Salesforce:
 //! paging, steps of several pages in one batch (or one page when Salesforce
 //! is slow), the swap at the end, stale users and scale (`steps`); failures
-//! part-way and refused cursors (`failures`); and the list's own helpers.
+//! part-way and refused cursors (`failures`); the incremental refresh
+//! (`refresh`); and the list's own helpers.
 
 mod failures;
+mod refresh;
 mod steps;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -93,6 +95,14 @@ impl Host for Net<'_> {
         caption: Option<&open_browser::Caption>,
     ) -> Result<(), String> {
         self.host.open_page(url, audience, caption)
+    }
+    fn offer_records(
+        &self,
+        audience: &open_browser::Audience,
+        caption: &open_browser::Caption,
+        records: &[crate::bindings::pbx::crm::types::CrmRecord],
+    ) -> Result<(), String> {
+        self.host.offer_records(audience, caption, records)
     }
     fn extensions(&self) -> Vec<directory::Extension> {
         self.host.extensions()

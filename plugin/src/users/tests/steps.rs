@@ -54,11 +54,9 @@ fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
             .url
             .contains("/services/data/v67.0/query?q=SELECT%20Id%2C%20Name")
     );
-    assert!(
-        requests[0]
-            .url
-            .contains("WHERE%20IsActive%20%3D%20true%20ORDER%20BY%20Name")
-    );
+    assert!(requests[0].url.contains(
+        "WHERE%20IsActive%20%3D%20true%20AND%20UserType%20%3D%20%27Standard%27%20ORDER%20BY%20Name"
+    ));
     assert!(
         requests[1]
             .url

@@ -85,6 +85,19 @@ async fn save(world: &World, version: &Value, pairs: &[(&str, &str)]) -> Result<
         .map_err(|e| format!("{e:#}"))
 }
 
+/// Make the next sync a full one: save `user-types` as `value` (the other
+/// value than the current list's).
+async fn full_sync_next(world: &World, value: &str) {
+    world
+        .api
+        .put(
+            "/crm/salesforce/settings",
+            &json!({"settings": [{"key": "user-types", "value": value}]}),
+        )
+        .await
+        .expect("the setting is saved");
+}
+
 /// One step of the plugin's sync, straight through the runtime.
 async fn sync_step(
     world: &World,
@@ -341,6 +354,10 @@ async fn an_interrupted_sync_keeps_the_last_good_list_and_says_why() {
     let good = users(&world).await["entries"].as_array().map(Vec::len);
     assert!(good.is_some_and(|n| n > 4_000), "{good:?}");
 
+    // A sync now would be a refresh (one request); a changed user-types
+    // setting makes it a full one, which can fail part-way. The org's
+    // users are all Standard, so either value lists the same users.
+    full_sync_next(&world, "all").await;
     // 503s after the first page.
     slow_org(&world);
     let (fetched, total, cursor) = sync_step(&world, None).await.expect("first page");
@@ -391,6 +408,7 @@ async fn an_interrupted_sync_keeps_the_last_good_list_and_says_why() {
     );
 
     // A session that cannot come back part-way: the last good list stays.
+    full_sync_next(&world, "standard").await;
     let (_, _, cursor) = sync_step(&world, None).await.expect("first page");
     world.org.revoke_refresh_tokens();
     world.org.expire_sessions();

@@ -148,7 +148,7 @@ async fn the_portal_takes_its_wording_and_form_from_the_plugin() {
     // Connected once saved: no authorization page for this CRM.
     browser.wait_text("#settings-result", "Saved.").await;
     browser.wait_text("#status", "Connected").await;
-    browser.wait_text("#account", "as acme").await;
+    browser.wait_text("#account", "— acme").await;
 
     let shown = browser
         .find("body")

@@ -8,8 +8,10 @@
 
 mod agents;
 mod agents_browser;
+mod api_limits;
 mod api_versions;
 mod associations;
+mod call_logs;
 mod calls;
 mod calls_browser;
 mod cli;
@@ -20,11 +22,14 @@ mod dead_letters;
 mod hostile;
 mod install;
 mod kv_store;
+mod network;
 mod outbound;
 mod plugin_versions;
+mod popups;
 mod portal_browser;
 mod portal_guide_browser;
 mod portal_security;
 mod sandbox;
 mod tokens;
+mod user_refresh;
 mod user_sign_in;

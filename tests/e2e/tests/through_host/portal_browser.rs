@@ -162,11 +162,16 @@ async fn the_administrator_syncs_and_associates_users_in_the_portal() {
         .await
         .click()
         .await
-        .expect("Refresh users");
+        .expect("Refresh Salesforce users");
     browser
         .wait_text("#sync-text", "users read from Salesforce")
         .await;
     browser.wait_text("#user-pages", "users").await;
+    // The result pop-up; OK dismisses it.
+    browser
+        .wait_text("#result-title", "Salesforce users refreshed")
+        .await;
+    browser.click("#result-ok").await;
 
     browser
         .find("#auto-associate")

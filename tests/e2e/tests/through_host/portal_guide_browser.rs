@@ -179,19 +179,19 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
             .is_ok()
     );
 
-    // Network: the Homepage URL (read-only, how to change it) and the
-    // Callback URL.
+    // Network: the Homepage URL (the host's --public-url until it is
+    // saved here, with what a CRM will object to) and the Callback URL.
     browser.click("nav a[href='#network']").await;
     assert_eq!(b.title().await.expect("title"), "Network · PBX portal");
-    browser.wait_text("#homepage-url", &base).await;
+    wait_value(&browser, "#homepage-url", &base).await;
     let callback = browser.wait_text("#callback-url", "/oauth/callback").await;
     assert_eq!(callback, format!("{base}/crm/salesforce/oauth/callback"));
     let network = browser.find("#network").await.text().await.expect("text");
     assert!(network.contains("--public-url"), "{network}");
-    assert!(
-        b.find(Locator::Css("#network input")).await.is_err(),
-        "read-only"
-    );
+    let warned = browser
+        .wait_text("#homepage-warnings", "is this machine")
+        .await;
+    assert_plain("the Homepage URL warning", &warned);
 
     // Not configured: nothing to authorize or disconnect yet.
     browser.click("nav a[href='#crm']").await;
@@ -341,6 +341,17 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
     browser.wait_text("#status", "Connected").await;
     let account = browser.wait_text("#account", ADMIN_USER).await;
     assert_plain("the account", &account);
+    // "Status: Connected — admin@example.org (org 00D…)", as the guide says.
+    let line = browser
+        .find(".status-line")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        line.starts_with(&format!("Status: Connected — {ADMIN_USER}")),
+        "{line}"
+    );
     wait_shown(&browser, "#authorize", true).await;
     assert_eq!(
         browser.find("#authorize").await.text().await.expect("text"),
@@ -451,7 +462,16 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
         .await
         .expect("text");
     assert!(header.contains("Salesforce User"), "{header}");
-    browser.click("#users thead th #sync-users").await;
+    let refresh = browser.find("#users thead th #sync-users").await;
+    assert_eq!(
+        refresh
+            .attr("aria-label")
+            .await
+            .expect("aria-label")
+            .as_deref(),
+        Some("Refresh Salesforce users")
+    );
+    refresh.click().await.expect("refresh");
     let read = browser
         .wait_text("#sync-text", "read from Salesforce")
         .await;
@@ -466,6 +486,33 @@ async fn a_new_administrator_follows_the_guide_in_the_portal() {
         read.starts_with(&format!("{fetched} {} read", noun(fetched))),
         "{read}"
     );
+    // The result pop-up says the same; OK dismisses it at the host too.
+    browser
+        .wait_text("#result-title", "Salesforce users refreshed")
+        .await;
+    let said = browser
+        .find("#result-message")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        said,
+        format!("{fetched} {} read from Salesforce.", noun(fetched))
+    );
+    browser.click("#result-ok").await;
+    wait_shown(&browser, "#result-dialog", false).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !world
+        .api
+        .get("/crm/salesforce/users/sync/result")
+        .await
+        .expect("result")["result"]
+        .is_null()
+    {
+        assert!(Instant::now() < deadline, "OK did not dismiss the result");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let listed = world.api.get("/crm/salesforce/users").await.expect("users");
     let count = listed["entries"].as_array().map_or(0, Vec::len) as u64;
     browser
@@ -752,4 +799,158 @@ async fn an_existing_extension_is_replaced_only_on_confirmation() {
         (Some("Ada Lovelace"), Some("ada@example.org"))
     );
     browser.close().await;
+}
+
+/// Type `value` as the Homepage URL and click the Network section's Save.
+async fn set_homepage(browser: &Browser, value: &str) {
+    let input = browser.find("#homepage-url").await;
+    input.clear().await.expect("clear");
+    input.send_keys(value).await.expect("type");
+    browser.click("#save-network").await;
+}
+
+/// Step 1 of the guide: the administrator sets the Homepage URL in the
+/// Network section. What is not an origin is refused beside the field
+/// (nothing is stored); what a CRM will object to is said beside it; the
+/// Callback URL follows what is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_sets_the_homepage_url_in_the_network_section() {
+    let world = World::start(Setup::default()).await;
+    let base = world.host.url();
+    let browser = Browser::start().await;
+    browser.log_in(&base, &world.host.admin_token).await;
+    wait_value(&browser, "#homepage-url", &base).await;
+
+    // A path: refused beside the field, nothing stored.
+    set_homepage(&browser, "https://pbx.example.com/portal").await;
+    let error = browser.wait_text("#homepage-error", "has a path").await;
+    assert!(error.contains("e.g. https://pbx.example.com"), "{error}");
+    browser
+        .wait_text("#network-result", "Nothing was saved")
+        .await;
+    let stored = world.api.get("/network").await.expect("network");
+    assert_eq!(stored["source"], "public-url", "{stored}");
+
+    // Plain http to an IP address: saved, with both warnings beside it.
+    set_homepage(&browser, "http://192.0.2.7:8080").await;
+    browser.wait_text("#network-result", "Saved").await;
+    let warned = browser
+        .wait_text("#homepage-warnings", "192.0.2.7 is an IP address")
+        .await;
+    assert!(warned.contains("not https"), "{warned}");
+    assert!(
+        browser
+            .find("#homepage-error")
+            .await
+            .text()
+            .await
+            .expect("text")
+            .is_empty()
+    );
+    browser
+        .wait_text(
+            "#callback-url",
+            "http://192.0.2.7:8080/crm/salesforce/oauth/callback",
+        )
+        .await;
+
+    // The PBX's FQDN over https: no warning; the Callback URL follows; a
+    // reload shows what the host keeps.
+    set_homepage(&browser, "https://pbx.example.com").await;
+    browser
+        .wait_text(
+            "#callback-url",
+            "https://pbx.example.com/crm/salesforce/oauth/callback",
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser
+        .client
+        .find_all(Locator::Css("#homepage-warnings li"))
+        .await
+        .map_or(1, |l| l.len())
+        > 0
+    {
+        assert!(Instant::now() < deadline, "the warnings stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.client.refresh().await.expect("reload");
+    wait_value(&browser, "#homepage-url", "https://pbx.example.com").await;
+    browser
+        .wait_text("#homepage-source", "wins over the host's --public-url")
+        .await;
+    let stored = world.api.get("/network").await.expect("network");
+    assert_eq!(stored["homepage_url"], "https://pbx.example.com");
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:#?}");
+    browser.close().await;
+}
+
+/// The result pop-up of a user refresh is the host's: after a restart on
+/// the same data directory a reload still shows it, until OK dismisses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_result_survives_a_host_restart_until_dismissed() {
+    let world = World::start(Setup::default()).await;
+    world.connect().await;
+    let browser = Browser::start().await;
+    browser
+        .log_in(&world.host.url(), &world.host.admin_token)
+        .await;
+    browser.click("#sync-users").await;
+    browser
+        .wait_text("#result-title", "Salesforce users refreshed")
+        .await;
+    let message = browser
+        .wait_text("#result-message", "read from Salesforce")
+        .await;
+
+    // The host restarts on the same data directory (a new port, so a new
+    // login); the pop-up is back without anything clicked.
+    let World {
+        org,
+        host,
+        data_dir,
+        ca_path,
+        dir: _dir,
+        ..
+    } = world;
+    host.shutdown().await;
+    let options = e2e_tests::Options {
+        grants: vec![format!("salesforce={}", org.base_url())],
+        trust_ca: vec![ca_path],
+        ..e2e_tests::Options::default()
+    };
+    let host = e2e_tests::start_host(&data_dir, options.clone()).await;
+    browser.log_in(&host.url(), &host.admin_token).await;
+    browser
+        .wait_text("#result-title", "Salesforce users refreshed")
+        .await;
+    assert_eq!(
+        browser
+            .wait_text("#result-message", "read from Salesforce")
+            .await,
+        message
+    );
+    browser.click("#result-ok").await;
+    wait_shown(&browser, "#result-dialog", false).await;
+
+    // Dismissed: a reload (and the API) no longer has it.
+    let api = e2e_tests::admin(&host);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !api
+        .get("/crm/salesforce/users/sync/result")
+        .await
+        .expect("result")["result"]
+        .is_null()
+    {
+        assert!(Instant::now() < deadline, "OK did not dismiss the result");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.client.refresh().await.expect("reload");
+    browser.wait_text("#status", "Connected").await;
+    // Once the page has asked the host for the result, none is shown.
+    browser.find("#result-dialog[data-checked]").await;
+    assert!(!browser.shown("#result-dialog").await);
+    browser.close().await;
+    host.shutdown().await;
 }
