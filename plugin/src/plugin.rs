@@ -5,8 +5,8 @@ use crate::bindings::exports::pbx::crm::calls::{
     AfterCallWork, CallEvent, Caller, CrmRecord, EventOutcome,
 };
 use crate::bindings::exports::pbx::crm::integration::{
-    Association, Authorization, ConnectionState, CrmUser, Proposal, SettingInput, SettingValue,
-    Status, SyncProgress, UserList,
+    ApiUsage, Association, Authorization, ConnectionState, CrmUser, Proposal, SettingInput,
+    SettingValue, Status, SyncProgress, UserList,
 };
 use crate::bindings::exports::pbx::crm::user_sign_in::{SignInError, SignInRequest};
 use crate::bindings::pbx::crm::log::Level;
@@ -78,9 +78,12 @@ impl<H: Host> Plugin<H> {
         } else {
             None
         };
-        if let Some(usage) = &usage {
-            status.message = format!("{}; {}", status.message, usage.describe());
-        }
+        // The figures travel as numbers (the portal words them); only the
+        // deferral above the threshold is news for the problem line.
+        status.api_usage = usage.as_ref().map(|u| ApiUsage {
+            used: u.used,
+            limit: u.limit,
+        });
         for extra in [
             usage.and_then(|u| u.problem()),
             self.users().problem(),

@@ -192,6 +192,9 @@ fn status_prose(crm: &str, status: &Value) -> Vec<String> {
         ],
         _ => vec![sentence(&format!("{crm}: {message}"))],
     };
+    if let Some(usage) = api_usage(status) {
+        lines.push(format!("{crm} API requests today: {usage}."));
+    }
     if let Some(problem) = status["problem"].as_str() {
         lines.push(sentence(&format!("Problem: {}", out::text(problem))));
     }
@@ -209,6 +212,36 @@ fn status_prose(crm: &str, status: &Value) -> Vec<String> {
         )),
     }
     lines
+}
+
+/// The CRM org's API use in a status, "13,500 of 15,000 (90 %)", when the
+/// plugin reports it (contract 0.5.0).
+pub fn api_usage(status: &Value) -> Option<String> {
+    let used = status["api_usage"]["used"].as_u64()?;
+    let limit = status["api_usage"]["limit"].as_u64()?;
+    let percent = if limit == 0 {
+        0
+    } else {
+        u128::from(used) * 100 / u128::from(limit)
+    };
+    Some(format!(
+        "{} of {} ({percent} %)",
+        thousands(used),
+        thousands(limit)
+    ))
+}
+
+/// `n` with a comma between thousands: 15,000.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `text` as a sentence: a full stop unless it ends in punctuation already.
@@ -286,6 +319,23 @@ async fn authorize(client: &AdminClient, plugin: &str, no_browser: bool) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_use_is_worded_with_thousands_and_percent() {
+        let connected = json!({"state": "Connected", "account": "a@b", "api_usage": {"used": 13_599, "limit": 15_000}});
+        assert_eq!(
+            status_prose("Salesforce", &connected),
+            vec![
+                "Connected to Salesforce as a@b.",
+                "Salesforce API requests today: 13,599 of 15,000 (90 %)."
+            ]
+        );
+        let odd = json!({"api_usage": {"used": 1_000_001, "limit": 0}});
+        assert_eq!(api_usage(&odd).as_deref(), Some("1,000,001 of 0 (0 %)"));
+        assert_eq!(api_usage(&json!({"api_usage": null})), None);
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+    }
 
     #[test]
     fn the_status_reads_as_prose_with_the_next_step() {

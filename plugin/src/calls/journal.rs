@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::ledger::{bucket_key, busy, outbox_key, prune_ledger, read_ledger};
 use super::lookup::Match;
-use super::work::{Work, work_key};
 use super::unknown::ForUnknown;
+use super::work::{Work, work_key};
 use super::{CAS_ROUNDS, Calls, ItemLease, cut};
 use crate::associations::Associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};

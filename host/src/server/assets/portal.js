@@ -176,7 +176,21 @@ function showStatus(status) {
   showCallLogs(status);
 }
 
+// The CRM org's daily API use, when the plugin reports it (contract 0.5.0):
+// "API requests today: 13,599 of 15,000 (90 %)". Above 90 % the problem
+// line says what waits.
+function showApiUsage(status) {
+  const usage = status.api_usage;
+  const node = el("api-usage");
+  if (!usage || !usage.limit) { text(node, ""); node.className = "muted-line"; return; }
+  const percent = Math.floor((usage.used * 100) / usage.limit);
+  const n = (v) => Number(v).toLocaleString("en-US");
+  text(node, "API requests today: " + n(usage.used) + " of " + n(usage.limit) + " (" + percent + " %)");
+  node.className = usage.used * 100 > usage.limit * 90 ? "warning-line" : "muted-line";
+}
+
 function showCallLogs(status) {
+  showApiUsage(status);
   const parts = [];
   if (status.pending_call_logs != null) parts.push("call logs waiting: " + status.pending_call_logs);
   if (status.queued_call_events) parts.push("call events kept for another delivery: " + status.queued_call_events);

@@ -172,6 +172,17 @@ async fn the_administrator_syncs_and_associates_users_in_the_portal() {
         .wait_text("#result-title", "Salesforce users refreshed")
         .await;
     browser.click("#result-ok").await;
+    // The sync's answers carried the org's API use; the status line shows it
+    // (the portal polls the status).
+    let (used, limit) = world.org.api_usage();
+    assert_eq!(limit, 100_000, "the emulator's default daily limit");
+    let usage = browser
+        .wait_text("#api-usage", "API requests today: ")
+        .await;
+    assert!(
+        usage.ends_with(" of 100,000 (0 %)"),
+        "{usage} (the org counts {used})"
+    );
 
     browser
         .find("#auto-associate")
