@@ -120,6 +120,41 @@ fn cargo() -> Command {
     cmd
 }
 
+/// `cargo` for the wasm builds, with the machine's paths taken out of what
+/// it compiles: panic messages carry the source paths of the registry
+/// crates (`$CARGO_HOME/registry/src/...`), so without this the shipped
+/// plugin's bytes, and its published SHA-256, would depend on where the
+/// vendor's cargo home and checkout are. Only the wasm target's flags are
+/// set (`CARGO_TARGET_<TRIPLE>_RUSTFLAGS`); a `RUSTFLAGS` of the caller's
+/// own takes precedence over them.
+fn wasm_cargo() -> Command {
+    let mut cmd = cargo();
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    // The last remapping that matches wins: the target directory may be
+    // inside the checkout.
+    let mut remaps = Vec::new();
+    if let Some(home) = home {
+        remaps.push((home, "/cargo"));
+    }
+    remaps.push((root(), "/build"));
+    remaps.push((target_dir(), "/target"));
+    // The variable is split at white space: a path with some stays as it
+    // is (and in the plugin).
+    let flags: Vec<String> = remaps
+        .iter()
+        .filter(|(from, _)| !from.to_string_lossy().contains(char::is_whitespace))
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect();
+    let var = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        WASM_TARGET.to_uppercase().replace('-', "_")
+    );
+    cmd.env(var, flags.join(" "));
+    cmd
+}
+
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
@@ -152,7 +187,7 @@ fn build() -> anyhow::Result<()> {
     // leaves a plugin without its component glue where the product's goes,
     // and the product's build below puts it back.
     for package in WASM_SEPARATE {
-        run(cargo().args(["build", "--release", "--target", WASM_TARGET, "-p", package]))?;
+        run(wasm_cargo().args(["build", "--release", "--target", WASM_TARGET, "-p", package]))?;
     }
     build_product(WASM_PACKAGES)?;
     report_built(started);
@@ -170,7 +205,7 @@ fn build_demo() -> anyhow::Result<()> {
 
 /// `wasm_packages` (with the plugin), the binaries, and the shipped plugin.
 fn build_product(wasm_packages: &[&str]) -> anyhow::Result<()> {
-    let mut wasm = cargo();
+    let mut wasm = wasm_cargo();
     wasm.args(["build", "--release", "--target", WASM_TARGET]);
     for package in wasm_packages {
         wasm.args(["-p", package]);
