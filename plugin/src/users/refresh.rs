@@ -227,12 +227,9 @@ impl<H: Host> Users<'_, H> {
         sync: &str,
         page: u32,
     ) -> Result<&'c mut Vec<UserRecord>, PluginError> {
-        if !chunks.contains_key(&page) {
-            let chunk = self.chunk(sync, page)?;
-            chunks.insert(page, chunk);
-        }
-        chunks.get_mut(&page).ok_or_else(|| {
-            store::unreadable(&page_key(sync, page), "a part of the user list is missing")
+        Ok(match chunks.entry(page) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(self.chunk(sync, page)?),
         })
     }
 }
