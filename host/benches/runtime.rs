@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
     // without a pre-initialized memory image.
     for (name, bytes) in [
         (
-            "shipped salesforce_plugin (15 MB memory image)",
+            "shipped salesforce_plugin (pre-initialized)",
             plugin.clone(),
         ),
         (

@@ -7,10 +7,13 @@
 //! characters, one leading `+`), so odd input gets a precise reason and the
 //! parser only ever sees short strings of digits and phone punctuation.
 
+mod metadata;
+
 use std::fmt;
 use std::str::FromStr;
 
-use phonenumber::country;
+use phonenumber::metadata::{Database, Format};
+use phonenumber::{PhoneNumber, country};
 
 /// The longest input looked at, in characters. Real numbers with spaces,
 /// brackets and an international prefix stay far below.
@@ -102,6 +105,13 @@ impl BadNumber {
 /// Normalize `input` to E.164, reading numbers without a country code as
 /// numbers of `default_region` (ISO 3166 alpha-2, e.g. "US"). Never panics.
 pub fn normalize(input: &str, default_region: &str) -> Result<Normalized, BadNumber> {
+    let (id, clean) = prepare(input, default_region)?;
+    read_number(id, &clean)
+}
+
+/// Checks `input` and `default_region` before the parser sees them; gives
+/// the region's id and the input as digits, spaces and a leading plus.
+fn prepare(input: &str, default_region: &str) -> Result<(Option<country::Id>, String), BadNumber> {
     let trimmed = input.trim();
     if trimmed.is_empty() {
         return Err(BadNumber::Empty);
@@ -149,7 +159,53 @@ pub fn normalize(input: &str, default_region: &str) -> Result<Normalized, BadNum
             default_region.trim().chars().take(16).collect(),
         ));
     }
-    let number = phonenumber::parse(id, &clean).map_err(|e| BadNumber::Invalid(e.to_string()))?;
+    Ok((id, clean))
+}
+
+/// Parses and formats a prepared number with the metadata it needs.
+fn read_number(id: Option<country::Id>, clean: &str) -> Result<Normalized, BadNumber> {
+    let digits: Vec<u8> = clean.bytes().filter(u8::is_ascii_digit).collect();
+    metadata::with(id.as_ref().map(AsRef::as_ref), |databases| {
+        // The default region's code first (most numbers), then the codes
+        // in the digits (see `metadata` for why the answer is the whole
+        // database's).
+        let home = databases.home().map_err(BadNumber::Invalid)?;
+        let unknown_code = match read(home, id, clean) {
+            Read::Done(answer) => return answer,
+            Read::UnknownCode(e) => e,
+        };
+        let home_code = databases.home_code();
+        for code in metadata::codes_in(&digits) {
+            if Some(code) == home_code {
+                continue;
+            }
+            let database = databases.with_code(code).map_err(BadNumber::Invalid)?;
+            if let Read::Done(answer) = read(database, id, clean) {
+                return answer;
+            }
+        }
+        Err(BadNumber::Invalid(unknown_code.to_string()))
+    })
+}
+
+/// What one database made of a number.
+enum Read {
+    Done(Result<Normalized, BadNumber>),
+    /// The database does not have the number's calling code, if it has one.
+    UnknownCode(phonenumber::ParseError),
+}
+
+/// Parses, checks and formats `clean` with `database`.
+fn read(database: &Database, id: Option<country::Id>, clean: &str) -> Read {
+    let number = match phonenumber::parse_with(database, id, clean) {
+        Ok(number) => number,
+        Err(e @ phonenumber::ParseError::InvalidCountryCode) => return Read::UnknownCode(e),
+        Err(e) => return Read::Done(Err(BadNumber::Invalid(e.to_string()))),
+    };
+    Read::Done(checked(database, &number))
+}
+
+fn checked(database: &Database, number: &PhoneNumber) -> Result<Normalized, BadNumber> {
     let code = number.code().value();
     let national = number.national().to_string();
     let e164_digits = code.to_string().len() + national.len();
@@ -163,16 +219,14 @@ pub fn normalize(input: &str, default_region: &str) -> Result<Normalized, BadNum
     // What comes out must read back as itself: the parser accepts some
     // digit soup (e.g. international prefixes inside national numbers) that
     // is no E.164 number at all.
-    let reread = phonenumber::parse(None, &e164).map_err(|e| BadNumber::Invalid(e.to_string()))?;
+    let reread = phonenumber::parse_with(database, None, &e164)
+        .map_err(|e| BadNumber::Invalid(e.to_string()))?;
     if reread.code().value() != code || reread.national().to_string() != national {
         return Err(BadNumber::Invalid(format!(
             "it reads as {e164}, which is not a number of any country's numbering plan"
         )));
     }
-    let pretty = number
-        .format()
-        .mode(phonenumber::Mode::International)
-        .to_string();
+    let pretty = international(database, code, &national);
     // The formatter knows the grouping of valid numbers; anything else is
     // shown as "+CC NSN".
     let pretty = if pretty.starts_with('+')
@@ -189,30 +243,50 @@ pub fn normalize(input: &str, default_region: &str) -> Result<Normalized, BadNum
     })
 }
 
-/// Runs every country's example numbers through [`normalize`], so the
-/// metadata is loaded and the regular expressions the parser, validator and
-/// formatter use are compiled. The build snapshots the result
-/// (`wizer-initialize`), so no call pays for it; returns how many example
-/// numbers normalized.
-pub fn warm_up() -> usize {
-    let mut normalized = 0;
-    for meta in phonenumber::metadata::DATABASE.iter() {
-        let d = meta.descriptors();
-        let kinds = [
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.premium_rate(),
-            d.shared_cost(),
-            d.personal_number(),
-            d.voip(),
-            d.uan(),
-        ];
-        for example in kinds.into_iter().flatten().filter_map(|k| k.example()) {
-            normalized += usize::from(normalize(example, meta.id()).is_ok());
-        }
+/// The international form as `phonenumber`'s formatter writes it
+/// (`Mode::International`): the first of the code's main territory's
+/// formats whose leading digits and pattern fit, else the bare number. Its
+/// own formatter falls back to the crate's whole built-in database, which
+/// would put that database (0.5 MB) back into the plugin.
+fn international(database: &Database, code: u16, national: &str) -> String {
+    let Some(meta) = database.by_code(&code).and_then(|m| m.into_iter().next()) else {
+        return String::new();
+    };
+    let formats = if meta.international_formats().is_empty() {
+        meta.formats()
+    } else {
+        meta.international_formats()
+    };
+    let fits = |format: &&Format| {
+        let leading = format.leading_digits();
+        leading.is_empty()
+            || (leading
+                .last()
+                .and_then(|re| re.find(national))
+                .is_some_and(|m| m.start() == 0)
+                && format
+                    .pattern()
+                    .find(national)
+                    .is_some_and(|m| m.start() == 0 && m.end() == national.len()))
+    };
+    match formats.iter().find(fits) {
+        Some(format) => format!(
+            "+{code} {}",
+            format.pattern().replace(national, format.format())
+        ),
+        None => format!("+{code} {national}"),
     }
-    normalized
+}
+
+/// What the build snapshots (`wizer-initialize`): the parser's own
+/// pattern for what can be a phone number, compiled. The metadata is not
+/// warmed: building a `phonenumber` database seeds a std `HashMap` (its
+/// regular-expression cache) from `wasi:random`, which would make the
+/// snapshot differ from build to build and give every instance the same,
+/// published hash seed. Each instance builds the databases it needs on its
+/// first lookup instead (`metadata`). Returns whether the pattern matched.
+pub fn warm_up() -> bool {
+    phonenumber::is_viable("+1 415 555 0100")
 }
 
 #[cfg(test)]
@@ -227,13 +301,127 @@ mod tests {
         }
     }
 
+    /// `normalize` as it was with the crate's whole built-in database and
+    /// its own formatter: what the lazy databases must answer alike.
+    fn with_whole_database(input: &str, region: &str) -> Result<Normalized, BadNumber> {
+        let (id, clean) = prepare(input, region)?;
+        let invalid = |e: phonenumber::ParseError| BadNumber::Invalid(e.to_string());
+        let number = phonenumber::parse(id, &clean).map_err(invalid)?;
+        let code = number.code().value();
+        let national = number.national().to_string();
+        let e164_digits = code.to_string().len() + national.len();
+        if e164_digits > MAX_E164_DIGITS {
+            return Err(BadNumber::TooLong);
+        }
+        if e164_digits < MIN_E164_DIGITS || national.len() < 4 {
+            return Err(BadNumber::TooShort);
+        }
+        let e164 = format!("+{code}{national}");
+        let reread = phonenumber::parse(None, &e164).map_err(invalid)?;
+        if reread.code().value() != code || reread.national().to_string() != national {
+            return Err(BadNumber::Invalid(format!(
+                "it reads as {e164}, which is not a number of any country's numbering plan"
+            )));
+        }
+        let pretty = number
+            .format()
+            .mode(phonenumber::Mode::International)
+            .to_string();
+        let pretty = if pretty.starts_with('+')
+            && pretty.chars().filter(char::is_ascii_digit).count() == e164_digits
+        {
+            pretty.replace('-', " ")
+        } else {
+            format!("+{code} {national}")
+        };
+        Ok(Normalized {
+            e164,
+            national,
+            international: pretty,
+        })
+    }
+
+    fn same_as_whole_database(input: &str, region: &str) -> bool {
+        let ours = normalize(input, region);
+        let whole = with_whole_database(input, region);
+        assert_eq!(ours, whole, "{input:?} in {region:?}");
+        ours.is_ok()
+    }
+
+    /// Every territory's example numbers, written nationally, with a plus,
+    /// and after other countries' international prefixes, read with their
+    /// own and with other default regions.
     #[test]
-    fn warm_up_normalizes_the_example_numbers_of_every_country() {
-        let count = warm_up();
+    fn example_numbers_read_as_with_the_whole_database() {
+        let mut territories: Vec<_> = phonenumber::metadata::DATABASE.iter().collect();
+        territories.sort_by_key(|m| (m.country_code(), m.id().to_string()));
+        let mut normalized = 0;
+        for meta in territories {
+            let d = meta.descriptors();
+            let kinds = [
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.shared_cost(),
+                d.personal_number(),
+                d.voip(),
+                d.pager(),
+                d.uan(),
+                d.voicemail(),
+            ];
+            let (id, code) = (meta.id(), meta.country_code());
+            let prefix = meta.national_prefix().unwrap_or("");
+            for example in kinds.into_iter().flatten().filter_map(|k| k.example()) {
+                let inputs = [
+                    (example.to_string(), id),
+                    (format!("{prefix}{example}"), id),
+                    (format!("+{code} {example}"), ""),
+                    (format!("+{code} {example}"), "US"),
+                    (format!("011 {code} {example}"), "US"),
+                    (format!("00 {code} {example}"), "DE"),
+                    (format!("0011 {code} {example}"), "AU"),
+                    (format!("+011 {code} {example}"), "US"),
+                    (example.to_string(), "US"),
+                    (example.to_string(), "GB"),
+                ];
+                for (input, region) in &inputs {
+                    normalized += usize::from(same_as_whole_database(input, region));
+                }
+            }
+        }
         // 245 territories have at least a fixed-line example; most have
-        // several kinds. Fewer means the metadata walk stopped early.
-        assert!(count > 600, "only {count} example numbers normalized");
-        assert_eq!(ok("020 7946 0018", "GB").e164, "+442079460018");
+        // several kinds, each read in several ways.
+        assert!(normalized > 5_000, "only {normalized} normalized");
+    }
+
+    /// Digit soup: random digits behind nothing, a plus or an international
+    /// prefix, in several default regions.
+    #[test]
+    fn random_digits_read_as_with_the_whole_database() {
+        let regions = [
+            "US", "GB", "DE", "FR", "AU", "BR", "IN", "RU", "CA", "AQ", "",
+        ];
+        let starts = ["", "+", "00", "011", "+00", "0"];
+        // xorshift: the same numbers every run.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut normalized = 0;
+        for _ in 0..4_000 {
+            let len = 3 + (next() % 15) as usize;
+            let digits: String = (0..len)
+                .map(|_| char::from(b'0' + (next() % 10) as u8))
+                .collect();
+            let start = starts[(next() % starts.len() as u64) as usize];
+            let region = regions[(next() % regions.len() as u64) as usize];
+            normalized += usize::from(same_as_whole_database(&format!("{start}{digits}"), region));
+        }
+        assert!(normalized > 500, "only {normalized} normalized");
     }
 
     #[test]

@@ -120,6 +120,41 @@ fn cargo() -> Command {
     cmd
 }
 
+/// `cargo` for the wasm builds, with the machine's paths taken out of what
+/// it compiles: panic messages carry the source paths of the registry
+/// crates (`$CARGO_HOME/registry/src/...`), so without this the shipped
+/// plugin's bytes, and its published SHA-256, would depend on where the
+/// vendor's cargo home and checkout are. Only the wasm target's flags are
+/// set (`CARGO_TARGET_<TRIPLE>_RUSTFLAGS`); a `RUSTFLAGS` of the caller's
+/// own takes precedence over them.
+fn wasm_cargo() -> Command {
+    let mut cmd = cargo();
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    // The last remapping that matches wins: the target directory may be
+    // inside the checkout.
+    let mut remaps = Vec::new();
+    if let Some(home) = home {
+        remaps.push((home, "/cargo"));
+    }
+    remaps.push((root(), "/build"));
+    remaps.push((target_dir(), "/target"));
+    // The variable is split at white space: a path with some stays as it
+    // is (and in the plugin).
+    let flags: Vec<String> = remaps
+        .iter()
+        .filter(|(from, _)| !from.to_string_lossy().contains(char::is_whitespace))
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect();
+    let var = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        WASM_TARGET.to_uppercase().replace('-', "_")
+    );
+    cmd.env(var, flags.join(" "));
+    cmd
+}
+
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
@@ -152,7 +187,7 @@ fn build() -> anyhow::Result<()> {
     // leaves a plugin without its component glue where the product's goes,
     // and the product's build below puts it back.
     for package in WASM_SEPARATE {
-        run(cargo().args(["build", "--release", "--target", WASM_TARGET, "-p", package]))?;
+        run(wasm_cargo().args(["build", "--release", "--target", WASM_TARGET, "-p", package]))?;
     }
     build_product(WASM_PACKAGES)?;
     report_built(started);
@@ -170,7 +205,7 @@ fn build_demo() -> anyhow::Result<()> {
 
 /// `wasm_packages` (with the plugin), the binaries, and the shipped plugin.
 fn build_product(wasm_packages: &[&str]) -> anyhow::Result<()> {
-    let mut wasm = cargo();
+    let mut wasm = wasm_cargo();
     wasm.args(["build", "--release", "--target", WASM_TARGET]);
     for package in wasm_packages {
         wasm.args(["-p", package]);
@@ -228,6 +263,49 @@ fn preinitialize(built: &[u8], shipped: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&stamp);
     run(Command::new(&tool).arg(built_plugin_path()).arg(shipped))?;
     std::fs::write(&stamp, inputs)?;
+    Ok(())
+}
+
+/// The most a shipped plugin may weigh (bytes): vendors publish it, hosts
+/// download, store and map it.
+const PLUGIN_SIZE_BUDGET: u64 = 4_000_000;
+
+/// The shipped plugin is within its size budget, and pre-initializing the
+/// built plugin again gives the same bytes (a vendor's published SHA-256
+/// can be reproduced; the tool itself also compares two runs in one
+/// process).
+fn check_shipped_plugin() -> anyhow::Result<()> {
+    let shipped = plugin_path();
+    let bytes =
+        std::fs::read(&shipped).with_context(|| format!("cannot read {}", shipped.display()))?;
+    let size = bytes.len() as u64;
+    if size > PLUGIN_SIZE_BUDGET {
+        bail!(
+            "{} is {size} bytes, over its budget of {PLUGIN_SIZE_BUDGET} bytes (4 MB): \
+             keep what the pre-initialization leaves in memory small (docs/PERFORMANCE.md)",
+            shipped.display()
+        );
+    }
+    let again = shipped.with_extension("wasm.again");
+    run(Command::new(bin("plugin-preinit"))
+        .arg(built_plugin_path())
+        .arg(&again))?;
+    let second =
+        std::fs::read(&again).with_context(|| format!("cannot read {}", again.display()))?;
+    let _ = std::fs::remove_file(&again);
+    if second != bytes {
+        bail!(
+            "pre-initializing {} again gave other bytes than {} ({} and {size} bytes): \
+             the shipped plugin is not reproducible",
+            built_plugin_path().display(),
+            shipped.display(),
+            second.len()
+        );
+    }
+    eprintln!(
+        "xtask: {} is {size} bytes (budget {PLUGIN_SIZE_BUDGET}) and reproducible",
+        shipped.display()
+    );
     Ok(())
 }
 
@@ -350,6 +428,7 @@ fn newer(a: &Path, b: &Path) -> bool {
 fn test() -> anyhow::Result<()> {
     let started = Instant::now();
     build()?;
+    check_shipped_plugin()?;
     install_test_dependencies()?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     // The demo's story, headless, on the binaries just built.

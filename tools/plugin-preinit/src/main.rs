@@ -1,11 +1,13 @@
 //! `plugin-preinit IN OUT`: the vendor's last build step for a plugin.
 //!
-//! Runs the component's `wizer-initialize` export once, in a sandbox with no
+//! Runs the component's `wizer-initialize` export in a sandbox with no
 //! capabilities (WASI with nothing granted; every `pbx:crm` import traps, so
 //! nothing host-specific can leak into the snapshot), and writes a component
-//! whose memory starts where the initializer left it (Wizer). The plugin's
-//! initializer loads its phone-number metadata, which would otherwise cost
-//! every fresh per-call instance ~250 ms.
+//! whose memory starts where the initializer left it (Wizer).
+//!
+//! The output must be reproducible (vendors publish its SHA-256): the
+//! initializer runs twice, in two sandboxes with their own random seeds and
+//! clocks, and the tool fails unless both snapshots are the same bytes.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,8 +20,7 @@ use wasmtime::component::{
 };
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wizer::ComponentInstanceState;
-use wasmtime_wizer::Wizer;
+use wasmtime_wizer::{ComponentContext, ComponentInstanceState, Wizer};
 
 /// The export the initializer goes by (Wizer's convention).
 const INIT: &str = "wizer-initialize";
@@ -81,40 +82,29 @@ async fn main() -> anyhow::Result<()> {
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     trap_host_calls(&mut linker, &component, &engine)?;
-    let mut store = Store::new(
-        &engine,
-        Sandbox {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-        },
-    );
-    let instance = linker
-        .instantiate_async(&mut store, &component)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .context("instantiating the plugin")?;
-    let init_started = Instant::now();
-    instance
-        .get_typed_func::<(), ()>(&mut store, INIT)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("`{INIT}` must be `func()`"))?
-        .call_async(&mut store, ())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("`{INIT}` failed (it may not call the host)"))?;
-    let init_time = init_started.elapsed();
 
-    let snapshot = wizer
-        .snapshot_component(
-            &cx,
-            &mut Snapshotter {
-                store: &mut store,
-                instance,
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .context("snapshotting the initialized plugin")?;
+    // Twice, each sandbox with its own random seeds and clocks read at
+    // another time: a vendor publishes the SHA-256 of the snapshot, so it
+    // may depend on nothing but the component.
+    let init_started = Instant::now();
+    let snapshot = initialize(&wizer, &cx, &linker, &component).await?;
+    let init_time = init_started.elapsed();
+    let again = initialize(&wizer, &cx, &linker, &component).await?;
+    if snapshot != again {
+        let at = snapshot
+            .iter()
+            .zip(&again)
+            .position(|(a, b)| a != b)
+            .unwrap_or(snapshot.len().min(again.len()));
+        bail!(
+            "two runs of `{INIT}` left different memory ({} and {} bytes, first difference at byte {at}): \
+             the initializer read something that changes between runs (wasi:random, which std's \
+             HashMap::new() seeds from, or a clock); warm up without it, so that the published \
+             SHA-256 can be reproduced",
+            snapshot.len(),
+            again.len()
+        );
+    }
     // What is written must still be a component this engine accepts.
     Component::new(&engine, &snapshot)
         .map_err(|e| anyhow::anyhow!("{e:?}"))
@@ -124,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::rename(&tmp, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!(
-        "plugin-preinit: {} ({} KiB) -> {} ({} KiB); `{INIT}` ran {:.0} ms, {:.1} s in all",
+        "plugin-preinit: {} ({} KiB) -> {} ({} KiB); `{INIT}` and its snapshot took {:.0} ms, {:.1} s in all (twice)",
         args.input.display(),
         wasm.len() / 1024,
         args.output.display(),
@@ -133,6 +123,48 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Instantiates the instrumented component in a fresh sandbox, runs
+/// `wizer-initialize` and snapshots the memory it leaves.
+async fn initialize(
+    wizer: &Wizer,
+    cx: &ComponentContext<'_>,
+    linker: &Linker<Sandbox>,
+    component: &Component,
+) -> anyhow::Result<Vec<u8>> {
+    // A sandbox draws its random seeds when it is built.
+    let mut store = Store::new(
+        component.engine(),
+        Sandbox {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        },
+    );
+    let instance = linker
+        .instantiate_async(&mut store, component)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .context("instantiating the plugin")?;
+    instance
+        .get_typed_func::<(), ()>(&mut store, INIT)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("`{INIT}` must be `func()`"))?
+        .call_async(&mut store, ())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("`{INIT}` failed (it may not call the host)"))?;
+    wizer
+        .snapshot_component(
+            cx,
+            &mut Snapshotter {
+                store: &mut store,
+                instance,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .context("snapshotting the initialized plugin")
 }
 
 /// Every import outside WASI (the PBX's host calls) traps when called: a
