@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::ledger::{bucket_key, busy, outbox_key, prune_ledger, read_ledger};
 use super::lookup::Match;
-use super::work::{Work, work_key};
 use super::unknown::ForUnknown;
+use super::work::{Work, work_key};
 use super::{CAS_ROUNDS, Calls, ItemLease, cut};
 use crate::associations::Associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};
@@ -182,7 +182,10 @@ impl Logged {
         match (&self.on, &self.why_no_record) {
             (Some(on), _) => format!(
                 "Task {} logged on {} {} ({})",
-                self.task_id, on.object, on.name, on.id
+                self.task_id,
+                on.kind(),
+                on.name,
+                on.id
             ),
             (None, Some(why)) => format!("Task {} logged ({why})", self.task_id),
             (None, None) => format!("Task {} logged", self.task_id),
