@@ -40,6 +40,9 @@ pub mod keys {
     pub const USERS_SYNC_PREFIX: &str = "users/sync/";
     /// The saved associations (`associations::AssociationSet`).
     pub const ASSOCIATIONS: &str = "associations";
+    /// Whether the connected org has Person Accounts
+    /// (`salesforce::person_accounts::PersonAccounts`).
+    pub const PERSON_ACCOUNTS: &str = "org/person-accounts";
 
     /// Where plugin 0.1.0 kept a counter of waiting call logs. No longer
     /// written (the outbox is counted); kept so tests can check it stays

@@ -180,7 +180,9 @@ impl<H: Host> Calls<'_, H> {
             Level::Info,
             &format!(
                 "extension {extension} chose {} {} for {}",
-                chosen.object, chosen.id, n.international
+                chosen.kind(),
+                chosen.id,
+                n.international
             ),
         );
         // A log still in the outbox finds the choice when it is delivered;
@@ -227,7 +229,8 @@ impl<H: Host> Calls<'_, H> {
             Level::Info,
             &format!(
                 "call {call_id}: Task {task} now names {} {}",
-                record.object, record.id
+                record.kind(),
+                record.id
             ),
         );
         Ok(())

@@ -182,7 +182,10 @@ impl Logged {
         match (&self.on, &self.why_no_record) {
             (Some(on), _) => format!(
                 "Task {} logged on {} {} ({})",
-                self.task_id, on.object, on.name, on.id
+                self.task_id,
+                on.kind(),
+                on.name,
+                on.id
             ),
             (None, Some(why)) => format!("Task {} logged ({why})", self.task_id),
             (None, None) => format!("Task {} logged", self.task_id),

@@ -4,9 +4,16 @@
 //! matches, the national significant number is searched too, for numbers
 //! stored nationally, and what it finds written with another country code
 //! is left out (`+44 20 7946 0958` is no match for `+1 207 946 0958`). The
-//! winner is a Contact, then a Lead,
-//! then an Account; among records of one kind the most recently modified.
-//! The others are reported. Answers are cached for [`CACHE_MS`] under
+//! winner is a Contact or a Person Account (a person, found and logged
+//! against like a Contact), then a Lead, then an Account; among records of
+//! one kind the most recently modified. The others are reported.
+//!
+//! In an org with Person Accounts the search also asks which Accounts are
+//! persons and their person contact (`PersonContactId`); an org without
+//! them refuses those fields, so whether it has them is learnt from the
+//! searches and remembered ([`crate::salesforce::person_accounts`]). A
+//! person account's hidden Contact, if the search finds it too, is folded
+//! into its Account. Answers are cached for [`CACHE_MS`] under
 //! `calls/lookup/<E.164>`. A number that cannot be normalized is answered
 //! with no match and the number as given (as the WIT `caller.number`
 //! documents); nothing is sent.
@@ -21,16 +28,21 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::phone::{self, Normalized};
+use crate::salesforce::SalesforceError;
+use crate::salesforce::person_accounts;
 use crate::salesforce::query::{search_path, sosl};
 use crate::store::keys;
 
 /// How long a lookup's answer is reused.
 pub const CACHE_MS: u64 = 60_000;
 
+/// What a person account is called for people (its object is `Account`).
+pub const PERSON_ACCOUNT: &str = "Person Account";
+
 /// A record that matched a number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Match {
-    /// Contact, Lead or Account.
+    /// Contact, Lead or Account (also for a person account).
     pub object: String,
     /// The record's id.
     pub id: String,
@@ -44,22 +56,42 @@ pub struct Match {
     pub modified: String,
     /// `{instance_url}/lightning/r/{Object}/{Id}/view`.
     pub url: String,
+    /// A person account's person contact (`PersonContactId`), the hidden
+    /// Contact behind it; none for every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_contact_id: Option<String>,
 }
 
 impl Match {
+    /// Whether this is a person account.
+    pub fn is_person_account(&self) -> bool {
+        self.object == "Account" && self.person_contact_id.is_some()
+    }
+
+    /// The record's type for people: [`PERSON_ACCOUNT`] or the object's name.
+    pub fn kind(&self) -> &str {
+        if self.is_person_account() {
+            PERSON_ACCOUNT
+        } else {
+            &self.object
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self.object.as_str() {
             "Contact" => 0,
+            "Account" if self.is_person_account() => 0,
             "Lead" => 1,
             "Account" => 2,
             _ => 3,
         }
     }
 
-    /// The record as the WIT names it (no account name).
+    /// The record as the WIT names it (no account name); a person account's
+    /// type is [`PERSON_ACCOUNT`].
     pub fn record(&self) -> CrmRecord {
         CrmRecord {
-            object_type: self.object.clone(),
+            object_type: self.kind().to_string(),
             id: self.id.clone(),
             name: self.name.clone(),
             url: self.url.clone(),
@@ -70,9 +102,18 @@ impl Match {
 
 impl Match {
     /// The Task fields that name this record: a Contact is the `WhoId`
-    /// with its Account the `WhatId`, a Lead the `WhoId`, anything else the
-    /// `WhatId`.
+    /// with its Account the `WhatId`, a Lead the `WhoId`, a person account
+    /// its person contact as the `WhoId` (a Task's `WhoId` is a Contact or
+    /// a Lead, never an Account) and itself as the `WhatId`, anything else
+    /// the `WhatId`.
     pub fn links(&self) -> Vec<(&'static str, String)> {
+        if let Some(person) = self
+            .person_contact_id
+            .as_ref()
+            .filter(|_| self.is_person_account())
+        {
+            return vec![("WhoId", person.clone()), ("WhatId", self.id.clone())];
+        }
         match self.object.as_str() {
             "Contact" => {
                 let mut l = vec![("WhoId", self.id.clone())];
@@ -87,8 +128,8 @@ impl Match {
     }
 }
 
-/// Sort matches winner first: Contact, Lead, Account; then the most
-/// recently modified; then by id (stable).
+/// Sort matches winner first: Contact or Person Account, Lead, Account;
+/// then the most recently modified; then by id (stable).
 pub fn rank(matches: &mut [Match]) {
     matches.sort_by(|a, b| {
         a.rank()
@@ -191,8 +232,7 @@ impl<H: Host> Calls<'_, H> {
         instance: &str,
         of: Option<&Normalized>,
     ) -> Result<Vec<Match>, PluginError> {
-        let path = search_path(&sosl(term));
-        let mut answer: Value = self.api().get(&path)?;
+        let mut answer = self.search_answer(term, instance)?;
         if let Some(n) = of
             && let Some(records) = answer
                 .get_mut("searchRecords")
@@ -202,10 +242,45 @@ impl<H: Host> Calls<'_, H> {
         }
         Ok(search_matches(&answer, instance))
     }
+
+    /// The SOSL answer for `term`, with the person account fields unless
+    /// the org is known to lack them. `INVALID_FIELD` for them means it
+    /// lacks them: searched again without, and remembered.
+    fn search_answer(&self, term: &str, instance: &str) -> Result<Value, PluginError> {
+        let known = person_accounts::known(self.host, instance);
+        if known == Some(false) {
+            return Ok(self.api().get(&search_path(&sosl(term, false)))?);
+        }
+        match self.api().get::<Value>(&search_path(&sosl(term, true))) {
+            Ok(answer) => {
+                if known.is_none() {
+                    person_accounts::remember(self.host, instance, true);
+                }
+                Ok(answer)
+            }
+            Err(SalesforceError::Api(refused)) if refused.has_code("INVALID_FIELD") => {
+                let answer = self.api().get(&search_path(&sosl(term, false)))?;
+                self.host.log(
+                    Level::Info,
+                    "the org has no Person Accounts (Salesforce refused their fields); phone searches leave them out",
+                );
+                person_accounts::remember(self.host, instance, false);
+                Ok(answer)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
-/// The phone fields the lookup's SOSL returns.
-const PHONE_FIELDS: [&str; 3] = ["Phone", "MobilePhone", "OtherPhone"];
+/// The phone fields the lookup's SOSL returns (a person account's too).
+const PHONE_FIELDS: [&str; 6] = [
+    "Phone",
+    "MobilePhone",
+    "OtherPhone",
+    "PersonMobilePhone",
+    "PersonHomePhone",
+    "PersonOtherPhone",
+];
 
 /// Whether a record found by the national number `n.national` may have the
 /// number `n`: one of its phone fields is written nationally (no country
@@ -239,7 +314,10 @@ pub fn may_have(record: &Value, n: &Normalized) -> bool {
 /// The records of a SOSL search answer (an array, or `searchRecords`) as
 /// matches linked under `instance`; a record whose type is not an object
 /// name (letters, digits, `_`) or whose id is not alphanumeric is left out,
-/// so neither can bend the URL.
+/// so neither can bend the URL. An Account with `IsPersonAccount` is a
+/// person account (with its `PersonContactId`); a Contact with
+/// `IsPersonAccount` is a person account's hidden Contact and stands for
+/// its Account, once (the Account's own row wins).
 pub fn search_matches(answer: &Value, instance: &str) -> Vec<Match> {
     let records = match answer {
         Value::Array(list) => list.as_slice(),
@@ -248,29 +326,78 @@ pub fn search_matches(answer: &Value, instance: &str) -> Vec<Match> {
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice),
     };
-    let text = |r: &Value, f: &str| r.get(f).and_then(Value::as_str).map(str::to_string);
-    records
-        .iter()
-        .filter_map(|r| {
-            let object = r.get("attributes")?.get("type")?.as_str()?.to_string();
-            let id = text(r, "Id")?;
-            let object_name = object
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            let plain_id = id.bytes().all(|b| b.is_ascii_alphanumeric());
-            if object.is_empty() || !object_name || id.is_empty() || !plain_id {
-                return None;
-            }
-            Some(Match {
-                url: format!("{instance}/lightning/r/{object}/{id}/view"),
-                name: text(r, "Name").unwrap_or_else(|| id.clone()),
-                account_id: text(r, "AccountId"),
-                modified: text(r, "LastModifiedDate").unwrap_or_default(),
-                object,
+    let text = |r: &Value, f: &str| {
+        r.get(f)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    let plain = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    let person = |r: &Value| r.get("IsPersonAccount").and_then(Value::as_bool) == Some(true);
+    let mut matches: Vec<Match> = Vec::with_capacity(records.len());
+    for r in records {
+        let Some(object) = r
+            .get("attributes")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let Some(id) = text(r, "Id") else {
+            continue;
+        };
+        let object_name = object
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if object.is_empty() || !object_name || !plain(&id) {
+            continue;
+        }
+        let name = text(r, "Name").unwrap_or_else(|| id.clone());
+        let modified = text(r, "LastModifiedDate").unwrap_or_default();
+        // A person account's hidden Contact stands for its Account.
+        let hidden_of =
+            text(r, "AccountId").filter(|a| object == "Contact" && person(r) && plain(a));
+        let found = match (object, hidden_of) {
+            ("Account", _) if person(r) => Match {
+                object: "Account".into(),
+                url: format!("{instance}/lightning/r/Account/{id}/view"),
+                person_contact_id: text(r, "PersonContactId").filter(|c| plain(c)),
+                account_id: None,
+                name,
+                modified,
                 id,
-            })
-        })
-        .collect()
+            },
+            (_, Some(account)) => Match {
+                object: "Account".into(),
+                url: format!("{instance}/lightning/r/Account/{account}/view"),
+                person_contact_id: Some(id),
+                account_id: None,
+                name,
+                modified,
+                id: account,
+            },
+            _ => Match {
+                url: format!("{instance}/lightning/r/{object}/{id}/view"),
+                account_id: text(r, "AccountId"),
+                person_contact_id: None,
+                object: object.to_string(),
+                name,
+                modified,
+                id,
+            },
+        };
+        match matches.iter_mut().find(|m| m.id == found.id) {
+            // The Account's own row says more than its hidden Contact's.
+            Some(seen)
+                if found.person_contact_id.is_some() && r.get("PersonContactId").is_some() =>
+            {
+                *seen = found;
+            }
+            Some(_) => {}
+            None => matches.push(found),
+        }
+    }
+    matches
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ impl<H: Host> Calls<'_, H> {
         let (url, what) = match &best {
             Some(best) => (
                 best.url.clone(),
-                format!("{} {} ({})", best.object, best.name, best.id),
+                format!("{} {} ({})", best.kind(), best.name, best.id),
             ),
             None => match self.new_record_url(e, &n)? {
                 Some((object, url)) => (url, format!("a new {object} for {}", n.international)),
@@ -161,7 +161,7 @@ impl<H: Host> Calls<'_, H> {
         let mut details = vec![detail("Number", &n.international)];
         if let Some(best) = best {
             details.push(detail("Name", &best.name));
-            details.push(detail("Record type", &best.object));
+            details.push(detail("Record type", best.kind()));
             if let Some(account) = best
                 .account_id
                 .as_deref()

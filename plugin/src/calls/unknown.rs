@@ -158,6 +158,7 @@ impl<H: Host> Calls<'_, H> {
             account_id: None,
             modified: datetime(now),
             url: format!("{instance}/lightning/r/{object}/{id}/view"),
+            person_contact_id: None,
         };
         let remembered = Remembered {
             record: record.clone(),

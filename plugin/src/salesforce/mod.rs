@@ -13,12 +13,14 @@
 //!   the figure kept when it changed meaningfully (`limits`).
 //!
 //! The query texts it sends are built in `query`; typed record ids are
-//! normalized to their 18-character form in `ids`.
+//! normalized to their 18-character form in `ids`; whether the org has
+//! Person Accounts is remembered in `person_accounts`.
 
 mod api_error;
 mod backoff;
 pub mod ids;
 mod limits;
+pub mod person_accounts;
 pub mod query;
 mod session;
 

@@ -60,14 +60,32 @@ pub fn sosl_escape(term: &str) -> String {
     out
 }
 
-/// The SOSL search of `term` in phone fields.
-pub fn sosl(term: &str) -> String {
+/// The Account fields that exist only in an org with Person Accounts
+/// (referring to them elsewhere is `INVALID_FIELD`): whether an Account
+/// is a person, its person contact (a Task's `WhoId`), and its person phone
+/// fields, which a phone search finds it by.
+const PERSON_ACCOUNT_FIELDS: &str =
+    "IsPersonAccount, PersonContactId, PersonMobilePhone, PersonHomePhone, PersonOtherPhone";
+
+/// The SOSL search of `term` in phone fields. With `person_accounts` (the
+/// org has them) it also asks whether each Account and Contact is a person
+/// account: `IsPersonAccount` on both (a person account's hidden Contact
+/// may be found too), and an Account's [`PERSON_ACCOUNT_FIELDS`].
+pub fn sosl(term: &str, person_accounts: bool) -> String {
     let l = SEARCH_LIMIT;
+    let (contact_extra, account_extra) = if person_accounts {
+        (
+            "IsPersonAccount, ".to_string(),
+            format!("{PERSON_ACCOUNT_FIELDS}, "),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         "FIND {{{}}} IN PHONE FIELDS RETURNING \
-         Contact(Id, Name, Phone, MobilePhone, OtherPhone, AccountId, LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l}), \
+         Contact(Id, Name, Phone, MobilePhone, OtherPhone, AccountId, {contact_extra}LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l}), \
          Lead(Id, Name, Phone, MobilePhone, LastModifiedDate WHERE IsConverted = false ORDER BY LastModifiedDate DESC LIMIT {l}), \
-         Account(Id, Name, Phone, LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l})",
+         Account(Id, Name, Phone, {account_extra}LastModifiedDate ORDER BY LastModifiedDate DESC LIMIT {l})",
         sosl_escape(term)
     )
 }
@@ -147,6 +165,26 @@ mod tests {
             r#"\&\|\!\(\)\{\}\[\]\^\"\~\*\?\:\\\'\+\-"#
         );
         assert_eq!(soql_quote(r"a'b\c"), r"a\'b\\c");
+    }
+
+    #[test]
+    fn person_account_fields_are_asked_only_of_orgs_that_have_them() {
+        let plain = sosl("+14155550100", false);
+        assert!(!plain.contains("Person"), "{plain}");
+        assert!(plain.contains("Account(Id, Name, Phone, LastModifiedDate ORDER BY"));
+        let person = sosl("+14155550100", true);
+        assert!(
+            person.contains(
+                "Account(Id, Name, Phone, IsPersonAccount, PersonContactId, PersonMobilePhone, \
+             PersonHomePhone, PersonOtherPhone, LastModifiedDate ORDER BY"
+            ),
+            "{person}"
+        );
+        assert!(
+            person.contains("AccountId, IsPersonAccount, LastModifiedDate"),
+            "{person}"
+        );
+        assert!(person.starts_with(r"FIND {\+14155550100} IN PHONE FIELDS"));
     }
 
     #[test]

@@ -71,6 +71,9 @@ struct SfState {
     records: Vec<serde_json::Value>,
     /// New Contacts and Leads stay out of search until `index_now`.
     search_lag: bool,
+    /// The org has Person Accounts (`set_person_accounts`); without them
+    /// their fields in a search are `INVALID_FIELD`.
+    person_accounts: bool,
     /// Decoded `q` of every search.
     searches: Vec<String>,
     /// Decoded `q` of every query.
@@ -328,6 +331,42 @@ impl FakeSalesforce {
         id
     }
 
+    /// The org has Person Accounts (or not, the default): searches may name
+    /// their fields and answer them.
+    pub fn set_person_accounts(&self, on: bool) {
+        lock(&self.state).person_accounts = on;
+    }
+
+    /// Add a person account (turning Person Accounts on): an Account with
+    /// `fields` (`FirstName`, `LastName`, `Phone`, `PersonMobilePhone`, …)
+    /// and `IsPersonAccount`, and its hidden Contact, whose id is the
+    /// Account's `PersonContactId`. Returns (account id, person contact id).
+    pub fn add_person_account(&self, fields: serde_json::Value) -> (String, String) {
+        let mut s = lock(&self.state);
+        s.person_accounts = true;
+        let mut account = fields.clone();
+        account["IsPersonAccount"] = serde_json::json!(true);
+        let account_id = Self::store_record(&mut s, "Account", account, false);
+        let mut contact = serde_json::json!({
+            "FirstName": fields["FirstName"], "LastName": fields["LastName"],
+            "Phone": fields["Phone"], "MobilePhone": fields["PersonMobilePhone"],
+            "HomePhone": fields["PersonHomePhone"], "OtherPhone": fields["PersonOtherPhone"],
+            "AccountId": account_id, "IsPersonAccount": true,
+        });
+        if let Some(modified) = fields.get("LastModifiedDate") {
+            contact["LastModifiedDate"] = modified.clone();
+        }
+        let contact_id = Self::store_record(&mut s, "Contact", contact, false);
+        if let Some(a) = s
+            .records
+            .iter_mut()
+            .find(|r| r["Id"] == account_id.as_str())
+        {
+            a["PersonContactId"] = serde_json::json!(contact_id);
+        }
+        (account_id, contact_id)
+    }
+
     /// Records of `object` (internal markers removed).
     pub fn records(&self, object: &str) -> Vec<serde_json::Value> {
         lock(&self.state)
@@ -413,6 +452,20 @@ impl FakeSalesforce {
                 r#"[{"message":"no closing brace","errorCode":"MALFORMED_SEARCH"}]"#,
             );
         }
+        const PERSON_FIELDS: [&str; 5] = [
+            "IsPersonAccount",
+            "PersonContactId",
+            "PersonMobilePhone",
+            "PersonHomePhone",
+            "PersonOtherPhone",
+        ];
+        let person_accounts = s.person_accounts;
+        if !person_accounts && let Some(field) = PERSON_FIELDS.iter().find(|f| q.contains(*f)) {
+            return response(
+                400,
+                &serde_json::json!([{"message": format!("No such column '{field}' on entity 'Account'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name."), "errorCode": "INVALID_FIELD"}]).to_string(),
+            );
+        }
         let wanted: String = term.chars().filter(char::is_ascii_digit).collect();
         let hits: Vec<serde_json::Value> = ["Contact", "Lead", "Account"]
             .iter()
@@ -423,17 +476,34 @@ impl FakeSalesforce {
                     .filter(|r| r.get("_hidden").is_none())
                     .filter(|r| r["IsConverted"] != true)
                     .filter(|r| {
-                        ["Phone", "MobilePhone", "OtherPhone", "HomePhone"]
-                            .iter()
-                            .any(|f| r[*f].as_str().is_some_and(|p| phone_matches(p, &wanted)))
+                        [
+                            "Phone",
+                            "MobilePhone",
+                            "OtherPhone",
+                            "HomePhone",
+                            "PersonMobilePhone",
+                            "PersonHomePhone",
+                            "PersonOtherPhone",
+                        ]
+                        .iter()
+                        .any(|f| r[*f].as_str().is_some_and(|p| phone_matches(p, &wanted)))
                     })
-                    .map(|r| {
+                    .map(move |r| {
                         let mut out = serde_json::json!({
                             "attributes": r["attributes"], "Id": r["Id"], "Name": r["Name"],
                             "Phone": r["Phone"], "LastModifiedDate": r["LastModifiedDate"],
                         });
                         if *object == "Contact" {
                             out["AccountId"] = r["AccountId"].clone();
+                        }
+                        if person_accounts && *object != "Lead" {
+                            out["IsPersonAccount"] =
+                                serde_json::json!(r["IsPersonAccount"] == true);
+                        }
+                        if person_accounts && *object == "Account" {
+                            for f in &PERSON_FIELDS[1..] {
+                                out[*f] = r[*f].clone();
+                            }
                         }
                         out
                     })

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -19,6 +20,14 @@ fn body<T: DeserializeOwned>(req: &Req) -> Result<T, Resp> {
     };
     serde_json::from_slice(bytes)
         .map_err(|e| Resp::json(400, &json!({"error": format!("invalid JSON body: {e}")})))
+}
+
+/// A `POST /__admin/org` body: the org options to change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgOptions {
+    /// Person Accounts on or off.
+    person_accounts: Option<bool>,
 }
 
 fn faults(shared: &Arc<Shared>) -> Faults {
@@ -44,6 +53,13 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
         ("GET", ["accounts"]) => Ok(Resp::json(200, &shared.records("Account"))),
         ("GET", ["cases"]) => Ok(Resp::json(200, &shared.records("Case"))),
         ("GET", ["users"]) => Ok(Resp::json(200, &shared.records("User"))),
+        ("GET", ["org"]) => Ok(Resp::json(200, &shared.org_options())),
+        ("POST" | "PATCH", ["org"]) => body::<OrgOptions>(req).map(|o| {
+            if let Some(on) = o.person_accounts {
+                shared.set_person_accounts(on);
+            }
+            Resp::json(200, &shared.org_options())
+        }),
         ("GET", ["token-stats"]) => Ok(Resp::json(200, &shared.token_stats())),
         ("GET", ["requests"]) => Ok(Resp::json(200, &shared.request_counts())),
         ("GET", ["faults"]) => Ok(Resp::json(200, &faults(shared).status())),
@@ -114,6 +130,7 @@ pub fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
 const ENDPOINTS: &[&str] = &[
     "GET /__admin/state",
     "GET /__admin/tasks|contacts|leads|accounts|cases|users",
+    "GET|POST /__admin/org (person_accounts)",
     "GET /__admin/token-stats",
     "GET /__admin/requests",
     "GET|POST|DELETE /__admin/faults",

@@ -131,6 +131,9 @@ pub struct Seed {
     /// The org's API use today at start (`[api_usage] used = 13500,
     /// max = 15000`), e.g. to start near the daily limit.
     pub api_usage: Option<SeedApiUsage>,
+    /// The org has Person Accounts (`person_accounts = true`); its
+    /// accounts with a `LastName` are person accounts.
+    pub person_accounts: bool,
 }
 
 /// API requests used today and, if given, the daily limit (else the
@@ -192,6 +195,8 @@ pub struct EmulatorConfig {
     /// Daily API request limit (`Sforce-Limit-Info` max).
     pub api_daily_limit: u64,
     pub org_name: String,
+    /// The org has Person Accounts (so does it when the seed says so).
+    pub person_accounts: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -210,6 +215,7 @@ impl Default for EmulatorConfig {
             session_timeout: Duration::from_secs(2 * 60 * 60),
             api_daily_limit: 100_000,
             org_name: "Emulated Org".into(),
+            person_accounts: false,
         }
     }
 }
@@ -248,5 +254,11 @@ mod tests {
         let u = near.api_usage.unwrap();
         assert_eq!((u.used, u.max), (13_500, Some(15_000)));
         assert!(Seed::from_toml("[api_usage]\nusd = 1\n").is_err());
+        assert!(!near.person_accounts);
+        assert!(
+            Seed::from_toml("person_accounts = true\n")
+                .unwrap()
+                .person_accounts
+        );
     }
 }

@@ -437,15 +437,33 @@ impl Shared {
     }
 
     /// The admin summary.
+    /// Turns Person Accounts on or off (the org option; see
+    /// [`crate::store::Org::set_person_accounts`]). Open query cursors
+    /// point into the old schemas and are dropped.
+    pub fn set_person_accounts(&self, on: bool) {
+        write(&self.org).set_person_accounts(on);
+        lock(&self.cursors).map.clear();
+    }
+
+    /// The org's options, as `GET /__admin/org` shows them.
+    pub fn org_options(&self) -> Value {
+        json!({"person_accounts": read(&self.org).person_accounts})
+    }
+
     pub fn summary(&self) -> Value {
-        let (org_id, org_name, counts) = {
+        let (org_id, org_name, person_accounts, counts) = {
             let org = read(&self.org);
             let counts: BTreeMap<&'static str, usize> = org
                 .tables()
                 .iter()
                 .map(|t| (t.schema.name, t.records.len()))
                 .collect();
-            (org.org_id.clone(), org.org_name.clone(), counts)
+            (
+                org.org_id.clone(),
+                org.org_name.clone(),
+                org.person_accounts,
+                counts,
+            )
         };
         let auth = lock(&self.auth);
         let apps: Vec<&ConnectedApp> = auth.apps.values().collect();
@@ -454,6 +472,7 @@ impl Shared {
             "base_url": self.base_url,
             "org_id": org_id,
             "org_name": org_name,
+            "person_accounts": person_accounts,
             "record_counts": counts,
             "live_sessions": auth.sessions.len(),
             "live_refresh_tokens": auth.refresh.len(),

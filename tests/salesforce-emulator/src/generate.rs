@@ -119,6 +119,7 @@ pub fn build_org(config: &EmulatorConfig) -> Result<(Org, HashMap<String, String
         .clone()
         .unwrap_or_else(|| config.org_name.clone());
     let mut org = Org::new(ids::make_id(ids::prefix::ORG, 1), name);
+    org.set_person_accounts(config.person_accounts || seed.person_accounts);
     let mut passwords = HashMap::new();
     let admin_id = ids::make_id(ids::prefix::USER, 1);
     let ctx = |i: i64| WriteCtx {

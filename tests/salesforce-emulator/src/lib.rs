@@ -440,6 +440,12 @@ impl Emulator {
         self.shared.insert_record(object, &fields)
     }
 
+    /// Turns the org's Person Accounts on or off (`POST /__admin/org
+    /// {"person_accounts": true}`).
+    pub fn set_person_accounts(&self, on: bool) {
+        self.shared.set_person_accounts(on);
+    }
+
     /// The admin summary (`GET /__admin/state`).
     pub fn state(&self) -> Value {
         self.shared.summary()

@@ -48,6 +48,9 @@ struct Args {
     /// Serve plain HTTP instead of HTTPS.
     #[arg(long)]
     insecure_http: bool,
+    /// The org has Person Accounts.
+    #[arg(long)]
+    person_accounts: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         admin_password: args.admin_password,
         code_lifetime: std::time::Duration::from_secs(args.code_lifetime_secs),
         api_daily_limit: args.api_daily_limit,
+        person_accounts: args.person_accounts,
         ..EmulatorConfig::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -14,7 +14,7 @@ use crate::error::{ApiError, RestError};
 use crate::http::{Req, Resp};
 use crate::ids;
 use crate::oauth;
-use crate::schema::{ObjectSchema, SCHEMAS};
+use crate::schema::ObjectSchema;
 use crate::soql::{self, Shape};
 use crate::sosl;
 use crate::state::{
@@ -188,11 +188,11 @@ fn query(shared: &Shared, req: &Req, version: &str) -> Resp {
     let Some(q) = req.query_param("q").filter(|q| !q.trim().is_empty()) else {
         return RestError::new(400, "MALFORMED_QUERY", "A query string has to be specified").into();
     };
-    let compiled = match soql::compile(&q) {
+    let org = read(&shared.org);
+    let compiled = match soql::compile(&q, org.schemas()) {
         Ok(c) => c,
         Err(e) => return RestError::bad_request(vec![e]).into(),
     };
-    let org = read(&shared.org);
     let Some(table) = org.table(compiled.schema.name) else {
         return RestError::bad_request(vec![soql::invalid_type(compiled.schema.name)]).into();
     };
@@ -390,13 +390,15 @@ fn sobjects(shared: &Shared, session: &Session, req: &Req, version: &str, segs: 
         if method != "GET" {
             return method_not_allowed(method, "GET,HEAD");
         }
-        let list: Vec<Value> = SCHEMAS.all().iter().map(|s| s.summary(version)).collect();
+        let schemas = read(&shared.org).schemas();
+        let list: Vec<Value> = schemas.all().iter().map(|s| s.summary(version)).collect();
         return Resp::json(
             200,
             &json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list}),
         );
     };
-    let Some(schema) = SCHEMAS.by_name(object) else {
+    let schemas = read(&shared.org).schemas();
+    let Some(schema) = schemas.by_name(object) else {
         return RestError::not_found().into();
     };
     match (segs.get(1).copied(), method) {

@@ -1,5 +1,10 @@
 //! The sObjects the emulator knows, with the field metadata that drives
-//! SOQL binding, validation and `describe`.
+//! SOQL binding, validation and `describe`. An org with Person Accounts has
+//! schemas of its own ([`PERSON_SCHEMAS`]): Account gains the person fields
+//! (`IsPersonAccount`, `PersonContactId`, `FirstName`, `LastName`,
+//! `PersonEmail`, the `Person…Phone` fields) and Contact `IsPersonAccount`;
+//! in an org without them those names are no fields at all, so naming them
+//! is `INVALID_FIELD`, as in Salesforce.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -330,10 +335,42 @@ impl Schemas {
     }
 }
 
-/// The schemas, built once.
-pub static SCHEMAS: LazyLock<Schemas> = LazyLock::new(build);
+/// The schemas of an org without Person Accounts, built once.
+pub static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| build(false));
 
-fn build() -> Schemas {
+/// The schemas of an org with Person Accounts, built once.
+pub static PERSON_SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| build(true));
+
+/// The schemas of an org with or without Person Accounts.
+pub fn schemas(person_accounts: bool) -> &'static Schemas {
+    if person_accounts {
+        &PERSON_SCHEMAS
+    } else {
+        &SCHEMAS
+    }
+}
+
+/// The fields an org with Person Accounts adds to Account. In Salesforce a
+/// record type makes an Account a person; the emulator has no record types,
+/// so an Account written with a `LastName` is one (`store`).
+fn person_account_fields() -> Vec<F> {
+    use FieldType::*;
+    vec![
+        F::new("IsPersonAccount", "Is Person Account", Boolean).system(),
+        F::new("PersonContactId", "Person Contact ID", Reference)
+            .system()
+            .refs(&["Contact"]),
+        F::new("Salutation", "Salutation", Picklist).picklist(SALUTATIONS, false),
+        F::new("FirstName", "First Name", String).len(40),
+        F::new("LastName", "Last Name", String).len(80),
+        F::new("PersonEmail", "Email", Email),
+        F::new("PersonMobilePhone", "Mobile", Phone),
+        F::new("PersonHomePhone", "Home Phone", Phone),
+        F::new("PersonOtherPhone", "Other Phone", Phone),
+    ]
+}
+
+fn build(person_accounts: bool) -> Schemas {
     use FieldType::*;
     let user = object(
         "User",
@@ -411,7 +448,13 @@ fn build() -> Schemas {
             ),
             F::new("Description", "Contact Description", TextArea),
             F::new("OwnerId", "Owner ID", Reference).refs(&["User"]),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            person_accounts
+                .then(|| F::new("IsPersonAccount", "Is Person Account", Boolean).system()),
+        )
+        .collect(),
     );
     let lead = object(
         "Lead",
@@ -486,7 +529,15 @@ fn build() -> Schemas {
             F::new("BillingCountry", "Billing Country", String).len(80),
             F::new("Description", "Account Description", TextArea),
             F::new("OwnerId", "Owner ID", Reference).refs(&["User"]),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            person_accounts
+                .then(person_account_fields)
+                .into_iter()
+                .flatten(),
+        )
+        .collect(),
     );
     let task = object(
         "Task",
@@ -577,5 +628,29 @@ mod tests {
         assert!(s.contact.field("lastname").is_some_and(|f| f.required));
         assert!(s.task.field("CALLTYPE").is_some_and(|f| f.restricted));
         assert_eq!(s.contact.fields_of_type(FieldType::Phone).count(), 6);
+    }
+
+    #[test]
+    fn person_account_fields_exist_only_in_an_org_with_them() {
+        for name in [
+            "IsPersonAccount",
+            "PersonContactId",
+            "PersonMobilePhone",
+            "LastName",
+        ] {
+            assert!(SCHEMAS.account.field(name).is_none(), "{name}");
+            assert!(PERSON_SCHEMAS.account.field(name).is_some(), "{name}");
+        }
+        assert!(SCHEMAS.contact.field("IsPersonAccount").is_none());
+        assert!(PERSON_SCHEMAS.contact.field("IsPersonAccount").is_some());
+        assert_eq!(
+            PERSON_SCHEMAS
+                .account
+                .fields_of_type(FieldType::Phone)
+                .count(),
+            5,
+            "Phone, Fax and the three person phones"
+        );
+        assert!(std::ptr::eq(schemas(true), &*PERSON_SCHEMAS));
     }
 }

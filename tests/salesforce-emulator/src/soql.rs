@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::ids;
-use crate::schema::{FieldType, ObjectSchema, SCHEMAS};
+use crate::schema::{FieldType, ObjectSchema, Schemas};
 use crate::store::{Record, Table};
 use crate::time;
 
@@ -994,10 +994,10 @@ pub struct Compiled {
     pub offset: Option<usize>,
 }
 
-/// Parses and binds a SOQL statement.
-pub fn compile(src: &str) -> Result<Compiled, ApiError> {
+/// Parses and binds a SOQL statement to an org's `schemas`.
+pub fn compile(src: &str, schemas: &'static Schemas) -> Result<Compiled, ApiError> {
     let q = parse(src)?;
-    let schema = SCHEMAS
+    let schema = schemas
         .by_name(&q.object)
         .ok_or_else(|| invalid_type(&q.object))?;
     let shape = match &q.select {
@@ -1056,9 +1056,10 @@ impl Compiled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::SCHEMAS;
 
     fn err(src: &str) -> String {
-        compile(src).unwrap_err().error_code
+        compile(src, &SCHEMAS).unwrap_err().error_code
     }
 
     #[test]
@@ -1169,8 +1170,8 @@ mod tests {
             "INVALID_QUERY_FILTER_OPERATOR"
         );
         assert_eq!(err("SELECT FIELDS(ALL) FROM Contact"), "MALFORMED_QUERY");
-        assert!(compile("SELECT FIELDS(ALL) FROM Contact LIMIT 200").is_ok());
-        assert!(compile("select count() from lead").is_ok());
+        assert!(compile("SELECT FIELDS(ALL) FROM Contact LIMIT 200", &SCHEMAS).is_ok());
+        assert!(compile("select count() from lead", &SCHEMAS).is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::error::ApiError;
 use crate::phone;
-use crate::schema::{FieldType, ObjectSchema, SCHEMAS};
+use crate::schema::{FieldType, ObjectSchema};
 use crate::soql::{self, Cond, OrderBy, Parser};
 use crate::store::{Org, Table};
 
@@ -344,7 +344,8 @@ pub fn run<'a>(search: &Search, org: &'a Org, now: Instant) -> Result<Vec<Hits<'
     let mut out = Vec::new();
     let mut budget = search.limit.unwrap_or(2000).min(2000);
     for item in &items {
-        let schema = SCHEMAS
+        let schema = org
+            .schemas()
             .by_name(&item.object)
             .ok_or_else(|| soql::invalid_type(&item.object))?;
         if !schema.searchable {

@@ -1,4 +1,12 @@
 //! The org's data: tables of records, with Salesforce's write validation.
+//!
+//! In an org with Person Accounts, an Account written with a `LastName` is
+//! a person account: its `Name` is its first and last name,
+//! `IsPersonAccount` is true, and it has a person contact, a Contact of the
+//! same person (`IsPersonAccount` true, `AccountId` the account) whose id
+//! is the account's `PersonContactId` and whose names, e-mail and phones
+//! follow the account's (`Phone`, `PersonMobilePhone` as `MobilePhone`,
+//! `PersonHomePhone` as `HomePhone`, `PersonOtherPhone` as `OtherPhone`).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -7,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::ids;
-use crate::schema::{FieldType, ObjectSchema, SCHEMAS};
+use crate::schema::{FieldType, ObjectSchema, Schemas, schemas};
 use crate::time;
 
 /// One stored record: field values in schema order.
@@ -49,6 +57,25 @@ impl Table {
             by_id: HashMap::new(),
             next_id: 1,
         }
+    }
+
+    /// The same records under `schema` (another org setting's schema of
+    /// the object): values kept by field name, new fields empty (`false`
+    /// for a boolean), fields `schema` lacks dropped.
+    fn reshape(&mut self, schema: &'static ObjectSchema) {
+        let old = self.schema;
+        for rec in &mut self.records {
+            rec.values = schema
+                .fields
+                .iter()
+                .map(|f| match old.field_index(f.name) {
+                    Some(i) => rec.get(i).clone(),
+                    None if f.ftype == FieldType::Boolean => Value::Bool(false),
+                    None => Value::Null,
+                })
+                .collect();
+        }
+        self.schema = schema;
     }
 
     /// Record position by (15- or 18-character) id.
@@ -116,6 +143,9 @@ pub struct WriteCtx {
 pub struct Org {
     pub org_id: String,
     pub org_name: String,
+    /// Whether the org has Person Accounts (its tables use
+    /// [`crate::schema::PERSON_SCHEMAS`]).
+    pub person_accounts: bool,
     pub users: Table,
     pub contacts: Table,
     pub leads: Table,
@@ -146,16 +176,40 @@ fn parser_error(type_name: &str, v: &Value) -> ApiError {
 
 impl Org {
     pub fn new(org_id: String, org_name: String) -> Org {
-        let s = &*SCHEMAS;
+        let s = schemas(false);
         Org {
             org_id,
             org_name,
+            person_accounts: false,
             users: Table::new(&s.user),
             contacts: Table::new(&s.contact),
             leads: Table::new(&s.lead),
             accounts: Table::new(&s.account),
             tasks: Table::new(&s.task),
             cases: Table::new(&s.case),
+        }
+    }
+
+    /// The schemas of this org (with or without Person Accounts).
+    pub fn schemas(&self) -> &'static Schemas {
+        schemas(self.person_accounts)
+    }
+
+    /// Turns Person Accounts on or off: every table takes that setting's
+    /// schema, keeping its records (in Salesforce they cannot be turned
+    /// off once on; tests may).
+    pub fn set_person_accounts(&mut self, on: bool) {
+        self.person_accounts = on;
+        let s = schemas(on);
+        for (table, schema) in [
+            (&mut self.users, &s.user),
+            (&mut self.contacts, &s.contact),
+            (&mut self.leads, &s.lead),
+            (&mut self.accounts, &s.account),
+            (&mut self.tasks, &s.task),
+            (&mut self.cases, &s.case),
+        ] {
+            table.reshape(schema);
         }
     }
 
@@ -443,6 +497,17 @@ impl Org {
                 "The requested resource does not exist",
             )]
         })?;
+        let person = self.is_person_write(schema, fields);
+        let named;
+        let fields = if person && fields.get("Name").is_none_or(Value::is_null) {
+            // A person account's Name is its person's name.
+            let mut with_name = fields.clone();
+            with_name.insert("Name".into(), Value::String(person_name(fields)));
+            named = with_name;
+            &named
+        } else {
+            fields
+        };
         let vals = self.validate(schema, fields, true, ctx)?;
         let table = self.table_mut(schema.name).ok_or_else(Vec::new)?;
         let mut values = vec![Value::Null; schema.fields.len()];
@@ -482,13 +547,79 @@ impl Org {
             },
         };
         values[0] = Value::String(id.clone());
+        if person && let Some(i) = schema.field_index("IsPersonAccount") {
+            values[i] = Value::Bool(true);
+        }
         derive_fields(schema, &mut values);
         table.by_id.insert(id.clone(), table.records.len());
         table.records.push(Record {
             values,
             searchable_at: ctx.searchable_at,
         });
+        if person {
+            self.sync_person_contact(&id, ctx)?;
+        }
         Ok(id)
+    }
+
+    /// Whether a write of `fields` to `schema` makes a person account: an
+    /// Account with a `LastName`, in an org with Person Accounts.
+    fn is_person_write(&self, schema: &ObjectSchema, fields: &Map<String, Value>) -> bool {
+        self.person_accounts
+            && schema.name == "Account"
+            && fields.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("LastName") && v.as_str().is_some_and(|l| !l.is_empty())
+            })
+    }
+
+    /// Create or update the person contact of the person account `id`
+    /// from the account's names, e-mail and phones.
+    fn sync_person_contact(&mut self, id: &str, ctx: &WriteCtx) -> Result<(), Vec<ApiError>> {
+        let account = &self.schemas().account;
+        let Some(rec) = self.accounts.get(id) else {
+            return Ok(());
+        };
+        let value = |name: &str| {
+            account
+                .field_index(name)
+                .map_or(Value::Null, |i| rec.get(i).clone())
+        };
+        if value("IsPersonAccount") != Value::Bool(true) {
+            return Ok(());
+        }
+        let mut fields = Map::new();
+        for (from, to) in [
+            ("Salutation", "Salutation"),
+            ("FirstName", "FirstName"),
+            ("LastName", "LastName"),
+            ("PersonEmail", "Email"),
+            ("Phone", "Phone"),
+            ("PersonMobilePhone", "MobilePhone"),
+            ("PersonHomePhone", "HomePhone"),
+            ("PersonOtherPhone", "OtherPhone"),
+            ("OwnerId", "OwnerId"),
+        ] {
+            fields.insert(to.into(), value(from));
+        }
+        let existing = value("PersonContactId");
+        let system = WriteCtx {
+            system: true,
+            ..ctx.clone()
+        };
+        if let Some(contact_id) = existing.as_str().filter(|c| self.contacts.get(c).is_some()) {
+            let contact_id = contact_id.to_string();
+            return self.update("Contact", &contact_id, &fields, &system);
+        }
+        fields.insert("AccountId".into(), Value::String(id.to_string()));
+        fields.insert("IsPersonAccount".into(), Value::Bool(true));
+        let contact_id = self.insert("Contact", &fields, &system)?;
+        if let (Some(pos), Some(i)) = (
+            self.accounts.position(id),
+            account.field_index("PersonContactId"),
+        ) {
+            self.accounts.records[pos].values[i] = Value::String(contact_id);
+        }
+        Ok(())
     }
 
     /// Updates a record by id.
@@ -524,6 +655,10 @@ impl Org {
             rec.values[i] = Value::String(ctx.user_id.clone());
         }
         derive_fields(schema, &mut rec.values);
+        if schema.name == "Account" && self.person_accounts {
+            let id = id.to_string();
+            self.sync_person_contact(&id, ctx)?;
+        }
         Ok(())
     }
 }
@@ -541,10 +676,30 @@ fn valid_email(s: &str) -> bool {
     }
 }
 
-/// Computed fields: `Name` from first and last names, `IsClosed` of Tasks
-/// and Cases.
+/// A person's name from a write's `FirstName` and `LastName`.
+fn person_name(fields: &Map<String, Value>) -> String {
+    let part = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    format!("{} {}", part("FirstName"), part("LastName"))
+        .trim()
+        .to_string()
+}
+
+/// Computed fields: `Name` from first and last names (a person account's
+/// too), `IsClosed` of Tasks and Cases.
 fn derive_fields(schema: &ObjectSchema, values: &mut [Value]) {
-    if matches!(schema.name, "User" | "Contact" | "Lead")
+    let person_account = schema.name == "Account"
+        && schema
+            .field_index("IsPersonAccount")
+            .is_some_and(|i| values[i] == Value::Bool(true));
+    if (person_account || matches!(schema.name, "User" | "Contact" | "Lead"))
         && let (Some(n), Some(f), Some(l)) = (
             schema.field_index("Name"),
             schema.field_index("FirstName"),
@@ -755,6 +910,126 @@ mod tests {
             &ctx(),
         );
         assert_eq!(codes(bad), "INVALID_FIELD_FOR_INSERT_UPDATE");
+    }
+
+    #[test]
+    fn person_accounts_are_fields_only_in_an_org_with_them() {
+        let mut org = org_with_user();
+        let obj = |v: Value| v.as_object().cloned().unwrap();
+        let plain = org.insert(
+            "Account",
+            &obj(json!({"Name": "Pia", "LastName": "Person"})),
+            &ctx(),
+        );
+        assert_eq!(codes(plain), "INVALID_FIELD");
+        for q in [
+            "SELECT IsPersonAccount FROM Account",
+            "SELECT Id FROM Contact WHERE IsPersonAccount = true",
+        ] {
+            let e = crate::soql::compile(q, org.schemas()).unwrap_err();
+            assert_eq!(e.error_code, "INVALID_FIELD", "{q}");
+        }
+        let search = crate::sosl::parse(
+            r"FIND {\+14155550177} IN PHONE FIELDS RETURNING Account(Id, IsPersonAccount)",
+        )
+        .unwrap();
+        let e = crate::sosl::run(&search, &org, Instant::now())
+            .err()
+            .unwrap();
+        assert_eq!(e.error_code, "INVALID_FIELD");
+
+        let business = org
+            .insert(
+                "Account",
+                &obj(json!({"Name": "Globex", "Phone": "+1 415 555 0100"})),
+                &ctx(),
+            )
+            .unwrap();
+        org.set_person_accounts(true);
+        let a = org.accounts.schema;
+        let field =
+            |rec: &Record, s: &ObjectSchema, f: &str| rec.get(s.field_index(f).unwrap()).clone();
+        let globex = org.accounts.get(&business).unwrap();
+        assert_eq!(
+            field(globex, a, "Phone"),
+            "+1 415 555 0100",
+            "records keep their values"
+        );
+        assert_eq!(field(globex, a, "IsPersonAccount"), false);
+        assert!(field(globex, a, "PersonContactId").is_null());
+
+        let pia = org
+            .insert(
+                "Account",
+                &obj(json!({"FirstName": "Pia", "LastName": "Person",
+                            "PersonMobilePhone": "+1 (415) 555-0177"})),
+                &ctx(),
+            )
+            .unwrap();
+        let rec = org.accounts.get(&pia).unwrap();
+        assert_eq!(field(rec, a, "IsPersonAccount"), true);
+        assert_eq!(field(rec, a, "Name"), "Pia Person");
+        let person_contact = field(rec, a, "PersonContactId")
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(person_contact.starts_with("003"));
+        let c = org.contacts.schema;
+        let contact = org.contacts.get(&person_contact).unwrap();
+        assert_eq!(field(contact, c, "IsPersonAccount"), true);
+        assert_eq!(field(contact, c, "AccountId"), json!(pia));
+        assert_eq!(field(contact, c, "Name"), "Pia Person");
+        assert_eq!(field(contact, c, "MobilePhone"), "+1 (415) 555-0177");
+
+        // The search finds the account by its person phone (and the person
+        // contact by its mobile), and says which is a person.
+        let search = crate::sosl::parse(
+            r"FIND {\+14155550177} IN PHONE FIELDS RETURNING Contact(Id, IsPersonAccount), Account(Id, IsPersonAccount, PersonContactId)",
+        )
+        .unwrap();
+        let hits = crate::sosl::run(&search, &org, Instant::now()).unwrap();
+        let found: Vec<Vec<String>> = hits
+            .iter()
+            .map(|h| {
+                h.rows
+                    .iter()
+                    .map(|&r| h.table.records[r as usize].id().to_string())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(found, vec![vec![person_contact.clone()], vec![pia.clone()]]);
+
+        // A Task names the person contact as its WhoId, the account as its
+        // WhatId; the account itself is no WhoId.
+        let task = org.insert(
+            "Task",
+            &obj(json!({"WhoId": person_contact, "WhatId": pia})),
+            &ctx(),
+        );
+        assert!(task.is_ok(), "{task:?}");
+        let wrong = org.insert("Task", &obj(json!({"WhoId": pia})), &ctx());
+        assert_eq!(codes(wrong), "FIELD_INTEGRITY_EXCEPTION");
+
+        // The person contact follows the account.
+        org.update(
+            "Account",
+            &pia,
+            &obj(json!({"PersonHomePhone": "020 7946 0001", "FirstName": "Pina"})),
+            &ctx(),
+        )
+        .unwrap();
+        let contact = org.contacts.get(&person_contact).unwrap();
+        assert_eq!(field(contact, c, "HomePhone"), "020 7946 0001");
+        assert_eq!(field(contact, c, "Name"), "Pina Person");
+        assert_eq!(
+            field(org.accounts.get(&pia).unwrap(), a, "Name"),
+            "Pina Person"
+        );
+        assert_eq!(
+            org.contacts.records.len(),
+            1,
+            "one person contact, not one per write"
+        );
     }
 
     #[test]

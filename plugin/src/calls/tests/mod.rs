@@ -3,7 +3,8 @@
 //! escaping, the cache and bad numbers (`lookup`); pop-ups (`popup`); the
 //! Task's fields, the logging rules and owner, and exactly-once delivery
 //! through crashes, outages and races (`journal`); unknown callers
-//! (`unknown`); click-to-call (`dial`); after-call work, recording links
+//! (`unknown`); Person Accounts, in orgs with and without them
+//! (`person_accounts`); click-to-call (`dial`); after-call work, recording links
 //! and the Task fields reports use (`work`). The call settings' own test is here.
 
 mod choice;
@@ -11,6 +12,7 @@ mod dial;
 mod journal;
 mod lookup;
 mod outcome;
+mod person_accounts;
 mod popup;
 mod unknown;
 mod work;
