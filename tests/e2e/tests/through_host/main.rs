@@ -26,6 +26,7 @@ mod install;
 mod kv_store;
 mod network;
 mod outbound;
+mod person_accounts;
 mod plugin_versions;
 mod popups;
 mod portal_browser;
