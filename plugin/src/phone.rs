@@ -197,11 +197,27 @@ enum Read {
 
 /// Parses, checks and formats `clean` with `database`.
 fn read(database: &Database, id: Option<country::Id>, clean: &str) -> Read {
-    let number = match phonenumber::parse_with(database, id, clean) {
+    let mut number = match phonenumber::parse_with(database, id, clean) {
         Ok(number) => number,
         Err(e @ phonenumber::ParseError::InvalidCountryCode) => return Read::UnknownCode(e),
         Err(e) => return Read::Done(Err(BadNumber::Invalid(e.to_string()))),
     };
+    // The parser strips the default region's national prefix even from a
+    // number that carries another country's code ("1" for the US turned
+    // +44 161 496 0000 into +44 61 496 0000). A number with its plus that
+    // lost digits is read again without the region, and that reading wins
+    // when it keeps every digit. (A plus before an international prefix,
+    // "+00 …", still needs the region.)
+    if clean.starts_with('+') && id.is_some() {
+        let digits = |n: &PhoneNumber| format!("{}{}", n.code().value(), n.national());
+        let given: String = clean.chars().filter(char::is_ascii_digit).collect();
+        if digits(&number) != given
+            && let Ok(whole) = phonenumber::parse_with(database, None, clean)
+            && digits(&whole) == given
+        {
+            number = whole;
+        }
+    }
     Read::Done(checked(database, &number))
 }
 
@@ -306,7 +322,19 @@ mod tests {
     fn with_whole_database(input: &str, region: &str) -> Result<Normalized, BadNumber> {
         let (id, clean) = prepare(input, region)?;
         let invalid = |e: phonenumber::ParseError| BadNumber::Invalid(e.to_string());
-        let number = phonenumber::parse(id, &clean).map_err(invalid)?;
+        let mut number = phonenumber::parse(id, &clean).map_err(invalid)?;
+        // The same second reading as `read` (the region's national prefix
+        // stripped from another country's number).
+        if clean.starts_with('+') && id.is_some() {
+            let digits = |n: &PhoneNumber| format!("{}{}", n.code().value(), n.national());
+            let given: String = clean.chars().filter(char::is_ascii_digit).collect();
+            if digits(&number) != given
+                && let Ok(whole) = phonenumber::parse(None, &clean)
+                && digits(&whole) == given
+            {
+                number = whole;
+            }
+        }
         let code = number.code().value();
         let national = number.national().to_string();
         let e164_digits = code.to_string().len() + national.len();
@@ -444,6 +472,15 @@ mod tests {
         assert_eq!(ok("+44 20 7946 0958", "").international, "+44 20 7946 0958");
         assert_eq!(ok("030 1234567", "DE").e164, "+49301234567");
         assert_eq!(ok("06 12 34 56 78", "FR").e164, "+33612345678");
+        // The US national prefix ("1") is not stripped from another
+        // country's number that starts with 1 (Manchester's 161).
+        assert_eq!(ok("+441614960000", "US").e164, "+441614960000");
+        assert_eq!(ok("+44 161 496 0000", "CA").e164, "+441614960000");
+        assert_eq!(
+            ok("+7 1234 56 78 90", "US").e164,
+            ok("+7 1234 56 78 90", "").e164
+        );
+        assert_eq!(ok("+1 212 555 0100", "US").e164, "+12125550100");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod kv_store;
 mod network;
 mod outbound;
 mod person_accounts;
+mod phone_search;
 mod plugin_versions;
 mod popups;
 mod portal_browser;
