@@ -202,23 +202,35 @@ fn read(database: &Database, id: Option<country::Id>, clean: &str) -> Read {
         Err(e @ phonenumber::ParseError::InvalidCountryCode) => return Read::UnknownCode(e),
         Err(e) => return Read::Done(Err(BadNumber::Invalid(e.to_string()))),
     };
-    // The parser strips the default region's national prefix even from a
-    // number that carries another country's code ("1" for the US turned
-    // +44 161 496 0000 into +44 61 496 0000). A number with its plus that
-    // lost digits is read again without the region, and that reading wins
-    // when it keeps every digit. (A plus before an international prefix,
-    // "+00 …", still needs the region.)
-    if clean.starts_with('+') && id.is_some() {
-        let digits = |n: &PhoneNumber| format!("{}{}", n.code().value(), n.national());
-        let given: String = clean.chars().filter(char::is_ascii_digit).collect();
-        if digits(&number) != given
-            && let Ok(whole) = phonenumber::parse_with(database, None, clean)
-            && digits(&whole) == given
-        {
-            number = whole;
-        }
+    if let Some(whole) = read_again(&number, id, clean, |c| {
+        phonenumber::parse_with(database, None, c)
+    }) {
+        number = whole;
     }
     Read::Done(checked(database, &number))
+}
+
+/// The parser strips the default region's national prefix even from a
+/// number that carries another country's code ("1" for the US turned
+/// +44 161 496 0000 into +44 61 496 0000). A number with its plus that lost
+/// digits is read again without the region (`parse`), and that reading wins
+/// when it keeps every digit. (A plus before an international prefix,
+/// "+00 …", still needs the region.)
+fn read_again(
+    number: &PhoneNumber,
+    id: Option<country::Id>,
+    clean: &str,
+    parse: impl FnOnce(&str) -> Result<PhoneNumber, phonenumber::ParseError>,
+) -> Option<PhoneNumber> {
+    if !clean.starts_with('+') || id.is_none() {
+        return None;
+    }
+    let digits = |n: &PhoneNumber| format!("{}{}", n.code().value(), n.national());
+    let given: String = clean.chars().filter(char::is_ascii_digit).collect();
+    if digits(number) == given {
+        return None;
+    }
+    parse(clean).ok().filter(|whole| digits(whole) == given)
 }
 
 fn checked(database: &Database, number: &PhoneNumber) -> Result<Normalized, BadNumber> {
@@ -323,17 +335,9 @@ mod tests {
         let (id, clean) = prepare(input, region)?;
         let invalid = |e: phonenumber::ParseError| BadNumber::Invalid(e.to_string());
         let mut number = phonenumber::parse(id, &clean).map_err(invalid)?;
-        // The same second reading as `read` (the region's national prefix
-        // stripped from another country's number).
-        if clean.starts_with('+') && id.is_some() {
-            let digits = |n: &PhoneNumber| format!("{}{}", n.code().value(), n.national());
-            let given: String = clean.chars().filter(char::is_ascii_digit).collect();
-            if digits(&number) != given
-                && let Ok(whole) = phonenumber::parse(None, &clean)
-                && digits(&whole) == given
-            {
-                number = whole;
-            }
+        // The same second reading as `read`.
+        if let Some(whole) = read_again(&number, id, &clean, |c| phonenumber::parse(None, c)) {
+            number = whole;
         }
         let code = number.code().value();
         let national = number.national().to_string();

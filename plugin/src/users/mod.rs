@@ -230,6 +230,19 @@ pub struct LastSync {
     pub total: u32,
 }
 
+impl LastSync {
+    /// A sync (full or refresh) that ended at `at_ms` with `count` users.
+    pub fn finished(at_ms: u64, count: u32) -> Self {
+        Self {
+            ok: true,
+            at_ms,
+            message: None,
+            fetched: count,
+            total: count,
+        }
+    }
+}
+
 /// The key of chunk `page` of `sync`.
 pub fn page_key(sync: &str, page: u32) -> String {
     format!("{}{sync}/{page:05}", keys::USERS_SYNC_PREFIX)

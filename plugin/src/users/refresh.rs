@@ -195,13 +195,7 @@ impl<H: Host> Users<'_, H> {
             high_water_ms: high,
             ..index.clone()
         };
-        let done = LastSync {
-            ok: true,
-            at_ms: now,
-            message: None,
-            fetched: count,
-            total: count,
-        };
+        let done = LastSync::finished(now, count);
         batch = batch
             .set(keys::USERS_INDEX, &next)?
             .set(keys::USERS_LAST_SYNC, &done)?;

@@ -338,13 +338,7 @@ impl<H: Host> Users<'_, H> {
             high_water_ms: state.high,
             full_at_ms: Some(now),
         };
-        let done = LastSync {
-            ok: true,
-            at_ms: now,
-            message: None,
-            fetched: count,
-            total: count,
-        };
+        let done = LastSync::finished(now, count);
         batch = batch
             .set(keys::USERS_INDEX, &index)?
             .set(keys::USERS_LAST_SYNC, &done)?;
