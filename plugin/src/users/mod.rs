@@ -36,8 +36,14 @@
 //! - `users/sync/<sync>/ids-<page>`: the ids of that chunk in the id map's
 //!   form, written with it, so the last step builds the id map without
 //!   reading any chunk; folded into the id map and deleted by the swap.
-//! - `users/sync/<sync>/ids`: a JSON string `",<id>:<page>,<id>:<page>,"`
-//!   naming the chunk of every user, so a lookup by id reads one chunk.
+//! - `users/sync/<sync>/ids/<shard>` (`0000`, `0001`, ...): the id map, a
+//!   JSON string `",<id>:<page>,<id>:<page>,"` naming the chunk of every
+//!   user, so a lookup by id reads one chunk. It is cut into shards of
+//!   about [`IDS_PER_SHARD`] users by a hash of the id ([`id_shard`]), so a
+//!   lookup or a refresh reads and writes only the shards of its ids. The
+//!   index says how many shards; a list stored before the map was sharded
+//!   has one map under `users/sync/<sync>/ids`, which lookups and refreshes
+//!   still read.
 //! - `users/index` ([`UsersIndex`]): which sync is the current list.
 //! - `users/last-sync` ([`LastSync`]): how the last sync ended, for the
 //!   status.
@@ -49,7 +55,7 @@
 //! then the previous list stays in use, whatever happens to the sync.
 //! Staging areas nobody finished are deleted after [`STAGING_TTL_MS`].
 //!
-//! Sizes: 50,000 users are 25 chunks plus 2 keys (plus an id list per
+//! Sizes: 50,000 users are 100 chunks, 50 id-map shards and 2 keys (plus an id list per
 //! chunk while staging), twice that while a sync runs: far inside the
 //! default quota of 10,000 keys and 64 MiB.
 
@@ -101,6 +107,12 @@ pub const REFRESH_OVERLAP_MS: u64 = 5 * 60 * 1000;
 /// Most changed users a refresh applies (one page of the changes query);
 /// more changes than this make a full sync.
 pub const REFRESH_MAX_CHANGES: usize = 2_000;
+/// Users per shard of the id map: a lookup by id, or a refresh, reads
+/// only the shards of the ids it needs (about 24 KB each) instead of one
+/// map of every user (1 MB for 50,000).
+pub const IDS_PER_SHARD: u32 = 1_000;
+/// Most shards of one id map.
+const MAX_ID_SHARDS: u32 = 1_024;
 /// Most chunks one sync may write (4,000 chunks of 500 are 2 million
 /// users: past that something is wrong).
 const MAX_CHUNKS: u32 = 4_000;
@@ -212,6 +224,21 @@ pub struct UsersIndex {
     /// When the last full sync finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_at_ms: Option<u64>,
+    /// How many shards the id map has (`users/sync/<sync>/ids/<shard>`).
+    /// `None`: a list stored before the map was sharded, whose map is the
+    /// single key `users/sync/<sync>/ids`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_shards: Option<u32>,
+}
+
+impl UsersIndex {
+    /// The key of the id map's shard that holds (or would hold) `id`.
+    pub fn id_map_key(&self, id: &str) -> String {
+        match self.id_shards {
+            Some(shards) => id_shard_key(&self.sync_id, id_shard(id, shards)),
+            None => ids_key(&self.sync_id),
+        }
+    }
 }
 
 /// How the last sync ended; stored under `users/last-sync`.
@@ -253,9 +280,68 @@ pub fn ids_part_key(sync: &str, page: u32) -> String {
     format!("{}{sync}/ids-{page:05}", keys::USERS_SYNC_PREFIX)
 }
 
-/// The key of the id map of `sync`.
+/// The key of the single id map of `sync`, as lists stored before the map
+/// was sharded have it.
 pub fn ids_key(sync: &str) -> String {
     format!("{}{sync}/ids", keys::USERS_SYNC_PREFIX)
+}
+
+/// The key of shard `shard` of the id map of `sync`.
+pub fn id_shard_key(sync: &str, shard: u32) -> String {
+    format!("{}{sync}/ids/{shard:04}", keys::USERS_SYNC_PREFIX)
+}
+
+/// How many shards the id map of a list of `count` users gets.
+pub fn id_shards_for(count: u32) -> u32 {
+    (count / IDS_PER_SHARD).clamp(1, MAX_ID_SHARDS)
+}
+
+/// Which of `shards` shards holds `id`: FNV-1a, stable across builds and
+/// platforms (std's hasher is neither), and even over Salesforce's ids,
+/// whose characters are base-62 digits.
+pub fn id_shard(id: &str, shards: u32) -> u32 {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % shards.max(1)
+}
+
+/// The id map's `shards` shards made of chunks' id lists (`<id>:<page>,`
+/// per user), each in the map's form `,<id>:<page>,...`.
+fn shard_id_map(lists: &[String], shards: u32) -> Vec<String> {
+    let total: usize = lists.iter().map(String::len).sum();
+    let even = total / shards.max(1) as usize;
+    let each = even + even / 4 + 64;
+    let mut out: Vec<String> = (0..shards.max(1))
+        .map(|_| {
+            let mut map = String::with_capacity(each);
+            map.push(',');
+            map
+        })
+        .collect();
+    for entry in lists.iter().flat_map(|l| l.split(',')) {
+        let Some((id, _page)) = entry.split_once(':') else {
+            continue;
+        };
+        let map = &mut out[id_shard(id, shards) as usize];
+        map.push_str(entry);
+        map.push(',');
+    }
+    out
+}
+
+/// Where `id`'s entry is in an id map (`,<id>:<page>,`): the byte range of
+/// `<id>:<page>,` and the page. `Err` when the entry is damaged.
+fn locate(map: &str, id: &str) -> Result<Option<(std::ops::Range<usize>, u32)>, ()> {
+    let needle = format!(",{id}:");
+    let Some(at) = map.find(&needle) else {
+        return Ok(None);
+    };
+    let start = at + 1;
+    let digits_at = at + needle.len();
+    let len = map[digits_at..].find(',').ok_or(())?;
+    let page = map[digits_at..digits_at + len].parse().map_err(|_| ())?;
+    Ok(Some((start..digits_at + len + 1, page)))
 }
 
 /// The prefix of every key of `sync`.
@@ -349,23 +435,14 @@ impl<'h, H: Host> Users<'h, H> {
         let Some(index) = self.index()? else {
             return Ok(None);
         };
-        let Some(ids) = self.store().get::<String>(&ids_key(&index.sync_id))? else {
-            return Err(store::unreadable(
-                &ids_key(&index.sync_id),
-                "the user list's id map is missing",
-            ));
+        let key = index.id_map_key(id);
+        let Some(map) = self.store().get::<String>(&key)? else {
+            return Err(store::unreadable(&key, "the user list's id map is missing"));
         };
-        let needle = format!(",{id}:");
-        let Some(at) = ids.find(&needle) else {
-            return Ok(None);
-        };
-        let rest = &ids[at + needle.len()..];
-        let digits = rest.split(',').next().unwrap_or_default();
-        let Ok(page) = digits.parse::<u32>() else {
-            return Err(store::unreadable(
-                &ids_key(&index.sync_id),
-                "the user list's id map is damaged",
-            ));
+        let page = match locate(&map, id) {
+            Ok(Some((_, page))) => page,
+            Ok(None) => return Ok(None),
+            Err(()) => return Err(store::unreadable(&key, "the user list's id map is damaged")),
         };
         Ok(self
             .chunk(&index.sync_id, page)?

@@ -4,13 +4,13 @@
 //! that makes the stored list unusable for editing, or too many changes,
 //! answers "do a full sync" instead of an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::chunks::{SfUser, parse_page};
 use super::sync::{Step, query_page};
 use super::{
     CHUNK_TARGET, FULL_SYNC_EVERY_MS, LastSync, REFRESH_MAX_CHANGES, REFRESH_OVERLAP_MS,
-    UserRecord, Users, UsersIndex, ids_key, page_key,
+    UserRecord, Users, UsersIndex, locate, page_key,
 };
 use crate::bindings::exports::pbx::crm::integration::SyncProgress;
 use crate::bindings::pbx::crm::log::Level;
@@ -21,20 +21,6 @@ use crate::salesforce::ids;
 use crate::salesforce::query::{query_path, users_changed_soql};
 use crate::settings::UserTypes;
 use crate::store::{self, Batch, keys};
-
-/// Where a user's entry is in the id map (`,<id>:<page>,`): the byte range
-/// of `<id>:<page>,` and the page.
-fn locate(map: &str, id: &str) -> Result<Option<(std::ops::Range<usize>, u32)>, ()> {
-    let needle = format!(",{id}:");
-    let Some(at) = map.find(&needle) else {
-        return Ok(None);
-    };
-    let start = at + 1;
-    let digits_at = at + needle.len();
-    let len = map[digits_at..].find(',').ok_or(())?;
-    let page = map[digits_at..digits_at + len].parse().map_err(|_| ())?;
-    Ok(Some((start..digits_at + len + 1, page)))
-}
 
 /// What a refresh did, for the log.
 #[derive(Default)]
@@ -118,15 +104,14 @@ impl<H: Host> Users<'_, H> {
     ) -> Result<SyncProgress, PluginError> {
         let store = self.store();
         let sync = index.sync_id.as_str();
-        let map_key = ids_key(sync);
-        let mut map: String = store
-            .get(&map_key)?
-            .ok_or_else(|| store::unreadable(&map_key, "the user list's id map is missing"))?;
-        let damaged = || store::unreadable(&map_key, "the user list's id map is damaged");
+        // The id map's shards this refresh reads, by key; those whose
+        // entries changed (users came or went) are written back.
+        let mut maps: BTreeMap<String, String> = BTreeMap::new();
+        let mut dirty_maps: BTreeSet<String> = BTreeSet::new();
         let mut chunks: BTreeMap<u32, Vec<UserRecord>> = BTreeMap::new();
         // Chunks whose content changed: the refresh's overlap re-reads users
         // already applied, and an unchanged chunk is not written again.
-        let mut dirty: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
+        let mut dirty: BTreeSet<u32> = BTreeSet::new();
         let mut pages = index.pages.max(1);
         let mut count = index.count;
         let mut high = index.high_water_ms;
@@ -139,7 +124,10 @@ impl<H: Host> Users<'_, H> {
                 continue;
             };
             let keep = user.is_active() && types.includes(user.user_type());
-            match locate(&map, &id).map_err(|()| damaged())? {
+            let map_key = index.id_map_key(&id);
+            let map = self.id_map(&mut maps, &map_key)?;
+            let damaged = || store::unreadable(&map_key, "the user list's id map is damaged");
+            match locate(map, &id).map_err(|()| damaged())? {
                 Some((range, page)) => {
                     let chunk = self.edited(&mut chunks, sync, page)?;
                     let Some(at) = chunk.iter().position(|u| u.id == id) else {
@@ -157,6 +145,7 @@ impl<H: Host> Users<'_, H> {
                         chunk.remove(at);
                         dirty.insert(page);
                         map.replace_range(range, "");
+                        dirty_maps.insert(map_key);
                         count = count.saturating_sub(1);
                         tally.removed += 1;
                     }
@@ -171,6 +160,7 @@ impl<H: Host> Users<'_, H> {
                     let mut record = user.record()?;
                     record.id = id;
                     map.push_str(&format!("{}:{page},", record.id));
+                    dirty_maps.insert(map_key);
                     self.edited(&mut chunks, sync, page)?.push(record);
                     dirty.insert(page);
                     count = count.saturating_add(1);
@@ -184,9 +174,11 @@ impl<H: Host> Users<'_, H> {
         for (page, chunk) in chunks.iter().filter(|(page, _)| dirty.contains(page)) {
             batch = batch.set(&page_key(sync, *page), chunk)?;
         }
-        // The id map changes only when users came or went.
-        if tally.added > 0 || tally.removed > 0 {
-            batch = batch.set(&map_key, &map)?;
+        // The id map changes only where users came or went.
+        for key in &dirty_maps {
+            if let Some(map) = maps.get(key) {
+                batch = batch.set(key, map)?;
+            }
         }
         let next = UsersIndex {
             pages,
@@ -226,6 +218,23 @@ impl<H: Host> Users<'_, H> {
         })
     }
 
+    /// The id map's shard under `key` for editing, read once.
+    fn id_map<'m>(
+        &self,
+        maps: &'m mut BTreeMap<String, String>,
+        key: &str,
+    ) -> Result<&'m mut String, PluginError> {
+        if !maps.contains_key(key) {
+            let map: String = self
+                .store()
+                .get(key)?
+                .ok_or_else(|| store::unreadable(key, "the user list's id map is missing"))?;
+            maps.insert(key.to_string(), map);
+        }
+        maps.get_mut(key)
+            .ok_or_else(|| store::unreadable(key, "the user list's id map is missing"))
+    }
+
     /// Chunk `page` of `sync` for editing, read once.
     fn edited<'c>(
         &self,
@@ -237,21 +246,5 @@ impl<H: Host> Users<'_, H> {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => e.insert(self.chunk(sync, page)?),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn id_map_entries_are_found_with_their_page() {
-        let map = ",005A:0,005B:12,005AB:3,";
-        assert_eq!(locate(map, "005B"), Ok(Some((8..16, 12))));
-        assert_eq!(locate(map, "005A"), Ok(Some((1..8, 0))));
-        assert_eq!(locate(map, "005AB"), Ok(Some((16..24, 3))));
-        assert_eq!(locate(map, "005C"), Ok(None));
-        assert_eq!(locate(",005A:x,", "005A"), Err(()));
-        assert_eq!(locate(",005A:1", "005A"), Err(()));
     }
 }

@@ -9,7 +9,8 @@ use super::chunks::{ChunkIds, Part, PartWriter, parse_page};
 use super::cursor::{Cursor, new_sync_id, sync_started_ms};
 use super::{
     CHUNK_TARGET, LastSync, MAX_CHUNKS, MAX_PAGES_PER_STEP, STAGING_TTL_MS, STEP_BUDGET_MS,
-    STEP_MAX_BYTES, Users, UsersIndex, ids_key, ids_part_key, page_key, sync_prefix, thousands,
+    STEP_MAX_BYTES, Users, UsersIndex, id_shard_key, id_shards_for, ids_part_key, page_key,
+    shard_id_map, sync_prefix, thousands,
 };
 use crate::bindings::exports::pbx::crm::integration::SyncProgress;
 use crate::bindings::pbx::crm::http_fetch::Method;
@@ -293,9 +294,9 @@ impl<H: Host> Users<'_, H> {
     fn finish(&self, state: &Step, parts: Vec<Part>) -> Result<SyncProgress, PluginError> {
         let store = self.store();
         let mut batch = Batch::new();
-        let mut ids =
-            String::with_capacity((state.fetched as usize + parts.len() * CHUNK_TARGET) * 24 + 1);
-        ids.push(',');
+        // The id lists of every chunk, in order, then cut into the map's
+        // shards once the count is known.
+        let mut lists: Vec<String> = Vec::with_capacity(state.pages as usize + parts.len());
         let mut count: u32 = 0;
         for page in 0..state.pages {
             let key = ids_part_key(&state.sync, page);
@@ -313,7 +314,7 @@ impl<H: Host> Users<'_, H> {
                 let e = store::unreadable(&key, "a staged part of the user list is damaged");
                 return Err(self.failed(state, e));
             };
-            ids.push_str(&part.ids);
+            lists.push(part.ids);
             count = count.saturating_add(part.count);
             // Guarded by the id lists it folds: if this sync's staging area
             // was pruned meanwhile, it must not become the list.
@@ -321,12 +322,15 @@ impl<H: Host> Users<'_, H> {
         }
         let pages = state.pages + parts.len() as u32;
         for part in parts {
-            ids.push_str(&part.ids.ids);
+            lists.push(part.ids.ids);
             count = count.saturating_add(part.ids.count);
             batch = batch.set_raw(&page_key(&state.sync, part.page), part.json);
         }
-        batch = batch.set(&ids_key(&state.sync), &ids)?;
-        drop(ids);
+        let id_shards = id_shards_for(count);
+        for (shard, map) in shard_id_map(&lists, id_shards).iter().enumerate() {
+            batch = batch.set(&id_shard_key(&state.sync, shard as u32), map)?;
+        }
+        drop(lists);
 
         let now = self.host.now_ms();
         let index = UsersIndex {
@@ -337,6 +341,7 @@ impl<H: Host> Users<'_, H> {
             user_types: Some(state.types),
             high_water_ms: state.high,
             full_at_ms: Some(now),
+            id_shards: Some(id_shards),
         };
         let done = LastSync::finished(now, count);
         batch = batch

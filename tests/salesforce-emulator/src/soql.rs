@@ -595,6 +595,10 @@ pub enum Filter {
         ftype: FieldType,
         op: &'static str,
         value: Val,
+        /// A date-time value as the emulator writes date-times: records
+        /// holding that form compare as text, without parsing each (a
+        /// `SystemModstamp >` query scans every user).
+        canonical: Option<String>,
     },
     In {
         fi: usize,
@@ -737,11 +741,17 @@ pub fn bind(schema: &ObjectSchema, cond: &Cond) -> Result<Filter, ApiError> {
                     ),
                 ));
             }
+            let value = bind_value(schema, fi, value)?;
+            let canonical = match (ftype, &value) {
+                (FieldType::DateTime, Val::Time(ms)) => Some(time::format_datetime(*ms)),
+                _ => None,
+            };
             Filter::Cmp {
                 fi,
                 ftype,
                 op,
-                value: bind_value(schema, fi, value)?,
+                value,
+                canonical,
             }
         }
         Cond::In {
@@ -866,13 +876,19 @@ impl Filter {
                 ftype,
                 op,
                 value,
+                canonical,
             } => {
                 let v = r.get(*fi);
                 match *op {
                     "=" => eq_val(v, *ftype, value),
                     "!=" => !eq_val(v, *ftype, value),
                     _ => {
-                        let ord = cmp_vals(&field_val(v, *ftype), value);
+                        let ord = match (canonical, v.as_str()) {
+                            (Some(want), Some(have)) if time::is_canonical(have) => {
+                                Some(have.cmp(want.as_str()))
+                            }
+                            _ => cmp_vals(&field_val(v, *ftype), value),
+                        };
                         match *op {
                             "<" => ord == Some(Ordering::Less),
                             "<=" => matches!(ord, Some(Ordering::Less | Ordering::Equal)),

@@ -48,6 +48,21 @@ pub fn format_datetime(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}+0000")
 }
 
+/// Whether `s` has [`format_datetime`]'s form: such date-times order as
+/// text exactly as in time (fixed widths, one offset).
+pub fn is_canonical(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 28
+        && s.ends_with("+0000")
+        && b[..23].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            _ => c.is_ascii_digit(),
+        })
+}
+
 /// Formats epoch milliseconds as a date (`YYYY-MM-DD`).
 pub fn format_date(ms: i64) -> String {
     let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
@@ -91,14 +106,14 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     }
     let mut rest = &t[8..];
     let mut millis = 0;
+    // Without allocating: a query's filter parses this for every record.
     if let Some(frac) = rest.strip_prefix('.') {
         let n = frac.bytes().take_while(u8::is_ascii_digit).count();
         if n == 0 {
             return None;
         }
-        let digits = &frac[..n];
-        let padded = format!("{:0<3}", &digits[..n.min(3)]);
-        millis = num(&padded)?;
+        let kept = n.min(3);
+        millis = num(&frac[..kept])? * 10_i64.pow(3 - kept as u32);
         rest = &frac[n..];
     }
     let offset_ms = match rest {
@@ -109,11 +124,12 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
                 Some(b'-') => -1,
                 _ => return None,
             };
-            let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
-            if digits.len() != 4 {
-                return None;
-            }
-            sign * (num(&digits[..2])? * 3_600_000 + num(&digits[2..])? * 60_000)
+            let (hh, mm) = match rest.len() {
+                5 => (&rest[1..3], &rest[3..5]),
+                6 if rest.as_bytes()[3] == b':' => (&rest[1..3], &rest[4..6]),
+                _ => return None,
+            };
+            sign * (num(hh)? * 3_600_000 + num(mm)? * 60_000)
         }
     };
     Some(date + h * 3_600_000 + mi * 60_000 + se * 1000 + millis - offset_ms)
@@ -130,6 +146,10 @@ mod tests {
         assert_eq!(parse_datetime("2025-03-01T12:34:56.789+0000"), Some(ms));
         assert_eq!(parse_datetime("2025-03-01T14:34:56.789+02:00"), Some(ms));
         assert_eq!(format_date(ms), "2025-03-01");
+        assert_eq!(parse_datetime("2025-03-01T07:34:56.789-0500"), Some(ms));
+        assert_eq!(parse_datetime("2025-03-01T12:34:56.7891234Z"), Some(ms));
+        assert_eq!(parse_datetime("2025-03-01T12:34:56.7Z"), Some(ms - 89));
+        assert_eq!(parse_datetime("2025-03-01T12:34:56Z"), Some(ms - 789));
         assert_eq!(parse_date("1970-01-02"), Some(86_400_000));
         assert_eq!(
             parse_datetime("2024-02-29T00:00:00Z")
@@ -140,6 +160,32 @@ mod tests {
     }
 
     #[test]
+    fn canonical_date_times_order_as_text_as_in_time() {
+        let times = [
+            0,
+            999,
+            1_000,
+            86_399_999,
+            1_700_000_000_000,
+            1_700_000_000_001,
+        ];
+        for pair in times.windows(2) {
+            let (a, b) = (format_datetime(pair[0]), format_datetime(pair[1]));
+            assert!(is_canonical(&a) && is_canonical(&b), "{a} {b}");
+            assert!(a < b, "{a} {b}");
+        }
+        for other in [
+            "2025-03-01T12:34:56.789Z",
+            "2025-03-01T12:34:56.789+0100",
+            "2025-03-01T12:34:56+0000",
+            "2025-03-01 12:34:56.789+0000",
+            "2025-03-0xT12:34:56.789+0000",
+        ] {
+            assert!(!is_canonical(other), "{other}");
+        }
+    }
+
+    #[test]
     fn rejects_garbage() {
         for bad in [
             "",
@@ -147,6 +193,10 @@ mod tests {
             "2025-01-01T25:00:00Z",
             "2025-01-01T00:00:00",
             "x025-01-01T00:00:00Z",
+            "2025-01-01T00:00:00.Z",
+            "2025-01-01T00:00:00+02",
+            "2025-01-01T00:00:00+02-00",
+            "2025-01-01T00:00:00+0a00",
         ] {
             assert!(
                 parse_datetime(bad).is_none() && (bad.len() != 10 || parse_date(bad).is_none()),

@@ -164,3 +164,53 @@ fn thousands_are_grouped() {
     assert_eq!(thousands(50_000), "50,000");
     assert_eq!(thousands(1_234_567), "1,234,567");
 }
+
+#[test]
+fn id_map_entries_are_found_with_their_page() {
+    let map = ",005A:0,005B:12,005AB:3,";
+    assert_eq!(locate(map, "005B"), Ok(Some((8..16, 12))));
+    assert_eq!(locate(map, "005A"), Ok(Some((1..8, 0))));
+    assert_eq!(locate(map, "005AB"), Ok(Some((16..24, 3))));
+    assert_eq!(locate(map, "005C"), Ok(None));
+    assert_eq!(locate(",005A:x,", "005A"), Err(()));
+    assert_eq!(locate(",005A:1", "005A"), Err(()));
+}
+
+#[test]
+fn the_id_map_is_cut_into_even_shards_each_entry_where_its_hash_says() {
+    const N: usize = 50_000;
+    let shards = id_shards_for(N as u32);
+    assert_eq!(shards, 50);
+    assert_eq!((id_shards_for(0), id_shards_for(999)), (1, 1));
+    assert_eq!(id_shards_for(u32::MAX), 1_024);
+    // Chunks' id lists as a sync stages them: 500 users a chunk.
+    let lists: Vec<String> = (0..N / 500)
+        .map(|page| {
+            (page * 500..(page + 1) * 500)
+                .map(|i| format!("{}:{page},", crate::testing::sf_user_id(i)))
+                .collect()
+        })
+        .collect();
+    let maps = shard_id_map(&lists, shards);
+    assert_eq!(maps.len(), shards as usize);
+    let mut seen = 0;
+    for (shard, map) in maps.iter().enumerate() {
+        let entries: Vec<&str> = map.split(',').filter(|e| !e.is_empty()).collect();
+        // Even within a fifth of 1,000 each.
+        assert!(
+            (800..=1_200).contains(&entries.len()),
+            "shard {shard}: {}",
+            entries.len()
+        );
+        for entry in entries {
+            let Some((id, page)) = entry.split_once(':') else {
+                panic!("{entry}");
+            };
+            assert_eq!(id_shard(id, shards), shard as u32, "{id}");
+            let found = locate(map, id).map(|f| f.map(|(_, p)| p.to_string()));
+            assert_eq!(found, Ok(Some(page.to_string())), "{id}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, N);
+}

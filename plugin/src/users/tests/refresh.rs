@@ -11,7 +11,7 @@ use crate::plugin::Plugin;
 use crate::settings::{USER_TYPES, UserTypes};
 use crate::testing::{NOW, input, sf_user, sf_user_id};
 use crate::time;
-use crate::users::{FULL_SYNC_EVERY_MS, Users};
+use crate::users::{FULL_SYNC_EVERY_MS, Users, id_shard_key, ids_key, page_key};
 
 const DAY: u64 = 86_400_000;
 
@@ -71,9 +71,26 @@ fn a_refresh_reads_the_changes_in_one_request_and_applies_each() {
     host.clear_requests();
     let pages = sf.user_pages();
 
+    let batches = host.batches().len();
     let steps = sync(&host);
     assert_eq!(steps.len(), 1, "one step");
     assert_eq!((steps[0].fetched, steps[0].total), (2_499, 2_499));
+    // One batch: the chunks of the changed users (the first) and of the
+    // newcomer (a new sixth), and only the id map's shards where users
+    // left or came.
+    let mut written = host.batches()[batches..].concat();
+    written.sort();
+    let mut expected = vec![
+        page_key(&before.sync_id, 0),
+        page_key(&before.sync_id, 5),
+        keys::USERS_INDEX.to_string(),
+        keys::USERS_LAST_SYNC.to_string(),
+    ];
+    expected.extend([2, 3, 9_999].map(|i| before.id_map_key(&sf_user_id(i))));
+    expected.sort();
+    expected.dedup();
+    assert_eq!(written, expected);
+    assert_eq!(before.id_shards, Some(2));
     assert_eq!(sf.user_pages() - pages, 1, "one query");
     assert_eq!(host.requests().len(), 1, "one request");
     let after = index(&host);
@@ -172,4 +189,48 @@ fn users_without_a_modstamp_are_always_synced_in_full() {
     host.advance_ms(1_000);
     sync(&host);
     assert_ne!(index(&host).sync_id, first.sync_id);
+}
+
+#[test]
+fn a_list_stored_with_one_id_map_is_still_read_and_refreshed() {
+    // A list as plugin versions before the sharded map stored it: one map
+    // under `ids` and no shard count in the index.
+    let (host, sf, mut org) = synced(2_500);
+    let sharded = index(&host);
+    let store = Store::new(&host);
+    let mut map = String::from(",");
+    for shard in 0..sharded.id_shards.unwrap_or(0) {
+        let key = id_shard_key(&sharded.sync_id, shard);
+        let part: Option<String> = store.get(&key).ok().flatten();
+        map.push_str(part.as_deref().unwrap_or_default().trim_start_matches(','));
+        assert!(store.delete(&key).is_ok());
+    }
+    let legacy = UsersIndex {
+        id_shards: None,
+        ..sharded.clone()
+    };
+    assert!(store.put(&ids_key(&legacy.sync_id), &map).is_ok());
+    assert!(store.put(keys::USERS_INDEX, &legacy).is_ok());
+
+    let users = Users::new(&host);
+    let found = |i: usize| users.find(&sf_user_id(i)).ok().flatten();
+    assert_eq!(found(7).map(|u| u.name), Some("User 00007".into()));
+
+    host.advance_ms(60_000);
+    org[7]["IsActive"] = json!(false);
+    org[7]["SystemModstamp"] = json!(time::datetime(NOW + 60_000));
+    sf.set_users(org);
+    let pages = sf.user_pages();
+    sync(&host);
+    assert_eq!(sf.user_pages() - pages, 1, "a refresh, not a full sync");
+    let after = index(&host);
+    assert_eq!(
+        (after.sync_id.as_str(), after.id_shards),
+        (legacy.sync_id.as_str(), None)
+    );
+    assert_eq!(after.count, 2_499);
+    assert!(found(7).is_none(), "deactivated");
+    let map: Option<String> = store.get(&ids_key(&legacy.sync_id)).ok().flatten();
+    assert!(!map.unwrap_or_default().contains(&sf_user_id(7)));
+    assert_eq!(found(8).map(|u| u.name), Some("User 00008".into()));
 }

@@ -81,21 +81,25 @@ fn a_sync_pages_through_salesforce_and_swaps_the_list_in_at_the_end() {
     // staged id lists.
     let batches = sync_batches(&host);
     let sync_id = idx.sync_id.clone();
-    let id_map = crate::users::ids_key(&sync_id);
+    assert_eq!(idx.id_shards, Some(5));
+    let id_map: Vec<String> = (0..5)
+        .map(|s| crate::users::id_shard_key(&sync_id, s))
+        .collect();
     let staged = |pages: std::ops::Range<u32>| -> Vec<String> {
         pages
             .flat_map(|p| [ids_part_key(&sync_id, p), page_key(&sync_id, p)])
             .collect()
     };
     let mut last: Vec<String> = (0..8).map(|p| ids_part_key(&sync_id, p)).collect();
-    last.extend([page_key(&sync_id, 8), page_key(&sync_id, 9), id_map.clone()]);
+    last.extend([page_key(&sync_id, 8), page_key(&sync_id, 9)]);
+    last.extend(id_map.iter().cloned());
     last.extend([
         keys::USERS_INDEX.to_string(),
         keys::USERS_LAST_SYNC.to_string(),
     ]);
     assert_eq!(batches, [staged(0..4), staged(4..8), last]);
     let mut current: Vec<String> = (0..10).map(|p| page_key(&sync_id, p)).collect();
-    current.push(id_map);
+    current.extend(id_map);
     assert_eq!(sync_keys(&host), current);
 
     let list = entries(&host);
@@ -244,8 +248,9 @@ fn a_new_sync_replaces_the_previous_list_and_deletes_it() {
         "{keys:?}"
     );
     let user_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("users/")).collect();
-    // Five chunks, the id map, the index, the last sync (no staged id lists).
-    assert_eq!(user_keys.len(), 8, "{user_keys:?}");
+    // Five chunks, the id map's two shards, the index, the last sync (no
+    // staged id lists).
+    assert_eq!(user_keys.len(), 9, "{user_keys:?}");
 }
 
 #[test]
@@ -301,7 +306,10 @@ fn two_interleaved_syncs_leave_one_list_and_no_leftovers() {
         .into_iter()
         .filter(|k| k.starts_with(keys::USERS_SYNC_PREFIX))
         .count();
-    assert_eq!(chunks, 7, "six chunks and the id map of the current list");
+    assert_eq!(
+        chunks, 9,
+        "six chunks and the id map's three shards of the current list"
+    );
     assert_eq!(entries(&host).len(), 3_000);
 }
 
@@ -400,20 +408,26 @@ fn fifty_thousand_users_sync_in_chunks_within_the_quota() {
         .map(|k| host.kv_text(k).map_or(0, |v| v.len()))
         .sum();
     let chunk = host.kv_text(&page_key(&idx.sync_id, 0)).unwrap_or_default();
-    let ids = host
-        .kv_text(&crate::users::ids_key(&idx.sync_id))
-        .unwrap_or_default();
+    let shards = idx.id_shards.unwrap_or(0);
+    let ids: usize = (0..shards)
+        .map(|s| {
+            host.kv_text(&crate::users::id_shard_key(&idx.sync_id, s))
+                .map_or(0, |v| v.len())
+        })
+        .sum();
     println!(
-        "50,000 users: {} keys, {} bytes in all; a 500-user chunk is {} bytes ({} per user); the id map {} bytes; sync took {:.2} s ({} build, fake Salesforce)",
+        "50,000 users: {} keys, {} bytes in all; a 500-user chunk is {} bytes ({} per user); the id map {} bytes in {shards} shards; sync took {:.2} s ({} build, fake Salesforce)",
         keys.len(),
         dump_bytes,
         chunk.len(),
         chunk.len() / 500,
-        ids.len(),
+        ids,
         sync_took.as_secs_f64(),
         BUILD
     );
-    assert!(keys.len() < 120, "{} keys", keys.len());
+    // 100 chunks, 50 id-map shards, the index and the plugin's own keys.
+    assert!(keys.len() < 170, "{} keys", keys.len());
+    assert!(ids < 30 * N, "the id map is {ids} bytes");
     assert!(
         chunk.len() < 16 * 1024 * 1024 / 8,
         "a chunk is {} bytes",
