@@ -6,11 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
 use super::chunks::{SfUser, parse_page};
 use super::sync::{Step, query_page};
 use super::{
-    CHUNK_TARGET, FULL_SYNC_EVERY_MS, LastSync, REFRESH_MAX_CHANGES, REFRESH_OVERLAP_MS,
-    UserRecord, Users, UsersIndex, locate, page_key,
+    CHUNK_TARGET, FULL_SYNC_EVERY_MS, LastSync, REFRESH_MAX_CHANGES, REFRESH_OVERLAP_MS, Users,
+    UsersIndex, locate, page_key,
 };
 use crate::bindings::exports::pbx::crm::integration::SyncProgress;
 use crate::bindings::pbx::crm::log::Level;
@@ -108,7 +111,7 @@ impl<H: Host> Users<'_, H> {
         // entries changed (users came or went) are written back.
         let mut maps: BTreeMap<String, String> = BTreeMap::new();
         let mut dirty_maps: BTreeSet<String> = BTreeSet::new();
-        let mut chunks: BTreeMap<u32, Vec<UserRecord>> = BTreeMap::new();
+        let mut chunks: BTreeMap<u32, RawChunk> = BTreeMap::new();
         // Chunks whose content changed: the refresh's overlap re-reads users
         // already applied, and an unchanged chunk is not written again.
         let mut dirty: BTreeSet<u32> = BTreeSet::new();
@@ -130,19 +133,18 @@ impl<H: Host> Users<'_, H> {
             match locate(map, &id).map_err(|()| damaged())? {
                 Some((range, page)) => {
                     let chunk = self.edited(&mut chunks, sync, page)?;
-                    let Some(at) = chunk.iter().position(|u| u.id == id) else {
+                    let Some(at) = chunk.position(&id) else {
                         return Err(damaged());
                     };
                     if keep {
-                        let mut record = user.record()?;
-                        record.id = id;
-                        if chunk[at] != record {
-                            chunk[at] = record;
+                        let record = stored_json(user, &id)?;
+                        if chunk.0[at].get() != record.get() {
+                            chunk.0[at] = record;
                             dirty.insert(page);
                             tally.updated += 1;
                         }
                     } else {
-                        chunk.remove(at);
+                        chunk.0.remove(at);
                         dirty.insert(page);
                         map.replace_range(range, "");
                         dirty_maps.insert(map_key);
@@ -152,16 +154,15 @@ impl<H: Host> Users<'_, H> {
                 }
                 None if keep => {
                     let mut page = pages - 1;
-                    if self.edited(&mut chunks, sync, page)?.len() >= CHUNK_TARGET {
+                    if self.edited(&mut chunks, sync, page)?.0.len() >= CHUNK_TARGET {
                         page = pages;
                         pages += 1;
-                        chunks.insert(page, Vec::new());
+                        chunks.insert(page, RawChunk(Vec::new()));
                     }
-                    let mut record = user.record()?;
-                    record.id = id;
-                    map.push_str(&format!("{}:{page},", record.id));
+                    map.push_str(&format!("{id}:{page},"));
                     dirty_maps.insert(map_key);
-                    self.edited(&mut chunks, sync, page)?.push(record);
+                    let record = stored_json(user, &id)?;
+                    self.edited(&mut chunks, sync, page)?.0.push(record);
                     dirty.insert(page);
                     count = count.saturating_add(1);
                     tally.added += 1;
@@ -172,7 +173,7 @@ impl<H: Host> Users<'_, H> {
 
         let mut batch = Batch::new().expect_raw(keys::USERS_INDEX, Some(index_raw));
         for (page, chunk) in chunks.iter().filter(|(page, _)| dirty.contains(page)) {
-            batch = batch.set(&page_key(sync, *page), chunk)?;
+            batch = batch.set_raw(&page_key(sync, *page), chunk.encode());
         }
         // The id map changes only where users came or went.
         for key in &dirty_maps {
@@ -238,13 +239,95 @@ impl<H: Host> Users<'_, H> {
     /// Chunk `page` of `sync` for editing, read once.
     fn edited<'c>(
         &self,
-        chunks: &'c mut BTreeMap<u32, Vec<UserRecord>>,
+        chunks: &'c mut BTreeMap<u32, RawChunk>,
         sync: &str,
         page: u32,
-    ) -> Result<&'c mut Vec<UserRecord>, PluginError> {
+    ) -> Result<&'c mut RawChunk, PluginError> {
         Ok(match chunks.entry(page) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => e.insert(self.chunk(sync, page)?),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let key = page_key(sync, page);
+                let chunk: Vec<Box<RawValue>> = self
+                    .store()
+                    .get(&key)?
+                    .ok_or_else(|| store::unreadable(&key, "a part of the user list is missing"))?;
+                e.insert(RawChunk(chunk))
+            }
         })
+    }
+}
+
+/// A stored chunk as one JSON text per user: a refresh edits a few users
+/// of a chunk of 500, and reading and writing every field of every user
+/// was most of its own time.
+struct RawChunk(Vec<Box<RawValue>>);
+
+impl RawChunk {
+    /// Where the user with `id` is. Chunks are written in
+    /// [`UserRecord`](super::UserRecord)'s compact form, which starts with
+    /// the id; a user in another form is read for its id.
+    fn position(&self, id: &str) -> Option<usize> {
+        #[derive(Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+        }
+        let head = format!("{{\"id\":\"{id}\"");
+        self.0.iter().position(|user| {
+            let text = user.get();
+            if text.starts_with("{\"id\":\"") {
+                text.starts_with(&head)
+            } else {
+                serde_json::from_str::<Id<'_>>(text).is_ok_and(|u| u.id == id)
+            }
+        })
+    }
+
+    /// The chunk's JSON array.
+    fn encode(&self) -> Vec<u8> {
+        let len = self.0.iter().map(|u| u.get().len() + 1).sum::<usize>() + 2;
+        let mut out = Vec::with_capacity(len);
+        out.push(b'[');
+        for (i, user) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(user.get().as_bytes());
+        }
+        out.push(b']');
+        out
+    }
+}
+
+/// `user` as a chunk stores it, under its 18-character `id`.
+fn stored_json(user: &SfUser<'_>, id: &str) -> Result<Box<RawValue>, PluginError> {
+    let mut record = user.record()?;
+    record.id = id.to_string();
+    serde_json::to_string(&record)
+        .and_then(RawValue::from_string)
+        .map_err(|e| PluginError::Store(format!("cannot encode a user: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_chunk_finds_users_in_any_form_and_writes_them_back_as_read() {
+        let text =
+            r#"[{"id":"005A","name":"A"},{"id":"005AB","name":"B"},{ "name": "C", "id": "005C" }]"#;
+        let Ok(users) = serde_json::from_str::<Vec<Box<RawValue>>>(text) else {
+            panic!("not a chunk");
+        };
+        let chunk = RawChunk(users);
+        assert_eq!(chunk.position("005A"), Some(0));
+        assert_eq!(chunk.position("005AB"), Some(1));
+        assert_eq!(chunk.position("005C"), Some(2));
+        assert_eq!(chunk.position("005"), None);
+        assert_eq!(
+            String::from_utf8(chunk.encode()).ok().as_deref(),
+            Some(text)
+        );
+        assert_eq!(RawChunk(Vec::new()).encode(), b"[]");
     }
 }
