@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         compile.as_secs_f64() / load.as_secs_f64()
     );
 
+    let mut alone_us: Vec<f64> = Vec::new();
     // A fresh store and instance per call (`reuse_instances: false`): what
     // instantiation costs, for the shipped plugin and for components
     // without a pre-initialized memory image.
@@ -118,9 +119,20 @@ async fn main() -> anyhow::Result<()> {
         // page faults and the slot's reset leave the caches cold for the
         // next instantiation, which the figure shows.
         let (beside, whole) = fresh_calls(&fresh, &id, true).await?;
+        alone_us.push(alone);
         println!(
             "runtime: instantiation per call with a fresh store per call ({:?} allocator), {name}: {alone:.1} us (target <= 10 us); between describe calls {beside:.1} us, whole call with describe {whole:.1} us",
             fresh.allocation(),
+        );
+    }
+
+    // Side by side: the shipped plugin against a component that holds
+    // next to nothing, whose instantiation is this machine's floor (the
+    // WASI imports both bind and the pool's slot), in the same run.
+    if let [shipped, _, probe] = alone_us[..] {
+        println!(
+            "runtime: instantiation, shipped plugin / fixture_probe = {:.2} ({shipped:.1} us / {probe:.1} us)",
+            shipped / probe
         );
     }
 
