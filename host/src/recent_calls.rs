@@ -1,25 +1,33 @@
 //! The calls the host saw, per extension, for the agent page's "Recent
 //! calls": each call's latest phase, and the CRM record its pop-up named
-//! (from the pop-up's caption with the same call id). Kept in memory and
-//! bounded: the last `PER_EXTENSION` calls of at most `MAX_EXTENSIONS`
-//! extensions.
+//! (from the pop-up's caption with the same call id), and the after-call
+//! work saved for it. Bounded: the last `PER_EXTENSION` calls of each
+//! extension. Kept in memory for at most `MAX_EXTENSIONS` extensions, and
+//! in the store namespace `host/recent-calls` (one JSON list per
+//! extension), written when a call ends and when a record or work is
+//! noted, so an agent adds work to a call from before a host restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Namespace, Quota, Store};
 
 use crate::call_input::{direction_name, phase_name};
 use crate::capabilities::browser::{BrowserRequest, Detail, Viewer};
-use crate::runtime::wit::CallEvent;
+use crate::runtime::wit::{CallEvent, Phase};
 
 /// Calls kept per extension.
 pub const PER_EXTENSION: usize = 20;
 /// Extensions with calls kept.
 pub const MAX_EXTENSIONS: usize = 10_000;
 
+/// The store namespace of the lists.
+const NAMESPACE: &str = "host/recent-calls";
+
 /// The CRM record a call was popped up and logged against.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CallRecord {
     /// What the pop-up said, e.g. "Incoming call from +1 415-555-0100".
     pub title: String,
@@ -31,7 +39,7 @@ pub struct CallRecord {
 
 /// The after-call work the agent saved for a call (what the page shows in
 /// its form again).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SavedWork {
     /// The notes, when the agent wrote some.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,16 +52,16 @@ pub struct SavedWork {
 }
 
 /// One call of an extension.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecentCall {
     /// The PBX's call id.
     pub call_id: String,
     /// `inbound` or `outbound`.
-    pub direction: &'static str,
+    pub direction: String,
     /// The outside party's number as the PBX sent it.
     pub number: String,
     /// The latest phase seen.
-    pub phase: &'static str,
+    pub phase: String,
     /// When it started.
     pub started_at_ms: u64,
     /// When it ended, if it has.
@@ -71,17 +79,83 @@ pub struct RecentCall {
 #[derive(Default)]
 pub struct RecentCalls {
     by_extension: Mutex<HashMap<String, VecDeque<RecentCall>>>,
+    /// Where the lists outlive the host (`None`: in memory only).
+    kept: Option<Namespace>,
 }
 
 impl RecentCalls {
+    /// Recent calls kept in `store` too.
+    pub fn new(store: &Store) -> Self {
+        Self {
+            by_extension: Mutex::default(),
+            kept: Some(store.namespace(NAMESPACE, Quota::UNLIMITED)),
+        }
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<RecentCall>>> {
         self.by_extension.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The calls of `extension` as the store has them: none when it has
+    /// none, or a list this host cannot read (a page that shows no calls
+    /// beats one that cannot load).
+    fn stored(&self, extension: &str) -> VecDeque<RecentCall> {
+        let Some(kept) = &self.kept else {
+            return VecDeque::new();
+        };
+        match kept.get(extension) {
+            Ok(Some(raw)) => serde_json::from_slice(&raw).unwrap_or_else(|e| {
+                tracing::warn!(%extension, "the stored recent calls are unreadable: {e}");
+                VecDeque::new()
+            }),
+            Ok(None) => VecDeque::new(),
+            Err(e) => {
+                tracing::warn!(%extension, "the stored recent calls cannot be read: {e}");
+                VecDeque::new()
+            }
+        }
+    }
+
+    /// Write `extension`'s list to the store. A failure is logged: the
+    /// list is a convenience, and the call itself is in the journal.
+    pub async fn keep(&self, extension: &str) {
+        let Some(kept) = &self.kept else {
+            return;
+        };
+        let raw = {
+            let table = self.table();
+            let Some(calls) = table.get(extension) else {
+                return;
+            };
+            match serde_json::to_vec(calls) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    tracing::warn!(%extension, "the recent calls cannot be encoded: {e}");
+                    return;
+                }
+            }
+        };
+        if let Err(e) = kept.set_async(extension.to_string(), raw).await {
+            tracing::warn!(%extension, "the recent calls cannot be stored: {e}");
+        }
+    }
+
+    /// The table entry of `extension`, read from the store on first use.
     fn calls_of<'t>(
+        &self,
         table: &'t mut HashMap<String, VecDeque<RecentCall>>,
         extension: &str,
     ) -> &'t mut VecDeque<RecentCall> {
+        if !table.contains_key(extension) {
+            let stored = self.stored(extension);
+            table.insert(extension.to_string(), stored);
+        }
+        table.entry(extension.to_string()).or_default()
+    }
+
+    /// Make room for one more extension in memory (its list stays in the
+    /// store).
+    fn make_room(table: &mut HashMap<String, VecDeque<RecentCall>>, extension: &str) {
         if !table.contains_key(extension) && table.len() >= MAX_EXTENSIONS {
             // The extension whose newest call is oldest makes room.
             let stalest = table
@@ -92,40 +166,47 @@ impl RecentCalls {
                 table.remove(&stalest);
             }
         }
-        table.entry(extension.to_string()).or_default()
     }
 
     /// Note a call event: a new call, or a later phase of one kept.
-    pub fn note_event(&self, event: &CallEvent) {
+    /// Whether the list should be kept now ([`Self::keep`]): the call
+    /// ended, or a later phase came.
+    pub fn note_event(&self, event: &CallEvent) -> bool {
         let mut table = self.table();
-        let calls = Self::calls_of(&mut table, &event.extension);
+        Self::make_room(&mut table, &event.extension);
+        let calls = self.calls_of(&mut table, &event.extension);
+        let ends = event.ended_at_ms.is_some()
+            || matches!(event.phase, Phase::Ended | Phase::RecordingReady);
         if let Some(call) = calls.iter_mut().find(|c| c.call_id == event.call_id) {
-            call.phase = phase_name(event.phase);
+            call.phase = phase_name(event.phase).to_string();
             call.ended_at_ms = event.ended_at_ms.or(call.ended_at_ms);
-            return;
+            return ends;
         }
         if calls.len() >= PER_EXTENSION {
             calls.pop_front();
         }
         calls.push_back(RecentCall {
             call_id: event.call_id.clone(),
-            direction: direction_name(event.direction),
+            direction: direction_name(event.direction).to_string(),
             number: event.external_number.clone(),
-            phase: phase_name(event.phase),
+            phase: phase_name(event.phase).to_string(),
             started_at_ms: event.started_at_ms,
             ended_at_ms: event.ended_at_ms,
             record: None,
             work: None,
         });
+        ends
     }
 
     /// Note the record a pop-up for `call_id` at `extension` named; a call
     /// the host did not see is not added.
     pub fn note_record(&self, extension: &str, call_id: &str, record: CallRecord) {
         let mut table = self.table();
-        if let Some(call) = table
-            .get_mut(extension)
-            .and_then(|calls| calls.iter_mut().find(|c| c.call_id == call_id))
+        Self::make_room(&mut table, extension);
+        if let Some(call) = self
+            .calls_of(&mut table, extension)
+            .iter_mut()
+            .find(|c| c.call_id == call_id)
         {
             call.record = Some(record);
         }
@@ -135,9 +216,11 @@ impl RecentCalls {
     /// given replaces the one before, as the plugin does with the Task.
     pub fn note_work(&self, extension: &str, call_id: &str, work: SavedWork) {
         let mut table = self.table();
-        if let Some(call) = table
-            .get_mut(extension)
-            .and_then(|calls| calls.iter_mut().find(|c| c.call_id == call_id))
+        Self::make_room(&mut table, extension);
+        if let Some(call) = self
+            .calls_of(&mut table, extension)
+            .iter_mut()
+            .find(|c| c.call_id == call_id)
         {
             let before = call.work.take().unwrap_or_default();
             call.work = Some(SavedWork {
@@ -171,22 +254,30 @@ impl RecentCalls {
 
     /// The calls of `extension`, newest first.
     pub fn list(&self, extension: &str) -> Vec<RecentCall> {
-        self.table()
-            .get(extension)
-            .map(|calls| calls.iter().rev().cloned().collect())
-            .unwrap_or_default()
+        let mut table = self.table();
+        Self::make_room(&mut table, extension);
+        self.calls_of(&mut table, extension)
+            .iter()
+            .rev()
+            .cloned()
+            .collect()
     }
 
     /// Forget an extension's calls (it was removed).
-    pub fn forget(&self, extension: &str) {
+    pub async fn forget(&self, extension: &str) {
         self.table().remove(extension);
+        if let Some(kept) = &self.kept
+            && let Err(e) = kept.delete_async(extension.to_string()).await
+        {
+            tracing::warn!(%extension, "the recent calls cannot be deleted: {e}");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::wit::{Direction, Phase};
+    use crate::runtime::wit::Direction;
 
     fn event(call_id: &str, extension: &str, phase: Phase) -> CallEvent {
         CallEvent {
@@ -276,5 +367,73 @@ mod tests {
             format!("c{}", PER_EXTENSION + 4),
             "newest first"
         );
+    }
+
+    #[tokio::test]
+    async fn ended_calls_with_their_record_and_work_outlive_the_host() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let record = CallRecord {
+            title: "Incoming call from Ann".into(),
+            url: "https://crm.example/003".into(),
+            details: vec![Detail {
+                label: "Record type".into(),
+                value: "Contact".into(),
+            }],
+        };
+        {
+            let store = Store::open(dir.path()).expect("store");
+            let calls = RecentCalls::new(&store);
+            assert!(!calls.note_event(&event("c1", "1001", Phase::Ringing)));
+            calls.note_record("1001", "c1", record.clone());
+            assert!(!calls.note_event(&event("c2", "1001", Phase::Ringing)));
+            assert!(calls.note_event(&event("c1", "1001", Phase::Ended)));
+            calls.keep("1001").await;
+            calls.note_work(
+                "1001",
+                "c1",
+                SavedWork {
+                    notes: Some("Wants a quote".into()),
+                    disposition: None,
+                    saved_at_ms: 5,
+                },
+            );
+            calls.keep("1001").await;
+            // Not kept: a call still ringing when the host stops is added
+            // again by its end.
+            calls.note_event(&event("c3", "1001", Phase::Ringing));
+        }
+        let store = Store::open(dir.path()).expect("store again");
+        let calls = RecentCalls::new(&store);
+        let kept = calls.list("1001");
+        let ids: Vec<&str> = kept.iter().map(|c| c.call_id.as_str()).collect();
+        assert_eq!(ids, ["c2", "c1"], "newest first");
+        assert_eq!(kept[1].phase, "ended");
+        assert_eq!(kept[1].record.as_ref(), Some(&record));
+        assert_eq!(
+            kept[1].work.as_ref().and_then(|w| w.notes.as_deref()),
+            Some("Wants a quote")
+        );
+        // Work after the restart lands on the stored call.
+        calls.note_work(
+            "1001",
+            "c1",
+            SavedWork {
+                notes: None,
+                disposition: Some("Sale".into()),
+                saved_at_ms: 6,
+            },
+        );
+        assert_eq!(
+            calls.list("1001")[1].work,
+            Some(SavedWork {
+                notes: Some("Wants a quote".into()),
+                disposition: Some("Sale".into()),
+                saved_at_ms: 6,
+            })
+        );
+        // A removed extension's calls are gone from the store too.
+        calls.forget("1001").await;
+        drop(calls);
+        assert!(RecentCalls::new(&store).list("1001").is_empty());
     }
 }

@@ -798,6 +798,7 @@ async fn save_work(
             saved_at_ms,
         },
     );
+    st.recent_calls.keep(&extension).await;
     tracing::info!(%extension, %call_id, "after-call work saved");
     Ok(Json(json!({
         "call_id": call_id,
@@ -929,6 +930,7 @@ async fn choose_record(
                 details,
             },
         );
+        st.recent_calls.keep(&extension).await;
     }
     Ok(Json(json!({
         "object_type": record.object_type,

@@ -51,6 +51,7 @@ use crate::files::write_private;
 use crate::journal::Journal;
 use crate::network::{NETWORK_NAMESPACE, Network};
 use crate::outbound;
+use crate::recent_calls::RecentCalls;
 use crate::runtime::Runtime;
 use crate::store::{Quota, Store};
 use crate::user_sync::{RESULT_NAMESPACE as SYNC_RESULT_NAMESPACE, SyncJobs};
@@ -199,7 +200,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
             store.namespace("host/extension-passwords", Quota::UNLIMITED),
         ),
         agent_sign_ins: Default::default(),
-        recent_calls: Default::default(),
+        recent_calls: RecentCalls::new(&store),
         hashing: tokio::sync::Semaphore::new(2),
         config,
         runtime,

@@ -93,6 +93,36 @@ impl World {
         }
     }
 
+    /// The same world after the host stopped and started again on its data
+    /// directory (with the default options, the org's grant and CA; on a
+    /// new port, so a new admin client).
+    pub async fn restarted(self) -> World {
+        let World {
+            org,
+            host,
+            data_dir,
+            ca_path,
+            dir,
+            ..
+        } = self;
+        host.shutdown().await;
+        let options = Options {
+            grants: vec![format!("salesforce={}", org.base_url())],
+            trust_ca: vec![ca_path.clone()],
+            ..Options::default()
+        };
+        let host = start_host(&data_dir, options).await;
+        let api = admin(&host);
+        World {
+            org,
+            host,
+            api,
+            data_dir,
+            ca_path,
+            dir,
+        }
+    }
+
     /// Save key, secret and the org's address as the My Domain login host.
     pub async fn configure(&self, key: &str, secret: &str) -> Result<Value, String> {
         self.configure_login(key, secret, &self.org.base_url())

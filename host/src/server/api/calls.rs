@@ -101,12 +101,15 @@ async fn event(State(st): St, body: Bytes) -> Result<Response, ApiError> {
             &event.extension,
         ));
     }
-    st.recent_calls.note_event(&event);
+    let ends = st.recent_calls.note_event(&event);
     let before = st.services.browser.latest_id();
     let deliveries = st.journal.deliver(&event).await;
     // The pop-up a plugin opened for this call names its CRM record.
     for request in st.services.browser.since(before) {
         st.recent_calls.note_pop_up(&request);
+    }
+    if ends {
+        st.recent_calls.keep(&event.extension).await;
     }
     let refused_as_invalid = !deliveries.is_empty()
         && deliveries

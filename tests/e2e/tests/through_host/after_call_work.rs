@@ -360,3 +360,53 @@ async fn work_saved_during_the_call_goes_into_its_task_when_it_is_logged() {
         "{task}"
     );
 }
+
+/// The agent page's recent calls are kept in the store: after a host
+/// restart the agent still adds work to a call from before it, and the
+/// call's one Task gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_on_a_call_from_before_a_host_restart_lands_on_its_task() {
+    let world = calls_world(Setup::default()).await;
+    caller(&world);
+    send_call(&world, "acw-3", NUMBER, "1001", AT).await;
+    drain(&world.api, Duration::from_secs(30)).await;
+    let before = the_task(&world, "acw-3");
+
+    let world = world.restarted().await;
+    let me = agent(&world, "1001", PASSWORD_1001).await;
+    let calls: Value = me
+        .get(format!("{}/agent/1001/calls", world.host.url()))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(calls["calls"][0]["call_id"], "acw-3", "{calls}");
+    assert_eq!(calls["calls"][0]["phase"], "ended", "{calls}");
+    let work = json!({"notes": "Call back on Monday"});
+    let (status, body) = save(&me, &world, "1001", "acw-3", &work).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let task = the_task(&world, "acw-3");
+    assert_eq!(task["Id"], before["Id"], "the same Task");
+    assert!(
+        task["Description"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("Agent notes:\nCall back on Monday"),
+        "{task}"
+    );
+    // The saved work is on the kept call too.
+    let calls: Value = me
+        .get(format!("{}/agent/1001/calls", world.host.url()))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        calls["calls"][0]["work"]["notes"], "Call back on Monday",
+        "{calls}"
+    );
+}
