@@ -62,6 +62,18 @@ async fn save(
     (status, answer.json().await.unwrap_or(Value::Null))
 }
 
+/// `extension`'s recent calls as its agent `client` sees them.
+async fn recent_calls(client: &reqwest::Client, world: &World, extension: &str) -> Value {
+    client
+        .get(format!("{}/agent/{extension}/calls", world.host.url()))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 /// Task updates the org has had.
 fn patches(world: &World) -> u64 {
     world
@@ -374,14 +386,7 @@ async fn work_on_a_call_from_before_a_host_restart_lands_on_its_task() {
 
     let world = world.restarted().await;
     let me = agent(&world, "1001", PASSWORD_1001).await;
-    let calls: Value = me
-        .get(format!("{}/agent/1001/calls", world.host.url()))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let calls = recent_calls(&me, &world, "1001").await;
     assert_eq!(calls["calls"][0]["call_id"], "acw-3", "{calls}");
     assert_eq!(calls["calls"][0]["phase"], "ended", "{calls}");
     let work = json!({"notes": "Call back on Monday"});
@@ -397,14 +402,7 @@ async fn work_on_a_call_from_before_a_host_restart_lands_on_its_task() {
         "{task}"
     );
     // The saved work is on the kept call too.
-    let calls: Value = me
-        .get(format!("{}/agent/1001/calls", world.host.url()))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let calls = recent_calls(&me, &world, "1001").await;
     assert_eq!(
         calls["calls"][0]["work"]["notes"], "Call back on Monday",
         "{calls}"
