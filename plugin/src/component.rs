@@ -217,4 +217,4 @@ impl user_sign_in::Guest for Component {
     }
 }
 
-crate::bindings::export!(Component with_types_in crate::bindings);
+pbx_crm_sdk::bindings::export!(Component with_types_in pbx_crm_sdk::bindings);

@@ -1,23 +1,23 @@
 //! The Salesforce plugin: a wasm32-wasip2 component whose logic also compiles
 //! natively and is unit-tested against a fake host (see `testing`).
 //!
-//! This file only declares the modules: the WIT bindings live in `bindings`,
-//! the component's export glue in `component`.
+//! This file only declares the modules: the component's export glue is in
+//! `component`. What every CRM plugin needs (the WIT bindings, the host
+//! trait, errors, phone numbers) comes from the plugin SDK, `pbx-crm-sdk`,
+//! re-exported here under the paths the rest of the plugin uses.
+
+pub use pbx_crm_sdk::{bindings, error, host, phone};
 
 pub mod associations;
 pub mod auth;
-pub mod bindings;
 pub mod calls;
 #[cfg(all(target_family = "wasm", feature = "component"))]
 mod component;
 pub mod connection;
-pub mod error;
-pub mod host;
 pub mod http;
 pub mod lease;
 pub mod matching;
 pub mod oauth;
-pub mod phone;
 pub mod plugin;
 pub mod salesforce;
 pub mod settings;

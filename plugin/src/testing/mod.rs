@@ -44,16 +44,7 @@ pub fn err<T>(r: Result<T, PluginError>) -> (ErrorKind, String) {
     }
 }
 
-/// One US number in the ways people and PBXs write it; each normalizes to
-/// +14155550100.
-pub const US_NUMBER_FORMATS: [&str; 6] = [
-    "(415) 555-0100",
-    "+1 415-555-0100",
-    "415.555.0100",
-    "4155550100",
-    "+14155550100",
-    "1 (415) 555 0100",
-];
+pub use pbx_crm_sdk::testing::US_NUMBER_FORMATS;
 
 /// The fake clock's time in most tests: 2023-11-14 22:13:20 UTC.
 pub const NOW: u64 = 1_700_000_000_000;

@@ -65,3 +65,70 @@ pub trait Host {
     /// token refresh). Behind the trait so tests can drive the clock.
     fn sleep_ms(&self, ms: u64);
 }
+
+/// A reference to a host is a host (tests hand one host to several
+/// parts).
+impl<H: Host> Host for &H {
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, kv_store::Error> {
+        (**self).kv_get(key)
+    }
+    fn kv_get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, kv_store::Error> {
+        (**self).kv_get_many(keys)
+    }
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), kv_store::Error> {
+        (**self).kv_set(key, value)
+    }
+    fn kv_delete(&self, key: &str) -> Result<(), kv_store::Error> {
+        (**self).kv_delete(key)
+    }
+    fn kv_list(&self, prefix: &str) -> Result<Vec<String>, kv_store::Error> {
+        (**self).kv_list(prefix)
+    }
+    fn kv_batch(
+        &self,
+        preconditions: &[kv_store::Precondition],
+        writes: &[kv_store::Write],
+    ) -> Result<(), kv_store::Error> {
+        (**self).kv_batch(preconditions, writes)
+    }
+    fn fetch(
+        &self,
+        request: &http_fetch::Request,
+    ) -> Result<http_fetch::Response, http_fetch::Error> {
+        (**self).fetch(request)
+    }
+    fn open_page(
+        &self,
+        url: &str,
+        audience: &open_browser::Audience,
+        caption: Option<&open_browser::Caption>,
+    ) -> Result<(), String> {
+        (**self).open_page(url, audience, caption)
+    }
+    fn offer_records(
+        &self,
+        audience: &open_browser::Audience,
+        caption: &open_browser::Caption,
+        records: &[crate::bindings::pbx::crm::types::CrmRecord],
+    ) -> Result<(), String> {
+        (**self).offer_records(audience, caption, records)
+    }
+    fn extensions(&self) -> Vec<directory::Extension> {
+        (**self).extensions()
+    }
+    fn extension(&self, number: &str) -> Option<directory::Extension> {
+        (**self).extension(number)
+    }
+    fn log(&self, level: log::Level, message: &str) {
+        (**self).log(level, message)
+    }
+    fn now_ms(&self) -> u64 {
+        (**self).now_ms()
+    }
+    fn random_bytes(&self, len: usize) -> Vec<u8> {
+        (**self).random_bytes(len)
+    }
+    fn sleep_ms(&self, ms: u64) {
+        (**self).sleep_ms(ms)
+    }
+}

@@ -1,25 +1,29 @@
 //! The WIT bindings: the types and imports `wit-bindgen` generates from the
-//! product's contract (`wit/v0.5.0`), in one module so every other module
-//! imports them from here and none reaches back up to the crate root.
+//! contract (`wit/v0.5.0`), once for every plugin. A plugin implements the
+//! exported interfaces' `Guest` traits and exports them with
+//! `pbx_crm_sdk::bindings::export!(MyPlugin with_types_in pbx_crm_sdk::bindings)`,
+//! so its types are these (wit-bindgen's `with` maps imported interfaces
+//! onto another crate's bindings, but not exported ones).
 
-// The product's world plus one export of its own: `wizer-initialize`, which
-// the build runs once to snapshot a warmed-up instance (the phone metadata
-// and its regular expressions, ~250 ms in wasm otherwise paid by every fresh
-// instance). The host never calls it; see docs/ARCHITECTURE.md,
-// "Pre-initialization".
+// The contract's world plus one export of the SDK's: `wizer-initialize`,
+// which a vendor's build may run once to snapshot a warmed-up instance
+// (`tools/plugin-preinit`). The host never calls it; see
+// docs/ARCHITECTURE.md, "Pre-initialization".
 #[cfg(feature = "component")]
 wit_bindgen::generate!({
     path: "../wit/v0.5.0",
     inline: "
-        package salesforce:plugin;
+        package pbx:crm-sdk;
 
-        world salesforce {
+        world plugin {
             include pbx:crm/plugin@0.5.0;
             export wizer-initialize: func();
         }
     ",
-    world: "salesforce:plugin/salesforce",
+    world: "pbx:crm-sdk/plugin",
     generate_all,
+    pub_export_macro: true,
+    default_bindings_module: "pbx_crm_sdk::bindings",
 });
 
 // Without the `component` feature the same types come from a world that

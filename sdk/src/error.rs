@@ -1,4 +1,4 @@
-//! The plugin's errors, and their mapping onto the WIT `error` record.
+//! A plugin's errors, and their mapping onto the WIT `error` record.
 
 use crate::bindings::pbx::crm::kv_store;
 use crate::bindings::{ErrorKind, WitError};
@@ -13,16 +13,16 @@ pub enum PluginError {
     /// Required settings are missing.
     #[error("{0}")]
     NotConfigured(String),
-    /// Not connected to Salesforce.
+    /// Not connected to the CRM.
     #[error("{0}")]
     NotConnected(String),
     /// The authorization attempt failed; nothing was stored.
     #[error("{0}")]
     AuthorizationFailed(String),
-    /// Salesforce could not be reached or failed.
+    /// The CRM could not be reached or failed.
     #[error("{0}")]
     CrmUnavailable(String),
-    /// Salesforce's request limits.
+    /// The CRM's request limits.
     #[error("{0}")]
     RateLimited(String),
     /// A concurrent change won.
@@ -41,13 +41,11 @@ pub enum PluginError {
         key: String,
         /// Why it did not parse.
         reason: String,
-        /// What replaces it (`store::unreadable` says, by the key).
+        /// What replaces it, by the key (the plugin knows its keys).
         fix: &'static str,
     },
     /// A feature this plugin version does not have yet.
-    #[error(
-        "{0} is not available in this version of the Salesforce plugin; install a newer version"
-    )]
+    #[error("{0} is not available in this version of the plugin; install a newer version")]
     Unsupported(&'static str),
 }
 

@@ -1,0 +1,20 @@
+//! The plugin SDK: what every CRM plugin for the PBX needs, whatever its
+//! CRM. A plugin is a `wasm32-wasip2` component of the `pbx:crm` contract;
+//! its logic compiles natively too and is unit-tested against a fake host.
+//!
+//! - [`bindings`]: the contract's types and imports, and the `export!`
+//!   macro a plugin exports its implementation with.
+//! - [`host`]: every host call behind the [`host::Host`] trait, so the
+//!   logic runs against a fake host in native tests.
+//! - [`error`]: [`error::PluginError`], which maps onto the contract's
+//!   error kinds and says what to fix.
+//! - [`phone`]: phone numbers to E.164 from anything people and PBXs
+//!   write, with the metadata as static data (no parsed database in a
+//!   plugin's memory image).
+//! - [`testing`]: data for plugins' tests.
+
+pub mod bindings;
+pub mod error;
+pub mod host;
+pub mod phone;
+pub mod testing;
