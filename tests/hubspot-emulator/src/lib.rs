@@ -408,7 +408,8 @@ impl Emulator {
     // ---- requests, limits, faults ----
 
     /// Requests by endpoint, e.g. `"POST /crm/v3/objects/calls"`,
-    /// `"GET /crm/v3/objects/contacts/{id}"`.
+    /// `"GET /crm/v3/objects/contacts/{id}"` (connections dropped by
+    /// [`Emulator::drop_connections`] are not counted).
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         lock(&self.shared.requests).clone()
     }

@@ -1,7 +1,7 @@
 //! Helpers shared by the HTTP-level tests.
 #![allow(dead_code)]
 
-use hubspot_emulator::{App, Emulator, EmulatorConfig};
+use hubspot_emulator::{App, DEFAULT_SCOPES, Emulator, EmulatorConfig};
 use reqwest::redirect::Policy;
 use serde_json::Value;
 
@@ -146,7 +146,7 @@ pub async fn code_grant(emu: &Emulator, client: &reqwest::Client, code: &str) ->
 
 /// An access token with every default scope, without the browser flow.
 pub fn access_token(emu: &Emulator) -> String {
-    emu.issue_token(CLIENT_ID, EMAIL, None)
+    emu.issue_token(CLIENT_ID, EMAIL, Some(DEFAULT_SCOPES))
         .expect("token")
         .access_token
 }
