@@ -904,8 +904,8 @@ fn associate_default(
         &json!({
             "status": "COMPLETE",
             "results": [
-                {"from": {"id": from_id}, "to": {"id": to_id}, "type": format!("{}_to_{}", from.name().trim_end_matches('s'), to.name().trim_end_matches('s')), "fromObjectTypeId": from.type_id(), "toObjectTypeId": to.type_id(), "associationTypeId": type_id},
-                {"from": {"id": to_id}, "to": {"id": from_id}, "fromObjectTypeId": to.type_id(), "toObjectTypeId": from.type_id(), "associationTypeId": inverse},
+                {"from": {"id": from_id}, "to": {"id": to_id}, "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}},
+                {"from": {"id": to_id}, "to": {"id": from_id}, "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": inverse}},
             ],
             "startedAt": now,
             "completedAt": now,

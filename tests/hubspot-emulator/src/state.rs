@@ -57,14 +57,6 @@ impl ObjType {
         }
     }
 
-    pub fn type_id(self) -> &'static str {
-        match self {
-            ObjType::Contacts => "0-1",
-            ObjType::Companies => "0-2",
-            ObjType::Calls => "0-48",
-        }
-    }
-
     /// The scope reading these records needs. Calls are engagements,
     /// read and written with the contacts scopes.
     pub fn read_scope(self) -> &'static str {

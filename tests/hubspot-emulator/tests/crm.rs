@@ -458,7 +458,18 @@ async fn calls_are_created_with_associations_and_listed_through_v4() {
         .send()
         .await
         .expect("PUT");
-    assert_eq!(put.status(), 200);
+    let (status, put) = json_of(put).await;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(put["status"], "COMPLETE");
+    assert_eq!(
+        put["results"][0]["associationSpec"]["associationTypeId"],
+        182
+    );
+    assert_eq!(
+        put["results"][1]["associationSpec"]["associationTypeId"],
+        181
+    );
+    assert_eq!(put["results"][0]["to"]["id"], company.as_str());
 
     let (status, a) = json_of(
         get(
