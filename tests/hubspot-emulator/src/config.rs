@@ -84,8 +84,10 @@ pub struct EmulatorConfig {
     /// Requests allowed per rolling 10 seconds (HubSpot: 110 for a public
     /// app on most accounts).
     pub rate_limit_per_10s: u32,
-    /// Requests allowed per day (reported in the Daily headers).
-    pub daily_limit: u64,
+    /// Requests allowed per day, reported in the Daily headers. HubSpot
+    /// has none for OAuth apps (and sends no Daily headers to them), so
+    /// `None` by default; private apps have one.
+    pub daily_limit: Option<u64>,
     /// Lifetime of authorization codes.
     pub code_lifetime: Duration,
     /// Lifetime of access tokens (HubSpot: 30 minutes).
@@ -105,7 +107,7 @@ impl Default for EmulatorConfig {
             apps: Vec::new(),
             users: vec![User::new("admin@example.com", "emulator")],
             rate_limit_per_10s: 110,
-            daily_limit: 500_000,
+            daily_limit: None,
             code_lifetime: Duration::from_secs(5 * 60),
             access_token_lifetime: Duration::from_secs(30 * 60),
             search_lag: Duration::ZERO,

@@ -18,8 +18,8 @@ const MAX_PAGE: usize = 100;
 const MAX_SEARCH_PAGE: usize = 200;
 /// Search's limits (filter groups, filters per group, filters in all).
 const MAX_GROUPS: usize = 5;
-const MAX_FILTERS_PER_GROUP: usize = 6;
-const MAX_FILTERS: usize = 18;
+const MAX_FILTERS_PER_GROUP: usize = 10;
+const MAX_FILTERS: usize = 25;
 /// Search never pages past this many results.
 const MAX_SEARCH_RESULTS: usize = 10_000;
 

@@ -427,11 +427,12 @@ impl Emulator {
         r.window.clear();
     }
 
-    /// Sets the daily budget and what is used of it today.
+    /// Sets a daily budget (as for a private app) and what is used of it
+    /// today; answers carry the Daily headers from then on.
     pub fn set_daily_usage(&self, used: u64, max: u64) {
         let mut r = lock(&self.shared.rate);
         r.daily_used = used;
-        r.daily_max = max;
+        r.daily_max = Some(max);
         r.day = self.shared.now_ms().div_euclid(86_400_000);
     }
 

@@ -102,26 +102,30 @@ pub fn endpoint_key(method: &str, path: &str) -> String {
 }
 
 fn rate_headers(resp: Resp, v: &RateVerdict) -> Resp {
-    resp.with_header("X-HubSpot-RateLimit-Daily", &v.daily.to_string())
-        .with_header(
-            "X-HubSpot-RateLimit-Daily-Remaining",
-            &v.daily_remaining.to_string(),
-        )
-        .with_header(
-            "X-HubSpot-RateLimit-Interval-Milliseconds",
-            &INTERVAL_MS.to_string(),
-        )
-        .with_header("X-HubSpot-RateLimit-Max", &v.max.to_string())
-        .with_header("X-HubSpot-RateLimit-Remaining", &v.remaining.to_string())
-        .with_header("X-HubSpot-RateLimit-Secondly", &v.secondly.to_string())
-        .with_header(
-            "X-HubSpot-RateLimit-Secondly-Remaining",
-            &v.secondly_remaining.to_string(),
-        )
+    let resp = match v.daily {
+        Some((max, remaining)) => resp
+            .with_header("X-HubSpot-RateLimit-Daily", &max.to_string())
+            .with_header(
+                "X-HubSpot-RateLimit-Daily-Remaining",
+                &remaining.to_string(),
+            ),
+        None => resp,
+    };
+    resp.with_header(
+        "X-HubSpot-RateLimit-Interval-Milliseconds",
+        &INTERVAL_MS.to_string(),
+    )
+    .with_header("X-HubSpot-RateLimit-Max", &v.max.to_string())
+    .with_header("X-HubSpot-RateLimit-Remaining", &v.remaining.to_string())
+    .with_header("X-HubSpot-RateLimit-Secondly", &v.secondly.to_string())
+    .with_header(
+        "X-HubSpot-RateLimit-Secondly-Remaining",
+        &v.secondly_remaining.to_string(),
+    )
 }
 
 fn too_many(v: &RateVerdict) -> Resp {
-    let daily = v.daily_remaining == 0;
+    let daily = v.daily.is_some_and(|(_, remaining)| remaining == 0);
     let (message, policy) = if daily {
         ("You have reached your daily limit.", "DAILY")
     } else {

@@ -348,7 +348,9 @@ pub struct FaultState {
 #[derive(Debug, Default)]
 pub struct RateState {
     pub max_per_10s: u32,
-    pub daily_max: u64,
+    /// `None`: no daily limit (HubSpot's case for OAuth apps), and no
+    /// Daily headers.
+    pub daily_max: Option<u64>,
     pub daily_used: u64,
     pub day: i64,
     /// Times (ms) of the requests counted in the last 10 seconds.
@@ -365,8 +367,8 @@ pub struct RateVerdict {
     pub remaining: u32,
     pub secondly: u32,
     pub secondly_remaining: u32,
-    pub daily: u64,
-    pub daily_remaining: u64,
+    /// (limit, remaining) when there is a daily limit.
+    pub daily: Option<(u64, u64)>,
     /// Milliseconds until a slot frees up (when not allowed).
     pub retry_after_ms: i64,
 }
@@ -383,7 +385,7 @@ impl RateState {
             self.window.pop_front();
         }
         let allowed = (self.window.len() as u64) < u64::from(self.max_per_10s)
-            && self.daily_used < self.daily_max;
+            && self.daily_max.is_none_or(|m| self.daily_used < m);
         if allowed {
             self.window.push_back(now);
             self.daily_used += 1;
@@ -404,8 +406,9 @@ impl RateState {
             remaining: self.max_per_10s.saturating_sub(used),
             secondly,
             secondly_remaining: secondly.saturating_sub(last_second),
-            daily: self.daily_max,
-            daily_remaining: self.daily_max.saturating_sub(self.daily_used),
+            daily: self
+                .daily_max
+                .map(|m| (m, m.saturating_sub(self.daily_used))),
             retry_after_ms,
         }
     }
@@ -465,7 +468,7 @@ mod tests {
     fn rolling_window_refuses_past_the_budget_and_frees_slots() {
         let mut r = RateState {
             max_per_10s: 3,
-            daily_max: 100,
+            daily_max: Some(100),
             ..RateState::default()
         };
         let t = 1_700_000_000_000;

@@ -213,6 +213,15 @@ async fn search_filters_sorts_and_pages() {
         .collect();
     let (status, _) = search(json!({"filterGroups": groups})).await;
     assert_eq!(status, 400);
+    // Ten filters in a group and 25 in all are fine; one more is not.
+    let filter = json!({"propertyName": "phone", "operator": "HAS_PROPERTY"});
+    let group = |n: usize| json!({"filters": vec![filter.clone(); n]});
+    let (status, r) = search(json!({"filterGroups": [group(10), group(10), group(5)]})).await;
+    assert_eq!(status, 200, "{r}");
+    let (status, _) = search(json!({"filterGroups": [group(11)]})).await;
+    assert_eq!(status, 400);
+    let (status, _) = search(json!({"filterGroups": [group(10), group(10), group(6)]})).await;
+    assert_eq!(status, 400);
     let (status, _) = search(json!({"limit": 201})).await;
     assert_eq!(status, 400);
     emu.shutdown().await;
@@ -642,13 +651,13 @@ async fn rate_limit_answers_429_with_headers_until_the_window_rolls() {
         );
         assert_eq!(h["x-hubspot-ratelimit-interval-milliseconds"], "10000");
         for name in [
-            "x-hubspot-ratelimit-daily",
-            "x-hubspot-ratelimit-daily-remaining",
             "x-hubspot-ratelimit-secondly",
             "x-hubspot-ratelimit-secondly-remaining",
         ] {
             assert!(h.get(name).is_some(), "{name}");
         }
+        // OAuth calls have no daily limit: no Daily headers.
+        assert!(h.get("x-hubspot-ratelimit-daily").is_none());
     }
     let resp = get(&emu, &client, &token, "/crm/v3/owners").await;
     assert_eq!(resp.status(), 429);
@@ -674,8 +683,16 @@ async fn rate_limit_answers_429_with_headers_until_the_window_rolls() {
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["x-hubspot-ratelimit-remaining"], "2");
 
-    // The daily limit.
-    emu.set_daily_usage(10, 10);
+    // A daily limit (a private app's) shows in headers and runs out.
+    emu.set_daily_usage(8, 10);
+    let resp = get(&emu, &client, &token, "/crm/v3/owners").await;
+    assert_eq!(resp.headers()["x-hubspot-ratelimit-daily"], "10");
+    assert_eq!(resp.headers()["x-hubspot-ratelimit-daily-remaining"], "1");
+    emu.advance_clock(Duration::from_secs(10));
+    assert_eq!(
+        get(&emu, &client, &token, "/crm/v3/owners").await.status(),
+        200
+    );
     let (status, err) = json_of(get(&emu, &client, &token, "/crm/v3/owners").await).await;
     assert_eq!((status, err["policyName"].as_str()), (429, Some("DAILY")));
     emu.shutdown().await;
