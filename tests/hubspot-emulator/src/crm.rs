@@ -9,9 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::error::HsError;
 use crate::http::{Req, Resp};
 use crate::oauth;
-use crate::state::{
-    Association, Crm, ObjType, Record, Shared, default_association, inverse_association, lock,
-};
+use crate::state::{Crm, ObjType, Record, Shared, default_association, inverse_association, lock};
 
 /// `GET` list and search page sizes.
 const MAX_PAGE: usize = 100;
@@ -147,6 +145,14 @@ fn paging(req: &Req, after: Option<String>) -> Option<Value> {
     Some(json!({"next": {"after": after, "link": link}}))
 }
 
+/// The `after` query parameter (0 without one).
+fn after_param<T: std::str::FromStr + Default>(req: &Req) -> Result<T, HsError> {
+    req.query_param("after")
+        .map(|a| a.parse().map_err(|_| HsError::validation("invalid after")))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 fn with_paging(mut body: Value, paging: Option<Value>) -> Value {
     if let (Some(p), Some(m)) = (paging, body.as_object_mut()) {
         m.insert("paging".into(), p);
@@ -160,11 +166,7 @@ fn owners(shared: &Shared, req: &Req) -> Handled {
     let limit = limit(req, 100, 500)?;
     let archived = req.query_param("archived").as_deref() == Some("true");
     let email = req.query_param("email");
-    let after: u64 = req
-        .query_param("after")
-        .map(|a| a.parse().map_err(|_| HsError::validation("invalid after")))
-        .transpose()?
-        .unwrap_or(0);
+    let after: u64 = after_param(req)?;
     let crm = lock(&shared.crm);
     let mut matching: Vec<_> = crm
         .owners
@@ -370,12 +372,7 @@ pub fn insert(
         },
     );
     for (target, to, type_id) in links {
-        crm.associations.push(Association {
-            from: (kind, id),
-            to: (target, to),
-            type_id,
-            category: "HUBSPOT_DEFINED".into(),
-        });
+        crm.link((kind, id), (target, to), type_id);
     }
     Ok(id)
 }
@@ -386,11 +383,7 @@ fn requested_props(req: &Req) -> Vec<String> {
 
 fn list(shared: &Shared, req: &Req, kind: ObjType) -> Handled {
     let limit = limit(req, 10, MAX_PAGE)?;
-    let after: u64 = req
-        .query_param("after")
-        .map(|a| a.parse().map_err(|_| HsError::validation("invalid after")))
-        .transpose()?
-        .unwrap_or(0);
+    let after: u64 = after_param(req)?;
     let archived = req.query_param("archived").as_deref() == Some("true");
     let names = requested_props(req);
     let crm = lock(&shared.crm);
@@ -819,11 +812,7 @@ fn search(shared: &Shared, req: &Req, kind: ObjType) -> Handled {
 
 fn list_associations(shared: &Shared, req: &Req, from: ObjType, id: &str, to: ObjType) -> Handled {
     let limit = limit(req, 500, 500)?;
-    let after: usize = req
-        .query_param("after")
-        .map(|a| a.parse().map_err(|_| HsError::validation("invalid after")))
-        .transpose()?
-        .unwrap_or(0);
+    let after: usize = after_param(req)?;
     let crm = lock(&shared.crm);
     let n = parse_id(id)
         .filter(|n| crm.get(from, *n).is_some())
@@ -875,12 +864,7 @@ pub fn associate(
         .iter()
         .any(|(o, t, _)| *o == to_id && *t == type_id);
     if !exists {
-        crm.associations.push(Association {
-            from: (from, from_id),
-            to: (to, to_id),
-            type_id,
-            category: "HUBSPOT_DEFINED".into(),
-        });
+        crm.link((from, from_id), (to, to_id), type_id);
     }
     Ok(type_id)
 }

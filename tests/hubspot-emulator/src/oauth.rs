@@ -332,10 +332,7 @@ pub fn access_token_info(shared: &Shared, token: &str) -> Resp {
         return expired(now - t.expires_ms).into();
     }
     let app_id = auth.apps.get(&t.client_id).map_or(0, |a| a.app_id);
-    let user = auth
-        .account(t.user_id)
-        .map(|a| a.user.email.clone())
-        .unwrap_or_default();
+    let user = auth.email_of(t.user_id);
     Resp::json(
         200,
         &json!({
@@ -358,10 +355,7 @@ pub fn refresh_token_info(shared: &Shared, token: &str) -> Resp {
     let Some(t) = auth.refresh.get(token) else {
         return token_not_found().into();
     };
-    let user = auth
-        .account(t.user_id)
-        .map(|a| a.user.email.clone())
-        .unwrap_or_default();
+    let user = auth.email_of(t.user_id);
     Resp::json(
         200,
         &json!({

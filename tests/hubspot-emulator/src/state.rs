@@ -262,6 +262,16 @@ impl Crm {
             .filter(|r| r.kind == kind && !r.archived)
     }
 
+    /// Adds a HubSpot-defined association.
+    pub fn link(&mut self, from: (ObjType, u64), to: (ObjType, u64), type_id: u32) {
+        self.associations.push(Association {
+            from,
+            to,
+            type_id,
+            category: "HUBSPOT_DEFINED".into(),
+        });
+    }
+
     /// Associations touching `(kind, id)` towards `to`: (other id, type id,
     /// category) as seen from `(kind, id)`.
     pub fn associated(&self, kind: ObjType, id: u64, to: ObjType) -> Vec<(u64, u32, String)> {
@@ -330,8 +340,13 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn account(&self, user_id: u64) -> Option<&Account> {
-        self.accounts.iter().find(|a| a.user_id == user_id)
+    /// The login e-mail address of a user (empty if unknown).
+    pub fn email_of(&self, user_id: u64) -> String {
+        self.accounts
+            .iter()
+            .find(|a| a.user_id == user_id)
+            .map(|a| a.user.email.clone())
+            .unwrap_or_default()
     }
 }
 
