@@ -772,8 +772,18 @@ async fn faults_fail_drop_and_count() {
         get(&emu, &client, &token, "/crm/v3/owners").await.status(),
         200
     );
+    // Latency: every answer waits at least that long; cleared, it is gone.
+    emu.set_latency(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        get(&emu, &client, &token, "/crm/v3/owners").await.status(),
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    emu.clear_faults();
     let counts = emu.request_counts();
     // The dropped one never reached the handlers: not counted.
-    assert_eq!(counts.get("GET /crm/v3/owners"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("GET /crm/v3/owners"), Some(&4), "{counts:?}");
+    assert_eq!(emu.request_count(), 4);
     emu.shutdown().await;
 }
