@@ -795,7 +795,7 @@ fn search(shared: &Shared, req: &Req, kind: ObjType) -> Handled {
         .take(limit)
         .map(|r| r.to_json(&names))
         .collect();
-    let next = after + limit;
+    let next = after.saturating_add(limit);
     let mut out = json!({"total": total, "results": page});
     if next < total.min(MAX_SEARCH_RESULTS)
         && let Some(m) = out.as_object_mut()
@@ -829,7 +829,7 @@ fn list_associations(shared: &Shared, req: &Req, from: ObjType, id: &str, to: Ob
         .map(|(other, types)| json!({"toObjectId": other, "associationTypes": types}))
         .collect();
     let page: Vec<Value> = all.iter().skip(after).take(limit).cloned().collect();
-    let next = (after + limit < all.len()).then(|| (after + limit).to_string());
+    let next = (after.saturating_add(limit) < all.len()).then(|| (after + limit).to_string());
     Ok(Resp::json(
         200,
         &with_paging(json!({"results": page}), paging(req, next)),

@@ -222,6 +222,10 @@ async fn search_filters_sorts_and_pages() {
     assert_eq!(status, 400);
     let (status, _) = search(json!({"filterGroups": [group(10), group(10), group(6)]})).await;
     assert_eq!(status, 400);
+    // An `after` past the end (even the largest) is an empty page.
+    let (status, r) = search(json!({"after": usize::MAX.to_string()})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["results"], json!([]));
     let (status, _) = search(json!({"limit": 201})).await;
     assert_eq!(status, 400);
     emu.shutdown().await;
