@@ -84,6 +84,9 @@ pub struct EmulatorConfig {
     /// Requests allowed per rolling 10 seconds (HubSpot: 110 for a public
     /// app on most accounts).
     pub rate_limit_per_10s: u32,
+    /// Searches allowed per second, on top of the general budget (HubSpot
+    /// documents a per-second search limit); `None`: none of their own.
+    pub search_rate_per_second: Option<u32>,
     /// Requests allowed per day, reported in the Daily headers. HubSpot
     /// has none for OAuth apps (and sends no Daily headers to them), so
     /// `None` by default; private apps have one.
@@ -107,6 +110,7 @@ impl Default for EmulatorConfig {
             apps: Vec::new(),
             users: vec![User::new("admin@example.com", "emulator")],
             rate_limit_per_10s: 110,
+            search_rate_per_second: None,
             daily_limit: None,
             code_lifetime: Duration::from_secs(5 * 60),
             access_token_lifetime: Duration::from_secs(30 * 60),

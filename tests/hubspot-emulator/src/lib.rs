@@ -111,6 +111,7 @@ impl Emulator {
             rate: Mutex::new(RateState {
                 max_per_10s: config.rate_limit_per_10s,
                 daily_max: config.daily_limit,
+                search_per_second: config.search_rate_per_second,
                 ..RateState::default()
             }),
             requests: Mutex::new(BTreeMap::new()),
@@ -425,6 +426,13 @@ impl Emulator {
         let mut r = lock(&self.shared.rate);
         r.max_per_10s = per_10s;
         r.window.clear();
+    }
+
+    /// Sets (or, with `None`, lifts) the searches' own per-second limit.
+    pub fn set_search_rate_limit(&self, per_second: Option<u32>) {
+        let mut r = lock(&self.shared.rate);
+        r.search_per_second = per_second;
+        r.search_window.clear();
     }
 
     /// Sets a daily budget (as for a private app) and what is used of it

@@ -141,6 +141,14 @@ fn too_many(v: &RateVerdict) -> Resp {
     Resp::from(body).with_header("Retry-After", &retry_secs.max(1).to_string())
 }
 
+fn too_many_searches(wait_ms: i64) -> Resp {
+    let body = HsError::new(429, "RATE_LIMITS", "You have reached your secondly limit.")
+        .with("errorType", json!("RATE_LIMIT"))
+        .with("policyName", json!("SECONDLY"));
+    let retry_secs = (wait_ms + 999) / 1000;
+    Resp::from(body).with_header("Retry-After", &retry_secs.max(1).to_string())
+}
+
 fn fault_response(status: u16) -> Resp {
     let message = match status {
         502 => "Bad Gateway",
@@ -181,12 +189,19 @@ async fn handle(
     };
     shared.count_request(endpoint_key(&req.method, &path));
     // The CRM APIs count against the rate limit and say so in headers.
-    let verdict = path.starts_with("/crm/").then(|| {
-        let now = shared.now_ms();
-        lock(&shared.rate).check(now)
-    });
+    let now = shared.now_ms();
+    let verdict = path
+        .starts_with("/crm/")
+        .then(|| lock(&shared.rate).check(now));
     if let Some(v) = verdict.filter(|v| !v.allowed) {
         return Ok(to_hyper(rate_headers(too_many(&v), &v)));
+    }
+    // Searches have a per-second limit of their own besides.
+    let is_search = req.method == "POST" && path.starts_with("/crm/") && path.ends_with("/search");
+    if let Some(v) = verdict.filter(|_| is_search)
+        && let Err(wait_ms) = lock(&shared.rate).check_search(now)
+    {
+        return Ok(to_hyper(rate_headers(too_many_searches(wait_ms), &v)));
     }
     let resp = if take_one(&shared.faults.fail_next) {
         let status = shared.faults.fail_status.load(Ordering::SeqCst) as u16;

@@ -370,6 +370,10 @@ pub struct RateState {
     pub day: i64,
     /// Times (ms) of the requests counted in the last 10 seconds.
     pub window: VecDeque<i64>,
+    /// Searches allowed per second (`None`: no limit of their own).
+    pub search_per_second: Option<u32>,
+    /// Times (ms) of the searches counted in the last second.
+    pub search_window: VecDeque<i64>,
 }
 
 pub const INTERVAL_MS: i64 = 10_000;
@@ -389,6 +393,25 @@ pub struct RateVerdict {
 }
 
 impl RateState {
+    /// Counts a search at `now` if the search budget allows it; else the
+    /// milliseconds until it does.
+    pub fn check_search(&mut self, now: i64) -> Result<(), i64> {
+        let Some(max) = self.search_per_second else {
+            return Ok(());
+        };
+        while self.search_window.front().is_some_and(|t| *t <= now - 1000) {
+            self.search_window.pop_front();
+        }
+        if (self.search_window.len() as u64) < u64::from(max) {
+            self.search_window.push_back(now);
+            return Ok(());
+        }
+        Err(self
+            .search_window
+            .front()
+            .map_or(1000, |t| (t + 1000 - now).max(1)))
+    }
+
     /// Counts a request at `now` if the budget allows it.
     pub fn check(&mut self, now: i64) -> RateVerdict {
         let day = now.div_euclid(86_400_000);

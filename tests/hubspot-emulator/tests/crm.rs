@@ -703,6 +703,60 @@ async fn rate_limit_answers_429_with_headers_until_the_window_rolls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_have_a_per_second_limit_of_their_own() {
+    let (emu, client) = start(EmulatorConfig {
+        search_rate_per_second: Some(2),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let token = access_token(&emu);
+    let search = "/crm/v3/objects/contacts/search";
+    for _ in 0..2 {
+        assert_eq!(
+            post(&emu, &client, &token, search, &json!({}))
+                .await
+                .status(),
+            200
+        );
+    }
+    let resp = post(&emu, &client, &token, search, &json!({})).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert!(
+        resp.headers()
+            .get("x-hubspot-ratelimit-remaining")
+            .is_some()
+    );
+    let (_, err) = json_of(resp).await;
+    assert_eq!(
+        (err["category"].as_str(), err["policyName"].as_str()),
+        (Some("RATE_LIMITS"), Some("SECONDLY"))
+    );
+    // Other calls are not held back; a second later searches go again.
+    assert_eq!(
+        get(&emu, &client, &token, "/crm/v3/owners").await.status(),
+        200
+    );
+    emu.advance_clock(Duration::from_secs(1));
+    assert_eq!(
+        post(&emu, &client, &token, search, &json!({}))
+            .await
+            .status(),
+        200
+    );
+    emu.set_search_rate_limit(None);
+    for _ in 0..5 {
+        assert_eq!(
+            post(&emu, &client, &token, search, &json!({}))
+                .await
+                .status(),
+            200
+        );
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_scopes_answer_403() {
     let (emu, client) = start(EmulatorConfig::default()).await;
     let token = emu
