@@ -37,7 +37,7 @@ fn route(shared: &Shared, req: &Req, scopes: &[String]) -> Handled {
     let segs = segments(&req.path);
     let m = req.method.as_str();
     match segs.as_slice() {
-        ["crm", "v3", "owners"] | ["crm", "v3", "owners", ""] if m == "GET" => {
+        ["crm", "v3", "owners"] if m == "GET" => {
             oauth::require_scope(scopes, &["crm.objects.owners.read"])?;
             owners(shared, req)
         }

@@ -71,17 +71,7 @@ async fn install_code_token_refresh_and_info() {
     assert_eq!(rinfo["token_type"], "refresh");
 
     // Refresh: a new access token, the same refresh token.
-    let (status, again) = token(
-        &emu,
-        &client,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", SECRET),
-            ("refresh_token", &refresh),
-        ],
-    )
-    .await;
+    let (status, again) = refresh_grant(&emu, &client, &refresh).await;
     assert_eq!(status, 200, "{again}");
     assert_ne!(again["access_token"], access.as_str());
     assert_eq!(again["refresh_token"], refresh.as_str());
@@ -102,17 +92,7 @@ async fn install_code_token_refresh_and_info() {
         .await
         .expect("DELETE");
     assert_eq!(del.status(), 204);
-    let (status, err) = token(
-        &emu,
-        &client,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", SECRET),
-            ("refresh_token", &refresh),
-        ],
-    )
-    .await;
+    let (status, err) = refresh_grant(&emu, &client, &refresh).await;
     assert_eq!(
         (status, err["status"].as_str()),
         (400, Some("BAD_REFRESH_TOKEN"))
@@ -288,17 +268,7 @@ async fn access_tokens_expire_after_30_minutes() {
         .await
         .expect("GET");
     assert_eq!(info.status(), 401);
-    let (status, again) = token(
-        &emu,
-        &client,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", SECRET),
-            ("refresh_token", &tok.refresh_token),
-        ],
-    )
-    .await;
+    let (status, again) = refresh_grant(&emu, &client, &tok.refresh_token).await;
     assert_eq!(status, 200, "{again}");
     let fresh = again["access_token"].as_str().expect("access");
     assert_eq!(

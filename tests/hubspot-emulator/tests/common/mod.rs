@@ -144,6 +144,24 @@ pub async fn code_grant(emu: &Emulator, client: &reqwest::Client, code: &str) ->
     .await
 }
 
+pub async fn refresh_grant(
+    emu: &Emulator,
+    client: &reqwest::Client,
+    refresh_token: &str,
+) -> (u16, Value) {
+    token(
+        emu,
+        client,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", SECRET),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
 /// An access token with every default scope, without the browser flow.
 pub fn access_token(emu: &Emulator) -> String {
     emu.issue_token(CLIENT_ID, EMAIL, Some(DEFAULT_SCOPES))
