@@ -22,7 +22,7 @@ async fn owners_page_with_after_and_link() {
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let (status, page) = json_of(get(&emu, &client, &token, &path).await).await;
+        let (status, page) = get_json(&emu, &client, &token, &path).await;
         assert_eq!(status, 200, "{page}");
         pages += 1;
         for o in page["results"].as_array().expect("results") {
@@ -55,28 +55,22 @@ async fn owners_page_with_after_and_link() {
     dedup.dedup();
     assert_eq!(dedup.len(), 25);
 
-    let (_, by_email) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/owners?email=REP7@example.com",
-        )
-        .await,
+    let (_, by_email) = get_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/owners?email=REP7@example.com",
     )
     .await;
     assert_eq!(by_email["results"].as_array().map(Vec::len), Some(1));
     assert_eq!(by_email["results"][0]["lastName"], "No7");
-    let (_, gone) = json_of(get(&emu, &client, &token, "/crm/v3/owners?archived=true").await).await;
+    let (_, gone) = get_json(&emu, &client, &token, "/crm/v3/owners?archived=true").await;
     assert_eq!(gone["results"][0]["email"], "gone@example.com");
-    let (status, one) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            &format!("/crm/v3/owners/{}?archived=true", archived),
-        )
-        .await,
+    let (status, one) = get_json(
+        &emu,
+        &client,
+        &token,
+        &format!("/crm/v3/owners/{}?archived=true", archived),
     )
     .await;
     assert_eq!((status, one["archived"].as_bool()), (200, Some(true)));
@@ -239,54 +233,42 @@ async fn new_records_are_searchable_only_after_the_index_lag() {
     })
     .await;
     let token = access_token(&emu);
-    let (status, created) = json_of(
-        post(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/contacts",
-            &json!({"properties": {"firstname": "Late", "phone": "+1 212 555 0199"}}),
-        )
-        .await,
+    let (status, created) = post_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/contacts",
+        &json!({"properties": {"firstname": "Late", "phone": "+1 212 555 0199"}}),
     )
     .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id");
     let body = json!({"filterGroups": [{"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+1 212 555 0199"}]}]});
-    let (_, r) = json_of(
-        post(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/contacts/search",
-            &body,
-        )
-        .await,
+    let (_, r) = post_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/contacts/search",
+        &body,
     )
     .await;
     assert_eq!(r["total"], 0, "{r}");
     // A read by id sees it at once.
-    let (status, _) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            &format!("/crm/v3/objects/contacts/{id}"),
-        )
-        .await,
+    let (status, _) = get_json(
+        &emu,
+        &client,
+        &token,
+        &format!("/crm/v3/objects/contacts/{id}"),
     )
     .await;
     assert_eq!(status, 200);
     emu.advance_clock(Duration::from_secs(5));
-    let (_, r) = json_of(
-        post(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/contacts/search",
-            &body,
-        )
-        .await,
+    let (_, r) = post_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/contacts/search",
+        &body,
     )
     .await;
     assert_eq!(r["total"], 1, "{r}");
@@ -297,30 +279,22 @@ async fn new_records_are_searchable_only_after_the_index_lag() {
 async fn objects_crud_with_properties_and_id_property() {
     let (emu, client) = start(EmulatorConfig::default()).await;
     let token = access_token(&emu);
-    let (status, c) = json_of(
-        post(
-            &emu,
+    let (status, c) = post_json(&emu,
             &client,
             &token,
             "/crm/v3/objects/contacts",
             &json!({"properties": {"email": "ann@example.org", "firstname": "Ann", "mobilephone": "+33 1 23 45 67 89"}}),
-        )
-        .await,
-    )
-    .await;
+        ).await;
     assert_eq!(status, 201, "{c}");
     let id = c["id"].as_str().expect("id").to_string();
     assert_eq!(c["properties"]["hs_object_id"], id.as_str());
     assert_eq!(c["archived"], false);
 
-    let (_, read) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            &format!("/crm/v3/objects/contacts/{id}"),
-        )
-        .await,
+    let (_, read) = get_json(
+        &emu,
+        &client,
+        &token,
+        &format!("/crm/v3/objects/contacts/{id}"),
     )
     .await;
     // Default properties: email, firstname, lastname (null), dates, id.
@@ -333,14 +307,11 @@ async fn objects_crud_with_properties_and_id_property() {
         p["lastname"].is_null() && p["createdate"].is_string() && p.get("mobilephone").is_none(),
         "{read}"
     );
-    let (_, read) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/contacts/ann@example.org?idProperty=email&properties=mobilephone",
-        )
-        .await,
+    let (_, read) = get_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/contacts/ann@example.org?idProperty=email&properties=mobilephone",
     )
     .await;
     assert_eq!(read["id"], id.as_str());
@@ -354,14 +325,11 @@ async fn objects_crud_with_properties_and_id_property() {
         .await
         .expect("PATCH");
     assert_eq!(patched.status(), 200);
-    let (_, list) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/contacts?properties=lastname",
-        )
-        .await,
+    let (_, list) = get_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/contacts?properties=lastname",
     )
     .await;
     assert_eq!(list["results"][0]["properties"]["lastname"], "Lee");
@@ -373,14 +341,11 @@ async fn objects_crud_with_properties_and_id_property() {
         .await
         .expect("DELETE");
     assert_eq!(del.status(), 204);
-    let (status, err) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            &format!("/crm/v3/objects/contacts/{id}"),
-        )
-        .await,
+    let (status, err) = get_json(
+        &emu,
+        &client,
+        &token,
+        &format!("/crm/v3/objects/contacts/{id}"),
     )
     .await;
     assert_eq!(
@@ -389,15 +354,12 @@ async fn objects_crud_with_properties_and_id_property() {
     );
 
     // Read-only properties and bad JSON are refused.
-    let (status, err) = json_of(
-        post(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/contacts",
-            &json!({"properties": {"hs_object_id": "1"}}),
-        )
-        .await,
+    let (status, err) = post_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/contacts",
+        &json!({"properties": {"hs_object_id": "1"}}),
     )
     .await;
     assert_eq!(
@@ -451,8 +413,7 @@ async fn calls_are_created_with_associations_and_listed_through_v4() {
             {"to": {"id": contact}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 194}]},
         ],
     });
-    let (status, call) =
-        json_of(post(&emu, &client, &token, "/crm/v3/objects/calls", &body).await).await;
+    let (status, call) = post_json(&emu, &client, &token, "/crm/v3/objects/calls", &body).await;
     assert_eq!(status, 201, "{call}");
     let call_id = call["id"].as_str().expect("id").to_string();
     assert_eq!(call["properties"]["hs_call_title"], "Inbound call");
@@ -484,14 +445,11 @@ async fn calls_are_created_with_associations_and_listed_through_v4() {
     );
     assert_eq!(put["results"][0]["to"]["id"], company.as_str());
 
-    let (status, a) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            &format!("/crm/v4/objects/calls/{call_id}/associations/contacts"),
-        )
-        .await,
+    let (status, a) = get_json(
+        &emu,
+        &client,
+        &token,
+        &format!("/crm/v4/objects/calls/{call_id}/associations/contacts"),
     )
     .await;
     assert_eq!(status, 200, "{a}");
@@ -507,14 +465,11 @@ async fn calls_are_created_with_associations_and_listed_through_v4() {
         "HUBSPOT_DEFINED"
     );
     // Seen from the contact, the other direction's type.
-    let (_, back) = json_of(
-        get(
-            &emu,
-            &client,
-            &token,
-            &format!("/crm/v4/objects/contacts/{contact}/associations/calls"),
-        )
-        .await,
+    let (_, back) = get_json(
+        &emu,
+        &client,
+        &token,
+        &format!("/crm/v4/objects/contacts/{contact}/associations/calls"),
     )
     .await;
     assert_eq!(
@@ -527,10 +482,7 @@ async fn calls_are_created_with_associations_and_listed_through_v4() {
     );
 
     // Read back with properties and associations.
-    let (_, read) = json_of(
-        get(&emu, &client, &token, &format!("/crm/v3/objects/calls/{call_id}?properties=hs_call_duration,hubspot_owner_id&associations=contacts,companies")).await,
-    )
-    .await;
+    let (_, read) = get_json(&emu, &client, &token, &format!("/crm/v3/objects/calls/{call_id}?properties=hs_call_duration,hubspot_owner_id&associations=contacts,companies")).await;
     assert_eq!(read["properties"]["hs_call_duration"], "65000");
     assert_eq!(read["properties"]["hubspot_owner_id"], owner.as_str());
     assert_eq!(
@@ -570,15 +522,12 @@ async fn calls_are_created_with_associations_and_listed_through_v4() {
             "INBOUND",
         ),
     ] {
-        let (status, err) = json_of(
-            post(
-                &emu,
-                &client,
-                &token,
-                "/crm/v3/objects/calls",
-                &json!({"properties": props, "associations": assoc}),
-            )
-            .await,
+        let (status, err) = post_json(
+            &emu,
+            &client,
+            &token,
+            "/crm/v3/objects/calls",
+            &json!({"properties": props, "associations": assoc}),
         )
         .await;
         assert_eq!(
@@ -599,17 +548,12 @@ async fn calls_are_created_with_associations_and_listed_through_v4() {
 async fn batch_read_and_create() {
     let (emu, client) = start(EmulatorConfig::default()).await;
     let token = access_token(&emu);
-    let (status, created) = json_of(
-        post(
-            &emu,
+    let (status, created) = post_json(&emu,
             &client,
             &token,
             "/crm/v3/objects/companies/batch/create",
             &json!({"inputs": [{"properties": {"name": "A", "phone": "1"}}, {"properties": {"name": "B"}}]}),
-        )
-        .await,
-    )
-    .await;
+        ).await;
     assert_eq!(status, 201, "{created}");
     let ids: Vec<&str> = created["results"]
         .as_array()
@@ -618,15 +562,12 @@ async fn batch_read_and_create() {
         .filter_map(|r| r["id"].as_str())
         .collect();
     assert_eq!(ids.len(), 2);
-    let (status, read) = json_of(
-        post(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/companies/batch/read",
-            &json!({"inputs": [{"id": ids[1]}, {"id": "424242"}], "properties": ["name"]}),
-        )
-        .await,
+    let (status, read) = post_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/companies/batch/read",
+        &json!({"inputs": [{"id": ids[1]}, {"id": "424242"}], "properties": ["name"]}),
     )
     .await;
     assert_eq!(status, 200, "{read}");
@@ -697,7 +638,7 @@ async fn rate_limit_answers_429_with_headers_until_the_window_rolls() {
         get(&emu, &client, &token, "/crm/v3/owners").await.status(),
         200
     );
-    let (status, err) = json_of(get(&emu, &client, &token, "/crm/v3/owners").await).await;
+    let (status, err) = get_json(&emu, &client, &token, "/crm/v3/owners").await;
     assert_eq!((status, err["policyName"].as_str()), (429, Some("DAILY")));
     emu.shutdown().await;
 }
@@ -767,39 +708,33 @@ async fn missing_scopes_answer_403() {
         )
         .expect("token")
         .access_token;
-    let (status, err) = json_of(get(&emu, &client, &token, "/crm/v3/owners").await).await;
+    let (status, err) = get_json(&emu, &client, &token, "/crm/v3/owners").await;
     assert_eq!(status, 403, "{err}");
     assert_eq!(err["category"], "MISSING_SCOPES");
     assert_eq!(
         err["errors"][0]["context"]["requiredGranularScopes"],
         json!(["crm.objects.owners.read"])
     );
-    let (status, _) = json_of(get(&emu, &client, &token, "/crm/v3/objects/contacts").await).await;
+    let (status, _) = get_json(&emu, &client, &token, "/crm/v3/objects/contacts").await;
     assert_eq!(status, 200);
-    let (status, err) = json_of(
-        post(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/contacts",
-            &json!({"properties": {}}),
-        )
-        .await,
+    let (status, err) = post_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/contacts",
+        &json!({"properties": {}}),
     )
     .await;
     assert_eq!(
         (status, err["category"].as_str()),
         (403, Some("MISSING_SCOPES"))
     );
-    let (status, _) = json_of(
-        post(
-            &emu,
-            &client,
-            &token,
-            "/crm/v3/objects/companies/search",
-            &json!({}),
-        )
-        .await,
+    let (status, _) = post_json(
+        &emu,
+        &client,
+        &token,
+        "/crm/v3/objects/companies/search",
+        &json!({}),
     )
     .await;
     assert_eq!(status, 403);
@@ -812,7 +747,7 @@ async fn faults_fail_drop_and_count() {
     let (emu, client) = start(EmulatorConfig::default()).await;
     let token = access_token(&emu);
     emu.fail_requests(1, 503);
-    let (status, err) = json_of(get(&emu, &client, &token, "/crm/v3/owners").await).await;
+    let (status, err) = get_json(&emu, &client, &token, "/crm/v3/owners").await;
     assert_eq!(status, 503);
     assert_eq!(err["status"], "error");
     assert_eq!(

@@ -203,3 +203,22 @@ pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
+
+pub async fn get_json(
+    emu: &Emulator,
+    client: &reqwest::Client,
+    token: &str,
+    path: &str,
+) -> (u16, Value) {
+    json_of(get(emu, client, token, path).await).await
+}
+
+pub async fn post_json(
+    emu: &Emulator,
+    client: &reqwest::Client,
+    token: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    json_of(post(emu, client, token, path, body).await).await
+}
