@@ -1,0 +1,84 @@
+//! `hubspot-emulator`: runs an emulated HubSpot account until killed.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use hubspot_emulator::{App, Emulator, EmulatorConfig, User};
+
+/// A HubSpot account emulator (OAuth + CRM APIs over HTTPS) for tests.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Write the PEM of the emulator's CA here (clients trust it).
+    #[arg(long)]
+    ca_cert_out: Option<PathBuf>,
+    /// An app: CLIENT_ID:CLIENT_SECRET:REDIRECT_URI (repeatable).
+    #[arg(long = "app")]
+    apps: Vec<String>,
+    /// Password of admin@example.com.
+    #[arg(long, default_value = "emulator")]
+    admin_password: String,
+    /// Requests allowed per rolling 10 seconds.
+    #[arg(long, default_value_t = 110)]
+    rate_limit_per_10s: u32,
+    /// Serve plain HTTP instead of HTTPS.
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+fn parse_app(spec: &str) -> anyhow::Result<App> {
+    let mut parts = spec.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(id), Some(secret), Some(uri))
+            if !id.is_empty() && !secret.is_empty() && !uri.is_empty() =>
+        {
+            Ok(App::new(id, secret, uri))
+        }
+        _ => anyhow::bail!("--app expects CLIENT_ID:CLIENT_SECRET:REDIRECT_URI, got {spec:?}"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let apps = args
+        .apps
+        .iter()
+        .map(|a| parse_app(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = EmulatorConfig {
+        listen: args.listen,
+        tls: !args.insecure_http,
+        apps,
+        users: vec![User::new("admin@example.com", args.admin_password)],
+        rate_limit_per_10s: args.rate_limit_per_10s,
+        ..EmulatorConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let emu = Emulator::start(config).await?;
+        if let Some(path) = &args.ca_cert_out {
+            std::fs::write(path, emu.ca_cert_pem())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", emu.base_url())?;
+        out.flush()?;
+        drop(out);
+        eprintln!(
+            "hubspot-emulator: hub {} listening on {} (admin@example.com); Ctrl-C to stop",
+            emu.hub_id(),
+            emu.base_url()
+        );
+        tokio::signal::ctrl_c().await?;
+        emu.shutdown().await;
+        anyhow::Ok(())
+    })
+}
