@@ -8,10 +8,10 @@
 use std::fmt;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use url::Url;
 
 use crate::bindings::pbx::crm::http_fetch::{Error as FetchError, Response};
@@ -19,6 +19,8 @@ use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
 use crate::settings::Settings;
+
+pub use pbx_crm_sdk::pkce::{new_verifier, pkce_challenge, plausible_state, random_token};
 
 /// The scopes the set-up guide has the administrator give the connected
 /// app; asking for exactly these keeps the consent page and the app in
@@ -28,31 +30,6 @@ pub const SCOPES: &str =
 
 /// How long an authorization attempt may take from consent URL to callback.
 pub const ATTEMPT_TTL_MS: u64 = 10 * 60 * 1000;
-
-/// `n` random bytes from the host, base64url without padding.
-pub fn random_token<H: Host>(host: &H, n: usize) -> String {
-    URL_SAFE_NO_PAD.encode(host.random_bytes(n))
-}
-
-/// A new PKCE verifier: 48 random bytes give 64 characters, inside RFC
-/// 7636's 43..=128 range.
-pub fn new_verifier<H: Host>(host: &H) -> String {
-    random_token(host, 48)
-}
-
-/// The S256 challenge of `verifier`: base64url(SHA-256(verifier)), no padding.
-pub fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-/// Whether `state` looks like one this plugin made (base64url, bounded), so a
-/// forged one never becomes part of a kv key.
-pub fn plausible_state(state: &str) -> bool {
-    (16..=128).contains(&state.len())
-        && state
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 /// The consent page's URL.
 pub fn authorize_url(
@@ -550,14 +527,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_matches_rfc7636_appendix_b() {
-        assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
-    }
-
-    #[test]
     fn signatures_are_checked_against_the_secret() {
         let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").ok();
         if let Some(m) = mac.as_mut() {
@@ -591,16 +560,6 @@ mod tests {
             "1700000000000",
             "%%%"
         ));
-    }
-
-    #[test]
-    fn only_plausible_states_become_keys() {
-        assert!(plausible_state(
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
-        ));
-        assert!(!plausible_state("../settings"));
-        assert!(!plausible_state("short"));
-        assert!(!plausible_state(&"a".repeat(200)));
     }
 
     #[test]

@@ -1,14 +1,11 @@
-//! A typed store over the host's kv-store: JSON values under fixed keys, and
-//! batches that commit atomically after their preconditions hold. `Batch` is
-//! the one way the plugin builds such a batch, of JSON values or of bytes
-//! encoded beforehand (the user sync's chunks).
+//! The plugin's view of the kv-store: the SDK's typed store and batches,
+//! with the plugin's keys and what replaces each when it is damaged.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::pbx::crm::kv_store::{Entry, Precondition, Write};
 use crate::error::PluginError;
-use crate::host::Host;
+
+pub use pbx_crm_sdk::store::{Batch, Mark, encode};
 
 /// The keys the plugin uses; one place so no two features collide.
 pub mod keys {
@@ -80,171 +77,28 @@ pub mod keys {
     }
 }
 
-/// Typed access to the plugin's kv-store.
-pub struct Store<'h, H: Host> {
-    host: &'h H,
-}
+/// What replaces the plugin's damaged values, by key.
+pub struct Keys;
 
-impl<'h, H: Host> Store<'h, H> {
-    /// A store over `host`'s kv-store.
-    pub fn new(host: &'h H) -> Self {
-        Self { host }
-    }
-
-    /// The value under `key`, if any.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PluginError> {
-        match self.host.kv_get(key)? {
-            None => Ok(None),
-            Some(bytes) => decode(key, &bytes).map(Some),
-        }
-    }
-
-    /// The raw bytes under each of `keys`, in their order, in one host call.
-    pub fn get_many_raw(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, PluginError> {
-        Ok(self.host.kv_get_many(keys)?)
-    }
-
-    /// The raw bytes under `key`, for compare-and-swap preconditions that
-    /// must match the stored value byte for byte.
-    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, PluginError> {
-        Ok(self.host.kv_get(key)?)
-    }
-
-    /// The value under `key` together with its raw bytes (see `get_raw`).
-    pub fn get_with_raw<T: DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<(T, Vec<u8>)>, PluginError> {
-        match self.host.kv_get(key)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(|value| Some((value, bytes)))
-                .map_err(|e| unreadable(key, e)),
-        }
-    }
-
-    /// Store `value` under `key`.
-    pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), PluginError> {
-        self.host.kv_set(key, &encode(value)?)?;
-        Ok(())
-    }
-
-    /// Delete `key`.
-    pub fn delete(&self, key: &str) -> Result<(), PluginError> {
-        self.host.kv_delete(key)?;
-        Ok(())
-    }
-
-    /// Keys under `prefix`.
-    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, PluginError> {
-        Ok(self.host.kv_list(prefix)?)
-    }
-
-    /// Commit `batch`: every write or none. Borrowed, so a batch that lost a
-    /// race can be amended (see `Batch::rewind`) and committed again.
-    pub fn commit(&self, batch: &Batch) -> Result<(), PluginError> {
-        self.host.kv_batch(&batch.preconditions, &batch.writes)?;
-        Ok(())
+impl pbx_crm_sdk::store::Repair for Keys {
+    fn repair(key: &str) -> &'static str {
+        repair(key)
     }
 }
 
-/// Writes that commit together, guarded by preconditions.
-#[derive(Default)]
-pub struct Batch {
-    preconditions: Vec<Precondition>,
-    writes: Vec<Write>,
-}
-
-impl Batch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Set `key` to `value`.
-    pub fn set<T: Serialize>(self, key: &str, value: &T) -> Result<Self, PluginError> {
-        Ok(self.set_raw(key, encode(value)?))
-    }
-
-    /// Set `key` to `value`, already encoded (a user chunk is written as its
-    /// users are read, not encoded a second time here).
-    pub fn set_raw(mut self, key: &str, value: Vec<u8>) -> Self {
-        self.writes.push(Write::Set(Entry {
-            key: key.to_string(),
-            value,
-        }));
-        self
-    }
-
-    /// Delete `key`.
-    pub fn delete(mut self, key: &str) -> Self {
-        self.writes.push(Write::Delete(key.to_string()));
-        self
-    }
-
-    /// Commit only if `key` still holds `expected` (`None`: is absent).
-    pub fn expect<T: Serialize>(
-        mut self,
-        key: &str,
-        expected: Option<&T>,
-    ) -> Result<Self, PluginError> {
-        let expected = expected.map(encode).transpose()?;
-        self.preconditions.push(Precondition {
-            key: key.to_string(),
-            expected,
-        });
-        Ok(self)
-    }
-
-    /// Commit only if `key` still holds exactly the bytes `expected`
-    /// (`None`: is absent). Use it with bytes read by `Store::get_raw`, so a
-    /// value that re-encodes differently cannot make a precondition fail.
-    pub fn expect_raw(mut self, key: &str, expected: Option<Vec<u8>>) -> Self {
-        self.preconditions.push(Precondition {
-            key: key.to_string(),
-            expected,
-        });
-        self
-    }
-
-    /// How far the batch is built, to come back to with `rewind`.
-    pub fn mark(&self) -> Mark {
-        Mark {
-            preconditions: self.preconditions.len(),
-            writes: self.writes.len(),
-        }
-    }
-
-    /// Drop what was added after `mark`: a batch that lost a race re-reads
-    /// and adds its guarded part again, keeping the (large) rest as built.
-    pub fn rewind(mut self, mark: Mark) -> Self {
-        self.preconditions.truncate(mark.preconditions);
-        self.writes.truncate(mark.writes);
-        self
-    }
-}
-
-/// A point in building a `Batch` (see `Batch::mark`).
-#[derive(Debug, Clone, Copy)]
-pub struct Mark {
-    preconditions: usize,
-    writes: usize,
-}
+/// The SDK's store over the plugin's keys.
+pub type Store<'h, H> = pbx_crm_sdk::store::Store<'h, H, Keys>;
 
 /// A stored value (JSON) under `key`; a value that does not parse is
-/// reported as corrupt, naming the key.
+/// reported as corrupt, naming the key and what replaces it.
 pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, PluginError> {
-    serde_json::from_slice(bytes).map_err(|e| unreadable(key, e))
+    pbx_crm_sdk::store::decode::<Keys, T>(key, bytes)
 }
 
 /// The error for a stored value under `key` that cannot be read back, with
 /// what replaces it.
 pub fn unreadable(key: &str, reason: impl std::fmt::Display) -> PluginError {
-    PluginError::Corrupt {
-        key: key.to_string(),
-        reason: reason.to_string(),
-        fix: repair(key),
-    }
+    pbx_crm_sdk::store::unreadable::<Keys>(key, reason)
 }
 
 /// What replaces an unreadable stored value, by its key.
@@ -258,9 +112,4 @@ fn repair(key: &str) -> &'static str {
     } else {
         "save the settings again to replace it"
     }
-}
-
-/// The JSON encoding the store uses, for building raw preconditions.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PluginError> {
-    serde_json::to_vec(value).map_err(|e| PluginError::Store(format!("cannot encode a value: {e}")))
 }

@@ -6,6 +6,12 @@
 //!   macro a plugin exports its implementation with.
 //! - [`host`]: every host call behind the [`host::Host`] trait, so the
 //!   logic runs against a fake host in native tests.
+//! - [`store`]: typed values over the kv-store, and batches that commit
+//!   atomically after their preconditions hold.
+//! - [`lease`]: leases in the kv-store, so one instance of many does a
+//!   piece of work (a delivery, a token refresh) at a time.
+//! - [`pkce`]: OAuth 2.0 with PKCE: random tokens, verifiers, challenges,
+//!   plausible `state`s.
 //! - [`error`]: [`error::PluginError`], which maps onto the contract's
 //!   error kinds and says what to fix.
 //! - [`phone`]: phone numbers to E.164 from anything people and PBXs
@@ -16,5 +22,9 @@
 pub mod bindings;
 pub mod error;
 pub mod host;
+pub mod lease;
 pub mod phone;
+pub mod pkce;
+pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

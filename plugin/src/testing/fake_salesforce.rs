@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::fake_host::{FakeHost, lock};
 use crate::bindings::pbx::crm::http_fetch::{self, Method};
+use pbx_crm_sdk::testing::{FakeHost, lock};
 
 /// The fake's login host.
 pub const LOGIN: &str = "https://login.salesforce.com";

@@ -1,13 +1,12 @@
-//! What the native unit tests run against, in place of the PBX: a fake host
-//! (`fake_host`) and a fake Salesforce behind its HTTP side
+//! What the native unit tests run against, in place of the PBX: the SDK's
+//! fake host and a fake Salesforce behind its HTTP side
 //! (`fake_salesforce`), plus the small helpers every feature's tests share.
 
-mod fake_host;
 mod fake_salesforce;
 pub mod user_list;
 
-pub use fake_host::*;
 pub use fake_salesforce::*;
+pub use pbx_crm_sdk::testing::*;
 
 use std::sync::Arc;
 
@@ -43,8 +42,6 @@ pub fn err<T>(r: Result<T, PluginError>) -> (ErrorKind, String) {
         Err(e) => kind(e),
     }
 }
-
-pub use pbx_crm_sdk::testing::US_NUMBER_FORMATS;
 
 /// The fake clock's time in most tests: 2023-11-14 22:13:20 UTC.
 pub const NOW: u64 = 1_700_000_000_000;

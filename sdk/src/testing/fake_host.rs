@@ -19,7 +19,7 @@ type FetchHandler =
 
 /// Lock, ignoring poisoning (a panicking test thread must not hide the
 /// original failure behind a PoisonError).
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

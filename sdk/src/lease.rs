@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::host::Host;
-use crate::oauth;
+use crate::pkce;
 
 /// How long a lease lives: longer than a plugin call's deadline (10 s), so a
 /// live holder never loses it; short enough that a crashed holder's lease
@@ -58,7 +58,7 @@ impl<E: Expiry> Lease<E> {
     /// A lease for this instance, with a fresh holder nonce, ending at `end`.
     pub fn take<H: Host>(host: &H, end: E) -> Self {
         Self {
-            holder: oauth::random_token(host, 16),
+            holder: pkce::random_token(host, 16),
             end,
         }
     }
