@@ -3,10 +3,10 @@
 //!
 //! This file only declares the modules: the component's export glue is in
 //! `component`. What every CRM plugin needs (the WIT bindings, the host
-//! trait, errors, leases, phone numbers) comes from the plugin SDK, `pbx-crm-sdk`,
+//! trait, errors, leases, e-mail matching, phone numbers) comes from the plugin SDK, `pbx-crm-sdk`,
 //! re-exported here under the paths the rest of the plugin uses.
 
-pub use pbx_crm_sdk::{bindings, error, host, lease, phone};
+pub use pbx_crm_sdk::{bindings, error, host, lease, matching, phone};
 
 pub mod associations;
 pub mod auth;
@@ -15,7 +15,6 @@ pub mod calls;
 mod component;
 pub mod connection;
 pub mod http;
-pub mod matching;
 pub mod oauth;
 pub mod plugin;
 pub mod salesforce;

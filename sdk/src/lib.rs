@@ -12,6 +12,8 @@
 //!   piece of work (a delivery, a token refresh) at a time.
 //! - [`pkce`]: OAuth 2.0 with PKCE: random tokens, verifiers, challenges,
 //!   plausible `state`s.
+//! - [`matching`]: CRM users paired with extensions by e-mail address, as
+//!   the administrator's "Associate Automatically" proposes them.
 //! - [`error`]: [`error::PluginError`], which maps onto the contract's
 //!   error kinds and says what to fix.
 //! - [`phone`]: phone numbers to E.164 from anything people and PBXs
@@ -23,6 +25,7 @@ pub mod bindings;
 pub mod error;
 pub mod host;
 pub mod lease;
+pub mod matching;
 pub mod phone;
 pub mod pkce;
 pub mod store;

@@ -200,6 +200,15 @@ impl UserRecord {
     }
 }
 
+impl crate::matching::UserEmail for UserRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+}
+
 /// Which sync is the current user list; stored under `users/index`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsersIndex {

@@ -5,11 +5,18 @@
 //! wasm and natively and can be benchmarked from another crate:
 //!
 //! ```
-//! use salesforce_plugin::matching::{propose, Reason};
-//! use salesforce_plugin::bindings::pbx::crm::directory::Extension;
-//! use salesforce_plugin::users::UserRecord;
+//! use pbx_crm_sdk::matching::{propose, Reason, UserEmail};
+//! use pbx_crm_sdk::bindings::pbx::crm::directory::Extension;
 //!
-//! let users = [UserRecord::new("005A", "Ann", "ann@acme.org", Some(" Ann@Acme.org "))];
+//! /// A CRM user as the plugin keeps it.
+//! struct Owner { id: String, email: Option<String> }
+//!
+//! impl UserEmail for Owner {
+//!     fn id(&self) -> &str { &self.id }
+//!     fn email(&self) -> Option<&str> { self.email.as_deref() }
+//! }
+//!
+//! let users = [Owner { id: "005A".into(), email: Some(" Ann@Acme.org ".into()) }];
 //! let extensions = [Extension {
 //!     number: "1001".into(),
 //!     name: "Ann".into(),
@@ -33,7 +40,15 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::bindings::pbx::crm::directory::Extension;
-use crate::users::UserRecord;
+
+/// A CRM user as matching sees it: an id and an e-mail address (as the
+/// CRM has it; [`propose`] normalizes it).
+pub trait UserEmail {
+    /// The CRM's id of the user.
+    fn id(&self) -> &str;
+    /// The user's e-mail address, if any.
+    fn email(&self) -> Option<&str>;
+}
 
 /// What [`propose`] found: pairs to confirm, and users left out with why.
 /// Borrows the ids and numbers from its inputs.
@@ -106,7 +121,10 @@ pub fn normalize_email(raw: &str) -> Option<Cow<'_, str>> {
 /// for the administrator to confirm. Inputs may be in any order; the
 /// outputs follow the order of `users` (and of `extensions` inside a
 /// [`Reason::SharedEmail`]). Extensions without an address are ignored.
-pub fn propose<'a>(users: &'a [UserRecord], extensions: &'a [Extension]) -> ProposalResult<'a> {
+pub fn propose<'a, U: UserEmail>(
+    users: &'a [U],
+    extensions: &'a [Extension],
+) -> ProposalResult<'a> {
     // The extensions' addresses, kept alive for the map that borrows them.
     let ext_keys: Vec<Option<Cow<'a, str>>> = extensions
         .iter()
@@ -140,7 +158,7 @@ pub fn propose<'a>(users: &'a [UserRecord], extensions: &'a [Extension]) -> Prop
     let mut user_group = vec![NO_EXTENSION; users.len()];
     let mut user_next = vec![END; users.len()];
     for (i, user) in users.iter().enumerate() {
-        let Some(key) = user.email.as_deref().and_then(normalize_email) else {
+        let Some(key) = user.email().and_then(normalize_email) else {
             user_group[i] = NO_EMAIL;
             continue;
         };
@@ -155,7 +173,7 @@ pub fn propose<'a>(users: &'a [UserRecord], extensions: &'a [Extension]) -> Prop
         unmatched: Vec::new(),
     };
     for (i, (user, &g)) in users.iter().zip(&user_group).enumerate() {
-        let user_id = user.id.as_str();
+        let user_id = user.id();
         let reason = match g {
             NO_EMAIL => Reason::NoEmail,
             NO_EXTENSION => Reason::NoExtension,
@@ -175,7 +193,7 @@ pub fn propose<'a>(users: &'a [UserRecord], extensions: &'a [Extension]) -> Prop
                             .users
                             .members(&user_next)
                             .filter(|&j| j != i)
-                            .map(|j| users[j].id.as_str())
+                            .map(|j| users[j].id())
                             .collect(),
                     )
                 } else {
@@ -347,8 +365,26 @@ impl Hasher for FxHasher {
 mod tests {
     use super::*;
 
-    fn user(id: &str, email: Option<&str>) -> UserRecord {
-        UserRecord::new(id, &format!("User {id}"), &format!("{id}@login"), email)
+    /// A CRM user of the tests.
+    struct User {
+        id: String,
+        email: Option<String>,
+    }
+
+    impl UserEmail for User {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn email(&self) -> Option<&str> {
+            self.email.as_deref()
+        }
+    }
+
+    fn user(id: &str, email: Option<&str>) -> User {
+        User {
+            id: id.into(),
+            email: email.map(Into::into),
+        }
     }
 
     fn ext(number: &str, email: Option<&str>) -> Extension {
@@ -459,7 +495,7 @@ mod tests {
 
     #[test]
     fn empty_inputs_give_empty_results() {
-        assert_eq!(propose(&[], &[]), ProposalResult::default());
+        assert_eq!(propose::<User>(&[], &[]), ProposalResult::default());
         let users = [user("a", Some("a@b.c"))];
         let r = propose(&users, &[]);
         assert_eq!(reason_of(&r, "a"), Some(&Reason::NoExtension));
@@ -513,19 +549,14 @@ mod tests {
     #[test]
     fn a_hundred_thousand_each_way() {
         const N: usize = 100_000;
-        let users: Vec<UserRecord> = (0..N)
+        let users: Vec<User> = (0..N)
             .map(|i| {
                 let email = match i % 3 {
                     0 => None,
                     1 => Some(format!("user{i}@Example.org")),
                     _ => Some(format!("user{i}@example.org")),
                 };
-                UserRecord::new(
-                    &format!("005{i:015}"),
-                    &format!("User {i}"),
-                    &format!("user{i}@example.org.login"),
-                    email.as_deref(),
-                )
+                user(&format!("005{i:015}"), email.as_deref())
             })
             .collect();
         // Every fifth extension belongs to nobody in the CRM.
