@@ -5,6 +5,7 @@
 //! What a CRM says (routes, error bodies, headers, charset spellings) stays
 //! in each emulator; this crate only moves bytes and certificates.
 
+pub mod cli;
 pub mod http;
 pub mod server;
 pub mod time;
