@@ -283,8 +283,7 @@ fn parse_time(s: &str) -> Option<i64> {
     if let Ok(n) = s.parse::<i64>() {
         return Some(n);
     }
-    salesforce_emulator::time::parse_datetime(s)
-        .or_else(|| salesforce_emulator::time::parse_date(s))
+    emulator_kit::time::parse_datetime(s).or_else(|| emulator_kit::time::parse_date(s))
 }
 
 /// Parses `associations` of a create body: (to id, type id, category).

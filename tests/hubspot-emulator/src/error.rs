@@ -89,6 +89,18 @@ pub enum EmulatorError {
     Runtime(String),
 }
 
+/// Keeps the start-up errors this crate's own, as they were before the
+/// server moved to the kit.
+impl From<emulator_kit::server::StartError> for EmulatorError {
+    fn from(e: emulator_kit::server::StartError) -> EmulatorError {
+        use emulator_kit::server::StartError;
+        match e {
+            StartError::Bind { addr, source } => EmulatorError::Bind { addr, source },
+            StartError::Tls(e) => EmulatorError::Tls(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,6 @@ mod http;
 mod oauth;
 mod server;
 mod state;
-mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,9 +40,8 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use emulator_kit::server::{self as kit, CaName, Server};
 use serde_json::{Map, Value};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use config::{App, DEFAULT_SCOPES, EmulatorConfig, User};
 pub use error::{EmulatorError, HsError};
@@ -63,39 +61,23 @@ fn ms(d: Duration) -> i64 {
 #[derive(Debug)]
 pub struct Emulator {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    ca_pem: String,
-    stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
-    runtime: Option<tokio::runtime::Runtime>,
+    server: Server,
 }
+
+/// Names the test CA so a client's certificate error says whose it is.
+const CA: CaName = CaName {
+    common_name: "HubSpot Emulator Test CA",
+    organization: "hubspot-emulator",
+};
 
 impl Emulator {
     /// Starts a server on the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let bound = kit::bind(config.listen, config.tls.then_some(CA))
             .await
-            .map_err(|source| EmulatorError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr()?;
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else if addr.is_ipv6() {
-            format!("[{}]", addr.ip())
-        } else {
-            addr.ip().to_string()
-        };
-        let (tls, ca_pem) = if config.tls {
-            let t = tls::generate(Some(addr.ip()))?;
-            (Some(tokio_rustls::TlsAcceptor::from(t.config)), t.ca_pem)
-        } else {
-            (None, String::new())
-        };
-        let scheme = if config.tls { "https" } else { "http" };
+            .map_err(EmulatorError::from)?;
         let shared = Arc::new(Shared {
-            base_url: format!("{scheme}://{host}:{}", addr.port()),
+            base_url: bound.base_url().to_string(),
             hub_id: config.hub_id,
             hub_domain: config.hub_domain.clone(),
             clock_offset_ms: AtomicI64::new(0),
@@ -121,35 +103,26 @@ impl Emulator {
                 search_lag_ms: ms(config.search_lag),
             }),
         });
-        let (stop, stop_rx) = watch::channel(false);
-        let mut emu = Emulator {
-            shared: shared.clone(),
-            addr,
-            ca_pem,
-            stop,
-            task: None,
-            runtime: None,
-        };
+        // The account is complete before the first request is served.
         for app in config.apps {
-            emu.add_app(app);
+            add_app(&shared, app);
         }
         for user in config.users {
-            emu.add_user(user);
+            add_user(&shared, user);
         }
-        emu.task = Some(tokio::spawn(server::serve(listener, tls, shared, stop_rx)));
-        Ok(emu)
+        let server = bound.serve({
+            let shared = shared.clone();
+            move |req| server::handle(shared.clone(), req)
+        });
+        Ok(Emulator { shared, server })
     }
 
     /// Starts a server on a runtime of its own (for sync code). Must not
     /// be called from inside an async context.
     pub fn start_blocking(config: EmulatorConfig) -> anyhow::Result<Emulator> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("hubspot-emulator")
-            .enable_all()
-            .build()?;
+        let rt = kit::own_runtime("hubspot-emulator")?;
         let mut emu = rt.block_on(Emulator::start(config))?;
-        emu.runtime = Some(rt);
+        emu.server.keep_runtime(rt);
         Ok(emu)
     }
 
@@ -160,13 +133,13 @@ impl Emulator {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// The PEM of the CA that signed the server certificate (empty
     /// without TLS).
     pub fn ca_cert_pem(&self) -> String {
-        self.ca_pem.clone()
+        self.server.ca_cert_pem().to_string()
     }
 
     pub fn hub_id(&self) -> u64 {
@@ -177,45 +150,18 @@ impl Emulator {
 
     /// Installs (or replaces) an app.
     pub fn add_app(&self, app: App) {
-        lock(&self.shared.auth)
-            .apps
-            .insert(app.client_id.clone(), app);
+        add_app(&self.shared, app);
     }
 
     /// Adds a user who can log in; it is also an owner. Answers the
     /// owner id.
     pub fn add_user(&self, user: User) -> String {
-        let owner = self.add_owner(&user.email, &user.first_name, &user.last_name);
-        let user_id = {
-            let crm = lock(&self.shared.crm);
-            crm.owners
-                .iter()
-                .find(|o| o.id.to_string() == owner)
-                .map_or(0, |o| o.user_id)
-        };
-        lock(&self.shared.auth)
-            .accounts
-            .push(Account { user, user_id });
-        owner
+        add_user(&self.shared, user)
     }
 
     /// Adds an owner (a user who cannot log in here); answers its id.
     pub fn add_owner(&self, email: &str, first_name: &str, last_name: &str) -> String {
-        let now = self.shared.now_ms();
-        let mut crm = lock(&self.shared.crm);
-        let n = crm.owners.len() as u64 + 1;
-        let id = 70_000_000 + n;
-        crm.owners.push(Owner {
-            id,
-            user_id: 9_000_000 + n,
-            email: email.to_string(),
-            first_name: first_name.to_string(),
-            last_name: last_name.to_string(),
-            archived: false,
-            created_ms: now,
-            updated_ms: now,
-        });
-        id.to_string()
+        add_owner(&self.shared, email, first_name, last_name)
     }
 
     /// Archives (deactivates) an owner.
@@ -473,29 +419,13 @@ impl Emulator {
     }
 
     /// Stops the server and waits for it.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
     /// Stops a server started with [`Emulator::start_blocking`] and waits.
-    pub fn shutdown_blocking(mut self) {
-        let _ = self.stop.send(true);
-        if let (Some(task), Some(rt)) = (self.task.take(), self.runtime.take()) {
-            let _ = rt.block_on(task);
-            rt.shutdown_timeout(Duration::from_secs(2));
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+    pub fn shutdown_blocking(self) {
+        self.server.shutdown_blocking();
     }
 }
 
@@ -505,4 +435,42 @@ pub fn props(pairs: &[(&str, &str)]) -> Map<String, Value> {
         .iter()
         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect()
+}
+
+/// [`Emulator::add_app`], usable before the server serves.
+fn add_app(shared: &Shared, app: App) {
+    lock(&shared.auth).apps.insert(app.client_id.clone(), app);
+}
+
+/// [`Emulator::add_user`], usable before the server serves.
+fn add_user(shared: &Shared, user: User) -> String {
+    let owner = add_owner(shared, &user.email, &user.first_name, &user.last_name);
+    let user_id = {
+        let crm = lock(&shared.crm);
+        crm.owners
+            .iter()
+            .find(|o| o.id.to_string() == owner)
+            .map_or(0, |o| o.user_id)
+    };
+    lock(&shared.auth).accounts.push(Account { user, user_id });
+    owner
+}
+
+/// [`Emulator::add_owner`], usable before the server serves.
+fn add_owner(shared: &Shared, email: &str, first_name: &str, last_name: &str) -> String {
+    let now = shared.now_ms();
+    let mut crm = lock(&shared.crm);
+    let n = crm.owners.len() as u64 + 1;
+    let id = 70_000_000 + n;
+    crm.owners.push(Owner {
+        id,
+        user_id: 9_000_000 + n,
+        email: email.to_string(),
+        first_name: first_name.to_string(),
+        last_name: last_name.to_string(),
+        archived: false,
+        created_ms: now,
+        updated_ms: now,
+    });
+    id.to_string()
 }

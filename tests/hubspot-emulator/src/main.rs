@@ -1,10 +1,8 @@
 //! `hubspot-emulator`: runs an emulated HubSpot account until killed.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use hubspot_emulator::{App, Emulator, EmulatorConfig, User};
 
@@ -64,14 +62,11 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let emu = Emulator::start(config).await?;
-        if let Some(path) = &args.ca_cert_out {
-            std::fs::write(path, emu.ca_cert_pem())
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", emu.base_url())?;
-        out.flush()?;
-        drop(out);
+        emulator_kit::cli::announce(
+            &emu.base_url(),
+            &emu.ca_cert_pem(),
+            args.ca_cert_out.as_deref(),
+        )?;
         eprintln!(
             "hubspot-emulator: hub {} listening on {} (admin@example.com); Ctrl-C to stop",
             emu.hub_id(),

@@ -1,20 +1,14 @@
-//! The HTTP(S) server: accept loop, TLS, faults, the rate limiter, routing.
+//! HubSpot's side of the HTTP(S) server: the rate limiter, error bodies,
+//! routing. The accept loop and the connection faults are the kit's.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use emulator_kit::server::{Dropped, connection_faults, read_request, to_hyper};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::crm;
 use crate::error::HsError;
@@ -23,65 +17,6 @@ use crate::oauth;
 use crate::state::{INTERVAL_MS, RateVerdict, Shared, lock, take_one};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// The connection is closed without an answer (fault injection).
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped by fault injection")]
-struct Dropped;
-
-/// Accepts connections until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => break,
-        };
-        let Ok((stream, _peer)) = accepted else {
-            // Out of file descriptors and the like: back off a little.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let tls = tls.clone();
-        conns.spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
-            let builder = http1::Builder::new();
-            match tls {
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                    else {
-                        return;
-                    };
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-                }
-                None => {
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-                }
-            }
-        });
-    }
-    conns.shutdown().await;
-}
-
-fn to_hyper(resp: Resp) -> Response<Full<Bytes>> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
-    for (k, v) in &resp.headers {
-        b = b.header(k.as_str(), v.as_str());
-    }
-    b.body(Full::new(Bytes::from(resp.body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
 
 /// A short name of the endpoint for request counts, ids replaced:
 /// `GET /crm/v3/objects/contacts/{id}`.
@@ -159,34 +94,20 @@ fn fault_response(status: u16) -> Resp {
     HsError::new(status, "INTERNAL_ERROR", message).into()
 }
 
-async fn handle(
+/// Answers one request (the kit's server calls it).
+pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    if take_one(&shared.faults.drop_next) {
-        return Err(Dropped);
-    }
-    let latency = shared.faults.latency_ms.load(Ordering::SeqCst);
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Ok(to_hyper(
-                HsError::new(413, "VALIDATION_ERROR", "The request body is too large").into(),
-            ));
-        }
+    connection_faults(&shared.faults.drop_next, &shared.faults.latency_ms).await?;
+    let Ok(req) = read_request(req, MAX_BODY).await else {
+        return Ok(to_hyper(Resp::from(HsError::new(
+            413,
+            "VALIDATION_ERROR",
+            "The request body is too large",
+        ))));
     };
-    let req = Req {
-        method: parts.method.as_str().to_string(),
-        path: path.clone(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts.headers,
-        body,
-    };
+    let path = req.path.clone();
     shared.count_request(endpoint_key(&req.method, &path));
     // The CRM APIs count against the rate limit and say so in headers.
     let now = shared.now_ms();

@@ -14,15 +14,11 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Takes one from a countdown; true when it was positive.
-pub fn take_one(c: &AtomicU32) -> bool {
-    c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
+pub use emulator_kit::server::take_one;
 
 /// HubSpot's date-time text, `2019-10-30T03:30:17.883Z`.
 pub fn iso(ms: i64) -> String {
-    let s = salesforce_emulator::time::format_datetime(ms);
+    let s = emulator_kit::time::format_datetime(ms);
     match s.strip_suffix("+0000") {
         Some(head) => format!("{head}Z"),
         None => s,
@@ -479,7 +475,7 @@ pub struct Shared {
 impl Shared {
     /// The emulator's now, in epoch milliseconds.
     pub fn now_ms(&self) -> i64 {
-        salesforce_emulator::time::now_ms() + self.clock_offset_ms.load(Ordering::SeqCst)
+        emulator_kit::time::now_ms() + self.clock_offset_ms.load(Ordering::SeqCst)
     }
 
     pub fn count_request(&self, key: String) {

@@ -66,17 +66,16 @@ pub mod soql;
 pub mod sosl;
 mod state;
 pub mod store;
-pub mod time;
-mod tls;
+/// Date-time text; the kit's, re-exported where it always was.
+pub use emulator_kit::time;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
+use emulator_kit::server::{self as kit, CaName, Server};
 use serde_json::{Map, Value};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use config::{
     ConnectedApp, DEFAULT_SCOPES, EmulatorConfig, RefreshTokenPolicy, Seed, SeedApiUsage,
@@ -97,40 +96,22 @@ use state::{ApiUsage, AuthState, Cursors, FaultState, Settings, Shared};
 pub struct Emulator {
     shared: Arc<Shared>,
     faults: Faults,
-    addr: SocketAddr,
-    ca_pem: String,
-    stop: watch::Sender<bool>,
-    online: watch::Sender<bool>,
-    listening: watch::Receiver<bool>,
-    task: Option<JoinHandle<()>>,
-    runtime: Option<tokio::runtime::Runtime>,
+    server: Server,
 }
+
+/// Names the test CA so a client's certificate error says whose it is.
+const CA: CaName = CaName {
+    common_name: "Salesforce Emulator Test CA",
+    organization: "salesforce-emulator",
+};
 
 impl Emulator {
     /// Starts a server on the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> anyhow::Result<Emulator> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let bound = kit::bind(config.listen, config.tls.then_some(CA))
             .await
-            .map_err(|source| EmulatorError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr()?;
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else if addr.is_ipv6() {
-            format!("[{}]", addr.ip())
-        } else {
-            addr.ip().to_string()
-        };
-        let (tls, ca_pem) = if config.tls {
-            let t = tls::generate(Some(addr.ip()))?;
-            (Some(tokio_rustls::TlsAcceptor::from(t.config)), t.ca_pem)
-        } else {
-            (None, String::new())
-        };
-        let scheme = if config.tls { "https" } else { "http" };
-        let base_url = format!("{scheme}://{host}:{}", addr.port());
+            .map_err(EmulatorError::from)?;
+        let base_url = bound.base_url().to_string();
 
         let cfg = config.clone();
         let (org, passwords) =
@@ -173,42 +154,25 @@ impl Emulator {
                 admin_password: config.admin_password.clone(),
             }),
         });
-        let (stop, stop_rx) = watch::channel(false);
-        let (online, online_rx) = watch::channel(true);
-        let (listening_tx, listening) = watch::channel(true);
-        let task = tokio::spawn(server::serve(
-            listener,
-            tls,
-            shared.clone(),
-            stop_rx,
-            online_rx,
-            listening_tx,
-        ));
+        let server = bound.serve({
+            let shared = shared.clone();
+            move |req| server::handle(shared.clone(), req)
+        });
         Ok(Emulator {
             faults: Faults {
                 shared: shared.clone(),
             },
             shared,
-            addr,
-            ca_pem,
-            stop,
-            online,
-            listening,
-            task: Some(task),
-            runtime: None,
+            server,
         })
     }
 
     /// Starts a server on a runtime of its own (for sync code). Must not
     /// be called from inside an async context.
     pub fn start_blocking(config: EmulatorConfig) -> anyhow::Result<Emulator> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("salesforce-emulator")
-            .enable_all()
-            .build()?;
+        let rt = kit::own_runtime("salesforce-emulator")?;
         let mut emu = rt.block_on(Emulator::start(config))?;
-        emu.runtime = Some(rt);
+        emu.server.keep_runtime(rt);
         Ok(emu)
     }
 
@@ -219,13 +183,13 @@ impl Emulator {
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// The PEM of the CA that signed the server certificate (empty
     /// without TLS).
     pub fn ca_cert_pem(&self) -> String {
-        self.ca_pem.clone()
+        self.server.ca_cert_pem().to_string()
     }
 
     /// The org id (`00D...`).
@@ -242,21 +206,13 @@ impl Emulator {
     /// connections are cut, so clients get "connection refused" until
     /// [`Emulator::come_back`]. Returns once that is in effect.
     pub async fn go_down(&self) {
-        self.set_online(false).await;
+        self.server.set_online(false).await;
     }
 
     /// Listens on the same address again after [`Emulator::go_down`];
     /// returns once connections are accepted.
     pub async fn come_back(&self) {
-        self.set_online(true).await;
-    }
-
-    async fn set_online(&self, up: bool) {
-        let _ = self.online.send(up);
-        let mut listening = self.listening.clone();
-        // An error means the server stopped (e.g. the port was taken while
-        // down); a test then fails on its next request, which says more.
-        let _ = listening.wait_for(|l| *l == up).await;
+        self.server.set_online(true).await;
     }
 
     /// Shorthand for `faults().expire_sessions()`.
@@ -452,28 +408,12 @@ impl Emulator {
     }
 
     /// Stops the server and waits for it.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 
     /// Stops a server started with [`Emulator::start_blocking`] and waits.
-    pub fn shutdown_blocking(mut self) {
-        let _ = self.stop.send(true);
-        if let (Some(task), Some(rt)) = (self.task.take(), self.runtime.take()) {
-            let _ = rt.block_on(task);
-            rt.shutdown_timeout(std::time::Duration::from_secs(2));
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+    pub fn shutdown_blocking(self) {
+        self.server.shutdown_blocking();
     }
 }

@@ -762,7 +762,7 @@ pub fn session(shared: &Shared, token: &str) -> Option<Session> {
 }
 
 fn token_from(req: &Req) -> Option<String> {
-    req.bearer()
+    req.token(crate::http::AUTH_SCHEMES)
         .or_else(|| req.query_param("oauth_token"))
         .or_else(|| req.query_param("access_token"))
 }

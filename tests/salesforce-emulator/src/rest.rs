@@ -587,7 +587,10 @@ pub fn handle(shared: &Shared, req: &Req) -> Resp {
     let Some(version) = parse_version(first) else {
         return RestError::not_found().into();
     };
-    let Some(session) = req.bearer().and_then(|t| oauth::session(shared, &t)) else {
+    let Some(session) = req
+        .token(crate::http::AUTH_SCHEMES)
+        .and_then(|t| oauth::session(shared, &t))
+    else {
         return RestError::invalid_session().into();
     };
     if !session.scopes.iter().any(|s| s == "api" || s == "full") {

@@ -1,19 +1,14 @@
-//! The HTTP(S) server: accept loop, TLS, faults, routing.
+//! Salesforce's side of the HTTP(S) server: which requests the faults
+//! spare, the error bodies, `Sforce-Limit-Info`, routing. The accept loop
+//! is the kit's.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use emulator_kit::server::{Dropped, connection_faults, read_request, to_hyper};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use hyper::{Request, Response};
 
 use crate::admin;
 use crate::error::RestError;
@@ -25,109 +20,6 @@ use crate::rest;
 use crate::state::{Shared, take_one};
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
-
-/// The connection is closed without an answer (fault injection).
-#[derive(Debug)]
-struct Dropped;
-
-impl std::fmt::Display for Dropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped by fault injection")
-    }
-}
-
-impl std::error::Error for Dropped {}
-
-/// Accepts connections until `shutdown` turns true. While `online` is
-/// false the listening socket is closed and every open connection is cut,
-/// so clients get "connection refused" (an org that is down); when it turns
-/// true again the same address is bound again. `listening` reports which of
-/// the two is in effect.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-    mut online: watch::Receiver<bool>,
-    listening: watch::Sender<bool>,
-) {
-    let addr = listener.local_addr().ok();
-    let mut listener = Some(listener);
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        let Some(current) = listener.as_ref() else {
-            // Offline: wait to come back (or stop), then bind the same address.
-            tokio::select! {
-                closed = async { online.wait_for(|up| *up).await.is_err() } => if closed { break },
-                _ = shutdown.changed() => break,
-            }
-            let Some(addr) = addr else { break };
-            match TcpListener::bind(addr).await {
-                Ok(l) => {
-                    listener = Some(l);
-                    let _ = listening.send(true);
-                }
-                // The port was taken meanwhile: nothing to serve on.
-                Err(_) => break,
-            }
-            continue;
-        };
-        let accepted = tokio::select! {
-            r = current.accept() => r,
-            _ = shutdown.changed() => break,
-            closed = async { online.wait_for(|up| !*up).await.is_err() } => {
-                if closed {
-                    break;
-                }
-                listener = None;
-                conns.shutdown().await;
-                let _ = listening.send(false);
-                continue;
-            }
-        };
-        let Ok((stream, _peer)) = accepted else {
-            // Out of file descriptors and the like: back off a little.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let tls = tls.clone();
-        conns.spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
-            let builder = http1::Builder::new();
-            match tls {
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                    else {
-                        return;
-                    };
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-                }
-                None => {
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-                }
-            }
-        });
-    }
-    conns.shutdown().await;
-}
-
-fn to_hyper(resp: Resp, extra: &[(&str, String)]) -> Response<Full<Bytes>> {
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
-    for (k, v) in &resp.headers {
-        b = b.header(k.as_str(), v.as_str());
-    }
-    for (k, v) in extra {
-        b = b.header(*k, v.as_str());
-    }
-    b.body(Full::new(Bytes::from(resp.body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
 
 /// A short name of the endpoint for request counts: version and ids
 /// replaced, e.g. `GET query`, `POST sobjects/Task`, `GET sobjects/Task/{id}`.
@@ -170,52 +62,38 @@ fn fault_response(status: u16) -> Resp {
     RestError::new(status, code, msg).into()
 }
 
-async fn handle(
+/// Answers one request (the kit's server calls it).
+pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
+    let path = req.uri().path().to_string();
     let is_admin = path.starts_with("/__admin/") || path == "/__admin";
     if !is_admin {
-        if take_one(&shared.faults.drop_next) {
-            return Err(Dropped);
-        }
-        let latency = shared.faults.latency_ms.load(Ordering::SeqCst);
-        if latency > 0 {
-            tokio::time::sleep(Duration::from_millis(latency)).await;
-        }
+        connection_faults(&shared.faults.drop_next, &shared.faults.latency_ms).await?;
     }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            let r: Resp =
-                RestError::new(413, "REQUEST_TOO_LARGE", "The request body is too large").into();
-            return Ok(to_hyper(r, &[]));
-        }
-    };
-    let req = Req {
-        method: parts.method.as_str().to_string(),
-        path: path.clone(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts.headers,
-        body,
+    let Ok(req) = read_request(req, MAX_BODY).await else {
+        let r: Resp =
+            RestError::new(413, "REQUEST_TOO_LARGE", "The request body is too large").into();
+        return Ok(to_hyper(r));
     };
     if is_admin {
-        return Ok(to_hyper(admin::handle(&shared, &req), &[]));
+        return Ok(to_hyper(admin::handle(&shared, &req)));
     }
     shared.count_request(endpoint_key(&req.method, &path));
     // Every REST answer says the org's API use, but the version list, which
     // is not counted either (as Salesforce documents).
     let is_rest = path.starts_with("/services/data/") && !rest::segments(&path).is_empty();
+    let with_limit_info = |resp: Resp| {
+        if is_rest {
+            resp.with_header("sforce-limit-info", &shared.limit_info())
+        } else {
+            resp
+        }
+    };
     if take_one(&shared.faults.fail_next) {
         let status = shared.faults.fail_status.load(Ordering::SeqCst) as u16;
-        let extra = if is_rest {
-            vec![("sforce-limit-info", shared.limit_info())]
-        } else {
-            vec![]
-        };
-        return Ok(to_hyper(fault_response(status), &extra));
+        return Ok(to_hyper(with_limit_info(fault_response(status))));
     }
     let shared2 = shared.clone();
     let resp = tokio::task::spawn_blocking(move || route(&shared2, &req)).await;
@@ -223,12 +101,7 @@ async fn handle(
         Ok(r) => r,
         Err(_) => RestError::new(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.").into(),
     };
-    let extra = if is_rest {
-        vec![("sforce-limit-info", shared.limit_info())]
-    } else {
-        vec![]
-    };
-    Ok(to_hyper(resp, &extra))
+    Ok(to_hyper(with_limit_info(resp)))
 }
 
 fn route(shared: &Shared, req: &Req) -> Resp {

@@ -132,11 +132,7 @@ pub struct FaultState {
     pub tamper_signatures: AtomicU32,
 }
 
-/// Takes one from a countdown; true when it was positive.
-pub fn take_one(c: &AtomicU32) -> bool {
-    c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
+pub use emulator_kit::server::take_one;
 
 /// A server-side query cursor (`nextRecordsUrl`).
 #[derive(Debug)]

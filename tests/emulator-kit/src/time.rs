@@ -1,5 +1,6 @@
-//! Salesforce date and datetime text (`2025-01-31T12:00:00.000+0000`), without
-//! a calendar crate: civil-from-days and days-from-civil (H. Hinnant).
+//! Date and date-time text in Salesforce's form (`2025-01-31T12:00:00.000+0000`;
+//! HubSpot's `...Z` form is this with the offset swapped), without a calendar
+//! crate: civil-from-days and days-from-civil (H. Hinnant).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

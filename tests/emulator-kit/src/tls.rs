@@ -1,5 +1,5 @@
 //! A self-signed CA and a server certificate for loopback names (rcgen,
-//! ring provider).
+//! ring provider), made fresh at every start so tests never ship a key.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +11,11 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::error::EmulatorError;
+/// Making the certificates or the TLS configuration failed; the text is
+/// rcgen's or rustls's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
 
 /// The CA (PEM, for clients) and the server's TLS configuration.
 pub struct Tls {
@@ -19,18 +23,23 @@ pub struct Tls {
     pub config: Arc<ServerConfig>,
 }
 
-fn err(e: impl std::fmt::Display) -> EmulatorError {
-    EmulatorError::Tls(e.to_string())
+fn err(e: impl std::fmt::Display) -> TlsError {
+    TlsError(e.to_string())
 }
 
-/// Makes a CA and a server certificate valid for localhost, 127.0.0.1, ::1
-/// and `extra_ip`.
-pub fn generate(extra_ip: Option<IpAddr>) -> Result<Tls, EmulatorError> {
+/// Makes a CA named `ca_common_name` / `ca_organization` (so a client's
+/// error names the emulator it distrusts) and a server certificate valid
+/// for localhost, 127.0.0.1, ::1 and `extra_ip`.
+pub fn generate(
+    ca_common_name: &str,
+    ca_organization: &str,
+    extra_ip: Option<IpAddr>,
+) -> Result<Tls, TlsError> {
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "HubSpot Emulator Test CA");
-    dn.push(DnType::OrganizationName, "hubspot-emulator");
+    dn.push(DnType::CommonName, ca_common_name);
+    dn.push(DnType::OrganizationName, ca_organization);
     ca.distinguished_name = dn;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![
