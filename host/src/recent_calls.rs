@@ -140,23 +140,25 @@ impl RecentCalls {
         }
     }
 
-    /// The table entry of `extension`, read from the store on first use.
+    /// The table entry of `extension`, read from the store on first use
+    /// (making room for it in memory).
     fn calls_of<'t>(
         &self,
         table: &'t mut HashMap<String, VecDeque<RecentCall>>,
         extension: &str,
     ) -> &'t mut VecDeque<RecentCall> {
         if !table.contains_key(extension) {
-            let stored = self.stored(extension);
-            table.insert(extension.to_string(), stored);
+            Self::make_room(table);
         }
-        table.entry(extension.to_string()).or_default()
+        table
+            .entry(extension.to_string())
+            .or_insert_with(|| self.stored(extension))
     }
 
     /// Make room for one more extension in memory (its list stays in the
     /// store).
-    fn make_room(table: &mut HashMap<String, VecDeque<RecentCall>>, extension: &str) {
-        if !table.contains_key(extension) && table.len() >= MAX_EXTENSIONS {
+    fn make_room(table: &mut HashMap<String, VecDeque<RecentCall>>) {
+        if table.len() >= MAX_EXTENSIONS {
             // The extension whose newest call is oldest makes room.
             let stalest = table
                 .iter()
@@ -170,10 +172,9 @@ impl RecentCalls {
 
     /// Note a call event: a new call, or a later phase of one kept.
     /// Whether the list should be kept now ([`Self::keep`]): the call
-    /// ended, or a later phase came.
+    /// ended, or its recording is ready.
     pub fn note_event(&self, event: &CallEvent) -> bool {
         let mut table = self.table();
-        Self::make_room(&mut table, &event.extension);
         let calls = self.calls_of(&mut table, &event.extension);
         let ends = event.ended_at_ms.is_some()
             || matches!(event.phase, Phase::Ended | Phase::RecordingReady);
@@ -202,7 +203,6 @@ impl RecentCalls {
     /// the host did not see is not added.
     pub fn note_record(&self, extension: &str, call_id: &str, record: CallRecord) {
         let mut table = self.table();
-        Self::make_room(&mut table, extension);
         if let Some(call) = self
             .calls_of(&mut table, extension)
             .iter_mut()
@@ -216,7 +216,6 @@ impl RecentCalls {
     /// given replaces the one before, as the plugin does with the Task.
     pub fn note_work(&self, extension: &str, call_id: &str, work: SavedWork) {
         let mut table = self.table();
-        Self::make_room(&mut table, extension);
         if let Some(call) = self
             .calls_of(&mut table, extension)
             .iter_mut()
@@ -255,7 +254,6 @@ impl RecentCalls {
     /// The calls of `extension`, newest first.
     pub fn list(&self, extension: &str) -> Vec<RecentCall> {
         let mut table = self.table();
-        Self::make_room(&mut table, extension);
         self.calls_of(&mut table, extension)
             .iter()
             .rev()

@@ -225,15 +225,16 @@ impl<H: Host> Users<'_, H> {
         maps: &'m mut BTreeMap<String, String>,
         key: &str,
     ) -> Result<&'m mut String, PluginError> {
-        if !maps.contains_key(key) {
-            let map: String = self
-                .store()
-                .get(key)?
-                .ok_or_else(|| store::unreadable(key, "the user list's id map is missing"))?;
-            maps.insert(key.to_string(), map);
-        }
-        maps.get_mut(key)
-            .ok_or_else(|| store::unreadable(key, "the user list's id map is missing"))
+        Ok(match maps.entry(key.to_string()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let map: String = self
+                    .store()
+                    .get(key)?
+                    .ok_or_else(|| store::unreadable(key, "the user list's id map is missing"))?;
+                e.insert(map)
+            }
+        })
     }
 
     /// Chunk `page` of `sync` for editing, read once.
