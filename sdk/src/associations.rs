@@ -360,8 +360,7 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
             return Ok(None);
         };
         let (users, _) = self.users.active_users()?;
-        if self.host.extension(&a.extension).is_none() || !users.iter().any(|u| u.id() == user_id)
-        {
+        if self.host.extension(&a.extension).is_none() || !users.iter().any(|u| u.id() == user_id) {
             return Ok(None);
         }
         Ok(Some(a.extension))

@@ -191,7 +191,12 @@ impl<'h, H: Host> Hub<'h, H> {
     }
 
     /// `method path` with an optional JSON body; the answer's JSON.
-    pub fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, PluginErrorOr> {
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, PluginErrorOr> {
         let connector = Connector::new(self.host);
         let session = connector.session()?;
         let attempt = |token: &str| {
@@ -252,7 +257,9 @@ impl PluginErrorOr {
             PluginErrorOr::Api(e) => e.transient(),
             PluginErrorOr::Plugin(e) => matches!(
                 e,
-                PluginError::CrmUnavailable(_) | PluginError::RateLimited(_) | PluginError::Store(_)
+                PluginError::CrmUnavailable(_)
+                    | PluginError::RateLimited(_)
+                    | PluginError::Store(_)
             ),
         }
     }

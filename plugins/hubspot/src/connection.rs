@@ -216,7 +216,10 @@ impl<'h, H: Host> Connector<'h, H> {
             // The URL is in the answer too: the portal shows it.
             self.host.log(
                 Level::Info,
-                &format!("could not open HubSpot's install page: {}", crate::cut(&why, 200)),
+                &format!(
+                    "could not open HubSpot's install page: {}",
+                    crate::cut(&why, 200)
+                ),
             );
         }
         Ok(auth)
@@ -233,12 +236,7 @@ impl<'h, H: Host> Connector<'h, H> {
         let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let state = get("state").unwrap_or("");
         if !pkce::plausible_state(state) {
             return Err(Refused::Expired);
@@ -308,7 +306,11 @@ impl<'h, H: Host> Connector<'h, H> {
     }
 
     /// `POST /oauth/v1/token` with `form`.
-    fn token_request(&self, settings: &Settings, form: &[(&str, &str)]) -> Result<Tokens, ApiError> {
+    fn token_request(
+        &self,
+        settings: &Settings,
+        form: &[(&str, &str)],
+    ) -> Result<Tokens, ApiError> {
         let response = api::send(
             self.host,
             Method::Post,
@@ -323,7 +325,10 @@ impl<'h, H: Host> Connector<'h, H> {
                 access_token,
                 refresh_token,
                 expires_at_ms: self.host.now_ms()
-                    + v["expires_in"].as_u64().unwrap_or(1800).saturating_mul(1000),
+                    + v["expires_in"]
+                        .as_u64()
+                        .unwrap_or(1800)
+                        .saturating_mul(1000),
             }),
             _ => Err(ApiError::Unavailable(
                 "the token answer has no access or refresh token".into(),
@@ -332,7 +337,11 @@ impl<'h, H: Host> Connector<'h, H> {
     }
 
     /// `GET /oauth/v1/access-tokens/{token}`: the account and user.
-    pub fn token_info(&self, settings: &Settings, access_token: &str) -> Result<Account, PluginError> {
+    pub fn token_info(
+        &self,
+        settings: &Settings,
+        access_token: &str,
+    ) -> Result<Account, PluginError> {
         let response = api::send(
             self.host,
             Method::Get,
@@ -523,9 +532,9 @@ impl<'h, H: Host> Connector<'h, H> {
         match (&conn.tokens, &conn.reauth) {
             (Some(_), _) => status(
                 ConnectionState::Connected,
-                conn.account.as_ref().map(|a| {
-                    format!("{} @ {} (hub {})", a.user, a.hub_domain, a.hub_id)
-                }),
+                conn.account
+                    .as_ref()
+                    .map(|a| format!("{} @ {} (hub {})", a.user, a.hub_domain, a.hub_id)),
                 "Connected",
             ),
             (None, Some(why)) => status(ConnectionState::ReauthorizationNeeded, None, why),

@@ -187,7 +187,8 @@ impl<H: Host> Plugin<H> {
         region: &str,
         record_id: &str,
     ) -> Result<CrmRecord, PluginError> {
-        self.calls().choose_record(call_id, number, region, record_id)
+        self.calls()
+            .choose_record(call_id, number, region, record_id)
     }
 
     pub fn begin_user_sign_in(&self, callback_url: &str) -> Result<SignInRequest, PluginError> {

@@ -138,16 +138,18 @@ enum Delivery {
 
 impl<H: Host> Calls<'_, H> {
     fn entry(&self, call_id: &str) -> Result<(Entry, Option<Vec<u8>>), PluginError> {
-        Ok(match self.store().get_with_raw::<Entry>(&entry_key(call_id))? {
-            Some((e, raw)) => (e, Some(raw)),
-            None => (
-                Entry {
-                    call_id: call_id.to_string(),
-                    ..Entry::default()
-                },
-                None,
-            ),
-        })
+        Ok(
+            match self.store().get_with_raw::<Entry>(&entry_key(call_id))? {
+                Some((e, raw)) => (e, Some(raw)),
+                None => (
+                    Entry {
+                        call_id: call_id.to_string(),
+                        ..Entry::default()
+                    },
+                    None,
+                ),
+            },
+        )
     }
 
     /// Write `next` over `raw`, with the due marker following what is owed.
@@ -287,9 +289,15 @@ impl<H: Host> Calls<'_, H> {
                     .map(|t| format!(" on {} {} ({})", t.label(), t.name, t.id))
                     .unwrap_or_default();
                 if created || !update {
-                    outcome(EventAction::Logged, format!("Call {id} logged in HubSpot{on}"))
+                    outcome(
+                        EventAction::Logged,
+                        format!("Call {id} logged in HubSpot{on}"),
+                    )
                 } else {
-                    outcome(EventAction::Updated, format!("HubSpot call {id} updated{on}"))
+                    outcome(
+                        EventAction::Updated,
+                        format!("HubSpot call {id} updated{on}"),
+                    )
                 }
             }
             Ok(Delivery::Busy) => outcome(
@@ -324,7 +332,11 @@ impl<H: Host> Calls<'_, H> {
         }
         let lease = Lease::take(self.host, Until::lease_from(now));
         if store
-            .commit(&Batch::new().expect_raw(&lease_key, held).set(&lease_key, &lease)?)
+            .commit(
+                &Batch::new()
+                    .expect_raw(&lease_key, held)
+                    .set(&lease_key, &lease)?,
+            )
             .is_err()
         {
             return Ok(Delivery::Busy);
@@ -497,7 +509,11 @@ impl<H: Host> Calls<'_, H> {
         let lease = Lease::take(self.host, Until::lease_from(now));
         if Lease::<Until>::live_raw(held.as_deref(), now)
             || store
-                .commit(&Batch::new().expect_raw(&lease_key, held).set(&lease_key, &lease)?)
+                .commit(
+                    &Batch::new()
+                        .expect_raw(&lease_key, held)
+                        .set(&lease_key, &lease)?,
+                )
                 .is_err()
         {
             return Err(PluginError::CrmUnavailable(format!(
@@ -515,7 +531,9 @@ impl<H: Host> Calls<'_, H> {
                 &json!({ "properties": { "phone": e164, "lastname": shown } }),
             )?;
             let found = Found::from_json("contact", &created).ok_or_else(|| {
-                PluginErrorOr::Api(ApiError::Unavailable("the created contact has no id".into()))
+                PluginErrorOr::Api(ApiError::Unavailable(
+                    "the created contact has no id".into(),
+                ))
             })?;
             store.put(
                 &format!("{}{}", keys::UNKNOWN_PREFIX, keys::hashed(e164)),
@@ -559,7 +577,9 @@ impl<H: Host> Calls<'_, H> {
             };
             budget -= 1;
             if let Ok(Delivery::Waiting(_)) = self.deliver(&entry.call_id)
-                && store.get::<u64>(keys::RATE_LIMITED_UNTIL)?.is_some_and(|t| t > now)
+                && store
+                    .get::<u64>(keys::RATE_LIMITED_UNTIL)?
+                    .is_some_and(|t| t > now)
             {
                 // HubSpot asked us to wait: the rest waits too.
                 break;
