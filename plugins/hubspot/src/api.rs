@@ -129,16 +129,19 @@ pub fn send<H: Host>(
         timeout_ms: Some(TIMEOUT_MS),
     };
     let response = host.fetch(&request).map_err(|e| {
-        ApiError::Unavailable(match e {
-            http_fetch::Error::Denied(d) => format!(
-                "the PBX does not let the plugin reach {} ({}); grant it in the plugin's hosts",
-                d.host, d.rule
-            ),
-            http_fetch::Error::Timeout => "no answer in time".into(),
-            http_fetch::Error::Unreachable(why) => crate::cut(&why, 200),
-            http_fetch::Error::TooLarge(n) => format!("an answer of {n} bytes is too large"),
-            http_fetch::Error::Invalid(why) => crate::cut(&why, 200),
-        })
+        ApiError::Unavailable(redact(
+            url,
+            match e {
+                http_fetch::Error::Denied(d) => format!(
+                    "the PBX does not let the plugin reach {} ({}); grant it in the plugin's hosts",
+                    d.host, d.rule
+                ),
+                http_fetch::Error::Timeout => "no answer in time".into(),
+                http_fetch::Error::Unreachable(why) => crate::cut(&why, 200),
+                http_fetch::Error::TooLarge(n) => format!("an answer of {n} bytes is too large"),
+                http_fetch::Error::Invalid(why) => crate::cut(&why, 200),
+            },
+        ))
     })?;
     if (200..300).contains(&response.status) {
         return Ok(response);
@@ -161,6 +164,15 @@ pub fn send<H: Host>(
         400..=499 => ApiError::Invalid { code, message },
         s => ApiError::Unavailable(format!("HTTP {s} {message}")),
     })
+}
+
+/// `message` without the token a token endpoint's URL carries (a host's
+/// transport error may quote the URL).
+fn redact(url: &str, message: String) -> String {
+    match url.rsplit_once("-tokens/") {
+        Some((_, token)) if !token.is_empty() => message.replace(token, "…"),
+        _ => message,
+    }
 }
 
 /// A JSON body of a 2xx answer (an empty body is `null`).
@@ -309,4 +321,46 @@ pub fn segment(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+
+    #[test]
+    fn a_transport_error_never_quotes_a_token() {
+        // The fake host has no network: its error quotes the URL.
+        let host = FakeHost::default();
+        let err = send(
+            &host,
+            Method::Get,
+            "https://api.hs.test/oauth/v1/access-tokens/CAESsecret-token",
+            accept_json(),
+            None,
+        );
+        let text = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("api.hs.test"), "{text}");
+        assert!(!text.contains("CAESsecret-token"), "{text}");
+    }
+
+    #[test]
+    fn retry_after_prefers_the_header_then_the_interval() {
+        let mut r = Response {
+            status: 429,
+            headers: vec![Header {
+                name: "Retry-After".into(),
+                value: "7".into(),
+            }],
+            body: Vec::new(),
+        };
+        assert_eq!(retry_after_ms(&r), 7000);
+        r.headers = vec![Header {
+            name: "X-HubSpot-RateLimit-Interval-Milliseconds".into(),
+            value: "10000".into(),
+        }];
+        assert_eq!(retry_after_ms(&r), 10_000);
+        r.headers.clear();
+        assert_eq!(retry_after_ms(&r), DEFAULT_RETRY_MS);
+    }
 }

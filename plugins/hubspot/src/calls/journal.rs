@@ -376,6 +376,9 @@ impl<H: Host> Calls<'_, H> {
                     e.last_error = Some(crate::cut(&why, 300));
                     if refused {
                         e.create_sent = false;
+                        // The record may be gone (merged, deleted): find
+                        // the caller's record again on the next try.
+                        e.target = None;
                     }
                     true
                 })?;
