@@ -12,6 +12,12 @@
 //!   piece of work (a delivery, a token refresh) at a time.
 //! - [`pkce`]: OAuth 2.0 with PKCE: random tokens, verifiers, challenges,
 //!   plausible `state`s.
+//! - [`oauth`]: an OAuth 2.0 authorization-code client: the consent URL
+//!   (PKCE optional), the code and refresh grants, the answer with a CRM's
+//!   extra fields, and failures classified (revoked, misconfigured,
+//!   refused, transient).
+//! - [`http`]: request helpers (form posts, bearer GETs) and outside text
+//!   made fit for one line of a message.
 //! - [`matching`]: CRM users paired with extensions by e-mail address, as
 //!   the administrator's "Associate Automatically" proposes them.
 //! - [`error`]: [`error::PluginError`], which maps onto the contract's
@@ -24,8 +30,10 @@
 pub mod bindings;
 pub mod error;
 pub mod host;
+pub mod http;
 pub mod lease;
 pub mod matching;
+pub mod oauth;
 pub mod phone;
 pub mod pkce;
 pub mod store;

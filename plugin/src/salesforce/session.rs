@@ -11,7 +11,7 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::lease::{Expiry, LEASE_MS, Lease};
-use crate::oauth::{OAuthClient, TokenFailure};
+use crate::oauth::{OAuthClient, SalesforceWording, TokenFailure};
 use crate::settings::Settings;
 use crate::store::{Batch, encode, keys};
 
