@@ -16,6 +16,8 @@
 //!   (PKCE optional), the code and refresh grants, the answer with a CRM's
 //!   extra fields, and failures classified (revoked, misconfigured,
 //!   refused, transient).
+//! - [`session`]: single-flight token refresh under a kv lease with
+//!   fencing, after a rejection or by the tokens' stored expiry.
 //! - [`http`]: request helpers (form posts, bearer GETs) and outside text
 //!   made fit for one line of a message.
 //! - [`matching`]: CRM users paired with extensions by e-mail address, as
@@ -36,6 +38,7 @@ pub mod matching;
 pub mod oauth;
 pub mod phone;
 pub mod pkce;
+pub mod session;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
