@@ -8,6 +8,8 @@
 //!   logic runs against a fake host in native tests.
 //! - [`store`]: typed values over the kv-store, and batches that commit
 //!   atomically after their preconditions hold.
+//! - [`record`]: records updated by compare-and-swap in bounded rounds,
+//!   and versioned records that count their changes.
 //! - [`lease`]: leases in the kv-store, so one instance of many does a
 //!   piece of work (a delivery, a token refresh) at a time.
 //! - [`pkce`]: OAuth 2.0 with PKCE: random tokens, verifiers, challenges,
@@ -38,6 +40,7 @@ pub mod matching;
 pub mod oauth;
 pub mod phone;
 pub mod pkce;
+pub mod record;
 pub mod session;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
