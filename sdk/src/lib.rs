@@ -10,6 +10,9 @@
 //!   atomically after their preconditions hold.
 //! - [`record`]: records updated by compare-and-swap in bounded rounds,
 //!   and versioned records that count their changes.
+//! - [`outbox`]: an exactly-once outbox: one entry per id, a done
+//!   ledger, a lease per delivery, retries with back-off; the CRM
+//!   implements [`outbox::Deliver`].
 //! - [`lease`]: leases in the kv-store, so one instance of many does a
 //!   piece of work (a delivery, a token refresh) at a time.
 //! - [`pkce`]: OAuth 2.0 with PKCE: random tokens, verifiers, challenges,
@@ -38,6 +41,7 @@ pub mod http;
 pub mod lease;
 pub mod matching;
 pub mod oauth;
+pub mod outbox;
 pub mod phone;
 pub mod pkce;
 pub mod record;
