@@ -6,7 +6,7 @@
 //! trait, errors, leases, e-mail matching, phone numbers) comes from the plugin SDK, `pbx-crm-sdk`,
 //! re-exported here under the paths the rest of the plugin uses.
 
-pub use pbx_crm_sdk::{bindings, error, host, lease, matching, phone};
+pub use pbx_crm_sdk::{bindings, error, host, lease, matching, phone, record};
 
 pub mod associations;
 pub mod auth;

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use super::{CAS_ROUNDS, Calls};
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::store::{Batch, Store, keys};
+use crate::record::{self, Change, Unreadable, UpdateError};
+use crate::store::{Store, keys};
 
 /// Buckets of the done and pop-up ledgers.
 const BUCKETS: u8 = 64;
@@ -60,23 +61,28 @@ impl<H: Host> Calls<'_, H> {
         id: &str,
         keep_ms: u64,
     ) -> Result<bool, PluginError> {
-        let store = self.store();
         let key = bucket_key(prefix, id);
-        for _ in 0..CAS_ROUNDS {
-            let now = self.host.now_ms();
-            let (mut ledger, raw) = read_ledger(&store, &key)?;
-            if ledger.entries.contains_key(id) {
-                return Ok(false);
-            }
-            prune_ledger(&mut ledger, now, keep_ms);
-            ledger.entries.insert(id.to_string(), now);
-            match store.commit(&Batch::new().expect_raw(&key, raw).set(&key, &ledger)?) {
-                Ok(()) => return Ok(true),
-                Err(PluginError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(busy())
+        // An unreadable bucket is replaced: it only remembers duplicates.
+        record::update(
+            &self.store(),
+            &key,
+            Unreadable::Replace,
+            CAS_ROUNDS,
+            |ledger: Option<Ledger>| {
+                let mut ledger = ledger.unwrap_or_default();
+                if ledger.entries.contains_key(id) {
+                    return Ok(Change::Keep(false));
+                }
+                let now = self.host.now_ms();
+                prune_ledger(&mut ledger, now, keep_ms);
+                ledger.entries.insert(id.to_string(), now);
+                Ok(Change::Write(ledger, true))
+            },
+        )
+        .map_err(|e| match e {
+            UpdateError::Exhausted { .. } => busy(),
+            UpdateError::Failed(e) => e,
+        })
     }
 }
 
