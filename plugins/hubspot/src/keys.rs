@@ -6,6 +6,9 @@ use sha2::{Digest, Sha256};
 pub const SETTINGS: &str = "settings";
 /// The connection: tokens and the account ([`crate::connection::Connection`]).
 pub const CONNECTION: &str = "connection";
+/// The tokens ([`crate::connection::Tokens`]), apart from the connection:
+/// the SDK's refresh fences on their bytes.
+pub const TOKENS: &str = "connection/tokens";
 /// The lease of the one instance refreshing the access token.
 pub const REFRESH_LEASE: &str = "connection/refresh-lease";
 /// Pending authorizations by `state` (admin install and agent sign-in).

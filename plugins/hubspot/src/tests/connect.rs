@@ -138,7 +138,13 @@ fn a_refresh_in_progress_elsewhere_is_not_repeated() {
     host.advance_ms(30 * 60 * 1000 - REFRESH_MARGIN_MS + 1);
     // Another instance holds the refresh lease: this call keeps using the
     // still-valid token instead of refreshing too.
-    let lease = crate::lease::Lease::take(host, crate::lease::Until::lease_from(host.now_ms()));
+    let lease = pbx_crm_sdk::session::RefreshLease::take(
+        host,
+        pbx_crm_sdk::session::RefreshEnd {
+            expires_at_ms: host.now_ms() + 15_000,
+            generation: 0,
+        },
+    );
     let _ = pbx_crm_sdk::store::Store::<_>::new(host).put(keys::REFRESH_LEASE, &lease);
     assert!(Plugin::new(host).sync_users(None).is_ok());
     assert!(token_requests(host).is_empty());
