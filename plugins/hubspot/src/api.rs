@@ -37,9 +37,13 @@ pub enum ApiError {
     /// 400: HubSpot refused the input; `category`/`status` and message.
     #[error("HubSpot refused the request: {message}")]
     Invalid { code: String, message: String },
-    /// Not reachable, a time-out, a 5xx or an unreadable answer.
+    /// A 5xx: HubSpot answered that it failed.
     #[error("HubSpot is unavailable: {0}")]
     Unavailable(String),
+    /// No answer (not reachable, a time-out) or an unreadable one: what
+    /// was asked may or may not have been done.
+    #[error("HubSpot did not answer: {0}")]
+    Unanswered(String),
 }
 
 impl ApiError {
@@ -47,7 +51,10 @@ impl ApiError {
     pub fn transient(&self) -> bool {
         matches!(
             self,
-            ApiError::RateLimited { .. } | ApiError::Unavailable(_) | ApiError::Unauthorized(_)
+            ApiError::RateLimited { .. }
+                | ApiError::Unavailable(_)
+                | ApiError::Unanswered(_)
+                | ApiError::Unauthorized(_)
         )
     }
 }
@@ -62,7 +69,9 @@ impl From<ApiError> for PluginError {
             ApiError::Forbidden(_) => PluginError::NotConnected(e.to_string()),
             ApiError::NotFound(_) => PluginError::NotFound(e.to_string()),
             ApiError::Invalid { .. } => PluginError::InvalidInput(e.to_string()),
-            ApiError::Unavailable(_) => PluginError::CrmUnavailable(e.to_string()),
+            ApiError::Unavailable(_) | ApiError::Unanswered(_) => {
+                PluginError::CrmUnavailable(e.to_string())
+            }
         }
     }
 }
@@ -129,7 +138,7 @@ pub fn send<H: Host>(
         timeout_ms: Some(TIMEOUT_MS),
     };
     let response = host.fetch(&request).map_err(|e| {
-        ApiError::Unavailable(redact(
+        ApiError::Unanswered(redact(
             url,
             match e {
                 http_fetch::Error::Denied(d) => format!(
@@ -181,7 +190,7 @@ pub fn json(response: &Response) -> Result<Value, ApiError> {
         return Ok(Value::Null);
     }
     serde_json::from_slice(&response.body)
-        .map_err(|e| ApiError::Unavailable(format!("an unreadable answer ({e})")))
+        .map_err(|e| ApiError::Unanswered(format!("an unreadable answer ({e})")))
 }
 
 fn header_of(name: &str, value: &str) -> Header {

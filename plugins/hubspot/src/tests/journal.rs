@@ -1,10 +1,11 @@
 use super::lookup::{event, with_agent};
 use crate::bindings::exports::pbx::crm::calls::{AfterCallWork, EventAction, Phase};
 use crate::bindings::pbx::crm::http_fetch::Method;
-use crate::calls::journal::{FIRST_RETRY_MS, reference};
+use crate::calls::journal::reference;
 use crate::plugin::Plugin;
 use crate::settings::LOG_CALLS;
 use crate::testing::*;
+use pbx_crm_sdk::outbox::RETRY_FIRST_MS as FIRST_RETRY_MS;
 
 fn actions(
     done: &Result<
@@ -213,4 +214,56 @@ fn work_before_the_log_goes_out_with_the_create() {
             .is_some_and(|b| b.contains("Early notes"))
     );
     assert_eq!(creates(host), 1);
+}
+
+#[test]
+fn a_lost_create_waits_for_search_lag_rather_than_create_twice() {
+    let (host, hs) = with_agent();
+    let plugin = Plugin::new(host);
+    hs.set_search_lag(true);
+    hs.lose_answer("/crm/v3/objects/calls");
+    let _ = plugin.on_call_event(&event("c1", Phase::Ended, "4155550100"));
+    host.advance_ms(FIRST_RETRY_MS);
+    host.clear_requests();
+    // Search does not show it yet: no second create.
+    assert_eq!(plugin.run_pending().ok(), Some(1));
+    assert_eq!(creates(host), 0);
+    hs.settle();
+    host.advance_ms(FIRST_RETRY_MS);
+    assert_eq!(plugin.run_pending().ok(), Some(0));
+    assert_eq!(creates(host), 0);
+    assert_eq!(hs.records("calls").len(), 1);
+}
+
+#[test]
+fn work_during_an_outage_goes_out_with_the_one_create() {
+    let (host, hs) = with_agent();
+    let plugin = Plugin::new(host);
+    hs.fail("/crm/v3/objects/calls", 500, 1, None);
+    let done = plugin.on_call_event(&event("c1", Phase::Ended, "4155550100"));
+    assert_eq!(actions(&done), vec![EventAction::Queued]);
+    let work = AfterCallWork {
+        call_id: "c1".into(),
+        extension: "1001".into(),
+        notes: Some("Call back Monday".into()),
+        disposition: None,
+    };
+    let done = plugin.save_after_call_work(&work);
+    assert_eq!(actions(&done), vec![EventAction::Queued], "{done:?}");
+    assert_eq!(plugin.run_pending().ok(), Some(2));
+    host.advance_ms(10 * FIRST_RETRY_MS);
+    assert_eq!(plugin.run_pending().ok(), Some(0));
+    let calls = hs.records("calls");
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0]
+            .props
+            .get("hs_call_body")
+            .is_some_and(|b| b.contains("Call back Monday"))
+    );
+    assert_eq!(
+        creates(host),
+        2,
+        "the failed create and the one that made it"
+    );
 }
