@@ -231,6 +231,8 @@ pub trait Deliver {
     type Receipt;
     /// What replaces a damaged value of the plugin's keys.
     type Repair: Repair;
+    /// What an entry is, with its article, for log lines ("a call log").
+    const ENTRY: &'static str = "an outbox entry";
     /// The prefix of the entries' keys.
     const OUTBOX_PREFIX: &'static str;
     /// The prefix of the done ledger's buckets.
@@ -459,7 +461,7 @@ impl<'h, H: Host, D: Deliver> Outbox<'h, H, D> {
                 Err(e) if D::stops_run(&e) => break,
                 Err(e) => self.host.log(
                     Level::Warn,
-                    &format!("an entry could not be delivered: {e}"),
+                    &format!("{} could not be delivered: {e}", D::ENTRY),
                 ),
             }
         }
