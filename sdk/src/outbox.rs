@@ -123,6 +123,14 @@ pub fn record_once<H: Host, R: Repair>(
     )
 }
 
+/// An exponential back-off: `first_ms` after the first failure, doubling
+/// per further one, at most `max_ms` (also for a CRM's own back-off after
+/// its limits or an outage).
+pub fn doubling_ms(failures: u32, first_ms: u64, max_ms: u64) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    (first_ms << doublings).min(max_ms)
+}
+
 /// The wait before retrying an entry after its `attempts`-th attempt
 /// failed with `error`.
 pub fn retry_delay_ms(attempts: u32, error: &PluginError) -> u64 {
@@ -130,10 +138,7 @@ pub fn retry_delay_ms(attempts: u32, error: &PluginError) -> u64 {
         // Another instance holds what the delivery needs (a record being
         // created): soon free.
         PluginError::Conflict(_) => RETRY_FIRST_MS,
-        _ => {
-            let doublings = attempts.saturating_sub(1).min(16);
-            (RETRY_FIRST_MS << doublings).min(RETRY_MAX_MS)
-        }
+        _ => doubling_ms(attempts, RETRY_FIRST_MS, RETRY_MAX_MS),
     }
 }
 
@@ -231,6 +236,8 @@ pub trait Deliver {
     type Receipt;
     /// What replaces a damaged value of the plugin's keys.
     type Repair: Repair;
+    /// What an entry is, with its article, for log lines ("a call log").
+    const ENTRY: &'static str = "an outbox entry";
     /// The prefix of the entries' keys.
     const OUTBOX_PREFIX: &'static str;
     /// The prefix of the done ledger's buckets.
@@ -459,7 +466,7 @@ impl<'h, H: Host, D: Deliver> Outbox<'h, H, D> {
                 Err(e) if D::stops_run(&e) => break,
                 Err(e) => self.host.log(
                     Level::Warn,
-                    &format!("an entry could not be delivered: {e}"),
+                    &format!("{} could not be delivered: {e}", D::ENTRY),
                 ),
             }
         }
