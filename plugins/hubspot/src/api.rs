@@ -13,6 +13,7 @@ use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::keys;
+use pbx_crm_sdk::http::sanitize;
 
 /// Each exchange's time limit: well inside the host's 10 s call deadline.
 const TIMEOUT_MS: u32 = 8_000;
@@ -95,7 +96,8 @@ fn error_of(body: &[u8]) -> (String, String) {
         .unwrap_or("")
         .to_string();
     let message = v["message"].as_str().unwrap_or("no message").to_string();
-    (crate::cut(&code, 60), crate::cut(&message, 300))
+    // Outside text: one line, bounded.
+    (crate::cut(&sanitize(&code), 60), sanitize(&message))
 }
 
 /// How long a 429 asks us to wait: `Retry-After` (seconds), else the

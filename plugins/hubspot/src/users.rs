@@ -73,7 +73,7 @@ impl Owner {
             .as_str()
             .map(str::to_string)
             .or_else(|| v["id"].as_u64().map(|n| n.to_string()))?;
-        let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        let text = |k: &str| pbx_crm_sdk::http::sanitize(v[k].as_str().unwrap_or(""));
         Some(Self {
             id,
             email: v["email"]

@@ -73,11 +73,11 @@ impl Found {
     pub fn from_json(object: &str, v: &Value) -> Option<Self> {
         let id = v["id"].as_str()?.to_string();
         let p = &v["properties"];
+        // Names are shown on one line to agents and administrators.
         let text = |k: &str| {
             p[k].as_str()
-                .map(str::trim)
+                .map(pbx_crm_sdk::http::sanitize)
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
         };
         let name = if object == "company" {
             text("name")
