@@ -219,3 +219,19 @@ fn an_agent_signs_in_as_their_owner_and_keeps_no_token() {
         Err(crate::bindings::exports::pbx::crm::user_sign_in::SignInError::Expired)
     ));
 }
+
+#[test]
+fn concurrent_calls_share_one_refresh() {
+    let (host, hs) = connected();
+    hs.add_owner("1", "a@acme.test", "Ann", 1);
+    host.advance_ms(30 * 60 * 1000 - REFRESH_MARGIN_MS + 1);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let done = Plugin::new(host).sync_users(None);
+                assert!(done.is_ok(), "{done:?}");
+            });
+        }
+    });
+    assert_eq!(token_requests(host), vec!["refresh_token".to_string()]);
+}

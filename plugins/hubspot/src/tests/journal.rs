@@ -267,3 +267,20 @@ fn work_during_an_outage_goes_out_with_the_one_create() {
         "the failed create and the one that made it"
     );
 }
+
+#[test]
+fn concurrent_deliveries_of_one_call_create_one_call() {
+    let (host, hs) = with_agent();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let plugin = Plugin::new(host);
+                let _ = plugin.on_call_event(&event("c1", Phase::Ended, "4155550100"));
+                let _ = plugin.run_pending();
+            });
+        }
+    });
+    host.advance_ms(60_000);
+    let _ = Plugin::new(host).run_pending();
+    assert_eq!(hs.records("calls").len(), 1);
+}
