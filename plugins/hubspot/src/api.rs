@@ -13,10 +13,8 @@ use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::keys;
-use pbx_crm_sdk::http::sanitize;
+use pbx_crm_sdk::http::{self, sanitize};
 
-/// Each exchange's time limit: well inside the host's 10 s call deadline.
-const TIMEOUT_MS: u32 = 8_000;
 /// The wait assumed when a 429 names none: HubSpot's burst window.
 const DEFAULT_RETRY_MS: u64 = 10_000;
 
@@ -77,15 +75,6 @@ impl From<ApiError> for PluginError {
     }
 }
 
-/// A header's value, by name (case-insensitive).
-pub fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
-    response
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
 /// HubSpot's error body: `message` and `category` (CRM) or `status`
 /// (OAuth), bounded.
 fn error_of(body: &[u8]) -> (String, String) {
@@ -103,11 +92,11 @@ fn error_of(body: &[u8]) -> (String, String) {
 /// How long a 429 asks us to wait: `Retry-After` (seconds), else the
 /// rate-limit interval header, else HubSpot's burst window.
 pub fn retry_after_ms(response: &Response) -> u64 {
-    header(response, "retry-after")
+    http::response_header(response, "retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| s.saturating_mul(1000))
         .or_else(|| {
-            header(response, "x-hubspot-ratelimit-interval-milliseconds")
+            http::response_header(response, "x-hubspot-ratelimit-interval-milliseconds")
                 .and_then(|v| v.trim().parse::<u64>().ok())
         })
         .unwrap_or(DEFAULT_RETRY_MS)
@@ -137,7 +126,7 @@ pub fn send<H: Host>(
         url: url.to_string(),
         headers,
         body,
-        timeout_ms: Some(TIMEOUT_MS),
+        timeout_ms: Some(http::TIMEOUT_MS),
     };
     let response = host.fetch(&request).map_err(|e| {
         ApiError::Unanswered(redact(
@@ -195,13 +184,6 @@ pub fn json(response: &Response) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::Unanswered(format!("an unreadable answer ({e})")))
 }
 
-fn header_of(name: &str, value: &str) -> Header {
-    Header {
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
 /// HubSpot's CRM API with the connection's access token, refreshed before
 /// it expires; a 401 refreshes once and tries again.
 pub struct Hub<'h, H: Host> {
@@ -224,11 +206,11 @@ impl<'h, H: Host> Hub<'h, H> {
         let session = connector.session()?;
         let attempt = |token: &str| {
             let mut headers = vec![
-                header_of("authorization", &format!("Bearer {token}")),
-                header_of("accept", "application/json"),
+                http::header("authorization", &format!("Bearer {token}")),
+                http::header("accept", "application/json"),
             ];
             if body.is_some() {
-                headers.push(header_of("content-type", "application/json"));
+                headers.push(http::header("content-type", "application/json"));
             }
             send(
                 self.host,
@@ -305,26 +287,17 @@ impl From<PluginErrorOr> for PluginError {
     }
 }
 
-/// Form-encode `pairs` (the OAuth token endpoint's body).
-pub fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish().into_bytes()
-}
-
 /// The headers of a form POST.
 pub fn form_headers() -> Vec<Header> {
     vec![
-        header_of("content-type", "application/x-www-form-urlencoded"),
-        header_of("accept", "application/json"),
+        http::header("content-type", "application/x-www-form-urlencoded"),
+        http::header("accept", "application/json"),
     ]
 }
 
 /// Plain JSON accept header.
 pub fn accept_json() -> Vec<Header> {
-    vec![header_of("accept", "application/json")]
+    vec![http::header("accept", "application/json")]
 }
 
 /// A path segment, percent-encoded (ids and tokens from outside).

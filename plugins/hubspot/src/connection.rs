@@ -345,7 +345,7 @@ impl<'h, H: Host> Connector<'h, H> {
             Method::Post,
             &format!("{}/oauth/v1/token", settings.api_base()),
             api::form_headers(),
-            Some(api::form(form)),
+            Some(pbx_crm_sdk::http::form_body(form)),
         )?;
         let v = api::json(&response)?;
         let text = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
