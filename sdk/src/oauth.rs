@@ -181,7 +181,12 @@ pub enum TokenFailure {
     },
 }
 
-/// OAuth error codes that name a wrong app configuration.
+/// Error codes that say the grant is dead: RFC 6749's, and HubSpot's
+/// (its token endpoint answers `{"status": "BAD_…", "message"}`).
+const REVOKED: &[&str] = &["invalid_grant", "BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"];
+
+/// Error codes that name a wrong app configuration (RFC 6749's,
+/// Salesforce's `invalid_client_id`, HubSpot's).
 const MISCONFIGURED: &[&str] = &[
     "invalid_client",
     "invalid_client_id",
@@ -189,6 +194,10 @@ const MISCONFIGURED: &[&str] = &[
     "redirect_uri_mismatch",
     "unsupported_grant_type",
     "invalid_scope",
+    "BAD_CLIENT_ID",
+    "BAD_CLIENT_SECRET",
+    "BAD_REDIRECT_URI",
+    "BAD_GRANT_TYPE",
 ];
 
 impl TokenFailure {
@@ -204,7 +213,9 @@ impl TokenFailure {
     pub fn kind(&self) -> FailureKind {
         match self {
             TokenFailure::OAuth { status: 429, .. } => FailureKind::Transient,
-            TokenFailure::OAuth { error, .. } if error == "invalid_grant" => FailureKind::Revoked,
+            TokenFailure::OAuth { error, .. } if REVOKED.contains(&error.as_str()) => {
+                FailureKind::Revoked
+            }
             TokenFailure::OAuth { error, .. } if MISCONFIGURED.contains(&error.as_str()) => {
                 FailureKind::Misconfigured
             }
@@ -228,11 +239,29 @@ impl TokenFailure {
     }
 }
 
+/// An error answer: RFC 6749's `error` and `error_description`, or
+/// HubSpot's `status` and `message`.
 #[derive(Deserialize)]
 struct OAuthErrorBody {
-    error: String,
+    #[serde(default)]
+    error: Option<String>,
     #[serde(default)]
     error_description: Option<String>,
+    #[serde(default)]
+    status: Option<Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl OAuthErrorBody {
+    /// The error code and its description, when the body names one.
+    fn code(self) -> Option<(String, String)> {
+        match (self.error, self.status, self.message) {
+            (Some(error), _, _) => Some((error, self.error_description.unwrap_or_default())),
+            (None, Some(Value::String(status)), Some(message)) => Some((status, message)),
+            _ => None,
+        }
+    }
 }
 
 /// The token endpoint's answer: the tokens, or why there are none.
@@ -258,13 +287,16 @@ pub fn failure(response: &Response) -> TokenFailure {
             status: response.status,
         };
     }
-    match serde_json::from_slice::<OAuthErrorBody>(&response.body) {
-        Ok(body) => TokenFailure::OAuth {
+    let code = serde_json::from_slice::<OAuthErrorBody>(&response.body)
+        .ok()
+        .and_then(OAuthErrorBody::code);
+    match code {
+        Some((error, description)) => TokenFailure::OAuth {
             status: response.status,
-            error: http::sanitize(&body.error),
-            description: http::sanitize(body.error_description.as_deref().unwrap_or("")),
+            error: http::sanitize(&error),
+            description: http::sanitize(&description),
         },
-        Err(_) => TokenFailure::Malformed {
+        None => TokenFailure::Malformed {
             status: response.status,
             what: "not an OAuth error".to_string(),
         },
