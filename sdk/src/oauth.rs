@@ -105,16 +105,21 @@ impl fmt::Debug for TokenAnswer {
     }
 }
 
+/// An extra field of a token answer that is not the string the CRM
+/// sends (names the field, never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the token answer's {0} is not a string")]
+pub struct NotAString(pub String);
+
 impl TokenAnswer {
-    /// The extra field `name` when it is a string; `Err(())` when it is
-    /// there but something else, which a CRM that always sends a string
-    /// treats as a malformed answer.
-    #[allow(clippy::result_unit_err)]
-    pub fn extra_str(&self, name: &str) -> Result<Option<&str>, ()> {
+    /// The extra field `name` when it is a string (`None`: absent or
+    /// null); an error when it is something else, which a CRM that always
+    /// sends a string treats as a malformed answer.
+    pub fn extra_str(&self, name: &str) -> Result<Option<&str>, NotAString> {
         match self.extra.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(()),
+            Some(_) => Err(NotAString(name.to_string())),
         }
     }
 
@@ -471,7 +476,7 @@ mod tests {
         assert_eq!(answer.expires_in, Some(1800));
         assert_eq!(answer.expires_at_ms(1_000), Some(1_801_000));
         assert_eq!(answer.extra_str("instance_url"), Ok(Some("https://x")));
-        assert_eq!(answer.extra_str("hub_id"), Err(()));
+        assert_eq!(answer.extra_str("hub_id"), Err(NotAString("hub_id".into())));
         assert_eq!(answer.extra_str("absent"), Ok(None));
     }
 
