@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::bindings::pbx::crm::http_fetch::{Error as FetchError, Response};
+use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
 
@@ -231,6 +232,46 @@ impl TokenFailure {
             TokenFailure::Fetch(_)
             | TokenFailure::Server { .. }
             | TokenFailure::Malformed { .. } => FailureKind::Transient,
+        }
+    }
+
+    /// A plain error for the failure, naming `crm` ("HubSpot"), for a
+    /// plugin that has no wording of its own: revoked grants are
+    /// NotConnected (authorize again), a wrong app NotConfigured, another
+    /// refusal AuthorizationFailed, the rest CrmUnavailable (try again).
+    /// Never holds a token: only the CRM's sanitized code and description.
+    pub fn to_error(&self, crm: &str) -> PluginError {
+        let said = match self {
+            TokenFailure::OAuth {
+                error, description, ..
+            } => Self::quoted(error, description),
+            TokenFailure::Fetch(FetchError::Denied(d)) => format!(
+                "the PBX does not allow connections to {}: ask the operator to grant it",
+                d.host
+            ),
+            TokenFailure::Fetch(FetchError::Timeout) => "no answer in time".into(),
+            TokenFailure::Fetch(FetchError::Unreachable(why) | FetchError::Invalid(why)) => {
+                http::sanitize(why)
+            }
+            TokenFailure::Fetch(FetchError::TooLarge(bytes)) => {
+                format!("an answer of {bytes} bytes, larger than the PBX accepts")
+            }
+            TokenFailure::Server { status } => format!("HTTP {status}"),
+            TokenFailure::Malformed { status, what } => format!("HTTP {status}, {what}"),
+        };
+        match self.kind() {
+            FailureKind::Revoked => PluginError::NotConnected(format!(
+                "{crm} refused the stored authorization ({said}): authorize again from the PBX portal"
+            )),
+            FailureKind::Misconfigured => PluginError::NotConfigured(format!(
+                "{crm} refused the app's settings ({said}): check the client id, the client secret and the redirect URL, then authorize again"
+            )),
+            FailureKind::Refused => PluginError::AuthorizationFailed(format!(
+                "{crm} refused the request ({said}): check the app's settings, then authorize again"
+            )),
+            FailureKind::Transient => PluginError::CrmUnavailable(format!(
+                "{crm} could not answer the token request ({said}); try again in a few minutes"
+            )),
         }
     }
 
@@ -539,6 +580,36 @@ mod tests {
         assert!(matches!(
             token_answer(&json(200, r#"{"token":"x"}"#)),
             Err(TokenFailure::Malformed { what, .. }) if what == "no access_token in it"
+        ));
+    }
+
+    #[test]
+    fn failures_become_errors_that_say_what_to_do() {
+        let revoked = failure(&json(
+            400,
+            r#"{"status":"BAD_REFRESH_TOKEN","message":"missing or invalid refresh token"}"#,
+        ));
+        assert!(matches!(
+            revoked.to_error("HubSpot"),
+            PluginError::NotConnected(m) if m.contains("HubSpot refused") && m.contains("authorize again")
+        ));
+        let secret = failure(&json(400, r#"{"error":"invalid_client"}"#));
+        assert!(matches!(
+            secret.to_error("Acme"),
+            PluginError::NotConfigured(_)
+        ));
+        let down = failure(&json(502, ""));
+        assert!(matches!(
+            down.to_error("Acme"),
+            PluginError::CrmUnavailable(m) if m.contains("HTTP 502")
+        ));
+        let denied = TokenFailure::Fetch(FetchError::Denied(Denial {
+            host: "https://api.example.com".into(),
+            rule: "not granted".into(),
+        }));
+        assert!(matches!(
+            denied.to_error("Acme"),
+            PluginError::NotConfigured(m) if m.contains("https://api.example.com")
         ));
     }
 
