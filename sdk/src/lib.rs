@@ -17,6 +17,8 @@
 //!   piece of work (a delivery, a token refresh) at a time.
 //! - [`pkce`]: OAuth 2.0 with PKCE: random tokens, verifiers, challenges,
 //!   plausible `state`s.
+//! - [`associations`]: CRM users paired with extensions: the users page,
+//!   the proposal, the versioned save and the lookups, for any CRM.
 //! - [`oauth`]: an OAuth 2.0 authorization-code client: the consent URL
 //!   (PKCE optional), the code and refresh grants, the answer with a CRM's
 //!   extra fields, and failures classified (revoked, misconfigured,
@@ -34,6 +36,7 @@
 //!   plugin's memory image).
 //! - [`testing`]: data for plugins' tests.
 
+pub mod associations;
 pub mod bindings;
 pub mod error;
 pub mod host;
