@@ -187,23 +187,36 @@ pub enum TokenFailure {
     },
 }
 
-/// Error codes that say the grant is dead: RFC 6749's, and HubSpot's
-/// (its token endpoint answers `{"status": "BAD_…", "message"}`).
-const REVOKED: &[&str] = &["invalid_grant", "BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"];
+/// Error codes a CRM uses beyond RFC 6749's, so that its failures are
+/// classified like the standard ones. A plugin passes its own to
+/// [`TokenFailure::kind_with`] and [`TokenFailure::to_error_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorCodes {
+    /// Codes that say the grant is dead, like `invalid_grant`.
+    pub revoked: &'static [&'static str],
+    /// Codes that name a wrong app configuration, like `invalid_client`.
+    pub misconfigured: &'static [&'static str],
+}
 
-/// Error codes that name a wrong app configuration (RFC 6749's,
-/// Salesforce's `invalid_client_id`, HubSpot's).
+impl ErrorCodes {
+    /// No codes beyond RFC 6749's.
+    pub const NONE: ErrorCodes = ErrorCodes {
+        revoked: &[],
+        misconfigured: &[],
+    };
+}
+
+/// RFC 6749's code for a dead grant.
+const REVOKED: &[&str] = &["invalid_grant"];
+
+/// RFC 6749's codes (and the common `redirect_uri_mismatch`) for a wrong
+/// app configuration.
 const MISCONFIGURED: &[&str] = &[
     "invalid_client",
-    "invalid_client_id",
     "unauthorized_client",
     "redirect_uri_mismatch",
     "unsupported_grant_type",
     "invalid_scope",
-    "BAD_CLIENT_ID",
-    "BAD_CLIENT_SECRET",
-    "BAD_REDIRECT_URI",
-    "BAD_GRANT_TYPE",
 ];
 
 impl TokenFailure {
@@ -215,14 +228,22 @@ impl TokenFailure {
         }
     }
 
-    /// What the failure means: see [`FailureKind`].
+    /// What the failure means (see [`FailureKind`]), by RFC 6749's codes.
     pub fn kind(&self) -> FailureKind {
+        self.kind_with(&ErrorCodes::NONE)
+    }
+
+    /// What the failure means, by RFC 6749's codes and the CRM's `codes`.
+    pub fn kind_with(&self, codes: &ErrorCodes) -> FailureKind {
+        let is = |error: &str, standard: &[&str], own: &[&str]| {
+            standard.contains(&error) || own.contains(&error)
+        };
         match self {
             TokenFailure::OAuth { status: 429, .. } => FailureKind::Transient,
-            TokenFailure::OAuth { error, .. } if REVOKED.contains(&error.as_str()) => {
+            TokenFailure::OAuth { error, .. } if is(error, REVOKED, codes.revoked) => {
                 FailureKind::Revoked
             }
-            TokenFailure::OAuth { error, .. } if MISCONFIGURED.contains(&error.as_str()) => {
+            TokenFailure::OAuth { error, .. } if is(error, MISCONFIGURED, codes.misconfigured) => {
                 FailureKind::Misconfigured
             }
             TokenFailure::OAuth { .. } => FailureKind::Refused,
@@ -235,12 +256,17 @@ impl TokenFailure {
         }
     }
 
-    /// A plain error for the failure, naming `crm` ("HubSpot"), for a
+    /// [`to_error_with`](Self::to_error_with) by RFC 6749's codes alone.
+    pub fn to_error(&self, crm: &str) -> PluginError {
+        self.to_error_with(crm, &ErrorCodes::NONE)
+    }
+
+    /// A plain error for the failure, naming `crm` ("Acme CRM"), for a
     /// plugin that has no wording of its own: revoked grants are
     /// NotConnected (authorize again), a wrong app NotConfigured, another
     /// refusal AuthorizationFailed, the rest CrmUnavailable (try again).
     /// Never holds a token: only the CRM's sanitized code and description.
-    pub fn to_error(&self, crm: &str) -> PluginError {
+    pub fn to_error_with(&self, crm: &str, codes: &ErrorCodes) -> PluginError {
         let said = match self {
             TokenFailure::OAuth {
                 error, description, ..
@@ -259,7 +285,7 @@ impl TokenFailure {
             TokenFailure::Server { status } => format!("HTTP {status}"),
             TokenFailure::Malformed { status, what } => format!("HTTP {status}, {what}"),
         };
-        match self.kind() {
+        match self.kind_with(codes) {
             FailureKind::Revoked => PluginError::NotConnected(format!(
                 "{crm} refused the stored authorization ({said}): authorize again from the PBX portal"
             )),
@@ -285,8 +311,8 @@ impl TokenFailure {
     }
 }
 
-/// An error answer: RFC 6749's `error` and `error_description`, or
-/// HubSpot's `status` and `message`.
+/// An error answer: RFC 6749's `error` and `error_description`, or the
+/// `status` (a code) and `message` some token endpoints answer instead.
 #[derive(Deserialize)]
 struct OAuthErrorBody {
     #[serde(default)]
@@ -589,9 +615,18 @@ mod tests {
             400,
             r#"{"status":"BAD_REFRESH_TOKEN","message":"missing or invalid refresh token"}"#,
         ));
+        // A code of the CRM's own is classified by the codes it passes.
         assert!(matches!(
-            revoked.to_error("HubSpot"),
-            PluginError::NotConnected(m) if m.contains("HubSpot refused") && m.contains("authorize again")
+            revoked.to_error("Acme"),
+            PluginError::AuthorizationFailed(_)
+        ));
+        let acme = ErrorCodes {
+            revoked: &["BAD_REFRESH_TOKEN"],
+            misconfigured: &[],
+        };
+        assert!(matches!(
+            revoked.to_error_with("Acme", &acme),
+            PluginError::NotConnected(m) if m.contains("Acme refused") && m.contains("authorize again")
         ));
         let secret = failure(&json(400, r#"{"error":"invalid_client"}"#));
         assert!(matches!(

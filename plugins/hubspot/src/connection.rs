@@ -26,10 +26,22 @@ use crate::host::Host;
 use crate::keys;
 use crate::lease::Lease;
 use crate::settings::Settings;
-use pbx_crm_sdk::oauth::{FailureKind, OAuthClient, TokenFailure};
+use pbx_crm_sdk::oauth::{ErrorCodes, FailureKind, OAuthClient, TokenFailure};
 use pbx_crm_sdk::pkce;
 use pbx_crm_sdk::session::{self, RefreshEnd, RefreshFailure, Sessions};
 use pbx_crm_sdk::store::{Batch, SaveAgain, Store};
+
+/// HubSpot's token endpoint answers `{"status": "BAD_…", "message"}`
+/// instead of RFC 6749's codes (docs/HUBSPOT.md, "Token errors").
+const TOKEN_ERRORS: ErrorCodes = ErrorCodes {
+    revoked: &["BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"],
+    misconfigured: &[
+        "BAD_CLIENT_ID",
+        "BAD_CLIENT_SECRET",
+        "BAD_REDIRECT_URI",
+        "BAD_GRANT_TYPE",
+    ],
+};
 
 /// The scopes the install asks for: contacts (and calls, which take the
 /// contacts scopes), owners, and companies read for caller lookup.
@@ -302,8 +314,8 @@ impl<'h, H: Host> Connector<'h, H> {
         let settings = self.settings()?;
         let answer = oauth_client(self.host, &settings)?
             .exchange_code(code, &attempt.callback_url, None)
-            .map_err(|f| match f.kind() {
-                FailureKind::Transient => f.to_error("HubSpot"),
+            .map_err(|f| match f.kind_with(&TOKEN_ERRORS) {
+                FailureKind::Transient => f.to_error_with("HubSpot", &TOKEN_ERRORS),
                 _ => PluginError::AuthorizationFailed(format!(
                     "HubSpot did not accept the authorization ({}); check the Client ID and secret and start again",
                     said(&f)
@@ -593,11 +605,15 @@ impl<H: Host> session::Session for HubSession<'_, H> {
                     generation: current.generation + 1,
                 })
             }
-            Err(f) if f.kind() == FailureKind::Revoked => Err(RefreshFailure::Revoked(format!(
-                "HubSpot refused the refresh token ({}); authorize the app again",
-                said(&f)
-            ))),
-            Err(f) => Err(RefreshFailure::Failed(f.to_error("HubSpot"))),
+            Err(f) if f.kind_with(&TOKEN_ERRORS) == FailureKind::Revoked => {
+                Err(RefreshFailure::Revoked(format!(
+                    "HubSpot refused the refresh token ({}); authorize the app again",
+                    said(&f)
+                )))
+            }
+            Err(f) => Err(RefreshFailure::Failed(
+                f.to_error_with("HubSpot", &TOKEN_ERRORS),
+            )),
         }
     }
 
@@ -649,6 +665,6 @@ fn said(f: &TokenFailure) -> String {
         TokenFailure::OAuth {
             error, description, ..
         } => TokenFailure::quoted(error, description),
-        other => other.to_error("HubSpot").to_string(),
+        other => other.to_error_with("HubSpot", &TOKEN_ERRORS).to_string(),
     }
 }
