@@ -185,7 +185,7 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn wait_for_file(path: &Path, child: &mut Guard, timeout: Duration) -> anyhow::Result<String> {
+pub fn wait_for_file(path: &Path, child: &mut Guard, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(text) = std::fs::read_to_string(path)
