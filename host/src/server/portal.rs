@@ -6,14 +6,14 @@ use std::sync::Arc;
 use axum::Router;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::auth::{SESSION_COOKIE, session_id};
-use super::pages::{FAVICON, message_html, page};
+use super::pages::{FAVICON, escape, message_html, page};
 use super::sessions::set_cookie;
 use super::state::AppState;
 
@@ -26,6 +26,8 @@ type St = State<Arc<AppState>>;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(portal))
+        // Each CRM's own page: the portal with that plugin chosen.
+        .route("/crm/{plugin}", get(crm_page))
         .route("/login", get(login_page).post(login))
         // Logging out changes state: a POST, behind the cross-site check.
         .route("/logout", post(logout))
@@ -34,6 +36,28 @@ pub fn routes() -> Router<Arc<AppState>> {
 async fn portal(State(st): St, headers: HeaderMap) -> Response {
     if !st.auth.allows(&headers) {
         return Redirect::to("/login").into_response();
+    }
+    page(StatusCode::OK, PORTAL.to_string())
+}
+
+/// `/crm/{plugin}`: the portal for one active CRM plugin, the
+/// administrator's only (as `/`); a plugin that is not active is a 404
+/// that says so and links to the portal.
+async fn crm_page(State(st): St, Path(plugin): Path<String>, headers: HeaderMap) -> Response {
+    if !st.auth.allows(&headers) {
+        return Redirect::to("/login").into_response();
+    }
+    if !st.runtime.plugin_ids().contains(&plugin) {
+        return page(
+            StatusCode::NOT_FOUND,
+            format!(
+                r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PBX portal: no such CRM</title>
+{FAVICON}<link rel="stylesheet" href="/assets/page.css"></head>
+<body><h1>No such CRM</h1><p id="detail">No CRM plugin {} is active on this PBX.</p>
+<p><a href="/">The portal</a> lists the active ones.</p></body></html>"#,
+                escape(&format!("{plugin:?}"))
+            ),
+        );
     }
     page(StatusCode::OK, PORTAL.to_string())
 }

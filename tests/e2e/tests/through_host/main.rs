@@ -20,6 +20,7 @@ mod cli;
 mod cli_output;
 mod connect;
 mod crm_neutral;
+mod crm_pages;
 mod dead_letters;
 mod hostile;
 mod install;
