@@ -23,6 +23,7 @@ mod crm_neutral;
 mod crm_pages;
 mod dead_letters;
 mod hostile;
+mod hubspot;
 mod install;
 mod kv_store;
 mod network;
