@@ -12,6 +12,8 @@
 //!   piece of work (a delivery, a token refresh) at a time.
 //! - [`pkce`]: OAuth 2.0 with PKCE: random tokens, verifiers, challenges,
 //!   plausible `state`s.
+//! - [`associations`]: CRM users paired with extensions: the users page,
+//!   the proposal, the versioned save and the lookups, for any CRM.
 //! - [`matching`]: CRM users paired with extensions by e-mail address, as
 //!   the administrator's "Associate Automatically" proposes them.
 //! - [`error`]: [`error::PluginError`], which maps onto the contract's
@@ -21,6 +23,7 @@
 //!   plugin's memory image).
 //! - [`testing`]: data for plugins' tests.
 
+pub mod associations;
 pub mod bindings;
 pub mod error;
 pub mod host;
