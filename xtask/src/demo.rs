@@ -360,18 +360,16 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
     // The emulated HubSpot's one address serves its API and its install
     // page: set, as the login host is for Salesforce.
     let api = Api::new(&admin_url, &token)?;
-    let (_, _, hub_url_key) = hubspot::setting_keys(&api)?;
-    pbx.run(
-        &[
-            "crm",
-            "--plugin",
-            hubspot::PLUGIN,
-            "settings",
-            "set",
-            &format!("{hub_url_key}={hub_url}"),
-        ],
-        None,
-    )?;
+    let (_, _, hub_url_keys) = hubspot::setting_keys(&api)?;
+    let mut set = vec![
+        "crm".to_string(),
+        "--plugin".into(),
+        hubspot::PLUGIN.into(),
+        "settings".into(),
+        "set".into(),
+    ];
+    set.extend(hub_url_keys.iter().map(|key| format!("{key}={hub_url}")));
+    pbx.run(&set.iter().map(String::as_str).collect::<Vec<_>>(), None)?;
 
     let org_users = emulator_users(&emulator_url, &ca)?;
     println!();
@@ -451,7 +449,7 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
     println!("  Callback URL:      {hub_callback_url}");
     println!("  Client ID:         {}", hubspot::CLIENT_ID);
     println!("  Client secret:     {hub_secret}");
-    println!("  API base URL:      {hub_url}  (already set)");
+    println!("  API and app base URLs: {hub_url}  (already set)");
     println!(
         "  HubSpot (emulated): {hub_url}  (log in as {} / {})",
         hubspot::LOGIN.0,

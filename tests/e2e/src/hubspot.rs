@@ -96,7 +96,9 @@ impl Hub {
             let key = field["key"].as_str().unwrap_or_default();
             let text =
                 format!("{key} {}", field["label"].as_str().unwrap_or_default()).to_lowercase();
-            let value = match field["kind"].as_str().unwrap_or_default() {
+            // The API names kinds as the contract's enum (`Text`, `Secret`, `Url`).
+            let kind = field["kind"].as_str().unwrap_or_default().to_lowercase();
+            let value = match kind.as_str() {
                 "secret" => Some(secret.to_string()),
                 "url" => Some(self.emulator.base_url()),
                 "text" if text.contains("client") => Some(id.to_string()),

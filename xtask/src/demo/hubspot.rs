@@ -59,10 +59,13 @@ pub fn emulator_command(
 }
 
 /// The plugin's settings by kind, from its own description: (the client
-/// id's key, the secret's key, the base URL's key).
-pub fn setting_keys(api: &Api) -> anyhow::Result<(String, String, String)> {
+/// id's key, the secret's key, the keys of its URL settings: the API's and
+/// the install page's base, one address in the emulator).
+pub fn setting_keys(api: &Api) -> anyhow::Result<(String, String, Vec<String>)> {
     let info = api.get(&format!("/crm/{PLUGIN}/describe"))?;
     let fields = info["settings"].as_array().cloned().unwrap_or_default();
+    // The API names kinds as the contract's enum (`Text`, `Secret`, `Url`).
+    let kind = |f: &Value| f["kind"].as_str().unwrap_or_default().to_lowercase();
     let key_of = |wanted: &dyn Fn(&Value) -> bool, what: &str| {
         fields
             .iter()
@@ -73,16 +76,23 @@ pub fn setting_keys(api: &Api) -> anyhow::Result<(String, String, String)> {
     };
     let id = key_of(
         &|f| {
-            f["kind"] == "text"
+            kind(f) == "text"
                 && format!("{} {}", f["key"], f["label"])
                     .to_lowercase()
                     .contains("client")
         },
         "client id",
     )?;
-    let secret = key_of(&|f| f["kind"] == "secret", "secret")?;
-    let url = key_of(&|f| f["kind"] == "url", "URL")?;
-    Ok((id, secret, url))
+    let secret = key_of(&|f| kind(f) == "secret", "secret")?;
+    let urls: Vec<String> = fields
+        .iter()
+        .filter(|f| kind(f) == "url")
+        .filter_map(|f| f["key"].as_str().map(str::to_string))
+        .collect();
+    if urls.is_empty() {
+        bail!("the HubSpot plugin describes no URL setting: {info}");
+    }
+    Ok((id, secret, urls))
 }
 
 /// What the headless set-up needs of the account.

@@ -56,7 +56,7 @@ async fn the_administrators_whole_set_up_through_the_host() {
         .configure(api, CLIENT_ID, CLIENT_SECRET)
         .await
         .expect("the settings save");
-    assert_eq!(saved["state"], "Configured", "{saved}");
+    assert_eq!(saved["status"]["state"], "Configured", "{saved}");
     let settings = api
         .get(&format!("/crm/{PLUGIN}/settings"))
         .await
