@@ -286,26 +286,33 @@ pub fn check_call_logged(api: &Api, demo: &Headless<'_>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         api.post("/calls/run-pending", &json!({}))?;
-        let calls: Value = browser
-            .get(format!(
-                "{}/crm/v3/objects/calls?associations=contacts&properties=hs_call_title,hubspot_owner_id",
-                demo.url
-            ))
-            .bearer_auth(&access)
-            .send()?
-            .error_for_status()?
-            .json()?;
+        let get = |path: &str| -> anyhow::Result<Value> {
+            Ok(browser
+                .get(format!("{}{path}", demo.url))
+                .bearer_auth(&access)
+                .send()?
+                .error_for_status()?
+                .json()?)
+        };
+        let calls = get("/crm/v3/objects/calls?properties=hs_call_title,hubspot_owner_id")?;
         let results = calls["results"].as_array().cloned().unwrap_or_default();
-        let with_contact: Vec<&Value> = results
-            .iter()
-            .filter(|c| {
-                c["associations"]["contacts"]["results"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
-            })
-            .collect();
-        match (results.len(), with_contact.first()) {
-            (1, Some(call)) => {
+        if results.len() > 1 {
+            bail!("HubSpot has {} Calls for one call: {calls}", results.len());
+        }
+        // Its contacts: read by id (a list leaves associations out).
+        let call = match results.first().and_then(|c| c["id"].as_str()) {
+            Some(id) => Some(get(&format!(
+                "/crm/v3/objects/calls/{id}?associations=contacts&properties=hs_call_title"
+            ))?),
+            None => None,
+        };
+        let with_contact = call.filter(|c| {
+            c["associations"]["contacts"]["results"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        });
+        match with_contact {
+            Some(call) => {
                 println!(
                     "   HubSpot has the call as a Call of {}: {}",
                     DEMO_CALLER.2,
@@ -315,14 +322,13 @@ pub fn check_call_logged(api: &Api, demo: &Headless<'_>) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            (n, _) if n > 1 => bail!("HubSpot has {n} Calls for one call: {calls}"),
-            _ if Instant::now() > deadline => {
+            None if Instant::now() > deadline => {
                 bail!(
                     "HubSpot has no Call of {} within 30 s: {calls}",
                     DEMO_CALLER.2
                 )
             }
-            _ => std::thread::sleep(Duration::from_millis(250)),
+            None => std::thread::sleep(Duration::from_millis(250)),
         }
     }
 }
