@@ -256,6 +256,28 @@ async fn both_crms_on_one_host_side_by_side() {
         "{listing}"
     );
 
+    // Each its own page in the portal, the administrator's only.
+    for plugin in ["salesforce", "hubspot"] {
+        let page = format!("{}/crm/{plugin}", world.host.url());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let stranger = client.get(&page).send().await.expect("answer");
+        assert_eq!(
+            stranger.status(),
+            reqwest::StatusCode::SEE_OTHER,
+            "{plugin}"
+        );
+        let admin = client
+            .get(&page)
+            .bearer_auth(&world.host.admin_token)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(admin.status(), reqwest::StatusCode::OK, "{plugin}");
+    }
+
     // Each its own status: connecting Salesforce leaves HubSpot as it was.
     world.connect().await;
     assert_eq!(world.status().await["state"], "Connected");
