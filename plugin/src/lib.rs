@@ -3,10 +3,11 @@
 //!
 //! This file only declares the modules: the component's export glue is in
 //! `component`. What every CRM plugin needs (the WIT bindings, the host
-//! trait, errors, leases, e-mail matching, phone numbers) comes from the plugin SDK, `pbx-crm-sdk`,
+//! trait, errors, leases, versioned records, e-mail matching, phone numbers)
+//! comes from the plugin SDK, `pbx-crm-sdk`,
 //! re-exported here under the paths the rest of the plugin uses.
 
-pub use pbx_crm_sdk::{bindings, error, host, lease, matching, phone};
+pub use pbx_crm_sdk::{bindings, error, host, lease, matching, phone, record};
 
 pub mod associations;
 pub mod auth;

@@ -1,6 +1,9 @@
 //! Salesforce's OAuth 2.0 endpoints: the web-server flow with PKCE (consent
 //! URL, code exchange), token refresh, revocation, the signature check and
-//! the identity URL.
+//! the identity URL. The CRM-neutral client (the consent URL's query, the
+//! grants, the token answer, the failures) is the SDK's
+//! (`pbx_crm_sdk::oauth`); this file adds Salesforce's endpoints, its
+//! answer's fields and signature, and its wording.
 //!
 //! Everything that holds a secret here has a hand-written `Debug` that masks
 //! it, so `{:?}` can never leak one into a log or an error.
@@ -12,14 +15,16 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use url::Url;
 
-use crate::bindings::pbx::crm::http_fetch::{Error as FetchError, Response};
+use pbx_crm_sdk::oauth::{self as sdk_oauth, AuthorizeParams};
+
+use crate::bindings::pbx::crm::http_fetch::Response;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
 use crate::settings::Settings;
 
+pub use pbx_crm_sdk::oauth::{TokenFailure, failure};
 pub use pbx_crm_sdk::pkce::{new_verifier, pkce_challenge, plausible_state, random_token};
 
 /// The scopes the set-up guide has the administrator give the connected
@@ -39,20 +44,44 @@ pub fn authorize_url(
     state: &str,
     challenge: &str,
 ) -> Result<String, PluginError> {
-    let mut url = Url::parse(&format!("{login_url}/services/oauth2/authorize")).map_err(|e| {
+    consent_url(
+        login_url,
+        client_id,
+        callback_url,
+        SCOPES,
+        state,
+        challenge,
+        &[],
+    )
+}
+
+/// Salesforce's consent page on `login_url`, with PKCE.
+fn consent_url(
+    login_url: &str,
+    client_id: &str,
+    callback_url: &str,
+    scope: &str,
+    state: &str,
+    challenge: &str,
+    extra: &[(&str, &str)],
+) -> Result<String, PluginError> {
+    let params = AuthorizeParams {
+        client_id,
+        redirect_uri: callback_url,
+        scope,
+        state,
+        code_challenge: Some(challenge),
+    };
+    sdk_oauth::authorize_url(
+        &format!("{login_url}/services/oauth2/authorize"),
+        &params,
+        extra,
+    )
+    .map_err(|e| {
         PluginError::NotConfigured(format!(
             "the login host {login_url} is not a valid URL ({e}); correct it in the settings"
         ))
-    })?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", callback_url)
-        .append_pair("scope", SCOPES)
-        .append_pair("state", state)
-        .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", "S256");
-    Ok(url.into())
+    })
 }
 
 /// The scope of an agent's sign-in: only what identifying the person needs
@@ -69,21 +98,15 @@ pub fn sign_in_url(
     state: &str,
     challenge: &str,
 ) -> Result<String, PluginError> {
-    let mut url = Url::parse(&format!("{login_url}/services/oauth2/authorize")).map_err(|e| {
-        PluginError::NotConfigured(format!(
-            "the login host {login_url} is not a valid URL ({e}); correct it in the settings"
-        ))
-    })?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", callback_url)
-        .append_pair("scope", SIGN_IN_SCOPE)
-        .append_pair("prompt", "login")
-        .append_pair("state", state)
-        .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", "S256");
-    Ok(url.into())
+    consent_url(
+        login_url,
+        client_id,
+        callback_url,
+        SIGN_IN_SCOPE,
+        state,
+        challenge,
+        &[("prompt", "login")],
+    )
 }
 
 /// A pending authorization, stored under `auth/attempt/<state>` until its
@@ -117,9 +140,10 @@ impl fmt::Debug for Attempt {
     }
 }
 
-/// Salesforce's answer from the token endpoint. Only `access_token` is
+/// Salesforce's answer from the token endpoint: the SDK's answer with
+/// Salesforce's fields read out of its extra ones. Only `access_token` is
 /// required; the rest is optional so a refresh answer (which may omit
-/// fields) parses with the same type.
+/// fields) reads with the same type.
 #[derive(Clone, Deserialize)]
 pub struct TokenAnswer {
     /// The session token.
@@ -152,6 +176,30 @@ impl fmt::Debug for TokenAnswer {
 }
 
 impl TokenAnswer {
+    /// Salesforce's fields of the SDK's answer; one that is there but not
+    /// a string makes the answer malformed, as it was when Salesforce's
+    /// answer was parsed whole.
+    pub fn from_sdk(answer: sdk_oauth::TokenAnswer) -> Result<Self, TokenFailure> {
+        let text = |name: &str| {
+            answer
+                .extra_str(name)
+                .map(|v| v.map(str::to_string))
+                .map_err(|()| TokenFailure::Malformed {
+                    status: 200,
+                    what: "no access_token in it".to_string(),
+                })
+        };
+        Ok(Self {
+            instance_url: text("instance_url")?,
+            id: text("id")?,
+            issued_at: text("issued_at")?,
+            signature: text("signature")?,
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token,
+            scope: answer.scope,
+        })
+    }
+
     /// `issued_at` as a number, if it is one.
     pub fn issued_at_ms(&self) -> Option<u64> {
         self.issued_at
@@ -174,61 +222,21 @@ pub fn signature_matches(secret: &str, id: &str, issued_at: &str, signature: &st
     mac.verify_slice(&given).is_ok()
 }
 
-#[derive(Deserialize)]
-struct OAuthErrorBody {
-    error: String,
-    #[serde(default)]
-    error_description: Option<String>,
-}
-
-/// Why a call to the token or revoke endpoint failed.
-#[derive(Debug)]
-pub enum TokenFailure {
-    /// Salesforce answered with an OAuth error (`error`, `error_description`).
-    OAuth {
-        /// The HTTP status.
-        status: u16,
-        /// The OAuth error code, e.g. `invalid_grant`.
-        error: String,
-        /// Salesforce's description, sanitized.
-        description: String,
-    },
-    /// The host could not complete the exchange.
-    Fetch(FetchError),
-    /// A server error (5xx).
-    Server {
-        /// The HTTP status.
-        status: u16,
-    },
-    /// An answer that is not the JSON Salesforce sends.
-    Malformed {
-        /// The HTTP status.
-        status: u16,
-        /// What was wrong with it.
-        what: String,
-    },
-}
-
-impl TokenFailure {
-    /// The OAuth error code, if Salesforce sent one.
-    pub fn oauth_error(&self) -> Option<&str> {
-        match self {
-            TokenFailure::OAuth { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-
-    /// Salesforce's `error (description)` for a message.
-    fn quoted(error: &str, description: &str) -> String {
-        if description.is_empty() {
-            error.to_string()
-        } else {
-            format!("{error}: \"{description}\"")
-        }
-    }
-
+/// Salesforce's words for the SDK's token failures: what the
+/// administrator reads, naming Salesforce's settings.
+pub trait SalesforceWording {
     /// The error an administrator sees when the code exchange failed.
-    pub fn for_authorization(&self, callback_url: &str, login_url: &str) -> PluginError {
+    fn for_authorization(&self, callback_url: &str, login_url: &str) -> PluginError;
+    /// The error for a failed refresh (other than `invalid_grant`, which
+    /// the caller turns into "re-authorization needed").
+    fn for_refresh(&self, login_url: &str) -> PluginError;
+    /// One line for the status when a revocation failed.
+    fn describe(&self, login_url: &str) -> String;
+}
+
+impl SalesforceWording for TokenFailure {
+    /// The error an administrator sees when the code exchange failed.
+    fn for_authorization(&self, callback_url: &str, login_url: &str) -> PluginError {
         let failed = PluginError::AuthorizationFailed;
         match self {
             TokenFailure::OAuth { error, .. } if error == "invalid_client_id" => failed(
@@ -246,21 +254,21 @@ impl TokenFailure {
                 error, description, ..
             } if error == "invalid_grant" => failed(format!(
                 "the authorization code expired or was already used (Salesforce: {}): start the authorization again from the PBX portal",
-                Self::quoted(error, description)
+                TokenFailure::quoted(error, description)
             )),
             TokenFailure::OAuth {
                 error, description, ..
             } => failed(format!(
                 "Salesforce refused the authorization ({}): check the app's settings in Salesforce, then start the authorization again from the PBX portal",
-                Self::quoted(error, description)
+                TokenFailure::quoted(error, description)
             )),
-            other => other.common(login_url, PluginError::AuthorizationFailed),
+            other => common(other, login_url, PluginError::AuthorizationFailed),
         }
     }
 
     /// The error for a failed refresh (other than `invalid_grant`, which
     /// the caller turns into "re-authorization needed").
-    pub fn for_refresh(&self, login_url: &str) -> PluginError {
+    fn for_refresh(&self, login_url: &str) -> PluginError {
         match self {
             TokenFailure::OAuth { error, .. } if error == "invalid_client_id" => {
                 PluginError::NotConfigured(
@@ -278,40 +286,43 @@ impl TokenFailure {
                 error, description, ..
             } => PluginError::NotConnected(format!(
                 "Salesforce refused to refresh the session ({}): authorize again from the PBX portal",
-                Self::quoted(error, description)
+                TokenFailure::quoted(error, description)
             )),
-            other => other.common(login_url, PluginError::NotConfigured),
+            other => common(other, login_url, PluginError::NotConfigured),
         }
     }
 
     /// One line for the status when a revocation failed.
-    pub fn describe(&self, login_url: &str) -> String {
+    fn describe(&self, login_url: &str) -> String {
         match self {
             TokenFailure::OAuth {
                 error, description, ..
-            } => Self::quoted(error, description),
-            other => other
-                .common(login_url, PluginError::NotConfigured)
-                .to_string(),
+            } => TokenFailure::quoted(error, description),
+            other => common(other, login_url, PluginError::NotConfigured).to_string(),
         }
     }
+}
 
-    fn common(&self, login_url: &str, denied: fn(String) -> PluginError) -> PluginError {
-        match self {
-            TokenFailure::Fetch(e) => http::fetch_failure(e, login_url, denied),
-            TokenFailure::Server { status } => PluginError::CrmUnavailable(format!(
-                "Salesforce at {login_url} answered with a server error (HTTP {status}); try again in a few minutes"
-            )),
-            TokenFailure::Malformed { status, what } => PluginError::CrmUnavailable(format!(
-                "Salesforce at {login_url} gave an answer the plugin cannot read (HTTP {status}, {what}): check that the login host is a Salesforce login URL"
-            )),
-            TokenFailure::OAuth {
-                error, description, ..
-            } => PluginError::CrmUnavailable(format!(
-                "Salesforce refused the request ({})",
-                Self::quoted(error, description)
-            )),
-        }
+/// Salesforce's words for failures that are not its OAuth errors.
+fn common(
+    failure: &TokenFailure,
+    login_url: &str,
+    denied: fn(String) -> PluginError,
+) -> PluginError {
+    match failure {
+        TokenFailure::Fetch(e) => http::fetch_failure(e, login_url, denied),
+        TokenFailure::Server { status } => PluginError::CrmUnavailable(format!(
+            "Salesforce at {login_url} answered with a server error (HTTP {status}); try again in a few minutes"
+        )),
+        TokenFailure::Malformed { status, what } => PluginError::CrmUnavailable(format!(
+            "Salesforce at {login_url} gave an answer the plugin cannot read (HTTP {status}, {what}): check that the login host is a Salesforce login URL"
+        )),
+        TokenFailure::OAuth {
+            error, description, ..
+        } => PluginError::CrmUnavailable(format!(
+            "Salesforce refused the request ({})",
+            TokenFailure::quoted(error, description)
+        )),
     }
 }
 
@@ -320,16 +331,14 @@ impl TokenFailure {
 pub struct OAuthClient<'h, H: Host> {
     host: &'h H,
     login_url: String,
-    client_id: String,
-    client_secret: String,
+    client: sdk_oauth::OAuthClient<'h, H>,
 }
 
 impl<H: Host> fmt::Debug for OAuthClient<'_, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthClient")
             .field("login_url", &self.login_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -339,11 +348,12 @@ impl<'h, H: Host> OAuthClient<'h, H> {
     /// features build theirs with `from_settings`, `from_settings_at` or
     /// `revoker`, which read the settings once for all of them.
     pub(crate) fn new(host: &'h H, login_url: &str, client_id: &str, client_secret: &str) -> Self {
+        let login_url = login_url.trim_end_matches('/').to_string();
+        let token_url = format!("{login_url}/services/oauth2/token");
         Self {
             host,
-            login_url: login_url.trim_end_matches('/').to_string(),
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
+            client: sdk_oauth::OAuthClient::new(host, &token_url, client_id, client_secret),
+            login_url,
         }
     }
 
@@ -378,7 +388,7 @@ impl<'h, H: Host> OAuthClient<'h, H> {
 
     /// The Consumer Key this client sends.
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        self.client.client_id()
     }
 
     /// Exchange an authorization code (with its PKCE verifier) for tokens.
@@ -388,24 +398,15 @@ impl<'h, H: Host> OAuthClient<'h, H> {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<TokenAnswer, TokenFailure> {
-        self.token(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("client_id", &self.client_id),
-            ("client_secret", &self.client_secret),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ])
+        TokenAnswer::from_sdk(
+            self.client
+                .exchange_code(code, redirect_uri, Some(verifier))?,
+        )
     }
 
     /// Get a new access token with a refresh token.
     pub fn refresh(&self, refresh_token: &str) -> Result<TokenAnswer, TokenFailure> {
-        self.token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", &self.client_id),
-            ("client_secret", &self.client_secret),
-        ])
+        TokenAnswer::from_sdk(self.client.refresh(refresh_token)?)
     }
 
     /// Revoke a refresh or access token.
@@ -426,56 +427,17 @@ impl<'h, H: Host> OAuthClient<'h, H> {
     pub fn signed(&self, answer: &TokenAnswer) -> bool {
         match (&answer.id, &answer.issued_at, &answer.signature) {
             (Some(id), Some(issued_at), Some(signature)) => {
-                signature_matches(&self.client_secret, id, issued_at, signature)
+                signature_matches(self.client.client_secret(), id, issued_at, signature)
             }
             _ => false,
         }
     }
-
-    fn token(&self, form: &[(&str, &str)]) -> Result<TokenAnswer, TokenFailure> {
-        let url = format!("{}/services/oauth2/token", self.login_url);
-        let response = self
-            .host
-            .fetch(&http::post_form(&url, form))
-            .map_err(TokenFailure::Fetch)?;
-        token_answer(&response)
-    }
 }
 
-/// The token endpoint's answer: the tokens, or why there are none.
+/// The token endpoint's answer read as Salesforce's: the tokens, or why
+/// there are none.
 pub fn token_answer(response: &Response) -> Result<TokenAnswer, TokenFailure> {
-    if !(200..=299).contains(&response.status) {
-        return Err(failure(response));
-    }
-    serde_json::from_slice::<TokenAnswer>(&response.body).map_err(|e| TokenFailure::Malformed {
-        status: response.status,
-        // serde's message names the field, never the token values.
-        what: if e.is_data() {
-            "no access_token in it".to_string()
-        } else {
-            "not JSON".to_string()
-        },
-    })
-}
-
-/// A non-2xx answer of an OAuth endpoint.
-pub fn failure(response: &Response) -> TokenFailure {
-    if response.status >= 500 {
-        return TokenFailure::Server {
-            status: response.status,
-        };
-    }
-    match serde_json::from_slice::<OAuthErrorBody>(&response.body) {
-        Ok(body) => TokenFailure::OAuth {
-            status: response.status,
-            error: http::sanitize(&body.error),
-            description: http::sanitize(body.error_description.as_deref().unwrap_or("")),
-        },
-        Err(_) => TokenFailure::Malformed {
-            status: response.status,
-            what: "not an OAuth error".to_string(),
-        },
-    }
+    TokenAnswer::from_sdk(sdk_oauth::token_answer(response)?)
 }
 
 /// Who authorized: the identity URL's answer. Every field is optional so an

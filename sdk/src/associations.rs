@@ -360,8 +360,7 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
             return Ok(None);
         };
         let (users, _) = self.users.active_users()?;
-        if self.host.extension(&a.extension).is_none() || !users.iter().any(|u| u.id() == user_id)
-        {
+        if self.host.extension(&a.extension).is_none() || !users.iter().any(|u| u.id() == user_id) {
             return Ok(None);
         }
         Ok(Some(a.extension))
@@ -373,4 +372,99 @@ fn conflict(now: u64) -> PluginError {
     PluginError::Conflict(format!(
         "the associations were saved by someone else meanwhile (now version {now}): reload, check, and save again"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeHost, extension};
+
+    struct Person {
+        id: String,
+        email: Option<String>,
+    }
+
+    impl UserEmail for Person {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn email(&self) -> Option<&str> {
+            self.email.as_deref()
+        }
+    }
+
+    /// Two CRM users, one without an e-mail address.
+    struct Two;
+
+    impl CrmUsers for Two {
+        type User = Person;
+        const NOUN: &'static str = "CRM user";
+        fn active_users(&self) -> Result<(Vec<Person>, Option<u64>), PluginError> {
+            Ok((
+                vec![
+                    Person {
+                        id: "u1".into(),
+                        email: Some("a@x.test".into()),
+                    },
+                    Person {
+                        id: "u2".into(),
+                        email: None,
+                    },
+                ],
+                Some(1),
+            ))
+        }
+        fn crm_user(&self, u: &Person) -> CrmUser {
+            CrmUser {
+                id: u.id.clone(),
+                name: u.id.to_uppercase(),
+                username: u.id.clone(),
+                email: u.email.clone(),
+                active: true,
+                kind: None,
+            }
+        }
+    }
+
+    fn pair(user: &str, ext: &str) -> Association {
+        Association {
+            user_id: user.into(),
+            extension: ext.into(),
+        }
+    }
+
+    #[test]
+    fn a_save_is_versioned_and_a_dropped_extension_turns_stale() {
+        let host = FakeHost::default();
+        host.set_extensions(vec![extension("100", Some("a@x.test"))]);
+        let a = Associations::new(&host, Two, "assoc");
+        let proposal = a.propose().map(|p| p.matches.len());
+        assert_eq!(proposal.ok(), Some(1));
+        assert_eq!(a.save(0, &[pair("u1", "100")]).ok(), Some(1));
+        assert!(matches!(
+            a.save(0, &[pair("u2", "100")]),
+            Err(PluginError::Conflict(_))
+        ));
+        assert!(matches!(
+            a.save(1, &[pair("u1", "100"), pair("u2", "100")]),
+            Err(PluginError::InvalidInput(_))
+        ));
+        assert_eq!(
+            a.extension_for_user(" u1 ").ok().flatten().as_deref(),
+            Some("100")
+        );
+        host.set_extensions(Vec::new());
+        let states: Vec<AssociationState> = a
+            .list_users()
+            .map(|l| l.entries.into_iter().map(|e| e.state).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            states,
+            vec![
+                AssociationState::StaleExtension,
+                AssociationState::Unassociated
+            ]
+        );
+        assert!(a.user_for_extension("100").ok().flatten().is_none());
+    }
 }

@@ -37,8 +37,9 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::matching::{self, Reason};
+use crate::record::{self, Versioned};
 use crate::salesforce::ids;
-use crate::store::{Batch, Store, keys};
+use crate::store::{Store, keys};
 use crate::users::{UserRecord, Users};
 
 /// The saved associations, stored under `associations`.
@@ -48,6 +49,15 @@ pub struct AssociationSet {
     pub version: u64,
     /// One entry per associated user; no extension twice.
     pub entries: Vec<SavedAssociation>,
+}
+
+impl Versioned for AssociationSet {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
 }
 
 /// One saved pair.
@@ -351,32 +361,33 @@ impl<'h, H: Host> Associations<'h, H> {
             });
         }
 
-        let next = AssociationSet {
+        let mut next = AssociationSet {
             version: current.version + 1,
             entries,
         };
         // The precondition is the exact record read, which carries the
         // version checked above: a save in between makes this one fail.
-        let batch = Batch::new()
-            .expect_raw(keys::ASSOCIATIONS, current_raw)
-            .set(keys::ASSOCIATIONS, &next)?;
-        match self.store().commit(&batch) {
-            Ok(()) => {
+        match record::replace_version(
+            &self.store(),
+            keys::ASSOCIATIONS,
+            current.version,
+            current_raw,
+            &mut next,
+        )? {
+            Ok(version) => {
                 self.host.log(
                     Level::Info,
                     &format!(
-                        "associations saved: {} users with an extension (version {})",
+                        "associations saved: {} users with an extension (version {version})",
                         next.entries.len(),
-                        next.version
                     ),
                 );
-                Ok(next.version)
+                Ok(version)
             }
-            Err(PluginError::Conflict(_)) => {
+            Err(_) => {
                 let now = self.saved().map(|s| s.version).unwrap_or(current.version);
                 Err(conflict(now))
             }
-            Err(e) => Err(e),
         }
     }
 

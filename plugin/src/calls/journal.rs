@@ -1,32 +1,36 @@
 //! The call journal: one Task per call id, exactly once.
 //!
+//! The SDK's outbox (`pbx_crm_sdk::outbox`) does the exactly-once part:
 //! `ended` writes an outbox item `calls/outbox/<call id>`, guarded by "no
-//! item and the call id is not in its done bucket". Delivery takes a lease on
-//! the item (and counts the attempt) with a compare-and-swap before it sends
-//! anything; an item attempted before is first looked up by `CallObject`, so
-//! a create whose answer was lost (a crash, a timeout) is found instead of
-//! made twice. Done call ids are kept in the done ledger for
-//! [`DONE_KEEP_MS`], so late and repeated events are ignored.
+//! item and the call id is not in its done bucket"; delivery takes a lease
+//! on the item (and counts the attempt) with a compare-and-swap before it
+//! sends anything; done call ids are kept in the done ledger for
+//! [`DONE_KEEP_MS`], so late and repeated events are ignored. What is
+//! Salesforce's is here: the call settings' rules, the item's fields, and
+//! the delivery: an item attempted before is first looked up by
+//! `CallObject`, so a Task whose answer was lost (a crash, a timeout) is
+//! found instead of made twice.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::ledger::{bucket_key, busy, outbox_key, prune_ledger, read_ledger};
+use pbx_crm_sdk::outbox::{Deliver, Enqueue, Enqueued, Outbox, OutboxEntry};
+
+use super::ledger::busy;
 use super::lookup::Match;
 use super::unknown::ForUnknown;
 use super::work::{Work, work_key};
-use super::{CAS_ROUNDS, Calls, ItemLease, cut};
+use super::{Calls, ItemLease, cut};
 use crate::associations::Associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};
 use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::lease::Until;
 use crate::phone::{self, Normalized};
 use crate::salesforce::query::{open_case, task_by_call_object};
 use crate::salesforce::{Backoff, SalesforceError};
 use crate::settings::{CallSettings, OpenCase, Rule, TaskOwner, UnknownCaller};
-use crate::store::{Batch, encode, keys};
+use crate::store::{Keys, keys};
 use crate::time::{clock, date, human_duration, local_date};
 
 /// A Task's `Description` (Comments) holds at most this many characters.
@@ -37,14 +41,6 @@ pub const OPEN_STATUS: &str = "Not Started";
 
 /// How long a logged call id is remembered, to ignore late duplicates.
 pub const DONE_KEEP_MS: u64 = 3 * 24 * 60 * 60 * 1000;
-/// The first retry delay of an item; it doubles per attempt.
-const RETRY_FIRST_MS: u64 = 5_000;
-/// The longest retry delay of an item.
-const RETRY_MAX_MS: u64 = 5 * 60 * 1000;
-/// At most this many items are delivered per `run_pending` call, and no new
-/// one is started after [`RUN_BUDGET_MS`], so a call stays within its deadline.
-const RUN_MAX_ITEMS: usize = 25;
-const RUN_BUDGET_MS: u64 = 5_000;
 
 /// The call as the journal keeps it (the `ended` event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +150,72 @@ pub struct OutboxItem {
     pub work: Option<Work>,
 }
 
+impl OutboxEntry for OutboxItem {
+    fn id(&self) -> &str {
+        &self.call.call_id
+    }
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn set_attempts(&mut self, attempts: u32) {
+        self.attempts = attempts;
+    }
+    fn next_at_ms(&self) -> u64 {
+        self.next_at_ms
+    }
+    fn set_next_at_ms(&mut self, at: u64) {
+        self.next_at_ms = at;
+    }
+    fn lease(&self) -> Option<&ItemLease> {
+        self.lease.as_ref()
+    }
+    fn set_lease(&mut self, lease: Option<ItemLease>) {
+        self.lease = lease;
+    }
+    fn set_last_error(&mut self, error: Option<String>) {
+        self.last_error = error;
+    }
+}
+
+/// The journal delivers through the SDK's outbox: Salesforce's Task for
+/// each item, and its API back-off.
+impl<H: Host> Deliver for &Calls<'_, H> {
+    type Entry = OutboxItem;
+    type Receipt = Logged;
+    type Repair = Keys;
+    const ENTRY: &'static str = "a call log";
+    const OUTBOX_PREFIX: &'static str = keys::CALLS_OUTBOX_PREFIX;
+    const DONE_PREFIX: &'static str = keys::CALLS_DONE_PREFIX;
+    const DONE_KEEP_MS: u64 = DONE_KEEP_MS;
+
+    fn deliver(&self, item: &OutboxItem) -> Result<Logged, PluginError> {
+        self.attempt(item)
+    }
+
+    fn hold_off(&self, now_ms: u64) -> Option<(u64, PluginError)> {
+        self.store()
+            .get::<Backoff>(keys::BACKOFF)
+            .ok()
+            .flatten()
+            .filter(|b| now_ms < b.until_ms)
+            .map(|b| (b.until_ms, b.error(now_ms)))
+    }
+
+    fn delivered(&self, item: &OutboxItem, logged: &Logged) {
+        self.host.log(
+            Level::Info,
+            &format!(
+                "call {} logged as Task {}",
+                item.call.call_id, logged.task_id
+            ),
+        );
+    }
+
+    fn busy(&self) -> PluginError {
+        busy()
+    }
+}
+
 /// What happened to an event's journal part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Queued {
@@ -212,8 +274,6 @@ impl<H: Host> Calls<'_, H> {
     pub fn enqueue(&self, e: &CallEvent, settings: &CallSettings) -> Result<Queued, PluginError> {
         let store = self.store();
         let call = CallRecord::from_event(e);
-        let key = outbox_key(&call.call_id);
-        let done_key = bucket_key(keys::CALLS_DONE_PREFIX, &call.call_id);
         let voicemail = call.is_voicemail();
         let rule = match (e.direction, call.answered()) {
             _ if voicemail => settings.log_voicemail,
@@ -238,165 +298,58 @@ impl<H: Host> Calls<'_, H> {
                 ));
             }
         }
-        for _ in 0..CAS_ROUNDS {
-            let now = self.host.now_ms();
-            let (mut done, done_raw) = read_ledger(&store, &done_key)?;
-            if done.entries.contains_key(&call.call_id) || store.get_raw(&key)?.is_some() {
-                return Ok(Queued::Known);
-            }
+        let queued = Outbox::new(self.host, self).enqueue(&call.call_id, |now, batch| {
             // Work saved before the call ended moves into the item, in the
             // same commit, so it is applied exactly once.
             let (work, work_raw) = match store.get_raw(&pending_key)? {
                 Some(raw) => (serde_json::from_slice::<Work>(&raw).ok(), Some(raw)),
                 None => (None, None),
             };
-            let mut batch = Batch::new().expect_raw(&pending_key, work_raw.clone());
+            let mut batch = batch.expect_raw(&pending_key, work_raw.clone());
             if work_raw.is_some() {
                 batch = batch.delete(&pending_key);
             }
-            let batch = if skip.is_some() {
-                prune_ledger(&mut done, now, DONE_KEEP_MS);
-                done.entries.insert(call.call_id.clone(), now);
-                batch
-                    .expect_raw(&done_key, done_raw)
-                    .expect_raw(&key, None)
-                    .set(&done_key, &done)?
-            } else {
-                let item = OutboxItem {
-                    call: call.clone(),
-                    owner_id: owner_id.clone(),
-                    attempts: 0,
-                    next_at_ms: now,
-                    queued_at_ms: now,
-                    last_error: None,
-                    lease: None,
-                    open: rule == Rule::Open,
-                    work,
-                };
-                batch
-                    .expect_raw(&done_key, done_raw)
-                    .expect_raw(&key, None)
-                    .set(&key, &item)?
-            };
-            match store.commit(&batch) {
-                Ok(()) => {
-                    return Ok(match skip {
-                        Some(why) => {
-                            self.host.log(
-                                Level::Info,
-                                &format!("call {} is not logged (call settings)", call.call_id),
-                            );
-                            Queued::Skipped(why)
-                        }
-                        None => Queued::Queued,
-                    });
-                }
-                Err(PluginError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
+            if skip.is_some() {
+                return Ok((batch, Enqueue::Done, ()));
             }
-        }
-        Err(busy())
+            let item = OutboxItem {
+                call: call.clone(),
+                owner_id: owner_id.clone(),
+                attempts: 0,
+                next_at_ms: now,
+                queued_at_ms: now,
+                last_error: None,
+                lease: None,
+                open: rule == Rule::Open,
+                work,
+            };
+            Ok((batch, Enqueue::Queue(item), ()))
+        })?;
+        Ok(match (queued, skip) {
+            (Enqueued::Known, _) => Queued::Known,
+            (_, Some(why)) => {
+                self.host.log(
+                    Level::Info,
+                    &format!("call {} is not logged (call settings)", call.call_id),
+                );
+                Queued::Skipped(why)
+            }
+            (_, None) => Queued::Queued,
+        })
     }
 
     // --- delivery -------------------------------------------------------
 
     /// Deliver what waits, with back-off; the number still waiting.
     pub fn run_pending(&self) -> Result<u32, PluginError> {
-        let started = self.host.now_ms();
-        self.prune(started);
-        let keys = self.store().keys(keys::CALLS_OUTBOX_PREFIX)?;
-        for key in keys.iter().take(RUN_MAX_ITEMS) {
-            if self.host.now_ms().saturating_sub(started) > RUN_BUDGET_MS || self.backing_off() {
-                break;
-            }
-            match self.deliver(key) {
-                Ok(_) => {}
-                // Salesforce is down, limited or disconnected: the rest
-                // waits too; no point in asking again now.
-                Err(
-                    PluginError::CrmUnavailable(_)
-                    | PluginError::RateLimited(_)
-                    | PluginError::NotConnected(_)
-                    | PluginError::NotConfigured(_),
-                ) => break,
-                Err(e) => self.host.log(
-                    Level::Warn,
-                    &format!("a call log could not be delivered: {e}"),
-                ),
-            }
-        }
-        Ok(self.store().keys(keys::CALLS_OUTBOX_PREFIX)?.len() as u32)
-    }
-
-    fn backing_off(&self) -> bool {
-        let now = self.host.now_ms();
-        self.store()
-            .get::<Backoff>(keys::BACKOFF)
-            .ok()
-            .flatten()
-            .is_some_and(|b| now < b.until_ms)
+        self.prune(self.host.now_ms());
+        Outbox::new(self.host, self).run_pending()
     }
 
     /// Deliver the item under `key` if it is due and free: the Task when it
     /// was logged now.
     pub fn deliver(&self, key: &str) -> Result<Option<Logged>, PluginError> {
-        let store = self.store();
-        let Some((item, raw)) = store.get_with_raw::<OutboxItem>(key)? else {
-            return Ok(None);
-        };
-        let now = self.host.now_ms();
-        if item.next_at_ms > now || item.lease.as_ref().is_some_and(|l| l.live(now)) {
-            return Ok(None);
-        }
-        if let Some(b) = store.get::<Backoff>(keys::BACKOFF).ok().flatten()
-            && now < b.until_ms
-        {
-            return Err(b.error(now));
-        }
-        let mut leased = item.clone();
-        leased.attempts = leased.attempts.saturating_add(1);
-        leased.lease = Some(ItemLease::take(self.host, Until::lease_from(now)));
-        let leased_raw = encode(&leased)?;
-        match store.commit(&Batch::new().expect_raw(key, Some(raw)).set(key, &leased)?) {
-            Ok(()) => {}
-            // Someone else took it meanwhile.
-            Err(PluginError::Conflict(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        match self.attempt(&leased) {
-            Ok(logged) => {
-                self.finish(key, &leased, leased_raw, &logged.task_id)?;
-                Ok(Some(logged))
-            }
-            Err(err) => {
-                let now = self.host.now_ms();
-                let mut next = leased;
-                next.lease = None;
-                next.last_error = Some(err.to_string());
-                let backoff_until = store
-                    .get::<Backoff>(keys::BACKOFF)
-                    .ok()
-                    .flatten()
-                    .map_or(0, |b| b.until_ms);
-                let doublings = next.attempts.saturating_sub(1).min(16);
-                let delay = match err {
-                    // Another delivery is creating the caller's record.
-                    PluginError::Conflict(_) => RETRY_FIRST_MS,
-                    _ => (RETRY_FIRST_MS << doublings).min(RETRY_MAX_MS),
-                };
-                next.next_at_ms = (now + delay).max(backoff_until);
-                let release = Batch::new()
-                    .expect_raw(key, Some(leased_raw))
-                    .set(key, &next)?;
-                if let Err(e) = store.commit(&release) {
-                    self.host.log(
-                        Level::Warn,
-                        &format!("could not record a failed delivery: {e}"),
-                    );
-                }
-                Err(err)
-            }
-        }
+        Outbox::new(self.host, self).deliver(key)
     }
 
     /// Log the call in Salesforce: the Task and its record.
@@ -536,47 +489,6 @@ impl<H: Host> Calls<'_, H> {
         }
         let rows: Vec<Row> = self.api().query(&task_by_call_object(call_id))?;
         Ok(rows.into_iter().next().map(|r| r.id))
-    }
-
-    /// Remove a delivered item, remember its call id, count one less.
-    fn finish(
-        &self,
-        key: &str,
-        leased: &OutboxItem,
-        leased_raw: Vec<u8>,
-        task_id: &str,
-    ) -> Result<(), PluginError> {
-        let store = self.store();
-        let call_id = &leased.call.call_id;
-        let done_key = bucket_key(keys::CALLS_DONE_PREFIX, call_id);
-        for _ in 0..CAS_ROUNDS {
-            let now = self.host.now_ms();
-            let (mut done, done_raw) = read_ledger(&store, &done_key)?;
-            prune_ledger(&mut done, now, DONE_KEEP_MS);
-            done.entries.insert(call_id.clone(), now);
-            let batch = Batch::new()
-                .expect_raw(key, Some(leased_raw.clone()))
-                .expect_raw(&done_key, done_raw)
-                .delete(key)
-                .set(&done_key, &done)?;
-            match store.commit(&batch) {
-                Ok(()) => {
-                    self.host.log(
-                        Level::Info,
-                        &format!("call {call_id} logged as Task {task_id}"),
-                    );
-                    return Ok(());
-                }
-                Err(PluginError::Conflict(_)) => {
-                    if store.get_raw(key)?.as_deref() != Some(leased_raw.as_slice()) {
-                        // Not ours any more; its next attempt finds the Task.
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(busy())
     }
 }
 

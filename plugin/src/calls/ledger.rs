@@ -1,51 +1,17 @@
 //! Ledgers of call ids: keys made from call ids, and the 64 buckets
 //! (`calls/done/<xx>`, `calls/popped/<xx>`) that remember which calls were
 //! logged and which pop-ups were shown without one key per call (the host's
-//! quota counts keys), each updated by compare-and-swap.
+//! quota counts keys), each updated by compare-and-swap. The buckets, the
+//! key escaping and the update are the SDK's outbox ledger
+//! (`pbx_crm_sdk::outbox`); the key layout is the plugin's.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use super::{CAS_ROUNDS, Calls};
+use super::Calls;
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::store::{Batch, Store, keys};
+use crate::record::UpdateError;
+use crate::store::keys;
 
-/// Buckets of the done and pop-up ledgers.
-const BUCKETS: u8 = 64;
-
-/// A bucket of ids with the time each was recorded, under
-/// `calls/done/<xx>` and `calls/popped/<xx>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ledger {
-    /// id -> when, ms since the Unix epoch.
-    #[serde(default)]
-    pub entries: BTreeMap<String, u64>,
-}
-
-/// The bucket key of `id` under `prefix`.
-pub fn bucket_key(prefix: &str, id: &str) -> String {
-    let hash = Sha256::digest(id.as_bytes());
-    format!("{prefix}{:02x}", hash[0] % BUCKETS)
-}
-
-/// `id` made safe for a key: `%`, `/` and control characters escaped.
-pub fn key_part(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for c in id.chars() {
-        if c == '%' || c == '/' || c.is_control() {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use pbx_crm_sdk::outbox::{Ledger, bucket_key, key_part, read_ledger};
 
 /// The outbox key of `call_id`.
 pub fn outbox_key(call_id: &str) -> String {
@@ -60,42 +26,12 @@ impl<H: Host> Calls<'_, H> {
         id: &str,
         keep_ms: u64,
     ) -> Result<bool, PluginError> {
-        let store = self.store();
-        let key = bucket_key(prefix, id);
-        for _ in 0..CAS_ROUNDS {
-            let now = self.host.now_ms();
-            let (mut ledger, raw) = read_ledger(&store, &key)?;
-            if ledger.entries.contains_key(id) {
-                return Ok(false);
-            }
-            prune_ledger(&mut ledger, now, keep_ms);
-            ledger.entries.insert(id.to_string(), now);
-            match store.commit(&Batch::new().expect_raw(&key, raw).set(&key, &ledger)?) {
-                Ok(()) => return Ok(true),
-                Err(PluginError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(busy())
+        pbx_crm_sdk::outbox::record_once(&self.store(), || self.host.now_ms(), prefix, id, keep_ms)
+            .map_err(|e| match e {
+                UpdateError::Exhausted { .. } => busy(),
+                UpdateError::Failed(e) => e,
+            })
     }
-}
-
-pub(super) fn read_ledger<H: Host>(
-    store: &Store<'_, H>,
-    key: &str,
-) -> Result<(Ledger, Option<Vec<u8>>), PluginError> {
-    match store.get_raw(key)? {
-        None => Ok((Ledger::default(), None)),
-        // An unreadable bucket is replaced (guarded by its raw bytes): it
-        // only remembers duplicates to ignore.
-        Some(raw) => Ok((serde_json::from_slice(&raw).unwrap_or_default(), Some(raw))),
-    }
-}
-
-pub(super) fn prune_ledger(ledger: &mut Ledger, now: u64, keep_ms: u64) {
-    ledger
-        .entries
-        .retain(|_, at| now.saturating_sub(*at) < keep_ms);
 }
 
 pub(super) fn busy() -> PluginError {

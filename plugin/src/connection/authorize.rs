@@ -11,7 +11,7 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::bindings::pbx::crm::open_browser::Audience;
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::oauth::{self, Attempt, OAuthClient, TokenFailure};
+use crate::oauth::{self, Attempt, OAuthClient, SalesforceWording, TokenFailure};
 use crate::store::{Batch, keys};
 use crate::time::clock;
 

@@ -14,7 +14,7 @@ use crate::bindings::exports::pbx::crm::integration::{ConnectionState, Status};
 use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
-use crate::oauth::OAuthClient;
+use crate::oauth::{OAuthClient, SalesforceWording};
 use crate::salesforce::Backoff;
 use crate::settings::Settings;
 use crate::store::{Batch, Store, decode, keys};

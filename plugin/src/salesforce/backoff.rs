@@ -57,8 +57,7 @@ impl Backoff {
 
     /// The wait after `failures` consecutive failures.
     fn delay_ms(failures: u32) -> u64 {
-        let doublings = failures.saturating_sub(1).min(16);
-        (BACKOFF_FIRST_MS << doublings).min(BACKOFF_MAX_MS)
+        pbx_crm_sdk::outbox::doubling_ms(failures, BACKOFF_FIRST_MS, BACKOFF_MAX_MS)
     }
 }
 

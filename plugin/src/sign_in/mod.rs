@@ -22,7 +22,9 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
-use crate::oauth::{self, Attempt, Identity, OAuthClient, TokenAnswer, TokenFailure};
+use crate::oauth::{
+    self, Attempt, Identity, OAuthClient, SalesforceWording, TokenAnswer, TokenFailure,
+};
 use crate::settings::Settings;
 use crate::store::{Batch, Store, decode, keys};
 

@@ -13,9 +13,8 @@ use crate::connection::Connector;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::keys;
+use pbx_crm_sdk::http::{self, sanitize};
 
-/// Each exchange's time limit: well inside the host's 10 s call deadline.
-const TIMEOUT_MS: u32 = 8_000;
 /// The wait assumed when a 429 names none: HubSpot's burst window.
 const DEFAULT_RETRY_MS: u64 = 10_000;
 
@@ -37,9 +36,13 @@ pub enum ApiError {
     /// 400: HubSpot refused the input; `category`/`status` and message.
     #[error("HubSpot refused the request: {message}")]
     Invalid { code: String, message: String },
-    /// Not reachable, a time-out, a 5xx or an unreadable answer.
+    /// A 5xx: HubSpot answered that it failed.
     #[error("HubSpot is unavailable: {0}")]
     Unavailable(String),
+    /// No answer (not reachable, a time-out) or an unreadable one: what
+    /// was asked may or may not have been done.
+    #[error("HubSpot did not answer: {0}")]
+    Unanswered(String),
 }
 
 impl ApiError {
@@ -47,7 +50,10 @@ impl ApiError {
     pub fn transient(&self) -> bool {
         matches!(
             self,
-            ApiError::RateLimited { .. } | ApiError::Unavailable(_) | ApiError::Unauthorized(_)
+            ApiError::RateLimited { .. }
+                | ApiError::Unavailable(_)
+                | ApiError::Unanswered(_)
+                | ApiError::Unauthorized(_)
         )
     }
 }
@@ -62,18 +68,11 @@ impl From<ApiError> for PluginError {
             ApiError::Forbidden(_) => PluginError::NotConnected(e.to_string()),
             ApiError::NotFound(_) => PluginError::NotFound(e.to_string()),
             ApiError::Invalid { .. } => PluginError::InvalidInput(e.to_string()),
-            ApiError::Unavailable(_) => PluginError::CrmUnavailable(e.to_string()),
+            ApiError::Unavailable(_) | ApiError::Unanswered(_) => {
+                PluginError::CrmUnavailable(e.to_string())
+            }
         }
     }
-}
-
-/// A header's value, by name (case-insensitive).
-pub fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
-    response
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
 }
 
 /// HubSpot's error body: `message` and `category` (CRM) or `status`
@@ -86,17 +85,18 @@ fn error_of(body: &[u8]) -> (String, String) {
         .unwrap_or("")
         .to_string();
     let message = v["message"].as_str().unwrap_or("no message").to_string();
-    (crate::cut(&code, 60), crate::cut(&message, 300))
+    // Outside text: one line, bounded.
+    (crate::cut(&sanitize(&code), 60), sanitize(&message))
 }
 
 /// How long a 429 asks us to wait: `Retry-After` (seconds), else the
 /// rate-limit interval header, else HubSpot's burst window.
 pub fn retry_after_ms(response: &Response) -> u64 {
-    header(response, "retry-after")
+    http::response_header(response, "retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| s.saturating_mul(1000))
         .or_else(|| {
-            header(response, "x-hubspot-ratelimit-interval-milliseconds")
+            http::response_header(response, "x-hubspot-ratelimit-interval-milliseconds")
                 .and_then(|v| v.trim().parse::<u64>().ok())
         })
         .unwrap_or(DEFAULT_RETRY_MS)
@@ -126,19 +126,22 @@ pub fn send<H: Host>(
         url: url.to_string(),
         headers,
         body,
-        timeout_ms: Some(TIMEOUT_MS),
+        timeout_ms: Some(http::TIMEOUT_MS),
     };
     let response = host.fetch(&request).map_err(|e| {
-        ApiError::Unavailable(match e {
-            http_fetch::Error::Denied(d) => format!(
-                "the PBX does not let the plugin reach {} ({}); grant it in the plugin's hosts",
-                d.host, d.rule
-            ),
-            http_fetch::Error::Timeout => "no answer in time".into(),
-            http_fetch::Error::Unreachable(why) => crate::cut(&why, 200),
-            http_fetch::Error::TooLarge(n) => format!("an answer of {n} bytes is too large"),
-            http_fetch::Error::Invalid(why) => crate::cut(&why, 200),
-        })
+        ApiError::Unanswered(redact(
+            url,
+            match e {
+                http_fetch::Error::Denied(d) => format!(
+                    "the PBX does not let the plugin reach {} ({}); grant it in the plugin's hosts",
+                    d.host, d.rule
+                ),
+                http_fetch::Error::Timeout => "no answer in time".into(),
+                http_fetch::Error::Unreachable(why) => crate::cut(&why, 200),
+                http_fetch::Error::TooLarge(n) => format!("an answer of {n} bytes is too large"),
+                http_fetch::Error::Invalid(why) => crate::cut(&why, 200),
+            },
+        ))
     })?;
     if (200..300).contains(&response.status) {
         return Ok(response);
@@ -163,20 +166,22 @@ pub fn send<H: Host>(
     })
 }
 
+/// `message` without the token a token endpoint's URL carries (a host's
+/// transport error may quote the URL).
+fn redact(url: &str, message: String) -> String {
+    match url.rsplit_once("-tokens/") {
+        Some((_, token)) if !token.is_empty() => message.replace(token, "…"),
+        _ => message,
+    }
+}
+
 /// A JSON body of a 2xx answer (an empty body is `null`).
 pub fn json(response: &Response) -> Result<Value, ApiError> {
     if response.body.is_empty() {
         return Ok(Value::Null);
     }
     serde_json::from_slice(&response.body)
-        .map_err(|e| ApiError::Unavailable(format!("an unreadable answer ({e})")))
-}
-
-fn header_of(name: &str, value: &str) -> Header {
-    Header {
-        name: name.into(),
-        value: value.into(),
-    }
+        .map_err(|e| ApiError::Unanswered(format!("an unreadable answer ({e})")))
 }
 
 /// HubSpot's CRM API with the connection's access token, refreshed before
@@ -191,16 +196,21 @@ impl<'h, H: Host> Hub<'h, H> {
     }
 
     /// `method path` with an optional JSON body; the answer's JSON.
-    pub fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, PluginErrorOr> {
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, PluginErrorOr> {
         let connector = Connector::new(self.host);
         let session = connector.session()?;
         let attempt = |token: &str| {
             let mut headers = vec![
-                header_of("authorization", &format!("Bearer {token}")),
-                header_of("accept", "application/json"),
+                http::header("authorization", &format!("Bearer {token}")),
+                http::header("accept", "application/json"),
             ];
             if body.is_some() {
-                headers.push(header_of("content-type", "application/json"));
+                headers.push(http::header("content-type", "application/json"));
             }
             send(
                 self.host,
@@ -252,7 +262,9 @@ impl PluginErrorOr {
             PluginErrorOr::Api(e) => e.transient(),
             PluginErrorOr::Plugin(e) => matches!(
                 e,
-                PluginError::CrmUnavailable(_) | PluginError::RateLimited(_) | PluginError::Store(_)
+                PluginError::CrmUnavailable(_)
+                    | PluginError::RateLimited(_)
+                    | PluginError::Store(_)
             ),
         }
     }
@@ -275,26 +287,17 @@ impl From<PluginErrorOr> for PluginError {
     }
 }
 
-/// Form-encode `pairs` (the OAuth token endpoint's body).
-pub fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish().into_bytes()
-}
-
 /// The headers of a form POST.
 pub fn form_headers() -> Vec<Header> {
     vec![
-        header_of("content-type", "application/x-www-form-urlencoded"),
-        header_of("accept", "application/json"),
+        http::header("content-type", "application/x-www-form-urlencoded"),
+        http::header("accept", "application/json"),
     ]
 }
 
 /// Plain JSON accept header.
 pub fn accept_json() -> Vec<Header> {
-    vec![header_of("accept", "application/json")]
+    vec![http::header("accept", "application/json")]
 }
 
 /// A path segment, percent-encoded (ids and tokens from outside).
@@ -302,4 +305,46 @@ pub fn segment(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+
+    #[test]
+    fn a_transport_error_never_quotes_a_token() {
+        // The fake host has no network: its error quotes the URL.
+        let host = FakeHost::default();
+        let err = send(
+            &host,
+            Method::Get,
+            "https://api.hs.test/oauth/v1/access-tokens/CAESsecret-token",
+            accept_json(),
+            None,
+        );
+        let text = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("api.hs.test"), "{text}");
+        assert!(!text.contains("CAESsecret-token"), "{text}");
+    }
+
+    #[test]
+    fn retry_after_prefers_the_header_then_the_interval() {
+        let mut r = Response {
+            status: 429,
+            headers: vec![Header {
+                name: "Retry-After".into(),
+                value: "7".into(),
+            }],
+            body: Vec::new(),
+        };
+        assert_eq!(retry_after_ms(&r), 7000);
+        r.headers = vec![Header {
+            name: "X-HubSpot-RateLimit-Interval-Milliseconds".into(),
+            value: "10000".into(),
+        }];
+        assert_eq!(retry_after_ms(&r), 10_000);
+        r.headers.clear();
+        assert_eq!(retry_after_ms(&r), DEFAULT_RETRY_MS);
+    }
 }

@@ -3,10 +3,12 @@
 //! app), the tokens and their refresh, the status, and disconnecting.
 //!
 //! Access tokens live 30 minutes and HubSpot advises refreshing by the
-//! stored expiry, so a token within [`REFRESH_MARGIN_MS`] of its end is
-//! refreshed before use. Concurrent calls share one refresh: the first
-//! takes a kv lease and refreshes, the others keep using the old token
-//! while it is still valid, or wait briefly for the new one.
+//! stored expiry: the SDK's single-flight refresh (`pbx_crm_sdk::session`)
+//! refreshes a token within [`REFRESH_MARGIN_MS`] of its end, one instance
+//! at a time under a kv lease; while one refreshes, the others keep using
+//! the old token as long as it lives. The tokens are stored apart from the
+//! connection's account and state (`connection/tokens`), as the SDK's
+//! protocol fences on their exact bytes.
 //!
 //! The same install flow identifies an agent for `user-sign-in`
 //! (`Purpose::SignIn`); only the administrator's tokens are kept.
@@ -22,28 +24,42 @@ use crate::bindings::pbx::crm::open_browser::Audience;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::keys;
-use crate::lease::{LEASE_MS, Lease, Until};
+use crate::lease::Lease;
 use crate::settings::Settings;
 use pbx_crm_sdk::pkce;
-use pbx_crm_sdk::store::{Batch, Store};
+use pbx_crm_sdk::session::{self, RefreshEnd, RefreshFailure, Sessions};
+use pbx_crm_sdk::store::{Batch, SaveAgain, Store};
 
 /// The scopes the install asks for: contacts (and calls, which take the
 /// contacts scopes), owners, and companies read for caller lookup.
 pub const SCOPES: &str = "crm.objects.contacts.read crm.objects.contacts.write crm.objects.owners.read crm.objects.companies.read";
-/// A token this close to its end is refreshed before use.
-pub const REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
+/// A token this close to its end is refreshed before use (the SDK's
+/// margin).
+pub const REFRESH_MARGIN_MS: u64 = session::EXPIRY_MARGIN_MS;
 /// How long an install attempt's `state` is accepted.
 pub const ATTEMPT_MS: u64 = 10 * 60 * 1000;
-/// How often and how long a call waits for another instance's refresh.
-const WAIT_ROUNDS: u32 = 25;
-const WAIT_MS: u64 = 200;
 
-/// The tokens of the connected account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The tokens of the connected account, under `connection/tokens`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_at_ms: u64,
+    /// Bumped by every refresh (the SDK's fencing).
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// Masked: `{:?}` never shows a token.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_token", &"***")
+            .field("refresh_token", &"***")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("generation", &self.generation)
+            .finish()
+    }
 }
 
 /// Who and where the tokens are for (HubSpot's token information).
@@ -56,11 +72,11 @@ pub struct Account {
     pub user_id: Option<u64>,
 }
 
-/// The stored connection.
+/// The stored connection: whom it is for and its state (the tokens are
+/// stored apart, under `connection/tokens`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Connection {
-    pub tokens: Option<Tokens>,
     pub account: Option<Account>,
     /// Why the administrator must authorize again, if so.
     pub reauth: Option<String>,
@@ -156,16 +172,26 @@ impl<'h, H: Host> Connector<'h, H> {
         })
     }
 
+    /// The stored tokens, if connected.
+    fn tokens(&self) -> Result<Option<Tokens>, PluginError> {
+        self.store().get(keys::TOKENS)
+    }
+
     /// The connected account, if any.
     pub fn account(&self) -> Option<Account> {
-        self.read().ok().and_then(|(c, _)| c.tokens.and(c.account))
+        match self.tokens() {
+            Ok(Some(_)) => self.read().ok().and_then(|(c, _)| c.account),
+            _ => None,
+        }
     }
 
     /// A settings change that makes the tokens another app's drops them in
     /// the same write.
     pub fn on_settings_change(old: Option<&Settings>, next: &Settings, batch: Batch) -> Batch {
         match old {
-            Some(old) if old.changes_connection(next) => batch.delete(keys::CONNECTION),
+            Some(old) if old.changes_connection(next) => {
+                batch.delete(keys::CONNECTION).delete(keys::TOKENS)
+            }
             _ => batch,
         }
     }
@@ -216,7 +242,10 @@ impl<'h, H: Host> Connector<'h, H> {
             // The URL is in the answer too: the portal shows it.
             self.host.log(
                 Level::Info,
-                &format!("could not open HubSpot's install page: {}", crate::cut(&why, 200)),
+                &format!(
+                    "could not open HubSpot's install page: {}",
+                    crate::cut(&why, 200)
+                ),
             );
         }
         Ok(auth)
@@ -233,12 +262,7 @@ impl<'h, H: Host> Connector<'h, H> {
         let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let state = get("state").unwrap_or("");
         if !pkce::plausible_state(state) {
             return Err(Refused::Expired);
@@ -297,24 +321,31 @@ impl<'h, H: Host> Connector<'h, H> {
     pub fn complete_admin(&self, callback_url: &str, query: &str) -> Result<Status, PluginError> {
         let granted = self.exchange(callback_url, query, Purpose::Admin)?;
         let connection = Connection {
-            tokens: Some(granted.tokens),
             account: Some(granted.account),
             reauth: None,
             disconnected: false,
         };
-        self.store().put(keys::CONNECTION, &connection)?;
+        self.store().commit(
+            &Batch::new()
+                .set(keys::CONNECTION, &connection)?
+                .set(keys::TOKENS, &granted.tokens)?,
+        )?;
         self.host.log(Level::Info, "HubSpot connected");
         Ok(self.status())
     }
 
     /// `POST /oauth/v1/token` with `form`.
-    fn token_request(&self, settings: &Settings, form: &[(&str, &str)]) -> Result<Tokens, ApiError> {
+    fn token_request(
+        &self,
+        settings: &Settings,
+        form: &[(&str, &str)],
+    ) -> Result<Tokens, ApiError> {
         let response = api::send(
             self.host,
             Method::Post,
             &format!("{}/oauth/v1/token", settings.api_base()),
             api::form_headers(),
-            Some(api::form(form)),
+            Some(pbx_crm_sdk::http::form_body(form)),
         )?;
         let v = api::json(&response)?;
         let text = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
@@ -323,7 +354,11 @@ impl<'h, H: Host> Connector<'h, H> {
                 access_token,
                 refresh_token,
                 expires_at_ms: self.host.now_ms()
-                    + v["expires_in"].as_u64().unwrap_or(1800).saturating_mul(1000),
+                    + v["expires_in"]
+                        .as_u64()
+                        .unwrap_or(1800)
+                        .saturating_mul(1000),
+                generation: 0,
             }),
             _ => Err(ApiError::Unavailable(
                 "the token answer has no access or refresh token".into(),
@@ -332,7 +367,11 @@ impl<'h, H: Host> Connector<'h, H> {
     }
 
     /// `GET /oauth/v1/access-tokens/{token}`: the account and user.
-    pub fn token_info(&self, settings: &Settings, access_token: &str) -> Result<Account, PluginError> {
+    pub fn token_info(
+        &self,
+        settings: &Settings,
+        access_token: &str,
+    ) -> Result<Account, PluginError> {
         let response = api::send(
             self.host,
             Method::Get,
@@ -383,118 +422,61 @@ impl<'h, H: Host> Connector<'h, H> {
 
     /// A usable access token, refreshed first if it is near its end.
     pub fn session(&self) -> Result<Session, PluginError> {
-        self.session_with(None)
+        let settings = self.settings()?;
+        let Some(tokens) = self.tokens()? else {
+            return Err(self.not_connected());
+        };
+        let now = self.host.now_ms();
+        let lease = self.store().get_raw(keys::REFRESH_LEASE)?;
+        // While another instance refreshes, a token that still lives
+        // serves: no need to wait for the new one.
+        let tokens =
+            if tokens.expires_at_ms > now && Lease::<RefreshEnd>::live_raw(lease.as_deref(), now) {
+                tokens
+            } else {
+                self.sessions(&settings).current()?
+            };
+        Ok(self.make(&settings, &tokens))
     }
 
     /// A new access token after `stale` was refused (unless another call
     /// has replaced it already).
     pub fn refresh_now(&self, stale: &str) -> Result<String, PluginError> {
-        Ok(self.session_with(Some(stale))?.access_token)
+        let settings = self.settings()?;
+        let Some(tokens) = self.tokens()? else {
+            return Err(self.not_connected());
+        };
+        if tokens.access_token != stale {
+            return Ok(tokens.access_token);
+        }
+        Ok(self.sessions(&settings).after_expiry(&tokens)?.access_token)
     }
 
-    fn session_with(&self, stale: Option<&str>) -> Result<Session, PluginError> {
-        let settings = self.settings()?;
-        let make = |tokens: &Tokens, account: &Option<Account>| Session {
+    fn sessions(&self, settings: &Settings) -> Sessions<'h, H, HubSession<'h, H>> {
+        Sessions::new(
+            self.host,
+            HubSession {
+                host: self.host,
+                settings: settings.clone(),
+            },
+        )
+    }
+
+    fn make(&self, settings: &Settings, tokens: &Tokens) -> Session {
+        Session {
             access_token: tokens.access_token.clone(),
             api_base: settings.api_base().to_string(),
             app_base: settings.app_base().to_string(),
-            hub_id: account.as_ref().map_or(0, |a| a.hub_id),
-        };
-        for _ in 0..WAIT_ROUNDS {
-            let (conn, conn_raw) = self.read()?;
-            let Some(tokens) = conn.tokens.as_ref() else {
-                return Err(not_connected(&conn));
-            };
-            let now = self.host.now_ms();
-            let forced = stale == Some(tokens.access_token.as_str());
-            if !forced && tokens.expires_at_ms > now + REFRESH_MARGIN_MS {
-                return Ok(make(tokens, &conn.account));
-            }
-            let lease_raw = self.store().get_raw(keys::REFRESH_LEASE)?;
-            if Lease::<Until>::live_raw(lease_raw.as_deref(), now) {
-                // Another call refreshes: the old token still serves
-                // while it lives; otherwise wait for the new one.
-                if !forced && tokens.expires_at_ms > now {
-                    return Ok(make(tokens, &conn.account));
-                }
-                self.host.sleep_ms(WAIT_MS);
-                continue;
-            }
-            let lease = Lease::take(self.host, Until::lease_from(now));
-            let took = Batch::new()
-                .expect_raw(keys::REFRESH_LEASE, lease_raw)
-                .expect_raw(keys::CONNECTION, conn_raw.clone())
-                .set(keys::REFRESH_LEASE, &lease)?;
-            if self.store().commit(&took).is_err() {
-                continue;
-            }
-            let fresh = self.refresh(&settings, conn, conn_raw);
-            let _ = self.store().delete(keys::REFRESH_LEASE);
-            let conn = fresh?;
-            if let Some(tokens) = conn.tokens.as_ref() {
-                return Ok(make(tokens, &conn.account));
-            }
-            return Err(not_connected(&conn));
+            hub_id: self
+                .read()
+                .ok()
+                .and_then(|(c, _)| c.account)
+                .map_or(0, |a| a.hub_id),
         }
-        Err(PluginError::CrmUnavailable(format!(
-            "another call has been refreshing the HubSpot token for over {} s; try again",
-            LEASE_MS / 1000
-        )))
     }
 
-    /// Refresh the tokens of `conn` (we hold the lease). A refused refresh
-    /// token ends the connection: the administrator must authorize again.
-    fn refresh(
-        &self,
-        settings: &Settings,
-        mut conn: Connection,
-        raw: Option<Vec<u8>>,
-    ) -> Result<Connection, PluginError> {
-        let Some(old) = conn.tokens.clone() else {
-            return Ok(conn);
-        };
-        let (client_id, secret) = settings.credentials()?;
-        match self.token_request(
-            settings,
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("refresh_token", &old.refresh_token),
-            ],
-        ) {
-            Ok(tokens) => {
-                conn.tokens = Some(tokens);
-                self.store().commit(
-                    &Batch::new()
-                        .expect_raw(keys::CONNECTION, raw)
-                        .set(keys::CONNECTION, &conn)?,
-                )?;
-                Ok(conn)
-            }
-            Err(ApiError::Invalid { code, message }) => {
-                let why = format!(
-                    "HubSpot refused the refresh token ({code} {message}); authorize the app again"
-                );
-                self.host.log(Level::Warn, &why);
-                conn.tokens = None;
-                conn.reauth = Some(why);
-                self.store().commit(
-                    &Batch::new()
-                        .expect_raw(keys::CONNECTION, raw)
-                        .set(keys::CONNECTION, &conn)?,
-                )?;
-                Ok(conn)
-            }
-            Err(e) if old.expires_at_ms > self.host.now_ms() => {
-                // The old token still lives: use it, refresh next time.
-                self.host
-                    .log(Level::Info, &format!("token refresh postponed: {e}"));
-                conn.tokens = Some(old);
-                Ok(conn)
-            }
-            Err(e) => Err(e.into()),
-        }
+    fn not_connected(&self) -> PluginError {
+        not_connected(&self.read().map(|(c, _)| c).unwrap_or_default())
     }
 
     // --- status and disconnect -------------------------------------------
@@ -520,12 +502,16 @@ impl<'h, H: Host> Connector<'h, H> {
             Ok((conn, _)) => conn,
             Err(e) => return status(ConnectionState::Configured, None, &e.to_string()),
         };
-        match (&conn.tokens, &conn.reauth) {
+        let tokens = match self.tokens() {
+            Ok(tokens) => tokens,
+            Err(e) => return status(ConnectionState::Configured, None, &e.to_string()),
+        };
+        match (&tokens, &conn.reauth) {
             (Some(_), _) => status(
                 ConnectionState::Connected,
-                conn.account.as_ref().map(|a| {
-                    format!("{} @ {} (hub {})", a.user, a.hub_domain, a.hub_id)
-                }),
+                conn.account
+                    .as_ref()
+                    .map(|a| format!("{} @ {} (hub {})", a.user, a.hub_domain, a.hub_id)),
                 "Connected",
             ),
             (None, Some(why)) => status(ConnectionState::ReauthorizationNeeded, None, why),
@@ -546,7 +532,8 @@ impl<'h, H: Host> Connector<'h, H> {
     /// associations stay.
     pub fn disconnect(&self) -> Result<Status, PluginError> {
         let (conn, raw) = self.read()?;
-        if let Some(tokens) = &conn.tokens {
+        let tokens_raw = self.store().get_raw(keys::TOKENS)?;
+        if let Some(tokens) = self.tokens()? {
             let settings = self.settings()?;
             if let Err(e) = self.revoke(&settings, &tokens.refresh_token) {
                 // Forgetting the tokens is what matters locally; HubSpot's
@@ -558,7 +545,6 @@ impl<'h, H: Host> Connector<'h, H> {
             }
         }
         let next = Connection {
-            tokens: None,
             account: conn.account,
             reauth: None,
             disconnected: true,
@@ -566,7 +552,9 @@ impl<'h, H: Host> Connector<'h, H> {
         self.store().commit(
             &Batch::new()
                 .expect_raw(keys::CONNECTION, raw)
-                .set(keys::CONNECTION, &next)?,
+                .expect_raw(keys::TOKENS, tokens_raw)
+                .set(keys::CONNECTION, &next)?
+                .delete(keys::TOKENS),
         )?;
         self.host.log(Level::Info, "HubSpot disconnected");
         Ok(self.status())
@@ -579,5 +567,88 @@ fn not_connected(conn: &Connection) -> PluginError {
         None => PluginError::NotConnected(
             "HubSpot is not connected: authorize the HubSpot app in the PBX portal".into(),
         ),
+    }
+}
+
+/// HubSpot's side of the SDK's single-flight refresh.
+struct HubSession<'h, H: Host> {
+    host: &'h H,
+    settings: Settings,
+}
+
+impl<H: Host> session::Session for HubSession<'_, H> {
+    type Tokens = Tokens;
+    type Repair = SaveAgain;
+    const CRM: &'static str = "HubSpot";
+    const TOKENS_KEY: &'static str = keys::TOKENS;
+    const LEASE_KEY: &'static str = keys::REFRESH_LEASE;
+
+    fn generation(tokens: &Tokens) -> u64 {
+        tokens.generation
+    }
+
+    fn same_session(a: &Tokens, b: &Tokens) -> bool {
+        a.generation == b.generation && a.access_token == b.access_token
+    }
+
+    fn expires_at_ms(tokens: &Tokens) -> Option<u64> {
+        Some(tokens.expires_at_ms)
+    }
+
+    /// `grant_type=refresh_token`; HubSpot answers the same refresh token
+    /// (kept when an answer omits it). A 400 (`BAD_REFRESH_TOKEN`: the app
+    /// was uninstalled or the token revoked) ends the connection.
+    fn refresh(&self, current: &Tokens) -> Result<Tokens, RefreshFailure> {
+        let (client_id, secret) = self
+            .settings
+            .credentials()
+            .map_err(RefreshFailure::Failed)?;
+        let connector = Connector::new(self.host);
+        match connector.token_request(
+            &self.settings,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("refresh_token", &current.refresh_token),
+            ],
+        ) {
+            Ok(mut next) => {
+                next.generation = current.generation + 1;
+                if next.refresh_token.is_empty() {
+                    next.refresh_token = current.refresh_token.clone();
+                }
+                Ok(next)
+            }
+            Err(ApiError::Invalid { code, message }) => Err(RefreshFailure::Revoked(format!(
+                "HubSpot refused the refresh token ({code} {message}); authorize the app again"
+            ))),
+            Err(e) => Err(RefreshFailure::Failed(e.into())),
+        }
+    }
+
+    fn hold_off(&self, now_ms: u64) -> Option<PluginError> {
+        let until: u64 = Store::<H>::new(self.host)
+            .get(keys::RATE_LIMITED_UNTIL)
+            .ok()
+            .flatten()?;
+        (until > now_ms).then(|| {
+            PluginError::RateLimited(format!(
+                "HubSpot's rate limit was reached; retrying after {} s",
+                (until - now_ms).div_ceil(1000)
+            ))
+        })
+    }
+
+    fn record_revoked(&self, batch: Batch, reason: &str) -> Result<Batch, PluginError> {
+        let mut conn: Connection = Store::<H>::new(self.host)
+            .get(keys::CONNECTION)?
+            .unwrap_or_default();
+        conn.reauth = Some(reason.to_string());
+        batch.set(keys::CONNECTION, &conn)
+    }
+
+    fn not_connected(&self) -> PluginError {
+        Connector::new(self.host).not_connected()
     }
 }

@@ -6,6 +6,9 @@ use sha2::{Digest, Sha256};
 pub const SETTINGS: &str = "settings";
 /// The connection: tokens and the account ([`crate::connection::Connection`]).
 pub const CONNECTION: &str = "connection";
+/// The tokens ([`crate::connection::Tokens`]), apart from the connection:
+/// the SDK's refresh fences on their bytes.
+pub const TOKENS: &str = "connection/tokens";
 /// The lease of the one instance refreshing the access token.
 pub const REFRESH_LEASE: &str = "connection/refresh-lease";
 /// Pending authorizations by `state` (admin install and agent sign-in).
@@ -18,11 +21,10 @@ pub const USERS_SYNC: &str = "users/sync";
 pub const ASSOCIATIONS: &str = "associations";
 /// A call's journal entry, by hashed call id.
 pub const JOURNAL_PREFIX: &str = "journal/call/";
-/// A marker per journal entry with work due (the outbox); its presence is
-/// what `run-pending` counts.
-pub const DUE_PREFIX: &str = "journal/due/";
-/// The lease on delivering one journal entry.
-pub const JOURNAL_LEASE_PREFIX: &str = "journal/lease/";
+/// The SDK outbox's entries: what HubSpot is owed (creates, updates).
+pub const OUTBOX_PREFIX: &str = "journal/outbox/";
+/// The SDK outbox's done ledger.
+pub const DONE_PREFIX: &str = "journal/done/";
 /// The contact created for an unknown number, by E.164.
 pub const UNKNOWN_PREFIX: &str = "unknown/contact/";
 /// The lease on creating a contact for an unknown number.

@@ -23,6 +23,8 @@ pub mod settings;
 pub mod sign_in;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 pub mod users;
 
 /// Wall-clock time in ms since the Unix epoch (the component's clock; the

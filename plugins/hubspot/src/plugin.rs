@@ -72,7 +72,24 @@ impl<H: Host> Plugin<H> {
     /// The status, with waiting call logs as a problem.
     pub fn status(&self) -> Status {
         let mut status = self.connector().status();
-        status.problem = self.calls().problem();
+        let now = self.host.now_ms();
+        let limited = self
+            .store()
+            .get::<u64>(keys::RATE_LIMITED_UNTIL)
+            .ok()
+            .flatten()
+            .filter(|until| *until > now)
+            .map(|until| {
+                format!(
+                    "HubSpot's rate limit was reached; requests wait {} s more",
+                    (until - now).div_ceil(1000)
+                )
+            });
+        let problems: Vec<String> = [limited, self.calls().problem()]
+            .into_iter()
+            .flatten()
+            .collect();
+        status.problem = (!problems.is_empty()).then(|| problems.join("; "));
         status
     }
 
@@ -187,7 +204,8 @@ impl<H: Host> Plugin<H> {
         region: &str,
         record_id: &str,
     ) -> Result<CrmRecord, PluginError> {
-        self.calls().choose_record(call_id, number, region, record_id)
+        self.calls()
+            .choose_record(call_id, number, region, record_id)
     }
 
     pub fn begin_user_sign_in(&self, callback_url: &str) -> Result<SignInRequest, PluginError> {

@@ -211,10 +211,7 @@ fn pick<T: for<'de> Deserialize<'de>>(key: &str, raw: &str) -> Result<T, PluginE
             .find(|f| f.key == key)
             .map(|f| f.choices.into_iter().map(|c| c.value).collect())
             .unwrap_or_default();
-        PluginError::InvalidInput(format!(
-            "{key} must be one of: {}",
-            allowed.join(", ")
-        ))
+        PluginError::InvalidInput(format!("{key} must be one of: {}", allowed.join(", ")))
     })
 }
 

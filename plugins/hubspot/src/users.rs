@@ -47,7 +47,9 @@ impl Owner {
         if !name.is_empty() {
             name.to_string()
         } else {
-            self.email.clone().unwrap_or_else(|| format!("Owner {}", self.id))
+            self.email
+                .clone()
+                .unwrap_or_else(|| format!("Owner {}", self.id))
         }
     }
 
@@ -71,10 +73,13 @@ impl Owner {
             .as_str()
             .map(str::to_string)
             .or_else(|| v["id"].as_u64().map(|n| n.to_string()))?;
-        let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        let text = |k: &str| pbx_crm_sdk::http::sanitize(v[k].as_str().unwrap_or(""));
         Some(Self {
             id,
-            email: v["email"].as_str().filter(|e| !e.trim().is_empty()).map(str::to_string),
+            email: v["email"]
+                .as_str()
+                .filter(|e| !e.trim().is_empty())
+                .map(str::to_string),
             first_name: text("firstName"),
             last_name: text("lastName"),
             user_id: v["userId"].as_u64(),
@@ -156,7 +161,9 @@ impl<'h, H: Host> Users<'h, H> {
             let results = page["results"].as_array().ok_or_else(|| {
                 PluginError::CrmUnavailable("HubSpot's owners answer has no results".into())
             })?;
-            state.owners.extend(results.iter().filter_map(Owner::from_json));
+            state
+                .owners
+                .extend(results.iter().filter_map(Owner::from_json));
             match page["paging"]["next"]["after"].as_str() {
                 Some(after) if !after.is_empty() && state.after.as_deref() != Some(after) => {
                     state.after = Some(after.to_string());

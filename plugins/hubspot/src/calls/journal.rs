@@ -1,20 +1,23 @@
 //! The call journal: one HubSpot Call engagement per PBX call id, exactly
-//! once through outages, retries and concurrent instances.
+//! once through outages, retries and concurrent instances, on the SDK's
+//! outbox (`pbx_crm_sdk::outbox`).
 //!
-//! Each call has an entry in the kv (`journal/call/{hash}`) with the ended
-//! event, the agent's after-call work and what HubSpot has of it; while
-//! something is owed to HubSpot a due marker (`journal/due/{hash}`, its
-//! value the time of the next try) is there too: the outbox that
-//! `run-pending` works through with back-off. One instance delivers an
-//! entry at a time (a kv lease).
+//! A call's state is one kv record (`journal/call/{hash}`, [`CallLog`]):
+//! the ended event, the agent's after-call work, and HubSpot's id of the
+//! Call once known. What HubSpot is owed waits in the outbox
+//! (`journal/outbox/…`): a create per call id, queued once however often
+//! `ended` comes, and an update per change after it (after-call work, a
+//! recording). The outbox leases an entry, counts the attempt before
+//! sending, retries with back-off and never before HubSpot's 429 wait ends.
 //!
-//! Exactly once: before the create goes out, the entry records that it is
-//! being sent; a try that finds that mark searches HubSpot for the Call by
-//! a reference token in its body (`pbxcall` + the call id's hash) before
-//! creating again, so a create whose answer was lost is found, not
-//! repeated. Retries come at least [`FIRST_RETRY_MS`] later, beyond
-//! HubSpot's search lag of seconds. Changes later (notes, disposition, a
-//! recording) PATCH the same Call.
+//! Exactly once: the log records when a create goes out before it does; an
+//! attempt that finds that mark searches HubSpot for the Call by a
+//! reference token in its body (`pbxcall` + the call id's hash) before
+//! creating again, and waits [`SEARCH_LAG_MS`] after the lost attempt for
+//! HubSpot's search (eventually consistent) to show it. Only an exchange
+//! without an answer leaves the mark: an HTTP error answer created nothing.
+//! Updates PATCH the same Call with every property, so they are idempotent
+//! and their order does not matter.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -31,20 +34,21 @@ use crate::keys;
 use crate::lease::{Lease, Until};
 use crate::phone;
 use crate::settings::{LogCalls, UnknownCallers};
-use pbx_crm_sdk::store::Batch;
+use pbx_crm_sdk::outbox::{self, Deliver, Enqueue, Enqueued, Outbox};
+use pbx_crm_sdk::record::{CAS_ROUNDS, Change, Unreadable, update};
+use pbx_crm_sdk::store::{Batch, SaveAgain};
 
-/// The first retry's delay; each further one doubles, up to [`MAX_RETRY_MS`].
-pub const FIRST_RETRY_MS: u64 = 30_000;
-pub const MAX_RETRY_MS: u64 = 3_600_000;
-/// Tries before an entry is given up (about a day of back-off).
-pub const MAX_ATTEMPTS: u32 = 30;
-/// Entries delivered per `run-pending` call, inside its deadline.
-const RUN_BUDGET: usize = 10;
-/// Compare-and-swap rounds before giving up on a busy entry.
-const CAS_ROUNDS: usize = 8;
+/// How long after a create whose answer was lost the journal waits for
+/// HubSpot's search to show the Call before creating it again.
+pub const SEARCH_LAG_MS: u64 = 30_000;
+/// How long a delivered id is remembered (repeated events are ignored).
+const DONE_KEEP_MS: u64 = 7 * 24 * 3600 * 1000;
 /// HubSpot's association type ids: call→contact, call→company.
 const CALL_TO_CONTACT: u32 = 194;
 const CALL_TO_COMPANY: u32 = 182;
+/// Separates a call id from an update's number in outbox ids (a control
+/// character: the PBX's call ids have none).
+const UPDATE_SEPARATOR: char = '\u{1f}';
 
 /// HubSpot's default call outcomes (`hs_call_disposition` takes their
 /// GUIDs), by the label an agent picks.
@@ -80,39 +84,47 @@ pub struct Work {
     pub recording_url: Option<String>,
 }
 
-/// A call's journal entry.
+/// A call's state, under `journal/call/{hash}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Entry {
+pub struct CallLog {
     pub call_id: String,
     pub ended: Option<Ended>,
     pub work: Work,
-    /// Bumped by every change HubSpot must get.
+    /// Bumped by every change of `work` (names the update's outbox id).
     pub revision: u64,
-    /// The revision HubSpot has.
-    pub delivered: u64,
     /// HubSpot's id of the Call, once known.
     pub hubspot_id: Option<String>,
-    /// A create went out whose answer may have been lost.
-    pub create_sent: bool,
+    /// When a create went out whose answer may have been lost.
+    pub create_sent_at_ms: Option<u64>,
     pub owner_id: Option<String>,
     pub target: Option<Found>,
-    pub attempts: u32,
-    pub last_error: Option<String>,
 }
 
-impl Entry {
-    fn owed(&self) -> bool {
-        self.ended.is_some() && self.delivered < self.revision
-    }
+/// What an outbox entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    Create,
+    Update,
 }
 
-fn entry_key(call_id: &str) -> String {
+/// The outbox's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub call_id: String,
+    pub task: Task,
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub hubspot_id: String,
+    pub created: bool,
+}
+
+fn log_key(call_id: &str) -> String {
     format!("{}{}", keys::JOURNAL_PREFIX, keys::hashed(call_id))
-}
-
-fn due_key(call_id: &str) -> String {
-    format!("{}{}", keys::DUE_PREFIX, keys::hashed(call_id))
 }
 
 /// The token in a Call's body that finds it again.
@@ -120,71 +132,96 @@ pub fn reference(call_id: &str) -> String {
     format!("pbxcall{}", keys::hashed(call_id))
 }
 
-fn backoff(attempts: u32) -> u64 {
-    FIRST_RETRY_MS
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
-        .min(MAX_RETRY_MS)
+/// HubSpot's side of the SDK's outbox.
+pub struct Journal<'c, 'h, H: Host> {
+    calls: &'c Calls<'h, H>,
 }
 
-/// How a delivery went.
-enum Delivery {
-    /// HubSpot has everything: created or updated (`true`: created now).
-    Done { created: bool },
-    /// Another instance delivers it now.
-    Busy,
-    /// It waits for a retry; why.
-    Waiting(String),
-}
+impl<H: Host> Deliver for Journal<'_, '_, H> {
+    type Entry = outbox::Entry<Job>;
+    type Receipt = Delivered;
+    type Repair = SaveAgain;
+    const OUTBOX_PREFIX: &'static str = keys::OUTBOX_PREFIX;
+    const DONE_PREFIX: &'static str = keys::DONE_PREFIX;
+    const DONE_KEEP_MS: u64 = DONE_KEEP_MS;
 
-impl<H: Host> Calls<'_, H> {
-    fn entry(&self, call_id: &str) -> Result<(Entry, Option<Vec<u8>>), PluginError> {
-        Ok(match self.store().get_with_raw::<Entry>(&entry_key(call_id))? {
-            Some((e, raw)) => (e, Some(raw)),
-            None => (
-                Entry {
-                    call_id: call_id.to_string(),
-                    ..Entry::default()
-                },
-                None,
-            ),
+    fn deliver(&self, entry: &Self::Entry) -> Result<Delivered, PluginError> {
+        match entry.payload.task {
+            Task::Create => self.calls.create(&entry.payload.call_id),
+            Task::Update => self.calls.patch(&entry.payload.call_id),
+        }
+    }
+
+    fn hold_off(&self, now_ms: u64) -> Option<(u64, PluginError)> {
+        let until: u64 = self
+            .calls
+            .store()
+            .get(keys::RATE_LIMITED_UNTIL)
+            .ok()
+            .flatten()?;
+        (until > now_ms).then(|| {
+            (
+                until,
+                PluginError::RateLimited(format!(
+                    "HubSpot's rate limit was reached; waiting {} s",
+                    (until - now_ms).div_ceil(1000)
+                )),
+            )
         })
     }
 
-    /// Write `next` over `raw`, with the due marker following what is owed.
-    fn write(&self, raw: Option<Vec<u8>>, next: &Entry, due_at: u64) -> Result<(), PluginError> {
-        let key = entry_key(&next.call_id);
-        let mut batch = Batch::new().expect_raw(&key, raw).set(&key, next)?;
-        batch = if next.owed() && next.attempts < MAX_ATTEMPTS {
-            batch.set(&due_key(&next.call_id), &due_at)?
-        } else {
-            batch.delete(&due_key(&next.call_id))
-        };
-        self.store().commit(&batch)
+    fn delivered(&self, entry: &Self::Entry, receipt: &Delivered) {
+        self.calls.host.log(
+            Level::Info,
+            &format!(
+                "call {} {} as HubSpot call {}",
+                crate::cut(&entry.payload.call_id, 64),
+                if receipt.created { "logged" } else { "updated" },
+                receipt.hubspot_id
+            ),
+        );
+    }
+}
+
+impl<'h, H: Host> Calls<'h, H> {
+    fn outbox(&self) -> Outbox<'_, H, Journal<'_, 'h, H>> {
+        Outbox::new(self.host, Journal { calls: self })
     }
 
-    /// Change the entry of `call_id` with `change` (compare-and-swap,
-    /// retried on a concurrent write); the entry as written.
-    fn update(
+    fn call_log(&self, call_id: &str) -> Result<CallLog, PluginError> {
+        Ok(self
+            .store()
+            .get::<CallLog>(&log_key(call_id))?
+            .unwrap_or_else(|| CallLog {
+                call_id: call_id.to_string(),
+                ..CallLog::default()
+            }))
+    }
+
+    /// Change the call's log (compare-and-swap); `change` answers whether
+    /// it changed anything.
+    fn change_log(
         &self,
         call_id: &str,
-        due_at: u64,
-        change: impl Fn(&mut Entry) -> bool,
-    ) -> Result<Option<Entry>, PluginError> {
-        for _ in 0..CAS_ROUNDS {
-            let (mut entry, raw) = self.entry(call_id)?;
-            if !change(&mut entry) {
-                return Ok(None);
-            }
-            match self.write(raw, &entry, due_at) {
-                Ok(()) => return Ok(Some(entry)),
-                Err(PluginError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(PluginError::Conflict(format!(
-            "call {} is being changed by many calls at once; try again",
-            crate::cut(call_id, 64)
-        )))
+        change: impl Fn(&mut CallLog) -> bool,
+    ) -> Result<CallLog, PluginError> {
+        Ok(update(
+            &self.store(),
+            &log_key(call_id),
+            Unreadable::Fail,
+            CAS_ROUNDS,
+            |log: Option<CallLog>| {
+                let mut log = log.unwrap_or_else(|| CallLog {
+                    call_id: call_id.to_string(),
+                    ..CallLog::default()
+                });
+                Ok(if change(&mut log) {
+                    Change::Write(log.clone(), log)
+                } else {
+                    Change::Keep(log)
+                })
+            },
+        )?)
     }
 
     /// `ended`: queue the Call (once per call id) and deliver it now.
@@ -217,52 +254,69 @@ impl<H: Host> Calls<'_, H> {
             disposition: e.disposition.clone(),
             recording_url: e.recording_url.clone(),
         };
-        let now = self.host.now_ms();
-        let queued = self.update(&e.call_id, now, |entry| {
-            if entry.ended.is_some() {
-                return false;
+        let store = self.store();
+        let key = log_key(&e.call_id);
+        let queued = self.outbox().enqueue(&e.call_id, |now, batch| {
+            // The log gets the event in the same batch as the entry.
+            let raw = store.get_raw(&key)?;
+            let mut log: CallLog = match &raw {
+                Some(bytes) => pbx_crm_sdk::store::decode::<SaveAgain, _>(&key, bytes)?,
+                None => CallLog {
+                    call_id: e.call_id.clone(),
+                    ..CallLog::default()
+                },
+            };
+            if log.ended.is_some() {
+                // Logged long ago (its id left the done ledger): not twice.
+                return Ok((batch, Enqueue::Done, ()));
             }
-            entry.ended = Some(ended.clone());
-            entry.revision += 1;
-            true
+            log.ended = Some(ended.clone());
+            let batch = batch.expect_raw(&key, raw).set(&key, &log)?;
+            let job = Job {
+                call_id: e.call_id.clone(),
+                task: Task::Create,
+            };
+            Ok((
+                batch,
+                Enqueue::Queue(outbox::Entry::new(&e.call_id, job, now)),
+                (),
+            ))
         })?;
-        if queued.is_none() {
+        if !matches!(queued, Enqueued::Queued(())) {
             return Ok(skipped(format!(
                 "call {} is logged already or waits to be (a repeated event)",
                 crate::cut(&e.call_id, 64)
             )));
         }
-        Ok(self.deliver_outcome(&e.call_id, false))
+        Ok(self.deliver_now(&e.call_id, &e.call_id))
     }
 
     /// After-call work or a late recording: added to the call's Call
     /// (updated now, or sent with the create when the call is logged).
     pub fn add_work(&self, call_id: &str, work: Work) -> Result<EventOutcome, PluginError> {
-        let now = self.host.now_ms();
-        let written = self.update(call_id, now, |entry| {
-            let before = entry.work.clone();
+        let before = self.call_log(call_id)?.revision;
+        let log = self.change_log(call_id, |log| {
+            let mut next = log.work.clone();
             if work.notes.is_some() {
-                entry.work.notes = work.notes.clone();
+                next.notes = work.notes.clone();
             }
             if work.disposition.is_some() {
-                entry.work.disposition = work.disposition.clone();
+                next.disposition = work.disposition.clone();
             }
             if work.recording_url.is_some() {
-                entry.work.recording_url = work.recording_url.clone();
+                next.recording_url = work.recording_url.clone();
             }
-            if entry.work == before {
+            if next == log.work {
                 return false;
             }
-            entry.revision += 1;
-            // New work deserves fresh tries.
-            entry.attempts = 0;
+            log.work = next;
+            log.revision += 1;
             true
         })?;
-        let entry = match written {
-            Some(entry) => entry,
-            None => self.entry(call_id)?.0,
-        };
-        if entry.ended.is_none() {
+        if log.revision == before {
+            return Ok(skipped("HubSpot has this already"));
+        }
+        if log.ended.is_none() {
             return Ok(outcome(
                 EventAction::Queued,
                 format!(
@@ -271,34 +325,43 @@ impl<H: Host> Calls<'_, H> {
                 ),
             ));
         }
-        if !entry.owed() {
-            return Ok(skipped("HubSpot has this already"));
-        }
-        Ok(self.deliver_outcome(call_id, true))
+        let id = format!("{call_id}{UPDATE_SEPARATOR}{}", log.revision);
+        self.outbox().enqueue(&id, |now, batch| {
+            let job = Job {
+                call_id: call_id.to_string(),
+                task: Task::Update,
+            };
+            Ok((batch, Enqueue::Queue(outbox::Entry::new(&id, job, now)), ()))
+        })?;
+        Ok(self.deliver_now(&id, call_id))
     }
 
-    fn deliver_outcome(&self, call_id: &str, update: bool) -> EventOutcome {
-        match self.deliver(call_id) {
-            Ok(Delivery::Done { created }) => {
-                let (entry, _) = self.entry(call_id).unwrap_or_default();
-                let id = entry.hubspot_id.unwrap_or_default();
-                let on = entry
-                    .target
+    /// Deliver the outbox entry `id` now; what happened, in words.
+    fn deliver_now(&self, id: &str, call_id: &str) -> EventOutcome {
+        let key = Outbox::<H, Journal<'_, 'h, H>>::key(id);
+        match self.outbox().deliver(&key) {
+            Ok(Some(done)) => {
+                let on = self
+                    .call_log(call_id)
+                    .ok()
+                    .and_then(|l| l.target)
                     .map(|t| format!(" on {} {} ({})", t.label(), t.name, t.id))
                     .unwrap_or_default();
-                if created || !update {
-                    outcome(EventAction::Logged, format!("Call {id} logged in HubSpot{on}"))
+                if id == call_id {
+                    outcome(
+                        EventAction::Logged,
+                        format!("Call {} logged in HubSpot{on}", done.hubspot_id),
+                    )
                 } else {
-                    outcome(EventAction::Updated, format!("HubSpot call {id} updated{on}"))
+                    outcome(
+                        EventAction::Updated,
+                        format!("HubSpot call {} updated{on}", done.hubspot_id),
+                    )
                 }
             }
-            Ok(Delivery::Busy) => outcome(
+            Ok(None) => outcome(
                 EventAction::Queued,
-                "another instance is sending this call to HubSpot",
-            ),
-            Ok(Delivery::Waiting(why)) => outcome(
-                EventAction::Queued,
-                format!("the call log waits for HubSpot ({why}); it is retried with back-off"),
+                "another instance is sending this call to HubSpot, or it waits for its retry",
             ),
             Err(e) => {
                 self.host.log(
@@ -307,128 +370,66 @@ impl<H: Host> Calls<'_, H> {
                 );
                 outcome(
                     EventAction::Queued,
-                    format!("the call log waits for HubSpot: {e}"),
+                    format!("the call log waits for HubSpot ({e}); it is retried with back-off"),
                 )
             }
         }
     }
 
-    /// Deliver what HubSpot is owed for `call_id`, under the entry's lease.
-    fn deliver(&self, call_id: &str) -> Result<Delivery, PluginError> {
-        let lease_key = format!("{}{}", keys::JOURNAL_LEASE_PREFIX, keys::hashed(call_id));
-        let store = self.store();
-        let now = self.host.now_ms();
-        let held = store.get_raw(&lease_key)?;
-        if Lease::<Until>::live_raw(held.as_deref(), now) {
-            return Ok(Delivery::Busy);
+    /// The outbox's create: the Call for `call_id`, once.
+    fn create(&self, call_id: &str) -> Result<Delivered, PluginError> {
+        let mut log = self.call_log(call_id)?;
+        if let Some(id) = log.hubspot_id.clone() {
+            return Ok(Delivered {
+                hubspot_id: id,
+                created: false,
+            });
         }
-        let lease = Lease::take(self.host, Until::lease_from(now));
-        if store
-            .commit(&Batch::new().expect_raw(&lease_key, held).set(&lease_key, &lease)?)
-            .is_err()
-        {
-            return Ok(Delivery::Busy);
-        }
-        let result = self.deliver_held(call_id);
-        let _ = store.delete(&lease_key);
-        result
-    }
-
-    fn deliver_held(&self, call_id: &str) -> Result<Delivery, PluginError> {
-        let (entry, _) = self.entry(call_id)?;
-        if !entry.owed() {
-            return Ok(Delivery::Done { created: false });
-        }
-        let sending = entry.revision;
-        match self.send(entry) {
-            Ok((id, created, owner_id, target)) => {
-                self.update(call_id, self.host.now_ms(), |e| {
-                    e.hubspot_id = Some(id.clone());
-                    e.create_sent = false;
-                    e.delivered = e.delivered.max(sending);
-                    e.owner_id = owner_id.clone().or(e.owner_id.take());
-                    e.target = target.clone().or(e.target.take());
-                    e.attempts = 0;
-                    e.last_error = None;
-                    true
-                })?;
-                Ok(Delivery::Done { created })
-            }
-            Err(err) => {
-                let now = self.host.now_ms();
-                let why = err.to_string();
-                // A refusal (4xx) created nothing: the next try creates.
-                let refused = !err.transient();
-                let written = self.update(call_id, now, |e| {
-                    e.attempts += 1;
-                    e.last_error = Some(crate::cut(&why, 300));
-                    if refused {
-                        e.create_sent = false;
-                    }
-                    true
-                })?;
-                if let Some(e) = &written {
-                    let wait = backoff(e.attempts).max(err.retry_after_ms().unwrap_or(0));
-                    if e.attempts >= MAX_ATTEMPTS {
-                        self.host.log(
-                            Level::Warn,
-                            &format!(
-                                "call {} given up after {} tries: {why}",
-                                crate::cut(call_id, 64),
-                                e.attempts
-                            ),
-                        );
-                    }
-                    // The marker carries the next try's time.
-                    if e.owed() && e.attempts < MAX_ATTEMPTS {
-                        let _ = self.store().put(&due_key(call_id), &(now + wait));
-                    }
-                }
-                Ok(Delivery::Waiting(why))
-            }
-        }
-    }
-
-    /// Create or update the Call for `entry`: its id, whether it was
-    /// created now, and the owner and record resolved.
-    #[allow(clippy::type_complexity)]
-    fn send(
-        &self,
-        mut entry: Entry,
-    ) -> Result<(String, bool, Option<String>, Option<Found>), PluginErrorOr> {
-        let Some(ended) = entry.ended.clone() else {
-            return Err(PluginError::Store("no ended event to log".into()).into());
+        let Some(ended) = log.ended.clone() else {
+            return Err(PluginError::Store(format!(
+                "call {} has no ended event to log",
+                crate::cut(call_id, 64)
+            )));
         };
         let hub = Hub::new(self.host);
-        if entry.owner_id.is_none() {
-            entry.owner_id = associations(self.host)
+        if log.owner_id.is_none() {
+            log.owner_id = associations(self.host)
                 .user_for_extension(&ended.extension)?
                 .map(|u| u.id);
         }
-        if entry.target.is_none() {
-            entry.target = self.target(&entry.call_id, &ended)?;
+        if log.target.is_none() {
+            log.target = self.target(call_id, &ended)?;
         }
-        let properties = properties(&entry, &ended);
-        let mut id = entry.hubspot_id.clone();
-        if id.is_none() && entry.create_sent {
-            id = self.find_logged(&entry.call_id)?;
-        }
-        if let Some(id) = id {
-            hub.patch(
-                &format!("/crm/v3/objects/calls/{}", segment(&id)),
-                &json!({ "properties": properties }),
-            )?;
-            return Ok((id, false, entry.owner_id, entry.target));
+        let now = self.host.now_ms();
+        if let Some(sent_at) = log.create_sent_at_ms {
+            if let Some(id) = self.find_logged(call_id)? {
+                // The lost create made it: bring it up to date instead.
+                hub.patch(
+                    &format!("/crm/v3/objects/calls/{}", segment(&id)),
+                    &json!({ "properties": properties(&log, &ended) }),
+                )?;
+                self.record_id(call_id, &id, &log)?;
+                return Ok(Delivered {
+                    hubspot_id: id,
+                    created: false,
+                });
+            }
+            if now.saturating_sub(sent_at) < SEARCH_LAG_MS {
+                return Err(PluginError::Conflict(
+                    "a create whose answer was lost may not show in HubSpot's search yet".into(),
+                ));
+            }
         }
         // Record that a create goes out before it does.
-        self.update(&entry.call_id, self.host.now_ms(), |e| {
-            e.create_sent = true;
-            e.owner_id = entry.owner_id.clone();
-            e.target = entry.target.clone();
+        let (owner_id, target) = (log.owner_id.clone(), log.target.clone());
+        self.change_log(call_id, |l| {
+            l.create_sent_at_ms = Some(now);
+            l.owner_id = owner_id.clone();
+            l.target = target.clone();
             true
         })?;
-        let mut body = json!({ "properties": properties });
-        if let Some(t) = &entry.target {
+        let mut body = json!({ "properties": properties(&log, &ended) });
+        if let Some(t) = &log.target {
             let type_id = if t.object == "company" {
                 CALL_TO_COMPANY
             } else {
@@ -439,11 +440,69 @@ impl<H: Host> Calls<'_, H> {
                 "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id }],
             }]);
         }
-        let created = hub.post("/crm/v3/objects/calls", &body)?;
-        let id = created["id"].as_str().map(str::to_string).ok_or_else(|| {
-            PluginErrorOr::Api(ApiError::Unavailable("the created call has no id".into()))
+        match hub.post("/crm/v3/objects/calls", &body) {
+            Ok(created) => {
+                let id = created["id"].as_str().map(str::to_string).ok_or_else(|| {
+                    PluginError::CrmUnavailable("the created call has no id".into())
+                })?;
+                self.record_id(call_id, &id, &log)?;
+                Ok(Delivered {
+                    hubspot_id: id,
+                    created: true,
+                })
+            }
+            Err(err) => {
+                // An answer, even an error, means nothing was created; a
+                // refusal may name a record that is gone (merged,
+                // deleted): the next try finds the caller's record again.
+                let unanswered = matches!(err, PluginErrorOr::Api(ApiError::Unanswered(_)));
+                let refused = !err.transient();
+                if !unanswered {
+                    self.change_log(call_id, |l| {
+                        l.create_sent_at_ms = None;
+                        if refused {
+                            l.target = None;
+                        }
+                        true
+                    })?;
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Keep HubSpot's id of the call's Call.
+    fn record_id(&self, call_id: &str, id: &str, sent: &CallLog) -> Result<(), PluginError> {
+        self.change_log(call_id, |l| {
+            l.hubspot_id = Some(id.to_string());
+            l.create_sent_at_ms = None;
+            l.owner_id = sent.owner_id.clone();
+            l.target = sent.target.clone();
+            true
         })?;
-        Ok((id, true, entry.owner_id, entry.target))
+        Ok(())
+    }
+
+    /// The outbox's update: the Call gets every property again (notes,
+    /// disposition, recording).
+    fn patch(&self, call_id: &str) -> Result<Delivered, PluginError> {
+        let log = self.call_log(call_id)?;
+        let (Some(id), Some(ended)) = (log.hubspot_id.clone(), log.ended.clone()) else {
+            // The create has not gone through: it carries the work when it
+            // does; this update waits to be sure.
+            return Err(PluginError::Conflict(format!(
+                "call {} is not logged in HubSpot yet",
+                crate::cut(call_id, 64)
+            )));
+        };
+        Hub::new(self.host).patch(
+            &format!("/crm/v3/objects/calls/{}", segment(&id)),
+            &json!({ "properties": properties(&log, &ended) }),
+        )?;
+        Ok(Delivered {
+            hubspot_id: id,
+            created: false,
+        })
     }
 
     /// The Call a lost create made, found by its reference token.
@@ -497,7 +556,11 @@ impl<H: Host> Calls<'_, H> {
         let lease = Lease::take(self.host, Until::lease_from(now));
         if Lease::<Until>::live_raw(held.as_deref(), now)
             || store
-                .commit(&Batch::new().expect_raw(&lease_key, held).set(&lease_key, &lease)?)
+                .commit(
+                    &Batch::new()
+                        .expect_raw(&lease_key, held)
+                        .set(&lease_key, &lease)?,
+                )
                 .is_err()
         {
             return Err(PluginError::CrmUnavailable(format!(
@@ -515,7 +578,9 @@ impl<H: Host> Calls<'_, H> {
                 &json!({ "properties": { "phone": e164, "lastname": shown } }),
             )?;
             let found = Found::from_json("contact", &created).ok_or_else(|| {
-                PluginErrorOr::Api(ApiError::Unavailable("the created contact has no id".into()))
+                PluginErrorOr::Api(ApiError::Unavailable(
+                    "the created contact has no id".into(),
+                ))
             })?;
             store.put(
                 &format!("{}{}", keys::UNKNOWN_PREFIX, keys::hashed(e164)),
@@ -534,44 +599,15 @@ impl<H: Host> Calls<'_, H> {
         result
     }
 
-    /// `run-pending`: deliver what is due, a bounded number per call;
-    /// how many entries still wait.
+    /// `run-pending`: deliver what is due; how many entries still wait.
     pub fn run_pending(&self) -> Result<u32, PluginError> {
-        let store = self.store();
-        let now = self.host.now_ms();
-        let mut budget = RUN_BUDGET;
-        for key in store.keys(keys::DUE_PREFIX)? {
-            if budget == 0 {
-                break;
-            }
-            let due: u64 = store.get(&key)?.unwrap_or(0);
-            if due > now {
-                continue;
-            }
-            let Some(hash) = key.strip_prefix(keys::DUE_PREFIX) else {
-                continue;
-            };
-            let Some((entry, _)) =
-                store.get_with_raw::<Entry>(&format!("{}{hash}", keys::JOURNAL_PREFIX))?
-            else {
-                store.delete(&key)?;
-                continue;
-            };
-            budget -= 1;
-            if let Ok(Delivery::Waiting(_)) = self.deliver(&entry.call_id)
-                && store.get::<u64>(keys::RATE_LIMITED_UNTIL)?.is_some_and(|t| t > now)
-            {
-                // HubSpot asked us to wait: the rest waits too.
-                break;
-            }
-        }
-        Ok(self.pending())
+        self.outbox().run_pending()
     }
 
-    /// How many call logs wait for HubSpot.
+    /// How many call logs and updates wait for HubSpot.
     pub fn pending(&self) -> u32 {
         self.store()
-            .keys(keys::DUE_PREFIX)
+            .keys(keys::OUTBOX_PREFIX)
             .map_or(0, |k| u32::try_from(k.len()).unwrap_or(u32::MAX))
     }
 
@@ -587,7 +623,7 @@ impl<H: Host> Calls<'_, H> {
 }
 
 /// The Call's properties for `entry`.
-fn properties(entry: &Entry, ended: &Ended) -> Map<String, Value> {
+fn properties(entry: &CallLog, ended: &Ended) -> Map<String, Value> {
     let mut p = Map::new();
     let mut set = |k: &str, v: String| {
         p.insert(k.to_string(), Value::String(v));

@@ -36,7 +36,11 @@ pub struct Found {
 impl Found {
     /// HubSpot's object type id (`0-1` contacts, `0-2` companies).
     pub fn type_id(&self) -> &'static str {
-        if self.object == "company" { "0-2" } else { "0-1" }
+        if self.object == "company" {
+            "0-2"
+        } else {
+            "0-1"
+        }
     }
 
     /// "Contact" / "Company".
@@ -69,11 +73,11 @@ impl Found {
     pub fn from_json(object: &str, v: &Value) -> Option<Self> {
         let id = v["id"].as_str()?.to_string();
         let p = &v["properties"];
+        // Names are shown on one line to agents and administrators.
         let text = |k: &str| {
             p[k].as_str()
-                .map(str::trim)
+                .map(pbx_crm_sdk::http::sanitize)
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
         };
         let name = if object == "company" {
             text("name")
@@ -92,7 +96,11 @@ impl Found {
             name: name
                 .or_else(|| text("phone"))
                 .unwrap_or_else(|| format!("{object} {id}")),
-            company: if object == "company" { None } else { text("company") },
+            company: if object == "company" {
+                None
+            } else {
+                text("company")
+            },
             id,
         })
     }
@@ -130,7 +138,14 @@ pub fn stored_forms(n: &Normalized) -> Vec<String> {
 }
 
 /// The properties read from each kind of record.
-const CONTACT_PROPS: [&str; 6] = ["firstname", "lastname", "email", "company", "phone", "mobilephone"];
+const CONTACT_PROPS: [&str; 6] = [
+    "firstname",
+    "lastname",
+    "email",
+    "company",
+    "phone",
+    "mobilephone",
+];
 const COMPANY_PROPS: [&str; 2] = ["name", "phone"];
 
 impl<H: Host> Calls<'_, H> {
@@ -147,14 +162,20 @@ impl<H: Host> Calls<'_, H> {
             "sorts": [{"propertyName": "lastmodifieddate", "direction": "DESCENDING"}],
             "limit": LIMIT,
         });
-        let mut found = records(&hub.post("/crm/v3/objects/contacts/search", &body)?, "contact");
+        let mut found = records(
+            &hub.post("/crm/v3/objects/contacts/search", &body)?,
+            "contact",
+        );
         if found.is_empty() {
             let body = json!({
                 "filterGroups": [group("phone")],
                 "properties": COMPANY_PROPS,
                 "limit": LIMIT,
             });
-            found = records(&hub.post("/crm/v3/objects/companies/search", &body)?, "company");
+            found = records(
+                &hub.post("/crm/v3/objects/companies/search", &body)?,
+                "company",
+            );
         }
         if found.is_empty()
             && let Some(r) = self.remembered(&n.e164)?
@@ -166,9 +187,9 @@ impl<H: Host> Calls<'_, H> {
 
     /// The contact created for `e164` lately, if any.
     pub fn remembered(&self, e164: &str) -> Result<Option<Remembered>, PluginError> {
-        let r: Option<Remembered> = self
-            .store()
-            .get(&format!("{}{}", keys::UNKNOWN_PREFIX, keys::hashed(e164)))?;
+        let r: Option<Remembered> =
+            self.store()
+                .get(&format!("{}{}", keys::UNKNOWN_PREFIX, keys::hashed(e164)))?;
         let now = self.host.now_ms();
         Ok(r.filter(|r| now.saturating_sub(r.created_at_ms) < REMEMBER_MS))
     }
@@ -196,6 +217,10 @@ impl<H: Host> Calls<'_, H> {
 fn records(answer: &Value, object: &str) -> Vec<Found> {
     answer["results"]
         .as_array()
-        .map(|list| list.iter().filter_map(|v| Found::from_json(object, v)).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| Found::from_json(object, v))
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -185,7 +185,9 @@ impl<'h, H: Host> Calls<'h, H> {
                 }
                 self.host
                     .open_page(&record.url, &audience, Some(&caption))
-                    .map_err(|why| PluginError::CrmUnavailable(format!("the pop-up failed: {why}")))?;
+                    .map_err(|why| {
+                        PluginError::CrmUnavailable(format!("the pop-up failed: {why}"))
+                    })?;
                 Ok(outcome(
                     EventAction::PoppedUp,
                     format!(
@@ -199,7 +201,9 @@ impl<'h, H: Host> Calls<'h, H> {
                 caption.action = "Choose the record".into();
                 self.host
                     .offer_records(&audience, &caption, &records)
-                    .map_err(|why| PluginError::CrmUnavailable(format!("the offer failed: {why}")))?;
+                    .map_err(|why| {
+                        PluginError::CrmUnavailable(format!("the offer failed: {why}"))
+                    })?;
                 Ok(outcome(
                     EventAction::PoppedUp,
                     format!(
