@@ -300,8 +300,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Whether a built component exports the pre-initialization entry point
-/// (its name is in the component's export section).
+/// Whether a built component has the pre-initialization entry point: its
+/// name, `wizer-initialize`, is in the component (the SDK world's export
+/// names it). A component that only mentions the name elsewhere makes
+/// `plugin-preinit` fail naming the missing export, not ship unchecked.
 fn exports_wizer_initialize(built: &[u8]) -> bool {
     contains(built, b"wizer-initialize")
 }
