@@ -102,6 +102,10 @@ enum Task {
         /// The plugin's id: a-z, 0-9 and '-', starting with a letter.
         name: String,
     },
+    /// Check every shipped plugin (built first by `build`): within its
+    /// size budget, and pre-initializing it again gives the same bytes
+    /// (part of `test`).
+    CheckShipped,
     /// Generate a skeleton into a scratch workspace, run its tests, build
     /// it for wasm32-wasip2 and install it on a host (part of `test`; the
     /// host is built first).
@@ -131,6 +135,7 @@ fn main() -> std::process::ExitCode {
         Task::Lint => lint(),
         Task::NewPlugin { name } => new_plugin::new_plugin(&name),
         Task::CheckNewPlugin => new_plugin::check_skeleton(),
+        Task::CheckShipped => check_shipped_plugins(),
         Task::Fuzz {
             seconds,
             runs,
