@@ -145,16 +145,21 @@ async fn the_administrators_whole_set_up_through_the_host() {
     ];
     expected.sort();
     assert_eq!(matches, expected, "{proposal}");
-    // ... and by hand: Cy, who has no extension of the same address, at 1003.
-    hub.associate(
-        api,
-        &[
-            (ADMIN_EMAIL, "1001"),
-            ("bea@example.com", "1002"),
-            ("cy@example.com", "1003"),
-        ],
-    )
-    .await;
+    // Saved as proposed, through the CLI as the administrator does; and
+    // by hand: Cy, whom no extension's address matches, at 1003.
+    let (ok, out, err) = cli(&["crm", "--plugin", PLUGIN, "associate", "--auto", "--yes"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Saved 2 associations"), "{out}");
+    assert_eq!(associated(api, PLUGIN, "1003").await["user"], Value::Null);
+    let (ok, out, err) = cli(&[
+        "crm",
+        "--plugin",
+        PLUGIN,
+        "associate",
+        "cy@example.com",
+        "1003",
+    ]);
+    assert!(ok, "{out}{err}");
     for (extension, email) in [
         ("1001", ADMIN_EMAIL),
         ("1002", "bea@example.com"),
