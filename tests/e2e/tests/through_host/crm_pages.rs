@@ -1,7 +1,8 @@
 //! Each CRM its own page: `/crm/{plugin}` serves the portal with that
-//! plugin chosen, for the administrator only (as `/`); the portal lists the
-//! active CRM plugins by their manifest's name, each linking to its page,
-//! and each page shows its own plugin's settings and status.
+//! plugin chosen, for the administrator only (as `/`; the login returns to
+//! it, and to no other address); the portal lists the active CRM plugins
+//! by their manifest's name, each linking to its page, and each page shows
+//! its own plugin's settings and status.
 
 use e2e_tests::browser::Browser;
 use e2e_tests::{Options, admin, install, start_host};
@@ -42,20 +43,22 @@ fn location(response: &reqwest::Response) -> String {
         .to_string()
 }
 
-/// Strangers, a wrong token and an agent's session are sent to the login;
-/// the administrator's session and token get the portal; a plugin that is
-/// not active is a 404 that shows its id as text.
+/// Strangers, a wrong token and an agent's session are sent to the login,
+/// which returns to the page; the administrator's session and token get
+/// the portal; a plugin that is not active is a 404 that shows its id as
+/// text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crm_page_is_the_administrators_only() {
     let (_dir, host, api) = two_crm_host().await;
     let base = host.url();
     let page = format!("{base}/crm/probe");
+    let to_login = "/login?next=/crm/probe";
 
     // No credentials, a wrong token.
     let stranger = browser_like();
     let answer = stranger.get(&page).send().await.expect("answer");
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&answer), "/login");
+    assert_eq!(location(&answer), to_login);
     let answer = stranger
         .get(&page)
         .bearer_auth("not-the-token")
@@ -63,7 +66,7 @@ async fn a_crm_page_is_the_administrators_only() {
         .await
         .expect("answer");
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&answer), "/login");
+    assert_eq!(location(&answer), to_login);
     // ... not even for a plugin that does not exist (nothing is told).
     let answer = stranger
         .get(format!("{base}/crm/nope"))
@@ -114,7 +117,7 @@ async fn a_crm_page_is_the_administrators_only() {
     );
     let answer = agent.get(&page).send().await.expect("answer");
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&answer), "/login");
+    assert_eq!(location(&answer), to_login);
     let answer = browser_like()
         .get(&page)
         .header("cookie", format!("pbx_session={agent_session}"))
@@ -122,7 +125,45 @@ async fn a_crm_page_is_the_administrators_only() {
         .await
         .expect("answer");
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&answer), "/login");
+    assert_eq!(location(&answer), to_login);
+
+    // The login page carries where to return, and only a CRM's page.
+    let login_page = stranger
+        .get(format!("{base}{to_login}"))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        login_page.contains(r#"<input type="hidden" name="next" value="/crm/probe">"#),
+        "{login_page}"
+    );
+    let login_page = stranger
+        .get(format!("{base}/login?next=https://evil.example/crm/x"))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("page");
+    assert!(!login_page.contains("evil.example"), "{login_page}");
+    for (next, to) in [
+        ("https://evil.example/crm/x", "/"),
+        ("//evil.example", "/"),
+        ("/crm/probe-v2", "/crm/probe-v2"),
+    ] {
+        let login = browser_like()
+            .post(format!("{base}/login"))
+            .header("origin", &base)
+            .form(&[("token", host.admin_token.as_str()), ("next", next)])
+            .send()
+            .await
+            .expect("log in");
+        assert_eq!(login.status(), StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(location(&login), to, "{next}");
+    }
 
     // The administrator: by session and by token.
     let portal = browser_like();
@@ -134,6 +175,7 @@ async fn a_crm_page_is_the_administrators_only() {
         .await
         .expect("log in");
     assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&login), "/");
     for plugin in ["probe", "probe-v2"] {
         let answer = portal
             .get(format!("{base}/crm/{plugin}"))
