@@ -1,12 +1,14 @@
 //! The HubSpot plugin through the real host against the HubSpot emulator,
 //! along the same host code paths as Salesforce's tests (connect.rs,
-//! associations.rs, call_logs.rs): the administrator's whole set-up, and
-//! both CRMs on one host side by side.
+//! associations.rs, call_logs.rs, portal_browser.rs): the administrator's
+//! whole set-up, both CRMs on one host side by side, and HubSpot connected
+//! from its own page in the portal.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use e2e_tests::browser::Browser;
 use e2e_tests::hubspot::{
-    ADMIN_EMAIL, CLIENT_ID, CLIENT_SECRET, Hub, HubSpotWorld, PLUGIN, callback_url,
+    ADMIN_EMAIL, ADMIN_PASSWORD, CLIENT_ID, CLIENT_SECRET, Hub, HubSpotWorld, PLUGIN, callback_url,
 };
 use e2e_tests::org::{
     Consent, Setup, World, add_extension, associate, call_event, drain, send_event, tasks_of,
@@ -342,5 +344,92 @@ async fn both_crms_on_one_host_side_by_side() {
     assert_eq!(tasks_of(&world, "both-1").len(), 1, "{report}");
     assert_eq!(hub.calls_of_contact(&contact).len(), 1, "{report}");
     assert_eq!(hub.emulator.calls().len(), 1, "{report}");
+    world.host.shutdown().await;
+}
+
+/// In a browser, both CRMs on one host: the administrator opens HubSpot's
+/// own page, fills in its settings form (the plugin's), clicks Save, logs in
+/// on HubSpot's install page in the new tab and is back to Connected there,
+/// while Salesforce's page keeps its own status and account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_connects_hubspot_on_its_own_page_in_the_portal() {
+    let hub = Hub::start().await;
+    let world = World::start(Setup {
+        host: hub.options(Options::default()),
+        ..Setup::default()
+    })
+    .await;
+    hub.install_on(&world.host, &world.api).await;
+    world.connect().await;
+    let base = world.host.url();
+    let browser = Browser::start().await;
+    let b = &browser.client;
+    browser.log_in(&base, &world.host.admin_token).await;
+    let list = browser.wait_text("#crm-plugins", "HubSpot").await;
+    assert!(list.contains("Salesforce"), "{list}");
+
+    browser.click("#crm-plugins a[data-plugin=hubspot]").await;
+    browser
+        .find("#crm-plugins a[data-plugin=hubspot][aria-current=page]")
+        .await;
+    browser.wait_text("#crm-name", "HubSpot").await;
+    browser.wait_text("#status", "Not configured").await;
+    browser
+        .wait_text("#callback-url", "/crm/hubspot/oauth/callback")
+        .await;
+    for (field, value) in [
+        ("#setting-client-id", CLIENT_ID.to_string()),
+        ("#setting-client-secret", CLIENT_SECRET.to_string()),
+        ("#setting-api-base-url", hub.emulator.base_url()),
+        ("#setting-app-base-url", hub.emulator.base_url()),
+    ] {
+        let input = browser.find(field).await;
+        input.clear().await.expect("clear");
+        input.send_keys(&value).await.expect("type");
+    }
+    let portal = b.window().await.expect("portal window");
+    browser.click("#save-settings").await;
+
+    // HubSpot's install page opens in a new tab.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let install = loop {
+        let windows = b.windows().await.expect("windows");
+        if let Some(w) = windows.into_iter().find(|w| *w != portal) {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no new tab opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    b.switch_to_window(install).await.expect("the install tab");
+    browser
+        .type_into("#authorize input[name=email]", ADMIN_EMAIL)
+        .await;
+    browser
+        .type_into("#authorize input[name=password]", ADMIN_PASSWORD)
+        .await;
+    browser.click("#authorize button[type=submit]").await;
+    browser
+        .wait_text("#result", "Authorization succeeded!")
+        .await;
+
+    b.switch_to_window(portal)
+        .await
+        .expect("back to the portal");
+    browser.wait_text("#status", "Connected").await;
+    browser.wait_text("#account", ADMIN_EMAIL).await;
+    let html = b.source().await.expect("page source");
+    assert!(!html.contains(CLIENT_SECRET), "the secret came back");
+
+    // Salesforce's page: its own status and account.
+    b.goto(&format!("{base}/crm/salesforce"))
+        .await
+        .expect("open");
+    browser.wait_text("#crm-name", "Salesforce").await;
+    browser.wait_text("#status", "Connected").await;
+    browser.wait_text("#account", "admin@example.org").await;
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:#?}");
+    browser.close().await;
+    assert_eq!(hub.status(&world.api).await["state"], "Connected");
     world.host.shutdown().await;
 }
