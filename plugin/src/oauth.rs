@@ -184,7 +184,7 @@ impl TokenAnswer {
             answer
                 .extra_str(name)
                 .map(|v| v.map(str::to_string))
-                .map_err(|()| TokenFailure::Malformed {
+                .map_err(|_| TokenFailure::Malformed {
                     status: 200,
                     what: "no access_token in it".to_string(),
                 })

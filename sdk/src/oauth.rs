@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::bindings::pbx::crm::http_fetch::{Error as FetchError, Response};
+use crate::error::PluginError;
 use crate::host::Host;
 use crate::http;
 
@@ -105,16 +106,21 @@ impl fmt::Debug for TokenAnswer {
     }
 }
 
+/// An extra field of a token answer that is not the string the CRM
+/// sends (names the field, never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the token answer's {0} is not a string")]
+pub struct NotAString(pub String);
+
 impl TokenAnswer {
-    /// The extra field `name` when it is a string; `Err(())` when it is
-    /// there but something else, which a CRM that always sends a string
-    /// treats as a malformed answer.
-    #[allow(clippy::result_unit_err)]
-    pub fn extra_str(&self, name: &str) -> Result<Option<&str>, ()> {
+    /// The extra field `name` when it is a string (`None`: absent or
+    /// null); an error when it is something else, which a CRM that always
+    /// sends a string treats as a malformed answer.
+    pub fn extra_str(&self, name: &str) -> Result<Option<&str>, NotAString> {
         match self.extra.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(()),
+            Some(_) => Err(NotAString(name.to_string())),
         }
     }
 
@@ -181,7 +187,12 @@ pub enum TokenFailure {
     },
 }
 
-/// OAuth error codes that name a wrong app configuration.
+/// Error codes that say the grant is dead: RFC 6749's, and HubSpot's
+/// (its token endpoint answers `{"status": "BAD_…", "message"}`).
+const REVOKED: &[&str] = &["invalid_grant", "BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"];
+
+/// Error codes that name a wrong app configuration (RFC 6749's,
+/// Salesforce's `invalid_client_id`, HubSpot's).
 const MISCONFIGURED: &[&str] = &[
     "invalid_client",
     "invalid_client_id",
@@ -189,6 +200,10 @@ const MISCONFIGURED: &[&str] = &[
     "redirect_uri_mismatch",
     "unsupported_grant_type",
     "invalid_scope",
+    "BAD_CLIENT_ID",
+    "BAD_CLIENT_SECRET",
+    "BAD_REDIRECT_URI",
+    "BAD_GRANT_TYPE",
 ];
 
 impl TokenFailure {
@@ -204,7 +219,9 @@ impl TokenFailure {
     pub fn kind(&self) -> FailureKind {
         match self {
             TokenFailure::OAuth { status: 429, .. } => FailureKind::Transient,
-            TokenFailure::OAuth { error, .. } if error == "invalid_grant" => FailureKind::Revoked,
+            TokenFailure::OAuth { error, .. } if REVOKED.contains(&error.as_str()) => {
+                FailureKind::Revoked
+            }
             TokenFailure::OAuth { error, .. } if MISCONFIGURED.contains(&error.as_str()) => {
                 FailureKind::Misconfigured
             }
@@ -218,6 +235,46 @@ impl TokenFailure {
         }
     }
 
+    /// A plain error for the failure, naming `crm` ("HubSpot"), for a
+    /// plugin that has no wording of its own: revoked grants are
+    /// NotConnected (authorize again), a wrong app NotConfigured, another
+    /// refusal AuthorizationFailed, the rest CrmUnavailable (try again).
+    /// Never holds a token: only the CRM's sanitized code and description.
+    pub fn to_error(&self, crm: &str) -> PluginError {
+        let said = match self {
+            TokenFailure::OAuth {
+                error, description, ..
+            } => Self::quoted(error, description),
+            TokenFailure::Fetch(FetchError::Denied(d)) => format!(
+                "the PBX does not allow connections to {}: ask the operator to grant it",
+                d.host
+            ),
+            TokenFailure::Fetch(FetchError::Timeout) => "no answer in time".into(),
+            TokenFailure::Fetch(FetchError::Unreachable(why) | FetchError::Invalid(why)) => {
+                http::sanitize(why)
+            }
+            TokenFailure::Fetch(FetchError::TooLarge(bytes)) => {
+                format!("an answer of {bytes} bytes, larger than the PBX accepts")
+            }
+            TokenFailure::Server { status } => format!("HTTP {status}"),
+            TokenFailure::Malformed { status, what } => format!("HTTP {status}, {what}"),
+        };
+        match self.kind() {
+            FailureKind::Revoked => PluginError::NotConnected(format!(
+                "{crm} refused the stored authorization ({said}): authorize again from the PBX portal"
+            )),
+            FailureKind::Misconfigured => PluginError::NotConfigured(format!(
+                "{crm} refused the app's settings ({said}): check the client id, the client secret and the redirect URL, then authorize again"
+            )),
+            FailureKind::Refused => PluginError::AuthorizationFailed(format!(
+                "{crm} refused the request ({said}): check the app's settings, then authorize again"
+            )),
+            FailureKind::Transient => PluginError::CrmUnavailable(format!(
+                "{crm} could not answer the token request ({said}); try again in a few minutes"
+            )),
+        }
+    }
+
     /// The CRM's `error: "description"` (or `error` alone), for messages.
     pub fn quoted(error: &str, description: &str) -> String {
         if description.is_empty() {
@@ -228,11 +285,29 @@ impl TokenFailure {
     }
 }
 
+/// An error answer: RFC 6749's `error` and `error_description`, or
+/// HubSpot's `status` and `message`.
 #[derive(Deserialize)]
 struct OAuthErrorBody {
-    error: String,
+    #[serde(default)]
+    error: Option<String>,
     #[serde(default)]
     error_description: Option<String>,
+    #[serde(default)]
+    status: Option<Value>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl OAuthErrorBody {
+    /// The error code and its description, when the body names one.
+    fn code(self) -> Option<(String, String)> {
+        match (self.error, self.status, self.message) {
+            (Some(error), _, _) => Some((error, self.error_description.unwrap_or_default())),
+            (None, Some(Value::String(status)), Some(message)) => Some((status, message)),
+            _ => None,
+        }
+    }
 }
 
 /// The token endpoint's answer: the tokens, or why there are none.
@@ -258,13 +333,16 @@ pub fn failure(response: &Response) -> TokenFailure {
             status: response.status,
         };
     }
-    match serde_json::from_slice::<OAuthErrorBody>(&response.body) {
-        Ok(body) => TokenFailure::OAuth {
+    let code = serde_json::from_slice::<OAuthErrorBody>(&response.body)
+        .ok()
+        .and_then(OAuthErrorBody::code);
+    match code {
+        Some((error, description)) => TokenFailure::OAuth {
             status: response.status,
-            error: http::sanitize(&body.error),
-            description: http::sanitize(body.error_description.as_deref().unwrap_or("")),
+            error: http::sanitize(&error),
+            description: http::sanitize(&description),
         },
-        Err(_) => TokenFailure::Malformed {
+        None => TokenFailure::Malformed {
             status: response.status,
             what: "not an OAuth error".to_string(),
         },
@@ -439,7 +517,7 @@ mod tests {
         assert_eq!(answer.expires_in, Some(1800));
         assert_eq!(answer.expires_at_ms(1_000), Some(1_801_000));
         assert_eq!(answer.extra_str("instance_url"), Ok(Some("https://x")));
-        assert_eq!(answer.extra_str("hub_id"), Err(()));
+        assert_eq!(answer.extra_str("hub_id"), Err(NotAString("hub_id".into())));
         assert_eq!(answer.extra_str("absent"), Ok(None));
     }
 
@@ -502,6 +580,36 @@ mod tests {
         assert!(matches!(
             token_answer(&json(200, r#"{"token":"x"}"#)),
             Err(TokenFailure::Malformed { what, .. }) if what == "no access_token in it"
+        ));
+    }
+
+    #[test]
+    fn failures_become_errors_that_say_what_to_do() {
+        let revoked = failure(&json(
+            400,
+            r#"{"status":"BAD_REFRESH_TOKEN","message":"missing or invalid refresh token"}"#,
+        ));
+        assert!(matches!(
+            revoked.to_error("HubSpot"),
+            PluginError::NotConnected(m) if m.contains("HubSpot refused") && m.contains("authorize again")
+        ));
+        let secret = failure(&json(400, r#"{"error":"invalid_client"}"#));
+        assert!(matches!(
+            secret.to_error("Acme"),
+            PluginError::NotConfigured(_)
+        ));
+        let down = failure(&json(502, ""));
+        assert!(matches!(
+            down.to_error("Acme"),
+            PluginError::CrmUnavailable(m) if m.contains("HTTP 502")
+        ));
+        let denied = TokenFailure::Fetch(FetchError::Denied(Denial {
+            host: "https://api.example.com".into(),
+            rule: "not granted".into(),
+        }));
+        assert!(matches!(
+            denied.to_error("Acme"),
+            PluginError::NotConfigured(m) if m.contains("https://api.example.com")
         ));
     }
 

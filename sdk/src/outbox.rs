@@ -358,6 +358,11 @@ impl<'h, H: Host, D: Deliver> Outbox<'h, H, D> {
         Err(self.crm.busy())
     }
 
+    /// Deliver the entry of `id` (see [`Outbox::deliver`]).
+    pub fn deliver_id(&self, id: &str) -> Result<Option<D::Receipt>, PluginError> {
+        self.deliver(&Self::key(id))
+    }
+
     /// Deliver the entry under `key` if it is due and free: what the
     /// delivery made, or `None` when it is not due, leased by another
     /// instance, or gone.

@@ -147,19 +147,28 @@ where
     )
 }
 
+/// What `replace_version` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    /// Written, as this version.
+    Written(u64),
+    /// Someone saved in between: nothing written; the version stored now
+    /// (`None`: absent or unreadable).
+    Stale(Option<u64>),
+}
+
 /// Write `next` under `key` as the version after `expected`, only if the
 /// stored record is still version `expected`, read as `expected_raw`
 /// (the bytes read with it; `None`: absent). One round: the caller's
 /// `expected` came from someone who saw that version (a page), so a lost
-/// race is theirs to resolve. Returns the version written, or the
-/// version now stored when it is not `expected`.
+/// race is theirs to resolve.
 pub fn replace_version<H, R, T>(
     store: &Store<'_, H, R>,
     key: &str,
     expected: u64,
     expected_raw: Option<Vec<u8>>,
     next: &mut T,
-) -> Result<Result<u64, Option<u64>>, PluginError>
+) -> Result<Replaced, PluginError>
 where
     H: Host,
     R: Repair,
@@ -170,10 +179,10 @@ where
         .expect_raw(key, expected_raw)
         .set(key, &*next)?;
     match store.commit(&batch) {
-        Ok(()) => Ok(Ok(expected + 1)),
+        Ok(()) => Ok(Replaced::Written(expected + 1)),
         Err(PluginError::Conflict(_)) => {
             let now = store.get::<T>(key).ok().flatten().map(|t| t.version());
-            Ok(Err(now))
+            Ok(Replaced::Stale(now))
         }
         Err(e) => Err(e),
     }
@@ -288,7 +297,7 @@ mod tests {
         let mut first = Tally::default();
         assert_eq!(
             replace_version(&store, "tally", 0, None, &mut first).ok(),
-            Some(Ok(1))
+            Some(Replaced::Written(1))
         );
         let raw = store.get_raw("tally").ok().flatten();
         assert_eq!(add(&store, "ada").ok(), Some((true, 2)));
@@ -296,7 +305,7 @@ mod tests {
         let mut stale = Tally::default();
         assert_eq!(
             replace_version(&store, "tally", 1, raw, &mut stale).ok(),
-            Some(Err(Some(2)))
+            Some(Replaced::Stale(Some(2)))
         );
         assert_eq!(
             host.kv_json("tally").map(|v| v["version"].clone()),

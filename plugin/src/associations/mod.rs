@@ -37,7 +37,7 @@ use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::matching::{self, Reason};
-use crate::record::{self, Versioned};
+use crate::record::{self, Replaced, Versioned};
 use crate::salesforce::ids;
 use crate::store::{Store, keys};
 use crate::users::{UserRecord, Users};
@@ -374,7 +374,7 @@ impl<'h, H: Host> Associations<'h, H> {
             current_raw,
             &mut next,
         )? {
-            Ok(version) => {
+            Replaced::Written(version) => {
                 self.host.log(
                     Level::Info,
                     &format!(
@@ -384,7 +384,7 @@ impl<'h, H: Host> Associations<'h, H> {
                 );
                 Ok(version)
             }
-            Err(_) => {
+            Replaced::Stale(_) => {
                 let now = self.saved().map(|s| s.version).unwrap_or(current.version);
                 Err(conflict(now))
             }

@@ -287,14 +287,6 @@ impl From<PluginErrorOr> for PluginError {
     }
 }
 
-/// The headers of a form POST.
-pub fn form_headers() -> Vec<Header> {
-    vec![
-        http::header("content-type", "application/x-www-form-urlencoded"),
-        http::header("accept", "application/json"),
-    ]
-}
-
 /// Plain JSON accept header.
 pub fn accept_json() -> Vec<Header> {
     vec![http::header("accept", "application/json")]

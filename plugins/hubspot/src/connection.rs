@@ -26,6 +26,7 @@ use crate::host::Host;
 use crate::keys;
 use crate::lease::Lease;
 use crate::settings::Settings;
+use pbx_crm_sdk::oauth::{FailureKind, OAuthClient, TokenFailure};
 use pbx_crm_sdk::pkce;
 use pbx_crm_sdk::session::{self, RefreshEnd, RefreshFailure, Sessions};
 use pbx_crm_sdk::store::{Batch, SaveAgain, Store};
@@ -36,6 +37,9 @@ pub const SCOPES: &str = "crm.objects.contacts.read crm.objects.contacts.write c
 /// A token this close to its end is refreshed before use (the SDK's
 /// margin).
 pub const REFRESH_MARGIN_MS: u64 = session::EXPIRY_MARGIN_MS;
+/// An access token's life when HubSpot's answer does not say (its
+/// documented 30 minutes).
+const DEFAULT_LIFETIME_MS: u64 = 30 * 60 * 1000;
 /// How long an install attempt's `state` is accepted.
 pub const ATTEMPT_MS: u64 = 10 * 60 * 1000;
 
@@ -296,23 +300,29 @@ impl<'h, H: Host> Connector<'h, H> {
             )
         })?;
         let settings = self.settings()?;
-        let (client_id, secret) = settings.credentials()?;
-        let tokens = self
-            .token_request(
-                &settings,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("client_id", client_id),
-                    ("client_secret", secret),
-                    ("redirect_uri", &attempt.callback_url),
-                    ("code", code),
-                ],
-            )
-            .map_err(|e| {
-                PluginError::AuthorizationFailed(format!(
-                    "HubSpot did not accept the authorization ({e}); check the Client ID and secret and start again"
-                ))
+        let answer = oauth_client(self.host, &settings)?
+            .exchange_code(code, &attempt.callback_url, None)
+            .map_err(|f| match f.kind() {
+                FailureKind::Transient => f.to_error("HubSpot"),
+                _ => PluginError::AuthorizationFailed(format!(
+                    "HubSpot did not accept the authorization ({}); check the Client ID and secret and start again",
+                    said(&f)
+                )),
             })?;
+        let Some(refresh_token) = answer.refresh_token.clone() else {
+            return Err(Refused::Failed(PluginError::AuthorizationFailed(
+                "HubSpot's token answer has no refresh token; start the authorization again".into(),
+            )));
+        };
+        let now = self.host.now_ms();
+        let tokens = Tokens {
+            access_token: answer.access_token.clone(),
+            refresh_token,
+            expires_at_ms: answer
+                .expires_at_ms(now)
+                .unwrap_or(now + DEFAULT_LIFETIME_MS),
+            generation: 0,
+        };
         let account = self.token_info(&settings, &tokens.access_token)?;
         Ok(Granted { tokens, account })
     }
@@ -332,38 +342,6 @@ impl<'h, H: Host> Connector<'h, H> {
         )?;
         self.host.log(Level::Info, "HubSpot connected");
         Ok(self.status())
-    }
-
-    /// `POST /oauth/v1/token` with `form`.
-    fn token_request(
-        &self,
-        settings: &Settings,
-        form: &[(&str, &str)],
-    ) -> Result<Tokens, ApiError> {
-        let response = api::send(
-            self.host,
-            Method::Post,
-            &format!("{}/oauth/v1/token", settings.api_base()),
-            api::form_headers(),
-            Some(pbx_crm_sdk::http::form_body(form)),
-        )?;
-        let v = api::json(&response)?;
-        let text = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-        match (text("access_token"), text("refresh_token")) {
-            (Some(access_token), Some(refresh_token)) => Ok(Tokens {
-                access_token,
-                refresh_token,
-                expires_at_ms: self.host.now_ms()
-                    + v["expires_in"]
-                        .as_u64()
-                        .unwrap_or(1800)
-                        .saturating_mul(1000),
-                generation: 0,
-            }),
-            _ => Err(ApiError::Unavailable(
-                "the token answer has no access or refresh token".into(),
-            )),
-        }
     }
 
     /// `GET /oauth/v1/access-tokens/{token}`: the account and user.
@@ -596,34 +574,30 @@ impl<H: Host> session::Session for HubSession<'_, H> {
     }
 
     /// `grant_type=refresh_token`; HubSpot answers the same refresh token
-    /// (kept when an answer omits it). A 400 (`BAD_REFRESH_TOKEN`: the app
-    /// was uninstalled or the token revoked) ends the connection.
+    /// (kept when an answer omits it). `BAD_REFRESH_TOKEN` (the app was
+    /// uninstalled or the token revoked) ends the connection.
     fn refresh(&self, current: &Tokens) -> Result<Tokens, RefreshFailure> {
-        let (client_id, secret) = self
-            .settings
-            .credentials()
-            .map_err(RefreshFailure::Failed)?;
-        let connector = Connector::new(self.host);
-        match connector.token_request(
-            &self.settings,
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("refresh_token", &current.refresh_token),
-            ],
-        ) {
-            Ok(mut next) => {
-                next.generation = current.generation + 1;
-                if next.refresh_token.is_empty() {
-                    next.refresh_token = current.refresh_token.clone();
-                }
-                Ok(next)
+        let client = oauth_client(self.host, &self.settings).map_err(RefreshFailure::Failed)?;
+        match client.refresh(&current.refresh_token) {
+            Ok(answer) => {
+                let now = self.host.now_ms();
+                Ok(Tokens {
+                    access_token: answer.access_token.clone(),
+                    refresh_token: answer
+                        .refresh_token
+                        .clone()
+                        .unwrap_or_else(|| current.refresh_token.clone()),
+                    expires_at_ms: answer
+                        .expires_at_ms(now)
+                        .unwrap_or(now + DEFAULT_LIFETIME_MS),
+                    generation: current.generation + 1,
+                })
             }
-            Err(ApiError::Invalid { code, message }) => Err(RefreshFailure::Revoked(format!(
-                "HubSpot refused the refresh token ({code} {message}); authorize the app again"
+            Err(f) if f.kind() == FailureKind::Revoked => Err(RefreshFailure::Revoked(format!(
+                "HubSpot refused the refresh token ({}); authorize the app again",
+                said(&f)
             ))),
-            Err(e) => Err(RefreshFailure::Failed(e.into())),
+            Err(f) => Err(RefreshFailure::Failed(f.to_error("HubSpot"))),
         }
     }
 
@@ -650,5 +624,31 @@ impl<H: Host> session::Session for HubSession<'_, H> {
 
     fn not_connected(&self) -> PluginError {
         Connector::new(self.host).not_connected()
+    }
+}
+
+/// HubSpot's token endpoint (`POST /oauth/v1/token`) with the app's
+/// credentials, through the SDK's OAuth client.
+fn oauth_client<'h, H: Host>(
+    host: &'h H,
+    settings: &Settings,
+) -> Result<OAuthClient<'h, H>, PluginError> {
+    let (client_id, secret) = settings.credentials()?;
+    Ok(OAuthClient::new(
+        host,
+        &format!("{}/oauth/v1/token", settings.api_base()),
+        client_id,
+        secret,
+    ))
+}
+
+/// What HubSpot said about a failed token request (its code and message),
+/// else what went wrong; never a token.
+fn said(f: &TokenFailure) -> String {
+    match f {
+        TokenFailure::OAuth {
+            error, description, ..
+        } => TokenFailure::quoted(error, description),
+        other => other.to_error("HubSpot").to_string(),
     }
 }

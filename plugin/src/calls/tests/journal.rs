@@ -398,3 +398,40 @@ fn a_call_id_is_checked() {
     send(&host, &event("a/b%c", Phase::Ringing, "2125550168", "1001"));
     assert_eq!(outbox_key("a/b%c"), "calls/outbox/a%2Fb%25c");
 }
+
+/// The outbox moved into the SDK; an item stored by the plugin before
+/// (these field names and order, a crashed instance's lapsed lease) still
+/// loads, is delivered once, and its call id lands in its done bucket.
+#[test]
+fn an_item_stored_before_the_sdk_outbox_is_delivered_once() {
+    let (host, sf) = connected();
+    let now = crate::host::Host::now_ms(&host);
+    let stored = json!({
+        "call": {
+            "call_id": "old-1", "direction": "inbound",
+            "external_number": "2125550163", "extension": "1001",
+            "started_at_ms": now - 60_000, "answered_at_ms": now - 55_000,
+            "ended_at_ms": now - 5_000, "disposition": "answered",
+            "recording_url": null, "default_region": "US",
+            "utc_offset_minutes": 0
+        },
+        "owner_id": null, "attempts": 1, "next_at_ms": now - 1,
+        "queued_at_ms": now - 5_000, "last_error": null,
+        "lease": {"holder": "crashed", "until_ms": now - 1},
+        "open": false, "work": null
+    });
+    host.kv_put(&outbox_key("old-1"), &stored.to_string());
+    assert_eq!(run_pending(&host), 0);
+    assert_eq!(tasks(&sf, "old-1").len(), 1);
+    let done = crate::calls::ledger::bucket_key(keys::CALLS_DONE_PREFIX, "old-1");
+    assert!(
+        host.kv_json(&done)
+            .is_some_and(|b| b["entries"].get("old-1").is_some()),
+        "{:?}",
+        host.kv_text(&done)
+    );
+    // Its ended event repeated later is known, and logs nothing more.
+    send(&host, &event("old-1", Phase::Ended, "2125550163", "1001"));
+    assert_eq!(run_pending(&host), 0);
+    assert_eq!(tasks(&sf, "old-1").len(), 1);
+}

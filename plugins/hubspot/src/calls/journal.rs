@@ -338,8 +338,7 @@ impl<'h, H: Host> Calls<'h, H> {
 
     /// Deliver the outbox entry `id` now; what happened, in words.
     fn deliver_now(&self, id: &str, call_id: &str) -> EventOutcome {
-        let key = Outbox::<H, Journal<'_, 'h, H>>::key(id);
-        match self.outbox().deliver(&key) {
+        match self.outbox().deliver_id(id) {
             Ok(Some(done)) => {
                 let on = self
                     .call_log(call_id)

@@ -235,3 +235,26 @@ fn concurrent_calls_share_one_refresh() {
     });
     assert_eq!(token_requests(host), vec!["refresh_token".to_string()]);
 }
+
+#[test]
+fn a_wrong_secret_fails_the_authorization_without_echoing_it() {
+    let host = FakeHost::default();
+    let hs = FakeHubSpot::install(&host);
+    let plugin = Plugin::new(&host);
+    configure(&plugin);
+    let _ = plugin.save_settings(&[input(crate::settings::CLIENT_SECRET, "wrong-secret-42")]);
+    let url = plugin
+        .begin_authorization(CALLBACK)
+        .map(|a| a.url)
+        .unwrap_or_default();
+    let code = hs.grant_code(CALLBACK, ADMIN_USER_ID);
+    let err =
+        plugin.complete_authorization(CALLBACK, &format!("code={code}&state={}", state_of(&url)));
+    let Err(PluginError::AuthorizationFailed(message)) = err else {
+        panic!("{err:?}");
+    };
+    assert!(message.contains("BAD_CLIENT_ID"), "{message}");
+    assert!(!message.contains("wrong-secret-42"));
+    assert!(host.logs().iter().all(|l| !l.contains("wrong-secret-42")));
+    assert_eq!(plugin.status().state, ConnectionState::Configured);
+}
