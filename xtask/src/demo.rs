@@ -1,11 +1,15 @@
-//! `cargo xtask demo [--headless]`: the emulated org and the PBX host with
-//! the Salesforce plugin, seeded with one coherent story.
+//! `cargo xtask demo [--headless]`: the emulated Salesforce org and HubSpot
+//! account and the PBX host with both plugins, side by side, seeded with
+//! one coherent story.
 //!
 //! The Salesforce side of the story is the emulator's demo org
 //! (tests/salesforce-emulator/demo/org.toml); the PBX side, the
 //! extensions, is here. Most extensions carry their user's Salesforce
 //! e-mail and are matched by Associate Automatically; one carries another
 //! address of its user and is associated by hand; a few users have none.
+//! The HubSpot account (`hubspot.rs`) has the same staff as owners.
+
+mod hubspot;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::{bin, plugin_path, root, target_dir};
+use crate::{bin, hubspot_plugin_path, plugin_path, root, target_dir};
 
 /// An extension of the demo PBX.
 pub struct DemoExtension {
@@ -185,7 +189,7 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn wait_for_file(path: &Path, child: &mut Guard, timeout: Duration) -> anyhow::Result<String> {
+pub fn wait_for_file(path: &Path, child: &mut Guard, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(text) = std::fs::read_to_string(path)
@@ -226,12 +230,17 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
     let ca = dir.join("emulator-ca.pem");
     let host_log = dir.join("host.log");
     let emulator_log = dir.join("emulator.log");
+    let hub_ca = dir.join("hubspot-ca.pem");
+    let hub_log = dir.join("hubspot-emulator.log");
 
     let host_port = free_port()?;
     let public_url = format!("http://127.0.0.1:{host_port}");
     let callback_url = format!("{public_url}/crm/{PLUGIN}/oauth/callback");
     let consumer_key = "3MVG9demoConsumerKey";
     let consumer_secret = format!("demo-secret-{:08x}", std::process::id());
+    let hub_callback_url = format!("{public_url}/crm/{}/oauth/callback", hubspot::PLUGIN);
+    let hub_secret = format!("demo-hubspot-secret-{:08x}", std::process::id());
+    let hub_check_secret = format!("demo-check-secret-{:08x}", std::process::id());
 
     eprintln!(
         "xtask: starting the Salesforce emulator (log: {})",
@@ -262,6 +271,29 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
         );
     }
 
+    eprintln!(
+        "xtask: starting the HubSpot emulator (log: {})",
+        hub_log.display()
+    );
+    let mut hub = Guard::spawn(
+        hubspot::emulator_command(&hub_ca, &hub_secret, &hub_callback_url, &hub_check_secret)
+            .stdout(Stdio::piped())
+            .stderr(log_to(&hub_log)?.1),
+    )?;
+    let hub_url = {
+        use std::io::BufRead;
+        let stdout = hub.0.stdout.take().context("no HubSpot emulator stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        line.trim().to_string()
+    };
+    if !hub_url.starts_with("https://") {
+        bail!(
+            "the HubSpot emulator printed {hub_url:?} instead of its URL; see {}",
+            hub_log.display()
+        );
+    }
+
     eprintln!("xtask: starting pbx-host (log: {})", host_log.display());
     let (out, err) = log_to(&host_log)?;
     let mut host = Guard::spawn(
@@ -273,7 +305,10 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
             .args(["--public-url", &public_url])
             .arg("--trust-ca")
             .arg(&ca)
+            .arg("--trust-ca")
+            .arg(&hub_ca)
             .args(["--grant", &format!("{PLUGIN}={emulator_url}")])
+            .args(["--grant", &format!("{}={hub_url}", hubspot::PLUGIN)])
             .env("RUST_LOG", "info")
             .stdout(out)
             .stderr(err),
@@ -292,10 +327,9 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
     let pbx = Pbx {
         data_dir: &data_dir,
     };
-    pbx.run(
-        &["plugin", "install", &plugin_path().to_string_lossy()],
-        None,
-    )?;
+    for plugin in [plugin_path(), hubspot_plugin_path()] {
+        pbx.run(&["plugin", "install", &plugin.to_string_lossy()], None)?;
+    }
     for e in EXTENSIONS {
         pbx.run(
             &[
@@ -315,31 +349,57 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
     pbx.run(
         &[
             "crm",
+            "--plugin",
+            PLUGIN,
             "settings",
             "set",
             &format!("login-url={emulator_url}"),
         ],
         None,
     )?;
+    // The emulated HubSpot's one address serves its API and its install
+    // page: set, as the login host is for Salesforce.
+    let api = Api::new(&admin_url, &token)?;
+    let (_, _, hub_url_keys) = hubspot::setting_keys(&api)?;
+    let mut set = vec![
+        "crm".to_string(),
+        "--plugin".into(),
+        hubspot::PLUGIN.into(),
+        "settings".into(),
+        "set".into(),
+    ];
+    set.extend(hub_url_keys.iter().map(|key| format!("{key}={hub_url}")));
+    pbx.run(&set.iter().map(String::as_str).collect::<Vec<_>>(), None)?;
 
     let org_users = emulator_users(&emulator_url, &ca)?;
     println!();
     print!("{}", story(&org_users));
+    println!(
+        "    and an emulated HubSpot account: the same staff as owners, {} as a contact",
+        DEMO_CALLER.2
+    );
 
     if headless {
         let result = headless_setup(&Headless {
             pbx: &pbx,
-            api: Api::new(&admin_url, &token)?,
+            api,
             ca: &ca,
             emulator_url: &emulator_url,
             consumer_key,
             consumer_secret: &consumer_secret,
+            hubspot: hubspot::Headless {
+                ca: &hub_ca,
+                url: &hub_url,
+                client_secret: &hub_secret,
+                check_secret: &hub_check_secret,
+            },
         });
         drop(host);
+        drop(hub);
         drop(emulator);
         result?;
         // The logs, written to files: plain text, and no secret in them.
-        for log in [&host_log, &emulator_log] {
+        for log in [&host_log, &emulator_log, &hub_log] {
             let text = std::fs::read_to_string(log)?;
             if text.contains('\u{1b}') {
                 bail!("{} has ANSI escape codes", log.display());
@@ -347,6 +407,7 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
             for (what, secret) in [
                 ("admin token", token.as_str()),
                 ("Consumer Secret", &consumer_secret),
+                ("HubSpot client secret", &hub_secret),
             ] {
                 if text.contains(secret) {
                     bail!("{} contains the {what}", log.display());
@@ -367,10 +428,14 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
     let ca_path = ca.display();
     println!();
     println!("  PBX portal:        {public_url}/");
+    println!("  Salesforce's page: {public_url}/crm/{PLUGIN}");
+    println!("  HubSpot's page:    {public_url}/crm/{}", hubspot::PLUGIN);
     println!(
         "  Admin token:       {token}   (also in {})",
         data_dir.join("admin-token").display()
     );
+    println!();
+    println!("  Salesforce");
     println!("  Callback URL:      {callback_url}");
     println!("  Consumer Key:      {consumer_key}");
     println!("  Consumer Secret:   {consumer_secret}");
@@ -380,8 +445,21 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
         ADMIN.0, ADMIN.1
     );
     println!();
-    println!("  The emulated Salesforce's certificate comes from a CA of its own, {ca_path}.");
-    println!("  Trust it for this demo, or your browser stops at a certificate warning:");
+    println!("  HubSpot");
+    println!("  Callback URL:      {hub_callback_url}");
+    println!("  Client ID:         {}", hubspot::CLIENT_ID);
+    println!("  Client secret:     {hub_secret}");
+    println!("  API and app base URLs: {hub_url}  (already set)");
+    println!(
+        "  HubSpot (emulated): {hub_url}  (log in as {} / {})",
+        hubspot::LOGIN.0,
+        hubspot::LOGIN.1
+    );
+    println!();
+    let hub_ca_path = hub_ca.display();
+    println!("  Each emulator's certificate comes from a CA of its own: Salesforce's {ca_path},");
+    println!("  HubSpot's {hub_ca_path}. Trust both for this demo (the steps below for each),");
+    println!("  or your browser stops at a certificate warning:");
     println!(
         "    Chromium/Chrome: Settings > Privacy and security > Security > Manage certificates"
     );
@@ -391,16 +469,25 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
     println!(
         "    or for NSS (Chromium, Firefox on Linux): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n pbx-demo -i {ca_path}"
     );
-    println!("      (remove it afterwards: certutil -d sql:$HOME/.pki/nssdb -D -n pbx-demo);");
-    println!("    or, once, open {emulator_url}/ and choose Advanced > Proceed.");
-    println!();
     println!(
-        "  Logs: {} and {}",
-        host_log.display(),
-        emulator_log.display()
+        "      and again for HubSpot: certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n pbx-demo-hubspot -i {hub_ca_path}"
+    );
+    println!(
+        "      (remove them afterwards: certutil -d sql:$HOME/.pki/nssdb -D -n pbx-demo, and -n pbx-demo-hubspot);"
+    );
+    println!(
+        "    or, once each, open {emulator_url}/ and {hub_url}/ and choose Advanced > Proceed."
     );
     println!();
-    println!("  Open the portal and log in with the admin token. Paste the Consumer Key and");
+    println!(
+        "  Logs: {}, {} and {}",
+        host_log.display(),
+        emulator_log.display(),
+        hub_log.display()
+    );
+    println!();
+    println!("  Open the portal and log in with the admin token; each CRM has its own page.");
+    println!("  On Salesforce's page, paste the Consumer Key and");
     println!(
         "  Secret, click Save, log in to Salesforce as {} / {} and click Allow.",
         ADMIN.0, ADMIN.1
@@ -411,11 +498,25 @@ pub fn run(headless: bool) -> anyhow::Result<()> {
             println!("  {user} with extension {} by hand.", e.number);
         }
     }
+    println!("  On HubSpot's page, paste the Client ID and secret, click Save, log in to HubSpot");
+    println!(
+        "  as {} / {} and connect the app; then the same: sync, Associate Automatically,",
+        hubspot::LOGIN.0,
+        hubspot::LOGIN.1
+    );
+    println!("  Save, and the same one by hand. A call then reaches both CRMs:");
+    println!(
+        "    pbx-host call simulate --from \"{}\" --extension {} --data-dir {}",
+        DEMO_CALLER.0,
+        DEMO_CALLER.1,
+        data_dir.display()
+    );
     println!("  Press Ctrl-C to stop.");
     // Until a signal (its handler stops both and exits) or a crash.
     loop {
         for (name, child, log) in [
             ("the emulator", &mut emulator, &emulator_log),
+            ("the HubSpot emulator", &mut hub, &hub_log),
             ("pbx-host", &mut host, &host_log),
         ] {
             if let Some(status) = child.0.try_wait()? {
@@ -549,6 +650,21 @@ impl Api {
         })
     }
 
+    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()?;
+        let status = resp.status();
+        let body: Value = resp.json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST /api{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
     fn get(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self
             .client
@@ -571,13 +687,22 @@ struct Headless<'a> {
     emulator_url: &'a str,
     consumer_key: &'a str,
     consumer_secret: &'a str,
+    hubspot: hubspot::Headless<'a>,
 }
 
 /// The administrator's set-up, driven over HTTP with the CLI and a
 /// cookie-keeping client in the role of the browser; then the checks of
 /// the story.
 fn headless_setup(demo: &Headless<'_>) -> anyhow::Result<()> {
-    let pbx = |args: &[&str], stdin: Option<&str>| demo.pbx.run(args, stdin);
+    // Two CRMs: `crm` commands name theirs.
+    let pbx = |args: &[&str], stdin: Option<&str>| match args.split_first() {
+        Some((&"crm", rest)) => {
+            let mut all = vec!["crm", "--plugin", PLUGIN];
+            all.extend_from_slice(rest);
+            demo.pbx.run(&all, stdin)
+        }
+        _ => demo.pbx.run(args, stdin),
+    };
     let step = |n: u32, text: &str| println!("\n== Step {n}: {text}");
 
     step(1, "the portal shows the Callback URL");
@@ -732,7 +857,12 @@ fn headless_setup(demo: &Headless<'_>) -> anyhow::Result<()> {
     }
     println!("   every extension has its Salesforce user");
 
-    step(8, "a call pops up the caller's record");
+    hubspot::headless_setup(demo.pbx, &demo.api, &demo.hubspot)?;
+
+    step(
+        8,
+        "a call pops up the caller's record, and reaches both CRMs",
+    );
     let (number, extension, name) = DEMO_CALLER;
     let before = demo.api.get("/browser-requests")?;
     let after_id = before["requests"]
@@ -777,7 +907,7 @@ fn headless_setup(demo: &Headless<'_>) -> anyhow::Result<()> {
         bail!("the pop-up {url} shows no record of {name}: {status}");
     }
     println!("   {number} rang {extension}; the pop-up opens {url}, the record of {name}");
-    Ok(())
+    hubspot::check_call_logged(&demo.api, &demo.hubspot)
 }
 
 /// Checks the proposal against the story: every extension but the ones

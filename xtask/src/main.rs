@@ -1,14 +1,16 @@
 //! `cargo xtask`: the project's whole set-up and test entry points.
 //!
-//! - `build`: the plugin and fixtures for wasm32-wasip2, the host, the emulator.
+//! - `build`: the plugins and fixtures for wasm32-wasip2, the host, the emulators.
 //! - `test`: build, install what the tests need, run every test.
 //! - `demo`: build what the demo runs, start the emulator and the host,
 //!   install the plugin, seed the story (`--headless`: drive and check it).
 //! - `bench`: the benchmarks, printing ratios measured side by side.
 //! - `fuzz`: the plugin's fuzz targets, for a given time or number of runs.
+//! - `new-plugin NAME`: a plugin crate to start from, in `plugins/NAME/`.
 
 mod demo;
 mod fuzz;
+mod new_plugin;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,9 +19,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-/// Components built for wasm32-wasip2: the product and the test fixtures.
+/// Components built for wasm32-wasip2: the products and the test fixtures.
 const WASM_PACKAGES: &[&str] = &[
     "salesforce-plugin",
+    "hubspot-plugin",
     "fixture-probe",
     "fixture-probe-v2",
     "fixture-future-api",
@@ -28,8 +31,45 @@ const WASM_PACKAGES: &[&str] = &[
 /// which a shared `cargo build` would unify back on.
 const WASM_SEPARATE: &[&str] = &["fixture-assoc-bench"];
 const WASM_TARGET: &str = "wasm32-wasip2";
-/// The product among them.
-const PLUGIN_PACKAGE: &str = "salesforce-plugin";
+
+/// A plugin the project ships: built for wasm32-wasip2 (release),
+/// pre-initialized when it exports `wizer-initialize` (the SDK world
+/// does), checked for size and reproducibility, and written to
+/// `target/plugins/{file}`.
+#[derive(Clone, Copy, Debug)]
+struct Shipped {
+    /// Its cargo package.
+    package: &'static str,
+    /// Its file name, cargo's (`-` becomes `_`).
+    file: &'static str,
+}
+
+const SALESFORCE: Shipped = Shipped {
+    package: "salesforce-plugin",
+    file: "salesforce_plugin.wasm",
+};
+const HUBSPOT: Shipped = Shipped {
+    package: "hubspot-plugin",
+    file: "hubspot_plugin.wasm",
+};
+/// The products among the wasm packages, in the order the demo installs them.
+const SHIPPED: &[Shipped] = &[SALESFORCE, HUBSPOT];
+
+impl Shipped {
+    /// As cargo builds it.
+    fn built(self) -> PathBuf {
+        target_dir()
+            .join(WASM_TARGET)
+            .join("release")
+            .join(self.file)
+    }
+
+    /// As shipped: pre-initialized (or the built bytes, for a plugin
+    /// without `wizer-initialize`).
+    fn path(self) -> PathBuf {
+        target_dir().join("plugins").join(self.file)
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -56,6 +96,20 @@ enum Task {
     Bench,
     /// cargo fmt --check and clippy -D warnings.
     Lint,
+    /// Generate a plugin crate to start from in plugins/NAME (id NAME,
+    /// crate NAME-plugin) and add it to the workspace.
+    NewPlugin {
+        /// The plugin's id: a-z, 0-9 and '-', starting with a letter.
+        name: String,
+    },
+    /// Check every shipped plugin (built first by `build`): within its
+    /// size budget, and pre-initializing it again gives the same bytes
+    /// (part of `test`).
+    CheckShipped,
+    /// Generate a skeleton into a scratch workspace, run its tests, build
+    /// it for wasm32-wasip2 and install it on a host (part of `test`; the
+    /// host is built first).
+    CheckNewPlugin,
     /// Run the plugin's fuzz targets (not part of `test`).
     Fuzz {
         /// Seconds per target (60 when neither limit is given).
@@ -79,6 +133,9 @@ fn main() -> std::process::ExitCode {
         Task::Demo { headless } => build_demo().and_then(|()| demo::run(headless)),
         Task::Bench => bench(),
         Task::Lint => lint(),
+        Task::NewPlugin { name } => new_plugin::new_plugin(&name),
+        Task::CheckNewPlugin => new_plugin::check_skeleton(),
+        Task::CheckShipped => check_shipped_plugins(),
         Task::Fuzz {
             seconds,
             runs,
@@ -194,16 +251,18 @@ fn build() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Only what the demo runs: the shipped plugin, the host, the emulator.
+/// Only what the demo runs: the shipped plugins, the host, the emulators.
 fn build_demo() -> anyhow::Result<()> {
     let started = Instant::now();
     ensure_wasm_target()?;
-    build_product(&[PLUGIN_PACKAGE])?;
+    let packages: Vec<&str> = SHIPPED.iter().map(|s| s.package).collect();
+    build_product(&packages)?;
     report_built(started);
     Ok(())
 }
 
-/// `wasm_packages` (with the plugin), the binaries, and the shipped plugin.
+/// `wasm_packages` (with the shipped plugins), the binaries, and the
+/// shipped plugins.
 fn build_product(wasm_packages: &[&str]) -> anyhow::Result<()> {
     let mut wasm = wasm_cargo();
     wasm.args(["build", "--release", "--target", WASM_TARGET]);
@@ -211,13 +270,18 @@ fn build_product(wasm_packages: &[&str]) -> anyhow::Result<()> {
         wasm.args(["-p", package]);
     }
     run(&mut wasm)?;
-    let built = built_plugin_path();
-    let plugin = std::fs::read(&built).context("the plugin was not built")?;
-    if !plugin.windows(16).any(|w| w == b"pbx-crm-manifest") {
-        bail!(
-            "{} lacks its manifest: the plugin was built without its `component` feature",
-            built.display()
-        );
+    let mut built = Vec::new();
+    for shipped in SHIPPED {
+        let path = shipped.built();
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("{} was not built ({})", shipped.package, path.display()))?;
+        if !contains(&bytes, b"pbx-crm-manifest") {
+            bail!(
+                "{} lacks its manifest: the plugin was built without its `component` feature",
+                path.display()
+            );
+        }
+        built.push((*shipped, bytes));
     }
     run(cargo().args([
         "build",
@@ -226,21 +290,61 @@ fn build_product(wasm_packages: &[&str]) -> anyhow::Result<()> {
         "-p",
         "salesforce-emulator",
         "-p",
+        "hubspot-emulator",
+        "-p",
         "plugin-preinit",
         "--bins",
     ]))?;
-    preinitialize(&plugin, &plugin_path())
+    for (shipped, bytes) in &built {
+        ship(*shipped, bytes)?;
+    }
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether a built component has the pre-initialization entry point: its
+/// name, `wizer-initialize`, is in the component (the SDK world's export
+/// names it). A component that only mentions the name elsewhere makes
+/// `plugin-preinit` fail naming the missing export, not ship unchecked.
+fn exports_wizer_initialize(built: &[u8]) -> bool {
+    contains(built, b"wizer-initialize")
 }
 
 fn report_built(started: Instant) {
-    let plugin = plugin_path();
-    let size = std::fs::metadata(&plugin).map(|m| m.len()).unwrap_or(0);
+    let sizes: Vec<String> = SHIPPED
+        .iter()
+        .map(|shipped| {
+            let path = shipped.path();
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            format!("{} ({} KiB)", path.display(), size / 1024)
+        })
+        .collect();
     eprintln!(
-        "xtask: built in {:.0} s; plugin {} ({} KiB)",
+        "xtask: built in {:.0} s; plugins {}",
         started.elapsed().as_secs_f64(),
-        plugin.display(),
-        size / 1024
+        sizes.join(", ")
     );
+}
+
+/// A shipped plugin as built: pre-initialized when it exports
+/// `wizer-initialize`, copied as it is otherwise.
+fn ship(shipped: Shipped, built: &[u8]) -> anyhow::Result<()> {
+    let out = shipped.path();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if exports_wizer_initialize(built) {
+        preinitialize(built, &shipped.built(), &out)
+    } else {
+        eprintln!(
+            "xtask: {} exports no wizer-initialize; shipped as built",
+            shipped.package
+        );
+        std::fs::write(&out, built).with_context(|| format!("cannot write {}", out.display()))
+    }
 }
 
 /// The vendor's last build step: snapshot the plugin after its
@@ -249,7 +353,7 @@ fn report_built(started: Instant) {
 /// plugin's bytes, the tool's binary) are those of the last run, recorded
 /// beside the snapshot: cargo may rewrite an unchanged plugin (the
 /// separate fixtures do), so times alone would run it again.
-fn preinitialize(built: &[u8], shipped: &Path) -> anyhow::Result<()> {
+fn preinitialize(built: &[u8], built_path: &Path, shipped: &Path) -> anyhow::Result<()> {
     let tool = bin("plugin-preinit");
     let stamp = shipped.with_extension("wasm.inputs");
     let inputs = preinit_inputs(built, &tool)?;
@@ -257,11 +361,8 @@ fn preinitialize(built: &[u8], shipped: &Path) -> anyhow::Result<()> {
         eprintln!("xtask: the pre-initialized plugin is up to date");
         return Ok(());
     }
-    if let Some(dir) = shipped.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let _ = std::fs::remove_file(&stamp);
-    run(Command::new(&tool).arg(built_plugin_path()).arg(shipped))?;
+    run(Command::new(&tool).arg(built_path).arg(shipped))?;
     std::fs::write(&stamp, inputs)?;
     Ok(())
 }
@@ -270,12 +371,19 @@ fn preinitialize(built: &[u8], shipped: &Path) -> anyhow::Result<()> {
 /// download, store and map it.
 const PLUGIN_SIZE_BUDGET: u64 = 4_000_000;
 
-/// The shipped plugin is within its size budget, and pre-initializing the
-/// built plugin again gives the same bytes (a vendor's published SHA-256
-/// can be reproduced; the tool itself also compares two runs in one
-/// process).
-fn check_shipped_plugin() -> anyhow::Result<()> {
-    let shipped = plugin_path();
+/// Every shipped plugin is within its size budget, and pre-initializing
+/// the built plugin again gives the same bytes (a vendor's published
+/// SHA-256 can be reproduced; the tool itself also compares two runs in
+/// one process).
+fn check_shipped_plugins() -> anyhow::Result<()> {
+    for shipped in SHIPPED {
+        check_shipped_plugin(*shipped)?;
+    }
+    Ok(())
+}
+
+fn check_shipped_plugin(plugin: Shipped) -> anyhow::Result<()> {
+    let shipped = plugin.path();
     let bytes =
         std::fs::read(&shipped).with_context(|| format!("cannot read {}", shipped.display()))?;
     let size = bytes.len() as u64;
@@ -286,18 +394,24 @@ fn check_shipped_plugin() -> anyhow::Result<()> {
             shipped.display()
         );
     }
-    let again = shipped.with_extension("wasm.again");
-    run(Command::new(bin("plugin-preinit"))
-        .arg(built_plugin_path())
-        .arg(&again))?;
-    let second =
-        std::fs::read(&again).with_context(|| format!("cannot read {}", again.display()))?;
-    let _ = std::fs::remove_file(&again);
+    let built = plugin.built();
+    let built_bytes =
+        std::fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+    let second = if exports_wizer_initialize(&built_bytes) {
+        let again = shipped.with_extension("wasm.again");
+        run(Command::new(bin("plugin-preinit")).arg(&built).arg(&again))?;
+        let second =
+            std::fs::read(&again).with_context(|| format!("cannot read {}", again.display()))?;
+        let _ = std::fs::remove_file(&again);
+        second
+    } else {
+        built_bytes
+    };
     if second != bytes {
         bail!(
             "pre-initializing {} again gave other bytes than {} ({} and {size} bytes): \
              the shipped plugin is not reproducible",
-            built_plugin_path().display(),
+            built.display(),
             shipped.display(),
             second.len()
         );
@@ -329,17 +443,14 @@ fn preinit_inputs(built: &[u8], tool: &Path) -> anyhow::Result<String> {
     ))
 }
 
-/// The Salesforce plugin as cargo builds it.
-fn built_plugin_path() -> PathBuf {
-    target_dir()
-        .join(WASM_TARGET)
-        .join("release")
-        .join("salesforce_plugin.wasm")
-}
-
 /// The Salesforce plugin as shipped: pre-initialized.
 fn plugin_path() -> PathBuf {
-    target_dir().join("plugins").join("salesforce_plugin.wasm")
+    SALESFORCE.path()
+}
+
+/// The HubSpot plugin as shipped: pre-initialized.
+fn hubspot_plugin_path() -> PathBuf {
+    HUBSPOT.path()
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -428,7 +539,9 @@ fn newer(a: &Path, b: &Path) -> bool {
 fn test() -> anyhow::Result<()> {
     let started = Instant::now();
     build()?;
-    check_shipped_plugin()?;
+    check_shipped_plugins()?;
+    // What `new-plugin` generates tests, builds and installs.
+    new_plugin::check_skeleton()?;
     install_test_dependencies()?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     // The demo's story, headless, on the binaries just built.

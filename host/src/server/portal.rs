@@ -6,14 +6,14 @@ use std::sync::Arc;
 use axum::Router;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Form, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::auth::{SESSION_COOKIE, session_id};
-use super::pages::{FAVICON, message_html, page};
+use super::pages::{FAVICON, escape, message_html, page};
 use super::sessions::set_cookie;
 use super::state::AppState;
 
@@ -26,6 +26,8 @@ type St = State<Arc<AppState>>;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(portal))
+        // Each CRM's own page: the portal with that plugin chosen.
+        .route("/crm/{plugin}", get(crm_page))
         .route("/login", get(login_page).post(login))
         // Logging out changes state: a POST, behind the cross-site check.
         .route("/logout", post(logout))
@@ -38,20 +40,83 @@ async fn portal(State(st): St, headers: HeaderMap) -> Response {
     page(StatusCode::OK, PORTAL.to_string())
 }
 
-async fn login_page() -> Response {
-    page(StatusCode::OK, login_html(None))
+/// `/crm/{plugin}`: the portal for one active CRM plugin, the
+/// administrator's only (as `/`); a plugin that is not active is a 404
+/// that says so and links to the portal.
+async fn crm_page(State(st): St, Path(plugin): Path<String>, headers: HeaderMap) -> Response {
+    if !st.auth.allows(&headers) {
+        // Back to this page after the login, when it can be one.
+        let page = format!("/crm/{plugin}");
+        let login = match return_to(Some(&page)) {
+            "/" => "/login".to_string(),
+            page => format!("/login?next={page}"),
+        };
+        return Redirect::to(&login).into_response();
+    }
+    if !st.runtime.plugin_ids().contains(&plugin) {
+        return page(
+            StatusCode::NOT_FOUND,
+            format!(
+                r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PBX portal: no such CRM</title>
+{FAVICON}<link rel="stylesheet" href="/assets/page.css"></head>
+<body><h1>No such CRM</h1><p id="detail">No CRM plugin {} is active on this PBX.</p>
+<p><a href="/">The portal</a> lists the active ones.</p></body></html>"#,
+                escape(&format!("{plugin:?}"))
+            ),
+        );
+    }
+    page(StatusCode::OK, PORTAL.to_string())
 }
 
-fn login_html(error: Option<&str>) -> String {
+/// Where a login returns to: a CRM's page (`/crm/{id}`, an id as
+/// manifests have them), else the portal. Nothing else, so no link can
+/// send the administrator elsewhere after logging in.
+fn return_to(next: Option<&str>) -> &str {
+    let is_crm_page = |next: &str| {
+        next.strip_prefix("/crm/").is_some_and(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && !id.starts_with('-')
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+    };
+    match next {
+        Some(next) if is_crm_page(next) => next,
+        _ => "/",
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login_page(Query(q): Query<LoginQuery>) -> Response {
+    page(
+        StatusCode::OK,
+        login_html(None, return_to(q.next.as_deref())),
+    )
+}
+
+fn login_html(error: Option<&str>, next: &str) -> String {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", message_html(e)))
         .unwrap_or_default();
+    let next = match next {
+        "/" => String::new(),
+        next => format!(
+            "<input type=\"hidden\" name=\"next\" value=\"{}\">",
+            escape(next)
+        ),
+    };
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PBX portal: log in</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
 {FAVICON}<link rel="stylesheet" href="/assets/page.css">
 </head><body><h1>PBX portal</h1>{error}
-<form method="post" action="/login"><label for="token">Admin token</label>
+<form method="post" action="/login">{next}<label for="token">Admin token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required>
 <p><small>It is in the host's data directory, in the file <code>admin-token</code>.</small></p>
 <button id="login" type="submit">Log in</button></form></body></html>"#
@@ -61,6 +126,8 @@ fn login_html(error: Option<&str>) -> String {
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    /// Where to go after it (`return_to` checks it).
+    next: Option<String>,
 }
 
 /// Failed admin logins are counted per client address; past the limit every
@@ -73,12 +140,16 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let keys = [format!("admin-ip:{}", peer.ip())];
+    let next = return_to(form.next.as_deref());
     if let Some(wait) = st.auth.limiter.blocked(&keys) {
         return page(
             StatusCode::TOO_MANY_REQUESTS,
-            login_html(Some(&format!(
-                "Too many failed logins; try again in {wait} seconds."
-            ))),
+            login_html(
+                Some(&format!(
+                    "Too many failed logins; try again in {wait} seconds."
+                )),
+                next,
+            ),
         );
     }
     if !st.auth.token_matches(form.token.trim()) {
@@ -86,9 +157,10 @@ async fn login(
         tracing::warn!(client = %peer.ip(), "portal login refused: wrong admin token");
         return page(
             StatusCode::UNAUTHORIZED,
-            login_html(Some(
-                "That is not the admin token; copy it from DATA_DIR/admin-token.",
-            )),
+            login_html(
+                Some("That is not the admin token; copy it from DATA_DIR/admin-token."),
+                next,
+            ),
         );
     }
     let session = st.auth.new_session();
@@ -98,7 +170,7 @@ async fn login(
             header::SET_COOKIE,
             set_cookie(SESSION_COOKIE, &session, secure, "Strict", None),
         )],
-        Redirect::to("/"),
+        Redirect::to(next),
     )
         .into_response()
 }
@@ -159,7 +231,7 @@ mod tests {
     #[test]
     fn the_pages_have_no_inline_script_or_style() {
         assert_nothing_inline("portal.html", PORTAL);
-        assert_nothing_inline("login", &login_html(Some("<b>wrong</b>")));
+        assert_nothing_inline("login", &login_html(Some("<b>wrong</b>"), "/crm/hubspot"));
         assert_nothing_inline("agent.html", include_str!("assets/agent.html"));
         assert!(PORTAL.contains(r#"<script src="/assets/portal.js" defer></script>"#));
         assert!(PORTAL.contains(r#"href="/assets/portal.css""#));
@@ -170,7 +242,7 @@ mod tests {
     #[test]
     fn the_pages_show_no_backtick_and_link_the_icon() {
         let agent = include_str!("assets/agent.html");
-        let login = login_html(Some("run `pbx-host status`"));
+        let login = login_html(Some("run `pbx-host status`"), "/");
         for (name, html) in [
             ("portal.html", PORTAL),
             ("agent.html", agent),
@@ -180,5 +252,28 @@ mod tests {
             assert!(html.contains("/assets/favicon.svg"), "{name} has no icon");
             assert!(html.contains("<title>"), "{name} has no title");
         }
+    }
+
+    #[test]
+    fn a_login_returns_only_to_a_crm_page_or_the_portal() {
+        for page in ["/crm/salesforce", "/crm/hubspot", "/crm/acme-2"] {
+            assert_eq!(return_to(Some(page)), page);
+        }
+        for other in [
+            None,
+            Some(""),
+            Some("/"),
+            Some("/crm/"),
+            Some("/crm/-x"),
+            Some("/crm/Hub"),
+            Some("/crm/hubspot/oauth/callback"),
+            Some("/crm/a?b"),
+            Some("//evil.example/crm/x"),
+            Some("https://evil.example/crm/x"),
+            Some("/api/plugins"),
+        ] {
+            assert_eq!(return_to(other), "/", "{other:?}");
+        }
+        assert_eq!(return_to(Some(&format!("/crm/{}", "a".repeat(65)))), "/");
     }
 }

@@ -256,6 +256,7 @@ impl CountingServer {
 }
 
 pub mod browser;
+pub mod hubspot;
 pub mod org;
 
 /// Every file below `dir`, recursively (for "no secret in the data directory").

@@ -211,9 +211,7 @@ impl World {
 
     /// Let the browser follow the redirect to the PBX's callback: the page.
     pub async fn callback(&self, location: &str) -> (u16, String) {
-        let response = reqwest::get(location).await.expect("the callback answers");
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap_or_default())
+        follow_callback(location).await
     }
 
     /// Configure, authorize, allow and follow the callback: connected.
@@ -233,26 +231,7 @@ impl World {
 
     /// Run a user sync to its end through the host's job; the final job.
     pub async fn sync_users(&self) -> Value {
-        let mut job = self
-            .api
-            .post("/crm/salesforce/users/sync", &json!({}))
-            .await
-            .expect("the sync starts");
-        // The job runs in the background; poll it like the portal does.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while job["running"].as_bool() == Some(true) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the sync never ended: {job}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            job = self
-                .api
-                .get("/crm/salesforce/users/sync")
-                .await
-                .expect("sync progress");
-        }
-        job
+        sync_job(&self.api, "salesforce").await
     }
 
     /// The integration's status.
@@ -288,6 +267,32 @@ impl World {
             .filter(|k| k != "calls/pruned-at")
             .collect()
     }
+}
+
+/// The administrator's browser following a CRM's redirect to the PBX's
+/// callback: (HTTP status, the page).
+pub async fn follow_callback(location: &str) -> (u16, String) {
+    let response = reqwest::get(location).await.expect("the callback answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Run a user sync of `plugin` to its end through the host's job; the
+/// final job.
+pub async fn sync_job(api: &AdminClient, plugin: &str) -> Value {
+    let path = format!("/crm/{plugin}/users/sync");
+    let mut job = api.post(&path, &json!({})).await.expect("the sync starts");
+    // The job runs in the background; poll it like the portal does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while job["running"].as_bool() == Some(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never ended: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        job = api.get(&path).await.expect("sync progress");
+    }
+    job
 }
 
 /// Where the administrator's browser ended up.

@@ -3,9 +3,11 @@
 //! stdin), authorization, a token refresh, user sync, extensions and
 //! associations, an agent's password (set through the CLI) and their
 //! sign-in, calls with pop-ups and their call logs, the dead-letter list,
-//! the signed-in sessions, then a disconnect. The consumer secret, the
-//! agent's password and every access and refresh token the org issued
-//! (from the emulator's control API) are then searched for in:
+//! the signed-in sessions, then a disconnect; then the HubSpot plugin
+//! beside it (its client secret through the CLI on stdin, its install
+//! page, its owners, its pages). The consumer secret, the HubSpot client
+//! secret, the agent's password and every access and refresh token the
+//! org issued (from the emulator's control API) are then searched for in:
 //!
 //! - the host's logs (this process's, at TRACE),
 //! - every API answer, portal and agent page fetched during the run,
@@ -21,6 +23,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use e2e_tests::Options;
+use e2e_tests::hubspot::{self, Hub};
 use e2e_tests::org::{
     CONSUMER_KEY, CONSUMER_SECRET, Consent, Setup, World, add_extension, drain, send_call,
 };
@@ -124,7 +128,14 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
         .with_writer(move || sink.clone())
         .init();
 
-    let world = World::start(Setup::default()).await;
+    // The HubSpot account's grant and CA from the start; its plugin is
+    // installed after the Salesforce run (whose CLI names no plugin).
+    let hub = Hub::start().await;
+    let world = World::start(Setup {
+        host: hub.options(Options::default()),
+        ..Setup::default()
+    })
+    .await;
     let mut scan = Scan::default();
     scan.add_secret("consumer secret", CONSUMER_SECRET);
 
@@ -310,6 +321,78 @@ async fn no_secret_or_token_is_in_logs_pages_api_answers_cli_output_or_files() {
         "POST /api/crm/salesforce/disconnect",
         disconnected.to_string(),
     );
+
+    // HubSpot beside it: the secret on stdin, the install page, the owners.
+    hub.install_on(&world.host, &world.api).await;
+    scan.add_secret("HubSpot client secret", hubspot::CLIENT_SECRET);
+    let hub_url = hub.emulator.base_url();
+    let crm = |rest: &[&'static str]| [&["crm", "--plugin", hubspot::PLUGIN][..], rest].concat();
+    scan.cli(
+        &world,
+        &[
+            "crm",
+            "--plugin",
+            hubspot::PLUGIN,
+            "settings",
+            "set",
+            &format!("api-base-url={hub_url}"),
+            &format!("app-base-url={hub_url}"),
+        ],
+        "",
+    );
+    scan.cli(
+        &world,
+        &crm(&[
+            "configure",
+            "--client-id",
+            hubspot::CLIENT_ID,
+            "--client-secret-stdin",
+        ]),
+        &format!("{}\n", hubspot::CLIENT_SECRET),
+    );
+    let url = scan.cli(&world, &crm(&["authorize", "--no-browser"]), "");
+    let Consent::Redirect(location) = hub
+        .install_page(url.trim(), hubspot::ADMIN_EMAIL, hubspot::ADMIN_PASSWORD)
+        .await
+    else {
+        panic!("HubSpot did not redirect after the install");
+    };
+    let (status, callback_page) = e2e_tests::org::follow_callback(&location).await;
+    assert_eq!(status, 200, "{callback_page}");
+    scan.saw("the HubSpot OAuth callback page", callback_page);
+    scan.cli(&world, &crm(&["users", "sync"]), "");
+    for args in [
+        crm(&["status", "--json"]),
+        crm(&["settings", "list", "--json"]),
+        crm(&["users", "list", "--json"]),
+    ] {
+        scan.cli(&world, &args, "");
+    }
+    for path in [
+        "/crm/hubspot/status",
+        "/crm/hubspot/settings",
+        "/crm/hubspot/describe",
+        "/crm/hubspot/users",
+    ] {
+        scan.get(&world, path).await;
+    }
+    for path in ["/crm/hubspot", "/crm/salesforce"] {
+        let text = portal
+            .get(page(path))
+            .send()
+            .await
+            .expect(path)
+            .text()
+            .await
+            .unwrap_or_default();
+        scan.saw(format!("GET {path}"), text);
+    }
+    let disconnected = world
+        .api
+        .post("/crm/hubspot/disconnect", &json!({}))
+        .await
+        .expect("disconnect");
+    scan.saw("POST /api/crm/hubspot/disconnect", disconnected.to_string());
 
     let logs =
         String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();

@@ -28,6 +28,23 @@ struct Args {
     /// Serve plain HTTP instead of HTTPS.
     #[arg(long)]
     insecure_http: bool,
+    /// An owner who cannot log in here: EMAIL:FIRST:LAST (repeatable).
+    #[arg(long = "owner")]
+    owners: Vec<String>,
+    /// A contact: FIRST:LAST:PHONE (repeatable; the phone as stored).
+    #[arg(long = "contact")]
+    contacts: Vec<String>,
+}
+
+/// `A:B:C`, each part non-empty.
+fn three_parts<'a>(spec: &'a str, flag: &str, shape: &str) -> anyhow::Result<[&'a str; 3]> {
+    let mut parts = spec.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(c)) if !a.is_empty() && !b.is_empty() && !c.is_empty() => {
+            Ok([a, b, c])
+        }
+        _ => anyhow::bail!("--{flag} expects {shape}, got {spec:?}"),
+    }
 }
 
 fn parse_app(spec: &str) -> anyhow::Result<App> {
@@ -49,6 +66,16 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|a| parse_app(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let owners = args
+        .owners
+        .iter()
+        .map(|o| three_parts(o, "owner", "EMAIL:FIRST:LAST"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let contacts = args
+        .contacts
+        .iter()
+        .map(|c| three_parts(c, "contact", "FIRST:LAST:PHONE"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let config = EmulatorConfig {
         listen: args.listen,
         tls: !args.insecure_http,
@@ -62,6 +89,15 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let emu = Emulator::start(config).await?;
+        for [email, first, last] in owners {
+            emu.add_owner(email, first, last);
+        }
+        for [first, last, phone] in contacts {
+            emu.insert(
+                "contacts",
+                &[("firstname", first), ("lastname", last), ("phone", phone)],
+            )?;
+        }
         emulator_kit::cli::announce(
             &emu.base_url(),
             &emu.ca_cert_pem(),

@@ -6,10 +6,13 @@
 // Content-Security-Policy: no inline script or style anywhere, text from
 // the API always goes in as text.
 "use strict";
-// The CRM plugin this page configures: ?plugin=ID, else the first active
-// one (a picker appears when there are several). Its wording comes from
-// the plugin's own description.
-let PLUGIN = new URLSearchParams(location.search).get("plugin");
+// The CRM plugin this page configures: each CRM has its own page,
+// /crm/ID (the host serves this portal there for an active plugin), and
+// ?plugin=ID names one too; at / it is the first active one. The list of
+// CRMs, from the active plugins by their manifest's name, links to each
+// page. Its wording comes from the plugin's own description.
+const CRM_PAGE = location.pathname.match(/^\/crm\/([^/]+)\/?$/);
+let PLUGIN = CRM_PAGE ? decodeURIComponent(CRM_PAGE[1]) : new URLSearchParams(location.search).get("plugin");
 let CRM = "the CRM";
 const el = (id) => document.getElementById(id);
 const crmPath = (rest) => `/crm/${encodeURIComponent(PLUGIN)}${rest}`;
@@ -205,19 +208,20 @@ setInterval(async () => {
 }, 5000);
 
 async function choosePlugin() {
-  const active = (await api("GET", "/plugins")).plugins.filter((p) => p.active).map((p) => p.id);
-  if (!PLUGIN) PLUGIN = active[0] || null;
-  const picker = el("crm-plugin");
-  picker.replaceChildren(...active.map((id) => { const o = document.createElement("option"); o.value = id; text(o, id); return o; }));
-  picker.value = PLUGIN || "";
+  const active = (await api("GET", "/plugins")).plugins.filter((p) => p.active)
+    .map((p) => ({ id: p.id, name: (p.manifest && p.manifest.name) || p.id }));
+  if (!PLUGIN) PLUGIN = active.length ? active[0].id : null;
+  const list = el("crm-plugins");
+  list.replaceChildren(...active.map((p) => {
+    const link = document.createElement("a");
+    link.href = `/crm/${encodeURIComponent(p.id)}`;
+    link.dataset.plugin = p.id;
+    text(link, p.name);
+    if (p.id === PLUGIN) link.setAttribute("aria-current", "page");
+    return link;
+  }));
   el("crm-plugin-line").hidden = active.length < 2;
 }
-
-el("crm-plugin").addEventListener("change", async (event) => {
-  PLUGIN = event.target.value;
-  await loadCrm();
-  await loadUsers();
-});
 
 function showUnavailable(message) {
   STATE = null;
