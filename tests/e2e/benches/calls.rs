@@ -1,6 +1,8 @@
-//! Call events per second through the host and the Salesforce plugin, with
-//! 64 calls in flight over loopback against the emulated org (ringing,
-//! answered and ended per call), and the host+plugin overhead per event.
+//! Call events per second through the host and each CRM plugin, with 64
+//! calls in flight over loopback against its emulated CRM (ringing,
+//! answered and ended per call), and the host+plugin overhead per event:
+//! Salesforce (Tasks) and HubSpot (Call engagements, with the emulated
+//! rate limits lifted), one after the other in one run, then side by side.
 //!
 //! How the overhead is measured: every answer of `POST /api/calls/events`
 //! reports, per plugin, the whole plugin call (`call_us`: instance, guest
@@ -21,6 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e_tests::hubspot;
 use e2e_tests::org::{Setup, call_event, calls_world, drain};
 use serde_json::{Map, Value, json};
 
@@ -48,15 +51,91 @@ struct Samples {
     failures: Vec<String>,
 }
 
+/// One CRM's figures, for the side-by-side table.
+struct Figures {
+    crm: &'static str,
+    per_sec: f64,
+    busy_p50: f64,
+    busy_p99: f64,
+    single_p50: f64,
+    logs: usize,
+    failures: usize,
+}
+
+/// One CRM's host, for a measurement.
+struct Target<'a> {
+    crm: &'static str,
+    /// What the CRM calls a logged call ("Tasks", "Calls").
+    logs_are: &'static str,
+    host: &'a pbx_host::server::RunningHost,
+    api: &'a pbx_host::cli::AdminClient,
+    /// The calls logged in the CRM so far.
+    logs: Box<dyn Fn() -> usize + 'a>,
+}
+
 async fn bench() {
-    let world = calls_world(Setup::default()).await;
-    let contact: Map<String, Value> = json!({"LastName": "Bench", "Phone": "+1 (212) 555-0199"})
-        .as_object()
-        .cloned()
-        .expect("object");
-    world.org.insert("Contact", contact).expect("contact");
-    let url = Arc::new(format!("{}/api/calls/events", world.host.url()));
-    let token = Arc::new(world.host.admin_token.clone());
+    let salesforce = {
+        let world = calls_world(Setup::default()).await;
+        let contact: Map<String, Value> =
+            json!({"LastName": "Bench", "Phone": "+1 (212) 555-0199"})
+                .as_object()
+                .cloned()
+                .expect("object");
+        world.org.insert("Contact", contact).expect("contact");
+        measure(Target {
+            crm: "Salesforce",
+            logs_are: "Tasks",
+            host: &world.host,
+            api: &world.api,
+            logs: Box::new(|| world.org.tasks().len()),
+        })
+        .await
+    };
+    let hubspot = {
+        let world = hubspot::calls_world("+12125550199").await;
+        measure(Target {
+            crm: "HubSpot",
+            logs_are: "Calls",
+            host: &world.host,
+            api: &world.api,
+            logs: Box::new(|| world.hub.emulator.calls().len()),
+        })
+        .await
+    };
+    println!("calls: side by side, the same load and the same host");
+    println!(
+        "calls: {:<10} {:>10} {:>16} {:>16} {:>22} {:>6} {:>9}",
+        "CRM",
+        "events/s",
+        "CPU/event p50",
+        "CPU/event p99",
+        "uncontended p50 wall",
+        "logs",
+        "not taken"
+    );
+    for f in [&salesforce, &hubspot] {
+        println!(
+            "calls: {:<10} {:>10.0} {:>13.3} ms {:>13.3} ms {:>19.3} ms {:>6} {:>9}",
+            f.crm, f.per_sec, f.busy_p50, f.busy_p99, f.single_p50, f.logs, f.failures
+        );
+    }
+    println!(
+        "calls: HubSpot / Salesforce: events/s {:.2}, CPU per event p99 {:.2}",
+        hubspot.per_sec / salesforce.per_sec,
+        hubspot.busy_p99 / salesforce.busy_p99
+    );
+}
+
+async fn measure(target: Target<'_>) -> Figures {
+    let Target {
+        crm,
+        logs_are,
+        host,
+        api,
+        logs,
+    } = target;
+    let url = Arc::new(format!("{}/api/calls/events", host.url()));
+    let token = Arc::new(host.admin_token.clone());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(IN_FLIGHT)
         .build()
@@ -64,79 +143,87 @@ async fn bench() {
 
     // Warm-up: compile caches, connections, the plugin's token.
     run(&client, &url, &token, "warm", IN_FLIGHT, 1).await;
-    drain(&world.api, Duration::from_secs(60)).await;
+    drain(api, Duration::from_secs(60)).await;
 
     let instances = |host: Value| host["runtime"]["instantiations"].as_u64().unwrap_or(0);
-    let instances_before = instances(world.api.get("/host").await.expect("host"));
-    let tasks_before = world.org.tasks().len();
+    let instances_before = instances(api.get("/host").await.expect("host"));
+    let logs_before = logs();
     let started = Instant::now();
     let samples = run(&client, &url, &token, "bench", IN_FLIGHT, CALLS_PER_WORKER).await;
     let elapsed = started.elapsed();
     let events = IN_FLIGHT * CALLS_PER_WORKER * 3;
     let per_sec = events as f64 / elapsed.as_secs_f64();
-    drain(&world.api, Duration::from_secs(120)).await;
+    drain(api, Duration::from_secs(120)).await;
     let delivered = started.elapsed();
-    let new_instances = instances(world.api.get("/host").await.expect("host")) - instances_before;
-    let tasks = world.org.tasks().len() - tasks_before;
+    let new_instances = instances(api.get("/host").await.expect("host")) - instances_before;
+    let logged = logs() - logs_before;
 
-    let p = |v: &[u64], q: f64| -> f64 {
-        let mut v = v.to_vec();
-        v.sort_unstable();
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let at = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
-        v[at] as f64 / 1000.0
-    };
-    let busy_p50 = p(&samples.busy_us, 0.50);
-    let busy_p99 = p(&samples.busy_us, 0.99);
+    let busy_p50 = percentile(&samples.busy_us, 0.50);
+    let busy_p99 = percentile(&samples.busy_us, 0.99);
     println!(
-        "calls: {IN_FLIGHT} calls in flight, {events} events ({} calls) in {:.2} s",
+        "calls: {crm}: {IN_FLIGHT} calls in flight, {events} events ({} calls) in {:.2} s",
         IN_FLIGHT * CALLS_PER_WORKER,
         elapsed.as_secs_f64()
     );
     println!(
-        "calls: {per_sec:.0} events/s (target >= {TARGET_EVENTS_PER_SEC:.0}) {}",
+        "calls: {crm}: {per_sec:.0} events/s (target >= {TARGET_EVENTS_PER_SEC:.0}) {}",
         verdict(per_sec >= TARGET_EVENTS_PER_SEC)
     );
     println!(
-        "calls: host+plugin overhead per event (CPU time of the call) p50 {busy_p50:.3} ms, p99 {busy_p99:.3} ms (target p99 <= {TARGET_P99_OVERHEAD_MS} ms) {}",
+        "calls: {crm}: host+plugin overhead per event (CPU time of the call) p50 {busy_p50:.3} ms, p99 {busy_p99:.3} ms (target p99 <= {TARGET_P99_OVERHEAD_MS} ms) {}",
         verdict(busy_p99 <= TARGET_P99_OVERHEAD_MS)
     );
     println!(
-        "calls: wall time of the call minus the org's under load p50 {:.3} ms, p99 {:.3} ms (queueing for 2 cores included)",
-        p(&samples.overhead_us, 0.50),
-        p(&samples.overhead_us, 0.99)
+        "calls: {crm}: wall time of the call minus the CRM's under load p50 {:.3} ms, p99 {:.3} ms (queueing for 2 cores included)",
+        percentile(&samples.overhead_us, 0.50),
+        percentile(&samples.overhead_us, 0.99)
     );
     println!(
-        "calls: client latency p50 {:.2} ms, p99 {:.2} ms (with queueing of {IN_FLIGHT} requests); {} org requests made inside event calls",
-        p(&samples.client_us, 0.50),
-        p(&samples.client_us, 0.99),
+        "calls: {crm}: client latency p50 {:.2} ms, p99 {:.2} ms (with queueing of {IN_FLIGHT} requests); {} CRM requests made inside event calls",
+        percentile(&samples.client_us, 0.50),
+        percentile(&samples.client_us, 0.99),
         samples.http_fetches
     );
     println!(
-        "calls: {tasks} Tasks logged, all delivered {:.2} s after the first event; {new_instances} plugin instances created meanwhile (the rest reused warm ones)",
+        "calls: {crm}: {logged} {logs_are} logged, all delivered {:.2} s after the first event; {new_instances} plugin instances created meanwhile (the rest reused warm ones)",
         delivered.as_secs_f64()
     );
     // Uncontended: one call at a time, wall clock.
     let single = run(&client, &url, &token, "single", 1, UNCONTENDED_CALLS).await;
-    drain(&world.api, Duration::from_secs(60)).await;
+    drain(api, Duration::from_secs(60)).await;
+    let single_p50 = percentile(&single.overhead_us, 0.50);
     println!(
-        "calls: uncontended (1 in flight, {} events) wall time of the call minus the org's p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms; CPU time p99 {:.3} ms",
+        "calls: {crm}: uncontended (1 in flight, {} events) wall time of the call minus the CRM's p50 {single_p50:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms; CPU time p99 {:.3} ms",
         single.overhead_us.len(),
-        p(&single.overhead_us, 0.50),
-        p(&single.overhead_us, 0.90),
-        p(&single.overhead_us, 0.99),
-        p(&single.overhead_us, 1.0),
-        p(&single.busy_us, 0.99)
+        percentile(&single.overhead_us, 0.90),
+        percentile(&single.overhead_us, 0.99),
+        percentile(&single.overhead_us, 1.0),
+        percentile(&single.busy_us, 0.99)
     );
-    if !samples.failures.is_empty() {
-        println!(
-            "calls: {} events not taken, e.g. {}",
-            samples.failures.len(),
-            samples.failures[0]
-        );
+    let failures = samples.failures.len() + single.failures.len();
+    if let Some(first) = samples.failures.first().or(single.failures.first()) {
+        println!("calls: {crm}: {failures} events not taken, e.g. {first}");
     }
+    Figures {
+        crm,
+        per_sec,
+        busy_p50,
+        busy_p99,
+        single_p50,
+        logs: logged,
+        failures,
+    }
+}
+
+/// The `q` quantile of microseconds, in milliseconds.
+fn percentile(v: &[u64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let at = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+    v[at] as f64 / 1000.0
 }
 
 fn verdict(ok: bool) -> &'static str {

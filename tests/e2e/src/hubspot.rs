@@ -298,3 +298,41 @@ impl HubSpotWorld {
 pub fn callback_url(host: &RunningHost) -> String {
     format!("{}/crm/{PLUGIN}/oauth/callback", host.url())
 }
+
+/// A connected account ready for call load (the calls bench): extension
+/// 1001 associated with the administrator's owner, a contact with the
+/// number `caller`, and HubSpot's request limits lifted, so the figures
+/// are the host's and the plugin's, not the emulated rate limit's.
+pub async fn calls_world(caller: &str) -> HubSpotWorld {
+    let world = HubSpotWorld::start(Options::default()).await;
+    world.hub.emulator.set_rate_limit(u32::MAX);
+    world.hub.emulator.set_search_rate_limit(None);
+    world.hub.connect(&world.api).await;
+    world
+        .api
+        .post(
+            "/extensions",
+            &json!({"number": "1001", "name": "Ext 1001", "email": ADMIN_EMAIL}),
+        )
+        .await
+        .expect("extension saved");
+    let job = world.hub.sync_users(&world.api).await;
+    assert_eq!(job["ok"], true, "{job}");
+    world
+        .hub
+        .associate(&world.api, &[(ADMIN_EMAIL, "1001")])
+        .await;
+    world
+        .hub
+        .emulator
+        .insert(
+            "contacts",
+            &[
+                ("firstname", "Bench"),
+                ("lastname", "Caller"),
+                ("phone", caller),
+            ],
+        )
+        .expect("contact");
+    world
+}
