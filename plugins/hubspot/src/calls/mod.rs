@@ -12,6 +12,7 @@ use crate::associations::associations;
 use crate::bindings::exports::pbx::crm::calls::{
     CallEvent, Caller, Direction, EventAction, EventOutcome, Phase,
 };
+use crate::bindings::pbx::crm::log::Level;
 use crate::bindings::pbx::crm::open_browser::{Audience, Caption, Detail};
 use crate::bindings::pbx::crm::types::CrmRecord;
 use crate::connection::Connector;
@@ -126,7 +127,17 @@ impl<'h, H: Host> Calls<'h, H> {
                             .to_string(),
                     })]);
                 }
-                Ok(vec![self.popup(e)?])
+                // Best effort, as for Salesforce: a pop-up the PBX could
+                // not show (its page limits, a CRM outage) is logged and
+                // reported as skipped; the call event itself stands, so
+                // the PBX does not retry it and the journal is unaffected.
+                Ok(vec![self.popup(e).unwrap_or_else(|err| {
+                    self.host.log(
+                        Level::Warn,
+                        &format!("no pop-up for call {}: {err}", crate::cut(&e.call_id, 64)),
+                    );
+                    skipped(format!("no pop-up: {err}"))
+                })])
             }
         }
     }

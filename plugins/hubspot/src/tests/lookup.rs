@@ -198,3 +198,31 @@ fn no_popup_for_an_unassociated_extension() {
             .all(|(_, who)| who == "administrator")
     );
 }
+
+#[test]
+fn a_popup_the_pbx_refuses_is_skipped_and_the_call_is_still_logged() {
+    let (host, hs) = with_agent();
+    hs.add(
+        "contacts",
+        &[("firstname", "Ada"), ("phone", "+14155550100")],
+    );
+    host.fail_browser();
+    let plugin = Plugin::new(host);
+    let done = plugin.on_call_event(&event("c4", Phase::Ringing, "4155550100"));
+    let first = done.ok().and_then(|d| d.into_iter().next());
+    assert_eq!(
+        first.as_ref().map(|o| o.action),
+        Some(EventAction::Skipped),
+        "{first:?}"
+    );
+    assert!(
+        first.is_some_and(|o| o.detail.starts_with("no pop-up: ")),
+        "the outcome says why"
+    );
+    assert!(
+        plugin
+            .on_call_event(&event("c4", Phase::Ended, "4155550100"))
+            .is_ok()
+    );
+    assert_eq!(hs.records("calls").len(), 1);
+}
