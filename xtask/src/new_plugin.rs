@@ -171,23 +171,30 @@ pub fn check_skeleton() -> anyhow::Result<()> {
     generate(&scratch, NAME)?;
     let manifest = scratch.join("Cargo.toml");
     let package = format!("{NAME}-plugin");
-    // As generated, it is formatted and lint-clean.
+    // The scratch workspace builds into the real target directory: the
+    // wasm lands where it is looked for below, and the dependencies
+    // already built there are reused. As generated, it is formatted and
+    // lint-clean.
     run(cargo()
+        .env("CARGO_TARGET_DIR", target_dir())
         .arg("fmt")
         .arg("--manifest-path")
         .arg(&manifest)
         .args(["-p", &package, "--", "--check"]))?;
     run(cargo()
+        .env("CARGO_TARGET_DIR", target_dir())
         .arg("clippy")
         .arg("--manifest-path")
         .arg(&manifest)
         .args(["-p", &package, "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo()
+        .env("CARGO_TARGET_DIR", target_dir())
         .arg("test")
         .arg("--manifest-path")
         .arg(&manifest)
         .args(["-p", &package]))?;
     run(wasm_cargo()
+        .env("CARGO_TARGET_DIR", target_dir())
         .args(["build", "--release", "--target", WASM_TARGET])
         .arg("--manifest-path")
         .arg(&manifest)
