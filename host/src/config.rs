@@ -12,7 +12,7 @@ use crate::journal::JournalLimits;
 use crate::outbound::{self, HostPattern};
 use crate::runtime::Limits;
 use crate::runtime::signature::Trust;
-use crate::store::Quota;
+use crate::store::{Quota, RedisTarget, Store, StoreError};
 
 /// The config file's keys (all optional; flags win).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,6 +20,9 @@ use crate::store::Quota;
 pub struct FileConfig {
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// Where the store is: `redb` (default, `DATA_DIR/store.redb`) or a
+    /// Redis URL shared by replicas.
+    pub store: Option<String>,
     /// Listen address of the portal, admin API and callback.
     pub listen: Option<SocketAddr>,
     /// The PBX's public URL (its FQDN).
@@ -93,6 +96,8 @@ pub struct ConfigError(pub String);
 pub struct HostConfig {
     /// Data directory (store, plugins, cache, key, admin file).
     pub data_dir: PathBuf,
+    /// Where the store keeps its namespaces.
+    pub store: StoreLocation,
     /// Listen address.
     pub listen: SocketAddr,
     /// The PBX's public URL: the Homepage URL until the administrator sets
@@ -129,6 +134,38 @@ pub struct HostConfig {
     pub journal_limits: JournalLimits,
 }
 
+/// Where the store is (`serve --store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// One embedded redb file in the data directory: the default, nothing
+    /// else to run.
+    Embedded,
+    /// Redis, one node or a cluster, shared by the replicas on it.
+    Redis(RedisTarget),
+}
+
+impl StoreLocation {
+    /// `redb` (or nothing) is the embedded store; anything else must be a
+    /// Redis URL.
+    pub fn parse(text: Option<&str>) -> Result<StoreLocation, ConfigError> {
+        match text.map(str::trim) {
+            None | Some("") | Some("redb") => Ok(StoreLocation::Embedded),
+            Some(url) => RedisTarget::parse(url)
+                .map(StoreLocation::Redis)
+                .map_err(|e| ConfigError(format!("store: {e}, or redb for the embedded store"))),
+        }
+    }
+
+    /// Opens the store in `data_dir` (redb) or on Redis, with the host
+    /// key of `data_dir`.
+    pub fn open(&self, data_dir: &Path) -> Result<Store, StoreError> {
+        match self {
+            StoreLocation::Embedded => Store::open(data_dir),
+            StoreLocation::Redis(target) => Store::open_redis(target, data_dir),
+        }
+    }
+}
+
 /// The certificate and key files of `serve --tls-cert --tls-key` (read at
 /// start by `server::listener`).
 #[derive(Debug, Clone)]
@@ -143,6 +180,7 @@ impl HostConfig {
     /// Validate `file` (with flags already merged into it).
     pub fn from_file(file: FileConfig) -> Result<HostConfig, ConfigError> {
         let journal_limits = journal_limits(&file)?;
+        let store = StoreLocation::parse(file.store.as_deref())?;
         let data_dir = file
             .data_dir
             .ok_or_else(|| ConfigError("--data-dir is required".into()))?;
@@ -248,6 +286,7 @@ impl HostConfig {
             journal_interval,
             journal_limits,
             data_dir,
+            store,
             listen,
             public_url,
             public_url_given,

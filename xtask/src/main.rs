@@ -458,10 +458,14 @@ fn bin(name: &str) -> PathBuf {
 }
 
 /// Debian packages the tests need: Chromium and its WebDriver for the portal
-/// tests. Installed only when missing, without prompting.
+/// tests, Redis for the shared store's tests (each test starts its own
+/// server on a free loopback port). Installed only when missing, without
+/// prompting.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
+    ("redis-server", "/usr/bin/redis-server"),
+    ("redis-tools", "/usr/bin/redis-cli"),
 ];
 
 fn install_debian_packages() -> anyhow::Result<()> {

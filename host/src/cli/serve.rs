@@ -17,6 +17,13 @@ pub struct ServeArgs {
     /// Data directory: store, plugins, cache, keys.
     #[arg(long, env = "PBX_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the store is: redb (default: DATA_DIR/store.redb), or Redis
+    /// shared by replicas: redis://[:PASSWORD@]HOST:PORT, rediss:// for
+    /// TLS, redis+cluster://HOST:PORT,HOST:PORT for a Redis Cluster. Every
+    /// replica needs a copy of the same DATA_DIR/host.key. Prefer the
+    /// environment variable for a URL with a password.
+    #[arg(long, env = "PBX_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Listen address of the portal, admin API and callback.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -105,6 +112,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Flags win over the file.
     file.data_dir = args.data_dir.or(file.data_dir);
+    file.store = args.store.or(file.store);
     file.listen = args.listen.or(file.listen);
     file.public_url = args.public_url.or(file.public_url);
     file.trust_ca.extend(args.trust_ca);

@@ -608,7 +608,7 @@ async fn recent_calls(
     require(&st, &headers, &extension)?;
     let dispositions = Dispositions::new(&st.store)
         .list()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+        .map_err(|e| ApiError::store(e.to_string()))?;
     Ok(Json(json!({
         "calls": st.recent_calls.list(&extension),
         "dispositions": dispositions,
@@ -743,7 +743,7 @@ async fn save_work(
     }
     let list = Dispositions::new(&st.store)
         .list()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()))?;
+        .map_err(|e| ApiError::store(e.to_string()))?;
     let work = check_work(body, &list)?;
     let plugins = st.runtime.plugin_ids();
     if plugins.is_empty() {

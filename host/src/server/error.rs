@@ -11,6 +11,9 @@ use crate::directory::DirectoryError;
 use crate::runtime::wit::ErrorKind;
 use crate::runtime::{CallError, InstallError};
 
+/// Seconds a client waits before trying a 503 again.
+const RETRY_AFTER_SECS: &str = "5";
+
 /// An API error: a status and a message that names the fix.
 pub struct ApiError {
     status: StatusCode,
@@ -46,6 +49,13 @@ impl ApiError {
         self
     }
 
+    /// The store could not be read or written (a Redis outage, a full
+    /// disk): 503 with `Retry-After`, so the PBX and scripts try again;
+    /// nothing was taken on.
+    pub fn store(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", message)
+    }
+
     /// No CRM plugin answers: none is installed.
     pub fn no_plugin() -> Self {
         ApiError::new(
@@ -62,7 +72,14 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             body["field"] = json!(field);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 
@@ -99,11 +116,7 @@ impl From<DirectoryError> for ApiError {
             e @ DirectoryError::Exists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "exists", e.to_string())
             }
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store",
-                other.to_string(),
-            ),
+            other => ApiError::store(other.to_string()),
         }
     }
 }

@@ -53,7 +53,7 @@ use crate::network::{NETWORK_NAMESPACE, Network};
 use crate::outbound;
 use crate::recent_calls::RecentCalls;
 use crate::runtime::Runtime;
-use crate::store::{Quota, Store};
+use crate::store::Quota;
 use crate::user_sync::{RESULT_NAMESPACE as SYNC_RESULT_NAMESPACE, SyncJobs};
 
 /// Where the CLI finds the running host: files in the data directory.
@@ -121,7 +121,7 @@ impl RunningHost {
 
 /// Open the store, load installed plugins, bind, and serve.
 pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
-    let store = Store::open(&config.data_dir)?;
+    let store = config.store.open(&config.data_dir)?;
     let http = outbound::Client::new(outbound::ClientConfig {
         extra_roots_pem: config.trust_ca_pem.clone(),
         limits: config.outbound,

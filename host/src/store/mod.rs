@@ -32,12 +32,15 @@
 //! * `backend`: what must a place to keep namespaces provide?
 //! * `embedded`, `layout`, `writer`: the redb backend: opening it, its
 //!   tables, and its group-commit writer thread.
+//! * `redis`: the shared backend for replicas: Redis, one node or a
+//!   Redis Cluster (`serve --store redis://…`).
 
 mod backend;
 mod embedded;
 mod keyfile;
 mod layout;
 mod namespace;
+mod redis;
 mod seal;
 mod types;
 mod writer;
@@ -52,11 +55,13 @@ use std::sync::Arc;
 use backend::Backend;
 use embedded::RedbBackend;
 use namespace::Shared;
+use redis::RedisBackend;
 use seal::Sealer;
 
 pub use embedded::DB_FILE;
 pub use keyfile::KEY_FILE;
 pub use namespace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace};
+pub use redis::RedisTarget;
 pub use types::{KvError, Precondition, Quota, StoreError, Usage, Write};
 
 /// The host's persistent store. Cheap to clone; all clones share one backend
@@ -85,6 +90,16 @@ impl Store {
     /// holds values sealed with another one.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let (backend, sealer) = RedbBackend::open(data_dir)?;
+        Ok(Store::with_backend(backend, sealer))
+    }
+
+    /// Opens the shared store on Redis (one node or a Redis Cluster), with
+    /// the host key `DATA_DIR/host.key`: every replica on the same Redis
+    /// needs a copy of the same key file. The first host on an empty Redis
+    /// creates the key (if its data directory has none) and leaves a key
+    /// check there; a host with another key is refused.
+    pub fn open_redis(target: &RedisTarget, data_dir: &Path) -> Result<Store, StoreError> {
+        let (backend, sealer) = RedisBackend::open(target, data_dir)?;
         Ok(Store::with_backend(backend, sealer))
     }
 

@@ -217,4 +217,35 @@ pub enum StoreError {
         /// The database file.
         db_path: PathBuf,
     },
+    /// Redis could not be reached or used at start.
+    #[error(
+        "cannot use the store {store}: {reason}; fix: check that Redis runs there and answers (`redis-cli -u URL ping`), and the password and TLS in the --store URL"
+    )]
+    Redis {
+        /// The store, without credentials.
+        store: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The key file is missing although the Redis store holds values
+    /// sealed with it.
+    #[error(
+        "host key {key_path} is missing but {store} holds values encrypted with it; fix: copy host.key from another replica of this store (every replica needs the same key, mode 0600)"
+    )]
+    RedisKeyMissing {
+        /// The key file.
+        key_path: PathBuf,
+        /// The store, without credentials.
+        store: String,
+    },
+    /// The key file is not the key the Redis store was written with.
+    #[error(
+        "host key {key_path} does not match {store}; fix: copy host.key from another replica of this store (every replica needs the same key), or point --store at another Redis"
+    )]
+    RedisKeyMismatch {
+        /// The key file.
+        key_path: PathBuf,
+        /// The store, without credentials.
+        store: String,
+    },
 }

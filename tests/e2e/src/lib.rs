@@ -53,6 +53,8 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Options {
     /// `PLUGIN_ID=PATTERN` grants.
     pub grants: Vec<String>,
+    /// `--store`: a Redis URL, or the embedded store when `None`.
+    pub store: Option<String>,
     /// Per-call deadline.
     pub deadline_ms: Option<u64>,
     /// Outbound response cap.
@@ -83,6 +85,7 @@ pub struct Options {
 pub async fn start_host(data_dir: &Path, options: Options) -> RunningHost {
     let config = HostConfig::from_file(FileConfig {
         data_dir: Some(data_dir.to_path_buf()),
+        store: options.store,
         listen: Some("127.0.0.1:0".parse().expect("static address")),
         grant: options.grants,
         deadline_ms: options.deadline_ms,

@@ -34,6 +34,8 @@ pub struct World {
     pub ca_path: PathBuf,
     /// Temp files of the test.
     pub dir: tempfile::TempDir,
+    /// The host's `--store` (kept across [`World::restarted`]).
+    pub store: Option<String>,
 }
 
 /// How to set the world up.
@@ -90,6 +92,7 @@ impl World {
             data_dir,
             ca_path,
             dir,
+            store: setup.host.store.clone(),
         }
     }
 
@@ -103,12 +106,14 @@ impl World {
             data_dir,
             ca_path,
             dir,
+            store,
             ..
         } = self;
         host.shutdown().await;
         let options = Options {
             grants: vec![format!("salesforce={}", org.base_url())],
             trust_ca: vec![ca_path.clone()],
+            store: store.clone(),
             ..Options::default()
         };
         let host = start_host(&data_dir, options).await;
@@ -120,6 +125,7 @@ impl World {
             data_dir,
             ca_path,
             dir,
+            store,
         }
     }
 

@@ -100,11 +100,7 @@ async fn dismiss_sync_result(
 }
 
 fn store_error(e: crate::store::KvError) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "store",
-        format!("the sync result cannot be read or written: {e}"),
-    )
+    ApiError::store(format!("the sync result cannot be read or written: {e}"))
 }
 
 async fn sync_progress(State(st): St, Path(plugin): Path<String>) -> Json<SyncJob> {

@@ -46,9 +46,7 @@ fn disposition_error(e: DispositionError) -> ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", message)
                 .with_field("dispositions")
         }
-        DispositionError::Store(_) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
-        }
+        DispositionError::Store(_) => ApiError::store(e.to_string()),
     }
 }
 
@@ -339,7 +337,7 @@ async fn retry_dead_letter(State(st): St, Path(id): Path<String>) -> Result<Resp
                 RetryError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
                 RetryError::NotInstalled(_) => (StatusCode::CONFLICT, "not-installed"),
                 RetryError::FailedAgain(_) => (StatusCode::BAD_GATEWAY, "failed-again"),
-                RetryError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+                RetryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store"),
             };
             Err(ApiError::new(status, kind, e.to_string()))
         }
@@ -360,9 +358,5 @@ async fn discard_dead_letter(State(st): St, Path(id): Path<String>) -> Result<Re
 }
 
 fn store_error(e: crate::store::KvError) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "store",
-        format!("the dead letters cannot be read or written: {e}"),
-    )
+    ApiError::store(format!("the dead letters cannot be read or written: {e}"))
 }

@@ -37,11 +37,7 @@ impl From<PasswordError> for ApiError {
             PasswordError::Invalid(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", m).with_field("password")
             }
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store",
-                other.to_string(),
-            ),
+            other => ApiError::store(other.to_string()),
         }
     }
 }

@@ -41,9 +41,7 @@ async fn set(State(st): St, Json(body): Json<SetBody>) -> Result<Json<NetworkVie
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", e.to_string())
                     .with_field("homepage_url")
             }
-            NetworkError::Store(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
-            }
+            NetworkError::Store(_) => ApiError::store(e.to_string()),
         })?;
     tracing::info!(homepage_url = %view.homepage_url, source = ?view.source, "Homepage URL set");
     Ok(Json(view))

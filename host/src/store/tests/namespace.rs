@@ -1,11 +1,13 @@
 //! The namespace API: reads and writes, batches and their preconditions,
 //! quotas, isolation between namespaces, and values kept out of `Debug`.
+//! Each is the backends' contract: it runs on redb, on one Redis node and
+//! (most of them) on a Redis Cluster (`super::backends!`).
 
 use crate::store::{
     KvError, MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace, Precondition, Quota, Store, Usage,
 };
 
-use super::{del, open_temp, set};
+use super::{del, set};
 
 #[test]
 fn store_is_send_sync_clone() {
@@ -14,9 +16,7 @@ fn store_is_send_sync_clone() {
     check::<Namespace>();
 }
 
-#[test]
-fn round_trip() {
-    let (_dir, store) = open_temp();
+fn round_trip(store: &Store) {
     let ns = store.namespace("plugin/a", Quota::default());
     assert_eq!(ns.get("k").unwrap(), None);
     ns.set("k", b"v1").unwrap();
@@ -44,9 +44,7 @@ fn round_trip() {
     );
 }
 
-#[test]
-fn invalid_keys_and_values() {
-    let (_dir, store) = open_temp();
+fn invalid_keys_and_values(store: &Store) {
     let ns = store.namespace("plugin/a", Quota::UNLIMITED);
     assert!(matches!(ns.set("", b"v"), Err(KvError::InvalidKey(_))));
     assert!(matches!(ns.get(""), Err(KvError::InvalidKey(_))));
@@ -76,9 +74,7 @@ fn invalid_keys_and_values() {
     assert_eq!(ns.get("ok").unwrap(), None);
 }
 
-#[test]
-fn namespaces_are_isolated() {
-    let (_dir, store) = open_temp();
+fn namespaces_are_isolated(store: &Store) {
     let a = store.namespace("plugin/a", Quota::default());
     let b = store.namespace("plugin/b", Quota::default());
     // Names that prefix or extend each other must be isolated too.
@@ -139,9 +135,7 @@ fn namespaces_are_isolated() {
     );
 }
 
-#[test]
-fn batch_applies_all_when_preconditions_hold() {
-    let (_dir, store) = open_temp();
+fn batch_applies_all_when_preconditions_hold(store: &Store) {
     let ns = store.namespace("plugin/a", Quota::default());
     ns.set("counter", b"1").unwrap();
     ns.batch(
@@ -173,9 +167,7 @@ fn batch_applies_all_when_preconditions_hold() {
     );
 }
 
-#[test]
-fn failing_precondition_writes_nothing() {
-    let (_dir, store) = open_temp();
+fn failing_precondition_writes_nothing(store: &Store) {
     let ns = store.namespace("plugin/a", Quota::default());
     ns.set("counter", b"1").unwrap();
     let usage = ns.usage().unwrap();
@@ -215,9 +207,7 @@ fn failing_precondition_writes_nothing() {
     }
 }
 
-#[test]
-fn injected_failure_writes_nothing() {
-    let (_dir, store) = open_temp();
+fn injected_failure_writes_nothing(store: &Store) {
     let ns = store.namespace("plugin/a", Quota::default());
     ns.set("a", b"old-a").unwrap();
     ns.set("b", b"old-b").unwrap();
@@ -243,9 +233,7 @@ fn injected_failure_writes_nothing() {
     assert_eq!(ns.list_keys("").unwrap(), ["a", "c", "d"]);
 }
 
-#[test]
-fn quota_on_keys() {
-    let (_dir, store) = open_temp();
+fn quota_on_keys(store: &Store) {
     let quota = Quota {
         max_keys: 2,
         max_bytes: u64::MAX,
@@ -284,9 +272,7 @@ fn quota_on_keys() {
     ns.set("y", b"1").unwrap();
 }
 
-#[test]
-fn quota_on_bytes() {
-    let (_dir, store) = open_temp();
+fn quota_on_bytes(store: &Store) {
     let quota = Quota {
         max_keys: u64::MAX,
         max_bytes: 20,
@@ -332,9 +318,7 @@ fn quota_on_bytes() {
     assert_eq!(ns.usage().unwrap(), Usage { keys: 1, bytes: 20 });
 }
 
-#[test]
-fn shrinking_is_allowed_over_a_lowered_quota() {
-    let (_dir, store) = open_temp();
+fn shrinking_is_allowed_over_a_lowered_quota(store: &Store) {
     store
         .namespace("plugin/a", Quota::UNLIMITED)
         .set("k", b"0123456789")
@@ -363,4 +347,76 @@ fn debug_output_hides_values() {
         expected: Some(b"hunter2".to_vec()),
     };
     assert!(!format!("{write:?}{precondition:?}").contains("hunter2"));
+}
+
+/// Threads incrementing one counter by compare-and-swap, each retrying
+/// on conflict: no increment is lost and none is applied twice.
+fn contended_compare_and_swap_loses_no_increment(store: &Store) {
+    let ns = store.namespace("plugin/a", Quota::default());
+    ns.set("counter", b"0").unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let ns = ns.clone();
+            std::thread::spawn(move || {
+                let mut conflicts = 0u32;
+                for _ in 0..25 {
+                    loop {
+                        let current = ns.get("counter").unwrap();
+                        let n: u64 = std::str::from_utf8(current.as_deref().unwrap_or(b"0"))
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        match ns.batch(
+                            &[Precondition {
+                                key: "counter".into(),
+                                expected: current,
+                            }],
+                            &[set("counter", (n + 1).to_string().as_bytes())],
+                        ) {
+                            Ok(()) => break,
+                            Err(KvError::Conflict(key)) => {
+                                assert_eq!(key, "counter");
+                                conflicts += 1;
+                            }
+                            Err(other) => panic!("{other}"),
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    assert_eq!(ns.get("counter").unwrap().as_deref(), Some(&b"100"[..]));
+    assert_eq!(
+        ns.usage().unwrap(),
+        Usage {
+            keys: 1,
+            bytes: 7 + 3
+        }
+    );
+}
+
+super::backends! {
+    redb_and_redis: [
+        round_trip,
+        invalid_keys_and_values,
+        namespaces_are_isolated,
+        batch_applies_all_when_preconditions_hold,
+        failing_precondition_writes_nothing,
+        injected_failure_writes_nothing,
+        quota_on_keys,
+        quota_on_bytes,
+        shrinking_is_allowed_over_a_lowered_quota,
+        contended_compare_and_swap_loses_no_increment,
+    ],
+    cluster: [
+        round_trip,
+        namespaces_are_isolated,
+        failing_precondition_writes_nothing,
+        quota_on_bytes,
+        contended_compare_and_swap_loses_no_increment,
+    ],
 }

@@ -6,7 +6,7 @@ use std::thread;
 
 use crate::store::backend::Reply;
 use crate::store::writer::{Job, commit_group};
-use crate::store::{KvError, Precondition, Quota, Usage, Write};
+use crate::store::{KvError, Precondition, Quota, Store, Usage, Write};
 
 use super::{del, open_temp, open_temp_raw, set};
 
@@ -81,9 +81,7 @@ async fn async_writes_answer_without_blocking_the_runtime() {
     );
 }
 
-#[test]
-fn concurrent_writers_keep_exact_accounting() {
-    let (_dir, store) = open_temp();
+fn concurrent_writers_keep_exact_accounting(store: &Store) {
     let ns = store.namespace("plugin/a", Quota::default());
     let handles: Vec<_> = (0..4)
         .map(|t| {
@@ -109,4 +107,9 @@ fn concurrent_writers_keep_exact_accounting() {
         }
     );
     assert_eq!(ns.list_keys("").unwrap().len(), 80);
+}
+
+super::backends! {
+    redb_and_redis: [concurrent_writers_keep_exact_accounting],
+    cluster: [concurrent_writers_keep_exact_accounting],
 }

@@ -35,6 +35,7 @@ mod popups;
 mod portal_browser;
 mod portal_guide_browser;
 mod portal_security;
+mod redis_store;
 mod sandbox;
 mod tokens;
 mod user_refresh;

@@ -1,0 +1,155 @@
+//! What only the Redis backend has: the host key shared by replicas and
+//! checked against the store, values sealed before they reach Redis and
+//! bound to their place, one namespace's keys under one hash tag, a Redis
+//! restart survived, and an unreachable Redis answered, not waited for.
+
+use redis::Commands;
+
+use crate::store::{KEY_FILE, KvError, Quota, RedisTarget, Store, StoreError, Usage};
+
+fn target(server: &redis_kit::RedisServer) -> RedisTarget {
+    RedisTarget::parse(&server.url()).expect("url")
+}
+
+fn raw(server: &redis_kit::RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .and_then(|c| c.get_connection())
+        .expect("a raw connection")
+}
+
+#[test]
+fn replicas_share_the_key_and_another_key_is_refused() {
+    let server = redis_kit::RedisServer::start();
+    let first = tempfile::tempdir().expect("tempdir");
+    let a = Store::open_redis(&target(&server), first.path()).expect("first replica");
+    a.namespace("plugin/a", Quota::default())
+        .set("k", b"written by A")
+        .expect("set");
+
+    // A replica with a copy of the key reads what A wrote.
+    let second = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(first.path().join(KEY_FILE), second.path().join(KEY_FILE)).expect("copy key");
+    let b = Store::open_redis(&target(&server), second.path()).expect("second replica");
+    assert_eq!(
+        b.namespace("plugin/a", Quota::default())
+            .get("k")
+            .expect("get")
+            .as_deref(),
+        Some(&b"written by A"[..])
+    );
+
+    // Without the key file: refused, not a new key.
+    let keyless = tempfile::tempdir().expect("tempdir");
+    match Store::open_redis(&target(&server), keyless.path()) {
+        Err(e @ StoreError::RedisKeyMissing { .. }) => {
+            assert!(e.to_string().contains("copy host.key"), "{e}");
+        }
+        other => panic!("expected RedisKeyMissing, got {other:?}"),
+    }
+    assert!(!keyless.path().join(KEY_FILE).exists());
+
+    // With another key: refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    let _ = Store::open(other.path()).expect("a redb store makes another key");
+    match Store::open_redis(&target(&server), other.path()) {
+        Err(e @ StoreError::RedisKeyMismatch { .. }) => {
+            assert!(e.to_string().contains("does not match"), "{e}");
+        }
+        other => panic!("expected RedisKeyMismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn redis_holds_only_sealed_values_under_one_hash_tag() {
+    let server = redis_kit::RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_redis(&target(&server), dir.path()).expect("store");
+    let secret = b"refresh-token-5ecr3t";
+    let ns = store.namespace("plugin/salesforce", Quota::default());
+    ns.set("connection/tokens", secret).expect("set");
+    ns.set("users/1", b"x").expect("set");
+
+    let mut conn = raw(&server);
+    let keys: Vec<String> = conn.keys("*").expect("keys");
+    for key in &keys {
+        if key == "pbx:meta:key-check" {
+            continue;
+        }
+        assert!(
+            key.starts_with("pbx:{plugin/salesforce}:"),
+            "every key of the namespace carries its hash tag: {key}"
+        );
+        let kind: String = redis::cmd("TYPE").arg(key).query(&mut conn).expect("type");
+        if kind == "string" {
+            let value: Vec<u8> = conn.get(key).expect("get");
+            assert!(
+                !value.windows(secret.len()).any(|w| w == secret),
+                "{key} holds the plaintext"
+            );
+        }
+    }
+    assert_eq!(keys.len(), 1 + 2 + 2, "key check, 2 values, index, usage");
+
+    // A sealed value moved to another namespace's key fails to open.
+    let sealed: Vec<u8> = conn
+        .get("pbx:{plugin/salesforce}:v:connection/tokens")
+        .expect("sealed value");
+    let _: () = conn
+        .set("pbx:{plugin/other}:v:connection/tokens", sealed)
+        .expect("move it");
+    let other = store.namespace("plugin/other", Quota::default());
+    match other.get("connection/tokens") {
+        Err(KvError::Unavailable(why)) => assert!(why.contains("authentication"), "{why}"),
+        got => panic!("a moved value must not open: {got:?}"),
+    }
+
+    // Clearing a namespace leaves none of its keys behind.
+    ns.clear().expect("clear");
+    let left: Vec<String> = conn.keys("pbx:{plugin/salesforce}:*").expect("keys");
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(ns.usage().expect("usage"), Usage::default());
+}
+
+#[test]
+fn a_redis_restart_is_survived_and_acknowledged_writes_kept() {
+    let mut server = redis_kit::RedisServer::start_durable();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_redis(&target(&server), dir.path()).expect("store");
+    let ns = store.namespace("plugin/a", Quota::default());
+    ns.set("before", b"acknowledged").expect("set");
+
+    // Killed: the store answers, and says what is wrong, without hanging.
+    server.stop();
+    match ns.get("before") {
+        Err(KvError::Unavailable(why)) => assert!(why.contains("redis://127.0.0.1"), "{why}"),
+        got => panic!("Redis is down: {got:?}"),
+    }
+    match ns.set("during", b"x") {
+        Err(KvError::Unavailable(_)) => {}
+        got => panic!("Redis is down: {got:?}"),
+    }
+
+    // Back (same port, same files): the store reconnects by itself. The
+    // reconnection starts on the first failed request, so a request or
+    // two may still fail; none may wrongly succeed.
+    server.restart();
+    let mut answered = None;
+    for _ in 0..10 {
+        match ns.get("before") {
+            Ok(value) => {
+                answered = Some(value);
+                break;
+            }
+            Err(KvError::Unavailable(_)) => continue,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(answered.flatten().as_deref(), Some(&b"acknowledged"[..]));
+    assert_eq!(
+        ns.get("during").expect("get"),
+        None,
+        "a refused write left nothing"
+    );
+    ns.set("after", b"y").expect("writes again");
+    assert_eq!(ns.usage().expect("usage").keys, 2);
+}
