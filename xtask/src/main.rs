@@ -571,8 +571,11 @@ fn lint() -> anyhow::Result<()> {
 
 fn bench() -> anyhow::Result<()> {
     build()?;
+    // The store bench compares against a Redis it starts itself.
+    install_debian_packages()?;
     run(cargo().args(["bench", "-p", "salesforce-emulator", "--bench", "emulator"]))?;
     run(cargo().args(["bench", "-p", "pbx-host", "--bench", "runtime"]))?;
+    run(cargo().args(["bench", "-p", "pbx-host", "--bench", "store"]))?;
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "association"]))?;
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "sync"]))?;
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "calls"]))?;

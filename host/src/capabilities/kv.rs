@@ -10,20 +10,22 @@ pub const MAX_GET_MANY: usize = 1024;
 
 impl Capabilities {
     /// The value of `key`.
-    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        // Reads are snapshots that never wait for the writer: done in place.
-        self.grants.kv.get(key)
+    pub async fn kv_get(&self, key: String) -> Result<Option<Vec<u8>>, KvError> {
+        // redb reads are snapshots that never wait for the writer and are
+        // answered in place; Redis answers without holding this thread.
+        let mut values = self.grants.kv.get_many_async(vec![key]).await?;
+        Ok(values.pop().flatten())
     }
 
     /// The values of `keys`, each read as [`Capabilities::kv_get`] reads it.
-    pub fn kv_get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+    pub async fn kv_get_many(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         if keys.len() > MAX_GET_MANY {
             return Err(KvError::InvalidKey(format!(
                 "get-many takes at most {MAX_GET_MANY} keys, not {}; split the list",
                 keys.len()
             )));
         }
-        keys.iter().map(|key| self.grants.kv.get(key)).collect()
+        self.grants.kv.get_many_async(keys).await
     }
 
     /// Set `key`.
@@ -38,8 +40,8 @@ impl Capabilities {
     }
 
     /// The keys starting with `prefix`.
-    pub fn kv_list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        self.grants.kv.list_keys(prefix)
+    pub async fn kv_list_keys(&self, prefix: String) -> Result<Vec<String>, KvError> {
+        self.grants.kv.list_keys_async(prefix).await
     }
 
     /// Check `preconditions`, then apply `writes`, all or nothing.

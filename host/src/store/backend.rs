@@ -4,6 +4,8 @@
 //! the same trait in its own module. This file is the whole contract:
 //! the trait, the sealed batch it is handed, and where its outcome goes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, mpsc};
 
 use super::types::{KvError, Precondition, Quota, Usage};
@@ -27,12 +29,29 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// Deletes the whole namespace, its usage record included, atomically.
     fn clear(&self, namespace: &str) -> Result<(), KvError>;
 
+    /// [`Backend::get`] of several keys, for async callers. The default
+    /// answers in place, as a local read never waits; a backend across a
+    /// network answers without holding the caller's thread.
+    fn get_many_async(&self, namespace: &str, keys: Vec<String>) -> Answer<Vec<Option<Vec<u8>>>> {
+        let answer = keys.iter().map(|key| self.get(namespace, key)).collect();
+        Box::pin(std::future::ready(answer))
+    }
+
+    /// [`Backend::list_keys`] for async callers (see
+    /// [`Backend::get_many_async`]).
+    fn list_keys_async(&self, namespace: &str, prefix: String) -> Answer<Vec<String>> {
+        Box::pin(std::future::ready(self.list_keys(namespace, &prefix)))
+    }
+
     /// Applies one checked, sealed batch all-or-nothing (preconditions on
     /// the plaintext, then the quota, then the writes) and sends the outcome
     /// to `reply`. A reply dropped unanswered reads as "the store's writer
     /// stopped".
     fn submit(&self, batch: SealedBatch, reply: Reply);
 }
+
+/// What an async read answers, later.
+pub(super) type Answer<T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Send + 'static>>;
 
 /// One batch on its way to the backend: keys validated, values sealed.
 pub(super) struct SealedBatch {

@@ -103,6 +103,37 @@ impl Namespace {
         }
     }
 
+    /// [`Namespace::get`] of several keys without holding the caller's
+    /// thread while a backend across a network answers (one round trip
+    /// for all of them on Redis).
+    pub async fn get_many_async(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        for key in &keys {
+            validate_key(key)?;
+        }
+        let sealed = self
+            .backend()
+            .get_many_async(&self.name, keys.clone())
+            .await?;
+        keys.iter()
+            .zip(sealed)
+            .map(|(key, sealed)| match sealed {
+                None => Ok(None),
+                Some(sealed) => match self.shared.sealer.open_value(&self.name, key, &sealed) {
+                    Ok(plaintext) => Ok(Some(plaintext)),
+                    Err(e) => {
+                        tracing::error!(namespace = %self.name, key, "stored value failed authentication");
+                        Err(e)
+                    }
+                },
+            })
+            .collect()
+    }
+
+    /// [`Namespace::list_keys`] without holding the caller's thread.
+    pub async fn list_keys_async(&self, prefix: String) -> Result<Vec<String>, KvError> {
+        self.backend().list_keys_async(&self.name, prefix).await
+    }
+
     /// Sets `key` to `value`. Beyond the quota this fails with
     /// [`KvError::QuotaExceeded`] and the old value stays.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {

@@ -41,7 +41,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use url::Url;
 
-use super::backend::{Backend, Reply, SealedBatch, SealedWrite};
+use super::backend::{Answer, Backend, Reply, SealedBatch, SealedWrite};
 use super::keyfile::{KEY_FILE, create_key_file, ensure_data_dir, read_key_file};
 use super::seal::{SEAL_OVERHEAD, Sealer};
 use super::types::{KvError, StoreError, Usage};
@@ -302,17 +302,50 @@ impl RedisBackend {
         Ok((backend, sealer))
     }
 
-    /// Runs `op` with a connection on the backend's runtime and waits.
+    /// [`RedisBackend::run_async`], waited for on this thread (the
+    /// synchronous reads; a tokio worker waits one loopback round trip).
     fn run<T, F>(&self, op: impl FnOnce(Conn) -> F) -> Result<T, KvError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, KvError>> + Send + 'static,
     {
-        let Some(runtime) = &self.runtime else {
-            return Err(KvError::Unavailable("the store is closing".into()));
-        };
-        wait(runtime, op(self.conn.clone())).map_err(KvError::Unavailable)?
+        futures::executor::block_on(self.run_async(op))
     }
+
+    /// Runs `op` with a connection on the backend's runtime; the answer
+    /// comes back to whoever awaits it, on whatever runtime, and no thread
+    /// waits meanwhile.
+    fn run_async<T, F>(&self, op: impl FnOnce(Conn) -> F) -> Answer<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, KvError>> + Send + 'static,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Box::pin(std::future::ready(Err(KvError::Unavailable(
+                "the store is closing".into(),
+            ))));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let fut = op(self.conn.clone());
+        let target = self.target.clone();
+        runtime.spawn(async move {
+            let answer = tokio::time::timeout(ANSWER_WITHIN, fut)
+                .await
+                .unwrap_or_else(|_| Err(did_not_answer(&target)));
+            let _ = tx.send(answer);
+        });
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(KvError::Unavailable("the store is closing".into())))
+        })
+    }
+}
+
+fn did_not_answer(target: &str) -> KvError {
+    KvError::Unavailable(format!(
+        "{target}: Redis did not answer within {} s",
+        ANSWER_WITHIN.as_secs()
+    ))
 }
 
 /// Runs `fut` on `runtime` and waits for it on this thread, at most
@@ -386,6 +419,20 @@ fn usage_key(tag: &str) -> String {
     format!("pbx:{tag}:usage")
 }
 
+/// The `ZRANGE … BYLEX` bounds of the keys starting with `prefix`: every
+/// one sorts between the prefix itself and the prefix followed by 0xFF, a
+/// byte no UTF-8 text holds.
+fn lex_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    if prefix.is_empty() {
+        return (b"-".to_vec(), b"+".to_vec());
+    }
+    let mut min = b"[".to_vec();
+    min.extend_from_slice(prefix.as_bytes());
+    let mut max = min.clone();
+    max.push(0xFF);
+    (min, max)
+}
+
 fn unavailable(target: &str, error: redis::RedisError) -> KvError {
     // The error names the server's address at most, never the URL's
     // password (redis-rs does not print it).
@@ -407,20 +454,30 @@ impl Backend for RedisBackend {
     }
 
     fn list_keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
-        let k = keys_key(&tag(namespace));
-        // Every key with the prefix sorts between the prefix itself and the
-        // prefix followed by 0xFF, a byte no UTF-8 text holds.
-        let (min, max): (Vec<u8>, Vec<u8>) = if prefix.is_empty() {
-            (b"-".to_vec(), b"+".to_vec())
-        } else {
-            let mut min = b"[".to_vec();
-            min.extend_from_slice(prefix.as_bytes());
-            let mut max = min.clone();
-            max.push(0xFF);
-            (min, max)
-        };
+        futures::executor::block_on(self.list_keys_async(namespace, prefix.to_string()))
+    }
+
+    fn get_many_async(&self, namespace: &str, keys: Vec<String>) -> Answer<Vec<Option<Vec<u8>>>> {
+        let tag = tag(namespace);
+        let keys: Vec<String> = keys.iter().map(|k| value_key(&tag, k)).collect();
         let target = self.target.clone();
-        self.run(move |mut conn| async move {
+        self.run_async(move |mut conn| async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            redis::cmd("MGET")
+                .arg(keys)
+                .query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
+                .await
+                .map_err(|e| unavailable(&target, e))
+        })
+    }
+
+    fn list_keys_async(&self, namespace: &str, prefix: String) -> Answer<Vec<String>> {
+        let k = keys_key(&tag(namespace));
+        let (min, max) = lex_range(&prefix);
+        let target = self.target.clone();
+        self.run_async(move |mut conn| async move {
             redis::cmd("ZRANGE")
                 .arg(k)
                 .arg(min)
@@ -479,12 +536,7 @@ impl Backend for RedisBackend {
                 apply(conn, &sealer, &script, &batch, &target),
             )
             .await
-            .unwrap_or_else(|_| {
-                Err(KvError::Unavailable(format!(
-                    "{target}: Redis did not answer within {} s",
-                    ANSWER_WITHIN.as_secs()
-                )))
-            });
+            .unwrap_or_else(|_| Err(did_not_answer(&target)));
             reply.send(outcome);
         });
     }

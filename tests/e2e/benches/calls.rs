@@ -2,7 +2,9 @@
 //! calls in flight over loopback against its emulated CRM (ringing,
 //! answered and ended per call), and the host+plugin overhead per event:
 //! Salesforce (Tasks) and HubSpot (Call engagements, with the emulated
-//! rate limits lifted), one after the other in one run, then side by side.
+//! rate limits lifted), one after the other in one run, then side by side;
+//! and Salesforce again with the host's store on Redis (one node on
+//! loopback) instead of the embedded redb file.
 //!
 //! How the overhead is measured: every answer of `POST /api/calls/events`
 //! reports, per plugin, the whole plugin call (`call_us`: instance, guest
@@ -74,23 +76,21 @@ struct Target<'a> {
 }
 
 async fn bench() {
-    let salesforce = {
-        let world = calls_world(Setup::default()).await;
-        let contact: Map<String, Value> =
-            json!({"LastName": "Bench", "Phone": "+1 (212) 555-0199"})
-                .as_object()
-                .cloned()
-                .expect("object");
-        world.org.insert("Contact", contact).expect("contact");
-        measure(Target {
-            crm: "Salesforce",
-            logs_are: "Tasks",
-            host: &world.host,
-            api: &world.api,
-            logs: Box::new(|| world.org.tasks().len()),
-        })
-        .await
-    };
+    let salesforce = salesforce_on("Salesforce", Setup::default()).await;
+    // The same on the shared store: one Redis node on loopback, with the
+    // append-only file fsynced per write, as the host needs it.
+    let redis = redis_kit::RedisServer::start_durable();
+    let on_redis = salesforce_on(
+        "SF, Redis",
+        Setup {
+            host: e2e_tests::Options {
+                store: Some(redis.url()),
+                ..e2e_tests::Options::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
     let hubspot = {
         let world = hubspot::calls_world("+12125550199").await;
         measure(Target {
@@ -113,7 +113,7 @@ async fn bench() {
         "logs",
         "not taken"
     );
-    for f in [&salesforce, &hubspot] {
+    for f in [&salesforce, &on_redis, &hubspot] {
         println!(
             "calls: {:<10} {:>10.0} {:>13.3} ms {:>13.3} ms {:>19.3} ms {:>6} {:>9}",
             f.crm, f.per_sec, f.busy_p50, f.busy_p99, f.single_p50, f.logs, f.failures
@@ -124,6 +124,29 @@ async fn bench() {
         hubspot.per_sec / salesforce.per_sec,
         hubspot.busy_p99 / salesforce.busy_p99
     );
+    println!(
+        "calls: Salesforce on Redis / on redb: events/s {:.2}, CPU per event p99 {:.2}",
+        on_redis.per_sec / salesforce.per_sec,
+        on_redis.busy_p99 / salesforce.busy_p99
+    );
+}
+
+/// The Salesforce plugin's figures on a host set up with `setup`.
+async fn salesforce_on(crm: &'static str, setup: Setup) -> Figures {
+    let world = calls_world(setup).await;
+    let contact: Map<String, Value> = json!({"LastName": "Bench", "Phone": "+1 (212) 555-0199"})
+        .as_object()
+        .cloned()
+        .expect("object");
+    world.org.insert("Contact", contact).expect("contact");
+    measure(Target {
+        crm,
+        logs_are: "Tasks",
+        host: &world.host,
+        api: &world.api,
+        logs: Box::new(|| world.org.tasks().len()),
+    })
+    .await
 }
 
 async fn measure(target: Target<'_>) -> Figures {

@@ -267,14 +267,14 @@ impl From<KvError> for kv_store::Error {
 
 impl kv_store::Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv_store::Error> {
-        Ok(self.caps.kv_get(&key)?)
+        Ok(self.caps.kv_get(key).await?)
     }
 
     async fn get_many(
         &mut self,
         keys: Vec<String>,
     ) -> Result<Vec<Option<Vec<u8>>>, kv_store::Error> {
-        Ok(self.caps.kv_get_many(&keys)?)
+        Ok(self.caps.kv_get_many(keys).await?)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv_store::Error> {
@@ -286,7 +286,7 @@ impl kv_store::Host for PluginState {
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, kv_store::Error> {
-        Ok(self.caps.kv_list_keys(&prefix)?)
+        Ok(self.caps.kv_list_keys(prefix).await?)
     }
 
     async fn batch(
