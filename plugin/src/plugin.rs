@@ -1,6 +1,6 @@
 //! The plugin's exports as plain Rust over a `Host`.
 
-use crate::associations::Associations;
+use crate::associations::{Associations, associations};
 use crate::bindings::exports::pbx::crm::calls::{
     AfterCallWork, CallEvent, Caller, CrmRecord, EventOutcome,
 };
@@ -141,7 +141,7 @@ impl<H: Host> Plugin<H> {
     }
 
     fn associations(&self) -> Associations<'_, H> {
-        Associations::new(&self.host)
+        associations(&self.host)
     }
 
     /// One step of a user sync: start with `None`, then pass back the

@@ -22,10 +22,20 @@ use crate::bindings::exports::pbx::crm::integration::{
     Association, AssociationState, CrmUser, Proposal, Unmatched, UnmatchedReason, UserEntry,
     UserList,
 };
+use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::matching::{self, Reason, UserEmail};
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Repair, Store};
+
+/// The fix for an unreadable associations record: a save replaces it.
+pub struct SaveTheAssociations;
+
+impl Repair for SaveTheAssociations {
+    fn repair(_key: &str) -> &'static str {
+        "save the associations again to replace it"
+    }
+}
 
 /// Where a plugin's synced CRM users come from, and how its CRM names them.
 pub trait CrmUsers {
@@ -42,6 +52,13 @@ pub trait CrmUsers {
     /// default trims it.
     fn normalize_id(&self, raw: &str) -> Result<String, PluginError> {
         Ok(raw.trim().to_string())
+    }
+    /// The synced active user with `id` (as [`CrmUsers::normalize_id`]
+    /// gives it), or `None`. The call features ask this on every call: the
+    /// default reads the whole list, so a plugin with large lists answers
+    /// from an index instead.
+    fn find(&self, id: &str) -> Result<Option<Self::User>, PluginError> {
+        Ok(self.active_users()?.0.into_iter().find(|u| u.id() == id))
     }
 }
 
@@ -85,6 +102,10 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
         Self { host, users, key }
     }
 
+    fn store(&self) -> Store<'h, H, SaveTheAssociations> {
+        Store::new(self.host)
+    }
+
     fn who(&self, name: Option<&str>, id: &str) -> String {
         match name.filter(|n| !n.trim().is_empty()) {
             Some(name) => format!("{name} ({id})"),
@@ -93,7 +114,7 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
     }
 
     fn read(&self) -> Result<(AssociationSet, Option<Vec<u8>>), PluginError> {
-        Ok(match Store::<H>::new(self.host).get_with_raw(self.key)? {
+        Ok(match self.store().get_with_raw(self.key)? {
             Some((set, raw)) => (set, Some(raw)),
             None => (AssociationSet::default(), None),
         })
@@ -216,12 +237,20 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
             // An unreadable record is lost already; refusing to replace it
             // would leave the administrator stuck. Its raw bytes still
             // guard the write.
-            Err(PluginError::Corrupt { .. }) => (
-                AssociationSet {
-                    version: expected_version,
-                    entries: Vec::new(),
+            Err(PluginError::Corrupt { reason, .. }) => (
+                {
+                    self.host.log(
+                        Level::Warn,
+                        &format!(
+                            "the stored associations are unreadable ({reason}); this save replaces them"
+                        ),
+                    );
+                    AssociationSet {
+                        version: expected_version,
+                        entries: Vec::new(),
+                    }
                 },
-                Store::<H>::new(self.host).get_raw(self.key)?,
+                self.store().get_raw(self.key)?,
             ),
             Err(e) => return Err(e),
         };
@@ -325,8 +354,18 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
         let batch = Batch::new()
             .expect_raw(self.key, current_raw)
             .set(self.key, &next)?;
-        match Store::<H>::new(self.host).commit(&batch) {
-            Ok(()) => Ok(next.version),
+        match self.store().commit(&batch) {
+            Ok(()) => {
+                self.host.log(
+                    Level::Info,
+                    &format!(
+                        "associations saved: {} users with an extension (version {})",
+                        next.entries.len(),
+                        next.version
+                    ),
+                );
+                Ok(next.version)
+            }
             Err(PluginError::Conflict(_)) => {
                 let now = self.saved().map(|s| s.version).unwrap_or(current.version);
                 Err(conflict(now))
@@ -345,11 +384,10 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
         if self.host.extension(&a.extension).is_none() {
             return Ok(None);
         }
-        let (users, _) = self.users.active_users()?;
-        Ok(users
-            .iter()
-            .find(|u| u.id() == a.user_id)
-            .map(|u| self.users.crm_user(u)))
+        Ok(self
+            .users
+            .find(&a.user_id)?
+            .map(|u| self.users.crm_user(&u)))
     }
 
     /// The extension associated with `user_id`, for `associated` pairs only.
@@ -359,8 +397,7 @@ impl<'h, H: Host, U: CrmUsers> Associations<'h, H, U> {
         let Some(a) = set.entries.into_iter().find(|a| a.user_id == user_id) else {
             return Ok(None);
         };
-        let (users, _) = self.users.active_users()?;
-        if self.host.extension(&a.extension).is_none() || !users.iter().any(|u| u.id() == user_id) {
+        if self.host.extension(&a.extension).is_none() || self.users.find(&user_id)?.is_none() {
             return Ok(None);
         }
         Ok(Some(a.extension))

@@ -3,7 +3,7 @@
 //! normalize; the answer is the number in E.164.
 
 use super::{Calls, cut};
-use crate::associations::Associations;
+use crate::associations::associations;
 use crate::error::PluginError;
 use crate::host::Host;
 use crate::phone;
@@ -17,7 +17,7 @@ impl<H: Host> Calls<'_, H> {
         region: &str,
     ) -> Result<String, PluginError> {
         let extension = extension.trim();
-        if Associations::new(self.host)
+        if associations(self.host)
             .user_for_extension(extension)?
             .is_none()
         {

@@ -21,7 +21,7 @@ use super::lookup::Match;
 use super::unknown::ForUnknown;
 use super::work::{Work, work_key};
 use super::{Calls, ItemLease, cut};
-use crate::associations::Associations;
+use crate::associations::associations;
 use crate::bindings::exports::pbx::crm::calls::{CallEvent, Direction};
 use crate::bindings::pbx::crm::log::Level;
 use crate::error::PluginError;
@@ -288,7 +288,7 @@ impl<H: Host> Calls<'_, H> {
         let pending_key = work_key(&call.call_id);
         let mut owner_id = None;
         if skip.is_none() && settings.task_owner != TaskOwner::Connected {
-            owner_id = Associations::new(self.host)
+            owner_id = associations(self.host)
                 .user_for_extension(&call.extension)?
                 .map(|u| u.id);
             if owner_id.is_none() && settings.task_owner == TaskOwner::AssociatedOnly {

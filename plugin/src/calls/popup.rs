@@ -11,7 +11,7 @@
 use super::ledger::{Ledger, bucket_key, outbox_key};
 use super::lookup::Match;
 use super::{Calls, outcome, skipped};
-use crate::associations::Associations;
+use crate::associations::associations;
 use crate::auth::Tokens;
 use crate::bindings::exports::pbx::crm::calls::{
     CallEvent, Direction, EventAction, EventOutcome, Phase,
@@ -87,7 +87,7 @@ impl<H: Host> Calls<'_, H> {
         if e.direction == Direction::Internal {
             return Ok(skipped("internal call: no pop-up"));
         }
-        if Associations::new(self.host)
+        if associations(self.host)
             .user_for_extension(&e.extension)?
             .is_none()
         {
