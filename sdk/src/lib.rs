@@ -52,3 +52,5 @@ pub mod session;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(all(target_family = "wasm", feature = "component"))]
+pub mod wit_host;

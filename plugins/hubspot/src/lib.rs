@@ -27,15 +27,6 @@ mod testing;
 mod tests;
 pub mod users;
 
-/// Wall-clock time in ms since the Unix epoch (the component's clock; the
-/// logic reads time through `Host::now_ms`).
-#[cfg(all(target_family = "wasm", feature = "component"))]
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The first `max` characters of `text` (messages quote outside data
 /// bounded).
 pub(crate) fn cut(text: &str, max: usize) -> String {
