@@ -226,17 +226,13 @@ impl RedisBackend {
                 store: store.clone(),
                 reason: format!("cannot start its I/O thread: {e}"),
             })?;
-        let conn = {
-            let target = target.clone();
-            wait(&runtime, async move { connect(&target).await })
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .map_err(|reason| StoreError::Redis {
-                    store: store.clone(),
-                    reason,
-                })?
+        let redis = |reason: String| StoreError::Redis {
+            store: store.clone(),
+            reason,
         };
-        let key_path = data_dir.join(KEY_FILE);
-        let read_check = |conn: &Conn| {
+        let target = target.clone();
+        let conn = wait(&runtime, async move { connect(&target).await }).map_err(redis)?;
+        let read_check = || {
             let mut conn = conn.clone();
             wait(&runtime, async move {
                 redis::cmd("GET")
@@ -244,13 +240,10 @@ impl RedisBackend {
                     .query_async::<Option<Vec<u8>>>(&mut conn)
                     .await
             })
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|reason| StoreError::Redis {
-                store: store.clone(),
-                reason,
-            })
+            .map_err(redis)
         };
-        let key_check = read_check(&conn)?;
+        let key_check = read_check()?;
+        let key_path = data_dir.join(KEY_FILE);
         let key = match read_key_file(&key_path)? {
             Some(key) => key,
             None if key_check.is_some() => {
@@ -267,10 +260,7 @@ impl RedisBackend {
             None => {
                 // Two replicas starting on an empty store: the first check
                 // written wins, and both verify against it.
-                let sealed = sealer.key_check().map_err(|e| StoreError::Redis {
-                    store: store.clone(),
-                    reason: e.to_string(),
-                })?;
+                let sealed = sealer.key_check().map_err(|e| redis(e.to_string()))?;
                 let mut c = conn.clone();
                 wait(&runtime, async move {
                     redis::cmd("SET")
@@ -280,12 +270,8 @@ impl RedisBackend {
                         .query_async::<Value>(&mut c)
                         .await
                 })
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .map_err(|reason| StoreError::Redis {
-                    store: store.clone(),
-                    reason,
-                })?;
-                read_check(&conn)?.unwrap_or_default()
+                .map_err(redis)?;
+                read_check()?.unwrap_or_default()
             }
         };
         if !sealer.opens_key_check(&check) {
@@ -352,14 +338,15 @@ fn did_not_answer(target: &str) -> KvError {
 /// [`ANSWER_WITHIN`]; works from inside another runtime's workers too.
 fn wait<T: Send + 'static>(
     runtime: &tokio::runtime::Runtime,
-    fut: impl Future<Output = T> + Send + 'static,
+    fut: impl Future<Output = redis::RedisResult<T>> + Send + 'static,
 ) -> Result<T, String> {
     let (tx, rx) = mpsc::sync_channel(1);
     runtime.spawn(async move {
         let _ = tx.send(fut.await);
     });
     rx.recv_timeout(ANSWER_WITHIN + Duration::from_secs(1))
-        .map_err(|_| format!("Redis did not answer within {} s", ANSWER_WITHIN.as_secs()))
+        .map_err(|_| format!("Redis did not answer within {} s", ANSWER_WITHIN.as_secs()))?
+        .map_err(|e| e.to_string())
 }
 
 async fn connect(target: &RedisTarget) -> redis::RedisResult<Conn> {
