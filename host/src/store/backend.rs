@@ -48,6 +48,21 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// to `reply`. A reply dropped unanswered reads as "the store's writer
     /// stopped".
     fn submit(&self, batch: SealedBatch, reply: Reply);
+
+    /// Whether other hosts may share this backend (see `fleet`).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Carries a sealed fleet message to every host sharing the backend,
+    /// best effort, without waiting (see `fleet`).
+    fn publish(&self, _topic: &str, _message: Vec<u8>) {}
+
+    /// The fleet messages every host sharing the backend publishes, its
+    /// own included; `None` when no other host can share it.
+    fn messages(&self) -> Option<tokio::sync::broadcast::Receiver<super::fleet::Carried>> {
+        None
+    }
 }
 
 /// What an async read answers, later.

@@ -34,9 +34,11 @@
 //!   tables, and its group-commit writer thread.
 //! * `redis`: the shared backend for replicas: Redis, one node or a
 //!   Redis Cluster (`serve --store redis://…`).
+//! * `fleet`: what one host tells the others sharing its store, sealed.
 
 mod backend;
 mod embedded;
+mod fleet;
 mod keyfile;
 mod layout;
 mod namespace;
@@ -59,6 +61,7 @@ use redis::RedisBackend;
 use seal::Sealer;
 
 pub use embedded::DB_FILE;
+pub use fleet::{Heard, Listener};
 pub use keyfile::KEY_FILE;
 pub use namespace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace};
 pub use redis::RedisTarget;

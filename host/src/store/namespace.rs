@@ -28,6 +28,9 @@ pub(super) struct Shared {
     /// Test hook: number of writes after which the next batch fails, or
     /// [`NO_INJECTED_FAILURE`].
     fail_batch_after: AtomicUsize,
+    /// This store's id among the hosts sharing the backend, random, so a
+    /// host never hears its own fleet messages.
+    origin: u64,
 }
 
 impl Shared {
@@ -36,7 +39,20 @@ impl Shared {
             backend,
             sealer,
             fail_batch_after: AtomicUsize::new(NO_INJECTED_FAILURE),
+            origin: rand::random(),
         }
+    }
+
+    pub(super) fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    pub(super) fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    pub(super) fn origin(&self) -> u64 {
+        self.origin
     }
 
     pub(super) fn arm_failure(&self, after_writes: usize) {

@@ -42,6 +42,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use url::Url;
 
 use super::backend::{Answer, Backend, Reply, SealedBatch, SealedWrite};
+use super::fleet::{Carried, HEARD_BACKLOG};
 use super::keyfile::{KEY_FILE, create_key_file, ensure_data_dir, read_key_file};
 use super::seal::{SEAL_OVERHEAD, Sealer};
 use super::types::{KvError, StoreError, Usage};
@@ -196,6 +197,8 @@ pub(super) struct RedisBackend {
     clear: Script,
     /// For messages.
     target: String,
+    /// Fleet messages heard on Redis (see `fleet`), for every listener.
+    heard: tokio::sync::broadcast::Sender<Carried>,
 }
 
 impl Drop for RedisBackend {
@@ -230,8 +233,10 @@ impl RedisBackend {
             store: store.clone(),
             reason,
         };
-        let target = target.clone();
-        let conn = wait(&runtime, async move { connect(&target).await }).map_err(redis)?;
+        let conn = {
+            let target = target.clone();
+            wait(&runtime, async move { connect(&target).await }).map_err(redis)?
+        };
         let read_check = || {
             let mut conn = conn.clone();
             wait(&runtime, async move {
@@ -277,6 +282,14 @@ impl RedisBackend {
         if !sealer.opens_key_check(&check) {
             return Err(StoreError::RedisKeyMismatch { key_path, store });
         }
+        let heard = tokio::sync::broadcast::channel(HEARD_BACKLOG).0;
+        // Subscribed before the store is handed out, so a host hears every
+        // message sent after it started.
+        let (subscribed, first) = mpsc::sync_channel(1);
+        runtime.spawn(subscribe(target.clone(), heard.clone(), subscribed));
+        first
+            .recv_timeout(ANSWER_WITHIN)
+            .map_err(|_| redis("cannot subscribe to the fleet's messages".into()))?;
         let backend = RedisBackend {
             runtime: Some(runtime),
             conn,
@@ -284,6 +297,7 @@ impl RedisBackend {
             apply: Script::new(APPLY),
             clear: Script::new(CLEAR),
             target: store,
+            heard,
         };
         Ok((backend, sealer))
     }
@@ -347,6 +361,56 @@ fn wait<T: Send + 'static>(
     rx.recv_timeout(ANSWER_WITHIN + Duration::from_secs(1))
         .map_err(|_| format!("Redis did not answer within {} s", ANSWER_WITHIN.as_secs()))?
         .map_err(|e| e.to_string())
+}
+
+/// The fleet's channels: `pbx:fleet:TOPIC`.
+const FLEET_CHANNELS: &str = "pbx:fleet:*";
+
+/// Hears the fleet's messages for as long as the backend's runtime runs:
+/// one subscription on the node (in a cluster, on a seed node: Redis
+/// Cluster carries every publication to every node), made again after
+/// Redis restarts or the node goes, trying each seed in turn. `subscribed`
+/// hears of the first subscription.
+async fn subscribe(
+    target: RedisTarget,
+    heard: tokio::sync::broadcast::Sender<Carried>,
+    subscribed: mpsc::SyncSender<()>,
+) {
+    use futures::StreamExt;
+    let urls = match target {
+        RedisTarget::Node(url) => vec![url],
+        RedisTarget::Cluster(urls) => urls,
+    };
+    let mut subscribed = Some(subscribed);
+    for url in urls.iter().cycle() {
+        let pubsub = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(FLEET_CHANNELS).await?;
+            redis::RedisResult::Ok(pubsub)
+        };
+        match tokio::time::timeout(ANSWER_WITHIN, pubsub).await {
+            Ok(Ok(pubsub)) => {
+                if let Some(first) = subscribed.take() {
+                    let _ = first.send(());
+                }
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let Some(topic) = message.get_channel_name().strip_prefix("pbx:fleet:") else {
+                        continue;
+                    };
+                    // No listener is not an error.
+                    let _ = heard.send((topic.to_string(), message.get_payload_bytes().to_vec()));
+                }
+                tracing::warn!(store = %redact(url), "the fleet's subscription ended; subscribing again");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(store = %redact(url), "cannot subscribe to the fleet's messages: {e}")
+            }
+            Err(_) => tracing::debug!(store = %redact(url), "subscribing timed out"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn connect(target: &RedisTarget) -> redis::RedisResult<Conn> {
@@ -428,6 +492,33 @@ fn unavailable(target: &str, error: redis::RedisError) -> KvError {
 }
 
 impl Backend for RedisBackend {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn publish(&self, topic: &str, message: Vec<u8>) {
+        let channel = format!("pbx:fleet:{topic}");
+        let sent = self.run_async(move |mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| KvError::Unavailable(e.to_string()))
+        });
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(async move {
+                if let Err(e) = sent.await {
+                    tracing::debug!("a fleet message was not sent: {e}");
+                }
+            });
+        }
+    }
+
+    fn messages(&self) -> Option<tokio::sync::broadcast::Receiver<Carried>> {
+        Some(self.heard.subscribe())
+    }
+
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let k = value_key(&tag(namespace), key);
         let target = self.target.clone();

@@ -153,3 +153,120 @@ fn a_redis_restart_is_survived_and_acknowledged_writes_kept() {
     ns.set("after", b"y").expect("writes again");
     assert_eq!(ns.usage().expect("usage").keys, 2);
 }
+
+/// Two replicas on one Redis and the raw messages Redis carried.
+fn two_replicas(server: &redis_kit::RedisServer) -> (Vec<tempfile::TempDir>, Store, Store) {
+    let first = tempfile::tempdir().expect("tempdir");
+    let a = Store::open_redis(&target(server), first.path()).expect("first replica");
+    let second = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(first.path().join(KEY_FILE), second.path().join(KEY_FILE)).expect("copy key");
+    let b = Store::open_redis(&target(server), second.path()).expect("second replica");
+    (vec![first, second], a, b)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_fleet_message_reaches_the_other_replica_sealed_and_never_its_sender() {
+    let server = redis_kit::RedisServer::start();
+    let (_dirs, a, b) = two_replicas(&server);
+    assert!(a.is_shared() && b.is_shared());
+    let mut a_hears = a.listen();
+    let mut b_hears = b.listen();
+    // What Redis carries, seen by a plain subscriber.
+    let mut spy = raw(&server);
+    let mut spy = spy.as_pubsub();
+    spy.psubscribe("pbx:fleet:*").expect("psubscribe");
+
+    a.announce("browser", b"pop-up for 1001: Ada Lovelace");
+    let carried = spy.get_message().expect("a message on Redis");
+    assert_eq!(carried.get_channel_name(), "pbx:fleet:browser");
+    let bytes = carried.get_payload_bytes();
+    assert!(
+        !String::from_utf8_lossy(bytes).contains("Lovelace"),
+        "sealed before it leaves the host"
+    );
+
+    let runtime = runtime();
+    let heard = runtime
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), b_hears.next()).await
+        })
+        .expect("B hears within 5 s")
+        .expect("a message");
+    assert_eq!(heard.topic, "browser");
+    assert_eq!(heard.payload, b"pop-up for 1001: Ada Lovelace");
+
+    // B answers; A hears B's message and not its own, which came first.
+    b.announce("plugins", b"changed");
+    let heard = runtime
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), a_hears.next()).await
+        })
+        .expect("A hears within 5 s")
+        .expect("a message");
+    assert_eq!(
+        (heard.topic.as_str(), &heard.payload[..]),
+        ("plugins", &b"changed"[..])
+    );
+
+    // A's message moved to another topic fails authentication at B: not
+    // heard.
+    let mut forged = raw(&server);
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("pbx:fleet:plugins")
+        .arg(bytes)
+        .query(&mut forged)
+        .expect("publish");
+    a.announce("browser", b"after the forgery");
+    let heard = runtime
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), b_hears.next()).await
+        })
+        .expect("B hears within 5 s")
+        .expect("a message");
+    assert_eq!(
+        heard.payload, b"after the forgery",
+        "the forged one was skipped"
+    );
+}
+
+#[test]
+fn fleet_messages_cross_a_redis_cluster() {
+    let cluster = redis_kit::RedisCluster::start();
+    let target = RedisTarget::parse(&cluster.url()).expect("url");
+    let first = tempfile::tempdir().expect("tempdir");
+    let a = Store::open_redis(&target, first.path()).expect("first replica");
+    let second = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(first.path().join(KEY_FILE), second.path().join(KEY_FILE)).expect("copy key");
+    let b = Store::open_redis(&target, second.path()).expect("second replica");
+    let mut b_hears = b.listen();
+    for n in 0..3 {
+        a.announce("plugins", format!("changed {n}").as_bytes());
+    }
+    let runtime = runtime();
+    for n in 0..3 {
+        let heard = runtime
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(5), b_hears.next()).await
+            })
+            .expect("B hears within 5 s")
+            .expect("a message");
+        assert_eq!(heard.payload, format!("changed {n}").as_bytes());
+    }
+}
+
+#[test]
+fn the_embedded_store_has_no_fleet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    assert!(!store.is_shared());
+    store.announce("browser", b"nobody hears this");
+    let heard = runtime().block_on(store.listen().next());
+    assert_eq!(heard, None);
+}
