@@ -24,6 +24,7 @@ pub mod dialing;
 pub mod directory;
 pub mod dispositions;
 pub mod files;
+pub mod fleet;
 pub mod journal;
 pub mod network;
 pub mod outbound;

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 
 use super::Capabilities;
 use crate::outbound::{FetchError, Policy};
+use crate::store::Store;
 
 /// How many requests are kept for the portal.
 const KEPT: usize = 256;
@@ -32,7 +33,7 @@ pub const OPEN_BURST: u32 = 30;
 pub const OPEN_PER_SECOND: u32 = 10;
 
 /// Who a page is for, as the portal sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "extension")]
 pub enum Viewer {
     /// The administrator.
@@ -52,7 +53,7 @@ pub struct Detail {
 
 /// What a page is about (0.3.0 on): a title, details, the button's words,
 /// and the call it belongs to, if any.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caption {
     /// One line, e.g. "Incoming call from +14155550100".
     pub title: String,
@@ -101,7 +102,7 @@ pub const OFFERED_RECORDS: usize = 16;
 
 /// A record a plugin offers the person to pick (0.5.0's `offer-records`),
 /// when several match a caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferedRecord {
     /// The CRM's object type, e.g. "Contact".
     pub object_type: String,
@@ -128,7 +129,7 @@ impl OfferedRecord {
 }
 
 /// One request to open a page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BrowserRequest {
     /// Increasing id, for "show me what's new".
     pub id: u64,
@@ -144,7 +145,7 @@ pub struct BrowserRequest {
     pub caption: Option<Caption>,
     /// Records to pick from (0.5.0's `offer-records`), bounded; `url` is
     /// then the first one's page. Empty for a plain page.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offered: Vec<OfferedRecord>,
 }
 
@@ -154,7 +155,13 @@ pub struct BrowserRequests {
     next_id: AtomicU64,
     live: broadcast::Sender<BrowserRequest>,
     system_browser: bool,
+    /// Replicas sharing the store hear of each request: an agent's page
+    /// may be open on another replica than the one the call reached.
+    fleet: Option<Store>,
 }
+
+/// The fleet topic of browser requests.
+pub const BROWSER_TOPIC: &str = "browser";
 
 impl BrowserRequests {
     /// A recorder; `system_browser` also opens administrator pages with `xdg-open`.
@@ -164,7 +171,15 @@ impl BrowserRequests {
             next_id: AtomicU64::new(1),
             live: broadcast::channel(64).0,
             system_browser,
+            fleet: None,
         }
+    }
+
+    /// Tell the replicas sharing `store` of every request (nothing when
+    /// it is not shared).
+    pub fn shared_through(mut self, store: &Store) -> Self {
+        self.fleet = store.is_shared().then(|| store.clone());
+        self
     }
 
     /// Record a request (after checking the URL) and tell live listeners.
@@ -224,13 +239,13 @@ impl BrowserRequests {
                 .map(OfferedRecord::bounded)
                 .collect(),
         };
-        {
-            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            if kept.len() == KEPT {
-                kept.pop_front();
+        if let Some(store) = &self.fleet {
+            match serde_json::to_vec(&request) {
+                Ok(message) => store.announce(BROWSER_TOPIC, &message),
+                Err(e) => tracing::warn!("a browser request was not told to the replicas: {e}"),
             }
-            kept.push_back(request.clone());
         }
+        self.keep(&request);
         if self.system_browser && request.viewer == Viewer::Administrator {
             // Best effort: the portal shows the request either way.
             if let Err(e) = std::process::Command::new("xdg-open")
@@ -243,6 +258,32 @@ impl BrowserRequests {
         // No live listener is not an error.
         let _ = self.live.send(request.clone());
         Ok(request.id)
+    }
+
+    /// A request another replica recorded (a fleet message): kept and told
+    /// to live listeners here, under an id of this replica's.
+    pub fn record_heard(&self, message: &[u8]) -> Result<u64, String> {
+        let mut request: BrowserRequest = serde_json::from_slice(message)
+            .map_err(|e| format!("a browser request from a replica is unreadable: {e}"))?;
+        request.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        request.caption = request.caption.map(Caption::bounded);
+        request.offered = request
+            .offered
+            .into_iter()
+            .take(OFFERED_RECORDS)
+            .map(OfferedRecord::bounded)
+            .collect();
+        self.keep(&request);
+        let _ = self.live.send(request.clone());
+        Ok(request.id)
+    }
+
+    fn keep(&self, request: &BrowserRequest) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(request.clone());
     }
 
     /// Requests with an id above `after`, oldest first.

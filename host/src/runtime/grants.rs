@@ -29,6 +29,7 @@ impl Runtime {
             .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
         self.registry.add_grant(id, &parsed.to_string())?;
         self.reload_active(id, &record)?;
+        self.announce_change();
         tracing::info!(plugin = %id, pattern = %parsed, "host granted");
         Ok(self
             .effective_grants(id)?
@@ -61,6 +62,7 @@ impl Runtime {
             .ok_or_else(|| InstallError::NotInstalled(id.to_string()))?;
         self.registry.set_kv_grant(id, &quota)?;
         self.reload_active(id, &record)?;
+        self.announce_change();
         tracing::info!(plugin = %id, %quota, "kv-store quota granted");
         self.kv_quota(id)
     }

@@ -132,6 +132,7 @@ impl Runtime {
             crate::files::write_atomically(&path, bytes)
                 .map_err(|e| InstallError::Storage(format!("{}: {e}", path.display())))?;
         }
+        self.share_file(&sha256, bytes)?;
         // Compiled (and cached) now, so a file that cannot load is refused
         // at install, not at activation.
         let loaded = self.load(inspection.clone(), &sha256, bytes)?;
@@ -180,6 +181,7 @@ impl Runtime {
         if activate || (already && self.loaded_version(&id).is_none()) {
             self.set_active(&id, loaded.clone());
         }
+        self.announce_change();
         tracing::info!(
             plugin = %id, %version, %sha256, activated = activate, migrated,
             signed_by = signed_by.as_deref().unwrap_or("-"),
@@ -282,6 +284,7 @@ impl Runtime {
         record.previous = from.clone().filter(|f| f != version);
         self.registry.put(id, Some(raw), &record)?;
         self.set_active(id, loaded);
+        self.announce_change();
         let swap = started.elapsed();
         tracing::info!(plugin = %id, %version, from = from.as_deref().unwrap_or("-"), swap_us = swap.as_micros() as u64, "plugin version activated");
         Ok(Activation {
@@ -321,7 +324,9 @@ impl Runtime {
         if !self.sha_in_use(&entry.sha256)? {
             let _ = std::fs::remove_file(self.plugins_dir.join(format!("{}.wasm", entry.sha256)));
             self.remove_cached(&entry.sha256);
+            self.unshare_file(&entry.sha256)?;
         }
+        self.announce_change();
         tracing::info!(plugin = %id, %version, "plugin version removed");
         Ok(())
     }
@@ -375,13 +380,11 @@ impl Runtime {
             }
         }
         let sha256 = &entry.sha256;
-        let path = self.plugins_dir.join(format!("{sha256}.wasm"));
-        let bytes = std::fs::read(&path)
-            .map_err(|e| InstallError::Storage(format!("{}: {e}", path.display())))?;
+        let bytes = self.version_file(entry)?;
         if hex::encode(Sha256::digest(&bytes)) != *sha256 {
             return Err(InstallError::Storage(format!(
                 "{} does not match its hash; install the plugin again",
-                path.display()
+                self.plugins_dir.join(format!("{sha256}.wasm")).display()
             )));
         }
         let inspection = inspect::inspect(&bytes)?;

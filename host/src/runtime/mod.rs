@@ -18,6 +18,7 @@
 mod cache;
 mod call;
 pub mod engine;
+pub mod fleet;
 mod grants;
 mod handle;
 pub mod inspect;

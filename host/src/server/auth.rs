@@ -122,3 +122,55 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(token)
 }
+
+/// The store namespace of the fleet's admin token (on a shared store).
+const ADMIN_NAMESPACE: &str = "host/admin";
+
+/// The admin token of every replica sharing `store`: the one in the store
+/// (sealed, as every value), which this replica then also keeps in `path`
+/// for its CLI; the first replica puts its own there. On an unshared
+/// store, the file's ([`load_or_create_token`]).
+pub fn fleet_token(store: &crate::store::Store, path: &Path) -> anyhow::Result<String> {
+    if !store.is_shared() {
+        return load_or_create_token(path);
+    }
+    let admin = store.namespace(ADMIN_NAMESPACE, crate::store::Quota::UNLIMITED);
+    let shared = |bytes: Vec<u8>| -> anyhow::Result<String> {
+        let token = String::from_utf8(bytes)
+            .ok()
+            .filter(|t| t.len() >= 32)
+            .context("the shared store holds no valid admin token; fix: restore the store from a backup, or start the fleet on a new one")?;
+        let local = std::fs::read_to_string(path).unwrap_or_default();
+        if local.trim() != token {
+            crate::files::write_private(path, format!("{token}\n").as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(file = %path.display(), "the fleet's admin token is kept here");
+        }
+        Ok(token)
+    };
+    if let Some(bytes) = admin.get("token").context("cannot read the admin token")? {
+        return shared(bytes);
+    }
+    let token = load_or_create_token(path)?;
+    let first = admin.batch(
+        &[crate::store::Precondition {
+            key: "token".into(),
+            expected: None,
+        }],
+        &[crate::store::Write::Set {
+            key: "token".into(),
+            value: token.clone().into_bytes(),
+        }],
+    );
+    match first {
+        Ok(()) => Ok(token),
+        // Another replica started at the same moment and was first.
+        Err(crate::store::KvError::Conflict(_)) => shared(
+            admin
+                .get("token")
+                .context("cannot read the admin token")?
+                .unwrap_or_default(),
+        ),
+        Err(e) => Err(anyhow::anyhow!("cannot keep the admin token: {e}")),
+    }
+}

@@ -77,6 +77,8 @@ pub struct RunningHost {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     ticker: JoinHandle<()>,
+    /// Listens to the other replicas (on a shared store).
+    fleet: Option<JoinHandle<()>>,
 }
 
 impl RunningHost {
@@ -90,6 +92,10 @@ impl RunningHost {
     pub async fn shutdown(mut self) {
         self.ticker.abort();
         let _ = (&mut self.ticker).await;
+        if let Some(fleet) = self.fleet.take() {
+            fleet.abort();
+            let _ = fleet.await;
+        }
         // Live streams (agent pages) would keep the graceful shutdown waiting.
         self.state.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
@@ -129,7 +135,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     })?;
     let services = Arc::new(Services {
         http,
-        browser: BrowserRequests::new(config.system_browser),
+        browser: BrowserRequests::new(config.system_browser).shared_through(&store),
         directory: Directory::new(store.namespace("host/extensions", Quota::UNLIMITED)),
     });
     let mut runtime = Runtime::new(
@@ -144,7 +150,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     let loaded = runtime.load_installed()?;
     tracing::info!(plugins = loaded, "installed plugins loaded");
 
-    let admin_token = auth::load_or_create_token(&config.data_dir.join(ADMIN_TOKEN_FILE))?;
+    let admin_token = auth::fleet_token(&store, &config.data_dir.join(ADMIN_TOKEN_FILE))?;
     // Read the TLS files before binding: a bad file stops the start.
     let tls = config
         .tls
@@ -187,6 +193,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         config.journal_limits,
     ));
     let ticker = journal.spawn_ticker();
+    let fleet = crate::fleet::spawn(&store, runtime.clone(), services.clone());
     let state = Arc::new(AppState {
         auth: auth::Auth::new(
             admin_token.clone(),
@@ -251,6 +258,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         shutdown: Some(tx),
         task,
         ticker,
+        fleet,
     })
 }
 

@@ -36,6 +36,7 @@ mod portal_browser;
 mod portal_guide_browser;
 mod portal_security;
 mod redis_store;
+mod replicas;
 mod sandbox;
 mod tokens;
 mod user_refresh;

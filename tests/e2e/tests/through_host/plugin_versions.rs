@@ -35,7 +35,7 @@ fn probe_manifest(version: &str, extra_hosts: &[&str]) -> Value {
     })
 }
 
-fn probe_version(version: &str, extra_hosts: &[&str]) -> Vec<u8> {
+pub(crate) fn probe_version(version: &str, extra_hosts: &[&str]) -> Vec<u8> {
     let bytes = std::fs::read(component("fixture_probe")).expect("probe built");
     with_manifest(&bytes, &probe_manifest(version, extra_hosts))
 }

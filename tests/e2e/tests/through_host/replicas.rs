@@ -1,0 +1,260 @@
+//! Two replicas of the host on one Redis, serving one PBX: they share the
+//! admin token and the plugin files; an authorization begun on one
+//! completes when Salesforce redirects to the other; a call's events
+//! spread over both make one Task; a pop-up reaches the replica the agent's
+//! page is on; and a version activated on one serves on the other within a
+//! second.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e_tests::org::{
+    Consent, Setup, World, add_extension, associate, call_event, drain, send_event, tasks_of,
+};
+use e2e_tests::{Options, admin, start_host};
+use pbx_host::capabilities::browser::Viewer;
+use pbx_host::server::{ADMIN_TOKEN_FILE, RunningHost};
+use pbx_host::store::KEY_FILE;
+use serde_json::{Map, Value, json};
+
+use crate::plugin_versions::probe_version;
+
+/// 2026-01-15 12:00:00 UTC.
+const NOON: u64 = 1_768_478_400_000;
+
+/// Another replica on `store`, with the host key of `first_data_dir`
+/// copied, as an operator does.
+async fn replica(first_data_dir: &Path, dir: &Path, options: Options) -> RunningHost {
+    pbx_host::files::create_private_dir(dir).expect("data dir");
+    std::fs::copy(first_data_dir.join(KEY_FILE), dir.join(KEY_FILE)).expect("copy host.key");
+    start_host(dir, options).await
+}
+
+/// Wait for `done`, at most `within`; whether it came.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+fn active_version(host: &RunningHost, id: &str) -> Option<String> {
+    host.state
+        .runtime
+        .plugins()
+        .into_iter()
+        .find(|p| p.manifest.id == id)
+        .map(|p| p.manifest.version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_redis_serve_one_pbx() {
+    let server = redis_kit::RedisServer::start();
+    let world = World::start(Setup {
+        host: Options {
+            store: Some(server.url()),
+            ..Options::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    // Behind a load balancer both replicas have one Homepage URL; here,
+    // the first replica's address, where the org's app points.
+    world
+        .api
+        .put("/network", &json!({"homepage_url": world.host.url()}))
+        .await
+        .expect("the Homepage URL is set");
+
+    let b_dir = world.dir.path().join("replica-b");
+    let b = replica(
+        &world.data_dir,
+        &b_dir,
+        Options {
+            store: Some(server.url()),
+            grants: vec![format!("salesforce={}", world.org.base_url())],
+            trust_ca: vec![world.ca_path.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+    // One admin token for the fleet, kept in B's data directory for its
+    // CLI too; the plugin B never saw uploaded is served from the store.
+    assert_eq!(b.admin_token, world.host.admin_token);
+    let b_file = std::fs::read_to_string(b_dir.join(ADMIN_TOKEN_FILE)).expect("B's token file");
+    assert_eq!(b_file.trim(), world.host.admin_token);
+    assert!(
+        active_version(&b, "salesforce").is_some(),
+        "B serves the plugin"
+    );
+    let b_api = admin(&b);
+
+    // The administrator starts the authorization on A; Salesforce's
+    // redirect reaches B.
+    world
+        .configure(
+            e2e_tests::org::CONSUMER_KEY,
+            e2e_tests::org::CONSUMER_SECRET,
+        )
+        .await
+        .expect("settings save");
+    let url = world.authorize().await.expect("authorization starts");
+    let Consent::Redirect(location) = world.consent(&url, true).await else {
+        panic!("the org did not redirect after Allow");
+    };
+    let on_b = location.replace(&world.host.url(), &b.url());
+    assert_ne!(
+        on_b, location,
+        "the redirect goes to A's Callback URL: {location}"
+    );
+    let (status, page) = world.callback(&on_b).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Authorization succeeded!"), "{page}");
+    let status = b_api
+        .get("/crm/salesforce/status")
+        .await
+        .expect("status on B");
+    assert_eq!(status["state"], "Connected", "{status}");
+    let status = world.status().await;
+    assert_eq!(status["state"], "Connected", "A sees it too: {status}");
+
+    // Set-up through A, seen by B.
+    for x in ["1001", "1002"] {
+        add_extension(&world, x, None).await;
+    }
+    let job = world.sync_users().await;
+    assert_eq!(job["ok"], true, "{job}");
+    associate(&world, &[("admin@example.org", "1001")]).await;
+    let extensions = b_api.get("/extensions").await.expect("extensions on B");
+    assert!(extensions.to_string().contains("1002"), "{extensions}");
+
+    let fields: Map<String, Value> = json!({"LastName": "Replica", "Phone": "+1 212 555 0190"})
+        .as_object()
+        .cloned()
+        .expect("object");
+    let who = world.org.insert("Contact", fields).expect("contact");
+
+    // Two calls, each with its events spread over both replicas.
+    let replicas = [&world.host, &b];
+    for (n, order) in [[0, 1, 0], [1, 0, 1]].iter().enumerate() {
+        let call_id = format!("spread-{n}");
+        for (phase, replica) in ["ringing", "answered", "ended"].iter().zip(order) {
+            let host = replicas[*replica];
+            let (code, body) = send_event(
+                &host.url(),
+                &host.admin_token,
+                &call_event(&call_id, phase, "(212) 555-0190", "1001", NOON + n as u64),
+            )
+            .await;
+            assert_eq!(
+                code, 200,
+                "{phase} of {call_id} on replica {replica}: {body}"
+            );
+        }
+    }
+    drain(&world.api, Duration::from_secs(30)).await;
+    drain(&b_api, Duration::from_secs(30)).await;
+    for n in 0..2 {
+        let tasks = tasks_of(&world, &format!("spread-{n}"));
+        assert_eq!(tasks.len(), 1, "spread-{n}: {tasks:?}");
+        assert_eq!(tasks[0]["WhoId"], who.as_str());
+    }
+
+    // spread-1 rang on B: the pop-up for 1001 is on A too (where 1001's
+    // page could be open), and spread-0's, which rang on A, on B; once each.
+    for (host, call_id) in [(&world.host, "spread-1"), (&b, "spread-0")] {
+        let shown = |host: &RunningHost| {
+            host.state
+                .services
+                .browser
+                .since(0)
+                .into_iter()
+                .filter(|r| {
+                    r.viewer == Viewer::Extension("1001".into())
+                        && r.caption.as_ref().and_then(|c| c.call_id.as_deref()) == Some(call_id)
+                })
+                .count()
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || shown(host) > 0).await,
+            "the pop-up of {call_id} reached the other replica"
+        );
+        assert_eq!(shown(host), 1, "{call_id}");
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_activated_on_one_replica_serves_on_the_other_within_a_second() {
+    let server = redis_kit::RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = || Options {
+        store: Some(server.url()),
+        ..Options::default()
+    };
+    let a_dir = dir.path().join("a");
+    let a = start_host(&a_dir, options()).await;
+    let a_api = admin(&a);
+    e2e_tests::install_bytes(&a_api, probe_version("1.0.0", &[]))
+        .await
+        .expect("1.0.0 installs");
+    let b = replica(&a_dir, &dir.path().join("b"), options()).await;
+    assert_eq!(active_version(&b, "probe").as_deref(), Some("1.0.0"));
+
+    // 2.0.0 installed on A, not active yet: B compiles it ahead.
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/plugins?activate=no", a.url()))
+        .bearer_auth(&a.admin_token)
+        .header("content-type", "application/wasm")
+        .body(probe_version("2.0.0", &[]))
+        .send()
+        .await
+        .expect("the host answers");
+    assert_eq!(response.status().as_u16(), 201);
+    let compiled_before = b.state.runtime.stats().compiled;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            b.state.runtime.stats().compiled > compiled_before
+        })
+        .await,
+        "B prepares the new version"
+    );
+    assert_eq!(active_version(&b, "probe").as_deref(), Some("1.0.0"));
+
+    // Activated on A: B serves it within a second.
+    a_api
+        .post("/plugins/probe/activate", &json!({"version": "2.0.0"}))
+        .await
+        .expect("activate");
+    let started = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            active_version(&b, "probe").as_deref() == Some("2.0.0")
+        })
+        .await,
+        "B follows the activation"
+    );
+    // The figure; the bench measures it, a test does not time it.
+    eprintln!("B followed the activation in {:?}", started.elapsed());
+    let b_list = admin(&b).get("/plugins").await.expect("list on B");
+    assert!(b_list.to_string().contains("2.0.0"), "{b_list}");
+
+    // Rolled back on A: B goes back too.
+    a_api
+        .post("/plugins/probe/rollback", &json!({}))
+        .await
+        .expect("rollback");
+    assert!(
+        eventually(Duration::from_secs(1), || {
+            active_version(&b, "probe").as_deref() == Some("1.0.0")
+        })
+        .await,
+        "B follows the rollback"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
