@@ -15,6 +15,7 @@
 
 mod dead;
 mod deliver;
+mod lease;
 mod ticker;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use tokio::sync::Notify;
 
 pub use dead::{DEAD_LETTER_NAMESPACE, DeadLetter, RetryError};
 pub use deliver::Delivery;
+pub use lease::{LEASES_NAMESPACE, Lease};
 pub use ticker::{PluginPending, TickReport};
 
 use crate::call_input::phase_name;
@@ -67,6 +69,13 @@ impl Default for JournalLimits {
     }
 }
 
+/// How long the journal's lease lasts after a tick renewed it: three
+/// ticks, and never under 5 s, so a busy replica keeps it and a dead one
+/// hands it over within seconds.
+fn lease_time(interval: Duration) -> Duration {
+    (interval * 3).max(Duration::from_secs(5))
+}
+
 /// One entry of the retry queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Queued {
@@ -100,6 +109,8 @@ pub struct Journal {
     kick: Notify,
     tick: tokio::sync::Mutex<()>,
     interval: Duration,
+    /// On a shared store, only the replica holding it redelivers the queue.
+    lease: Option<Lease>,
 }
 
 impl Journal {
@@ -122,6 +133,9 @@ impl Journal {
             kick: Notify::new(),
             tick: tokio::sync::Mutex::new(()),
             interval,
+            lease: store
+                .is_shared()
+                .then(|| Lease::new(store, "journal", lease_time(interval))),
         }
     }
 

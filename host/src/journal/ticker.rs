@@ -14,6 +14,9 @@ use crate::now_ms;
 /// What a tick did, for `POST /api/calls/run-pending`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TickReport {
+    /// Whether this replica redelivers the retry queue (it holds the
+    /// journal's lease; always on an unshared store).
+    pub redelivering: bool,
     /// Queued events delivered again (taken by the plugin, or refused by it).
     pub redelivered: usize,
     /// Queued events that failed again and stay queued.
@@ -52,11 +55,25 @@ impl Journal {
     /// never overlap.
     pub async fn tick(&self, all_due: bool) -> TickReport {
         let _one = self.tick.lock().await;
+        let redelivering = match &self.lease {
+            None => true,
+            Some(lease) => match lease.hold(now_ms()) {
+                Ok(fence) => fence.is_some(),
+                Err(e) => {
+                    tracing::warn!("cannot hold the journal's lease: {e}");
+                    false
+                }
+            },
+        };
         let Redelivery {
             redelivered,
             still_queued,
             dead_lettered,
-        } = self.redeliver(all_due).await;
+        } = if redelivering {
+            self.redeliver(all_due).await
+        } else {
+            Redelivery::default()
+        };
         let mut plugins = Vec::new();
         for id in self.runtime.plugin_ids() {
             let pending = match self.runtime.plugin(&id).run_pending().await {
@@ -86,6 +103,7 @@ impl Journal {
                 .insert(id, pending);
         }
         TickReport {
+            redelivering,
             redelivered,
             still_queued,
             dead_lettered,

@@ -6,6 +6,8 @@
 //! second.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e_tests::org::{
@@ -257,4 +259,167 @@ async fn a_version_activated_on_one_replica_serves_on_the_other_within_a_second(
     );
     b.shutdown().await;
     a.shutdown().await;
+}
+
+/// A child process, killed when dropped (a failed test leaves none behind).
+struct Replica(std::process::Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `pbx-host serve` replica process on `store`, with `world`'s host key,
+/// grant and CA: (the process, its URL).
+async fn replica_process(world: &World, store: &str) -> (Replica, String) {
+    let data_dir = world.dir.path().join("replica-process");
+    pbx_host::files::create_private_dir(&data_dir).expect("data dir");
+    std::fs::copy(world.data_dir.join(KEY_FILE), data_dir.join(KEY_FILE)).expect("copy host.key");
+    let url_file = data_dir.join(pbx_host::server::ADMIN_URL_FILE);
+    let child = Replica(
+        std::process::Command::new(e2e_tests::binary("pbx-host"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--journal-interval-ms",
+                "300",
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--store")
+            .arg(store)
+            .arg("--grant")
+            .arg(format!("salesforce={}", world.org.base_url()))
+            .arg("--trust-ca")
+            .arg(&world.ca_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pbx-host serve starts"),
+    );
+    // It writes its address once it listens.
+    let written = eventually(Duration::from_secs(60), || url_file.exists()).await;
+    assert!(written, "the replica never wrote {}", url_file.display());
+    let url = std::fs::read_to_string(&url_file)
+        .expect("admin-url")
+        .trim()
+        .to_string();
+    (child, url)
+}
+
+/// Send `event` to `first`, and to `other` when `first` does not answer or
+/// answers 5xx, as a PBX behind a load balancer would: (the replica that
+/// took it, 0 or 1).
+async fn send_with_failover(urls: [&str; 2], first: usize, token: &str, event: &Value) -> usize {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    for attempt in 0..6 {
+        let target = (first + attempt) % 2;
+        let answer = client
+            .post(format!("{}/api/calls/events", urls[target]))
+            .bearer_auth(token)
+            .json(event)
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().is_success() => return target,
+            Ok(r) if r.status().is_client_error() => {
+                panic!("{event} refused: {}", r.status())
+            }
+            _ => continue,
+        }
+    }
+    panic!("no replica took {event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_during_a_calls_load_loses_and_doubles_no_call_log() {
+    let server = redis_kit::RedisServer::start_durable();
+    let world = e2e_tests::org::calls_world(Setup {
+        host: Options {
+            store: Some(server.url()),
+            journal_interval_ms: Some(300),
+            ..Options::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let fields: Map<String, Value> = json!({"LastName": "Load", "Phone": "+1 212 555 0191"})
+        .as_object()
+        .cloned()
+        .expect("object");
+    let who = world.org.insert("Contact", fields).expect("contact");
+    let (mut b, b_url) = replica_process(&world, &server.url()).await;
+    let a_url = world.host.url();
+    let token = world.host.admin_token.clone();
+
+    const CALLS: usize = 24;
+    let done = Arc::new(AtomicUsize::new(0));
+    let call_done = Arc::new(tokio::sync::Notify::new());
+    let took_by_b = Arc::new(AtomicUsize::new(0));
+    let failovers = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let (a_url, b_url, token) = (a_url.clone(), b_url.clone(), token.clone());
+        let (done, call_done) = (done.clone(), call_done.clone());
+        let (took_by_b, failovers) = (took_by_b.clone(), failovers.clone());
+        workers.push(tokio::spawn(async move {
+            for call in (worker..CALLS).step_by(4) {
+                let call_id = format!("load-{call}");
+                for (n, phase) in ["ringing", "answered", "ended"].iter().enumerate() {
+                    let event = call_event(
+                        &call_id,
+                        phase,
+                        "(212) 555-0191",
+                        "1001",
+                        NOON + call as u64,
+                    );
+                    let first = (call + n) % 2;
+                    let took = send_with_failover([&a_url, &b_url], first, &token, &event).await;
+                    if took == 1 {
+                        took_by_b.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if took != first {
+                        failovers.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                call_done.notify_one();
+            }
+        }));
+    }
+    // kill -9 of replica B once a third of the calls are through.
+    while done.load(Ordering::SeqCst) < CALLS / 3 {
+        call_done.notified().await;
+    }
+    b.0.kill().expect("kill -9 of replica B");
+    b.0.wait().expect("B is gone");
+    let at_kill = done.load(Ordering::SeqCst);
+    let by_b_before_kill = took_by_b.load(Ordering::SeqCst);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    assert!(
+        at_kill < CALLS,
+        "B was killed in the middle: {at_kill} calls through"
+    );
+    assert!(by_b_before_kill > 0, "B took events before it was killed");
+    assert!(
+        failovers.load(Ordering::SeqCst) > 0,
+        "events meant for B went to A after the kill"
+    );
+
+    // A takes over what B left (its journal lease, the plugin's outbox
+    // lease): every call logged exactly once.
+    drain(&world.api, Duration::from_secs(90)).await;
+    for call in 0..CALLS {
+        let tasks = tasks_of(&world, &format!("load-{call}"));
+        assert_eq!(tasks.len(), 1, "load-{call}: {tasks:?}");
+        assert_eq!(tasks[0]["WhoId"], who.as_str());
+    }
 }
