@@ -105,6 +105,16 @@ fn agent_area_page(status: StatusCode, title: &str, body: &str) -> Response {
 }
 
 /// A refused sign-in: what happened and what to do.
+/// The store could not keep the session: nothing changed, try again.
+fn store_page(e: &crate::store::KvError) -> Response {
+    tracing::error!("agent session not changed: {e}");
+    agent_area_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "The PBX cannot reach its store right now, so nothing changed. Try again in a few seconds; if it persists, tell your administrator.",
+    )
+}
+
 fn refusal_page(refusal: &Refusal) -> Response {
     let (title, message) = refusal.explain();
     let status = match refusal {
@@ -319,11 +329,16 @@ fn signed_in(
     next: Option<&str>,
     clear_binding: bool,
 ) -> Response {
-    if let Some(old) = cookie(headers, AGENT_COOKIE) {
-        st.auth.sessions.end(&old);
+    if let Some(old) = cookie(headers, AGENT_COOKIE)
+        && let Err(e) = st.auth.sessions.end(&old)
+    {
+        return store_page(&e);
     }
     let to = destination(&holder, next);
-    let id = st.auth.sessions.create(holder);
+    let id = match st.auth.sessions.create(holder) {
+        Ok(id) => id,
+        Err(e) => return store_page(&e),
+    };
     let secure = st.config.secure_cookies();
     let mut response = Redirect::to(&to).into_response();
     let headers = response.headers_mut();
@@ -447,8 +462,10 @@ pub(super) async fn crm_callback(
 }
 
 async fn sign_out(State(st): St, headers: HeaderMap) -> Response {
-    if let Some(id) = cookie(&headers, AGENT_COOKIE) {
-        st.auth.sessions.end(&id);
+    if let Some(id) = cookie(&headers, AGENT_COOKIE)
+        && let Err(e) = st.auth.sessions.end(&id)
+    {
+        return store_page(&e);
     }
     let mut response = Redirect::to("/agent/sign-in").into_response();
     if let Ok(v) = set_cookie(AGENT_COOKIE, "", st.config.secure_cookies(), "Lax", Some(0)).parse()

@@ -11,11 +11,12 @@
 //! `CrmSignIn` is the seam to the plugin runtime: `RuntimeSignIn` is the
 //! real one, tests use a fake.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::now_ms;
 use crate::runtime::{CallError, Runtime, wit};
+use crate::store::{Namespace, Precondition, Quota, Store, Write};
 
 use super::sessions::{Holder, SignedInWith};
 
@@ -146,7 +147,7 @@ fn seam_error(plugin: &str, e: CallError) -> SeamError {
 }
 
 /// One sign-in waiting for its callback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     plugin: String,
     binding: String,
@@ -154,49 +155,104 @@ struct Pending {
     expires_at_ms: u64,
 }
 
-/// The pending sign-ins, by `state`.
-#[derive(Default)]
+/// The store namespace of pending sign-ins, shared by replicas: the CRM
+/// may send the agent's browser back to another replica than the one the
+/// sign-in began on.
+pub const PENDING_NAMESPACE: &str = "host/agent-sign-ins";
+
+/// The pending sign-ins, by the SHA-256 of their `state` (store keys are
+/// kept in clear; the state is the callback's single-use secret).
 pub struct PendingSignIns {
-    table: Mutex<HashMap<String, Pending>>,
+    table: Namespace,
 }
 
 impl PendingSignIns {
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    /// The pending sign-ins in `store`.
+    pub fn new(store: &Store) -> Self {
+        Self {
+            table: store.namespace(PENDING_NAMESPACE, Quota::UNLIMITED),
+        }
     }
 
     /// Whether `state` is a pending agent sign-in (expired ones included:
     /// their callback still gets the agent's refusal page).
     pub fn contains(&self, state: &str) -> bool {
-        self.table().contains_key(state)
+        match self.table.get(&key_of(state)) {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                tracing::error!("cannot read the pending agent sign-ins: {e}");
+                false
+            }
+        }
     }
 
     /// How many are pending.
     pub(super) fn len(&self) -> usize {
-        self.table().len()
+        self.table.usage().map_or(0, |u| u.keys as usize)
     }
 
-    /// Room for one more: expired ones go first; false when still full.
+    /// Room for one more: expired ones go first; false when still full or
+    /// the store cannot say.
     fn make_room(&self, now: u64) -> bool {
-        let mut table = self.table();
-        if table.len() >= MAX_PENDING {
-            table.retain(|_, p| p.expires_at_ms > now);
+        if self.len() < MAX_PENDING {
+            return true;
         }
-        table.len() < MAX_PENDING
+        let Ok(keys) = self.table.list_keys("") else {
+            return false;
+        };
+        let expired: Vec<Write> = keys
+            .into_iter()
+            .filter(|key| {
+                self.table
+                    .get(key)
+                    .ok()
+                    .flatten()
+                    .and_then(|raw| serde_json::from_slice::<Pending>(&raw).ok())
+                    .is_none_or(|p| p.expires_at_ms <= now)
+            })
+            .map(|key| Write::Delete { key })
+            .collect();
+        if !expired.is_empty() && self.table.batch(&[], &expired).is_err() {
+            return false;
+        }
+        self.len() < MAX_PENDING
     }
 
     fn insert(&self, state: String, pending: Pending) -> bool {
-        let mut table = self.table();
-        if table.len() >= MAX_PENDING {
+        if self.len() >= MAX_PENDING {
             return false;
         }
-        table.insert(state, pending);
-        true
+        let Ok(value) = serde_json::to_vec(&pending) else {
+            return false;
+        };
+        match self.table.set(&key_of(&state), &value) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("cannot keep a pending agent sign-in: {e}");
+                false
+            }
+        }
     }
 
+    /// The pending sign-in of `state`, removed: single use, also when two
+    /// replicas get the same callback at once (only one removal succeeds).
     fn take(&self, state: &str) -> Option<Pending> {
-        self.table().remove(state)
+        let key = key_of(state);
+        let raw = self.table.get(&key).ok()??;
+        let taken = self.table.batch(
+            &[Precondition {
+                key: key.clone(),
+                expected: Some(raw.clone()),
+            }],
+            &[Write::Delete { key }],
+        );
+        taken.ok()?;
+        serde_json::from_slice(&raw).ok()
     }
+}
+
+fn key_of(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
 }
 
 /// Why an agent was not signed in: each a page that says what to do.
@@ -376,6 +432,7 @@ pub(super) async fn complete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     /// A CRM whose user `005ANN` is at 1001, `005OLD` is deactivated,
     /// `005NEW` has no extension; `deny` in the query is a refusal.
@@ -433,6 +490,12 @@ mod tests {
         }
     }
 
+    fn pending_table() -> (tempfile::TempDir, PendingSignIns) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        (dir, PendingSignIns::new(&store))
+    }
+
     async fn started(crm: &FakeCrm, pending: &PendingSignIns) -> String {
         let url = begin(
             crm,
@@ -450,7 +513,7 @@ mod tests {
     #[tokio::test]
     async fn a_crm_user_signs_in_to_their_extension_once() {
         let crm = FakeCrm::new(true);
-        let pending = PendingSignIns::default();
+        let (_dir, pending) = pending_table();
         let state = started(&crm, &pending).await;
         assert!(pending.contains(&state));
         let query = format!("code=c&state={state}&user=005ANN");
@@ -482,7 +545,7 @@ mod tests {
     #[tokio::test]
     async fn another_browser_cannot_finish_the_sign_in() {
         let crm = FakeCrm::new(true);
-        let pending = PendingSignIns::default();
+        let (_dir, pending) = pending_table();
         let state = started(&crm, &pending).await;
         let query = format!("code=c&state={state}&user=005ANN");
         for binding in [None, Some("bind-2")] {
@@ -515,7 +578,7 @@ mod tests {
     #[tokio::test]
     async fn every_refusal_has_its_own_page() {
         let crm = FakeCrm::new(true);
-        let pending = PendingSignIns::default();
+        let (_dir, pending) = pending_table();
         for (user, want) in [
             (
                 "005NEW",
@@ -553,7 +616,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_plugin_without_agent_sign_in_says_so() {
-        let pending = PendingSignIns::default();
+        let (_dir, pending) = pending_table();
         let r = begin(
             &FakeCrm::new(false),
             &pending,
@@ -575,7 +638,7 @@ mod tests {
     #[tokio::test]
     async fn pending_sign_ins_are_bounded() {
         let crm = FakeCrm::new(true);
-        let pending = PendingSignIns::default();
+        let (_dir, pending) = pending_table();
         for _ in 0..MAX_PENDING {
             started(&crm, &pending).await;
         }

@@ -47,11 +47,11 @@ impl Caller {
 }
 
 impl Auth {
-    /// The admin token, with no session yet.
-    pub fn new(token: String, policy: SessionPolicy) -> Self {
+    /// The admin token, the sessions in `store`.
+    pub fn new(token: String, store: &crate::store::Store, policy: SessionPolicy) -> Self {
         Self {
             token,
-            sessions: Sessions::new(policy),
+            sessions: Sessions::new(store, policy),
             limiter: LoginLimiter::default(),
         }
     }
@@ -62,13 +62,13 @@ impl Auth {
     }
 
     /// A new portal session id.
-    pub fn new_session(&self) -> String {
+    pub fn new_session(&self) -> Result<String, crate::store::KvError> {
         self.sessions.create(Holder::Administrator)
     }
 
     /// End a session.
-    pub fn end_session(&self, id: &str) {
-        self.sessions.end(id);
+    pub fn end_session(&self, id: &str) -> Result<(), crate::store::KvError> {
+        self.sessions.end(id)
     }
 
     /// Whether the request carries the token or a live session.

@@ -83,6 +83,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::store::KvError> for ApiError {
+    fn from(e: crate::store::KvError) -> Self {
+        ApiError::store(e.to_string())
+    }
+}
+
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
         let status = match &e {

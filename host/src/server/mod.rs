@@ -197,6 +197,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     let state = Arc::new(AppState {
         auth: auth::Auth::new(
             admin_token.clone(),
+            &store,
             sessions::SessionPolicy {
                 idle: config.session_idle,
                 max_age: config.session_max,
@@ -206,15 +207,15 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         passwords: ExtensionPasswords::new(
             store.namespace("host/extension-passwords", Quota::UNLIMITED),
         ),
-        agent_sign_ins: Default::default(),
+        agent_sign_ins: agent_sign_in::PendingSignIns::new(&store),
         recent_calls: RecentCalls::new(&store),
         hashing: tokio::sync::Semaphore::new(2),
         config,
         runtime,
         services,
+        authorizations: state::AuthorizationOutcomes::new(&store),
         store,
         network,
-        authorizations: Default::default(),
         syncs,
         journal,
         originations: Default::default(),

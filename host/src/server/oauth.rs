@@ -94,14 +94,18 @@ async fn oauth_callback(
         Err(_) => message.clone(),
     };
     if !unmatched {
-        st.authorizations.record(
+        // The page says the outcome either way; the portal's poll would
+        // miss it.
+        if let Err(e) = st.authorizations.record(
             &plugin,
             AuthorizationOutcome {
                 at_ms: now_ms(),
                 ok: status == StatusCode::OK,
                 message,
             },
-        );
+        ) {
+            tracing::error!(%plugin, "the authorization's outcome was not kept for the portal: {e}");
+        }
     }
     result_page(status, title, &detail)
 }

@@ -163,7 +163,19 @@ async fn login(
             ),
         );
     }
-    let session = st.auth.new_session();
+    let session = match st.auth.new_session() {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::error!("portal session not opened: {e}");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                login_html(
+                    Some("The PBX cannot reach its store right now; try again in a few seconds."),
+                    next,
+                ),
+            );
+        }
+    };
     let secure = st.config.secure_cookies();
     (
         [(
@@ -176,8 +188,19 @@ async fn login(
 }
 
 async fn logout(State(st): St, headers: HeaderMap) -> Response {
-    if let Some(id) = session_id(&headers) {
-        st.auth.end_session(&id);
+    if let Some(id) = session_id(&headers)
+        && let Err(e) = st.auth.end_session(&id)
+    {
+        tracing::error!("portal session not ended: {e}");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            login_html(
+                Some(
+                    "The PBX cannot reach its store right now, so you are still signed in; try signing out again in a few seconds.",
+                ),
+                "/",
+            ),
+        );
     }
     (
         [(

@@ -1,6 +1,7 @@
 //! Browser sessions, the administrator's (portal, cookie `pbx_session`) and
-//! agents' (one extension each, cookie `pbx_agent`), kept in memory in one
-//! bounded table, and the rate limit on failed logins. One home so that
+//! agents' (one extension each, cookie `pbx_agent`), kept in the store in
+//! one bounded table (so every replica sharing the store knows them), and
+//! the rate limit on failed logins (per replica, in memory). One home so that
 //! expiry, the cap and "who is signed in" hold the same way for both.
 //!
 //! A session ends when it is idle longer than the idle limit, older than
@@ -12,15 +13,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::now_ms;
+use crate::store::{KvError, Namespace, Precondition, Quota, Store, Write};
 
 /// The agent page's session cookie (the portal's is `auth::SESSION_COOKIE`).
 pub const AGENT_COOKIE: &str = "pbx_agent";
 
 /// How an agent proved who they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignedInWith {
     /// The extension's password.
     Password,
@@ -29,7 +32,7 @@ pub enum SignedInWith {
 }
 
 /// Whose session it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Holder {
     /// The administrator (portal login with the admin token).
     Administrator,
@@ -71,6 +74,9 @@ impl Default for SessionPolicy {
     }
 }
 
+/// One session as stored (`host/sessions`, under the SHA-256 of its id:
+/// the id is the cookie, a secret, and store keys are kept in clear).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
     handle: String,
     holder: Holder,
@@ -103,18 +109,23 @@ pub struct SessionInfo {
     pub last_seen_ms: u64,
 }
 
-/// The session table.
+/// The store namespace of the sessions, shared by replicas.
+pub const SESSIONS_NAMESPACE: &str = "host/sessions";
+
+/// The session table, in the store: a session begun on one replica is
+/// good on every replica sharing the store, and one ended anywhere ends
+/// everywhere.
 pub struct Sessions {
     policy: SessionPolicy,
-    table: Mutex<HashMap<String, Session>>,
+    table: Namespace,
 }
 
 impl Sessions {
-    /// An empty table with `policy`.
-    pub fn new(policy: SessionPolicy) -> Self {
+    /// The table in `store` with `policy`.
+    pub fn new(store: &Store, policy: SessionPolicy) -> Self {
         Self {
             policy,
-            table: Mutex::new(HashMap::new()),
+            table: store.namespace(SESSIONS_NAMESPACE, Quota::UNLIMITED),
         }
     }
 
@@ -123,42 +134,41 @@ impl Sessions {
         self.policy
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// A new session for `holder`; its id (the cookie value).
-    pub fn create(&self, holder: Holder) -> String {
+    pub fn create(&self, holder: Holder) -> Result<String, KvError> {
         self.create_at(holder, now_ms())
     }
 
-    fn create_at(&self, holder: Holder, now: u64) -> String {
+    fn create_at(&self, holder: Holder, now: u64) -> Result<String, KvError> {
         let id = hex::encode(rand::random::<[u8; 32]>());
-        let handle = hex::encode(rand::random::<[u8; 8]>());
-        let mut table = self.table();
-        if table.len() >= self.policy.max_sessions {
-            table.retain(|_, s| self.live(s, now));
+        let session = Session {
+            handle: hex::encode(rand::random::<[u8; 8]>()),
+            holder,
+            since_ms: now,
+            last_seen_ms: now,
+        };
+        if self.table.usage()?.keys >= self.policy.max_sessions as u64 {
+            self.make_room(now)?;
         }
-        while table.len() >= self.policy.max_sessions.max(1) {
-            let oldest = table
-                .iter()
-                .min_by_key(|(_, s)| s.since_ms)
-                .map(|(id, _)| id.clone());
-            match oldest {
-                Some(oldest) => table.remove(&oldest),
-                None => break,
-            };
-        }
-        table.insert(
-            id.clone(),
-            Session {
-                handle,
-                holder,
-                since_ms: now,
-                last_seen_ms: now,
-            },
-        );
-        id
+        self.table.set(&key_of(&id), &encode(&session)?)?;
+        Ok(id)
+    }
+
+    /// Below the cap again: expired sessions go, then the oldest.
+    fn make_room(&self, now: u64) -> Result<(), KvError> {
+        let mut all = self.all()?;
+        let mut gone: Vec<String> = Vec::new();
+        all.retain(|(key, _, s)| {
+            let live = self.live(s, now);
+            if !live {
+                gone.push(key.clone());
+            }
+            live
+        });
+        all.sort_by_key(|(_, _, s)| s.since_ms);
+        let over = (all.len() + 1).saturating_sub(self.policy.max_sessions.max(1));
+        gone.extend(all.into_iter().take(over).map(|(key, _, _)| key));
+        self.delete(gone)
     }
 
     fn live(&self, s: &Session, now: u64) -> bool {
@@ -167,103 +177,169 @@ impl Sessions {
         now.saturating_sub(s.last_seen_ms) < idle && now.saturating_sub(s.since_ms) < max_age
     }
 
-    /// Who holds the live session `id`; using it counts as activity.
+    /// How stale a session's last use may be in the store before a use
+    /// writes it: a tenth of the idle limit, at most a minute, so a busy
+    /// page does not write on every request.
+    fn touch_every(&self) -> u64 {
+        (self.policy.idle.as_millis() as u64 / 10).min(60_000)
+    }
+
+    /// Who holds the live session `id`; using it counts as activity. A
+    /// store that cannot answer counts as no session (the caller signs in
+    /// again, or gets 401 and retries).
     pub fn check(&self, id: &str) -> Option<Holder> {
         self.check_at(id, now_ms())
     }
 
     fn check_at(&self, id: &str, now: u64) -> Option<Holder> {
-        let mut table = self.table();
-        let live = table.get(id).map(|s| self.live(s, now))?;
-        if !live {
-            table.remove(id);
+        let key = key_of(id);
+        let raw = self.table.get(&key).ok()??;
+        let mut session: Session = serde_json::from_slice(&raw).ok()?;
+        if !self.live(&session, now) {
+            let _ = self.table.delete(&key);
             return None;
         }
-        let session = table.get_mut(id)?;
-        session.last_seen_ms = now.max(session.last_seen_ms);
-        Some(session.holder.clone())
+        if now.saturating_sub(session.last_seen_ms) >= self.touch_every() {
+            session.last_seen_ms = now;
+            // Only over what was read: a session ended meanwhile on
+            // another replica stays ended.
+            if let Ok(value) = encode(&session) {
+                let _ = self.table.batch(
+                    &[Precondition {
+                        key: key.clone(),
+                        expected: Some(raw),
+                    }],
+                    &[Write::Set { key, value }],
+                );
+            }
+        }
+        Some(session.holder)
     }
 
     /// Whether `id` is still a live session, without counting as use (a
     /// stream asks this before each event it sends).
     pub fn alive(&self, id: &str) -> bool {
         let now = now_ms();
-        self.table().get(id).is_some_and(|s| self.live(s, now))
+        self.table
+            .get(&key_of(id))
+            .ok()
+            .flatten()
+            .and_then(|raw| serde_json::from_slice::<Session>(&raw).ok())
+            .is_some_and(|s| self.live(&s, now))
     }
 
     /// End session `id` (sign-out).
-    pub fn end(&self, id: &str) {
-        self.table().remove(id);
+    pub fn end(&self, id: &str) -> Result<(), KvError> {
+        self.table.delete(&key_of(id))
     }
 
     /// End the session with `handle`; whether there was one.
-    pub fn end_handle(&self, handle: &str) -> bool {
-        let mut table = self.table();
-        let before = table.len();
-        table.retain(|_, s| s.handle != handle);
-        table.len() != before
+    pub fn end_handle(&self, handle: &str) -> Result<bool, KvError> {
+        let gone: Vec<String> = self
+            .all()?
+            .into_iter()
+            .filter(|(_, _, s)| s.handle == handle)
+            .map(|(key, _, _)| key)
+            .collect();
+        let any = !gone.is_empty();
+        self.delete(gone)?;
+        Ok(any)
     }
 
     /// End every agent session of `extension`; how many.
-    pub fn end_extension(&self, extension: &str) -> usize {
+    pub fn end_extension(&self, extension: &str) -> Result<usize, KvError> {
         self.end_agents_where(|ext, _| ext == extension)
     }
 
     /// End the agent sessions `gone(extension, how)` picks; how many.
-    pub fn end_agents_where(&self, gone: impl Fn(&str, &SignedInWith) -> bool) -> usize {
-        let mut table = self.table();
-        let before = table.len();
-        table.retain(|_, s| match &s.holder {
-            Holder::Agent { extension, via } => !gone(extension, via),
-            Holder::Administrator => true,
-        });
-        before - table.len()
+    pub fn end_agents_where(
+        &self,
+        gone: impl Fn(&str, &SignedInWith) -> bool,
+    ) -> Result<usize, KvError> {
+        let keys: Vec<String> = self
+            .all()?
+            .into_iter()
+            .filter(|(_, _, s)| match &s.holder {
+                Holder::Agent { extension, via } => gone(extension, via),
+                Holder::Administrator => false,
+            })
+            .map(|(key, _, _)| key)
+            .collect();
+        let count = keys.len();
+        self.delete(keys)?;
+        Ok(count)
     }
 
-    /// The live sessions, oldest first.
-    pub fn list(&self) -> Vec<SessionInfo> {
+    /// Every stored session: (key, raw, session); unreadable ones skipped.
+    fn all(&self) -> Result<Vec<(String, Vec<u8>, Session)>, KvError> {
+        let mut out = Vec::new();
+        for key in self.table.list_keys("")? {
+            if let Some(raw) = self.table.get(&key)?
+                && let Ok(session) = serde_json::from_slice(&raw)
+            {
+                out.push((key, raw, session));
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, keys: Vec<String>) -> Result<(), KvError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<Write> = keys.into_iter().map(|key| Write::Delete { key }).collect();
+        self.table.batch(&[], &writes)
+    }
+
+    /// The live sessions, oldest first (expired ones are removed).
+    pub fn list(&self) -> Result<Vec<SessionInfo>, KvError> {
         self.list_at(now_ms())
     }
 
-    fn list_at(&self, now: u64) -> Vec<SessionInfo> {
-        let mut table = self.table();
-        table.retain(|_, s| self.live(s, now));
-        let mut out: Vec<SessionInfo> = table
-            .values()
-            .map(|s| {
-                let (kind, extension, how, plugin, crm_user) = match &s.holder {
-                    Holder::Administrator => ("administrator", None, None, None, None),
-                    Holder::Agent { extension, via } => match via {
-                        SignedInWith::Password => (
-                            "agent",
-                            Some(extension.clone()),
-                            Some("password"),
-                            None,
-                            None,
-                        ),
-                        SignedInWith::Crm { plugin, user } => (
-                            "agent",
-                            Some(extension.clone()),
-                            Some("crm"),
-                            Some(plugin.clone()),
-                            Some(user.clone()),
-                        ),
-                    },
-                };
-                SessionInfo {
-                    handle: s.handle.clone(),
-                    kind,
-                    extension,
-                    how,
-                    plugin,
-                    crm_user,
-                    since_ms: s.since_ms,
-                    last_seen_ms: s.last_seen_ms,
-                }
-            })
-            .collect();
+    fn list_at(&self, now: u64) -> Result<Vec<SessionInfo>, KvError> {
+        let (live, expired): (Vec<_>, Vec<_>) = self
+            .all()?
+            .into_iter()
+            .partition(|(_, _, s)| self.live(s, now));
+        self.delete(expired.into_iter().map(|(key, _, _)| key).collect())?;
+        let mut out: Vec<SessionInfo> = live.into_iter().map(|(_, _, s)| info(s)).collect();
         out.sort_by_key(|s| (s.since_ms, s.handle.clone()));
-        out
+        Ok(out)
+    }
+}
+
+/// The store key of session `id`.
+fn key_of(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+fn encode(session: &Session) -> Result<Vec<u8>, KvError> {
+    serde_json::to_vec(session).map_err(|e| KvError::Unavailable(e.to_string()))
+}
+
+fn info(s: Session) -> SessionInfo {
+    let (kind, extension, how, plugin, crm_user) = match s.holder {
+        Holder::Administrator => ("administrator", None, None, None, None),
+        Holder::Agent { extension, via } => match via {
+            SignedInWith::Password => ("agent", Some(extension), Some("password"), None, None),
+            SignedInWith::Crm { plugin, user } => (
+                "agent",
+                Some(extension),
+                Some("crm"),
+                Some(plugin),
+                Some(user),
+            ),
+        },
+    };
+    SessionInfo {
+        handle: s.handle,
+        kind,
+        extension,
+        how,
+        plugin,
+        crm_user,
+        since_ms: s.since_ms,
+        last_seen_ms: s.last_seen_ms,
     }
 }
 
@@ -420,6 +496,13 @@ mod tests {
         }
     }
 
+    /// A table in a store of its own (the directory lives as long as it).
+    fn table(policy: SessionPolicy) -> (tempfile::TempDir, Sessions) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        (dir, Sessions::new(&store, policy))
+    }
+
     fn policy(idle_s: u64, max_s: u64, max: usize) -> SessionPolicy {
         SessionPolicy {
             idle: Duration::from_secs(idle_s),
@@ -430,9 +513,9 @@ mod tests {
 
     #[test]
     fn a_session_names_its_holder_and_scope() {
-        let s = Sessions::new(SessionPolicy::default());
-        let a = s.create_at(agent("1001"), 0);
-        let admin = s.create_at(Holder::Administrator, 0);
+        let (_dir, s) = table(SessionPolicy::default());
+        let a = s.create_at(agent("1001"), 0).expect("create");
+        let admin = s.create_at(Holder::Administrator, 0).expect("create");
         assert_eq!(
             s.check_at(&a, 1).as_ref().and_then(Holder::extension),
             Some("1001")
@@ -444,8 +527,8 @@ mod tests {
 
     #[test]
     fn an_idle_session_expires_and_use_keeps_it_alive() {
-        let s = Sessions::new(policy(60, 3600, 10));
-        let id = s.create_at(agent("1001"), 0);
+        let (_dir, s) = table(policy(60, 3600, 10));
+        let id = s.create_at(agent("1001"), 0).expect("create");
         assert!(
             s.check_at(&id, 59_000).is_some(),
             "used before the idle limit"
@@ -460,8 +543,8 @@ mod tests {
 
     #[test]
     fn a_session_ends_at_its_absolute_limit_even_in_use() {
-        let s = Sessions::new(policy(60, 120, 10));
-        let id = s.create_at(agent("1001"), 0);
+        let (_dir, s) = table(policy(60, 120, 10));
+        let id = s.create_at(agent("1001"), 0).expect("create");
         for t in (30_000..120_000).step_by(30_000) {
             assert!(s.check_at(&id, t).is_some(), "alive at {t}");
         }
@@ -470,11 +553,11 @@ mod tests {
 
     #[test]
     fn the_table_is_bounded_and_drops_the_oldest() {
-        let s = Sessions::new(policy(600, 3600, 3));
+        let (_dir, s) = table(policy(600, 3600, 3));
         let ids: Vec<String> = (0..5u64)
-            .map(|i| s.create_at(agent(&format!("100{i}")), i))
+            .map(|i| s.create_at(agent(&format!("100{i}")), i).expect("create"))
             .collect();
-        assert_eq!(s.list_at(10).len(), 3);
+        assert_eq!(s.list_at(10).expect("list").len(), 3);
         assert!(s.check_at(&ids[0], 10).is_none());
         assert!(s.check_at(&ids[1], 10).is_none());
         assert!(s.check_at(&ids[4], 10).is_some());
@@ -482,27 +565,27 @@ mod tests {
 
     #[test]
     fn listing_shows_handles_never_ids_and_ending_by_handle_works() {
-        let s = Sessions::new(SessionPolicy::default());
-        let id = s.create_at(crm("1002", "005A"), 5);
-        let list = s.list_at(6);
+        let (_dir, s) = table(SessionPolicy::default());
+        let id = s.create_at(crm("1002", "005A"), 5).expect("create");
+        let list = s.list_at(6).expect("list");
         assert_eq!(list.len(), 1);
         let json = serde_json::to_string(&list).unwrap_or_default();
         assert!(!json.contains(&id), "the session id is never listed");
         assert_eq!(list[0].how, Some("crm"));
         assert_eq!(list[0].crm_user.as_deref(), Some("005A"));
-        assert!(!s.end_handle("nope"));
-        assert!(s.end_handle(&list[0].handle));
+        assert!(!s.end_handle("nope").expect("end"));
+        assert!(s.end_handle(&list[0].handle).expect("end"));
         assert!(s.check_at(&id, 7).is_none());
     }
 
     #[test]
     fn ending_an_extension_ends_only_its_agent_sessions() {
-        let s = Sessions::new(SessionPolicy::default());
-        let a1 = s.create_at(agent("1001"), 0);
-        let a2 = s.create_at(crm("1001", "005A"), 0);
-        let b = s.create_at(agent("1002"), 0);
-        let admin = s.create_at(Holder::Administrator, 0);
-        assert_eq!(s.end_extension("1001"), 2);
+        let (_dir, s) = table(SessionPolicy::default());
+        let a1 = s.create_at(agent("1001"), 0).expect("create");
+        let a2 = s.create_at(crm("1001", "005A"), 0).expect("create");
+        let b = s.create_at(agent("1002"), 0).expect("create");
+        let admin = s.create_at(Holder::Administrator, 0).expect("create");
+        assert_eq!(s.end_extension("1001").expect("end"), 2);
         assert!(s.check_at(&a1, 1).is_none() && s.check_at(&a2, 1).is_none());
         assert!(s.check_at(&b, 1).is_some() && s.check_at(&admin, 1).is_some());
     }
@@ -539,5 +622,29 @@ mod tests {
         assert!(
             !plain.contains("Secure") && plain.contains("HttpOnly") && plain.contains("Max-Age=0")
         );
+    }
+
+    #[test]
+    fn the_store_holds_no_session_id_and_an_ended_session_is_not_touched_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let s = Sessions::new(&store, policy(600, 3600, 10));
+        let id = s.create_at(agent("1001"), 0).expect("create");
+        let table = store.namespace(SESSIONS_NAMESPACE, Quota::UNLIMITED);
+        let keys = table.list_keys("").expect("keys");
+        assert_eq!(keys.len(), 1);
+        assert_ne!(keys[0], id, "the cookie is not a store key");
+        let value = table.get(&keys[0]).expect("get").unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&value).contains(&id));
+
+        // Another replica (a second table on the same store) ends it.
+        let other = Sessions::new(&store, policy(600, 3600, 10));
+        assert!(
+            other.check_at(&id, 1_000).is_some(),
+            "known on every replica"
+        );
+        other.end(&id).expect("end");
+        assert!(s.check_at(&id, 120_000).is_none(), "ended everywhere");
+        assert!(table.list_keys("").expect("keys").is_empty());
     }
 }

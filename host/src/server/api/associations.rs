@@ -158,6 +158,18 @@ async fn save(
                 .any(|a| a.user_id == *user && a.extension == extension),
             _ => false,
         });
+    // The associations are saved either way; a session left open is said.
+    let ended = match ended {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::error!(%plugin, "associations saved, but the sessions of users no longer associated could not be ended: {e}");
+            return Ok(Json(json!({
+                "version": version,
+                "sessions_ended": 0,
+                "sessions_error": format!("{e}; save the associations again to sign those users out"),
+            })));
+        }
+    };
     if ended > 0 {
         tracing::info!(%plugin, ended, "associations saved; sessions of users no longer associated ended");
     }

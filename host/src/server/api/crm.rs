@@ -45,7 +45,7 @@ async fn status(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let status = st.runtime.plugin(&plugin).status().await?;
     let mut body = json!(status);
-    let last = st.authorizations.get(&plugin, crate::now_ms());
+    let last = st.authorizations.get(&plugin, crate::now_ms())?;
     body["last_authorization"] = json!(last);
     let pending = st.journal.pending(&plugin);
     body["pending_call_logs"] = json!(pending.count);

@@ -98,7 +98,7 @@ async fn set_password(
         })??;
     st.auth.sessions.end_agents_where(|ext, via| {
         ext == number && *via == crate::server::sessions::SignedInWith::Password
-    });
+    })?;
     tracing::info!(extension = %number, "extension password set");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -116,7 +116,7 @@ async fn clear_password(State(st): St, Path(number): Path<String>) -> Result<Sta
     }
     st.auth.sessions.end_agents_where(|ext, via| {
         ext == number && *via == crate::server::sessions::SignedInWith::Password
-    });
+    })?;
     tracing::info!(extension = %number, "extension password cleared");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -149,7 +149,7 @@ async fn remove_extension(
 ) -> Result<StatusCode, ApiError> {
     if st.services.directory.remove(&number)? {
         // Whoever was signed in for it is signed out, and cannot sign in again.
-        let ended = st.auth.sessions.end_extension(&number);
+        let ended = st.auth.sessions.end_extension(&number)?;
         st.passwords.clear(&number)?;
         st.recent_calls.forget(&number).await;
         tracing::info!(extension = %number, ended, "extension removed; its agent sessions ended");

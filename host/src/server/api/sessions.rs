@@ -24,18 +24,18 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// `GET /api/sessions`: every live session, oldest first.
-async fn list(State(st): St) -> Json<Value> {
+async fn list(State(st): St) -> Result<Json<Value>, ApiError> {
     let policy = st.auth.sessions.policy();
-    Json(json!({
-        "sessions": st.auth.sessions.list(),
+    Ok(Json(json!({
+        "sessions": st.auth.sessions.list()?,
         "idle_secs": policy.idle.as_secs(),
         "max_secs": policy.max_age.as_secs(),
-    }))
+    })))
 }
 
 /// `DELETE /api/sessions/{handle}`: end one session.
 async fn end(State(st): St, Path(handle): Path<String>) -> Result<StatusCode, ApiError> {
-    if st.auth.sessions.end_handle(&handle) {
+    if st.auth.sessions.end_handle(&handle)? {
         tracing::info!(%handle, "session ended by the administrator");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -54,7 +54,7 @@ async fn sign_out_extension(
     Path(number): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let number = check_extension("number", &number)?;
-    let ended = st.auth.sessions.end_extension(&number);
+    let ended = st.auth.sessions.end_extension(&number)?;
     tracing::info!(extension = %number, ended, "agent sessions ended by the administrator");
     Ok(Json(json!({ "extension": number, "ended": ended })))
 }

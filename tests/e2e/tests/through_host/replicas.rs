@@ -123,6 +123,49 @@ async fn two_replicas_on_one_redis_serve_one_pbx() {
     assert_eq!(status["state"], "Connected", "{status}");
     let status = world.status().await;
     assert_eq!(status["state"], "Connected", "A sees it too: {status}");
+    assert_eq!(
+        status["last_authorization"]["ok"], true,
+        "A's portal hears how the callback on B ended: {status}"
+    );
+
+    // The administrator's portal session, opened on A, is good on B; signed
+    // out on B, it is over on A too.
+    let portal = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = portal
+        .post(format!("{}/login", world.host.url()))
+        .form(&[("token", world.host.admin_token.as_str())])
+        .send()
+        .await
+        .expect("login on A");
+    let session = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let on = |host: &RunningHost| {
+        portal
+            .get(format!("{}/api/extensions", host.url()))
+            .header("cookie", &session)
+            .send()
+    };
+    assert_eq!(on(&b).await.expect("B answers").status().as_u16(), 200);
+    let out = portal
+        .post(format!("{}/logout", b.url()))
+        .header("cookie", &session)
+        .header("origin", b.url())
+        .send()
+        .await
+        .expect("logout on B");
+    assert!(out.status().is_redirection(), "{}", out.status());
+    assert_eq!(
+        on(&world.host).await.expect("A answers").status().as_u16(),
+        401
+    );
 
     // Set-up through A, seen by B.
     for x in ["1001", "1002"] {
