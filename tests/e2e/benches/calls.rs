@@ -4,7 +4,10 @@
 //! Salesforce (Tasks) and HubSpot (Call engagements, with the emulated
 //! rate limits lifted), one after the other in one run, then side by side;
 //! and Salesforce again with the host's store on Redis (one node on
-//! loopback) instead of the embedded redb file.
+//! loopback) instead of the embedded redb file, and with two replicas of
+//! the host on that Redis taking the events in turn (both in this process,
+//! on the same 2 cores: the figure shows what sharing costs, not what a
+//! second machine adds).
 //!
 //! How the overhead is measured: every answer of `POST /api/calls/events`
 //! reports, per plugin, the whole plugin call (`call_us`: instance, guest
@@ -69,7 +72,9 @@ struct Target<'a> {
     crm: &'static str,
     /// What the CRM calls a logged call ("Tasks", "Calls").
     logs_are: &'static str,
-    host: &'a pbx_host::server::RunningHost,
+    /// The replicas taking the events in turn (one host but for the
+    /// fleet's figures).
+    hosts: Vec<&'a pbx_host::server::RunningHost>,
     api: &'a pbx_host::cli::AdminClient,
     /// The calls logged in the CRM so far.
     logs: Box<dyn Fn() -> usize + 'a>,
@@ -91,12 +96,13 @@ async fn bench() {
         },
     )
     .await;
+    let replicas = salesforce_on_two_replicas(&redis).await;
     let hubspot = {
         let world = hubspot::calls_world("+12125550199").await;
         measure(Target {
             crm: "HubSpot",
             logs_are: "Calls",
-            host: &world.host,
+            hosts: vec![&world.host],
             api: &world.api,
             logs: Box::new(|| world.hub.emulator.calls().len()),
         })
@@ -113,7 +119,7 @@ async fn bench() {
         "logs",
         "not taken"
     );
-    for f in [&salesforce, &on_redis, &hubspot] {
+    for f in [&salesforce, &on_redis, &replicas, &hubspot] {
         println!(
             "calls: {:<10} {:>10.0} {:>13.3} ms {:>13.3} ms {:>19.3} ms {:>6} {:>9}",
             f.crm, f.per_sec, f.busy_p50, f.busy_p99, f.single_p50, f.logs, f.failures
@@ -129,6 +135,11 @@ async fn bench() {
         on_redis.per_sec / salesforce.per_sec,
         on_redis.busy_p99 / salesforce.busy_p99
     );
+    println!(
+        "calls: Salesforce on two replicas / one, both on Redis: events/s {:.2}, CPU per event p99 {:.2}",
+        replicas.per_sec / on_redis.per_sec,
+        replicas.busy_p99 / on_redis.busy_p99
+    );
 }
 
 /// The Salesforce plugin's figures on a host set up with `setup`.
@@ -142,7 +153,50 @@ async fn salesforce_on(crm: &'static str, setup: Setup) -> Figures {
     measure(Target {
         crm,
         logs_are: "Tasks",
-        host: &world.host,
+        hosts: vec![&world.host],
+        api: &world.api,
+        logs: Box::new(|| world.org.tasks().len()),
+    })
+    .await
+}
+
+/// The Salesforce plugin's figures on two replicas sharing `redis`, the
+/// events of each call spread over both.
+async fn salesforce_on_two_replicas(redis: &redis_kit::RedisServer) -> Figures {
+    let world = calls_world(Setup {
+        host: e2e_tests::Options {
+            store: Some(redis.url()),
+            ..e2e_tests::Options::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let contact: Map<String, Value> = json!({"LastName": "Bench", "Phone": "+1 (212) 555-0199"})
+        .as_object()
+        .cloned()
+        .expect("object");
+    world.org.insert("Contact", contact).expect("contact");
+    let second = world.dir.path().join("replica-b");
+    pbx_host::files::create_private_dir(&second).expect("data dir");
+    std::fs::copy(
+        world.data_dir.join(pbx_host::store::KEY_FILE),
+        second.join(pbx_host::store::KEY_FILE),
+    )
+    .expect("copy host.key");
+    let b = e2e_tests::start_host(
+        &second,
+        e2e_tests::Options {
+            store: Some(redis.url()),
+            grants: vec![format!("salesforce={}", world.org.base_url())],
+            trust_ca: vec![world.ca_path.clone()],
+            ..e2e_tests::Options::default()
+        },
+    )
+    .await;
+    measure(Target {
+        crm: "SF, 2 repl.",
+        logs_are: "Tasks",
+        hosts: vec![&world.host, &b],
         api: &world.api,
         logs: Box::new(|| world.org.tasks().len()),
     })
@@ -153,12 +207,18 @@ async fn measure(target: Target<'_>) -> Figures {
     let Target {
         crm,
         logs_are,
-        host,
+        hosts,
         api,
         logs,
     } = target;
-    let url = Arc::new(format!("{}/api/calls/events", host.url()));
-    let token = Arc::new(host.admin_token.clone());
+    let url = Arc::new(
+        hosts
+            .iter()
+            .map(|host| format!("{}/api/calls/events", host.url()))
+            .collect::<Vec<_>>(),
+    );
+    // Replicas share the admin token.
+    let token = Arc::new(hosts[0].admin_token.clone());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(IN_FLIGHT)
         .build()
@@ -255,7 +315,7 @@ fn verdict(ok: bool) -> &'static str {
 
 async fn run(
     client: &reqwest::Client,
-    url: &Arc<String>,
+    url: &Arc<Vec<String>>,
     token: &Arc<String>,
     tag: &str,
     in_flight: usize,
@@ -269,11 +329,13 @@ async fn run(
             for c in 0..calls_per_worker {
                 let id = format!("{tag}-{w}-{c}");
                 let at = 1_768_478_400_000 + (w * 1000 + c) as u64;
-                for phase in ["ringing", "answered", "ended"] {
+                for (n, phase) in ["ringing", "answered", "ended"].into_iter().enumerate() {
                     let event = call_event(&id, phase, "+1 212 555 0199", "1001", at);
+                    // With replicas, a call's events go to each in turn.
+                    let to = &url[(w + c + n) % url.len()];
                     let sent = Instant::now();
                     let answer = client
-                        .post(url.as_str())
+                        .post(to.as_str())
                         .bearer_auth(token.as_str())
                         .json(&event)
                         .send()

@@ -167,6 +167,31 @@ async fn two_replicas_on_one_redis_serve_one_pbx() {
         401
     );
 
+    // A token refresh stays single-flight across replicas: 20 lookups on
+    // an expired session, half on each, make one refresh.
+    let refreshes = world.org.token_stats().refresh_grants;
+    world.org.expire_sessions();
+    let lookups = (0..20u32).map(|n| {
+        let host = if n % 2 == 0 { &world.host } else { &b };
+        async move {
+            host.state
+                .runtime
+                .plugin("salesforce")
+                .lookup_caller(&format!("+1 212 555 {:04}", 100 + n), "US")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    });
+    let results = futures::future::join_all(lookups).await;
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        world.org.token_stats().refresh_grants,
+        refreshes + 1,
+        "one refresh"
+    );
+
     // Set-up through A, seen by B.
     for x in ["1001", "1002"] {
         add_extension(&world, x, None).await;
@@ -270,6 +295,25 @@ async fn a_version_activated_on_one_replica_serves_on_the_other_within_a_second(
     );
     assert_eq!(active_version(&b, "probe").as_deref(), Some("1.0.0"));
 
+    // Calls keep running on B through the swaps A makes.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (runtime, stop) = (b.state.runtime.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let (result, timing) = runtime.plugin("probe").describe().timed().await;
+                    answered.push((
+                        result.map(|_| ()).map_err(|e| e.to_string()),
+                        timing.version,
+                    ));
+                }
+                answered
+            })
+        })
+        .collect();
+
     // Activated on A: B serves it within a second.
     a_api
         .post("/plugins/probe/activate", &json!({"version": "2.0.0"}))
@@ -285,6 +329,10 @@ async fn a_version_activated_on_one_replica_serves_on_the_other_within_a_second(
     );
     // The figure; the bench measures it, a test does not time it.
     eprintln!("B followed the activation in {:?}", started.elapsed());
+    // A call B starts now runs on it.
+    let (result, timing) = b.state.runtime.plugin("probe").describe().timed().await;
+    assert!(result.is_ok());
+    assert_eq!(timing.version.as_deref(), Some("2.0.0"));
     let b_list = admin(&b).get("/plugins").await.expect("list on B");
     assert!(b_list.to_string().contains("2.0.0"), "{b_list}");
 
@@ -300,6 +348,25 @@ async fn a_version_activated_on_one_replica_serves_on_the_other_within_a_second(
         .await,
         "B follows the rollback"
     );
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = Vec::new();
+    for caller in callers {
+        answered.extend(caller.await.expect("caller"));
+    }
+    let failed: Vec<_> = answered.iter().filter(|(r, _)| r.is_err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} calls on B failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let on = |v: &str| {
+        answered
+            .iter()
+            .filter(|(_, got)| got.as_deref() == Some(v))
+            .count()
+    };
+    assert_eq!(on("1.0.0") + on("2.0.0"), answered.len());
     b.shutdown().await;
     a.shutdown().await;
 }
