@@ -478,7 +478,7 @@ async fn sign_out(State(st): St, headers: HeaderMap) -> Response {
 /// The caller's right to `extension`'s routes: Ok, or the API refusal
 /// (401 without a session, 403 for another extension's).
 fn require(st: &AppState, headers: &HeaderMap, extension: &str) -> Result<Caller, ApiError> {
-    let caller = st.auth.caller(headers);
+    let caller = st.auth.caller(headers)?;
     if caller.may_use(extension) {
         return Ok(caller);
     }
@@ -497,7 +497,10 @@ fn require(st: &AppState, headers: &HeaderMap, extension: &str) -> Result<Caller
 }
 
 async fn agent_page(State(st): St, Path(extension): Path<String>, headers: HeaderMap) -> Response {
-    let caller = st.auth.caller(&headers);
+    let caller = match st.auth.caller(&headers) {
+        Ok(caller) => caller,
+        Err(e) => return store_page(&e),
+    };
     if !caller.may_use(&extension) {
         if let Caller::Agent(holder) = &caller {
             let own = holder.extension().unwrap_or_default();

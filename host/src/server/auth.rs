@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use super::sessions::{AGENT_COOKIE, Holder, LoginLimiter, SessionPolicy, Sessions, cookie};
+use crate::store::KvError;
 
 /// The portal's session cookie.
 pub const SESSION_COOKIE: &str = "pbx_session";
@@ -71,30 +72,37 @@ impl Auth {
         self.sessions.end(id)
     }
 
-    /// Whether the request carries the token or a live session.
-    pub fn allows(&self, headers: &HeaderMap) -> bool {
+    /// Whether the request carries the token or a live session; an error
+    /// when the store cannot say whether its session is live.
+    pub fn allows(&self, headers: &HeaderMap) -> Result<bool, KvError> {
         if let Some(bearer) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            return self.token_matches(bearer.trim());
+            return Ok(self.token_matches(bearer.trim()));
         }
-        session_id(headers)
-            .is_some_and(|id| self.sessions.check(&id) == Some(Holder::Administrator))
+        match session_id(headers) {
+            Some(id) => Ok(self.sessions.check(&id)? == Some(Holder::Administrator)),
+            None => Ok(false),
+        }
     }
 
     /// Who calls an agent route: the administrator first, else the agent
     /// session in the `pbx_agent` cookie (an admin session id in that
     /// cookie, or an agent's in `pbx_session`, counts for nothing).
-    pub fn caller(&self, headers: &HeaderMap) -> Caller {
-        if self.allows(headers) {
-            return Caller::Administrator;
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, KvError> {
+        if self.allows(headers)? {
+            return Ok(Caller::Administrator);
         }
-        match cookie(headers, AGENT_COOKIE).and_then(|id| self.sessions.check(&id)) {
+        let holder = match cookie(headers, AGENT_COOKIE) {
+            Some(id) => self.sessions.check(&id)?,
+            None => None,
+        };
+        Ok(match holder {
             Some(holder @ Holder::Agent { .. }) => Caller::Agent(holder),
             _ => Caller::Anonymous,
-        }
+        })
     }
 }
 

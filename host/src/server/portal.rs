@@ -34,8 +34,10 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 async fn portal(State(st): St, headers: HeaderMap) -> Response {
-    if !st.auth.allows(&headers) {
-        return Redirect::to("/login").into_response();
+    match st.auth.allows(&headers) {
+        Ok(true) => {}
+        Ok(false) => return Redirect::to("/login").into_response(),
+        Err(e) => return store_unreachable(&e),
     }
     page(StatusCode::OK, PORTAL.to_string())
 }
@@ -44,7 +46,11 @@ async fn portal(State(st): St, headers: HeaderMap) -> Response {
 /// administrator's only (as `/`); a plugin that is not active is a 404
 /// that says so and links to the portal.
 async fn crm_page(State(st): St, Path(plugin): Path<String>, headers: HeaderMap) -> Response {
-    if !st.auth.allows(&headers) {
+    let allowed = match st.auth.allows(&headers) {
+        Ok(allowed) => allowed,
+        Err(e) => return store_unreachable(&e),
+    };
+    if !allowed {
         // Back to this page after the login, when it can be one.
         let page = format!("/crm/{plugin}");
         let login = match return_to(Some(&page)) {
@@ -98,6 +104,28 @@ async fn login_page(Query(q): Query<LoginQuery>) -> Response {
         StatusCode::OK,
         login_html(None, return_to(q.next.as_deref())),
     )
+}
+
+/// The portal while the store is away: what is wrong (the store and the
+/// reason, never a password) and that the host keeps trying, with a 503
+/// and `Retry-After` as the API answers.
+fn store_unreachable(e: &crate::store::KvError) -> Response {
+    tracing::error!("portal page not served: {e}");
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PBX portal: store unreachable</title>
+{FAVICON}<link rel="stylesheet" href="/assets/page.css"></head>
+<body><h1>The PBX cannot reach its store</h1>
+<p id="store-error" role="alert">{}</p>
+<p>Nothing was changed. The host reconnects by itself; reload this page in a few seconds. If this persists, check that the store (Redis) is running and reachable from this host.</p></body></html>"#,
+            message_html(&e.to_string())
+        ),
+    );
+    if let Ok(v) = "5".parse() {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 fn login_html(error: Option<&str>, next: &str) -> String {

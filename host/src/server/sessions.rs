@@ -185,19 +185,23 @@ impl Sessions {
     }
 
     /// Who holds the live session `id`; using it counts as activity. A
-    /// store that cannot answer counts as no session (the caller signs in
-    /// again, or gets 401 and retries).
-    pub fn check(&self, id: &str) -> Option<Holder> {
+    /// store that cannot answer is an error, not "no session": the caller
+    /// is told the store is away rather than sent to sign in again.
+    pub fn check(&self, id: &str) -> Result<Option<Holder>, KvError> {
         self.check_at(id, now_ms())
     }
 
-    fn check_at(&self, id: &str, now: u64) -> Option<Holder> {
+    fn check_at(&self, id: &str, now: u64) -> Result<Option<Holder>, KvError> {
         let key = key_of(id);
-        let raw = self.table.get(&key).ok()??;
-        let mut session: Session = serde_json::from_slice(&raw).ok()?;
+        let Some(raw) = self.table.get(&key)? else {
+            return Ok(None);
+        };
+        let Ok(mut session) = serde_json::from_slice::<Session>(&raw) else {
+            return Ok(None);
+        };
         if !self.live(&session, now) {
-            let _ = self.table.delete(&key);
-            return None;
+            self.table.delete(&key)?;
+            return Ok(None);
         }
         if now.saturating_sub(session.last_seen_ms) >= self.touch_every() {
             session.last_seen_ms = now;
@@ -213,19 +217,21 @@ impl Sessions {
                 );
             }
         }
-        Some(session.holder)
+        Ok(Some(session.holder))
     }
 
     /// Whether `id` is still a live session, without counting as use (a
-    /// stream asks this before each event it sends).
+    /// stream asks this before each event it sends). While the store
+    /// cannot answer, an open stream stays open: it carries pop-ups only,
+    /// and ending every agent's stream on a store blip would lose them.
     pub fn alive(&self, id: &str) -> bool {
         let now = now_ms();
-        self.table
-            .get(&key_of(id))
-            .ok()
-            .flatten()
-            .and_then(|raw| serde_json::from_slice::<Session>(&raw).ok())
-            .is_some_and(|s| self.live(&s, now))
+        match self.table.get(&key_of(id)) {
+            Ok(raw) => raw
+                .and_then(|raw| serde_json::from_slice::<Session>(&raw).ok())
+                .is_some_and(|s| self.live(&s, now)),
+            Err(_) => true,
+        }
     }
 
     /// End session `id` (sign-out).
@@ -517,11 +523,17 @@ mod tests {
         let a = s.create_at(agent("1001"), 0).expect("create");
         let admin = s.create_at(Holder::Administrator, 0).expect("create");
         assert_eq!(
-            s.check_at(&a, 1).as_ref().and_then(Holder::extension),
+            s.check_at(&a, 1)
+                .expect("check")
+                .as_ref()
+                .and_then(Holder::extension),
             Some("1001")
         );
-        assert_eq!(s.check_at(&admin, 1), Some(Holder::Administrator));
-        assert_eq!(s.check_at("not-a-session", 1), None);
+        assert_eq!(
+            s.check_at(&admin, 1).expect("check"),
+            Some(Holder::Administrator)
+        );
+        assert_eq!(s.check_at("not-a-session", 1).expect("check"), None);
         assert_ne!(a, admin);
     }
 
@@ -530,15 +542,21 @@ mod tests {
         let (_dir, s) = table(policy(60, 3600, 10));
         let id = s.create_at(agent("1001"), 0).expect("create");
         assert!(
-            s.check_at(&id, 59_000).is_some(),
+            s.check_at(&id, 59_000).expect("check").is_some(),
             "used before the idle limit"
         );
         assert!(
-            s.check_at(&id, 118_000).is_some(),
+            s.check_at(&id, 118_000).expect("check").is_some(),
             "use moved the idle clock"
         );
-        assert!(s.check_at(&id, 178_001).is_none(), "idle past the limit");
-        assert!(s.check_at(&id, 178_002).is_none(), "and it stays gone");
+        assert!(
+            s.check_at(&id, 178_001).expect("check").is_none(),
+            "idle past the limit"
+        );
+        assert!(
+            s.check_at(&id, 178_002).expect("check").is_none(),
+            "and it stays gone"
+        );
     }
 
     #[test]
@@ -546,9 +564,9 @@ mod tests {
         let (_dir, s) = table(policy(60, 120, 10));
         let id = s.create_at(agent("1001"), 0).expect("create");
         for t in (30_000..120_000).step_by(30_000) {
-            assert!(s.check_at(&id, t).is_some(), "alive at {t}");
+            assert!(s.check_at(&id, t).expect("check").is_some(), "alive at {t}");
         }
-        assert!(s.check_at(&id, 120_000).is_none());
+        assert!(s.check_at(&id, 120_000).expect("check").is_none());
     }
 
     #[test]
@@ -558,9 +576,9 @@ mod tests {
             .map(|i| s.create_at(agent(&format!("100{i}")), i).expect("create"))
             .collect();
         assert_eq!(s.list_at(10).expect("list").len(), 3);
-        assert!(s.check_at(&ids[0], 10).is_none());
-        assert!(s.check_at(&ids[1], 10).is_none());
-        assert!(s.check_at(&ids[4], 10).is_some());
+        assert!(s.check_at(&ids[0], 10).expect("check").is_none());
+        assert!(s.check_at(&ids[1], 10).expect("check").is_none());
+        assert!(s.check_at(&ids[4], 10).expect("check").is_some());
     }
 
     #[test]
@@ -575,7 +593,7 @@ mod tests {
         assert_eq!(list[0].crm_user.as_deref(), Some("005A"));
         assert!(!s.end_handle("nope").expect("end"));
         assert!(s.end_handle(&list[0].handle).expect("end"));
-        assert!(s.check_at(&id, 7).is_none());
+        assert!(s.check_at(&id, 7).expect("check").is_none());
     }
 
     #[test]
@@ -586,8 +604,14 @@ mod tests {
         let b = s.create_at(agent("1002"), 0).expect("create");
         let admin = s.create_at(Holder::Administrator, 0).expect("create");
         assert_eq!(s.end_extension("1001").expect("end"), 2);
-        assert!(s.check_at(&a1, 1).is_none() && s.check_at(&a2, 1).is_none());
-        assert!(s.check_at(&b, 1).is_some() && s.check_at(&admin, 1).is_some());
+        assert!(
+            s.check_at(&a1, 1).expect("check").is_none()
+                && s.check_at(&a2, 1).expect("check").is_none()
+        );
+        assert!(
+            s.check_at(&b, 1).expect("check").is_some()
+                && s.check_at(&admin, 1).expect("check").is_some()
+        );
     }
 
     #[test]
@@ -640,11 +664,14 @@ mod tests {
         // Another replica (a second table on the same store) ends it.
         let other = Sessions::new(&store, policy(600, 3600, 10));
         assert!(
-            other.check_at(&id, 1_000).is_some(),
+            other.check_at(&id, 1_000).expect("check").is_some(),
             "known on every replica"
         );
         other.end(&id).expect("end");
-        assert!(s.check_at(&id, 120_000).is_none(), "ended everywhere");
+        assert!(
+            s.check_at(&id, 120_000).expect("check").is_none(),
+            "ended everywhere"
+        );
         assert!(table.list_keys("").expect("keys").is_empty());
     }
 }

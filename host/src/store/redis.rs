@@ -188,9 +188,8 @@ impl ConnectionLike for Conn {
 
 /// The Redis backend.
 pub(super) struct RedisBackend {
-    /// Talks to Redis; shut down in the background on drop, which is
-    /// allowed inside another runtime too.
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Talks to Redis.
+    runtime: IoRuntime,
     conn: Conn,
     sealer: Sealer,
     apply: Script,
@@ -201,9 +200,20 @@ pub(super) struct RedisBackend {
     heard: tokio::sync::broadcast::Sender<Carried>,
 }
 
-impl Drop for RedisBackend {
+/// The backend's own runtime, shut down in the background when dropped:
+/// that is allowed inside another runtime too, where a plain drop panics
+/// (a store that failed to open is dropped in the host's async start).
+struct IoRuntime(Option<tokio::runtime::Runtime>);
+
+impl IoRuntime {
+    fn get(&self) -> Option<&tokio::runtime::Runtime> {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for IoRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
+        if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
     }
@@ -220,26 +230,34 @@ impl RedisBackend {
     ) -> Result<(RedisBackend, Sealer), StoreError> {
         ensure_data_dir(data_dir)?;
         let store = target.describe();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("store-redis")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Redis {
-                store: store.clone(),
-                reason: format!("cannot start its I/O thread: {e}"),
-            })?;
+        let io = IoRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("store-redis")
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Redis {
+                    store: store.clone(),
+                    reason: format!("cannot start its I/O thread: {e}"),
+                })?,
+        ));
+        let Some(runtime) = io.get() else {
+            return Err(StoreError::Redis {
+                store,
+                reason: "its I/O thread stopped".into(),
+            });
+        };
         let redis = |reason: String| StoreError::Redis {
             store: store.clone(),
             reason,
         };
         let conn = {
             let target = target.clone();
-            wait(&runtime, async move { connect(&target).await }).map_err(redis)?
+            wait(runtime, async move { connect(&target).await }).map_err(redis)?
         };
         let read_check = || {
             let mut conn = conn.clone();
-            wait(&runtime, async move {
+            wait(runtime, async move {
                 redis::cmd("GET")
                     .arg(KEY_CHECK)
                     .query_async::<Option<Vec<u8>>>(&mut conn)
@@ -267,7 +285,7 @@ impl RedisBackend {
                 // written wins, and both verify against it.
                 let sealed = sealer.key_check().map_err(|e| redis(e.to_string()))?;
                 let mut c = conn.clone();
-                wait(&runtime, async move {
+                wait(runtime, async move {
                     redis::cmd("SET")
                         .arg(KEY_CHECK)
                         .arg(sealed)
@@ -291,7 +309,7 @@ impl RedisBackend {
             .recv_timeout(ANSWER_WITHIN)
             .map_err(|_| redis("cannot subscribe to the fleet's messages".into()))?;
         let backend = RedisBackend {
-            runtime: Some(runtime),
+            runtime: io,
             conn,
             sealer: sealer.clone(),
             apply: Script::new(APPLY),
@@ -320,7 +338,7 @@ impl RedisBackend {
         T: Send + 'static,
         F: Future<Output = Result<T, KvError>> + Send + 'static,
     {
-        let Some(runtime) = &self.runtime else {
+        let Some(runtime) = self.runtime.get() else {
             return Box::pin(std::future::ready(Err(KvError::Unavailable(
                 "the store is closing".into(),
             ))));
@@ -506,7 +524,7 @@ impl Backend for RedisBackend {
                 .await
                 .map_err(|e| KvError::Unavailable(e.to_string()))
         });
-        if let Some(runtime) = &self.runtime {
+        if let Some(runtime) = self.runtime.get() {
             runtime.spawn(async move {
                 if let Err(e) = sent.await {
                     tracing::debug!("a fleet message was not sent: {e}");
@@ -602,7 +620,7 @@ impl Backend for RedisBackend {
     }
 
     fn submit(&self, batch: SealedBatch, reply: Reply) {
-        let Some(runtime) = &self.runtime else {
+        let Some(runtime) = self.runtime.get() else {
             // Dropping the reply reads as "the store's writer stopped".
             return;
         };

@@ -46,7 +46,11 @@ async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    if state.auth.allows(request.headers()) {
+    let allowed = match state.auth.allows(request.headers()) {
+        Ok(allowed) => allowed,
+        Err(e) => return crate::server::ApiError::from(e).into_response(),
+    };
+    if allowed {
         next.run(request).await
     } else {
         (

@@ -99,8 +99,51 @@ async fn a_redis_outage_answers_clearly_and_loses_no_acknowledged_call() {
     let world = calls_world(on(&server)).await;
     contact(&world, "+1 212 555 0171");
     send_call(&world, "before-outage", "(212) 555-0171", "1001", NOON).await;
+    // The administrator's portal session, opened before the outage.
+    let portal = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = portal
+        .post(format!("{}/login", world.host.url()))
+        .form(&[("token", world.host.admin_token.as_str())])
+        .send()
+        .await
+        .expect("login");
+    let session = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
 
     server.stop();
+    // The portal says what is wrong instead of asking for a login.
+    let page = portal
+        .get(format!("{}/", world.host.url()))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("the portal answers while Redis is down");
+    assert_eq!(page.status().as_u16(), 503);
+    let html = page.text().await.expect("page");
+    assert!(html.contains("cannot reach its store"), "{html}");
+    assert!(
+        html.contains("redis://127.0.0.1"),
+        "it names the store: {html}"
+    );
+    let api = portal
+        .get(format!("{}/api/extensions", world.host.url()))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(
+        api.status().as_u16(),
+        503,
+        "not a 401: the session is not lost"
+    );
     // While Redis is down the host answers at once, 503 with Retry-After,
     // and takes on nothing it could not store: the PBX sends it again.
     let answer = reqwest::Client::new()
@@ -148,6 +191,14 @@ async fn a_redis_outage_answers_clearly_and_loses_no_acknowledged_call() {
         }
     }
     assert!(delivered, "the host takes events again after Redis is back");
+    // Back: the same session is still good.
+    let back = portal
+        .get(format!("{}/api/extensions", world.host.url()))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(back.status().as_u16(), 200);
     drain(&world.api, Duration::from_secs(30)).await;
     assert_eq!(tasks_of(&world, "before-outage").len(), 1);
     assert_eq!(tasks_of(&world, "during-outage").len(), 1);
