@@ -68,26 +68,21 @@ pub struct Network {
     store: Namespace,
     public_url: Url,
     stored: RwLock<Option<Url>>,
+    /// On a shared store another replica may set it: when this copy was
+    /// last read from the store.
+    read_at: std::sync::Mutex<std::time::Instant>,
 }
+
+/// How stale this replica's copy of the Homepage URL may be when replicas
+/// share the store.
+const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Network {
     /// The network settings kept in `store`, with `public_url` (from
     /// `serve`) standing in while none is set. A stored value that no
     /// longer parses is ignored, with a warning in the log.
     pub fn open(store: Namespace, public_url: Url) -> Result<Network, KvError> {
-        let stored = match store.get(HOMEPAGE_KEY)? {
-            Some(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                match parse_homepage_url(&text) {
-                    Ok(url) => Some(url),
-                    Err(e) => {
-                        tracing::warn!("the stored Homepage URL is ignored: {e}");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
+        let stored = read_stored(&store)?;
         if let Some(url) = &stored
             && origin(url) != origin(&public_url)
         {
@@ -101,7 +96,28 @@ impl Network {
             store,
             public_url,
             stored: RwLock::new(stored),
+            read_at: std::sync::Mutex::new(std::time::Instant::now()),
         })
+    }
+
+    /// On a shared store, read the setting again when this copy is older
+    /// than [`REREAD_AFTER`] (another replica may have changed it); if the
+    /// store cannot answer, the copy stands.
+    fn refresh(&self) {
+        if !self.store.is_shared() {
+            return;
+        }
+        {
+            let mut read_at = self.read_at.lock().unwrap_or_else(|p| p.into_inner());
+            if read_at.elapsed() < REREAD_AFTER {
+                return;
+            }
+            *read_at = std::time::Instant::now();
+        }
+        match read_stored(&self.store) {
+            Ok(stored) => *self.stored.write().unwrap_or_else(|p| p.into_inner()) = stored,
+            Err(e) => tracing::warn!("cannot read the Homepage URL again: {e}"),
+        }
     }
 
     /// The Homepage URL in effect (an origin, no trailing slash).
@@ -110,6 +126,7 @@ impl Network {
     }
 
     fn homepage(&self) -> Url {
+        self.refresh();
         self.stored
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -134,6 +151,7 @@ impl Network {
 
     /// The settings as the API shows them.
     pub fn view(&self) -> NetworkView {
+        self.refresh();
         let (stored, url) = {
             let stored = self.stored.read().unwrap_or_else(|p| p.into_inner());
             (stored.is_some(), self.homepage())
@@ -171,6 +189,22 @@ impl Network {
             }
         }
         Ok(self.view())
+    }
+}
+
+/// The Homepage URL kept in `store`; one that no longer parses is
+/// ignored, with a warning in the log.
+fn read_stored(store: &Namespace) -> Result<Option<Url>, KvError> {
+    let Some(bytes) = store.get(HOMEPAGE_KEY)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    match parse_homepage_url(&text) {
+        Ok(url) => Ok(Some(url)),
+        Err(e) => {
+            tracing::warn!("the stored Homepage URL is ignored: {e}");
+            Ok(None)
+        }
     }
 }
 

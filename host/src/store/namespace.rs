@@ -104,6 +104,12 @@ impl Namespace {
         self.quota
     }
 
+    /// Whether other hosts may share it (see `Store::is_shared`): what one
+    /// host caches of it may change under it.
+    pub fn is_shared(&self) -> bool {
+        self.shared.backend().is_shared()
+    }
+
     /// The value of `key`, or `None` if absent.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         validate_key(key)?;

@@ -152,14 +152,17 @@ async fn salesforce_on(crm: &'static str, setup: Setup) -> Figures {
         .cloned()
         .expect("object");
     world.org.insert("Contact", contact).expect("contact");
-    measure(Target {
+    let figures = measure(Target {
         crm,
         logs_are: "Tasks",
         hosts: vec![&world.host],
         api: &world.api,
         logs: Box::new(|| world.org.tasks().len()),
     })
-    .await
+    .await;
+    // Stopped, so its ticker takes no CPU from the next measurement.
+    world.host.shutdown().await;
+    figures
 }
 
 /// The Salesforce plugin's figures on two replicas sharing `redis`, the
@@ -195,14 +198,17 @@ async fn salesforce_on_two_replicas(redis: &redis_kit::RedisServer) -> Figures {
         },
     )
     .await;
-    measure(Target {
+    let figures = measure(Target {
         crm: "SF, 2 repl.",
         logs_are: "Tasks",
         hosts: vec![&world.host, &b],
         api: &world.api,
         logs: Box::new(|| world.org.tasks().len()),
     })
-    .await
+    .await;
+    b.shutdown().await;
+    world.host.shutdown().await;
+    figures
 }
 
 async fn measure(target: Target<'_>) -> Figures {

@@ -335,3 +335,27 @@ pub async fn api_call(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// The administrator's portal login at `host` with the admin token: a
+/// client that follows no redirect, and the session cookie (`name=value`)
+/// to send along.
+pub async fn portal_session(host: &RunningHost) -> (reqwest::Client, String) {
+    let portal = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = portal
+        .post(format!("{}/login", host.url()))
+        .form(&[("token", host.admin_token.as_str())])
+        .send()
+        .await
+        .expect("login");
+    let session = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    (portal, session)
+}

@@ -171,6 +171,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// The next message `listener` hears, within 5 s.
+fn hear(
+    runtime: &tokio::runtime::Runtime,
+    listener: &mut crate::store::Listener,
+) -> crate::store::Heard {
+    runtime
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), listener.next()).await
+        })
+        .expect("heard within 5 s")
+        .expect("a message")
+}
+
 #[test]
 fn a_fleet_message_reaches_the_other_replica_sealed_and_never_its_sender() {
     let server = redis_kit::RedisServer::start();
@@ -193,23 +206,13 @@ fn a_fleet_message_reaches_the_other_replica_sealed_and_never_its_sender() {
     );
 
     let runtime = runtime();
-    let heard = runtime
-        .block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(5), b_hears.next()).await
-        })
-        .expect("B hears within 5 s")
-        .expect("a message");
+    let heard = hear(&runtime, &mut b_hears);
     assert_eq!(heard.topic, "browser");
     assert_eq!(heard.payload, b"pop-up for 1001: Ada Lovelace");
 
     // B answers; A hears B's message and not its own, which came first.
     b.announce("plugins", b"changed");
-    let heard = runtime
-        .block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(5), a_hears.next()).await
-        })
-        .expect("A hears within 5 s")
-        .expect("a message");
+    let heard = hear(&runtime, &mut a_hears);
     assert_eq!(
         (heard.topic.as_str(), &heard.payload[..]),
         ("plugins", &b"changed"[..])
@@ -224,12 +227,7 @@ fn a_fleet_message_reaches_the_other_replica_sealed_and_never_its_sender() {
         .query(&mut forged)
         .expect("publish");
     a.announce("browser", b"after the forgery");
-    let heard = runtime
-        .block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(5), b_hears.next()).await
-        })
-        .expect("B hears within 5 s")
-        .expect("a message");
+    let heard = hear(&runtime, &mut b_hears);
     assert_eq!(
         heard.payload, b"after the forgery",
         "the forged one was skipped"
@@ -251,12 +249,7 @@ fn fleet_messages_cross_a_redis_cluster() {
     }
     let runtime = runtime();
     for n in 0..3 {
-        let heard = runtime
-            .block_on(async {
-                tokio::time::timeout(std::time::Duration::from_secs(5), b_hears.next()).await
-            })
-            .expect("B hears within 5 s")
-            .expect("a message");
+        let heard = hear(&runtime, &mut b_hears);
         assert_eq!(heard.payload, format!("changed {n}").as_bytes());
     }
 }

@@ -100,23 +100,7 @@ async fn a_redis_outage_answers_clearly_and_loses_no_acknowledged_call() {
     contact(&world, "+1 212 555 0171");
     send_call(&world, "before-outage", "(212) 555-0171", "1001", NOON).await;
     // The administrator's portal session, opened before the outage.
-    let portal = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = portal
-        .post(format!("{}/login", world.host.url()))
-        .form(&[("token", world.host.admin_token.as_str())])
-        .send()
-        .await
-        .expect("login");
-    let session = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
+    let (portal, session) = e2e_tests::portal_session(&world.host).await;
 
     server.stop();
     // The portal says what is wrong instead of asking for a login.

@@ -95,6 +95,24 @@ async fn two_replicas_on_one_redis_serve_one_pbx() {
     );
     let b_api = admin(&b);
 
+    // The Homepage URL set on B is the one A composes Callback URLs from
+    // (within a second); set back to A's address for the rest.
+    for homepage in ["https://pbx.example.com".to_string(), world.host.url()] {
+        b_api
+            .put("/network", &json!({"homepage_url": homepage}))
+            .await
+            .expect("set on B");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let view = world.api.get("/network").await.expect("network on A");
+            if view["homepage_url"] == homepage.as_str() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "A still has {view}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     // The administrator starts the authorization on A; Salesforce's
     // redirect reaches B.
     world
@@ -130,23 +148,7 @@ async fn two_replicas_on_one_redis_serve_one_pbx() {
 
     // The administrator's portal session, opened on A, is good on B; signed
     // out on B, it is over on A too.
-    let portal = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = portal
-        .post(format!("{}/login", world.host.url()))
-        .form(&[("token", world.host.admin_token.as_str())])
-        .send()
-        .await
-        .expect("login on A");
-    let session = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
+    let (portal, session) = e2e_tests::portal_session(&world.host).await;
     let on = |host: &RunningHost| {
         portal
             .get(format!("{}/api/extensions", host.url()))
