@@ -1,9 +1,12 @@
 //! Two replicas of the host on one Redis, serving one PBX: they share the
-//! admin token and the plugin files; an authorization begun on one
-//! completes when Salesforce redirects to the other; a call's events
-//! spread over both make one Task; a pop-up reaches the replica the agent's
-//! page is on; and a version activated on one serves on the other within a
-//! second.
+//! admin token, the plugin files, the Homepage URL and the sessions; an
+//! authorization (the administrator's, or an agent's sign-in) begun on one
+//! completes when Salesforce redirects to the other; a token refresh stays
+//! single-flight; a call's events spread over both make one Task; a pop-up
+//! reaches the agent's stream on the other replica; a version activated on
+//! one serves on the other, calls there running through the swap; and a
+//! replica killed with `kill -9` during a calls load loses and doubles no
+//! call log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -534,4 +537,119 @@ async fn a_replica_killed_during_a_calls_load_loses_and_doubles_no_call_log() {
         assert_eq!(tasks.len(), 1, "load-{call}: {tasks:?}");
         assert_eq!(tasks[0]["WhoId"], who.as_str());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_signs_in_across_replicas_and_gets_pop_ups_from_either() {
+    let server = redis_kit::RedisServer::start();
+    let world = World::start(Setup {
+        host: Options {
+            store: Some(server.url()),
+            ..Options::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    world
+        .api
+        .put("/network", &json!({"homepage_url": world.host.url()}))
+        .await
+        .expect("the Homepage URL is set");
+    world.connect().await;
+    let (_agent, username) = crate::user_sign_in::add_agent(&world, "Grace");
+    add_extension(&world, "1001", None).await;
+    let job = world.sync_users().await;
+    assert_eq!(job["ok"], true, "{job}");
+    associate(&world, &[(username.as_str(), "1001")]).await;
+    let b = replica(
+        &world.data_dir,
+        &world.dir.path().join("replica-b"),
+        Options {
+            store: Some(server.url()),
+            grants: vec![format!("salesforce={}", world.org.base_url())],
+            trust_ca: vec![world.ca_path.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+
+    // Grace begins on A...
+    let browser = world.browser();
+    let page = browser
+        .post(format!("{}/agent/sign-in/crm/salesforce", world.host.url()))
+        .header("origin", world.host.url())
+        .send()
+        .await
+        .expect("A answers");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("page");
+    let url = html
+        .split("id=\"continue\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|u| u.replace("&amp;", "&"))
+        .unwrap_or_else(|| panic!("a link to the CRM: {html}"));
+    let state = url::Url::parse(&url)
+        .expect("the CRM's URL")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("a state");
+    let request = pbx_host::runtime::wit::SignInRequest {
+        url,
+        state,
+        expires_at_ms: 0,
+    };
+    let query =
+        crate::user_sign_in::sign_in(&world, &browser, &request, &username, true, || {}).await;
+    // ...and Salesforce's redirect reaches B, which signs her in.
+    let done = browser
+        .get(format!("{}/crm/salesforce/oauth/callback?{query}", b.url()))
+        .send()
+        .await
+        .expect("B answers");
+    assert_eq!(done.status().as_u16(), 303, "{:?}", done.text().await);
+    // The state is used up on every replica.
+    let replay = browser
+        .get(format!(
+            "{}/crm/salesforce/oauth/callback?{query}",
+            world.host.url()
+        ))
+        .send()
+        .await
+        .expect("A answers");
+    assert!(replay.status().is_client_error(), "{}", replay.status());
+
+    // Her page's stream, open on B, shows the pop-up of a call A took.
+    let fields: Map<String, Value> = json!({"LastName": "Stream", "Phone": "+1 212 555 0192"})
+        .as_object()
+        .cloned()
+        .expect("object");
+    world.org.insert("Contact", fields).expect("contact");
+    let mut stream = browser
+        .get(format!("{}/agent/1001/events?after=0", b.url()))
+        .send()
+        .await
+        .expect("B streams");
+    assert_eq!(stream.status().as_u16(), 200, "her session is good on B");
+    let (code, body) = send_event(
+        &world.host.url(),
+        &world.host.admin_token,
+        &call_event("streamed-1", "ringing", "(212) 555-0192", "1001", NOON),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let mut seen = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("streamed-1") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the pop-up never streamed on B; got {seen:?}");
+    drop(stream);
+    b.shutdown().await;
 }

@@ -15,7 +15,7 @@ use salesforce_emulator::NewUser;
 /// The agent's password (the emulator's default for new users).
 const AGENT_PASSWORD: &str = "emulator";
 
-fn add_agent(world: &World, first: &str) -> (String, String) {
+pub(crate) fn add_agent(world: &World, first: &str) -> (String, String) {
     let username = format!("{}@agents.test", first.to_lowercase());
     let id = world
         .org
@@ -61,7 +61,7 @@ async fn follow(
 /// The person in `browser` opens the sign-in page, logs in as `username`
 /// and clicks Allow or Deny (after `before_answer`); the query of the
 /// callback the org redirects to.
-async fn sign_in(
+pub(crate) async fn sign_in(
     world: &World,
     browser: &reqwest::Client,
     request: &SignInRequest,
