@@ -11,6 +11,11 @@
 //! the recorded hash, from those very bytes. A file with no record or
 //! another hash is compiled again, with a warning. Files are owner-only
 //! (0600) in an owner-only folder (0700).
+//!
+//! Replicas sharing a store each have their own cache folder: their
+//! records are apart too (`host/precompiled/<cache id>`, the id a random
+//! one kept in the folder), so one replica's compiled file never replaces
+//! the record of another's.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -144,6 +149,25 @@ impl Runtime {
 }
 
 /// The file name of a cache path, which keys its record.
+/// The store namespace of the cache's records: `host/precompiled`, or on
+/// a shared store `host/precompiled/<id>` with the id kept in
+/// `cache_dir/cache-id` (made at first use).
+pub(super) fn records_namespace(cache_dir: &Path, shared: bool) -> std::io::Result<String> {
+    if !shared {
+        return Ok("host/precompiled".to_string());
+    }
+    let path = cache_dir.join("cache-id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(id) if id.trim().len() == 32 => id.trim().to_string(),
+        _ => {
+            let id = hex::encode(rand::random::<[u8; 16]>());
+            crate::files::write_private(&path, id.as_bytes())?;
+            id
+        }
+    };
+    Ok(format!("host/precompiled/{id}"))
+}
+
 fn file_name(path: &Path) -> Option<String> {
     path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
@@ -194,5 +218,23 @@ mod tests {
             grants_key(&[b, a], kv),
             "the order grants were given in does not matter"
         );
+    }
+
+    #[test]
+    fn each_cache_folder_on_a_shared_store_keeps_its_records_apart() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            records_namespace(a.path(), false).expect("name"),
+            "host/precompiled"
+        );
+        let first = records_namespace(a.path(), true).expect("name");
+        assert!(first.starts_with("host/precompiled/"), "{first}");
+        assert_eq!(
+            records_namespace(a.path(), true).expect("name"),
+            first,
+            "kept"
+        );
+        assert_ne!(records_namespace(b.path(), true).expect("name"), first);
     }
 }

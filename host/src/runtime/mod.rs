@@ -141,7 +141,11 @@ impl Runtime {
                 store.namespace("host/plugins", Quota::UNLIMITED),
                 store.namespace("host/grants", Quota::UNLIMITED),
             ),
-            precompiled: store.namespace("host/precompiled", Quota::UNLIMITED),
+            precompiled: store.namespace(
+                &cache::records_namespace(&cache_dir, store.is_shared())
+                    .map_err(|e| anyhow::anyhow!("cannot keep {}: {e}", cache_dir.display()))?,
+                Quota::UNLIMITED,
+            ),
             trust: signature::Trust::default(),
             changes: std::sync::Mutex::new(()),
             store,
