@@ -263,3 +263,30 @@ fn the_embedded_store_has_no_fleet() {
     let heard = runtime().block_on(store.listen().next());
     assert_eq!(heard, None);
 }
+
+#[test]
+fn the_fleet_hears_again_after_redis_restarts() {
+    let mut server = redis_kit::RedisServer::start_durable();
+    let (_dirs, a, b) = two_replicas(&server);
+    let mut b_hears = b.listen();
+    let runtime = runtime();
+    server.stop();
+    server.restart();
+    // B subscribes again by itself; until it has, what A says is missed
+    // (fleet messages are best effort), so A says it until B hears.
+    let heard = runtime.block_on(async {
+        for n in 0..100 {
+            a.announce("plugins", format!("after the restart {n}").as_bytes());
+            let wait = tokio::time::timeout(std::time::Duration::from_millis(200), b_hears.next());
+            if let Ok(Some(heard)) = wait.await {
+                return Some(heard);
+            }
+        }
+        None
+    });
+    let heard = heard.expect("B hears A again after Redis restarted");
+    assert!(
+        String::from_utf8_lossy(&heard.payload).starts_with("after the restart"),
+        "{heard:?}"
+    );
+}
