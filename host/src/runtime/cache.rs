@@ -44,6 +44,7 @@ impl Runtime {
         }
         let cached = self.cache_path(sha256, grants);
         let compiled = self
+            .shared
             .engine
             .precompile_component(bytes)
             .map_err(|e| InstallError::Load(format!("it does not compile: {e}")))?;
@@ -51,12 +52,15 @@ impl Runtime {
         tracing::info!(%sha256, "plugin compiled");
         self.write_cached(&cached, &compiled);
         // SAFETY: the bytes come from `precompile_component` of this engine.
-        unsafe { Component::deserialize(&self.engine, &compiled) }
-            .map_err(|e| InstallError::Load(e.to_string()))
+        let component = unsafe { Component::deserialize(&self.shared.engine, &compiled) }
+            .map_err(|e| InstallError::Load(e.to_string()))?;
+        self.shared
+            .keep_component(memo_key(sha256, grants), &component);
+        Ok(component)
     }
 
     fn compatibility_key(&self) -> String {
-        compatibility_key(&self.engine)
+        compatibility_key(&self.shared.engine)
     }
 
     fn cache_path(&self, sha256: &str, grants: &str) -> PathBuf {
@@ -80,12 +84,18 @@ impl Runtime {
         for key in self.precompiled.list_keys(sha256).unwrap_or_default() {
             let _ = self.precompiled.delete(&key);
         }
+        self.shared.forget_components(sha256);
     }
 
     /// The compiled component from the precompile cache, if it holds one
     /// for this content, engine and grants, and the file has the hash the
     /// host recorded when it wrote it.
+    /// A component this process (any of its runtimes) compiled or loaded
+    /// before is taken as it is.
     pub(super) fn cached_component(&self, sha256: &str, grants: &str) -> Option<Component> {
+        if let Some(component) = self.shared.component(&memo_key(sha256, grants)) {
+            return Some(component);
+        }
         let cached = self.cache_path(sha256, grants);
         let name = file_name(&cached)?;
         let bytes = match std::fs::read(&cached) {
@@ -116,9 +126,11 @@ impl Runtime {
         // an engine with the same configuration, which the compatibility
         // key in the name guarantees; they are the bytes that were hashed,
         // not the file read again.
-        match unsafe { Component::deserialize(&self.engine, &bytes) } {
+        match unsafe { Component::deserialize(&self.shared.engine, &bytes) } {
             Ok(component) => {
                 self.counters.cache_loads.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .keep_component(memo_key(sha256, grants), &component);
                 tracing::info!(%sha256, "plugin loaded from the precompile cache");
                 Some(component)
             }
@@ -166,6 +178,12 @@ pub(super) fn records_namespace(cache_dir: &Path, shared: bool) -> std::io::Resu
         }
     };
     Ok(format!("host/precompiled/{id}"))
+}
+
+/// The key of a compiled component among the process's: the file and the
+/// grants it was compiled for (the engine is the process's one).
+fn memo_key(sha256: &str, grants: &str) -> String {
+    format!("{sha256}-{grants}")
 }
 
 fn file_name(path: &Path) -> Option<String> {

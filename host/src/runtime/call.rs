@@ -186,9 +186,9 @@ impl Runtime {
     ) -> Result<T, CallError> {
         timing.version = Some(loaded.info.manifest.version.as_str().into());
         // Held until this call's instance is idle or dropped.
-        let _turn = self.pool.turn().await;
+        let _turn = self.shared.pool.turn().await;
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let mut warm = match self.pool.take(&loaded) {
+        let mut warm = match self.shared.pool.take(&loaded) {
             Some(warm) => warm,
             None => {
                 let started = std::time::Instant::now();
@@ -243,7 +243,7 @@ impl Runtime {
             _ => None,
         };
         if (matches!(outcome, Ok(Ok(_))) || unsupported.is_some()) && !memory_hit {
-            self.pool.keep(&loaded, warm);
+            self.shared.pool.keep(&loaded, warm);
         }
         if let Some(what) = unsupported {
             return Err(CallError::Unsupported {

@@ -472,6 +472,7 @@ impl Runtime {
         granted: Vec<HostPattern>,
     ) -> Result<Loaded, InstallError> {
         let pre = self
+            .shared
             .linker
             .instantiate_pre(component)
             .map_err(|e| InstallError::Load(format!("its imports cannot be satisfied: {e}")))?;
@@ -503,7 +504,7 @@ impl Runtime {
             granted: granted.iter().map(ToString::to_string).collect(),
             manifest,
         };
-        Ok(Loaded::new(info, prepared, grants, &self.pool))
+        Ok(Loaded::new(info, prepared, grants, &self.shared.pool))
     }
 }
 

@@ -1,5 +1,5 @@
-//! The plugin runtime: one wasmtime Engine, the installed plugins' active
-//! versions, and calls into them. Callers hold a typed [`PluginHandle`]
+//! The plugin runtime: the installed plugins' active versions and calls
+//! into them, on the process's one wasmtime Engine (`shared`). Callers hold a typed [`PluginHandle`]
 //! (`runtime.plugin(id).save_settings(values).await`) and never see a
 //! wasmtime store. One file per question:
 //!
@@ -11,6 +11,8 @@
 //! - `cache`: the precompile cache;
 //! - `versions`: what installs, activations and listings report;
 //! - `limits`, `state`, `engine`: what a call runs under and in;
+//! - `shared`: the engine, pool and compiled components every runtime of
+//!   the process shares;
 //! - `wit`: the served contract versions, one file each;
 //! - `inspect`, `manifest`, `signature`, `registry`: checking a file and
 //!   recording what is installed.
@@ -27,6 +29,7 @@ mod limits;
 pub mod manifest;
 mod pool;
 pub mod registry;
+mod shared;
 pub mod signature;
 mod state;
 mod versions;
@@ -38,12 +41,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use wasmtime::Engine;
-use wasmtime::component::Linker;
 
 pub use call::{CallError, CallTiming};
 pub use handle::{PluginCall, PluginHandle};
 pub use limits::{Limits, MemoryLimiter};
+pub use shared::SharedEngine;
 pub use state::PluginState;
 pub use versions::{
     Activate, Activation, InstallError, InstallOptions, InstallReport, InstalledPlugin,
@@ -53,8 +55,7 @@ pub use versions::{
 use crate::capabilities::Services;
 use crate::outbound::HostPattern;
 use crate::store::{self, Quota};
-use engine::EpochTicker;
-use pool::{Loaded, Pool};
+use pool::Loaded;
 
 /// What the runtime reports about its work (for tests and operators).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -87,8 +88,9 @@ struct Counters {
 
 /// The plugin runtime of one host process.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<PluginState>,
+    /// The engine, pool and compiled components, shared with the process's
+    /// other runtimes.
+    shared: Arc<SharedEngine>,
     services: Arc<Services>,
     store: store::Store,
     registry: registry::Registry,
@@ -107,9 +109,6 @@ pub struct Runtime {
     /// started with, so a swap never disturbs it.
     loaded: RwLock<HashMap<String, Arc<Loaded>>>,
     counters: Counters,
-    allocation: engine::Allocation,
-    pool: Pool,
-    _ticker: EpochTicker,
 }
 
 impl Runtime {
@@ -122,20 +121,28 @@ impl Runtime {
         limits: Limits,
         grants: HashMap<String, Vec<HostPattern>>,
     ) -> anyhow::Result<Self> {
-        let (engine, allocation) = engine::new_engine(limits.memory)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        wit::add_to_linker(&mut linker)
-            .map_err(|e| anyhow::anyhow!("cannot link the pbx:crm interfaces: {e}"))?;
+        let shared = SharedEngine::new(&limits)?;
+        Self::sharing(shared, data_dir, store, services, limits, grants)
+    }
+
+    /// A runtime on `shared`, the engine, pool and compiled components of
+    /// the process, which other runtimes (other PBXs) use too: a version
+    /// installed in several is compiled once. The engine's memory cap and
+    /// instance reuse are `shared`'s; `limits` gives the rest.
+    pub fn sharing(
+        shared: Arc<SharedEngine>,
+        data_dir: &Path,
+        store: store::Store,
+        services: Arc<Services>,
+        limits: Limits,
+        grants: HashMap<String, Vec<HostPattern>>,
+    ) -> anyhow::Result<Self> {
         let plugins_dir = data_dir.join("plugins");
         let cache_dir = data_dir.join("cache");
         for dir in [&plugins_dir, &cache_dir] {
             crate::files::create_private_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
-        let ticker = EpochTicker::start(engine.clone())
-            .map_err(|e| anyhow::anyhow!("cannot start the deadline ticker: {e}"))?;
         Ok(Self {
             registry: registry::Registry::new(
                 store.namespace("host/plugins", Quota::UNLIMITED),
@@ -149,24 +156,20 @@ impl Runtime {
             trust: signature::Trust::default(),
             changes: std::sync::Mutex::new(()),
             store,
-            engine,
-            linker,
+            shared,
             services,
             plugins_dir,
             cache_dir,
-            pool: Pool::new(limits.reuse_instances),
             limits,
             grants,
             loaded: RwLock::new(HashMap::new()),
             counters: Counters::default(),
-            allocation,
-            _ticker: ticker,
         })
     }
 
     /// How instances are allocated (pooling unless it was unavailable).
     pub fn allocation(&self) -> engine::Allocation {
-        self.allocation
+        self.shared.allocation
     }
 
     /// The limits calls run under.

@@ -220,7 +220,7 @@ impl Runtime {
             stdout.clone(),
             stderr.clone(),
         );
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(engine::on_epoch_tick);
         Warm {

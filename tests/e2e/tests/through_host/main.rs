@@ -38,6 +38,7 @@ mod portal_security;
 mod redis_store;
 mod replicas;
 mod sandbox;
+mod shared_engine;
 mod tokens;
 mod user_refresh;
 mod user_sign_in;
