@@ -192,27 +192,29 @@ impl PendingSignIns {
     }
 
     /// Room for one more: expired ones go first; false when still full or
-    /// the store cannot say.
-    fn make_room(&self, now: u64) -> bool {
+    /// the store cannot say. At the cap every pending sign-in is read, in
+    /// one round trip (an anonymous flood must not cost a read each).
+    async fn make_room(&self, now: u64) -> bool {
         if self.len() < MAX_PENDING {
             return true;
         }
-        let Ok(keys) = self.table.list_keys("") else {
+        let Ok(keys) = self.table.list_keys_async(String::new()).await else {
+            return false;
+        };
+        let Ok(values) = self.table.get_many_async(keys.clone()).await else {
             return false;
         };
         let expired: Vec<Write> = keys
             .into_iter()
-            .filter(|key| {
-                self.table
-                    .get(key)
-                    .ok()
-                    .flatten()
-                    .and_then(|raw| serde_json::from_slice::<Pending>(&raw).ok())
+            .zip(values)
+            .filter(|(_, raw)| {
+                raw.as_deref()
+                    .and_then(|raw| serde_json::from_slice::<Pending>(raw).ok())
                     .is_none_or(|p| p.expires_at_ms <= now)
             })
-            .map(|key| Write::Delete { key })
+            .map(|(key, _)| Write::Delete { key })
             .collect();
-        if !expired.is_empty() && self.table.batch(&[], &expired).is_err() {
+        if !expired.is_empty() && self.table.batch_async(Vec::new(), expired).await.is_err() {
             return false;
         }
         self.len() < MAX_PENDING
@@ -351,7 +353,7 @@ pub(super) async fn begin(
     }
     let now = now_ms();
     // Refuse before the plugin keeps anything.
-    if !pending.make_room(now) {
+    if !pending.make_room(now).await {
         return Err(Refusal::Busy);
     }
     let request = crm.begin(plugin, callback_url).await?;

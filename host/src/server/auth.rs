@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use super::sessions::{AGENT_COOKIE, Holder, LoginLimiter, SessionPolicy, Sessions, cookie};
-use crate::store::KvError;
+use crate::store::{KvError, Precondition, Quota, Store, Write};
 
 /// The portal's session cookie.
 pub const SESSION_COOKIE: &str = "pbx_session";
@@ -49,7 +49,7 @@ impl Caller {
 
 impl Auth {
     /// The admin token, the sessions in `store`.
-    pub fn new(token: String, store: &crate::store::Store, policy: SessionPolicy) -> Self {
+    pub fn new(token: String, store: &Store, policy: SessionPolicy) -> Self {
         Self {
             token,
             sessions: Sessions::new(store, policy),
@@ -63,12 +63,12 @@ impl Auth {
     }
 
     /// A new portal session id.
-    pub fn new_session(&self) -> Result<String, crate::store::KvError> {
+    pub fn new_session(&self) -> Result<String, KvError> {
         self.sessions.create(Holder::Administrator)
     }
 
     /// End a session.
-    pub fn end_session(&self, id: &str) -> Result<(), crate::store::KvError> {
+    pub fn end_session(&self, id: &str) -> Result<(), KvError> {
         self.sessions.end(id)
     }
 
@@ -138,11 +138,11 @@ const ADMIN_NAMESPACE: &str = "host/admin";
 /// (sealed, as every value), which this replica then also keeps in `path`
 /// for its CLI; the first replica puts its own there. On an unshared
 /// store, the file's ([`load_or_create_token`]).
-pub fn fleet_token(store: &crate::store::Store, path: &Path) -> anyhow::Result<String> {
+pub fn fleet_token(store: &Store, path: &Path) -> anyhow::Result<String> {
     if !store.is_shared() {
         return load_or_create_token(path);
     }
-    let admin = store.namespace(ADMIN_NAMESPACE, crate::store::Quota::UNLIMITED);
+    let admin = store.namespace(ADMIN_NAMESPACE, Quota::UNLIMITED);
     let shared = |bytes: Vec<u8>| -> anyhow::Result<String> {
         let token = String::from_utf8(bytes)
             .ok()
@@ -161,11 +161,11 @@ pub fn fleet_token(store: &crate::store::Store, path: &Path) -> anyhow::Result<S
     }
     let token = load_or_create_token(path)?;
     let first = admin.batch(
-        &[crate::store::Precondition {
+        &[Precondition {
             key: "token".into(),
             expected: None,
         }],
-        &[crate::store::Write::Set {
+        &[Write::Set {
             key: "token".into(),
             value: token.clone().into_bytes(),
         }],
@@ -173,7 +173,7 @@ pub fn fleet_token(store: &crate::store::Store, path: &Path) -> anyhow::Result<S
     match first {
         Ok(()) => Ok(token),
         // Another replica started at the same moment and was first.
-        Err(crate::store::KvError::Conflict(_)) => shared(
+        Err(KvError::Conflict(_)) => shared(
             admin
                 .get("token")
                 .context("cannot read the admin token")?
