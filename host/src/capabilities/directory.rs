@@ -6,14 +6,22 @@ use super::Capabilities;
 use crate::directory::{DirectoryError, Extension};
 
 impl Capabilities {
-    /// Every extension.
-    pub fn list_extensions(&self) -> wasmtime::Result<Vec<Extension>> {
-        self.services.directory.list().map_err(unavailable)
+    /// Every extension (without holding a worker while the store answers).
+    pub async fn list_extensions(&self) -> wasmtime::Result<Vec<Extension>> {
+        self.services
+            .directory
+            .list_async()
+            .await
+            .map_err(unavailable)
     }
 
     /// One extension by number.
-    pub fn get_extension(&self, number: &str) -> wasmtime::Result<Option<Extension>> {
-        self.services.directory.get(number).map_err(unavailable)
+    pub async fn get_extension(&self, number: &str) -> wasmtime::Result<Option<Extension>> {
+        self.services
+            .directory
+            .get_async(number)
+            .await
+            .map_err(unavailable)
     }
 }
 

@@ -101,6 +101,16 @@ impl Extension {
     }
 }
 
+/// The stored extension `number`, read.
+fn decode(number: &str, bytes: Option<Vec<u8>>) -> Result<Option<Extension>, DirectoryError> {
+    match bytes {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| DirectoryError::Corrupt(number.to_string())),
+    }
+}
+
 /// The extension directory.
 #[derive(Clone)]
 pub struct Directory {
@@ -127,12 +137,35 @@ impl Directory {
 
     /// One extension.
     pub fn get(&self, number: &str) -> Result<Option<Extension>, DirectoryError> {
-        match self.ns.get(number)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|_| DirectoryError::Corrupt(number.to_string())),
+        decode(number, self.ns.get(number)?)
+    }
+
+    /// [`Directory::list`] without holding the caller's thread while a
+    /// store across a network answers: two round trips on Redis (the keys,
+    /// then every value at once), not one per extension.
+    pub async fn list_async(&self) -> Result<Vec<Extension>, DirectoryError> {
+        let keys = self.ns.list_keys_async(String::new()).await?;
+        let values = self.ns.get_many_async(keys.clone()).await?;
+        let mut out = Vec::new();
+        for (key, value) in keys.iter().zip(values) {
+            if let Some(ext) = decode(key, value)? {
+                out.push(ext);
+            }
         }
+        out.sort_by(|a, b| (a.number.len(), &a.number).cmp(&(b.number.len(), &b.number)));
+        Ok(out)
+    }
+
+    /// [`Directory::get`] without holding the caller's thread.
+    pub async fn get_async(&self, number: &str) -> Result<Option<Extension>, DirectoryError> {
+        let value = self
+            .ns
+            .get_many_async(vec![number.to_string()])
+            .await?
+            .into_iter()
+            .next()
+            .flatten();
+        decode(number, value)
     }
 
     /// Add or replace an extension.
@@ -249,5 +282,25 @@ mod tests {
             ext("1001", Some("")).validated().ok().and_then(|e| e.email),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn the_async_reads_answer_as_the_blocking_ones() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(data.path()).expect("store");
+        let dir =
+            Directory::new(store.namespace("host/extensions", crate::store::Quota::UNLIMITED));
+        for number in ["1002", "99", "1001"] {
+            dir.add(ext(number, None), false).expect("add");
+        }
+        let listed = dir.list_async().await.expect("list");
+        assert_eq!(listed, dir.list().expect("list"));
+        let numbers: Vec<&str> = listed.iter().map(|e| e.number.as_str()).collect();
+        assert_eq!(numbers, ["99", "1001", "1002"]);
+        assert_eq!(
+            dir.get_async("1001").await.expect("get"),
+            Some(ext("1001", None))
+        );
+        assert_eq!(dir.get_async("1003").await.expect("get"), None);
     }
 }

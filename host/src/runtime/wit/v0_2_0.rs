@@ -307,7 +307,7 @@ impl From<directory::Extension> for wit_directory::Extension {
 
 impl wit_directory::Host for PluginState {
     async fn list_extensions(&mut self) -> wasmtime::Result<Vec<wit_directory::Extension>> {
-        let list = self.caps.list_extensions()?;
+        let list = self.caps.list_extensions().await?;
         Ok(list.into_iter().map(Into::into).collect())
     }
 
@@ -315,7 +315,7 @@ impl wit_directory::Host for PluginState {
         &mut self,
         number: String,
     ) -> wasmtime::Result<Option<wit_directory::Extension>> {
-        Ok(self.caps.get_extension(&number)?.map(Into::into))
+        Ok(self.caps.get_extension(&number).await?.map(Into::into))
     }
 }
 

@@ -377,7 +377,7 @@ impl From<directory::Extension> for wit_directory::Extension {
 
 impl wit_directory::Host for PluginState {
     async fn list_extensions(&mut self) -> wasmtime::Result<Vec<wit_directory::Extension>> {
-        let list = self.caps.list_extensions()?;
+        let list = self.caps.list_extensions().await?;
         Ok(list.into_iter().map(Into::into).collect())
     }
 
@@ -385,7 +385,7 @@ impl wit_directory::Host for PluginState {
         &mut self,
         number: String,
     ) -> wasmtime::Result<Option<wit_directory::Extension>> {
-        Ok(self.caps.get_extension(&number)?.map(Into::into))
+        Ok(self.caps.get_extension(&number).await?.map(Into::into))
     }
 }
 
