@@ -232,8 +232,19 @@ async fn measure(target: Target<'_>) -> Figures {
         .build()
         .expect("client");
 
-    // Warm-up: compile caches, connections, the plugin's token.
-    run(&client, &url, &token, "warm", IN_FLIGHT, 1).await;
+    // Warm-up: compile caches, connections, the plugin's token, and warm
+    // instances on every replica for the concurrency the load reaches (one
+    // call per worker left replicas short, and fresh instances then showed
+    // in the CPU p99).
+    run(
+        &client,
+        &url,
+        &token,
+        "warm",
+        IN_FLIGHT,
+        2 * hosts.len() - 1,
+    )
+    .await;
     drain(api, Duration::from_secs(60)).await;
 
     let instances = |host: Value| host["runtime"]["instantiations"].as_u64().unwrap_or(0);
