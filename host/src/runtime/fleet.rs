@@ -32,15 +32,6 @@ const FILES_NAMESPACE: &str = "host/plugin-files";
 /// more, so a large upload does not stall the others.
 const CHUNK_BYTES: usize = 1024 * 1024;
 
-/// What following the registry changed on this replica.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Followed {
-    /// Plugins whose active version (or grants) this replica loaded.
-    pub swapped: usize,
-    /// Installed versions compiled ahead of their activation.
-    pub prepared: usize,
-}
-
 impl Runtime {
     fn files(&self) -> Namespace {
         self.store.namespace(FILES_NAMESPACE, Quota::UNLIMITED)
@@ -161,9 +152,8 @@ impl Runtime {
     pub fn follow_registry(
         &self,
         prepared: &mut std::collections::HashSet<String>,
-    ) -> Result<Followed, InstallError> {
+    ) -> Result<(), InstallError> {
         let _changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        let mut followed = Followed::default();
         let mut versions = Vec::new();
         for id in self.registry.ids()? {
             let Some((record, _)) = self.registry.get(&id)? else {
@@ -186,7 +176,6 @@ impl Runtime {
             match self.load_stored(entry) {
                 Ok(loaded) => {
                     self.set_active(&id, Arc::new(loaded));
-                    followed.swapped += 1;
                     tracing::info!(plugin = %id, version = ?record.active, "plugin version followed from the shared store");
                 }
                 Err(e) => tracing::error!(plugin = %id, "cannot load the active version: {e}"),
@@ -211,14 +200,13 @@ impl Runtime {
             match self.load_stored(&entry) {
                 Ok(_) => {
                     prepared.insert(seen);
-                    followed.prepared += 1;
                 }
                 Err(e) => {
                     tracing::warn!(plugin = %manifest.id, version = %manifest.version, "cannot prepare: {e}")
                 }
             }
         }
-        Ok(followed)
+        Ok(())
     }
 
     /// The file of an installed version: the local copy, else the shared

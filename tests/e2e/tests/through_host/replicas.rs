@@ -35,6 +35,42 @@ async fn replica(first_data_dir: &Path, dir: &Path, options: Options) -> Running
     start_host(dir, options).await
 }
 
+/// The org and the first replica on `server`, with the Homepage URL set:
+/// behind a load balancer both replicas have one; here, the first
+/// replica's address, where the org's app points.
+async fn first_replica(server: &redis_kit::RedisServer) -> World {
+    let world = World::start(Setup {
+        host: Options {
+            store: Some(server.url()),
+            ..Options::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    world
+        .api
+        .put("/network", &json!({"homepage_url": world.host.url()}))
+        .await
+        .expect("the Homepage URL is set");
+    world
+}
+
+/// A second replica of `world`'s host on `server`, in `dir`, with the
+/// org's grant and CA.
+async fn second_replica(world: &World, server: &redis_kit::RedisServer, dir: &Path) -> RunningHost {
+    replica(
+        &world.data_dir,
+        dir,
+        Options {
+            store: Some(server.url()),
+            grants: vec![format!("salesforce={}", world.org.base_url())],
+            trust_ca: vec![world.ca_path.clone()],
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 /// Wait for `done`, at most `within`; whether it came.
 async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
@@ -59,34 +95,10 @@ fn active_version(host: &RunningHost, id: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_redis_serve_one_pbx() {
     let server = redis_kit::RedisServer::start();
-    let world = World::start(Setup {
-        host: Options {
-            store: Some(server.url()),
-            ..Options::default()
-        },
-        ..Setup::default()
-    })
-    .await;
-    // Behind a load balancer both replicas have one Homepage URL; here,
-    // the first replica's address, where the org's app points.
-    world
-        .api
-        .put("/network", &json!({"homepage_url": world.host.url()}))
-        .await
-        .expect("the Homepage URL is set");
+    let world = first_replica(&server).await;
 
     let b_dir = world.dir.path().join("replica-b");
-    let b = replica(
-        &world.data_dir,
-        &b_dir,
-        Options {
-            store: Some(server.url()),
-            grants: vec![format!("salesforce={}", world.org.base_url())],
-            trust_ca: vec![world.ca_path.clone()],
-            ..Options::default()
-        },
-    )
-    .await;
+    let b = second_replica(&world, &server, &b_dir).await;
     // One admin token for the fleet, kept in B's data directory for its
     // CLI too; the plugin B never saw uploaded is served from the store.
     assert_eq!(b.admin_token, world.host.admin_token);
@@ -542,36 +554,14 @@ async fn a_replica_killed_during_a_calls_load_loses_and_doubles_no_call_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_signs_in_across_replicas_and_gets_pop_ups_from_either() {
     let server = redis_kit::RedisServer::start();
-    let world = World::start(Setup {
-        host: Options {
-            store: Some(server.url()),
-            ..Options::default()
-        },
-        ..Setup::default()
-    })
-    .await;
-    world
-        .api
-        .put("/network", &json!({"homepage_url": world.host.url()}))
-        .await
-        .expect("the Homepage URL is set");
+    let world = first_replica(&server).await;
     world.connect().await;
     let (_agent, username) = crate::user_sign_in::add_agent(&world, "Grace");
     add_extension(&world, "1001", None).await;
     let job = world.sync_users().await;
     assert_eq!(job["ok"], true, "{job}");
     associate(&world, &[(username.as_str(), "1001")]).await;
-    let b = replica(
-        &world.data_dir,
-        &world.dir.path().join("replica-b"),
-        Options {
-            store: Some(server.url()),
-            grants: vec![format!("salesforce={}", world.org.base_url())],
-            trust_ca: vec![world.ca_path.clone()],
-            ..Options::default()
-        },
-    )
-    .await;
+    let b = second_replica(&world, &server, &world.dir.path().join("replica-b")).await;
 
     // Grace begins on A...
     let browser = world.browser();
