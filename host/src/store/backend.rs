@@ -29,6 +29,10 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// Deletes the whole namespace, its usage record included, atomically.
     fn clear(&self, namespace: &str) -> Result<(), KvError>;
 
+    /// The names of the namespaces starting with `prefix` that hold or held
+    /// data (a tenant's, to remove it), in byte order.
+    fn namespaces(&self, prefix: &str) -> Result<Vec<String>, KvError>;
+
     /// [`Backend::get`] of several keys, for async callers. The default
     /// answers in place, as a local read never waits; a backend across a
     /// network answers without holding the caller's thread.

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, TableDefinition, TableError,
+    TableHandle,
 };
 
 use super::backend::{Backend, Reply, SealedBatch};
@@ -166,6 +167,20 @@ impl Backend for RedbBackend {
             .remove(namespace)
             .map_err(unavailable)?;
         txn.commit().map_err(unavailable)
+    }
+
+    fn namespaces(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let tables = txn.list_tables().map_err(unavailable)?;
+        let wanted = kv_table_name(prefix);
+        let mut names: Vec<String> = tables
+            .filter_map(|table| {
+                let name = table.name().strip_prefix(&wanted)?;
+                Some(format!("{prefix}{name}"))
+            })
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     fn submit(&self, batch: SealedBatch, reply: Reply) {

@@ -81,6 +81,9 @@ impl Store {
         if !self.is_shared() {
             return;
         }
+        // A tenant's messages are heard only by the same tenant elsewhere.
+        let scoped = format!("{}{topic}", self.scope);
+        let topic = scoped.as_str();
         let sealed = match self.shared.sealer().seal(&aad(FLEET_AAD, topic), payload) {
             Ok(sealed) => sealed,
             Err(e) => {
@@ -103,15 +106,22 @@ impl Store {
     }
 
     fn open_message(&self, topic: String, bytes: &[u8]) -> Option<Heard> {
-        if bytes.len() < 8 {
+        // Another tenant's (or, for the host's own store, any tenant's)
+        // messages are not for this listener.
+        let short = topic.strip_prefix(&*self.scope)?;
+        if short.contains('/') || bytes.len() < 8 {
             return None;
         }
+        let short = short.to_string();
         let (origin, sealed) = bytes.split_at(8);
         if origin == self.shared.origin().to_le_bytes() {
             return None;
         }
         match self.shared.sealer().unseal(&aad(FLEET_AAD, &topic), sealed) {
-            Some(payload) => Some(Heard { topic, payload }),
+            Some(payload) => Some(Heard {
+                topic: short,
+                payload,
+            }),
             None => {
                 tracing::warn!(
                     topic,

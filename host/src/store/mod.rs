@@ -72,6 +72,9 @@ pub use types::{KvError, Precondition, Quota, StoreError, Usage, Write};
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
+    /// What every namespace name and fleet topic of this store starts
+    /// with: empty for the host's own PBX, `t/NAME/` for tenant NAME.
+    scope: Arc<str>,
 }
 
 impl fmt::Debug for Store {
@@ -111,13 +114,65 @@ impl Store {
     fn with_backend(backend: impl Backend, sealer: Sealer) -> Store {
         Store {
             shared: Arc::new(Shared::new(Box::new(backend), sealer)),
+            scope: "".into(),
         }
     }
 
     /// A namespace: plugins use `plugin/<id>`; the host uses names such as
     /// `host/extensions`. Any string is a valid, distinct namespace name.
+    /// In a tenant's store ([`Store::tenant`]) it is the tenant's own: its
+    /// full name starts with the tenant's scope, which also binds every
+    /// sealed value to the tenant.
     pub fn namespace(&self, name: &str, quota: Quota) -> Namespace {
-        Namespace::new(Arc::clone(&self.shared), name, quota)
+        let full = format!("{}{name}", self.scope);
+        Namespace::new(Arc::clone(&self.shared), &full, quota)
+    }
+
+    /// The store of tenant `name`, one PBX among several the host serves,
+    /// on the same backend: its namespaces and fleet topics are apart from
+    /// every other tenant's and from the host's own (`t/NAME/…`). The
+    /// caller checks the name (see the host's `tenants`); a name holding
+    /// `/` could reach into another tenant's scope.
+    pub fn tenant(&self, name: &str) -> Store {
+        Store {
+            shared: Arc::clone(&self.shared),
+            scope: format!("t/{name}/").into(),
+        }
+    }
+
+    /// The host's own store on the same backend, whatever tenant this one
+    /// is: for what the host keeps once for all its PBXs (plugin files,
+    /// the tenants themselves).
+    pub fn root(&self) -> Store {
+        Store {
+            shared: Arc::clone(&self.shared),
+            scope: "".into(),
+        }
+    }
+
+    /// What this store's namespace names start with (empty for the host's own).
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Deletes every namespace of this tenant's store, each atomically;
+    /// what each held before. Refused on the host's own store, whose scope
+    /// holds every tenant's.
+    pub fn remove_tenant_data(&self) -> Result<Vec<(String, Usage)>, KvError> {
+        if self.scope.is_empty() {
+            return Err(KvError::Unavailable(
+                "only a tenant's store can be removed whole".into(),
+            ));
+        }
+        let backend = self.shared.backend();
+        let mut removed = Vec::new();
+        for name in backend.namespaces(&self.scope)? {
+            let usage = backend.usage(&name)?;
+            backend.clear(&name)?;
+            let short = name.strip_prefix(&*self.scope).unwrap_or(&name).to_string();
+            removed.push((short, usage));
+        }
+        Ok(removed)
     }
 
     /// Test hook: the next batch (in any namespace) fails after `n` of its

@@ -31,9 +31,10 @@
 //! workers too, without blocking the runtime that talks to Redis. The URL
 //! may hold a password: messages name only the scheme, host and port.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -58,6 +59,12 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// The key-check value's key.
 const KEY_CHECK: &str = "pbx:meta:key-check";
+
+/// Every namespace that was ever written (a set): how a tenant's
+/// namespaces are found to remove them, with no `SCAN` over a cluster.
+/// A namespace is added before its first write, so none holds data
+/// unlisted.
+const NAMESPACES: &str = "pbx:meta:namespaces";
 
 /// Where the shared store is: one Redis node, or the seed nodes of a
 /// Redis Cluster. Parsed from `--store`.
@@ -198,6 +205,9 @@ pub(super) struct RedisBackend {
     target: String,
     /// Fleet messages heard on Redis (see `fleet`), for every listener.
     heard: tokio::sync::broadcast::Sender<Carried>,
+    /// Namespaces this host has seen in [`NAMESPACES`], so a batch adds its
+    /// namespace there once per process, not once per batch.
+    listed: Arc<Mutex<HashSet<String>>>,
 }
 
 /// The backend's own runtime, shut down in the background when dropped:
@@ -314,6 +324,7 @@ impl RedisBackend {
             sealer: sealer.clone(),
             apply: Script::new(APPLY),
             clear: Script::new(CLEAR),
+            listed: Arc::new(Mutex::new(HashSet::new())),
             target: store,
             heard,
         };
@@ -607,6 +618,7 @@ impl Backend for RedisBackend {
         let tag = tag(namespace);
         let script = self.clear.clone();
         let target = self.target.clone();
+        let name = namespace.to_string();
         self.run(move |mut conn| async move {
             script
                 .key(usage_key(&tag))
@@ -614,9 +626,35 @@ impl Backend for RedisBackend {
                 .arg(format!("pbx:{tag}:v:"))
                 .invoke_async::<i64>(&mut conn)
                 .await
+                .map_err(|e| unavailable(&target, e))?;
+            // Unlisted only once its data is gone.
+            redis::cmd("SREM")
+                .arg(NAMESPACES)
+                .arg(name)
+                .query_async::<i64>(&mut conn)
+                .await
                 .map(drop)
                 .map_err(|e| unavailable(&target, e))
-        })
+        })?;
+        self.listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(namespace);
+        Ok(())
+    }
+
+    fn namespaces(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let target = self.target.clone();
+        let mut names = self.run(move |mut conn| async move {
+            redis::cmd("SMEMBERS")
+                .arg(NAMESPACES)
+                .query_async::<Vec<String>>(&mut conn)
+                .await
+                .map_err(|e| unavailable(&target, e))
+        })?;
+        names.retain(|name| name.starts_with(prefix));
+        names.sort();
+        Ok(names)
     }
 
     fn submit(&self, batch: SealedBatch, reply: Reply) {
@@ -626,16 +664,44 @@ impl Backend for RedisBackend {
         };
         let (conn, sealer, script) = (self.conn.clone(), self.sealer.clone(), self.apply.clone());
         let target = self.target.clone();
+        let listed = self.listed.clone();
         runtime.spawn(async move {
-            let outcome = tokio::time::timeout(
-                ANSWER_WITHIN,
-                apply(conn, &sealer, &script, &batch, &target),
-            )
+            let outcome = tokio::time::timeout(ANSWER_WITHIN, async {
+                list_namespace(conn.clone(), &listed, &batch.namespace, &target).await?;
+                apply(conn, &sealer, &script, &batch, &target).await
+            })
             .await
             .unwrap_or_else(|_| Err(did_not_answer(&target)));
             reply.send(outcome);
         });
     }
+}
+
+/// Adds `namespace` to [`NAMESPACES`] unless this host did already.
+async fn list_namespace(
+    mut conn: Conn,
+    listed: &Mutex<HashSet<String>>,
+    namespace: &str,
+    target: &str,
+) -> Result<(), KvError> {
+    if listed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(namespace)
+    {
+        return Ok(());
+    }
+    redis::cmd("SADD")
+        .arg(NAMESPACES)
+        .arg(namespace)
+        .query_async::<i64>(&mut conn)
+        .await
+        .map_err(|e| unavailable(target, e))?;
+    listed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(namespace.to_string());
+    Ok(())
 }
 
 /// One batch, in rounds: read and check the preconditions, then the

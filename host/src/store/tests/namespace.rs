@@ -399,8 +399,59 @@ fn contended_compare_and_swap_loses_no_increment(store: &Store) {
     );
 }
 
+/// Two tenants' stores on one backend keep their namespaces apart, and
+/// removing one tenant removes all of its data and nothing else.
+fn tenants_are_apart_and_removed_whole(store: &Store) {
+    let acme = store.tenant("acme");
+    let globex = store.tenant("globex");
+    acme.namespace("plugin/salesforce", Quota::default())
+        .set("token", b"acme's")
+        .unwrap();
+    acme.namespace("host/extensions", Quota::default())
+        .set("1001", b"Ada")
+        .unwrap();
+    globex
+        .namespace("plugin/salesforce", Quota::default())
+        .set("token", b"globex's")
+        .unwrap();
+    store
+        .namespace("plugin/salesforce", Quota::default())
+        .set("token", b"the host's own")
+        .unwrap();
+    let read = |s: &Store| {
+        s.namespace("plugin/salesforce", Quota::default())
+            .get("token")
+            .unwrap()
+    };
+    assert_eq!(read(&acme).as_deref(), Some(&b"acme's"[..]));
+    assert_eq!(read(&globex).as_deref(), Some(&b"globex's"[..]));
+    assert_eq!(read(store).as_deref(), Some(&b"the host's own"[..]));
+    assert_eq!(read(&acme.root()).as_deref(), Some(&b"the host's own"[..]));
+    assert_eq!(acme.scope(), "t/acme/");
+
+    let removed = acme.remove_tenant_data().unwrap();
+    let names: Vec<&str> = removed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["host/extensions", "plugin/salesforce"]);
+    assert_eq!(removed[1].1.keys, 1);
+    assert_eq!(read(&acme), None);
+    assert_eq!(
+        acme.namespace("host/extensions", Quota::default())
+            .get("1001")
+            .unwrap(),
+        None
+    );
+    assert_eq!(read(&globex).as_deref(), Some(&b"globex's"[..]));
+    assert_eq!(read(store).as_deref(), Some(&b"the host's own"[..]));
+    assert!(acme.remove_tenant_data().unwrap().is_empty());
+    assert!(
+        store.remove_tenant_data().is_err(),
+        "the host's own store holds every tenant's"
+    );
+}
+
 super::backends! {
     redb_and_redis: [
+        tenants_are_apart_and_removed_whole,
         round_trip,
         invalid_keys_and_values,
         namespaces_are_isolated,
@@ -413,6 +464,7 @@ super::backends! {
         contended_compare_and_swap_loses_no_increment,
     ],
     cluster: [
+        tenants_are_apart_and_removed_whole,
         round_trip,
         namespaces_are_isolated,
         failing_precondition_writes_nothing,

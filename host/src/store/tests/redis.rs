@@ -235,6 +235,30 @@ fn a_fleet_message_reaches_the_other_replica_sealed_and_never_its_sender() {
 }
 
 #[test]
+fn a_tenants_fleet_messages_reach_only_the_same_tenant() {
+    let server = redis_kit::RedisServer::start();
+    let (_dirs, a, b) = two_replicas(&server);
+    let mut acme_on_b = b.tenant("acme").listen();
+    let mut globex_on_b = b.tenant("globex").listen();
+    let mut host_on_b = b.listen();
+    a.tenant("globex").announce("browser", b"for globex");
+    a.tenant("acme").announce("browser", b"for acme");
+    a.announce("browser", b"for the host's own PBX");
+    let runtime = runtime();
+    let heard = hear(&runtime, &mut acme_on_b);
+    assert_eq!(
+        (heard.topic.as_str(), &heard.payload[..]),
+        ("browser", &b"for acme"[..])
+    );
+    assert_eq!(hear(&runtime, &mut globex_on_b).payload, b"for globex");
+    assert_eq!(
+        hear(&runtime, &mut host_on_b).payload,
+        b"for the host's own PBX",
+        "the host's own listener skips every tenant's"
+    );
+}
+
+#[test]
 fn fleet_messages_cross_a_redis_cluster() {
     let cluster = redis_kit::RedisCluster::start();
     let target = RedisTarget::parse(&cluster.url()).expect("url");
