@@ -13,6 +13,7 @@
 //! - `server`: portal, agent pages, admin API and OAuth callback.
 //! - `network`: the PBX's Homepage URL, from which Callback URLs are
 //!   composed.
+//! - `tenants`: the other PBXs one host serves (the operator's records).
 //! - `cli`: the `pbx-host` commands; `config`: `serve`'s settings;
 //!   `files`: writing files safely.
 
@@ -32,6 +33,7 @@ pub mod recent_calls;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod tenants;
 pub mod user_sync;
 
 /// Milliseconds since the Unix epoch, the host's one clock for records.

@@ -8,11 +8,16 @@ use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::server::{ADMIN_CERT_FILE, ADMIN_TOKEN_FILE, ADMIN_URL_FILE};
+use crate::server::{ADMIN_CERT_FILE, ADMIN_TOKEN_FILE, ADMIN_URL_FILE, OPERATOR_TOKEN_FILE};
+use crate::tenants::{DEFAULT_TENANT, check_name};
 
 /// A client of one running host's admin API.
 pub struct AdminClient {
     base: String,
+    /// Where the API is under `base`: `/api` for the host's own PBX,
+    /// `/operator/tenants/NAME/api` for a tenant, `/operator` for the
+    /// operator API.
+    api: String,
     token: String,
     http: reqwest::Client,
 }
@@ -20,6 +25,30 @@ pub struct AdminClient {
 impl AdminClient {
     /// Find the host serving `data_dir`.
     pub fn from_data_dir(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::in_data_dir(data_dir, ADMIN_TOKEN_FILE)
+    }
+
+    /// The operator API (`/operator`) of the host serving `data_dir`, with
+    /// its operator token.
+    pub fn operator(data_dir: &Path) -> anyhow::Result<Self> {
+        let mut client = Self::in_data_dir(data_dir, OPERATOR_TOKEN_FILE)?;
+        client.api = "/operator".into();
+        Ok(client)
+    }
+
+    /// The admin API of tenant `name` (`default`: the host's own PBX) of
+    /// the host serving `data_dir`, as its operator.
+    pub fn for_tenant(data_dir: &Path, name: &str) -> anyhow::Result<Self> {
+        let mut client = Self::operator(data_dir)?;
+        // The name becomes a path segment: only what a tenant name may be.
+        if name != DEFAULT_TENANT {
+            check_name(name)?;
+        }
+        client.api = format!("/operator/tenants/{name}/api");
+        Ok(client)
+    }
+
+    fn in_data_dir(data_dir: &Path, token_file: &str) -> anyhow::Result<Self> {
         let read = |name: &str| {
             let path = data_dir.join(name);
             std::fs::read_to_string(&path)
@@ -33,7 +62,7 @@ impl AdminClient {
                 })
         };
         let base = read(ADMIN_URL_FILE)?;
-        let token = read(ADMIN_TOKEN_FILE)?;
+        let token = read(token_file)?;
         if base.starts_with("https://") {
             let http = super::pinned_tls::client(&data_dir.join(ADMIN_CERT_FILE))?;
             return Ok(Self::with_http(base, token, http));
@@ -45,6 +74,7 @@ impl AdminClient {
     pub fn with_http(base: String, token: String, http: reqwest::Client) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
+            api: "/api".into(),
             token,
             http,
         }
@@ -64,32 +94,33 @@ impl AdminClient {
             .context("cannot set up the HTTP client for the admin API")?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
+            api: "/api".into(),
             token,
             http,
         })
     }
 
-    /// `GET /api{path}`.
+    /// `GET {api}{path}` (`/api` unless for a tenant or the operator).
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(Method::GET, path, None).await
     }
 
-    /// `POST /api{path}` with a JSON body.
+    /// `POST {api}{path}` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(Method::POST, path, Some(Body::Json(body))).await
     }
 
-    /// `PUT /api{path}` with a JSON body.
+    /// `PUT {api}{path}` with a JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.send(Method::PUT, path, Some(Body::Json(body))).await
     }
 
-    /// `DELETE /api{path}`.
+    /// `DELETE {api}{path}`.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(Method::DELETE, path, None).await
     }
 
-    /// `POST /api{path}` with raw bytes.
+    /// `POST {api}{path}` with raw bytes.
     pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
         self.send(Method::POST, path, Some(Body::Bytes(bytes)))
             .await
@@ -101,7 +132,7 @@ impl AdminClient {
         path: &str,
         body: Option<Body<'_>>,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}/api{path}", self.base);
+        let url = format!("{}{}{path}", self.base, self.api);
         let mut request = self.http.request(method, &url).bearer_auth(&self.token);
         request = match body {
             Some(Body::Json(v)) => request.json(v),

@@ -14,6 +14,7 @@ mod out;
 mod pinned_tls;
 mod plugin;
 mod serve;
+mod tenant;
 mod vendor;
 
 use std::path::PathBuf;
@@ -45,8 +46,20 @@ enum Command {
     Plugin {
         #[command(flatten)]
         at: DataDir,
+        /// Do it in each of these tenants, comma-separated (`default` is
+        /// the host's own PBX), or `all` of them: a new version for chosen
+        /// tenants first, then for all.
+        #[arg(long, global = true, conflicts_with = "tenant")]
+        tenants: Option<String>,
         #[command(subcommand)]
         command: plugin::PluginCommand,
+    },
+    /// The operator's tenants: the PBXs this host serves besides its own.
+    Tenant {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
     },
     /// Manage the PBX's extensions.
     Extension {
@@ -140,15 +153,56 @@ struct DataDir {
     /// The running host's data directory.
     #[arg(long, env = "PBX_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Act in this tenant's PBX, as the host's operator (default: the
+    /// host's own PBX).
+    #[arg(long, env = "PBX_TENANT", global = true)]
+    tenant: Option<String>,
 }
 
 impl DataDir {
-    fn client(&self) -> anyhow::Result<AdminClient> {
-        let dir = self
-            .data_dir
+    fn dir(&self) -> anyhow::Result<&PathBuf> {
+        self.data_dir
             .as_ref()
-            .context("--data-dir is required (the directory `pbx-host serve` uses)")?;
-        AdminClient::from_data_dir(dir)
+            .context("--data-dir is required (the directory `pbx-host serve` uses)")
+    }
+
+    /// The admin API of the PBX the command is for.
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        match &self.tenant {
+            Some(name) => AdminClient::for_tenant(self.dir()?, name),
+            None => AdminClient::from_data_dir(self.dir()?),
+        }
+    }
+
+    /// The operator API.
+    fn operator(&self) -> anyhow::Result<AdminClient> {
+        AdminClient::operator(self.dir()?)
+    }
+
+    /// The tenants `list` names (`all`: the host's own PBX and every tenant).
+    async fn tenants(&self, list: &str) -> anyhow::Result<Vec<String>> {
+        if list.trim() != "all" {
+            let names: Vec<String> = list
+                .split(',')
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect();
+            anyhow::ensure!(
+                !names.is_empty(),
+                "--tenants names no tenant; give NAME,NAME or all"
+            );
+            return Ok(names);
+        }
+        let listed = self.operator()?.get("/tenants").await?;
+        let mut names = vec![crate::tenants::DEFAULT_TENANT.to_string()];
+        names.extend(
+            listed["tenants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["name"].as_str().map(str::to_string)),
+        );
+        Ok(names)
     }
 }
 
@@ -167,7 +221,34 @@ pub async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args).await,
-        Command::Plugin { at, command } => plugin::run(at.client()?, command).await,
+        Command::Plugin {
+            at,
+            tenants: Some(list),
+            command,
+        } => {
+            // Each tenant in turn; one that refuses stops the rest, so the
+            // operator sees where it stopped.
+            for name in at.tenants(&list).await? {
+                outln!("{name}:");
+                let client = AdminClient::for_tenant(at.dir()?, &name)?;
+                plugin::run(client, command.clone())
+                    .await
+                    .with_context(|| format!("in tenant {name} (those before it are done)"))?;
+            }
+            Ok(())
+        }
+        Command::Plugin {
+            at,
+            tenants: None,
+            command,
+        } => plugin::run(at.client()?, command).await,
+        Command::Tenant { at, command } => {
+            anyhow::ensure!(
+                at.tenant.is_none(),
+                "`tenant` commands are the operator's, for every tenant: drop --tenant"
+            );
+            tenant::run(at.operator()?, command).await
+        }
         Command::Extension { at, command } => extension::run(at.client()?, command).await,
         Command::Network { at, command } => network::run(at.client()?, command).await,
         Command::Crm {

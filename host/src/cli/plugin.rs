@@ -11,7 +11,7 @@ use super::client::AdminClient;
 use super::out::{self, outln};
 use super::print_json;
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 pub enum PluginCommand {
     /// Verify, store and compile a plugin file; it becomes active if it is
     /// the plugin's first version or with --activate, never with

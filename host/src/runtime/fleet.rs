@@ -33,8 +33,11 @@ const FILES_NAMESPACE: &str = "host/plugin-files";
 const CHUNK_BYTES: usize = 1024 * 1024;
 
 impl Runtime {
+    /// The host's own: one copy of a file serves every PBX on the store.
     fn files(&self) -> Namespace {
-        self.store.namespace(FILES_NAMESPACE, Quota::UNLIMITED)
+        self.store
+            .root()
+            .namespace(FILES_NAMESPACE, Quota::UNLIMITED)
     }
 
     /// Tell the other replicas that what is installed, active or granted

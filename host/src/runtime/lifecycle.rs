@@ -331,6 +331,40 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stop counting this runtime's registry among those whose files are in
+    /// use (its PBX is being removed); the files its versions use, for
+    /// [`Runtime::drop_unused_files`] once its records are gone.
+    pub fn retire(&self) -> Vec<String> {
+        let mut shas = Vec::new();
+        for id in self.registry.ids().unwrap_or_default() {
+            if let Ok(Some((record, _))) = self.registry.get(&id) {
+                shas.extend(record.versions.into_values().map(|v| v.sha256));
+            }
+        }
+        shas.sort();
+        shas.dedup();
+        self.shared.remove_registry(self.store.scope());
+        shas
+    }
+
+    /// Delete each of `shas`' file and compiled forms that no other runtime
+    /// of the process uses any more; the ones deleted.
+    pub fn drop_unused_files(&self, shas: &[String]) -> Vec<String> {
+        let mut dropped = Vec::new();
+        for sha256 in shas {
+            if self.shared.file_in_use(sha256).unwrap_or(true) {
+                continue;
+            }
+            let _ = std::fs::remove_file(self.plugins_dir.join(format!("{sha256}.wasm")));
+            self.remove_cached(sha256);
+            if let Err(e) = self.unshare_file(sha256) {
+                tracing::warn!(%sha256, "the shared copy of a plugin file stays: {e}");
+            }
+            dropped.push(sha256.clone());
+        }
+        dropped
+    }
+
     /// Load every installed plugin's active version (at start). A plugin
     /// that fails to load is logged and skipped, so one bad file does not
     /// stop the PBX.
@@ -391,15 +425,10 @@ impl Runtime {
         self.load(inspection, sha256, &bytes)
     }
 
+    /// Whether any runtime of the process (any PBX it serves) still has a
+    /// version of file `sha256` installed.
     fn sha_in_use(&self, sha256: &str) -> Result<bool, InstallError> {
-        for id in self.registry.ids()? {
-            if let Some((record, _)) = self.registry.get(&id)?
-                && record.versions.values().any(|v| v.sha256 == sha256)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(self.registry.has_file(sha256)? || self.shared.file_in_use(sha256)?)
     }
 
     /// Runs the new version's `migrate(from-version)` export when it has

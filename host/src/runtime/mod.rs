@@ -143,12 +143,18 @@ impl Runtime {
             crate::files::create_private_dir(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
+        let registry = registry::Registry::new(
+            store.namespace("host/plugins", Quota::UNLIMITED),
+            store.namespace("host/grants", Quota::UNLIMITED),
+        );
+        // The files and the compiled forms under `data_dir` are the
+        // process's, whichever runtime installed them: what is in use is
+        // asked of every runtime on `shared`, and their records are the
+        // host's own, not one tenant's.
+        shared.add_registry(store.scope(), registry.clone());
         Ok(Self {
-            registry: registry::Registry::new(
-                store.namespace("host/plugins", Quota::UNLIMITED),
-                store.namespace("host/grants", Quota::UNLIMITED),
-            ),
-            precompiled: store.namespace(
+            registry,
+            precompiled: store.root().namespace(
                 &cache::records_namespace(&cache_dir, store.is_shared())
                     .map_err(|e| anyhow::anyhow!("cannot keep {}: {e}", cache_dir.display()))?,
                 Quota::UNLIMITED,

@@ -81,6 +81,18 @@ impl Registry {
         self.plugins.list_keys("")
     }
 
+    /// Whether a version of any plugin here is file `sha256`.
+    pub fn has_file(&self, sha256: &str) -> Result<bool, KvError> {
+        for id in self.ids()? {
+            if let Some((record, _)) = self.get(&id)?
+                && record.versions.values().any(|v| v.sha256 == sha256)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A plugin's record with its stored bytes (for a guarded update).
     pub fn get(&self, id: &str) -> Result<Option<(PluginRecord, Vec<u8>)>, KvError> {
         let Some(raw) = self.plugins.get(id)? else {

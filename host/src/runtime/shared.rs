@@ -19,8 +19,10 @@ use wasmtime::component::{Component, Linker};
 use super::engine::{self, Allocation, EpochTicker};
 use super::limits::Limits;
 use super::pool::Pool;
+use super::registry::Registry;
 use super::state::PluginState;
 use super::wit;
+use crate::store::KvError;
 
 /// The engine, linker, pool and compiled components of a host process.
 pub struct SharedEngine {
@@ -31,6 +33,10 @@ pub struct SharedEngine {
     /// Compiled components by `<sha256>-<grants digest>` (the precompile
     /// cache's key), for as long as a version of that file is installed.
     components: Mutex<HashMap<String, Component>>,
+    /// The registry of every runtime on this engine, by store scope: a
+    /// plugin file under the shared data directory is in use while any of
+    /// them lists it.
+    registries: Mutex<HashMap<String, Registry>>,
     _ticker: EpochTicker,
 }
 
@@ -52,6 +58,7 @@ impl SharedEngine {
             allocation,
             pool: Pool::new(limits.reuse_instances),
             components: Mutex::new(HashMap::new()),
+            registries: Mutex::new(HashMap::new()),
             _ticker: ticker,
         }))
     }
@@ -68,6 +75,34 @@ impl SharedEngine {
     /// Keep `component` for `key` (a clone is a reference).
     pub(super) fn keep_component(&self, key: String, component: &Component) {
         self.components().insert(key, component.clone());
+    }
+
+    fn registries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Registry>> {
+        self.registries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Count `registry` (of the runtime on store scope `scope`) among those
+    /// whose files are in use.
+    pub(super) fn add_registry(&self, scope: &str, registry: Registry) {
+        self.registries().insert(scope.to_string(), registry);
+    }
+
+    /// Stop counting the registry of store scope `scope` (its tenant was
+    /// removed).
+    pub fn remove_registry(&self, scope: &str) {
+        self.registries().remove(scope);
+    }
+
+    /// Whether any runtime on this engine has a version of file `sha256`
+    /// installed.
+    pub(super) fn file_in_use(&self, sha256: &str) -> Result<bool, KvError> {
+        let registries: Vec<Registry> = self.registries().values().cloned().collect();
+        for registry in registries {
+            if registry.has_file(sha256)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Forget every compiled form of file `sha256`.

@@ -131,32 +131,73 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// The store namespace of the fleet's admin token (on a shared store).
+/// The store namespace of the fleet's admin token (on a shared store), in
+/// each PBX's scope: a tenant's is its own administrator's.
 const ADMIN_NAMESPACE: &str = "host/admin";
+
+/// The store namespace of the operator token (root store).
+const OPERATOR_NAMESPACE: &str = "host/operator";
 
 /// The admin token of every replica sharing `store`: the one in the store
 /// (sealed, as every value), which this replica then also keeps in `path`
 /// for its CLI; the first replica puts its own there. On an unshared
 /// store, the file's ([`load_or_create_token`]).
 pub fn fleet_token(store: &Store, path: &Path) -> anyhow::Result<String> {
+    shared_token(store, ADMIN_NAMESPACE, path, "admin")
+}
+
+/// The operator token, kept as the admin token is (`fleet_token`), in the
+/// root store: it reaches the operator API and, through it, every tenant.
+pub fn operator_token(store: &Store, path: &Path) -> anyhow::Result<String> {
+    shared_token(&store.root(), OPERATOR_NAMESPACE, path, "operator")
+}
+
+/// A new admin token for the tenant whose store is `store`, replacing any
+/// left there by an earlier attempt to add it (no record points to it, so
+/// no one holds it).
+pub fn new_tenant_token(store: &Store) -> Result<String, KvError> {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    store
+        .namespace(ADMIN_NAMESPACE, Quota::UNLIMITED)
+        .set("token", token.as_bytes())?;
+    Ok(token)
+}
+
+/// The admin token of the tenant whose store is `store`.
+pub fn tenant_token(store: &Store) -> anyhow::Result<String> {
+    let bytes = store
+        .namespace(ADMIN_NAMESPACE, Quota::UNLIMITED)
+        .get("token")
+        .context("cannot read the tenant's admin token")?
+        .context("the tenant has no admin token; remove it and add it again")?;
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.len() >= 32)
+        .context("the tenant's admin token is unreadable; remove it and add it again")
+}
+
+fn shared_token(store: &Store, namespace: &str, path: &Path, what: &str) -> anyhow::Result<String> {
     if !store.is_shared() {
         return load_or_create_token(path);
     }
-    let admin = store.namespace(ADMIN_NAMESPACE, Quota::UNLIMITED);
+    let admin = store.namespace(namespace, Quota::UNLIMITED);
     let shared = |bytes: Vec<u8>| -> anyhow::Result<String> {
         let token = String::from_utf8(bytes)
             .ok()
             .filter(|t| t.len() >= 32)
-            .context("the shared store holds no valid admin token; fix: restore the store from a backup, or start the fleet on a new one")?;
+            .with_context(|| format!("the shared store holds no valid {what} token; fix: restore the store from a backup, or start the fleet on a new one"))?;
         let local = std::fs::read_to_string(path).unwrap_or_default();
         if local.trim() != token {
             crate::files::write_private(path, format!("{token}\n").as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            tracing::info!(file = %path.display(), "the fleet's admin token is kept here");
+            tracing::info!(file = %path.display(), "the fleet's {what} token is kept here");
         }
         Ok(token)
     };
-    if let Some(bytes) = admin.get("token").context("cannot read the admin token")? {
+    if let Some(bytes) = admin
+        .get("token")
+        .with_context(|| format!("cannot read the {what} token"))?
+    {
         return shared(bytes);
     }
     let token = load_or_create_token(path)?;
@@ -176,9 +217,9 @@ pub fn fleet_token(store: &Store, path: &Path) -> anyhow::Result<String> {
         Err(KvError::Conflict(_)) => shared(
             admin
                 .get("token")
-                .context("cannot read the admin token")?
+                .with_context(|| format!("cannot read the {what} token"))?
                 .unwrap_or_default(),
         ),
-        Err(e) => Err(anyhow::anyhow!("cannot keep the admin token: {e}")),
+        Err(e) => Err(anyhow::anyhow!("cannot keep the {what} token: {e}")),
     }
 }

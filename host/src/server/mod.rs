@@ -24,14 +24,18 @@ mod cross_site;
 mod error;
 pub mod listener;
 mod oauth;
+mod operator;
 mod pages;
 mod portal;
 pub mod sessions;
 mod state;
+mod tenancy;
 
 pub use api::check_authorization_url;
 pub use error::ApiError;
+pub use operator::OPERATOR_TOKEN_FILE;
 pub use state::{AppState, AuthorizationOutcome, BrowserBookkeeping};
+pub use tenancy::{Pbx, Pbxs};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,19 +46,10 @@ use axum::serve::ListenerExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::capabilities::Services;
-use crate::capabilities::browser::BrowserRequests;
 use crate::config::HostConfig;
-use crate::directory::Directory;
-use crate::directory::passwords::ExtensionPasswords;
 use crate::files::write_private;
-use crate::journal::Journal;
-use crate::network::{NETWORK_NAMESPACE, Network};
 use crate::outbound;
-use crate::recent_calls::RecentCalls;
-use crate::runtime::Runtime;
-use crate::store::Quota;
-use crate::user_sync::{RESULT_NAMESPACE as SYNC_RESULT_NAMESPACE, SyncJobs};
+use crate::runtime::SharedEngine;
 
 /// Where the CLI finds the running host: files in the data directory.
 pub const ADMIN_URL_FILE: &str = "admin-url";
@@ -68,17 +63,20 @@ pub const ADMIN_CERT_FILE: &str = "admin-cert.pem";
 pub struct RunningHost {
     /// The bound address.
     pub addr: SocketAddr,
-    /// The admin token (also in the data directory).
+    /// The admin token of the host's own PBX (also in the data directory).
     pub admin_token: String,
-    /// Handler state, for in-process tests.
+    /// The operator token (also in the data directory).
+    pub operator_token: String,
+    /// The host's own PBX's handler state, for in-process tests.
     pub state: Arc<AppState>,
+    /// Every PBX it serves.
+    pub pbxs: Arc<Pbxs>,
     /// Whether it serves HTTPS.
     pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    ticker: JoinHandle<()>,
-    /// Listens to the other replicas (on a shared store).
-    fleet: Option<JoinHandle<()>>,
+    /// Follows the tenants other replicas change (on a shared store).
+    tenant_follower: Option<JoinHandle<()>>,
 }
 
 impl RunningHost {
@@ -90,14 +88,13 @@ impl RunningHost {
 
     /// Stop serving and wait for the server to end.
     pub async fn shutdown(mut self) {
-        self.ticker.abort();
-        let _ = (&mut self.ticker).await;
-        if let Some(fleet) = self.fleet.take() {
-            fleet.abort();
-            let _ = fleet.await;
+        if let Some(follower) = self.tenant_follower.take() {
+            follower.abort();
+            let _ = follower.await;
         }
-        // Live streams (agent pages) would keep the graceful shutdown waiting.
-        self.state.stopping.send_replace(true);
+        // The journals' tickers and fleet listeners; live streams (agent
+        // pages) would keep the graceful shutdown waiting.
+        self.pbxs.stop_all().await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -107,7 +104,7 @@ impl RunningHost {
         // wait, briefly, for them, so the store is closed when this returns
         // and the data directory can be opened again at once.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while Arc::strong_count(&self.state) > 1 && std::time::Instant::now() < deadline {
+        while Arc::strong_count(&self.pbxs) > 1 && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
@@ -125,7 +122,8 @@ impl RunningHost {
     }
 }
 
-/// Open the store, load installed plugins, bind, and serve.
+/// Open the store, load installed plugins, bind, and serve the host's own
+/// PBX and every tenant.
 pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     let store = config.store.open(&config.data_dir)?;
     let http = outbound::Client::new(outbound::ClientConfig {
@@ -133,24 +131,11 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         limits: config.outbound,
         user_agent: format!("pbx-host/{}", env!("CARGO_PKG_VERSION")),
     })?;
-    let services = Arc::new(Services {
-        http,
-        browser: BrowserRequests::new(config.system_browser).shared_through(&store),
-        directory: Directory::new(store.namespace("host/extensions", Quota::UNLIMITED)),
-    });
-    let mut runtime = Runtime::new(
-        &config.data_dir,
-        store.clone(),
-        services.clone(),
-        config.limits.clone(),
-        config.grants.clone(),
-    )?;
-    runtime.set_trust(config.trust.clone());
-    let runtime = Arc::new(runtime);
-    let loaded = runtime.load_installed()?;
-    tracing::info!(plugins = loaded, "installed plugins loaded");
+    let shared = SharedEngine::new(&config.limits)?;
 
     let admin_token = auth::fleet_token(&store, &config.data_dir.join(ADMIN_TOKEN_FILE))?;
+    let operator_token =
+        auth::operator_token(&store, &config.data_dir.join(operator::OPERATOR_TOKEN_FILE))?;
     // Read the TLS files before binding: a bad file stops the start.
     let tls = config
         .tls
@@ -181,47 +166,31 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     write_private(&admin_url, format!("{scheme}://{addr}\n").as_bytes())
         .with_context(|| format!("cannot write {}", admin_url.display()))?;
 
-    let network = Network::open(
-        store.namespace(NETWORK_NAMESPACE, Quota::UNLIMITED),
-        config.public_url.clone(),
-    )?;
-    let syncs = SyncJobs::new(store.namespace(SYNC_RESULT_NAMESPACE, Quota::UNLIMITED));
-    let journal = Arc::new(Journal::new(
-        runtime.clone(),
-        &store,
-        config.journal_interval,
-        config.journal_limits,
-    ));
-    let ticker = journal.spawn_ticker();
-    let fleet = crate::fleet::spawn(&store, runtime.clone(), services.clone());
-    let state = Arc::new(AppState {
-        auth: auth::Auth::new(
-            admin_token.clone(),
-            &store,
-            sessions::SessionPolicy {
-                idle: config.session_idle,
-                max_age: config.session_max,
-                ..sessions::SessionPolicy::default()
-            },
-        ),
-        passwords: ExtensionPasswords::new(
-            store.namespace("host/extension-passwords", Quota::UNLIMITED),
-        ),
-        agent_sign_ins: agent_sign_in::PendingSignIns::new(&store),
-        recent_calls: RecentCalls::new(&store),
-        hashing: tokio::sync::Semaphore::new(2),
+    let common = tenancy::Common {
+        config: config.clone(),
+        http,
+        shared,
+    };
+    let own = tenancy::open_pbx(
+        &common,
+        crate::tenants::DEFAULT_TENANT,
+        store.clone(),
         config,
-        runtime,
-        services,
-        authorizations: state::AuthorizationOutcomes::new(&store),
-        store,
-        network,
-        syncs,
-        journal,
-        originations: Default::default(),
-        stopping: tokio::sync::watch::channel(false).0,
-    });
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        admin_token.clone(),
+        None,
+    )?;
+    let pbxs = {
+        let store = store.clone();
+        let operator_token = operator_token.clone();
+        // Opening the tenants loads their plugins: off the async workers.
+        let opened = tokio::task::spawn_blocking(move || {
+            tenancy::Pbxs::open(common, store, own, operator_token)
+        });
+        Arc::new(opened.await??)
+    };
+    let state = pbxs.default.state.clone();
+    let tenant_follower = tenancy::spawn_follower(&pbxs);
+    let app = router_of_host(pbxs.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (tx, rx) = oneshot::channel::<()>();
     let stop = async {
         let _ = rx.await;
@@ -249,20 +218,32 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     tracing::info!(
         portal = %format!("{scheme}://{addr}/"),
         homepage_url = %state.network.homepage_url(),
+        tenants = pbxs.served().len(),
         "pbx-host serving"
     );
     Ok(RunningHost {
         addr,
         admin_token,
+        operator_token,
         state,
+        pbxs,
         tls: scheme == "https",
         shutdown: Some(tx),
         task,
-        ticker,
-        fleet,
+        tenant_follower,
     })
 }
 
+/// The whole listener: the operator API, and every other request to the
+/// PBX its `Host` names.
+fn router_of_host(pbxs: Arc<Pbxs>) -> Router {
+    Router::new()
+        .merge(operator::routes(pbxs.clone()))
+        .fallback(tenancy::dispatch)
+        .with_state(pbxs)
+}
+
+/// One PBX's routes.
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(portal::routes())

@@ -155,6 +155,20 @@ impl Store {
         &self.scope
     }
 
+    /// How many namespaces this tenant's store has, and their keys and
+    /// bytes together.
+    pub fn tenant_usage(&self) -> Result<(usize, Usage), KvError> {
+        let backend = self.shared.backend();
+        let names = backend.namespaces(&self.scope)?;
+        let mut total = Usage::default();
+        for name in &names {
+            let usage = backend.usage(name)?;
+            total.keys += usage.keys;
+            total.bytes += usage.bytes;
+        }
+        Ok((names.len(), total))
+    }
+
     /// Deletes every namespace of this tenant's store, each atomically;
     /// what each held before. Refused on the host's own store, whose scope
     /// holds every tenant's.

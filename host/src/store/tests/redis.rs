@@ -72,7 +72,7 @@ fn redis_holds_only_sealed_values_under_one_hash_tag() {
     let mut conn = raw(&server);
     let keys: Vec<String> = conn.keys("*").expect("keys");
     for key in &keys {
-        if key == "pbx:meta:key-check" {
+        if key == "pbx:meta:key-check" || key == "pbx:meta:namespaces" {
             continue;
         }
         assert!(
@@ -88,7 +88,13 @@ fn redis_holds_only_sealed_values_under_one_hash_tag() {
             );
         }
     }
-    assert_eq!(keys.len(), 1 + 2 + 2, "key check, 2 values, index, usage");
+    assert_eq!(
+        keys.len(),
+        2 + 2 + 2,
+        "key check, namespace list, 2 values, index, usage"
+    );
+    let listed: Vec<String> = conn.smembers("pbx:meta:namespaces").expect("smembers");
+    assert_eq!(listed, ["plugin/salesforce"]);
 
     // A sealed value moved to another namespace's key fails to open.
     let sealed: Vec<u8> = conn
@@ -108,6 +114,11 @@ fn redis_holds_only_sealed_values_under_one_hash_tag() {
     let left: Vec<String> = conn.keys("pbx:{plugin/salesforce}:*").expect("keys");
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(ns.usage().expect("usage"), Usage::default());
+    let listed: Vec<String> = conn.smembers("pbx:meta:namespaces").expect("smembers");
+    assert!(
+        listed.is_empty(),
+        "a cleared namespace is unlisted: {listed:?}"
+    );
 }
 
 #[test]

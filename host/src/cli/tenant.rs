@@ -1,0 +1,242 @@
+//! `pbx-host tenant …`: the operator's commands for the PBXs one host
+//! serves besides its own, through the operator API (the operator token
+//! in the data directory).
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::client::AdminClient;
+use super::out::{self, outln};
+use super::print_json;
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Add a PBX: its name and the public URL its users and the CRM reach
+    /// it at (requests are routed by that URL's host). Prints its
+    /// administrator's token once.
+    Add {
+        /// 1 to 32 lowercase letters, digits and dashes.
+        name: String,
+        /// Its Homepage URL, e.g. https://pbx.acme.example.
+        #[arg(long)]
+        public_url: String,
+        /// Keys each of its plugins may keep (with --kv-mib; default: the host's).
+        #[arg(long, requires = "kv_mib")]
+        kv_keys: Option<u64>,
+        /// MiB each of its plugins may keep (with --kv-keys).
+        #[arg(long, requires = "kv_keys")]
+        kv_mib: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tenants, with their plugins, status and usage.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop serving a tenant (its pages, API, callback and calls answer
+    /// 503); everything it keeps stays.
+    Suspend {
+        /// The tenant.
+        name: String,
+    },
+    /// Serve a suspended tenant again.
+    Resume {
+        /// The tenant.
+        name: String,
+    },
+    /// Revoke a tenant's CRM tokens, then delete everything it keeps.
+    Remove {
+        /// The tenant.
+        name: String,
+        /// Remove it even when a CRM token could not be revoked.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(client: AdminClient, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Add {
+            name,
+            public_url,
+            kv_keys,
+            kv_mib,
+            json,
+        } => {
+            let kv = match (kv_keys, kv_mib) {
+                (Some(keys), Some(mib)) => json!({"max_keys": keys, "max_mib": mib}),
+                _ => Value::Null,
+            };
+            let added = client
+                .post(
+                    "/tenants",
+                    &json!({"name": name, "public_url": public_url, "kv": kv}),
+                )
+                .await?;
+            if json {
+                return print_json(&added);
+            }
+            let tenant = &added["tenant"];
+            outln!(
+                "added tenant {} at {}",
+                out::field(&tenant["name"], "?"),
+                out::field(&tenant["public_url"], "?")
+            );
+            outln!(
+                "its administrator's token (shown once; they log in to its portal with it): {}",
+                out::field(&added["admin_token"], "?")
+            );
+            outln!(
+                "act in it with `pbx-host --tenant {name} …`, e.g. `pbx-host plugin install FILE --tenant {name}`"
+            );
+        }
+        TenantCommand::List { json } => {
+            let list = client.get("/tenants").await?;
+            if json {
+                return print_json(&list);
+            }
+            print_tenants(&list)?;
+        }
+        TenantCommand::Suspend { name } => {
+            client
+                .post(&format!("/tenants/{name}/suspend"), &json!({}))
+                .await?;
+            outln!(
+                "{name} is suspended: nothing of it is served until `pbx-host tenant resume {name}`"
+            );
+        }
+        TenantCommand::Resume { name } => {
+            client
+                .post(&format!("/tenants/{name}/resume"), &json!({}))
+                .await?;
+            outln!("{name} is served again");
+        }
+        TenantCommand::Remove { name, force, json } => {
+            let query = if force { "?force=yes" } else { "" };
+            let removed = client.delete(&format!("/tenants/{name}{query}")).await?;
+            if json {
+                return print_json(&removed);
+            }
+            for line in removal_prose(&removed["removed"]) {
+                outln!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_tenants(list: &Value) -> anyhow::Result<()> {
+    let tenants = list["tenants"].as_array().cloned().unwrap_or_default();
+    if tenants.is_empty() {
+        outln!("no tenants; add one with `pbx-host tenant add NAME --public-url URL`");
+        return Ok(());
+    }
+    let mut table =
+        out::Table::new(&["TENANT", "PUBLIC URL", "STATUS", "PLUGINS", "KEYS", "BYTES"]);
+    for t in &tenants {
+        let plugins: Vec<String> = t["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    out::field(&p["id"], "?"),
+                    out::field(&p["version"], "?")
+                )
+            })
+            .collect();
+        table.row([
+            out::field(&t["name"], "?").into_owned(),
+            out::field(&t["public_url"], "?").into_owned(),
+            out::field(&t["status"], "?").into_owned(),
+            if plugins.is_empty() {
+                "-".to_string()
+            } else {
+                plugins.join(", ")
+            },
+            t["usage"]["keys"].as_u64().unwrap_or(0).to_string(),
+            t["usage"]["bytes"].as_u64().unwrap_or(0).to_string(),
+        ]);
+    }
+    table.print()?;
+    Ok(())
+}
+
+/// What `tenant remove` did, for a person.
+fn removal_prose(removed: &Value) -> Vec<String> {
+    let mut lines = vec![format!(
+        "removed tenant {} ({})",
+        out::field(&removed["name"], "?"),
+        out::field(&removed["public_url"], "?")
+    )];
+    for r in removed["revoked"].as_array().into_iter().flatten() {
+        let verb = if r["ok"] == true {
+            "revoked"
+        } else {
+            "NOT revoked"
+        };
+        lines.push(format!(
+            "  {verb} the CRM tokens of {}: {}",
+            out::field(&r["plugin"], "?"),
+            out::field(&r["message"], "")
+        ));
+    }
+    let namespaces = removed["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let keys: u64 = namespaces.iter().filter_map(|n| n["keys"].as_u64()).sum();
+    lines.push(format!(
+        "  deleted {keys} keys in {} namespaces:",
+        namespaces.len()
+    ));
+    for n in &namespaces {
+        lines.push(format!(
+            "    {} ({} keys, {} bytes)",
+            out::field(&n["name"], "?"),
+            n["keys"].as_u64().unwrap_or(0),
+            n["bytes"].as_u64().unwrap_or(0)
+        ));
+    }
+    let files = removed["files"].as_array().map_or(0, Vec::len);
+    if files > 0 {
+        lines.push(format!("  deleted {files} plugin files no other PBX uses"));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removal_says_what_it_removed() {
+        let removed = json!({
+            "name": "acme",
+            "public_url": "https://pbx.acme.example/",
+            "revoked": [{"plugin": "salesforce", "ok": true, "message": "disconnected"}],
+            "namespaces": [
+                {"name": "host/extensions", "keys": 2, "bytes": 40},
+                {"name": "plugin/salesforce", "keys": 5, "bytes": 900},
+            ],
+            "files": [],
+        });
+        assert_eq!(
+            removal_prose(&removed),
+            vec![
+                "removed tenant acme (https://pbx.acme.example/)",
+                "  revoked the CRM tokens of salesforce: disconnected",
+                "  deleted 7 keys in 2 namespaces:",
+                "    host/extensions (2 keys, 40 bytes)",
+                "    plugin/salesforce (5 keys, 900 bytes)",
+            ]
+        );
+    }
+}

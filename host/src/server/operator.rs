@@ -1,0 +1,358 @@
+//! The operator API, `/operator/…`: the party who hosts the PBXs adds,
+//! lists, suspends, resumes and removes tenants, and acts inside any one
+//! of them (`/operator/tenants/NAME/api/…` is that tenant's admin API).
+//! Every route is the operator's alone: the operator token as a bearer
+//! token (`DATA_DIR/operator-token`), never a tenant's admin token or a
+//! portal session, whichever `Host` the request names. No cookie is
+//! accepted, so no browser page can make a request here on its own.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::tenancy::{Pbx, Pbxs, authority_taken};
+use crate::runtime::manifest::KvRequest;
+use crate::tenants::{
+    DEFAULT_TENANT, TenantError, TenantRecord, TenantStatus, authority_of, check_name,
+    check_public_url,
+};
+
+type St = State<Arc<Pbxs>>;
+
+/// The operator token file.
+pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
+
+/// Marks a request the operator sends into a tenant's admin API: the
+/// tenant's administrator check lets it pass. Only this module inserts it,
+/// after checking the operator token.
+#[derive(Debug, Clone, Copy)]
+pub struct OperatorActing;
+
+/// The largest body forwarded into a tenant (a plugin upload).
+const MAX_FORWARDED_BYTES: usize = 64 << 20;
+
+pub(super) fn routes(pbxs: Arc<Pbxs>) -> Router<Arc<Pbxs>> {
+    Router::new()
+        .route("/operator/tenants", get(list).post(add))
+        .route("/operator/tenants/{name}", delete(remove))
+        .route("/operator/tenants/{name}/suspend", post(suspend))
+        .route("/operator/tenants/{name}/resume", post(resume))
+        .route(
+            "/operator/tenants/{name}/api/{*rest}",
+            any(forward).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)),
+        )
+        .route("/operator/{*rest}", any(unknown))
+        .layer(middleware::from_fn_with_state(pbxs, require_operator))
+}
+
+/// Middleware: 401 unless the request carries the operator token.
+async fn require_operator(State(pbxs): St, request: Request, next: Next) -> Response {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let allowed = bearer
+        .is_some_and(|token| bool::from(token.as_bytes().ct_eq(pbxs.operator_token.as_bytes())));
+    if allowed {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the operator API needs the operator token as `Authorization: Bearer TOKEN` (it is in DATA_DIR/operator-token); a tenant's admin token is not it",
+        )
+        .into_response()
+    }
+}
+
+async fn unknown() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such operator route; see docs/API.md (Operator API)",
+    )
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        let (status, kind) = match e {
+            TenantError::Store(store) => return ApiError::from(store),
+            TenantError::BadName(_) | TenantError::BadUrl(_) => {
+                (StatusCode::BAD_REQUEST, "invalid-input")
+            }
+            TenantError::Taken(_) => (StatusCode::CONFLICT, "conflict"),
+            TenantError::Unknown(_) => (StatusCode::NOT_FOUND, "not-found"),
+        };
+        ApiError::new(status, kind, e.to_string())
+    }
+}
+
+/// A tenant as the operator sees it: its record, what it runs, what it keeps.
+fn view(pbxs: &Pbxs, record: &TenantRecord) -> Result<Value, ApiError> {
+    let plugins: Vec<Value> = pbxs
+        .get(&record.name)
+        .map(|pbx| {
+            pbx.state
+                .runtime
+                .plugins()
+                .into_iter()
+                .map(|p| json!({"id": p.manifest.id, "version": p.manifest.version}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = pbxs.store.tenant(&record.name).tenant_usage()?;
+    Ok(json!({
+        "name": record.name,
+        "public_url": record.public_url,
+        "status": record.status,
+        "served": pbxs.get(&record.name).is_some(),
+        "created_at_ms": record.created_at_ms,
+        "kv": record.kv,
+        "plugins": plugins,
+        "usage": {"namespaces": usage.0, "keys": usage.1.keys, "bytes": usage.1.bytes},
+    }))
+}
+
+async fn list(State(pbxs): St) -> Result<Json<Value>, ApiError> {
+    let listing = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let records = pbxs.tenants.list()?;
+        let views = records
+            .iter()
+            .map(|r| view(&pbxs, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({ "tenants": views }))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(Json(listing))
+}
+
+/// `POST /operator/tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+    public_url: String,
+    /// Each plugin's kv-store quota in this tenant (default: the host's).
+    #[serde(default)]
+    kv: Option<KvRequest>,
+}
+
+async fn add(State(pbxs): St, body: Json<Value>) -> Result<Response, ApiError> {
+    let new: NewTenant = serde_json::from_value(body.0).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            format!(
+                "{e}; send {{\"name\": \"acme\", \"public_url\": \"https://pbx.acme.example\"}}"
+            ),
+        )
+    })?;
+    check_name(&new.name)?;
+    let url = check_public_url(&new.public_url)?;
+    if let Some(kv) = &new.kv
+        && (kv.max_keys == 0 || kv.max_mib == 0)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "a tenant's kv-store quota needs keys and MiB above 0",
+        )
+        .with_field("kv"));
+    }
+    let authority = authority_of(&url)?;
+    let _changes = pbxs.changes.lock().await;
+    if authority_taken(&pbxs, &authority) {
+        return Err(TenantError::Taken(format!(
+            "{authority} already reaches another PBX on this host; give each tenant its own host name"
+        ))
+        .into());
+    }
+    let record = TenantRecord {
+        name: new.name.clone(),
+        public_url: url.to_string(),
+        status: TenantStatus::Active,
+        created_at_ms: crate::now_ms(),
+        kv: new.kv,
+    };
+    let opened = {
+        let pbxs = pbxs.clone();
+        let record = record.clone();
+        tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+            let store = pbxs.store.tenant(&record.name);
+            // Its token first: a replica that sees the record finds it.
+            let token = super::auth::new_tenant_token(&store)?;
+            pbxs.tenants.add(&record)?;
+            if let Err(e) = pbxs.open_tenant(&record) {
+                // Nothing half-made stays: no record, no data.
+                let _ = pbxs.tenants.remove(&record.name);
+                let _ = store.remove_tenant_data();
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the tenant could not be opened, and was not added: {e:#}"),
+                ));
+            }
+            Ok(token)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    };
+    let token = opened?;
+    pbxs.announce();
+    tracing::info!(tenant = %record.name, public_url = %record.public_url, "tenant added");
+    let view = view(&pbxs, &record)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "tenant": view, "admin_token": token })),
+    )
+        .into_response())
+}
+
+async fn suspend(State(pbxs): St, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_status(pbxs, name, TenantStatus::Suspended).await
+}
+
+async fn resume(State(pbxs): St, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_status(pbxs, name, TenantStatus::Active).await
+}
+
+async fn set_status(
+    pbxs: Arc<Pbxs>,
+    name: String,
+    status: TenantStatus,
+) -> Result<Json<Value>, ApiError> {
+    let _changes = pbxs.changes.lock().await;
+    let record = pbxs.tenants.set_status(&name, status)?;
+    pbxs.set_status(&record);
+    pbxs.announce();
+    tracing::info!(tenant = %name, ?status, "tenant status changed");
+    Ok(Json(json!({ "tenant": view(&pbxs, &record)? })))
+}
+
+/// `DELETE /operator/tenants/NAME?force=yes`.
+#[derive(Debug, Default, Deserialize)]
+struct RemoveQuery {
+    /// `yes`: remove even when a CRM token could not be revoked.
+    force: Option<String>,
+}
+
+async fn remove(
+    State(pbxs): St,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let force = super::api::yes_no(query.force.as_deref(), "force")?;
+    let _changes = pbxs.changes.lock().await;
+    let record = pbxs.tenants.get(&name)?;
+    // Revoke first: once the keys are gone the tokens cannot be.
+    let mut revoked = Vec::new();
+    if let Some(pbx) = pbxs.get(&name) {
+        revoked = revoke_all(&pbx).await;
+        let failed: Vec<&Value> = revoked.iter().filter(|r| r["ok"] == false).collect();
+        if !failed.is_empty() && !force {
+            let which: Vec<String> = failed
+                .iter()
+                .map(|r| format!("{}: {}", r["plugin"], r["message"]))
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "crm-unavailable",
+                format!(
+                    "nothing was removed: a CRM token could not be revoked ({}); try again, or remove anyway with --force (the CRM keeps the token valid until it expires)",
+                    which.join("; ")
+                ),
+            ));
+        }
+    }
+    let removed = {
+        let pbxs = pbxs.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+            let pbx = pbxs.close_tenant(&name);
+            let retired = pbx.as_ref().map(|p| p.state.runtime.retire());
+            let store = pbxs.store.tenant(&name);
+            let namespaces = store.remove_tenant_data()?;
+            pbxs.tenants.remove(&name)?;
+            let files = match (&pbx, retired) {
+                (Some(pbx), Some(shas)) => pbx.state.runtime.drop_unused_files(&shas),
+                _ => Vec::new(),
+            };
+            Ok(json!({
+                "namespaces": namespaces
+                    .iter()
+                    .map(|(ns, usage)| json!({"name": ns, "keys": usage.keys, "bytes": usage.bytes}))
+                    .collect::<Vec<_>>(),
+                "files": files,
+            }))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??
+    };
+    pbxs.announce();
+    tracing::info!(tenant = %name, "tenant removed");
+    Ok(Json(json!({
+        "removed": {
+            "name": record.name,
+            "public_url": record.public_url,
+            "revoked": revoked,
+            "namespaces": removed["namespaces"],
+            "files": removed["files"],
+        }
+    })))
+}
+
+/// Disconnect every active plugin of `pbx` (each revokes its CRM tokens).
+async fn revoke_all(pbx: &Pbx) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in pbx.state.runtime.plugin_ids() {
+        let outcome = pbx.state.runtime.plugin(&id).disconnect().await;
+        out.push(match outcome {
+            Ok(_) => json!({"plugin": id, "ok": true, "message": "disconnected; its tokens were revoked"}),
+            Err(e) => json!({"plugin": id, "ok": false, "message": e.to_string()}),
+        });
+    }
+    out
+}
+
+/// `/operator/tenants/NAME/api/REST`: tenant NAME's admin API, as its
+/// administrator (a suspended tenant's too, so the operator can look in).
+async fn forward(
+    State(pbxs): St,
+    Path((name, rest)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if name != DEFAULT_TENANT {
+        check_name(&name)?;
+    }
+    let pbx = pbxs
+        .get(&name)
+        .ok_or_else(|| ApiError::from(TenantError::Unknown(name.clone())))?;
+    let (mut parts, body) = request.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    parts.uri = format!("/api/{rest}{query}")
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", "not a valid path"))?;
+    // The tenant's handlers never see the operator's token.
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(header::COOKIE);
+    parts.extensions.insert(OperatorActing);
+    let request = Request::from_parts(parts, Body::new(body));
+    Ok(pbx.serve_as_operator(request).await)
+}
