@@ -58,10 +58,48 @@ impl Journal {
         for plugin in self.runtime.plugin_ids() {
             out.push(self.deliver_to(&plugin, event).await);
         }
+        // Active in the registry but not loaded on this replica yet: kept
+        // for when it is (the journal's lease holder delivers it then).
+        for plugin in self.runtime.lagging() {
+            out.push(self.keep_for_later(&plugin, event));
+        }
         if event.phase == Phase::Ended {
             self.kick();
         }
         out
+    }
+
+    /// Keep `event` in the retry queue for `plugin`, which this replica has
+    /// not loaded yet.
+    fn keep_for_later(&self, plugin: &str, event: &CallEvent) -> Delivery {
+        let message = format!("{plugin} is still being loaded on this replica");
+        let kept = self.enqueue(plugin, event, &message);
+        let queued = matches!(kept, Kept::Queued);
+        Delivery {
+            plugin: plugin.to_string(),
+            ok: false,
+            queued,
+            dead_letter: match kept {
+                Kept::Dead(id) => Some(id),
+                _ => None,
+            },
+            outcome: if queued {
+                vec![EventOutcome {
+                    action: EventAction::Queued,
+                    detail: "the host keeps the event and delivers it again".into(),
+                }]
+            } else {
+                Vec::new()
+            },
+            kind: Some("loading".into()),
+            error: Some(format!(
+                "{message}; the host keeps the event and delivers it once loaded"
+            )),
+            call_us: 0,
+            http_us: 0,
+            busy_us: 0,
+            answered: false,
+        }
     }
 
     /// Deliver `event` to `plugin`; a call failing in the runtime is kept

@@ -176,7 +176,17 @@ impl Runtime {
             if current.as_ref() == Some(&(entry.sha256.clone(), wanted)) {
                 continue;
             }
-            match self.load_stored(entry) {
+            // While it compiles, call events for a plugin not loaded here
+            // at all wait in the retry queue (see `lagging`).
+            let first_load = current.is_none();
+            if first_load {
+                self.set_lagging(&id, true);
+            }
+            let outcome = self.load_stored(entry);
+            if first_load {
+                self.set_lagging(&id, false);
+            }
+            match outcome {
                 Ok(loaded) => {
                     self.set_active(&id, Arc::new(loaded));
                     tracing::info!(plugin = %id, version = ?record.active, "plugin version followed from the shared store");
@@ -210,6 +220,45 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    fn set_lagging(&self, id: &str, on: bool) {
+        let mut lagging = self.lagging.lock().unwrap_or_else(|p| p.into_inner());
+        if on {
+            lagging.insert(id.to_string());
+        } else {
+            lagging.remove(id);
+        }
+    }
+
+    /// The plugins active in the registry that this runtime has not loaded
+    /// (yet): on a shared store, what another replica installed a moment
+    /// ago while this one still compiles it. Events for them are kept, not
+    /// lost. The registry is read when nothing is loaded here (the
+    /// follower may not have heard of the install yet); otherwise the
+    /// follower's own view is enough.
+    pub fn lagging(&self) -> Vec<String> {
+        if !self.store.is_shared() {
+            return Vec::new();
+        }
+        let mut lagging: Vec<String> = self
+            .lagging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if self.plugin_ids().is_empty() {
+            for id in self.registry.ids().unwrap_or_default() {
+                let active = matches!(self.registry.get(&id), Ok(Some((record, _))) if record.active.is_some());
+                if active && !lagging.contains(&id) {
+                    lagging.push(id);
+                }
+            }
+        }
+        lagging.retain(|id| self.loaded_version(id).is_none());
+        lagging.sort();
+        lagging
     }
 
     /// The file of an installed version: the local copy, else the shared

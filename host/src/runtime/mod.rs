@@ -108,6 +108,9 @@ pub struct Runtime {
     /// The active version of each plugin id; a call holds the one it
     /// started with, so a swap never disturbs it.
     loaded: RwLock<HashMap<String, Arc<Loaded>>>,
+    /// Plugins active in the registry whose first load here is under way
+    /// (see `fleet`).
+    lagging: std::sync::Mutex<std::collections::HashSet<String>>,
     counters: Counters,
 }
 
@@ -169,6 +172,7 @@ impl Runtime {
             limits,
             grants,
             loaded: RwLock::new(HashMap::new()),
+            lagging: Default::default(),
             counters: Counters::default(),
         })
     }

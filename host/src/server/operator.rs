@@ -6,10 +6,11 @@
 //! portal session, whichever `Host` the request names. No cookie is
 //! accepted, so no browser page can make a request here on its own.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -352,7 +353,14 @@ async fn forward(
     // The tenant's handlers never see the operator's token.
     parts.headers.remove(header::AUTHORIZATION);
     parts.headers.remove(header::COOKIE);
+    // Fresh extensions: this route's own path parameters must not reach
+    // the tenant's routes; the peer address does.
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
+    parts.extensions = Default::default();
     parts.extensions.insert(OperatorActing);
+    if let Some(peer) = peer {
+        parts.extensions.insert(peer);
+    }
     let request = Request::from_parts(parts, Body::new(body));
     Ok(pbx.serve_as_operator(request).await)
 }

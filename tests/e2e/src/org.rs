@@ -169,50 +169,7 @@ impl World {
     /// Deny. Returns where Salesforce redirects the browser (the callback
     /// URL with its query), or the page it showed instead.
     pub async fn consent(&self, consent_url: &str, allow: bool) -> Consent {
-        let browser = self.browser();
-        let page = browser
-            .get(consent_url)
-            .send()
-            .await
-            .expect("authorize page");
-        let mut html = page.text().await.expect("authorize html");
-        if html.contains("id=\"login_form\"") {
-            let start = hidden_input(&html, "startURL").unwrap_or_default();
-            let login = browser
-                .post(format!("{}/login", self.org.base_url()))
-                .form(&[
-                    ("username", ADMIN_USER),
-                    ("password", ADMIN_PASSWORD),
-                    ("startURL", start.as_str()),
-                ])
-                .send()
-                .await
-                .expect("login");
-            html = follow(&browser, &self.org.base_url(), login).await;
-        }
-        let Some(pending) = hidden_input(&html, "pending") else {
-            return Consent::Page(html);
-        };
-        let answer = browser
-            .post(format!(
-                "{}/services/oauth2/authorize/consent",
-                self.org.base_url()
-            ))
-            .form(&[
-                ("pending", pending.as_str()),
-                ("action", if allow { "allow" } else { "deny" }),
-            ])
-            .send()
-            .await
-            .expect("consent");
-        match answer
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-        {
-            Some(location) => Consent::Redirect(location.to_string()),
-            None => Consent::Page(answer.text().await.unwrap_or_default()),
-        }
+        consent_in(&self.org, consent_url, allow).await
     }
 
     /// Let the browser follow the redirect to the PBX's callback: the page.
@@ -250,13 +207,7 @@ impl World {
 
     /// A browser-like client: cookies, no automatic redirects, the org's CA.
     pub fn browser(&self) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(self.org.ca_cert_pem().as_bytes()).expect("CA");
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .add_root_certificate(ca)
-            .build()
-            .expect("client")
+        org_browser(&self.org)
     }
 
     /// Every key of the plugin's kv namespace, for "nothing was stored".
@@ -272,6 +223,66 @@ impl World {
             .into_iter()
             .filter(|k| k != "calls/pruned-at")
             .collect()
+    }
+}
+
+/// A browser-like client for `org`: cookies, no automatic redirects, its CA.
+pub fn org_browser(org: &Emulator) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(org.ca_cert_pem().as_bytes()).expect("CA");
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(ca)
+        .build()
+        .expect("client")
+}
+
+/// The administrator of `org` in a browser: log in, then Allow or Deny;
+/// where the org redirects the browser, or the page it showed instead.
+pub async fn consent_in(org: &Emulator, consent_url: &str, allow: bool) -> Consent {
+    let browser = org_browser(org);
+    let page = browser
+        .get(consent_url)
+        .send()
+        .await
+        .expect("authorize page");
+    let mut html = page.text().await.expect("authorize html");
+    if html.contains("id=\"login_form\"") {
+        let start = hidden_input(&html, "startURL").unwrap_or_default();
+        let login = browser
+            .post(format!("{}/login", org.base_url()))
+            .form(&[
+                ("username", ADMIN_USER),
+                ("password", ADMIN_PASSWORD),
+                ("startURL", start.as_str()),
+            ])
+            .send()
+            .await
+            .expect("login");
+        html = follow(&browser, &org.base_url(), login).await;
+    }
+    let Some(pending) = hidden_input(&html, "pending") else {
+        return Consent::Page(html);
+    };
+    let answer = browser
+        .post(format!(
+            "{}/services/oauth2/authorize/consent",
+            org.base_url()
+        ))
+        .form(&[
+            ("pending", pending.as_str()),
+            ("action", if allow { "allow" } else { "deny" }),
+        ])
+        .send()
+        .await
+        .expect("consent");
+    match answer
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+    {
+        Some(location) => Consent::Redirect(location.to_string()),
+        None => Consent::Page(answer.text().await.unwrap_or_default()),
     }
 }
 
@@ -366,9 +377,12 @@ pub async fn add_extension(world: &World, number: &str, email: Option<&str>) {
 
 /// The org user's id by username.
 pub fn user_id(world: &World, username: &str) -> String {
-    world
-        .org
-        .users()
+    user_id_in(&world.org, username)
+}
+
+/// The id of `org`'s user `username`.
+pub fn user_id_in(org: &Emulator, username: &str) -> String {
+    org.users()
         .iter()
         .find(|u| u["Username"] == username)
         .and_then(|u| u["Id"].as_str())

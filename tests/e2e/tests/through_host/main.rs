@@ -39,6 +39,7 @@ mod redis_store;
 mod replicas;
 mod sandbox;
 mod shared_engine;
+mod tenants;
 mod tokens;
 mod user_refresh;
 mod user_sign_in;

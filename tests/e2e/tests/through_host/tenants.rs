@@ -1,0 +1,766 @@
+//! Many PBXs on one host: tenants routed by the `Host` of their public
+//! URL, each connected to its own org, with nothing crossing between them
+//! (keys, pop-ups, Tasks, associations, credentials); the operator's
+//! commands (add, list, suspend, resume, remove) through the CLI; and two
+//! tenants on two replicas sharing one Redis, one replica killed with
+//! `kill -9` in the middle of both tenants' calls.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e_tests::org::{CONSUMER_SECRET, Consent, call_event, consent_in, sync_job, user_id_in};
+use e2e_tests::{Options, install, pbx_at, start_host};
+use pbx_host::capabilities::browser::Viewer;
+use pbx_host::cli::AdminClient;
+use pbx_host::server::RunningHost;
+use pbx_host::store::{KEY_FILE, Quota};
+use salesforce_emulator::{ConnectedApp, Emulator, EmulatorConfig, NewUser};
+use serde_json::{Map, Value, json};
+
+/// 2026-01-15 12:00:00 UTC.
+const NOON: u64 = 1_768_478_400_000;
+
+/// One tenant of the test: its org and how to reach it.
+struct Tenant {
+    name: &'static str,
+    /// Its public URL's host: what requests to it carry in `Host`.
+    authority: String,
+    org: Emulator,
+    ca_path: PathBuf,
+    /// Its extension (associated with the org's admin).
+    extension: &'static str,
+    /// The org's Contact who calls.
+    caller: String,
+}
+
+impl Tenant {
+    async fn start(name: &'static str, extension: &'static str, dir: &Path) -> Tenant {
+        let org = Emulator::start(EmulatorConfig::default())
+            .await
+            .expect("the emulator starts");
+        let ca_path = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&ca_path, org.ca_cert_pem()).expect("write the CA");
+        let fields: Map<String, Value> =
+            json!({"LastName": format!("Caller of {name}"), "Phone": "+1 212 555 0142"})
+                .as_object()
+                .cloned()
+                .expect("object");
+        let caller = org.insert("Contact", fields).expect("contact");
+        // A user only this org has, to tell the tenants' user lists apart.
+        org.add_user(NewUser {
+            first_name: "Agent".into(),
+            last_name: format!("of {name}"),
+            email: format!("agent@{name}.example"),
+            ..NewUser::default()
+        })
+        .expect("user");
+        Tenant {
+            name,
+            authority: format!("pbx.{name}.example"),
+            org,
+            ca_path,
+            extension,
+            caller,
+        }
+    }
+
+    fn public_url(&self) -> String {
+        format!("https://{}", self.authority)
+    }
+
+    fn consumer_key(&self) -> String {
+        format!("3MVG9.{}.consumer", self.name)
+    }
+}
+
+/// Host options granting both orgs and trusting their CAs.
+fn options(tenants: &[&Tenant], store: Option<String>) -> Options {
+    Options {
+        grants: tenants
+            .iter()
+            .map(|t| format!("salesforce={}", t.org.base_url()))
+            .collect(),
+        trust_ca: tenants.iter().map(|t| t.ca_path.clone()).collect(),
+        store,
+        journal_interval_ms: Some(300),
+        ..Options::default()
+    }
+}
+
+/// A request to `replica` as tenant `authority` (what a load balancer in
+/// front of the replicas forwards: the public URL's `Host`).
+fn to(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    replica: &str,
+    authority: &str,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .request(method, format!("{replica}{path}"))
+        .header("host", authority)
+}
+
+/// Add `tenant` through the operator API of the host serving `data_dir`;
+/// its admin token.
+async fn add_tenant(data_dir: &Path, tenant: &Tenant) -> String {
+    let operator = AdminClient::operator(data_dir).expect("operator client");
+    let added = operator
+        .post(
+            "/tenants",
+            &json!({"name": tenant.name, "public_url": tenant.public_url()}),
+        )
+        .await
+        .expect("the tenant is added");
+    assert_eq!(added["tenant"]["status"], "active", "{added}");
+    added["admin_token"]
+        .as_str()
+        .expect("an admin token")
+        .to_string()
+}
+
+/// The administrator's whole set-up of `tenant` through `replica` (whose
+/// data directory is `data_dir`): install, settings, authorization (the
+/// org redirects to the tenant's public URL, which the balancer sends to
+/// `replica`), extension, user sync, association.
+async fn set_up(data_dir: &Path, replica: &str, tenant: &Tenant) -> AdminClient {
+    let api = AdminClient::for_tenant(data_dir, tenant.name).expect("tenant client");
+    install(&api, "salesforce_plugin")
+        .await
+        .expect("the plugin installs in the tenant");
+    let callback = format!("{}/crm/salesforce/oauth/callback", tenant.public_url());
+    tenant.org.add_app(ConnectedApp::new(
+        tenant.consumer_key(),
+        CONSUMER_SECRET,
+        &callback,
+    ));
+    api.put(
+        "/crm/salesforce/settings",
+        &json!({"settings": [
+            {"key": "consumer-key", "value": tenant.consumer_key()},
+            {"key": "consumer-secret", "value": CONSUMER_SECRET},
+            {"key": "login-host", "value": "my-domain"},
+            {"key": "my-domain-url", "value": tenant.org.base_url()},
+        ]}),
+    )
+    .await
+    .expect("settings save");
+    let consent_url = api
+        .post("/crm/salesforce/authorize", &json!({}))
+        .await
+        .expect("the authorization starts")["url"]
+        .as_str()
+        .expect("a consent URL")
+        .to_string();
+    let Consent::Redirect(location) = consent_in(&tenant.org, &consent_url, true).await else {
+        panic!("{} did not redirect after Allow", tenant.name);
+    };
+    let path = location
+        .strip_prefix(&tenant.public_url())
+        .unwrap_or_else(|| panic!("the org redirects to the tenant's Callback URL: {location}"));
+    let page = to(
+        &reqwest::Client::new(),
+        reqwest::Method::GET,
+        replica,
+        &tenant.authority,
+        path,
+    )
+    .send()
+    .await
+    .expect("the callback answers");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("page");
+    assert!(html.contains("Authorization succeeded!"), "{html}");
+    api.post(
+        "/extensions",
+        &json!({"number": tenant.extension, "name": format!("Desk of {}", tenant.name)}),
+    )
+    .await
+    .expect("extension saved");
+    let job = sync_job(&api, "salesforce").await;
+    assert_eq!(job["ok"], true, "{job}");
+    let list = api.get("/crm/salesforce/users").await.expect("users");
+    api.put(
+        "/crm/salesforce/associations",
+        &json!({"version": list["version"], "associations": [
+            {"user_id": user_id_in(&tenant.org, "admin@example.org"), "extension": tenant.extension},
+        ]}),
+    )
+    .await
+    .expect("associations saved");
+    api
+}
+
+/// Send `event` for tenant `authority` to replica `first`, and to the
+/// other when it does not answer or answers 5xx, as a load balancer
+/// would; the replica that took it.
+async fn send_with_failover(
+    replicas: [&str; 2],
+    first: usize,
+    authority: &str,
+    token: &str,
+    event: &Value,
+) -> usize {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    for attempt in 0..6 {
+        let target = (first + attempt) % 2;
+        let answer = to(
+            &client,
+            reqwest::Method::POST,
+            replicas[target],
+            authority,
+            "/api/calls/events",
+        )
+        .bearer_auth(token)
+        .json(event)
+        .send()
+        .await;
+        match answer {
+            Ok(r) if r.status().is_success() => return target,
+            Ok(r) if r.status().is_client_error() => panic!("{event} refused: {}", r.status()),
+            _ => continue,
+        }
+    }
+    panic!("no replica took {event}");
+}
+
+/// Wait for `done`, at most `within`; whether it came.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+/// The Tasks of `org` logging one of `calls`, by call id.
+fn tasks_by_call(org: &Emulator) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut by_call = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    for task in org.tasks() {
+        if let Some(call) = task["CallObject"].as_str() {
+            by_call.entry(call.to_string()).or_default().push(task);
+        }
+    }
+    by_call
+}
+
+/// The pop-ups `host` shows for tenant `name`: (extension, call id).
+fn pop_ups(host: &RunningHost, name: &str) -> Vec<(String, String)> {
+    let pbx = host.pbxs.get(name).expect("the tenant is served");
+    pbx.state
+        .services
+        .browser
+        .since(0)
+        .into_iter()
+        .filter_map(|r| {
+            let Viewer::Extension(extension) = r.viewer else {
+                return None;
+            };
+            let call = r.caption.and_then(|c| c.call_id)?;
+            Some((extension, call))
+        })
+        .collect()
+}
+
+/// A `pbx-host serve` replica process, killed when dropped.
+struct Replica(std::process::Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A replica process on `store` in `data_dir`, with the host key of
+/// `first_data_dir` and `options`' grants and CAs: (the process, its URL).
+async fn replica_process(
+    first_data_dir: &Path,
+    data_dir: &Path,
+    store: &str,
+    options: &Options,
+) -> (Replica, String) {
+    pbx_host::files::create_private_dir(data_dir).expect("data dir");
+    std::fs::copy(first_data_dir.join(KEY_FILE), data_dir.join(KEY_FILE)).expect("copy host.key");
+    let url_file = data_dir.join(pbx_host::server::ADMIN_URL_FILE);
+    let mut command = std::process::Command::new(e2e_tests::binary("pbx-host"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal-interval-ms",
+            "300",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--store")
+        .arg(store);
+    for grant in &options.grants {
+        command.arg("--grant").arg(grant);
+    }
+    for ca in &options.trust_ca {
+        command.arg("--trust-ca").arg(ca);
+    }
+    let child = Replica(
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pbx-host serve starts"),
+    );
+    let written = eventually(Duration::from_secs(60), || url_file.exists()).await;
+    assert!(written, "the replica never wrote {}", url_file.display());
+    let url = std::fs::read_to_string(&url_file)
+        .expect("admin-url")
+        .trim()
+        .to_string();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tenants_on_two_replicas_share_nothing_and_survive_a_kill() {
+    let server = redis_kit::RedisServer::start_durable();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acme = Tenant::start("acme", "1001", dir.path()).await;
+    let globex = Tenant::start("globex", "2001", dir.path()).await;
+    let options = options(&[&acme, &globex], Some(server.url()));
+    let one_dir = dir.path().join("replica-1");
+    let one = start_host(&one_dir, options.clone()).await;
+    let two_dir = dir.path().join("replica-2");
+    let (mut two, two_url) = replica_process(&one_dir, &two_dir, &server.url(), &options).await;
+    let one_url = one.url();
+    assert_eq!(
+        std::fs::read_to_string(two_dir.join(pbx_host::server::OPERATOR_TOKEN_FILE))
+            .expect("replica 2's operator token")
+            .trim(),
+        one.operator_token,
+        "one operator token for the fleet"
+    );
+
+    // Tenant A is added and set up through replica 1, tenant B through
+    // replica 2; each replica serves both.
+    let acme_token = add_tenant(&one_dir, &acme).await;
+    let globex_token = add_tenant(&two_dir, &globex).await;
+    assert!(
+        eventually(Duration::from_secs(5), || one.pbxs.get("globex").is_some()).await,
+        "replica 1 serves the tenant added on replica 2"
+    );
+    let acme_api = set_up(&one_dir, &one_url, &acme).await;
+    set_up(&two_dir, &two_url, &globex).await;
+
+    // Each tenant's administrator reaches only their own PBX; the operator
+    // API is the operator's alone.
+    let client = reqwest::Client::new();
+    for (replica, authority, token, expected) in [
+        (&one_url, &acme.authority, &acme_token, 200),
+        (&two_url, &acme.authority, &acme_token, 200),
+        (&one_url, &globex.authority, &acme_token, 401),
+        (&two_url, &globex.authority, &acme_token, 401),
+        (&one_url, &acme.authority, &globex_token, 401),
+        (&one_url, &globex.authority, &globex_token, 200),
+    ] {
+        let status = to(
+            &client,
+            reqwest::Method::GET,
+            replica,
+            authority,
+            "/api/extensions",
+        )
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .as_u16();
+        assert_eq!(status, expected, "{authority} on {replica} with a token");
+    }
+    let operator = client
+        .get(format!("{one_url}/operator/tenants"))
+        .bearer_auth(&acme_token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        operator.status().as_u16(),
+        401,
+        "a tenant's token is not the operator's"
+    );
+
+    // Calls for both tenants, their events spread over both replicas, with
+    // replica 2 killed with kill -9 once a third are through.
+    const CALLS: usize = 12;
+    let done = Arc::new(AtomicUsize::new(0));
+    let call_done = Arc::new(tokio::sync::Notify::new());
+    let failovers = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for (tenant, token) in [(&acme, &acme_token), (&globex, &globex_token)] {
+        for worker in 0..2 {
+            let (one_url, two_url, token) = (one_url.clone(), two_url.clone(), token.clone());
+            let (authority, extension, name) =
+                (tenant.authority.clone(), tenant.extension, tenant.name);
+            let (done, call_done, failovers) = (done.clone(), call_done.clone(), failovers.clone());
+            workers.push(tokio::spawn(async move {
+                for call in (worker..CALLS).step_by(2) {
+                    let call_id = format!("{name}-{call}");
+                    for (n, phase) in ["ringing", "answered", "ended"].iter().enumerate() {
+                        let event = call_event(
+                            &call_id,
+                            phase,
+                            "(212) 555-0142",
+                            extension,
+                            NOON + call as u64,
+                        );
+                        let first = (call + n) % 2;
+                        let took = send_with_failover(
+                            [&one_url, &two_url],
+                            first,
+                            &authority,
+                            &token,
+                            &event,
+                        )
+                        .await;
+                        if took != first {
+                            failovers.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                    call_done.notify_one();
+                }
+            }));
+        }
+    }
+    while done.load(Ordering::SeqCst) < 2 * CALLS / 3 {
+        call_done.notified().await;
+    }
+    two.0.kill().expect("kill -9 of replica 2");
+    two.0.wait().expect("replica 2 is gone");
+    let at_kill = done.load(Ordering::SeqCst);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    assert!(
+        at_kill < 2 * CALLS,
+        "the kill came in the middle: {at_kill}"
+    );
+    assert!(
+        failovers.load(Ordering::SeqCst) > 0,
+        "events meant for replica 2 went to replica 1 after the kill"
+    );
+
+    // From here on through replica 1, the one left.
+    let globex_api = AdminClient::for_tenant(&one_dir, globex.name).expect("tenant client");
+
+    // Every call of each tenant is logged exactly once, in its own org,
+    // against its own org's Contact; none in the other's.
+    for api in [&acme_api, &globex_api] {
+        e2e_tests::org::drain(api, Duration::from_secs(90)).await;
+    }
+    for (tenant, other) in [(&acme, &globex), (&globex, &acme)] {
+        let tasks = tasks_by_call(&tenant.org);
+        for call in 0..CALLS {
+            let logged = tasks
+                .get(&format!("{}-{call}", tenant.name))
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(logged.len(), 1, "{}-{call}: {logged:?}", tenant.name);
+            assert_eq!(logged[0]["WhoId"], tenant.caller.as_str());
+        }
+        assert!(
+            tasks.keys().all(|call| call.starts_with(tenant.name)),
+            "no Task of {} in {}'s org: {:?}",
+            other.name,
+            tenant.name,
+            tasks.keys().collect::<Vec<_>>()
+        );
+    }
+
+    // Pop-ups: each tenant's, wherever its call rang, only to its own
+    // extension on replica 1, never to the other tenant's.
+    for (tenant, other) in [(&acme, &globex), (&globex, &acme)] {
+        let shown = pop_ups(&one, tenant.name);
+        assert!(!shown.is_empty(), "{} has pop-ups", tenant.name);
+        for (extension, call) in &shown {
+            assert_eq!(extension, tenant.extension, "{call}");
+            assert!(
+                call.starts_with(tenant.name) && !call.starts_with(other.name),
+                "{call} shown in {}",
+                tenant.name
+            );
+        }
+    }
+
+    // Associations and users: each tenant lists its own org's users only.
+    for (api, tenant, other) in [(&acme_api, &acme, &globex), (&globex_api, &globex, &acme)] {
+        let users = api.get("/crm/salesforce/users").await.expect("users");
+        let usernames: Vec<&str> = users["entries"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .filter_map(|u| u["user"]["username"].as_str())
+            .collect();
+        let own = format!("agent@{}.example", tenant.name);
+        let theirs = format!("agent@{}.example", other.name);
+        assert!(usernames.contains(&own.as_str()), "{users}");
+        assert!(!usernames.contains(&theirs.as_str()), "{users}");
+        let associated: Vec<&Value> = users["entries"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .filter(|u| !u["extension"].is_null())
+            .collect();
+        assert_eq!(associated.len(), 1, "{users}");
+        assert_eq!(associated[0]["extension"], tenant.extension);
+    }
+
+    // Keys: each tenant's are in its own scope; the host's own PBX keeps
+    // none of theirs.
+    let store = &one.pbxs.store;
+    for tenant in [&acme, &globex] {
+        let keys = store
+            .tenant(tenant.name)
+            .namespace("plugin/salesforce", Quota::UNLIMITED)
+            .list_keys("")
+            .expect("keys");
+        assert!(!keys.is_empty(), "{} keeps its plugin's keys", tenant.name);
+        let extensions = store
+            .tenant(tenant.name)
+            .namespace("host/extensions", Quota::UNLIMITED)
+            .list_keys("")
+            .expect("extensions");
+        assert!(
+            extensions.iter().all(|k| k.contains(tenant.extension)),
+            "{extensions:?}"
+        );
+    }
+    let own_keys = store
+        .namespace("plugin/salesforce", Quota::UNLIMITED)
+        .list_keys("")
+        .expect("keys");
+    assert!(own_keys.is_empty(), "the host's own PBX: {own_keys:?}");
+    drop(two);
+    one.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acme = Tenant::start("acme", "1001", dir.path()).await;
+    let data_dir = dir.path().join("pbx");
+    let host = start_host(&data_dir, options(&[&acme], None)).await;
+    let url = host.url();
+    let cli = |args: &[&str]| pbx_at(Some(&data_dir), args, "");
+
+    let public_url = acme.public_url();
+    let (ok, out, err) = cli(&["tenant", "add", "acme", "--public-url", &public_url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("added tenant acme"), "{out}");
+    let token = out
+        .lines()
+        .find_map(|l| l.split("with it): ").nth(1))
+        .expect("the admin token is shown")
+        .trim()
+        .to_string();
+    // Refused: a taken name, a bad name, the same public URL again; none
+    // changes anything.
+    for (args, why) in [
+        (
+            vec![
+                "tenant",
+                "add",
+                "acme",
+                "--public-url",
+                "https://other.example",
+            ],
+            "exists already",
+        ),
+        (
+            vec![
+                "tenant",
+                "add",
+                "Acme!",
+                "--public-url",
+                "https://other.example",
+            ],
+            "not a tenant name",
+        ),
+        (
+            vec![
+                "tenant",
+                "add",
+                "acme2",
+                "--public-url",
+                public_url.as_str(),
+            ],
+            "already reaches another PBX",
+        ),
+    ] {
+        let (ok, _, err) = cli(&args);
+        assert!(!ok, "{args:?} must be refused");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+
+    // --tenant reaches the tenant's own PBX: its plugin, its extensions.
+    let (ok, _, err) = cli(&[
+        "plugin",
+        "install",
+        e2e_tests::component("salesforce_plugin")
+            .to_str()
+            .expect("path"),
+        "--tenant",
+        "acme",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&[
+        "extension",
+        "add",
+        "1001",
+        "--name",
+        "Ada",
+        "--tenant",
+        "acme",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&["extension", "list", "--tenant", "acme"]);
+    assert!(ok && out.contains("1001"), "{out}{err}");
+    let (ok, out, _) = cli(&["extension", "list"]);
+    assert!(
+        ok && !out.contains("1001"),
+        "the host's own PBX has none: {out}"
+    );
+    let (ok, out, err) = cli(&["tenant", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("acme") && out.contains("active") && out.contains("salesforce"),
+        "{out}"
+    );
+
+    // The tenant's administrator, at its Host, with its token.
+    let client = reqwest::Client::new();
+    let extensions = |token: &str| {
+        to(
+            &client,
+            reqwest::Method::GET,
+            &url,
+            &acme.authority,
+            "/api/extensions",
+        )
+        .bearer_auth(token.to_string())
+        .send()
+    };
+    assert_eq!(
+        extensions(&token).await.expect("answers").status().as_u16(),
+        200
+    );
+    assert_eq!(
+        extensions(&host.admin_token)
+            .await
+            .expect("answers")
+            .status()
+            .as_u16(),
+        401,
+        "the host's own admin token is not the tenant's"
+    );
+
+    // Suspended: nothing of it is served, the rest of the host is.
+    let (ok, _, err) = cli(&["tenant", "suspend", "acme"]);
+    assert!(ok, "{err}");
+    let answer = extensions(&token).await.expect("answers");
+    assert_eq!(answer.status().as_u16(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    let own = client
+        .get(format!("{url}/api/extensions"))
+        .bearer_auth(&host.admin_token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(own.status().as_u16(), 200);
+    let (ok, _, err) = cli(&["tenant", "resume", "acme"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        extensions(&token).await.expect("answers").status().as_u16(),
+        200
+    );
+
+    // Connected, then removed: its token is revoked at the org, and every
+    // key it kept is gone.
+    let callback = format!("{}/crm/salesforce/oauth/callback", acme.public_url());
+    acme.org.add_app(ConnectedApp::new(
+        acme.consumer_key(),
+        CONSUMER_SECRET,
+        &callback,
+    ));
+    let api = AdminClient::for_tenant(&data_dir, "acme").expect("client");
+    api.put(
+        "/crm/salesforce/settings",
+        &json!({"settings": [
+            {"key": "consumer-key", "value": acme.consumer_key()},
+            {"key": "consumer-secret", "value": CONSUMER_SECRET},
+            {"key": "login-host", "value": "my-domain"},
+            {"key": "my-domain-url", "value": acme.org.base_url()},
+        ]}),
+    )
+    .await
+    .expect("settings");
+    let consent_url = api
+        .post("/crm/salesforce/authorize", &json!({}))
+        .await
+        .expect("authorize")["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let Consent::Redirect(location) = consent_in(&acme.org, &consent_url, true).await else {
+        panic!("no redirect");
+    };
+    let path = location.strip_prefix(&acme.public_url()).expect("callback");
+    let page = to(&client, reqwest::Method::GET, &url, &acme.authority, path)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(!acme.org.live_tokens().is_empty(), "connected");
+    assert!(
+        host.pbxs
+            .store
+            .tenant("acme")
+            .tenant_usage()
+            .expect("usage")
+            .1
+            .keys
+            > 0
+    );
+
+    let (ok, out, err) = cli(&["tenant", "remove", "acme"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("revoked the CRM tokens of salesforce"),
+        "{out}"
+    );
+    assert!(out.contains("plugin/salesforce"), "{out}");
+    assert!(out.contains("host/extensions"), "{out}");
+    assert!(acme.org.live_tokens().is_empty(), "its tokens were revoked");
+    assert_eq!(
+        host.pbxs
+            .store
+            .tenant("acme")
+            .tenant_usage()
+            .expect("usage"),
+        (0, Default::default()),
+        "every key of the tenant is gone"
+    );
+    let (ok, out, _) = cli(&["tenant", "list"]);
+    assert!(ok && out.contains("no tenants"), "{out}");
+    let gone = extensions(&token).await.expect("answers");
+    assert_eq!(gone.status().as_u16(), 401, "its token reaches nothing");
+    let (ok, _, err) = cli(&["extension", "list", "--tenant", "acme"]);
+    assert!(!ok && err.contains("no tenant is named"), "{err}");
+    host.shutdown().await;
+}
