@@ -579,5 +579,8 @@ fn bench() -> anyhow::Result<()> {
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "association"]))?;
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "sync"]))?;
     run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "calls"]))?;
-    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "swap"]))
+    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "swap"]))?;
+    // The tenants bench runs the release host as a process of its own.
+    run(cargo().args(["build", "--release", "-p", "pbx-host", "--bin", "pbx-host"]))?;
+    run(cargo().args(["bench", "-p", "e2e-tests", "--bench", "tenants"]))
 }

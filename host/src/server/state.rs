@@ -52,6 +52,8 @@ pub struct AppState {
     pub(super) hashing: tokio::sync::Semaphore,
     /// Set when the host shuts down (ends live streams).
     pub(super) stopping: tokio::sync::watch::Sender<bool>,
+    /// The tenant this PBX is, if it is not the host's own.
+    pub tenant: Option<String>,
 }
 
 /// What the last OAuth callback of a plugin ended with.

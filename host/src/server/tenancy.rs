@@ -183,6 +183,7 @@ pub fn open_pbx(
         journal,
         originations: Default::default(),
         stopping: tokio::sync::watch::channel(false).0,
+        tenant: (name != DEFAULT_TENANT).then(|| name.to_string()),
     });
     Ok(Pbx {
         name: name.to_string(),

@@ -48,6 +48,18 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The release build of a binary, e.g. `pbx-host` (for the benchmarks;
+/// `cargo xtask bench` builds it).
+pub fn release_binary(name: &str) -> PathBuf {
+    let path = target_dir().join("release").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p pbx-host` (cargo xtask bench does)",
+        path.display()
+    );
+    path
+}
+
 /// Host settings for a test.
 #[derive(Default, Clone)]
 pub struct Options {

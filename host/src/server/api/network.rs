@@ -32,6 +32,18 @@ struct SetBody {
 }
 
 async fn set(State(st): St, Json(body): Json<SetBody>) -> Result<Json<NetworkView>, ApiError> {
+    // A tenant is routed by its public URL: its Homepage URL is that one,
+    // which only the operator who hosts it sets.
+    if let Some(tenant) = &st.tenant {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "this PBX ({tenant}) is hosted: its Homepage URL is the public URL its operator gave it; ask the operator to change it"
+            ),
+        )
+        .with_field("homepage_url"));
+    }
     let view = st
         .network
         .set(body.homepage_url.as_deref())

@@ -710,6 +710,24 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     )
     .await
     .expect("settings");
+    // Its Homepage URL is the operator's public URL for it.
+    let refused = api
+        .put(
+            "/network",
+            &json!({"homepage_url": "https://elsewhere.example"}),
+        )
+        .await
+        .expect_err("a tenant's Homepage URL is the operator's");
+    assert!(
+        format!("{refused:#}").contains("ask the operator"),
+        "{refused:#}"
+    );
+    let network = api.get("/network").await.expect("network");
+    assert_eq!(
+        network["homepage_url"],
+        format!("{}/", acme.public_url()),
+        "{network}"
+    );
     let consent_url = api
         .post("/crm/salesforce/authorize", &json!({}))
         .await
