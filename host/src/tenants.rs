@@ -24,9 +24,12 @@ pub const DEFAULT_TENANT: &str = "default";
 pub enum TenantStatus {
     /// Its pages, API, callback and calls are served.
     Active,
-    /// Everything it keeps stays, but nothing of it is served (503) and its
-    /// call logs wait until it is resumed.
+    /// Everything it keeps stays, but nothing of it is served (503): the
+    /// PBX sends its call events again later.
     Suspended,
+    /// Being removed: no replica serves it any more, its data is being
+    /// deleted (a removal that failed midway is run again).
+    Removing,
 }
 
 /// One tenant.

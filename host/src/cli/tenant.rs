@@ -51,9 +51,6 @@ pub enum TenantCommand {
     Remove {
         /// The tenant.
         name: String,
-        /// Remove it even when a CRM token could not be revoked.
-        #[arg(long)]
-        force: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -117,9 +114,8 @@ pub async fn run(client: AdminClient, command: TenantCommand) -> anyhow::Result<
                 .await?;
             outln!("{name} is served again");
         }
-        TenantCommand::Remove { name, force, json } => {
-            let query = if force { "?force=yes" } else { "" };
-            let removed = client.delete(&format!("/tenants/{name}{query}")).await?;
+        TenantCommand::Remove { name, json } => {
+            let removed = client.delete(&format!("/tenants/{name}")).await?;
             if json {
                 return print_json(&removed);
             }

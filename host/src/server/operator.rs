@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -236,6 +236,13 @@ async fn set_status(
     status: TenantStatus,
 ) -> Result<Json<Value>, ApiError> {
     let _changes = pbxs.changes.lock().await;
+    if pbxs.tenants.get(&name)?.status == TenantStatus::Removing {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{name} is being removed; run `pbx-host tenant remove {name}` again to finish"),
+        ));
+    }
     let record = pbxs.tenants.set_status(&name, status)?;
     pbxs.set_status(&record);
     pbxs.announce();
@@ -243,46 +250,26 @@ async fn set_status(
     Ok(Json(json!({ "tenant": view(&pbxs, &record)? })))
 }
 
-/// `DELETE /operator/tenants/NAME?force=yes`.
-#[derive(Debug, Default, Deserialize)]
-struct RemoveQuery {
-    /// `yes`: remove even when a CRM token could not be revoked.
-    force: Option<String>,
-}
-
-async fn remove(
-    State(pbxs): St,
-    Path(name): Path<String>,
-    Query(query): Query<RemoveQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let force = super::api::yes_no(query.force.as_deref(), "force")?;
+/// `DELETE /operator/tenants/NAME`.
+async fn remove(State(pbxs): St, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let _changes = pbxs.changes.lock().await;
     let record = pbxs.tenants.get(&name)?;
-    // Revoke first: once the keys are gone the tokens cannot be.
-    let mut revoked = Vec::new();
-    if let Some(pbx) = pbxs.get(&name) {
-        revoked = revoke_all(&pbx).await;
-        let failed: Vec<&Value> = revoked.iter().filter(|r| r["ok"] == false).collect();
-        if !failed.is_empty() && !force {
-            let which: Vec<String> = failed
-                .iter()
-                .map(|r| format!("{}: {}", r["plugin"], r["message"]))
-                .collect();
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "crm-unavailable",
-                format!(
-                    "nothing was removed: a CRM token could not be revoked ({}); try again, or remove anyway with --force (the CRM keeps the token valid until it expires)",
-                    which.join("; ")
-                ),
-            ));
-        }
-    }
+    // Revoke first: once the keys are gone the tokens cannot be. A plugin
+    // that could not revoke has forgotten its tokens all the same and says
+    // how to revoke them at the CRM: the report carries its words.
+    let revoked = match pbxs.get(&name) {
+        Some(pbx) => revoke_all(&pbx).await,
+        None => Vec::new(),
+    };
+    // Every replica stops serving it before its data goes, so none writes
+    // there meanwhile; a removal that fails from here is run again.
+    pbxs.tenants.set_status(&name, TenantStatus::Removing)?;
+    let pbx = pbxs.close_tenant(&name);
+    pbxs.announce();
     let removed = {
         let pbxs = pbxs.clone();
         let name = name.clone();
         tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-            let pbx = pbxs.close_tenant(&name);
             let retired = pbx.as_ref().map(|p| p.state.runtime.retire());
             let store = pbxs.store.tenant(&name);
             let namespaces = store.remove_tenant_data()?;
@@ -321,7 +308,11 @@ async fn revoke_all(pbx: &Pbx) -> Vec<Value> {
     for id in pbx.state.runtime.plugin_ids() {
         let outcome = pbx.state.runtime.plugin(&id).disconnect().await;
         out.push(match outcome {
-            Ok(_) => json!({"plugin": id, "ok": true, "message": "disconnected; its tokens were revoked"}),
+            // A plugin that could not revoke says so as a problem.
+            Ok(status) => match status.problem {
+                Some(problem) => json!({"plugin": id, "ok": false, "message": problem}),
+                None => json!({"plugin": id, "ok": true, "message": "disconnected; its tokens were revoked"}),
+            },
             Err(e) => json!({"plugin": id, "ok": false, "message": e.to_string()}),
         });
     }

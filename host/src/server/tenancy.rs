@@ -75,7 +75,7 @@ impl Pbx {
 
     fn set_status(&self, status: TenantStatus) {
         self.suspended
-            .store(status == TenantStatus::Suspended, Ordering::Relaxed);
+            .store(status != TenantStatus::Active, Ordering::Relaxed);
     }
 
     /// Stop its background tasks (the journal's ticker, its fleet
@@ -232,7 +232,10 @@ impl Pbxs {
             changes: tokio::sync::Mutex::new(()),
         };
         let records = pbxs.tenants.list().context("cannot read the tenants")?;
-        for record in &records {
+        for record in records
+            .iter()
+            .filter(|r| r.status != TenantStatus::Removing)
+        {
             // One tenant that cannot open does not stop the others.
             if let Err(e) = pbxs.open_tenant(record) {
                 tracing::error!(tenant = %record.name, "tenant not served: {e:#}");
@@ -299,6 +302,8 @@ impl Pbxs {
         let pbx = write(&self.by_name).remove(name)?;
         write(&self.by_authority).retain(|_, n| n != name);
         pbx.stop_tasks();
+        // Its files no longer count as in use here.
+        pbx.state.runtime.retire();
         Some(pbx)
     }
 
@@ -309,6 +314,9 @@ impl Pbxs {
         let records = self.tenants.list()?;
         let mut seen = std::collections::HashSet::new();
         for record in &records {
+            if record.status == TenantStatus::Removing {
+                continue;
+            }
             seen.insert(record.name.clone());
             match self.get(&record.name) {
                 Some(pbx) => pbx.set_status(record.status),
@@ -433,8 +441,13 @@ pub(super) fn spawn_follower(pbxs: &Arc<Pbxs>) -> Option<JoinHandle<()>> {
             let Some(pbxs) = weak.upgrade() else {
                 return;
             };
+            // Not while this replica's operator changes a tenant (a tenant
+            // being removed must not be opened again meanwhile).
+            let changes = pbxs.changes.lock().await;
             // Opening a tenant loads its plugins: off the async workers.
-            let followed = tokio::task::spawn_blocking(move || pbxs.follow()).await;
+            let following = pbxs.clone();
+            let followed = tokio::task::spawn_blocking(move || following.follow()).await;
+            drop(changes);
             match followed {
                 Ok(Err(e)) => tracing::warn!("cannot follow the tenants: {e}"),
                 Err(e) => tracing::error!("following the tenants failed: {e}"),
@@ -442,4 +455,18 @@ pub(super) fn spawn_follower(pbxs: &Arc<Pbxs>) -> Option<JoinHandle<()>> {
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn a_host_header_is_compared_as_the_public_urls_authority() {
+        assert_eq!(normalize("PBX.Acme.example"), "pbx.acme.example");
+        assert_eq!(normalize("pbx.acme.example:443"), "pbx.acme.example");
+        assert_eq!(normalize("pbx.acme.example:80"), "pbx.acme.example");
+        assert_eq!(normalize("acme.localhost:8080"), "acme.localhost:8080");
+        assert_eq!(normalize(" pbx.acme.example "), "pbx.acme.example");
+    }
 }

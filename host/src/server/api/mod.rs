@@ -24,7 +24,6 @@ use axum::{Json, Router};
 use super::state::AppState;
 
 pub(super) use calls::originate;
-pub(super) use plugins::yes_no;
 
 /// Every admin route, behind the administrator check.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {

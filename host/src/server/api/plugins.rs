@@ -65,10 +65,7 @@ struct InstallQuery {
 }
 
 /// A yes/no query value; anything else is refused, naming `field`.
-pub(in crate::server) fn yes_no(
-    value: Option<&str>,
-    field: &'static str,
-) -> Result<bool, ApiError> {
+pub(super) fn yes_no(value: Option<&str>, field: &'static str) -> Result<bool, ApiError> {
     match value {
         None | Some("no" | "false") => Ok(false),
         Some("yes" | "true") => Ok(true),
