@@ -265,6 +265,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if let Some(id) = take_option(settings, "--plugin") {
                     plugin = Some(id);
                 }
+                if let Some(name) = take_option(settings, "--tenant") {
+                    at.tenant = Some(name);
+                }
             }
             let client = at.client()?;
             let plugin = crm::plugin_id(&client, plugin).await?;

@@ -102,6 +102,12 @@ impl From<TenantError> for ApiError {
 
 /// A tenant as the operator sees it: its record, what it runs, what it keeps.
 fn view(pbxs: &Pbxs, record: &TenantRecord) -> Result<Value, ApiError> {
+    let usage = pbxs.store.tenant(&record.name).tenant_usage()?;
+    Ok(view_with(pbxs, record, usage))
+}
+
+/// [`view`] with its usage read already.
+fn view_with(pbxs: &Pbxs, record: &TenantRecord, usage: (usize, crate::store::Usage)) -> Value {
     let plugins: Vec<Value> = pbxs
         .get(&record.name)
         .map(|pbx| {
@@ -113,8 +119,7 @@ fn view(pbxs: &Pbxs, record: &TenantRecord) -> Result<Value, ApiError> {
                 .collect()
         })
         .unwrap_or_default();
-    let usage = pbxs.store.tenant(&record.name).tenant_usage()?;
-    Ok(json!({
+    json!({
         "name": record.name,
         "public_url": record.public_url,
         "status": record.status,
@@ -123,16 +128,18 @@ fn view(pbxs: &Pbxs, record: &TenantRecord) -> Result<Value, ApiError> {
         "kv": record.kv,
         "plugins": plugins,
         "usage": {"namespaces": usage.0, "keys": usage.1.keys, "bytes": usage.1.bytes},
-    }))
+    })
 }
 
 async fn list(State(pbxs): St) -> Result<Json<Value>, ApiError> {
     let listing = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let records = pbxs.tenants.list()?;
-        let views = records
+        // Every tenant's namespaces are listed once, not once per tenant.
+        let mut usages = pbxs.store.tenant_usages("t/")?;
+        let views: Vec<Value> = records
             .iter()
-            .map(|r| view(&pbxs, r))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|r| view_with(&pbxs, r, usages.remove(&r.name).unwrap_or_default()))
+            .collect();
         Ok(json!({ "tenants": views }))
     })
     .await

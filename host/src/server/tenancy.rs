@@ -101,7 +101,8 @@ impl Pbx {
     /// Serve `request` as this PBX.
     pub(super) async fn serve(&self, request: Request) -> Response {
         if self.is_suspended() {
-            return suspended(&self.name);
+            let api = request.uri().path().starts_with("/api/");
+            return suspended(&self.name, api);
         }
         match self.router.clone().oneshot(request).await {
             Ok(response) => response,
@@ -406,16 +407,35 @@ pub(super) async fn dispatch(State(pbxs): State<Arc<Pbxs>>, request: Request) ->
     pbx.serve(request).await
 }
 
-fn suspended(name: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "300")],
-        axum::Json(serde_json::json!({
-            "error": format!("this PBX ({name}) is suspended by its operator; nothing is lost, and it is served again once resumed"),
-            "kind": "suspended",
-        })),
-    )
-        .into_response()
+/// What a suspended tenant answers: JSON to its API (the PBX and
+/// scripts), a page to a browser.
+fn suspended(name: &str, api: bool) -> Response {
+    let message = format!(
+        "This PBX ({name}) is suspended by its operator. Nothing it keeps is lost, and it is served again once resumed."
+    );
+    let mut response = if api {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": message, "kind": "suspended"})),
+        )
+            .into_response()
+    } else {
+        super::pages::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PBX suspended</title>
+{}<link rel="stylesheet" href="/assets/page.css"></head>
+<body><h1>This PBX is suspended</h1>
+<p id="suspended" role="alert">{}</p></body></html>"#,
+                super::pages::FAVICON,
+                super::pages::message_html(&message)
+            ),
+        )
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("300"));
+    response
 }
 
 /// Follow the tenants' records on a shared store: on each change another

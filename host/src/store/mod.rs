@@ -158,15 +158,33 @@ impl Store {
     /// How many namespaces this tenant's store has, and their keys and
     /// bytes together.
     pub fn tenant_usage(&self) -> Result<(usize, Usage), KvError> {
+        let usages = self.tenant_usages(&self.scope)?;
+        Ok(usages.into_values().next().unwrap_or_default())
+    }
+
+    /// [`Store::tenant_usage`] of every tenant whose scope starts with
+    /// `prefix` (`t/` for all), by tenant name, listing the namespaces once.
+    pub fn tenant_usages(
+        &self,
+        prefix: &str,
+    ) -> Result<std::collections::BTreeMap<String, (usize, Usage)>, KvError> {
         let backend = self.shared.backend();
-        let names = backend.namespaces(&self.scope)?;
-        let mut total = Usage::default();
-        for name in &names {
-            let usage = backend.usage(name)?;
-            total.keys += usage.keys;
-            total.bytes += usage.bytes;
+        let mut out = std::collections::BTreeMap::<String, (usize, Usage)>::new();
+        for name in backend.namespaces(prefix)? {
+            let Some(tenant) = name
+                .strip_prefix("t/")
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(tenant, _)| tenant.to_string())
+            else {
+                continue;
+            };
+            let usage = backend.usage(&name)?;
+            let entry = out.entry(tenant).or_default();
+            entry.0 += 1;
+            entry.1.keys += usage.keys;
+            entry.1.bytes += usage.bytes;
         }
-        Ok((names.len(), total))
+        Ok(out)
     }
 
     /// Deletes every namespace of this tenant's store, each atomically;

@@ -676,6 +676,19 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     let answer = extensions(&token).await.expect("answers");
     assert_eq!(answer.status().as_u16(), 503);
     assert!(answer.headers().contains_key("retry-after"));
+    let page = to(
+        &client,
+        reqwest::Method::GET,
+        &url,
+        &acme.authority,
+        "/login",
+    )
+    .send()
+    .await
+    .expect("answers");
+    assert_eq!(page.status().as_u16(), 503);
+    let html = page.text().await.expect("page");
+    assert!(html.contains("This PBX is suspended"), "{html}");
     let own = client
         .get(format!("{url}/api/extensions"))
         .bearer_auth(&host.admin_token)
@@ -776,5 +789,105 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     assert_eq!(gone.status().as_u16(), 401, "its token reaches nothing");
     let (ok, _, err) = cli(&["extension", "list", "--tenant", "acme"]);
     assert!(!ok && err.contains("no tenant is named"), "{err}");
+    host.shutdown().await;
+}
+
+/// The active version of plugin `id` in tenant `name` on `host`.
+fn active_in(host: &RunningHost, name: &str, id: &str) -> Option<String> {
+    host.pbxs
+        .get(name)
+        .expect("served")
+        .state
+        .runtime
+        .plugins()
+        .into_iter()
+        .find(|p| p.manifest.id == id)
+        .map(|p| p.manifest.version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_reaches_chosen_tenants_first_then_all_and_rolls_back_per_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("pbx");
+    let host = start_host(&data_dir, Options::default()).await;
+    let cli = |args: &[&str]| pbx_at(Some(&data_dir), args, "");
+    for name in ["acme", "globex"] {
+        let url = format!("https://pbx.{name}.example");
+        let (ok, _, err) = cli(&["tenant", "add", name, "--public-url", &url]);
+        assert!(ok, "{err}");
+    }
+    let files: Vec<String> = ["1.0.0", "2.0.0"]
+        .iter()
+        .map(|version| {
+            let path = dir.path().join(format!("probe-{version}.wasm"));
+            std::fs::write(&path, crate::plugin_versions::probe_version(version, &[]))
+                .expect("write");
+            path.to_str().expect("path").to_string()
+        })
+        .collect();
+    let (ok, out, err) = cli(&["plugin", "install", &files[0], "--tenants", "all"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("default:") && out.contains("acme:") && out.contains("globex:"),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&[
+        "plugin",
+        "install",
+        &files[1],
+        "--no-activate",
+        "--tenants",
+        "all",
+    ]);
+    assert!(ok, "{err}");
+    let versions = |host: &RunningHost| {
+        ["default", "acme", "globex"].map(|name| active_in(host, name, "probe"))
+    };
+    let v = |s: &str| Some(s.to_string());
+    assert_eq!(versions(&host), [v("1.0.0"), v("1.0.0"), v("1.0.0")]);
+
+    // Chosen tenants first...
+    let (ok, _, err) = cli(&["plugin", "activate", "probe", "2.0.0", "--tenants", "acme"]);
+    assert!(ok, "{err}");
+    assert_eq!(versions(&host), [v("1.0.0"), v("2.0.0"), v("1.0.0")]);
+    // ...an unknown one stops the list where it is, saying so...
+    let (ok, out, err) = cli(&[
+        "plugin",
+        "activate",
+        "probe",
+        "2.0.0",
+        "--tenants",
+        "default,nosuch,globex",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("nosuch") && err.contains("those before it are done"),
+        "{err}"
+    );
+    assert_eq!(versions(&host), [v("2.0.0"), v("2.0.0"), v("1.0.0")]);
+    // ...then all.
+    let (ok, _, err) = cli(&["plugin", "activate", "probe", "2.0.0", "--tenants", "all"]);
+    assert!(ok, "{err}");
+    assert_eq!(versions(&host), [v("2.0.0"), v("2.0.0"), v("2.0.0")]);
+
+    // Rollback is per tenant.
+    let (ok, _, err) = cli(&["plugin", "rollback", "probe", "--tenant", "globex"]);
+    assert!(ok, "{err}");
+    assert_eq!(versions(&host), [v("2.0.0"), v("2.0.0"), v("1.0.0")]);
+
+    // Each version's file was compiled once for the three PBXs.
+    let compiled: u64 = ["default", "acme", "globex"]
+        .iter()
+        .map(|name| {
+            host.pbxs
+                .get(name)
+                .expect("served")
+                .state
+                .runtime
+                .stats()
+                .compiled
+        })
+        .sum();
+    assert_eq!(compiled, 2, "one compilation per version");
     host.shutdown().await;
 }
