@@ -72,7 +72,7 @@ async fn second_replica(world: &World, server: &redis_kit::RedisServer, dir: &Pa
 }
 
 /// Wait for `done`, at most `within`; whether it came.
-async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if done() {
@@ -84,8 +84,12 @@ async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 fn active_version(host: &RunningHost, id: &str) -> Option<String> {
-    host.state
-        .runtime
+    active_of(&host.state.runtime, id)
+}
+
+/// The active version of plugin `id` in `runtime`.
+pub(crate) fn active_of(runtime: &pbx_host::runtime::Runtime, id: &str) -> Option<String> {
+    runtime
         .plugins()
         .into_iter()
         .find(|p| p.manifest.id == id)
@@ -389,7 +393,7 @@ async fn a_version_activated_on_one_replica_serves_on_the_other_within_a_second(
 }
 
 /// A child process, killed when dropped (a failed test leaves none behind).
-struct Replica(std::process::Child);
+pub(crate) struct Replica(pub(crate) std::process::Child);
 
 impl Drop for Replica {
     fn drop(&mut self) {
@@ -401,27 +405,53 @@ impl Drop for Replica {
 /// A `pbx-host serve` replica process on `store`, with `world`'s host key,
 /// grant and CA: (the process, its URL).
 async fn replica_process(world: &World, store: &str) -> (Replica, String) {
-    let data_dir = world.dir.path().join("replica-process");
-    pbx_host::files::create_private_dir(&data_dir).expect("data dir");
-    std::fs::copy(world.data_dir.join(KEY_FILE), data_dir.join(KEY_FILE)).expect("copy host.key");
+    let options = Options {
+        grants: vec![format!("salesforce={}", world.org.base_url())],
+        trust_ca: vec![world.ca_path.clone()],
+        ..Options::default()
+    };
+    replica_process_in(
+        &world.data_dir,
+        &world.dir.path().join("replica-process"),
+        store,
+        &options,
+    )
+    .await
+}
+
+/// A `pbx-host serve` replica process on `store` in `data_dir`, with the
+/// host key of `first_data_dir` and `options`' grants and CAs: (the
+/// process, its URL).
+pub(crate) async fn replica_process_in(
+    first_data_dir: &Path,
+    data_dir: &Path,
+    store: &str,
+    options: &Options,
+) -> (Replica, String) {
+    pbx_host::files::create_private_dir(data_dir).expect("data dir");
+    std::fs::copy(first_data_dir.join(KEY_FILE), data_dir.join(KEY_FILE)).expect("copy host.key");
     let url_file = data_dir.join(pbx_host::server::ADMIN_URL_FILE);
+    let mut command = std::process::Command::new(e2e_tests::binary("pbx-host"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal-interval-ms",
+            "300",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--store")
+        .arg(store);
+    for grant in &options.grants {
+        command.arg("--grant").arg(grant);
+    }
+    for ca in &options.trust_ca {
+        command.arg("--trust-ca").arg(ca);
+    }
     let child = Replica(
-        std::process::Command::new(e2e_tests::binary("pbx-host"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--journal-interval-ms",
-                "300",
-            ])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--store")
-            .arg(store)
-            .arg("--grant")
-            .arg(format!("salesforce={}", world.org.base_url()))
-            .arg("--trust-ca")
-            .arg(&world.ca_path)
+        command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -437,23 +467,31 @@ async fn replica_process(world: &World, store: &str) -> (Replica, String) {
     (child, url)
 }
 
-/// Send `event` to `first`, and to `other` when `first` does not answer or
-/// answers 5xx, as a PBX behind a load balancer would: (the replica that
-/// took it, 0 or 1).
-async fn send_with_failover(urls: [&str; 2], first: usize, token: &str, event: &Value) -> usize {
+/// Send `event` to replica `first`, and to the other when it does not
+/// answer or answers 5xx, as a PBX behind a load balancer would, with the
+/// `Host` of tenant `authority` when given: the replica that took it, 0 or
+/// 1.
+pub(crate) async fn send_with_failover(
+    urls: [&str; 2],
+    first: usize,
+    authority: Option<&str>,
+    token: &str,
+    event: &Value,
+) -> usize {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
     for attempt in 0..6 {
         let target = (first + attempt) % 2;
-        let answer = client
+        let mut request = client
             .post(format!("{}/api/calls/events", urls[target]))
             .bearer_auth(token)
-            .json(event)
-            .send()
-            .await;
-        match answer {
+            .json(event);
+        if let Some(authority) = authority {
+            request = request.header("host", authority);
+        }
+        match request.send().await {
             Ok(r) if r.status().is_success() => return target,
             Ok(r) if r.status().is_client_error() => {
                 panic!("{event} refused: {}", r.status())
@@ -507,7 +545,8 @@ async fn a_replica_killed_during_a_calls_load_loses_and_doubles_no_call_log() {
                         NOON + call as u64,
                     );
                     let first = (call + n) % 2;
-                    let took = send_with_failover([&a_url, &b_url], first, &token, &event).await;
+                    let took =
+                        send_with_failover([&a_url, &b_url], first, None, &token, &event).await;
                     if took == 1 {
                         took_by_b.fetch_add(1, Ordering::SeqCst);
                     }

@@ -8,14 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e_tests::org::{CONSUMER_SECRET, Consent, call_event, consent_in, sync_job, user_id_in};
 use e2e_tests::{Options, install, pbx_at, start_host};
+
+use crate::replicas::{active_of, eventually, replica_process_in, send_with_failover};
 use pbx_host::capabilities::browser::Viewer;
 use pbx_host::cli::AdminClient;
 use pbx_host::server::RunningHost;
-use pbx_host::store::{KEY_FILE, Quota};
+use pbx_host::store::Quota;
 use salesforce_emulator::{ConnectedApp, Emulator, EmulatorConfig, NewUser};
 use serde_json::{Map, Value, json};
 
@@ -122,14 +124,39 @@ async fn add_tenant(data_dir: &Path, tenant: &Tenant) -> String {
 }
 
 /// The administrator's whole set-up of `tenant` through `replica` (whose
-/// data directory is `data_dir`): install, settings, authorization (the
-/// org redirects to the tenant's public URL, which the balancer sends to
-/// `replica`), extension, user sync, association.
+/// data directory is `data_dir`): install, [`connect`], extension, user
+/// sync, association.
 async fn set_up(data_dir: &Path, replica: &str, tenant: &Tenant) -> AdminClient {
     let api = AdminClient::for_tenant(data_dir, tenant.name).expect("tenant client");
     install(&api, "salesforce_plugin")
         .await
         .expect("the plugin installs in the tenant");
+    connect(&api, replica, tenant).await;
+    api.post(
+        "/extensions",
+        &json!({"number": tenant.extension, "name": format!("Desk of {}", tenant.name)}),
+    )
+    .await
+    .expect("extension saved");
+    let job = sync_job(&api, "salesforce").await;
+    assert_eq!(job["ok"], true, "{job}");
+    let list = api.get("/crm/salesforce/users").await.expect("users");
+    api.put(
+        "/crm/salesforce/associations",
+        &json!({"version": list["version"], "associations": [
+            {"user_id": user_id_in(&tenant.org, "admin@example.org"), "extension": tenant.extension},
+        ]}),
+    )
+    .await
+    .expect("associations saved");
+    api
+}
+
+/// Connect `tenant` to its org through its admin API `api`: the app with
+/// the tenant's Callback URL, the settings, the authorization, Allow, and
+/// the org's redirect to the tenant's public URL, which the balancer sends
+/// to `replica`.
+async fn connect(api: &AdminClient, replica: &str, tenant: &Tenant) {
     let callback = format!("{}/crm/salesforce/oauth/callback", tenant.public_url());
     tenant.org.add_app(ConnectedApp::new(
         tenant.consumer_key(),
@@ -173,72 +200,6 @@ async fn set_up(data_dir: &Path, replica: &str, tenant: &Tenant) -> AdminClient 
     assert_eq!(page.status().as_u16(), 200);
     let html = page.text().await.expect("page");
     assert!(html.contains("Authorization succeeded!"), "{html}");
-    api.post(
-        "/extensions",
-        &json!({"number": tenant.extension, "name": format!("Desk of {}", tenant.name)}),
-    )
-    .await
-    .expect("extension saved");
-    let job = sync_job(&api, "salesforce").await;
-    assert_eq!(job["ok"], true, "{job}");
-    let list = api.get("/crm/salesforce/users").await.expect("users");
-    api.put(
-        "/crm/salesforce/associations",
-        &json!({"version": list["version"], "associations": [
-            {"user_id": user_id_in(&tenant.org, "admin@example.org"), "extension": tenant.extension},
-        ]}),
-    )
-    .await
-    .expect("associations saved");
-    api
-}
-
-/// Send `event` for tenant `authority` to replica `first`, and to the
-/// other when it does not answer or answers 5xx, as a load balancer
-/// would; the replica that took it.
-async fn send_with_failover(
-    replicas: [&str; 2],
-    first: usize,
-    authority: &str,
-    token: &str,
-    event: &Value,
-) -> usize {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    for attempt in 0..6 {
-        let target = (first + attempt) % 2;
-        let answer = to(
-            &client,
-            reqwest::Method::POST,
-            replicas[target],
-            authority,
-            "/api/calls/events",
-        )
-        .bearer_auth(token)
-        .json(event)
-        .send()
-        .await;
-        match answer {
-            Ok(r) if r.status().is_success() => return target,
-            Ok(r) if r.status().is_client_error() => panic!("{event} refused: {}", r.status()),
-            _ => continue,
-        }
-    }
-    panic!("no replica took {event}");
-}
-
-/// Wait for `done`, at most `within`; whether it came.
-async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    done()
 }
 
 /// The Tasks of `org` logging one of `calls`, by call id.
@@ -270,62 +231,6 @@ fn pop_ups(host: &RunningHost, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A `pbx-host serve` replica process, killed when dropped.
-struct Replica(std::process::Child);
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A replica process on `store` in `data_dir`, with the host key of
-/// `first_data_dir` and `options`' grants and CAs: (the process, its URL).
-async fn replica_process(
-    first_data_dir: &Path,
-    data_dir: &Path,
-    store: &str,
-    options: &Options,
-) -> (Replica, String) {
-    pbx_host::files::create_private_dir(data_dir).expect("data dir");
-    std::fs::copy(first_data_dir.join(KEY_FILE), data_dir.join(KEY_FILE)).expect("copy host.key");
-    let url_file = data_dir.join(pbx_host::server::ADMIN_URL_FILE);
-    let mut command = std::process::Command::new(e2e_tests::binary("pbx-host"));
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--journal-interval-ms",
-            "300",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--store")
-        .arg(store);
-    for grant in &options.grants {
-        command.arg("--grant").arg(grant);
-    }
-    for ca in &options.trust_ca {
-        command.arg("--trust-ca").arg(ca);
-    }
-    let child = Replica(
-        command
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("pbx-host serve starts"),
-    );
-    let written = eventually(Duration::from_secs(60), || url_file.exists()).await;
-    assert!(written, "the replica never wrote {}", url_file.display());
-    let url = std::fs::read_to_string(&url_file)
-        .expect("admin-url")
-        .trim()
-        .to_string();
-    (child, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tenants_on_two_replicas_share_nothing_and_survive_a_kill() {
     let server = redis_kit::RedisServer::start_durable();
@@ -336,7 +241,7 @@ async fn two_tenants_on_two_replicas_share_nothing_and_survive_a_kill() {
     let one_dir = dir.path().join("replica-1");
     let one = start_host(&one_dir, options.clone()).await;
     let two_dir = dir.path().join("replica-2");
-    let (mut two, two_url) = replica_process(&one_dir, &two_dir, &server.url(), &options).await;
+    let (mut two, two_url) = replica_process_in(&one_dir, &two_dir, &server.url(), &options).await;
     let one_url = one.url();
     assert_eq!(
         std::fs::read_to_string(two_dir.join(pbx_host::server::OPERATOR_TOKEN_FILE))
@@ -423,7 +328,7 @@ async fn two_tenants_on_two_replicas_share_nothing_and_survive_a_kill() {
                         let took = send_with_failover(
                             [&one_url, &two_url],
                             first,
-                            &authority,
+                            Some(&authority),
                             &token,
                             &event,
                         )
@@ -703,27 +608,8 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
         200
     );
 
-    // Connected, then removed: its token is revoked at the org, and every
-    // key it kept is gone.
-    let callback = format!("{}/crm/salesforce/oauth/callback", acme.public_url());
-    acme.org.add_app(ConnectedApp::new(
-        acme.consumer_key(),
-        CONSUMER_SECRET,
-        &callback,
-    ));
-    let api = AdminClient::for_tenant(&data_dir, "acme").expect("client");
-    api.put(
-        "/crm/salesforce/settings",
-        &json!({"settings": [
-            {"key": "consumer-key", "value": acme.consumer_key()},
-            {"key": "consumer-secret", "value": CONSUMER_SECRET},
-            {"key": "login-host", "value": "my-domain"},
-            {"key": "my-domain-url", "value": acme.org.base_url()},
-        ]}),
-    )
-    .await
-    .expect("settings");
     // Its Homepage URL is the operator's public URL for it.
+    let api = AdminClient::for_tenant(&data_dir, "acme").expect("client");
     let refused = api
         .put(
             "/network",
@@ -737,22 +623,10 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     );
     let network = api.get("/network").await.expect("network");
     assert_eq!(network["homepage_url"], acme.public_url(), "{network}");
-    let consent_url = api
-        .post("/crm/salesforce/authorize", &json!({}))
-        .await
-        .expect("authorize")["url"]
-        .as_str()
-        .expect("url")
-        .to_string();
-    let Consent::Redirect(location) = consent_in(&acme.org, &consent_url, true).await else {
-        panic!("no redirect");
-    };
-    let path = location.strip_prefix(&acme.public_url()).expect("callback");
-    let page = to(&client, reqwest::Method::GET, &url, &acme.authority, path)
-        .send()
-        .await
-        .expect("callback");
-    assert_eq!(page.status().as_u16(), 200);
+
+    // Connected, then removed: its token is revoked at the org, and every
+    // key it kept is gone.
+    connect(&api, &url, &acme).await;
     assert!(!acme.org.live_tokens().is_empty(), "connected");
     assert!(
         host.pbxs
@@ -794,15 +668,7 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
 
 /// The active version of plugin `id` in tenant `name` on `host`.
 fn active_in(host: &RunningHost, name: &str, id: &str) -> Option<String> {
-    host.pbxs
-        .get(name)
-        .expect("served")
-        .state
-        .runtime
-        .plugins()
-        .into_iter()
-        .find(|p| p.manifest.id == id)
-        .map(|p| p.manifest.version)
+    active_of(&host.pbxs.get(name).expect("served").state.runtime, id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
