@@ -1,8 +1,11 @@
 //! What a replica does with what the others tell it (see the store's
 //! `fleet`): a browser request recorded on another replica is shown to
 //! the agent pages open here, and a change to the plugins makes this
-//! replica follow the registry. A timer follows it too, every
-//! [`FOLLOW_EVERY`], for a message missed while Redis was away.
+//! replica follow the registry. So does hearing that messages may have
+//! been missed (the subscription was made again after Redis went away,
+//! or this host fell behind), and, as a last net, a timer every
+//! [`FOLLOW_EVERY`]: cheap enough for many tenants, each following its
+//! own registry.
 //!
 //! Only on a shared store; the embedded store has no other replica.
 
@@ -17,11 +20,11 @@ use crate::capabilities::Services;
 use crate::capabilities::browser::BROWSER_TOPIC;
 use crate::runtime::Runtime;
 use crate::runtime::fleet::PLUGINS_TOPIC;
-use crate::store::Store;
+use crate::store::{RESYNC, Store};
 
 /// How often a replica compares what it serves with the registry even
-/// when it heard nothing.
-pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// when it heard nothing (messages, and word of missed ones, do it at once).
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(30);
 
 /// Listen to the other replicas, until the returned task is aborted;
 /// `None` on an unshared store.
@@ -59,7 +62,7 @@ pub fn spawn(
                                 tracing::warn!("{e}");
                             }
                         }
-                        PLUGINS_TOPIC => follow.notify_one(),
+                        PLUGINS_TOPIC | RESYNC => follow.notify_one(),
                         other => tracing::debug!(topic = other, "fleet message for nobody here"),
                     }
                 }

@@ -148,7 +148,7 @@ impl Tenants {
     }
 
     /// Every tenant, by name, in two reads of the store (replicas follow
-    /// this every second). Not from an async worker: on Redis it waits.
+    /// this). Not from an async worker: on Redis it waits.
     pub fn list(&self) -> Result<Vec<TenantRecord>, TenantError> {
         let names = self.records.list_keys("")?;
         let values = futures::executor::block_on(self.records.get_many_async(names.clone()))?;

@@ -37,7 +37,7 @@ use crate::network::{NETWORK_NAMESPACE, Network};
 use crate::outbound;
 use crate::recent_calls::RecentCalls;
 use crate::runtime::{Runtime, SharedEngine};
-use crate::store::{Quota, Store};
+use crate::store::{Quota, RESYNC, Store};
 use crate::tenants::{
     DEFAULT_TENANT, TenantError, TenantRecord, TenantStatus, Tenants, authority_of,
 };
@@ -439,7 +439,8 @@ fn suspended(name: &str, api: bool) -> Response {
 }
 
 /// Follow the tenants' records on a shared store: on each change another
-/// replica announces, and every [`crate::fleet::FOLLOW_EVERY`].
+/// replica announces, when messages may have been missed, and every
+/// [`crate::fleet::FOLLOW_EVERY`].
 pub(super) fn spawn_follower(pbxs: &Arc<Pbxs>) -> Option<JoinHandle<()>> {
     if !pbxs.store.is_shared() {
         return None;
@@ -452,7 +453,7 @@ pub(super) fn spawn_follower(pbxs: &Arc<Pbxs>) -> Option<JoinHandle<()>> {
         loop {
             tokio::select! {
                 heard = listener.next() => match heard {
-                    Some(heard) if heard.topic == TENANTS_TOPIC => {}
+                    Some(heard) if heard.topic == TENANTS_TOPIC || heard.topic == RESYNC => {}
                     Some(_) => continue,
                     None => return,
                 },

@@ -22,6 +22,12 @@ use super::seal::aad;
 /// is named like it: namespaces are `host/…` and `plugin/…`).
 const FLEET_AAD: &str = "\0fleet";
 
+/// The topic of what a listener hears when messages may have been missed
+/// (the subscription was made again after Redis went away, or the
+/// listener fell behind): whatever it follows, it should read again from
+/// the store. Never announced by a host, never sealed.
+pub const RESYNC: &str = "\0resync";
+
 /// How many heard messages wait for a slow listener before the oldest are
 /// skipped.
 pub(super) const HEARD_BACKLOG: usize = 1024;
@@ -37,6 +43,15 @@ pub struct Heard {
     pub topic: String,
     /// The payload, opened.
     pub payload: Vec<u8>,
+}
+
+impl Heard {
+    fn resync() -> Heard {
+        Heard {
+            topic: RESYNC.to_string(),
+            payload: Vec::new(),
+        }
+    }
 }
 
 /// The messages other hosts announce.
@@ -57,10 +72,13 @@ impl Listener {
                 Ok(message) => message,
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
                     tracing::warn!(skipped, "fleet messages skipped: the host fell behind");
-                    continue;
+                    return Some(Heard::resync());
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
+            if topic == RESYNC {
+                return Some(Heard::resync());
+            }
             if let Some(heard) = self.store.open_message(topic, &bytes) {
                 return Some(heard);
             }

@@ -61,7 +61,7 @@ use redis::RedisBackend;
 use seal::Sealer;
 
 pub use embedded::DB_FILE;
-pub use fleet::{Heard, Listener};
+pub use fleet::{Heard, Listener, RESYNC};
 pub use keyfile::KEY_FILE;
 pub use namespace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, Namespace};
 pub use redis::RedisTarget;

@@ -43,7 +43,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use url::Url;
 
 use super::backend::{Answer, Backend, Reply, SealedBatch, SealedWrite};
-use super::fleet::{Carried, HEARD_BACKLOG};
+use super::fleet::{Carried, HEARD_BACKLOG, RESYNC};
 use super::keyfile::{KEY_FILE, create_key_file, ensure_data_dir, read_key_file};
 use super::seal::{SEAL_OVERHEAD, Sealer};
 use super::types::{KvError, StoreError, Usage};
@@ -420,14 +420,25 @@ async fn subscribe(
         };
         match tokio::time::timeout(ANSWER_WITHIN, pubsub).await {
             Ok(Ok(pubsub)) => {
-                if let Some(first) = subscribed.take() {
-                    let _ = first.send(());
+                match subscribed.take() {
+                    Some(first) => {
+                        let _ = first.send(());
+                    }
+                    // Subscribed again: what was said meanwhile is missed,
+                    // so every listener reads its state again.
+                    None => {
+                        let _ = heard.send((RESYNC.to_string(), Vec::new()));
+                    }
                 }
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
                     let Some(topic) = message.get_channel_name().strip_prefix("pbx:fleet:") else {
                         continue;
                     };
+                    if topic == RESYNC {
+                        // Only this task says it.
+                        continue;
+                    }
                     // No listener is not an error.
                     let _ = heard.send((topic.to_string(), message.get_payload_bytes().to_vec()));
                 }

@@ -300,20 +300,30 @@ fn the_embedded_store_has_no_fleet() {
 }
 
 #[test]
-fn the_fleet_hears_again_after_redis_restarts() {
+fn the_fleet_hears_again_after_redis_restarts_and_says_what_may_be_missed() {
     let mut server = redis_kit::RedisServer::start_durable();
     let (_dirs, a, b) = two_replicas(&server);
     let mut b_hears = b.listen();
     let runtime = runtime();
     server.stop();
     server.restart();
-    // B subscribes again by itself; until it has, what A says is missed
-    // (fleet messages are best effort), so A says it until B hears.
+    // B subscribes again by itself, and its listener hears that messages
+    // may have been missed meanwhile (to read its state again).
+    let resync = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(30), b_hears.next()).await
+    });
+    let resync = resync.expect("heard within 30 s").expect("a message");
+    assert_eq!(resync.topic, crate::store::RESYNC, "{resync:?}");
+    assert!(resync.payload.is_empty());
+    // What A says from now on reaches B (A's own connection may still be
+    // coming back: it says it until B hears).
     let heard = runtime.block_on(async {
         for n in 0..100 {
             a.announce("plugins", format!("after the restart {n}").as_bytes());
             let wait = tokio::time::timeout(std::time::Duration::from_millis(200), b_hears.next());
-            if let Ok(Some(heard)) = wait.await {
+            if let Ok(Some(heard)) = wait.await
+                && heard.topic == "plugins"
+            {
                 return Some(heard);
             }
         }
