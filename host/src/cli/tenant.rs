@@ -80,14 +80,17 @@ pub async fn run(client: AdminClient, command: TenantCommand) -> anyhow::Result<
                 return print_json(&added);
             }
             let tenant = &added["tenant"];
+            // The token first: it is shown this once, and a reader that
+            // takes one line (`| head -1`) must not lose it.
+            outln!(
+                "{}'s administrator token (shown once; they log in to its portal with it): {}",
+                out::field(&tenant["name"], "?"),
+                out::field(&added["admin_token"], "?")
+            );
             outln!(
                 "added tenant {} at {}",
                 out::field(&tenant["name"], "?"),
                 out::field(&tenant["public_url"], "?")
-            );
-            outln!(
-                "its administrator's token (shown once; they log in to its portal with it): {}",
-                out::field(&added["admin_token"], "?")
             );
             outln!(
                 "act in it with `pbx-host --tenant {name} …`, e.g. `pbx-host plugin install FILE --tenant {name}`"

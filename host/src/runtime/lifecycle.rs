@@ -332,9 +332,14 @@ impl Runtime {
     }
 
     /// Stop counting this runtime's registry among those whose files are in
-    /// use (its PBX is being removed); the files its versions use, for
+    /// use (its PBX is no longer served here).
+    pub fn release(&self) {
+        self.shared.remove_registry(self.store.scope());
+    }
+
+    /// The files this runtime's installed versions use, for
     /// [`Runtime::drop_unused_files`] once its records are gone.
-    pub fn retire(&self) -> Vec<String> {
+    pub fn installed_files(&self) -> Vec<String> {
         let mut shas = Vec::new();
         for id in self.registry.ids().unwrap_or_default() {
             if let Ok(Some((record, _))) = self.registry.get(&id) {
@@ -343,7 +348,6 @@ impl Runtime {
         }
         shas.sort();
         shas.dedup();
-        self.shared.remove_registry(self.store.scope());
         shas
     }
 

@@ -277,13 +277,18 @@ async fn remove(State(pbxs): St, Path(name): Path<String>) -> Result<Json<Value>
         let pbxs = pbxs.clone();
         let name = name.clone();
         tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-            let retired = pbx.as_ref().map(|p| p.state.runtime.retire());
+            // Read before its records go; it was released from the files
+            // in use when it was closed.
+            let shas = pbx
+                .as_ref()
+                .map(|p| p.state.runtime.installed_files())
+                .unwrap_or_default();
             let store = pbxs.store.tenant(&name);
             let namespaces = store.remove_tenant_data()?;
             pbxs.tenants.remove(&name)?;
-            let files = match (&pbx, retired) {
-                (Some(pbx), Some(shas)) => pbx.state.runtime.drop_unused_files(&shas),
-                _ => Vec::new(),
+            let files = match &pbx {
+                Some(pbx) => pbx.state.runtime.drop_unused_files(&shas),
+                None => Vec::new(),
             };
             Ok(json!({
                 "namespaces": namespaces

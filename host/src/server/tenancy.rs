@@ -104,10 +104,7 @@ impl Pbx {
             let api = request.uri().path().starts_with("/api/");
             return suspended(&self.name, api);
         }
-        match self.router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        self.serve_as_operator(request).await
     }
 }
 
@@ -304,7 +301,7 @@ impl Pbxs {
         write(&self.by_authority).retain(|_, n| n != name);
         pbx.stop_tasks();
         // Its files no longer count as in use here.
-        pbx.state.runtime.retire();
+        pbx.state.runtime.release();
         Some(pbx)
     }
 

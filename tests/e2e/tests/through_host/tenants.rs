@@ -548,6 +548,35 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
         "{out}"
     );
 
+    // The operator API refuses a request without the operator token.
+    let anonymous = reqwest::Client::new()
+        .get(format!("{url}/operator/tenants"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    // A removal that stopped midway (the tenant left `removing`) refuses
+    // suspend and resume, and is finished by running it again.
+    let (ok, _, err) = cli(&[
+        "tenant",
+        "add",
+        "initech",
+        "--public-url",
+        "https://pbx.initech.example",
+    ]);
+    assert!(ok, "{err}");
+    host.pbxs
+        .tenants
+        .set_status("initech", pbx_host::tenants::TenantStatus::Removing)
+        .expect("marked removing");
+    for verb in ["suspend", "resume"] {
+        let (ok, _, err) = cli(&["tenant", verb, "initech"]);
+        assert!(!ok && err.contains("being removed"), "{verb}: {err}");
+    }
+    let (ok, out, err) = cli(&["tenant", "remove", "initech"]);
+    assert!(ok && out.contains("removed tenant initech"), "{out}{err}");
+
     // The tenant's administrator, at its Host, with its token.
     let client = reqwest::Client::new();
     let extensions = |token: &str| {
