@@ -71,6 +71,12 @@ fn config(pool_memory: Option<usize>) -> Config {
             // Reset by copying back what a call dirtied, up to this much,
             // instead of dropping the pages and faulting them in again.
             .linear_memory_keep_resident(16 << 20)
+            // Tables too: the element segment wit-component's fixup module
+            // writes into the shim's table at every instantiation would
+            // otherwise fault in a page that the last reset gave back with
+            // `madvise` (and that `madvise` flushes every CPU's TLB). Only
+            // the table's own size is reset, so this costs a few pages.
+            .table_keep_resident(64 << 10)
             .async_stack_keep_resident(256 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(pool);
