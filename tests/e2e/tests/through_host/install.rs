@@ -91,6 +91,42 @@ async fn a_second_start_loads_from_the_precompile_cache() {
     );
     host.shutdown().await;
 
+    // A record an older host wrote (hex SHA-256, before BLAKE3) still
+    // vouches for its file, which loads, and is rewritten in the new form.
+    let records = || {
+        let store = pbx_host::store::Store::open(dir.path()).expect("store");
+        store.namespace("host/precompiled", pbx_host::store::Quota::UNLIMITED)
+    };
+    let (name, file) = {
+        let records = records();
+        let names = records.list_keys("").expect("records");
+        assert_eq!(names.len(), 1, "{names:?}");
+        let name = names[0].clone();
+        let record = records.get(&name).expect("record").expect("recorded");
+        assert!(record.starts_with(b"blake3:"), "{record:?}");
+        let file = std::fs::read(dir.path().join("cache").join(&name)).expect("cache file");
+        let old: String = ring::digest::digest(&ring::digest::SHA256, &file)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        records.set(&name, old.as_bytes()).expect("old record");
+        (name, file)
+    };
+    let host = start_host(dir.path(), Options::default()).await;
+    let api = admin(&host);
+    let upgraded = api.get("/host").await.expect("host info");
+    assert_eq!(upgraded["runtime"]["compiled"], 0, "{upgraded}");
+    assert_eq!(upgraded["runtime"]["cache_loads"], 1, "{upgraded}");
+    host.shutdown().await;
+    let record = records().get(&name).expect("record").expect("recorded");
+    assert!(record.starts_with(b"blake3:"), "rewritten: {record:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("cache").join(&name)).expect("cache file"),
+        file,
+        "the file itself is not rewritten"
+    );
+
     // A cache entry that no longer loads (another engine, a broken file) is
     // compiled again instead of failing the start.
     for entry in std::fs::read_dir(dir.path().join("cache"))
