@@ -47,6 +47,16 @@ pub enum TenantCommand {
         /// The tenant.
         name: String,
     },
+    /// Issue a tenant's administrator a new admin token (theirs was lost or
+    /// leaked). Prints it once; the old one stops working and their portal
+    /// sessions end.
+    NewToken {
+        /// The tenant.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a tenant's CRM tokens, then delete everything it keeps.
     Remove {
         /// The tenant.
@@ -116,6 +126,24 @@ pub async fn run(client: AdminClient, command: TenantCommand) -> anyhow::Result<
                 .post(&format!("/tenants/{name}/resume"), &json!({}))
                 .await?;
             outln!("{name} is served again");
+        }
+        TenantCommand::NewToken { name, json } => {
+            let issued = client
+                .post(&format!("/tenants/{name}/admin-token"), &json!({}))
+                .await?;
+            if json {
+                return print_json(&issued);
+            }
+            // The token first, as `tenant add` prints it.
+            outln!(
+                "{name}'s new administrator token (shown once; the old one no longer works): {}",
+                out::field(&issued["admin_token"], "?")
+            );
+            let ended = issued["sessions_ended"].as_u64().unwrap_or(0);
+            outln!(
+                "{ended} administrator portal session{} ended; agents stay signed in",
+                if ended == 1 { "" } else { "s" }
+            );
         }
         TenantCommand::Remove { name, json } => {
             let removed = client.delete(&format!("/tenants/{name}")).await?;

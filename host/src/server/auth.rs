@@ -5,20 +5,22 @@
 //! `sessions`.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use super::sessions::{AGENT_COOKIE, Holder, LoginLimiter, SessionPolicy, Sessions, cookie};
-use crate::store::{KvError, Precondition, Quota, Store, Write};
+use crate::store::{KvError, Namespace, Precondition, Quota, Store, Write};
 
 /// The portal's session cookie.
 pub const SESSION_COOKIE: &str = "pbx_session";
 
 /// Who may call what: the token, the sessions, the login rate limit.
 pub struct Auth {
-    token: String,
+    token: Token,
     /// Every browser session, the administrator's and agents'.
     pub sessions: Sessions,
     /// Failed logins (the portal's and agents'), per key.
@@ -47,9 +49,40 @@ impl Caller {
     }
 }
 
+/// A PBX's admin token, as its `Auth` is given it.
+pub enum AdminToken {
+    /// The host's own PBX's: read at start (its file, or the fleet's
+    /// record) and the same for the life of the process.
+    Fixed(String),
+    /// A tenant's: kept in its store (here as read when it opened), so a
+    /// new one the operator issues on any replica holds on every replica.
+    Stored(String),
+}
+
+/// How long a replica trusts the tenant token it last read: an old token
+/// the operator replaced on another replica is refused here within this.
+/// A token that does not match is checked against the store at once, so
+/// the new one works everywhere at once.
+const TOKEN_RECHECK: Duration = Duration::from_secs(2);
+
+enum Token {
+    Fixed(String),
+    Stored {
+        admin: Namespace,
+        known: Mutex<Option<(String, Instant)>>,
+    },
+}
+
 impl Auth {
-    /// The admin token, the sessions in `store`.
-    pub fn new(token: String, store: &Store, policy: SessionPolicy) -> Self {
+    /// The admin token, the sessions in `store` (the PBX's own).
+    pub fn new(token: AdminToken, store: &Store, policy: SessionPolicy) -> Self {
+        let token = match token {
+            AdminToken::Fixed(token) => Token::Fixed(token),
+            AdminToken::Stored(token) => Token::Stored {
+                admin: store.namespace(ADMIN_NAMESPACE, Quota::UNLIMITED),
+                known: Mutex::new(Some((token, Instant::now()))),
+            },
+        };
         Self {
             token,
             sessions: Sessions::new(store, policy),
@@ -57,9 +90,41 @@ impl Auth {
         }
     }
 
-    /// Whether `candidate` is the admin token (constant time).
-    pub fn token_matches(&self, candidate: &str) -> bool {
-        candidate.as_bytes().ct_eq(self.token.as_bytes()).into()
+    /// Whether `candidate` is the admin token (constant time); an error
+    /// when a tenant's token is to be read and its store cannot say.
+    pub fn token_matches(&self, candidate: &str) -> Result<bool, KvError> {
+        self.token_matches_at(candidate, Instant::now())
+    }
+
+    fn token_matches_at(&self, candidate: &str, now: Instant) -> Result<bool, KvError> {
+        let same = |token: &str| -> bool { candidate.as_bytes().ct_eq(token.as_bytes()).into() };
+        let (admin, known) = match &self.token {
+            Token::Fixed(token) => return Ok(same(token)),
+            Token::Stored { admin, known } => (admin, known),
+        };
+        let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((token, read_at)) = &*known
+            && now.saturating_duration_since(*read_at) < TOKEN_RECHECK
+            && same(token)
+        {
+            return Ok(true);
+        }
+        // A removed tenant's store has no token: nothing matches.
+        let current = admin
+            .get("token")?
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|t| t.len() >= 32);
+        let matches = current.as_deref().is_some_and(same);
+        *known = current.map(|token| (token, now));
+        Ok(matches)
+    }
+
+    /// Forget the token read last, so the next check reads the store (the
+    /// operator just issued a new one).
+    pub fn token_replaced(&self) {
+        if let Token::Stored { known, .. } = &self.token {
+            *known.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 
     /// A new portal session id.
@@ -80,7 +145,7 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            return Ok(self.token_matches(bearer.trim()));
+            return self.token_matches(bearer.trim());
         }
         match session_id(headers) {
             Some(id) => Ok(self.sessions.check(&id)? == Some(Holder::Administrator)),
@@ -152,9 +217,9 @@ pub fn operator_token(store: &Store, path: &Path) -> anyhow::Result<String> {
     shared_token(&store.root(), OPERATOR_NAMESPACE, path, "operator")
 }
 
-/// A new admin token for the tenant whose store is `store`, replacing any
-/// left there by an earlier attempt to add it (no record points to it, so
-/// no one holds it).
+/// A new admin token for the tenant whose store is `store`, replacing the
+/// one there: left by an earlier attempt to add it (no record points to
+/// it, so no one holds it), or the one the operator replaces.
 pub fn new_tenant_token(store: &Store) -> Result<String, KvError> {
     let token = hex::encode(rand::random::<[u8; 32]>());
     store
@@ -169,11 +234,13 @@ pub fn tenant_token(store: &Store) -> anyhow::Result<String> {
         .namespace(ADMIN_NAMESPACE, Quota::UNLIMITED)
         .get("token")
         .context("cannot read the tenant's admin token")?
-        .context("the tenant has no admin token; remove it and add it again")?;
+        .context(
+            "the tenant has no admin token; issue one with `pbx-host tenant new-token NAME`",
+        )?;
     String::from_utf8(bytes)
         .ok()
         .filter(|t| t.len() >= 32)
-        .context("the tenant's admin token is unreadable; remove it and add it again")
+        .context("the tenant's admin token is unreadable; issue a new one with `pbx-host tenant new-token NAME`")
 }
 
 fn shared_token(store: &Store, namespace: &str, path: &Path, what: &str) -> anyhow::Result<String> {
@@ -221,5 +288,91 @@ fn shared_token(store: &Store, namespace: &str, path: &Path, what: &str) -> anyh
                 .unwrap_or_default(),
         ),
         Err(e) => Err(anyhow::anyhow!("cannot keep the {what} token: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::sessions::Holder;
+
+    #[test]
+    fn a_new_tenant_token_holds_on_every_replica_and_the_old_one_stops_within_the_recheck() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store").tenant("acme");
+        let old = new_tenant_token(&store).expect("token");
+        // Two replicas of the tenant, each with its own view of the token.
+        let here = Auth::new(
+            AdminToken::Stored(old.clone()),
+            &store,
+            SessionPolicy::default(),
+        );
+        let there = Auth::new(
+            AdminToken::Stored(old.clone()),
+            &store,
+            SessionPolicy::default(),
+        );
+        let start = Instant::now();
+        assert!(there.token_matches_at(&old, start).expect("store"));
+        let admin_session = there
+            .sessions
+            .create(Holder::Administrator)
+            .expect("session");
+
+        // The operator issues a new token on `here`.
+        let new = new_tenant_token(&store).expect("token");
+        here.token_replaced();
+        assert_ne!(new, old);
+        assert!(!here.token_matches_at(&old, start).expect("store"));
+        assert!(here.token_matches_at(&new, start).expect("store"));
+        assert_eq!(here.sessions.end_administrators().expect("store"), 1);
+        assert_eq!(there.sessions.check(&admin_session).expect("store"), None);
+
+        // `there` takes the new one at once (it does not match what it
+        // knew, so it reads the store), and refuses the old one after.
+        assert!(there.token_matches_at(&new, start).expect("store"));
+        assert!(!there.token_matches_at(&old, start).expect("store"));
+
+        // A replica that has not looked since refuses the old token once
+        // the recheck interval has passed.
+        let late = Auth::new(
+            AdminToken::Stored(old.clone()),
+            &store,
+            SessionPolicy::default(),
+        );
+        assert!(
+            late.token_matches_at(&old, start + TOKEN_RECHECK / 2)
+                .expect("store"),
+            "trusted within the interval"
+        );
+        assert!(
+            !late
+                .token_matches_at(&old, start + TOKEN_RECHECK * 2)
+                .expect("store")
+        );
+        assert!(!late.token_matches_at("", start).expect("store"));
+
+        // A removed tenant keeps no token: nothing matches.
+        store.remove_tenant_data().expect("removed");
+        assert!(
+            !there
+                .token_matches_at(&new, start + TOKEN_RECHECK * 2)
+                .expect("store")
+        );
+    }
+
+    #[test]
+    fn the_host_s_own_token_is_fixed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let token = "f".repeat(64);
+        let auth = Auth::new(
+            AdminToken::Fixed(token.clone()),
+            &store,
+            SessionPolicy::default(),
+        );
+        assert!(auth.token_matches(&token).expect("store"));
+        assert!(!auth.token_matches(&"e".repeat(64)).expect("store"));
+        assert!(!auth.token_matches("").expect("store"));
     }
 }

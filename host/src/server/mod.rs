@@ -176,7 +176,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         crate::tenants::DEFAULT_TENANT,
         store.clone(),
         config,
-        admin_token.clone(),
+        auth::AdminToken::Fixed(admin_token.clone()),
         None,
     )?;
     let pbxs = {

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::sessions::{SessionPolicy, Sessions};
 use super::tenancy::{Pbx, Pbxs, authority_taken};
 use crate::runtime::manifest::KvRequest;
 use crate::tenants::{
@@ -48,6 +49,10 @@ pub(super) fn routes(pbxs: Arc<Pbxs>) -> Router<Arc<Pbxs>> {
         .route("/operator/tenants/{name}", delete(remove))
         .route("/operator/tenants/{name}/suspend", post(suspend))
         .route("/operator/tenants/{name}/resume", post(resume))
+        .route(
+            "/operator/tenants/{name}/admin-token",
+            post(new_admin_token),
+        )
         .route(
             "/operator/tenants/{name}/api/{*rest}",
             any(forward).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)),
@@ -200,9 +205,18 @@ async fn add(State(pbxs): St, body: Json<Value>) -> Result<Response, ApiError> {
         let record = record.clone();
         tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
             let store = pbxs.store.tenant(&record.name);
-            // Its token first: a replica that sees the record finds it.
-            let token = super::auth::new_tenant_token(&store)?;
+            // The record first: adding it (only if no record has the name)
+            // is what makes the name this request's, so a refused add
+            // writes nothing, not even over a tenant's token. Other
+            // replicas open it on the announcement, once its token is in.
             pbxs.tenants.add(&record)?;
+            let token = match super::auth::new_tenant_token(&store) {
+                Ok(token) => token,
+                Err(e) => {
+                    let _ = pbxs.tenants.remove(&record.name);
+                    return Err(e.into());
+                }
+            };
             if let Err(e) = pbxs.open_tenant(&record) {
                 // Nothing half-made stays: no record, no data.
                 let _ = pbxs.tenants.remove(&record.name);
@@ -255,6 +269,84 @@ async fn set_status(
     pbxs.announce();
     tracing::info!(tenant = %name, ?status, "tenant status changed");
     Ok(Json(json!({ "tenant": view(&pbxs, &record)? })))
+}
+
+/// `POST /operator/tenants/NAME/admin-token`: a new admin token for the
+/// tenant's administrator, who lost theirs or leaked it. The old one stops
+/// working (on other replicas within seconds) and every administrator
+/// portal session of the tenant ends; agents stay signed in. A tenant
+/// that could not be opened for want of its token is served again.
+async fn new_admin_token(
+    State(pbxs): St,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if name == DEFAULT_TENANT {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "the host's own PBX is not a tenant: its admin token is DATA_DIR/admin-token (replace the file and restart the host to change it)",
+        ));
+    }
+    let _changes = pbxs.changes.lock().await;
+    let record = pbxs.tenants.get(&name)?;
+    if record.status == TenantStatus::Removing {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{name} is being removed; run `pbx-host tenant remove {name}` again to finish"),
+        ));
+    }
+    let issued = {
+        let pbxs = pbxs.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let store = pbxs.store.tenant(&record.name);
+            // The token first: whoever holds the old one cannot log in
+            // again between the sessions ending and the token changing.
+            let token = super::auth::new_tenant_token(&store)?;
+            let served = pbxs.get(&record.name);
+            if let Some(pbx) = &served {
+                pbx.state.auth.token_replaced();
+            }
+            let ended = Sessions::new(&store, SessionPolicy::default())
+                .end_administrators()
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        format!(
+                            "a new admin token is stored, but the administrator's portal sessions could not be ended ({e}); run `pbx-host tenant new-token {}` again",
+                            record.name
+                        ),
+                    )
+                })?;
+            let opened = match served {
+                Some(_) => false,
+                None => {
+                    pbxs.open_tenant(&record).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("a new admin token is stored, but the tenant still cannot be opened: {e:#}"),
+                        )
+                    })?;
+                    true
+                }
+            };
+            Ok((token, ended, opened))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    };
+    let (token, ended, opened) = issued?;
+    if opened {
+        pbxs.announce();
+    }
+    tracing::info!(tenant = %name, sessions_ended = ended, opened, "tenant admin token replaced");
+    Ok(Json(json!({
+        "tenant": name,
+        "admin_token": token,
+        "sessions_ended": ended,
+    })))
 }
 
 /// `DELETE /operator/tenants/NAME`.

@@ -180,13 +180,30 @@ async fn login(
             ),
         );
     }
-    if !st.auth.token_matches(form.token.trim()) {
+    let matches = match st.auth.token_matches(form.token.trim()) {
+        Ok(matches) => matches,
+        Err(e) => {
+            tracing::error!("portal login not checked: {e}");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                login_html(
+                    Some("The PBX cannot reach its store right now; try again in a few seconds."),
+                    next,
+                ),
+            );
+        }
+    };
+    if !matches {
         st.auth.limiter.failed(&keys);
         tracing::warn!(client = %peer.ip(), "portal login refused: wrong admin token");
         return page(
             StatusCode::UNAUTHORIZED,
             login_html(
-                Some("That is not the admin token; copy it from DATA_DIR/admin-token."),
+                Some(if st.tenant.is_some() {
+                    "That is not the admin token; your PBX's operator gave it to you, and can issue a new one."
+                } else {
+                    "That is not the admin token; copy it from DATA_DIR/admin-token."
+                }),
                 next,
             ),
         );

@@ -252,6 +252,20 @@ impl Sessions {
         Ok(any)
     }
 
+    /// End every administrator session (the admin token was replaced:
+    /// whoever logged in with the old one is out too); how many.
+    pub fn end_administrators(&self) -> Result<usize, KvError> {
+        let keys: Vec<String> = self
+            .all()?
+            .into_iter()
+            .filter(|(_, _, s)| s.holder == Holder::Administrator)
+            .map(|(key, _, _)| key)
+            .collect();
+        let count = keys.len();
+        self.delete(keys)?;
+        Ok(count)
+    }
+
     /// End every agent session of `extension`; how many.
     pub fn end_extension(&self, extension: &str) -> Result<usize, KvError> {
         self.end_agents_where(|ext, _| ext == extension)

@@ -115,7 +115,7 @@ pub fn open_pbx(
     name: &str,
     store: Store,
     mut config: HostConfig,
-    admin_token: String,
+    admin_token: auth::AdminToken,
     kv: Option<Quota>,
 ) -> anyhow::Result<Pbx> {
     let services = Arc::new(Services {
@@ -282,7 +282,7 @@ impl Pbxs {
             &record.name,
             store,
             config,
-            token,
+            auth::AdminToken::Stored(token),
             record.kv.as_ref().map(|kv| kv.quota()),
         )?;
         pbx.set_status(record.status);

@@ -61,10 +61,15 @@ async fn require_admin(
     if allowed {
         next.run(request).await
     } else {
+        let whence = if state.tenant.is_some() {
+            "your PBX's operator gave it to you"
+        } else {
+            "it is in DATA_DIR/admin-token"
+        };
         (
             StatusCode::UNAUTHORIZED,
             Json(serde_json::json!({
-                "error": "authentication required: send the admin token as `Authorization: Bearer TOKEN` (it is in DATA_DIR/admin-token) or log in to the portal",
+                "error": format!("authentication required: send the admin token as `Authorization: Bearer TOKEN` ({whence}) or log in to the portal"),
                 "kind": "unauthorized",
             })),
         )

@@ -512,6 +512,19 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
         assert!(!ok, "{args:?} must be refused");
         assert!(err.contains(why), "{args:?}: {err}");
     }
+    let kept = host
+        .pbxs
+        .store
+        .tenant("acme")
+        .namespace("host/admin", Quota::UNLIMITED)
+        .get("token")
+        .expect("store")
+        .expect("acme's token");
+    assert_eq!(
+        kept,
+        token.as_bytes(),
+        "adding a taken name again left the tenant's admin token as it was"
+    );
 
     // --tenant reaches the tenant's own PBX: its plugin, its extensions.
     let (ok, _, err) = cli(&[
@@ -637,6 +650,104 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
         200
     );
 
+    // A lost or leaked admin token: the operator issues a new one. The old
+    // token, and the portal session made with it, reach nothing after.
+    // The session cookie is on the login's redirect itself.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = to(
+        &no_redirects,
+        reqwest::Method::POST,
+        &url,
+        &acme.authority,
+        "/login",
+    )
+    .header("origin", acme.public_url())
+    .form(&[("token", token.as_str())])
+    .send()
+    .await
+    .expect("answers");
+    let session = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("pbx_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a portal session")
+        .to_string();
+    let with_session = || {
+        to(
+            &client,
+            reqwest::Method::GET,
+            &url,
+            &acme.authority,
+            "/api/extensions",
+        )
+        .header("cookie", format!("pbx_session={session}"))
+        .send()
+    };
+    assert_eq!(
+        with_session().await.expect("answers").status().as_u16(),
+        200
+    );
+    let (ok, out, err) = cli(&["tenant", "new-token", "acme"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("1 administrator portal session ended"),
+        "{out}"
+    );
+    let new_token = out
+        .lines()
+        .next()
+        .and_then(|l| l.split("no longer works): ").nth(1))
+        .expect("the new token is on the first line")
+        .trim()
+        .to_string();
+    assert_ne!(new_token, token);
+    assert_eq!(
+        extensions(&token).await.expect("answers").status().as_u16(),
+        401,
+        "the old token is refused"
+    );
+    assert_eq!(
+        with_session().await.expect("answers").status().as_u16(),
+        401,
+        "the session made with the old token ended"
+    );
+    assert_eq!(
+        extensions(&new_token)
+            .await
+            .expect("answers")
+            .status()
+            .as_u16(),
+        200
+    );
+    let token = new_token;
+    // Refused, changing nothing: an unknown tenant, the host's own PBX, a
+    // tenant's own token at the operator route.
+    for (name, why) in [
+        ("nobody", "no tenant is named"),
+        ("default", "DATA_DIR/admin-token"),
+    ] {
+        let (ok, _, err) = cli(&["tenant", "new-token", name]);
+        assert!(!ok && err.contains(why), "{name}: {err}");
+    }
+    let refused = client
+        .post(format!("{url}/operator/tenants/acme/admin-token"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_eq!(
+        extensions(&token).await.expect("answers").status().as_u16(),
+        200,
+        "the token the refusals left is still the one"
+    );
+
     // Its Homepage URL is the operator's public URL for it.
     let api = AdminClient::for_tenant(&data_dir, "acme").expect("client");
     let refused = api
@@ -692,6 +803,69 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     assert_eq!(gone.status().as_u16(), 401, "its token reaches nothing");
     let (ok, _, err) = cli(&["extension", "list", "--tenant", "acme"]);
     assert!(!ok && err.contains("no tenant is named"), "{err}");
+    host.shutdown().await;
+}
+
+/// A tenant whose admin token is gone (a crash between adding its record
+/// and its token) is not served; a new token from the operator serves it
+/// again, with nothing else of it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_left_without_its_token_is_served_again_with_a_new_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("pbx");
+    let cli = |args: &[&str]| pbx_at(Some(&data_dir), args, "");
+    let host = start_host(&data_dir, Options::default()).await;
+    let (ok, _, err) = cli(&[
+        "tenant",
+        "add",
+        "acme",
+        "--public-url",
+        "https://pbx.acme.example",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&[
+        "extension",
+        "add",
+        "1001",
+        "--name",
+        "Ada",
+        "--tenant",
+        "acme",
+    ]);
+    assert!(ok, "{err}");
+    host.shutdown().await;
+    pbx_host::store::Store::open(&data_dir)
+        .expect("store")
+        .tenant("acme")
+        .namespace("host/admin", Quota::UNLIMITED)
+        .delete("token")
+        .expect("token lost");
+
+    let host = start_host(&data_dir, Options::default()).await;
+    assert!(
+        host.pbxs.get("acme").is_none(),
+        "not served without a token"
+    );
+    let (ok, out, err) = cli(&["tenant", "new-token", "acme"]);
+    assert!(ok, "{err}");
+    let token = out
+        .lines()
+        .next()
+        .and_then(|l| l.split("no longer works): ").nth(1))
+        .expect("the new token")
+        .trim()
+        .to_string();
+    assert!(host.pbxs.get("acme").is_some(), "served again");
+    let extensions = reqwest::Client::new()
+        .get(format!("{}/api/extensions", host.url()))
+        .header("host", "pbx.acme.example")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(extensions.status().as_u16(), 200);
+    let body: Value = extensions.json().await.expect("json");
+    assert!(body.to_string().contains("1001"), "its extension: {body}");
     host.shutdown().await;
 }
 
