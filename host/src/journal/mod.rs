@@ -111,6 +111,8 @@ pub struct Journal {
     interval: Duration,
     /// On a shared store, only the replica holding it redelivers the queue.
     lease: Option<Lease>,
+    /// Set while the PBX is suspended: its ticks deliver nothing.
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Journal {
@@ -136,6 +138,18 @@ impl Journal {
             lease: store
                 .is_shared()
                 .then(|| Lease::new(store, "journal", lease_time(interval))),
+            paused: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Hold every delivery (the operator suspended the PBX: nothing goes
+    /// to its CRM on its behalf), or let them go again, at once.
+    pub fn pause(&self, paused: bool) {
+        let was = self
+            .paused
+            .swap(paused, std::sync::atomic::Ordering::Relaxed);
+        if was && !paused {
+            self.kick.notify_one();
         }
     }
 

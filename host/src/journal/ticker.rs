@@ -25,6 +25,9 @@ pub struct TickReport {
     pub dead_lettered: usize,
     /// Per plugin: its pending count and queue.
     pub plugins: Vec<PluginPending>,
+    /// The PBX is suspended: nothing was delivered, and nothing is until
+    /// it is resumed.
+    pub paused: bool,
 }
 
 /// What `redeliver` did.
@@ -55,6 +58,16 @@ impl Journal {
     /// never overlap.
     pub async fn tick(&self, all_due: bool) -> TickReport {
         let _one = self.tick.lock().await;
+        if self.paused.load(std::sync::atomic::Ordering::Relaxed) {
+            return TickReport {
+                redelivering: false,
+                redelivered: 0,
+                still_queued: 0,
+                dead_lettered: 0,
+                plugins: Vec::new(),
+                paused: true,
+            };
+        }
         let redelivering = match &self.lease {
             None => true,
             Some(lease) => match lease.hold(now_ms()) {
@@ -108,6 +121,7 @@ impl Journal {
             still_queued,
             dead_lettered,
             plugins,
+            paused: false,
         }
     }
 

@@ -74,8 +74,11 @@ impl Pbx {
     }
 
     fn set_status(&self, status: TenantStatus) {
-        self.suspended
-            .store(status != TenantStatus::Active, Ordering::Relaxed);
+        let suspended = status != TenantStatus::Active;
+        self.suspended.store(suspended, Ordering::Relaxed);
+        // Nor does it act for the tenant: its queued call events and
+        // plugins' pending work wait until it is resumed.
+        self.state.journal.pause(suspended);
     }
 
     /// Stop its background tasks (the journal's ticker, its fleet

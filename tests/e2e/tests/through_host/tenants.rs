@@ -806,6 +806,60 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     host.shutdown().await;
 }
 
+/// Suspended, a tenant is not acted for either: a call event its host
+/// queued waits, whatever ticks, until the operator resumes the tenant,
+/// and then goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_tenant_s_queued_call_events_wait_for_its_resumption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acme = Tenant::start("acme", "1001", dir.path()).await;
+    let data_dir = dir.path().join("pbx");
+    let host = start_host(
+        &data_dir,
+        Options {
+            deadline_ms: Some(500),
+            // No tick but the test's own.
+            journal_interval_ms: Some(3_600_000),
+            ..options(&[&acme], None)
+        },
+    )
+    .await;
+    let url = host.url();
+    let token = add_tenant(&data_dir, &acme).await;
+    let api = AdminClient::for_tenant(&data_dir, "acme").expect("tenant client");
+    install(&api, "salesforce_plugin")
+        .await
+        .expect("the plugin installs");
+    connect(&api, &url, &acme).await;
+    api.post("/extensions", &json!({"number": "1001", "name": "Ada"}))
+        .await
+        .expect("extension saved");
+
+    // The org slower than a plugin call may take: the host queues the event.
+    acme.org.faults().latency(Duration::from_millis(1_500));
+    let ended = call_event("acme-held", "ended", "(212) 555-0142", "1001", NOON);
+    send_with_failover([&url, &url], 0, Some(&acme.authority), &token, &ended).await;
+    let journal = host.pbxs.get("acme").expect("served").state.journal.clone();
+    assert_eq!(journal.queued("salesforce"), 1, "queued by the host");
+    acme.org.faults().clear();
+
+    let cli = |args: &[&str]| pbx_at(Some(&data_dir), args, "");
+    let (ok, _, err) = cli(&["tenant", "suspend", "acme"]);
+    assert!(ok, "{err}");
+    let held = journal.tick(true).await;
+    assert!(held.paused, "a suspended PBX's tick does nothing");
+    assert_eq!(held.redelivered, 0);
+    assert!(held.plugins.is_empty(), "no plugin work either");
+    assert_eq!(journal.queued("salesforce"), 1, "still queued");
+    let (ok, _, err) = cli(&["tenant", "resume", "acme"]);
+    assert!(ok, "{err}");
+    let sent = journal.tick(true).await;
+    assert!(!sent.paused);
+    assert_eq!(sent.redelivered, 1, "delivered once resumed");
+    assert_eq!(journal.queued("salesforce"), 0);
+    host.shutdown().await;
+}
+
 /// A tenant whose admin token is gone (a crash between adding its record
 /// and its token) is not served; a new token from the operator serves it
 /// again, with nothing else of it lost.
