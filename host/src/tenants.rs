@@ -203,10 +203,26 @@ impl Tenants {
         name: &str,
         status: TenantStatus,
     ) -> Result<TenantRecord, TenantError> {
+        self.change(name, |record| record.status = status)
+    }
+
+    /// Sets `name`'s public URL (checked by the caller); its record as it
+    /// is now.
+    pub fn set_public_url(&self, name: &str, url: &Url) -> Result<TenantRecord, TenantError> {
+        self.change(name, |record| record.public_url = url.to_string())
+    }
+
+    /// Changes `name`'s record over what was read: a record another
+    /// replica changed meanwhile is not overwritten (a conflict).
+    fn change(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut TenantRecord),
+    ) -> Result<TenantRecord, TenantError> {
         let (mut record, raw) = self
             .get_raw(name)?
             .ok_or_else(|| TenantError::Unknown(name.to_string()))?;
-        record.status = status;
+        edit(&mut record);
         self.records.batch(
             &[Precondition {
                 key: name.to_string(),

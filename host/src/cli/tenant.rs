@@ -47,6 +47,19 @@ pub enum TenantCommand {
         /// The tenant.
         name: String,
     },
+    /// Move a tenant to another public URL (its host name changed); its
+    /// old one reaches it no more. Prints its new Callback URLs, which
+    /// each CRM app must be given.
+    SetUrl {
+        /// The tenant.
+        name: String,
+        /// Its new Homepage URL, e.g. https://pbx.acme-corp.example.
+        #[arg(long)]
+        public_url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Issue a tenant's administrator a new admin token (theirs was lost or
     /// leaked). Prints it once; the old one stops working and their portal
     /// sessions end.
@@ -126,6 +139,32 @@ pub async fn run(client: AdminClient, command: TenantCommand) -> anyhow::Result<
                 .post(&format!("/tenants/{name}/resume"), &json!({}))
                 .await?;
             outln!("{name} is served again");
+        }
+        TenantCommand::SetUrl {
+            name,
+            public_url,
+            json,
+        } => {
+            let moved = client
+                .put(
+                    &format!("/tenants/{name}/public-url"),
+                    &json!({"public_url": public_url}),
+                )
+                .await?;
+            if json {
+                return print_json(&moved);
+            }
+            outln!(
+                "{name} is now at {}; its old URL reaches it no more",
+                out::field(&moved["tenant"]["public_url"], "?")
+            );
+            for callback in moved["callback_urls"].as_array().into_iter().flatten() {
+                outln!(
+                    "give {}'s app its new Callback URL: {}",
+                    out::field(&callback["plugin"], "?"),
+                    out::field(&callback["callback_url"], "?")
+                );
+            }
         }
         TenantCommand::NewToken { name, json } => {
             let issued = client

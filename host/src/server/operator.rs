@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -53,6 +53,7 @@ pub(super) fn routes(pbxs: Arc<Pbxs>) -> Router<Arc<Pbxs>> {
             "/operator/tenants/{name}/admin-token",
             post(new_admin_token),
         )
+        .route("/operator/tenants/{name}/public-url", put(move_tenant))
         .route(
             "/operator/tenants/{name}/api/{*rest}",
             any(forward).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)),
@@ -269,6 +270,97 @@ async fn set_status(
     pbxs.announce();
     tracing::info!(tenant = %name, ?status, "tenant status changed");
     Ok(Json(json!({ "tenant": view(&pbxs, &record)? })))
+}
+
+/// `PUT /operator/tenants/NAME/public-url` `{public_url}`: the tenant
+/// moves to another host name (its customer's domain changed). It is
+/// reopened there on every replica, and its old host name reaches it no
+/// more; everything it keeps stays. Its Callback URLs change with it, so
+/// the answer names them: each CRM app must be given the new ones.
+async fn move_tenant(
+    State(pbxs): St,
+    Path(name): Path<String>,
+    body: Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let public_url = body.0["public_url"].as_str().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "send {\"public_url\": \"https://pbx.acme.example\"}",
+        )
+        .with_field("public_url")
+    })?;
+    let url = check_public_url(public_url)?;
+    let authority = authority_of(&url)?;
+    let _changes = pbxs.changes.lock().await;
+    let record = pbxs.tenants.get(&name)?;
+    if record.status == TenantStatus::Removing {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{name} is being removed; run `pbx-host tenant remove {name}` again to finish"),
+        ));
+    }
+    if record.public_url == url.as_str() {
+        // Already there: nothing to do.
+        return Ok(Json(json!({
+            "tenant": view(&pbxs, &record)?,
+            "callback_urls": callback_urls(&pbxs, &record),
+        })));
+    }
+    if record.authority()? != authority && authority_taken(&pbxs, &authority) {
+        return Err(TenantError::Taken(format!(
+            "{authority} already reaches another PBX on this host; give each tenant its own host name"
+        ))
+        .into());
+    }
+    let moved = {
+        let pbxs = pbxs.clone();
+        tokio::task::spawn_blocking(move || -> Result<TenantRecord, ApiError> {
+            let moved = pbxs.tenants.set_public_url(&name, &url)?;
+            if let Err(e) = pbxs.open_tenant(&moved) {
+                // Back where it was: it failed before serving anything at
+                // the new URL, so it is served as before.
+                let _ = pbxs.tenants.set_public_url(&name, &record.url()?);
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!(
+                        "the tenant could not be opened at its new URL, and stays at {}: {e:#}",
+                        record.public_url
+                    ),
+                ));
+            }
+            Ok(moved)
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??
+    };
+    pbxs.announce();
+    tracing::info!(tenant = %moved.name, public_url = %moved.public_url, "tenant moved");
+    Ok(Json(json!({
+        "tenant": view(&pbxs, &moved)?,
+        "callback_urls": callback_urls(&pbxs, &moved),
+    })))
+}
+
+/// Each active plugin's Callback URL in tenant `record`.
+fn callback_urls(pbxs: &Pbxs, record: &TenantRecord) -> Vec<Value> {
+    pbxs.get(&record.name)
+        .map(|pbx| {
+            pbx.state
+                .runtime
+                .plugins()
+                .into_iter()
+                .map(|p| {
+                    let url = pbx.state.network.callback_url(&p.manifest.id);
+                    json!({"plugin": p.manifest.id, "callback_url": url})
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `POST /operator/tenants/NAME/admin-token`: a new admin token for the

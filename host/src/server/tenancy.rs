@@ -291,7 +291,12 @@ impl Pbxs {
         pbx.set_status(record.status);
         let pbx = Arc::new(pbx);
         let authority = record.authority()?;
-        write(&self.by_authority).insert(authority, record.name.clone());
+        {
+            // Reopened at a new public URL: the old one reaches it no more.
+            let mut by_authority = write(&self.by_authority);
+            by_authority.retain(|_, n| n != &record.name);
+            by_authority.insert(authority, record.name.clone());
+        }
         if let Some(old) = write(&self.by_name).insert(record.name.clone(), pbx.clone()) {
             old.stop_tasks();
         }
@@ -320,8 +325,11 @@ impl Pbxs {
             }
             seen.insert(record.name.clone());
             match self.get(&record.name) {
-                Some(pbx) => pbx.set_status(record.status),
-                None => {
+                Some(pbx) if pbx.state.config.public_url.as_str() == record.public_url => {
+                    pbx.set_status(record.status)
+                }
+                // New, or moved to another public URL: opened (again).
+                _ => {
                     if let Err(e) = self.open_tenant(record) {
                         tracing::error!(tenant = %record.name, "tenant not served: {e:#}");
                     }

@@ -300,6 +300,31 @@ async fn two_tenants_on_two_replicas_share_nothing_and_survive_a_kill() {
         "a tenant's token is not the operator's"
     );
 
+    // Moved to another host name on replica 2, and back: replica 1 follows
+    // each move, and what acme keeps (its connection) serves the calls.
+    let operator_two = AdminClient::operator(&two_dir).expect("operator client");
+    for (to_url, authority) in [
+        ("https://pbx.acme-corp.example", "pbx.acme-corp.example"),
+        (acme.public_url().as_str(), acme.authority.as_str()),
+    ] {
+        operator_two
+            .put("/tenants/acme/public-url", &json!({"public_url": to_url}))
+            .await
+            .expect("moved");
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                one.pbxs.route(Some(authority)).name == "acme"
+            })
+            .await,
+            "replica 1 serves acme at {authority}"
+        );
+    }
+    assert_eq!(
+        one.pbxs.route(Some("pbx.acme-corp.example")).name,
+        "default",
+        "the name it moved away from reaches the host's own PBX"
+    );
+
     // Calls for both tenants, their events spread over both replicas, with
     // replica 2 killed with kill -9 once a third are through.
     const CALLS: usize = 12;
@@ -857,6 +882,139 @@ async fn a_suspended_tenant_s_queued_call_events_wait_for_its_resumption() {
     assert!(!sent.paused);
     assert_eq!(sent.redelivered, 1, "delivered once resumed");
     assert_eq!(journal.queued("salesforce"), 0);
+    host.shutdown().await;
+}
+
+/// The operator moves a tenant to another host name: it is served there,
+/// with everything it keeps, also after a restart; its old name reaches
+/// it no more; the CLI names the Callback URL each CRM app now needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_moves_a_tenant_to_another_host_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("pbx");
+    let cli = |args: &[&str]| pbx_at(Some(&data_dir), args, "");
+    let host = start_host(&data_dir, Options::default()).await;
+    let mut token = String::new();
+    for name in ["acme", "globex"] {
+        let url = format!("https://pbx.{name}.example");
+        let (ok, out, err) = cli(&["tenant", "add", name, "--public-url", &url]);
+        assert!(ok, "{err}");
+        if name == "acme" {
+            token = out
+                .lines()
+                .find_map(|l| l.split("with it): ").nth(1))
+                .expect("the admin token")
+                .trim()
+                .to_string();
+        }
+    }
+    let plugin = e2e_tests::component("salesforce_plugin");
+    let plugin = plugin.to_str().expect("path");
+    for args in [
+        vec!["plugin", "install", plugin, "--tenant", "acme"],
+        vec![
+            "extension",
+            "add",
+            "1001",
+            "--name",
+            "Ada",
+            "--tenant",
+            "acme",
+        ],
+    ] {
+        let (ok, _, err) = cli(&args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let extensions = |url: String, authority: &'static str, token: String| async move {
+        reqwest::Client::new()
+            .get(format!("{url}/api/extensions"))
+            .header("host", authority)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("answers")
+    };
+
+    let (ok, out, err) = cli(&[
+        "tenant",
+        "set-url",
+        "acme",
+        "--public-url",
+        "https://pbx.acme-corp.example",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("acme is now at https://pbx.acme-corp.example"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "give salesforce's app its new Callback URL: https://pbx.acme-corp.example/crm/salesforce/oauth/callback"
+        ),
+        "{out}"
+    );
+    let moved = extensions(host.url(), "pbx.acme-corp.example", token.clone()).await;
+    assert_eq!(moved.status().as_u16(), 200);
+    assert!(
+        moved.text().await.expect("body").contains("1001"),
+        "its extension"
+    );
+    let old = extensions(host.url(), "pbx.acme.example", token.clone()).await;
+    assert_eq!(
+        old.status().as_u16(),
+        401,
+        "the old name reaches the host's own PBX"
+    );
+
+    // Refused, changing nothing: another tenant's host name, a URL that is
+    // not one, an unknown tenant.
+    for (args, why) in [
+        (
+            [
+                "tenant",
+                "set-url",
+                "acme",
+                "--public-url",
+                "https://pbx.globex.example",
+            ],
+            "already reaches another PBX",
+        ),
+        (
+            [
+                "tenant",
+                "set-url",
+                "acme",
+                "--public-url",
+                "ftp://pbx.acme.example",
+            ],
+            "http",
+        ),
+        (
+            [
+                "tenant",
+                "set-url",
+                "nobody",
+                "--public-url",
+                "https://pbx.nobody.example",
+            ],
+            "no tenant is named",
+        ),
+    ] {
+        let (ok, _, err) = cli(&args);
+        assert!(!ok && err.contains(why), "{args:?}: {err}");
+    }
+    let (ok, out, err) = cli(&["tenant", "list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("https://pbx.acme-corp.example"), "{out}");
+    assert!(out.contains("https://pbx.globex.example"), "{out}");
+    host.shutdown().await;
+
+    // Kept: after a restart it is served at the new name only.
+    let host = start_host(&data_dir, Options::default()).await;
+    let moved = extensions(host.url(), "pbx.acme-corp.example", token.clone()).await;
+    assert_eq!(moved.status().as_u16(), 200);
+    let old = extensions(host.url(), "pbx.acme.example", token).await;
+    assert_eq!(old.status().as_u16(), 401);
     host.shutdown().await;
 }
 
