@@ -102,20 +102,20 @@ impl Auth {
             Token::Fixed(token) => return Ok(same(token)),
             Token::Stored { admin, known } => (admin, known),
         };
-        let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, read_at)) = &*known
+        if let Some((token, read_at)) = &*known.lock().unwrap_or_else(|p| p.into_inner())
             && now.saturating_duration_since(*read_at) < TOKEN_RECHECK
             && same(token)
         {
             return Ok(true);
         }
-        // A removed tenant's store has no token: nothing matches.
+        // Read with no lock held: other checks go on meanwhile. A removed
+        // tenant's store has no token, so nothing matches.
         let current = admin
             .get("token")?
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|t| t.len() >= 32);
         let matches = current.as_deref().is_some_and(same);
-        *known = current.map(|token| (token, now));
+        *known.lock().unwrap_or_else(|p| p.into_inner()) = current.map(|token| (token, now));
         Ok(matches)
     }
 

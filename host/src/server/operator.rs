@@ -138,7 +138,7 @@ fn view_with(pbxs: &Pbxs, record: &TenantRecord, usage: (usize, crate::store::Us
 }
 
 async fn list(State(pbxs): St) -> Result<Json<Value>, ApiError> {
-    let listing = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+    let listing = blocking(move || -> Result<Value, ApiError> {
         let records = pbxs.tenants.list()?;
         // Every tenant's namespaces are listed once, not once per tenant.
         let mut usages = pbxs.store.tenant_usages("t/")?;
@@ -148,8 +148,7 @@ async fn list(State(pbxs): St) -> Result<Json<Value>, ApiError> {
             .collect();
         Ok(json!({ "tenants": views }))
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    .await?;
     Ok(Json(listing))
 }
 
@@ -204,7 +203,7 @@ async fn add(State(pbxs): St, body: Json<Value>) -> Result<Response, ApiError> {
     let opened = {
         let pbxs = pbxs.clone();
         let record = record.clone();
-        tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        blocking(move || -> Result<String, ApiError> {
             let store = pbxs.store.tenant(&record.name);
             // The record first: adding it (only if no record has the name)
             // is what makes the name this request's, so a refused add
@@ -231,7 +230,6 @@ async fn add(State(pbxs): St, body: Json<Value>) -> Result<Response, ApiError> {
             Ok(token)
         })
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
     };
     let token = opened?;
     pbxs.announce();
@@ -259,11 +257,7 @@ async fn set_status(
 ) -> Result<Json<Value>, ApiError> {
     let _changes = pbxs.changes.lock().await;
     if pbxs.tenants.get(&name)?.status == TenantStatus::Removing {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("{name} is being removed; run `pbx-host tenant remove {name}` again to finish"),
-        ));
+        return Err(being_removed(&name));
     }
     let record = pbxs.tenants.set_status(&name, status)?;
     pbxs.set_status(&record);
@@ -295,11 +289,7 @@ async fn move_tenant(
     let _changes = pbxs.changes.lock().await;
     let record = pbxs.tenants.get(&name)?;
     if record.status == TenantStatus::Removing {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("{name} is being removed; run `pbx-host tenant remove {name}` again to finish"),
-        ));
+        return Err(being_removed(&name));
     }
     if record.public_url == url.as_str() {
         // Already there: nothing to do.
@@ -316,7 +306,7 @@ async fn move_tenant(
     }
     let moved = {
         let pbxs = pbxs.clone();
-        tokio::task::spawn_blocking(move || -> Result<TenantRecord, ApiError> {
+        blocking(move || -> Result<TenantRecord, ApiError> {
             let moved = pbxs.tenants.set_public_url(&name, &url)?;
             if let Err(e) = pbxs.open_tenant(&moved) {
                 // Back where it was: it failed before serving anything at
@@ -333,10 +323,7 @@ async fn move_tenant(
             }
             Ok(moved)
         })
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??
+        .await?
     };
     pbxs.announce();
     tracing::info!(tenant = %moved.name, public_url = %moved.public_url, "tenant moved");
@@ -382,15 +369,11 @@ async fn new_admin_token(
     let _changes = pbxs.changes.lock().await;
     let record = pbxs.tenants.get(&name)?;
     if record.status == TenantStatus::Removing {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("{name} is being removed; run `pbx-host tenant remove {name}` again to finish"),
-        ));
+        return Err(being_removed(&name));
     }
     let issued = {
         let pbxs = pbxs.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        blocking(move || -> Result<_, ApiError> {
             let store = pbxs.store.tenant(&record.name);
             // The token first: whoever holds the old one cannot log in
             // again between the sessions ending and the token changing.
@@ -427,7 +410,6 @@ async fn new_admin_token(
             Ok((token, ended, opened))
         })
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
     };
     let (token, ended, opened) = issued?;
     if opened {
@@ -439,6 +421,24 @@ async fn new_admin_token(
         "admin_token": token,
         "sessions_ended": ended,
     })))
+}
+
+/// What a change to a tenant left `removing` answers.
+fn being_removed(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!("{name} is being removed; run `pbx-host tenant remove {name}` again to finish"),
+    )
+}
+
+/// Runs `work` (store I/O) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
 }
 
 /// `DELETE /operator/tenants/NAME`.
@@ -460,7 +460,7 @@ async fn remove(State(pbxs): St, Path(name): Path<String>) -> Result<Json<Value>
     let removed = {
         let pbxs = pbxs.clone();
         let name = name.clone();
-        tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        blocking(move || -> Result<Value, ApiError> {
             // Read before its records go; it was released from the files
             // in use when it was closed.
             let shas = pbx
@@ -482,8 +482,7 @@ async fn remove(State(pbxs): St, Path(name): Path<String>) -> Result<Json<Value>
                 "files": files,
             }))
         })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??
+        .await?
     };
     pbxs.announce();
     tracing::info!(tenant = %name, "tenant removed");

@@ -325,7 +325,7 @@ impl Pbxs {
             }
             seen.insert(record.name.clone());
             match self.get(&record.name) {
-                Some(pbx) if pbx.state.config.public_url.as_str() == record.public_url => {
+                Some(pbx) if record.url().ok().as_ref() == Some(&pbx.state.config.public_url) => {
                     pbx.set_status(record.status)
                 }
                 // New, or moved to another public URL: opened (again).

@@ -324,6 +324,27 @@ async fn two_tenants_on_two_replicas_share_nothing_and_survive_a_kill() {
         "default",
         "the name it moved away from reaches the host's own PBX"
     );
+    // Following other changes does not open a tenant that stayed again.
+    let acme_served = one.pbxs.get("acme").expect("served");
+    for (verb, suspended) in [("suspend", true), ("resume", false)] {
+        operator_two
+            .post(&format!("/tenants/globex/{verb}"), &json!({}))
+            .await
+            .expect(verb);
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                one.pbxs
+                    .get("globex")
+                    .is_some_and(|g| g.is_suspended() == suspended)
+            })
+            .await,
+            "replica 1 follows the {verb}"
+        );
+    }
+    assert!(
+        Arc::ptr_eq(&acme_served, &one.pbxs.get("acme").expect("served")),
+        "acme was not opened again"
+    );
 
     // Calls for both tenants, their events spread over both replicas, with
     // replica 2 killed with kill -9 once a third are through.
