@@ -158,6 +158,17 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// The login page saying the store cannot be reached (503).
+fn login_store_unreachable(next: &str) -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        login_html(
+            Some("The PBX cannot reach its store right now; try again in a few seconds."),
+            next,
+        ),
+    )
+}
+
 /// Failed admin logins are counted per client address; past the limit every
 /// attempt from it is refused, right or wrong, until the window passes. Not
 /// for the admin login as a whole: the token is 256 random bits, so a
@@ -184,13 +195,7 @@ async fn login(
         Ok(matches) => matches,
         Err(e) => {
             tracing::error!("portal login not checked: {e}");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                login_html(
-                    Some("The PBX cannot reach its store right now; try again in a few seconds."),
-                    next,
-                ),
-            );
+            return login_store_unreachable(next);
         }
     };
     if !matches {
@@ -212,13 +217,7 @@ async fn login(
         Ok(session) => session,
         Err(e) => {
             tracing::error!("portal session not opened: {e}");
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                login_html(
-                    Some("The PBX cannot reach its store right now; try again in a few seconds."),
-                    next,
-                ),
-            );
+            return login_store_unreachable(next);
         }
     };
     let secure = st.config.secure_cookies();

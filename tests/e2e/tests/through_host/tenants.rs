@@ -105,6 +105,20 @@ fn to(
         .header("host", authority)
 }
 
+/// The admin token `tenant add` or `tenant new-token` printed: the end of
+/// its first line (shown once, so a reader of one line keeps it).
+fn token_on_first_line(out: &str) -> String {
+    let token = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(": ").next())
+        .expect("a first line")
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 64, "a token on the first line: {out}");
+    token
+}
+
 /// Add `tenant` through the operator API of the host serving `data_dir`;
 /// its admin token.
 async fn add_tenant(data_dir: &Path, tenant: &Tenant) -> String {
@@ -514,12 +528,7 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     let (ok, out, err) = cli(&["tenant", "add", "acme", "--public-url", &public_url]);
     assert!(ok, "{err}");
     assert!(out.contains("added tenant acme"), "{out}");
-    let token = out
-        .lines()
-        .find_map(|l| l.split("with it): ").nth(1))
-        .expect("the admin token is shown")
-        .trim()
-        .to_string();
+    let token = token_on_first_line(&out);
     // Refused: a taken name, a bad name, the same public URL again; none
     // changes anything.
     for (args, why) in [
@@ -745,13 +754,7 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
         out.contains("1 administrator portal session ended"),
         "{out}"
     );
-    let new_token = out
-        .lines()
-        .next()
-        .and_then(|l| l.split("no longer works): ").nth(1))
-        .expect("the new token is on the first line")
-        .trim()
-        .to_string();
+    let new_token = token_on_first_line(&out);
     assert_ne!(new_token, token);
     assert_eq!(
         extensions(&token).await.expect("answers").status().as_u16(),
@@ -921,12 +924,7 @@ async fn the_operator_moves_a_tenant_to_another_host_name() {
         let (ok, out, err) = cli(&["tenant", "add", name, "--public-url", &url]);
         assert!(ok, "{err}");
         if name == "acme" {
-            token = out
-                .lines()
-                .find_map(|l| l.split("with it): ").nth(1))
-                .expect("the admin token")
-                .trim()
-                .to_string();
+            token = token_on_first_line(&out);
         }
     }
     let plugin = e2e_tests::component("salesforce_plugin");
@@ -1081,13 +1079,7 @@ async fn a_tenant_left_without_its_token_is_served_again_with_a_new_one() {
     );
     let (ok, out, err) = cli(&["tenant", "new-token", "acme"]);
     assert!(ok, "{err}");
-    let token = out
-        .lines()
-        .next()
-        .and_then(|l| l.split("no longer works): ").nth(1))
-        .expect("the new token")
-        .trim()
-        .to_string();
+    let token = token_on_first_line(&out);
     assert!(host.pbxs.get("acme").is_some(), "served again");
     let extensions = reqwest::Client::new()
         .get(format!("{}/api/extensions", host.url()))
