@@ -62,9 +62,13 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// best effort, without waiting (see `fleet`).
     fn publish(&self, _topic: &str, _message: Vec<u8>) {}
 
-    /// The fleet messages every host sharing the backend publishes, its
-    /// own included; `None` when no other host can share it.
-    fn messages(&self) -> Option<tokio::sync::broadcast::Receiver<super::fleet::Carried>> {
+    /// The fleet messages every host sharing the backend publishes in
+    /// store scope `scope`, its own included, and the resyncs; `None` when
+    /// no other host can share it.
+    fn messages(
+        &self,
+        _scope: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<super::fleet::Carried>> {
         None
     }
 }

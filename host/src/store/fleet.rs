@@ -13,6 +13,9 @@
 //! On the embedded store there is no other host: announcing does nothing
 //! and nothing is heard.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use tokio::sync::broadcast;
 
 use super::Store;
@@ -35,6 +38,56 @@ pub(super) const HEARD_BACKLOG: usize = 1024;
 /// A sealed message as the backend carries it: the topic and
 /// `origin (8 bytes, little endian) || sealed payload`.
 pub(super) type Carried = (String, Vec<u8>);
+
+/// The listeners' channels, one per store scope (the host's own PBX, each
+/// tenant): a message wakes only the listeners of its scope, so with a
+/// thousand tenants on one Redis a pop-up wakes one listener per replica,
+/// not a thousand.
+#[derive(Default)]
+pub(super) struct Hearers {
+    by_scope: Mutex<HashMap<String, broadcast::Sender<Carried>>>,
+}
+
+impl Hearers {
+    /// A receiver of scope `scope`'s messages.
+    pub(super) fn subscribe(&self, scope: &str) -> broadcast::Receiver<Carried> {
+        self.scopes()
+            .entry(scope.to_string())
+            .or_insert_with(|| broadcast::channel(HEARD_BACKLOG).0)
+            .subscribe()
+    }
+
+    /// Hand a message to its scope's listeners; a scope whose listeners
+    /// are all gone (its tenant was closed) is forgotten.
+    pub(super) fn deliver(&self, topic: &str, bytes: Vec<u8>) {
+        let scope = scope_of(topic);
+        let mut scopes = self.scopes();
+        if let Some(sender) = scopes.get(scope)
+            && sender.send((topic.to_string(), bytes)).is_err()
+        {
+            scopes.remove(scope);
+        }
+    }
+
+    /// Tell every listener that messages may have been missed.
+    pub(super) fn resync(&self) {
+        self.scopes()
+            .retain(|_, sender| sender.send((RESYNC.to_string(), Vec::new())).is_ok());
+    }
+
+    fn scopes(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Carried>>> {
+        self.by_scope.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The store scope a fleet topic was announced in: `t/NAME/` for a
+/// tenant's, empty for the host's own PBX's.
+fn scope_of(topic: &str) -> &str {
+    topic
+        .strip_prefix("t/")
+        .and_then(|rest| rest.find('/'))
+        .map_or("", |end| &topic[..2 + end + 1])
+}
 
 /// One message from another host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +114,12 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Messages waiting for this listener (tests: what reached it).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.carried.as_ref().map_or(0, broadcast::Receiver::len)
+    }
+
     /// The next message from another host; `None` when the store closed or
     /// it has no other hosts (the embedded store). Messages that fail to
     /// open (another key, tampering) or that this host sent are skipped, as
@@ -119,7 +178,7 @@ impl Store {
     pub fn listen(&self) -> Listener {
         Listener {
             store: self.clone(),
-            carried: self.shared.backend().messages(),
+            carried: self.shared.backend().messages(&self.scope),
         }
     }
 
@@ -148,5 +207,53 @@ impl Store {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_s_scope_is_its_tenant_or_the_host_s_own() {
+        assert_eq!(scope_of("t/acme/browser"), "t/acme/");
+        assert_eq!(scope_of("t/acme/plugins"), "t/acme/");
+        assert_eq!(scope_of("browser"), "");
+        assert_eq!(scope_of("tenants"), "");
+        assert_eq!(scope_of("t/"), "", "no tenant name: not a tenant's");
+        assert_eq!(scope_of(RESYNC), "");
+    }
+
+    #[test]
+    fn a_message_reaches_only_the_listeners_of_its_scope() {
+        let hearers = Hearers::default();
+        let mut acme = hearers.subscribe("t/acme/");
+        let mut acme_too = hearers.subscribe("t/acme/");
+        let globex = hearers.subscribe("t/globex/");
+        let own = hearers.subscribe("");
+        hearers.deliver("t/acme/browser", b"pop-up".to_vec());
+        assert_eq!(
+            (acme.len(), acme_too.len(), globex.len(), own.len()),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(
+            acme.try_recv().expect("heard"),
+            ("t/acme/browser".to_string(), b"pop-up".to_vec())
+        );
+        assert!(acme_too.try_recv().is_ok());
+        hearers.deliver("plugins", b"changed".to_vec());
+        assert_eq!((acme.len(), globex.len(), own.len()), (0, 0, 1));
+        // A scope nobody listens to keeps nothing.
+        hearers.deliver("t/initech/browser", b"nobody".to_vec());
+        assert_eq!(hearers.scopes().len(), 3);
+        // Everyone hears a resync.
+        hearers.resync();
+        assert_eq!((acme.len(), globex.len(), own.len()), (1, 1, 2));
+        assert_eq!(acme.try_recv().expect("resync").0, RESYNC);
+        // A tenant closed (its listeners gone) is forgotten at its next
+        // message.
+        drop(globex);
+        hearers.deliver("t/globex/browser", b"too late".to_vec());
+        assert!(!hearers.scopes().contains_key("t/globex/"));
     }
 }

@@ -43,7 +43,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use url::Url;
 
 use super::backend::{Answer, Backend, Reply, SealedBatch, SealedWrite};
-use super::fleet::{Carried, HEARD_BACKLOG, RESYNC};
+use super::fleet::{Carried, Hearers, RESYNC};
 use super::keyfile::{KEY_FILE, create_key_file, ensure_data_dir, read_key_file};
 use super::seal::{SEAL_OVERHEAD, Sealer};
 use super::types::{KvError, StoreError, Usage};
@@ -203,8 +203,9 @@ pub(super) struct RedisBackend {
     clear: Script,
     /// For messages.
     target: String,
-    /// Fleet messages heard on Redis (see `fleet`), for every listener.
-    heard: tokio::sync::broadcast::Sender<Carried>,
+    /// Fleet messages heard on Redis (see `fleet`), for the listeners of
+    /// their scope.
+    heard: Arc<Hearers>,
     /// Namespaces this host has seen in [`NAMESPACES`], so a batch adds its
     /// namespace there once per process, not once per batch.
     listed: Arc<Mutex<HashSet<String>>>,
@@ -310,7 +311,7 @@ impl RedisBackend {
         if !sealer.opens_key_check(&check) {
             return Err(StoreError::RedisKeyMismatch { key_path, store });
         }
-        let heard = tokio::sync::broadcast::channel(HEARD_BACKLOG).0;
+        let heard = Arc::new(Hearers::default());
         // Subscribed before the store is handed out, so a host hears every
         // message sent after it started.
         let (subscribed, first) = mpsc::sync_channel(1);
@@ -400,11 +401,7 @@ const FLEET_CHANNELS: &str = "pbx:fleet:*";
 /// Cluster carries every publication to every node), made again after
 /// Redis restarts or the node goes, trying each seed in turn. `subscribed`
 /// hears of the first subscription.
-async fn subscribe(
-    target: RedisTarget,
-    heard: tokio::sync::broadcast::Sender<Carried>,
-    subscribed: mpsc::SyncSender<()>,
-) {
+async fn subscribe(target: RedisTarget, heard: Arc<Hearers>, subscribed: mpsc::SyncSender<()>) {
     use futures::StreamExt;
     let urls = match target {
         RedisTarget::Node(url) => vec![url],
@@ -426,9 +423,7 @@ async fn subscribe(
                     }
                     // Subscribed again: what was said meanwhile is missed,
                     // so every listener reads its state again.
-                    None => {
-                        let _ = heard.send((RESYNC.to_string(), Vec::new()));
-                    }
+                    None => heard.resync(),
                 }
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
@@ -439,8 +434,7 @@ async fn subscribe(
                         // Only this task says it.
                         continue;
                     }
-                    // No listener is not an error.
-                    let _ = heard.send((topic.to_string(), message.get_payload_bytes().to_vec()));
+                    heard.deliver(topic, message.get_payload_bytes().to_vec());
                 }
                 tracing::warn!(store = %redact(url), "the fleet's subscription ended; subscribing again");
             }
@@ -555,8 +549,8 @@ impl Backend for RedisBackend {
         }
     }
 
-    fn messages(&self) -> Option<tokio::sync::broadcast::Receiver<Carried>> {
-        Some(self.heard.subscribe())
+    fn messages(&self, scope: &str) -> Option<tokio::sync::broadcast::Receiver<Carried>> {
+        Some(self.heard.subscribe(scope))
     }
 
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {

@@ -267,6 +267,11 @@ fn a_tenants_fleet_messages_reach_only_the_same_tenant() {
         b"for the host's own PBX",
         "the host's own listener skips every tenant's"
     );
+    // Nothing else reached them: another tenant's message does not even
+    // wake a listener.
+    for listener in [&acme_on_b, &globex_on_b, &host_on_b] {
+        assert_eq!(listener.waiting(), 0);
+    }
 }
 
 #[test]
