@@ -10,6 +10,7 @@ mod crm_settings;
 mod crm_users;
 mod extension;
 mod network;
+mod operator;
 mod out;
 mod pinned_tls;
 mod plugin;
@@ -60,6 +61,13 @@ enum Command {
         at: DataDir,
         #[command(subcommand)]
         command: tenant::TenantCommand,
+    },
+    /// The operator's own token.
+    Operator {
+        #[command(flatten)]
+        at: DataDir,
+        #[command(subcommand)]
+        command: operator::OperatorCommand,
     },
     /// Manage the PBX's extensions.
     Extension {
@@ -248,6 +256,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "`tenant` commands are the operator's, for every tenant: drop --tenant"
             );
             tenant::run(at.operator()?, command).await
+        }
+        Command::Operator { at, command } => {
+            anyhow::ensure!(
+                at.tenant.is_none(),
+                "`operator` commands are the operator's own, in no tenant: drop --tenant"
+            );
+            operator::run(at.operator()?, command).await
         }
         Command::Extension { at, command } => extension::run(at.client()?, command).await,
         Command::Network { at, command } => network::run(at.client()?, command).await,

@@ -62,9 +62,10 @@ pub enum TenantCommand {
     },
     /// Issue a tenant's administrator a new admin token (theirs was lost or
     /// leaked). Prints it once; the old one stops working and their portal
-    /// sessions end.
+    /// sessions end. `default` is the host's own PBX (its
+    /// DATA_DIR/admin-token gets the new one).
     NewToken {
-        /// The tenant.
+        /// The tenant, or `default`.
         name: String,
         /// Print JSON.
         #[arg(long)]

@@ -4,7 +4,7 @@
 //! session scoped to one extension). The sessions themselves live in
 //! `sessions`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ pub const SESSION_COOKIE: &str = "pbx_session";
 
 /// Who may call what: the token, the sessions, the login rate limit.
 pub struct Auth {
-    token: Token,
+    token: KeptToken,
     /// Every browser session, the administrator's and agents'.
     pub sessions: Sessions,
     /// Failed logins (the portal's and agents'), per key.
@@ -49,40 +49,161 @@ impl Caller {
     }
 }
 
-/// A PBX's admin token, as its `Auth` is given it.
-pub enum AdminToken {
-    /// The host's own PBX's: read at start (its file, or the fleet's
-    /// record) and the same for the life of the process.
-    Fixed(String),
-    /// A tenant's: kept in its store (here as read when it opened), so a
-    /// new one the operator issues on any replica holds on every replica.
-    Stored(String),
-}
-
-/// How long a replica trusts the tenant token it last read: an old token
-/// the operator replaced on another replica is refused here within this.
-/// A token that does not match is checked against the store at once, so
-/// the new one works everywhere at once.
+/// How long a replica trusts the token it last read from a shared
+/// record: an old token replaced on another replica is refused here
+/// within this. A token that does not match is checked against the record
+/// at once, so a new one works everywhere at once.
 const TOKEN_RECHECK: Duration = Duration::from_secs(2);
 
-enum Token {
-    Fixed(String),
-    Stored {
-        admin: Namespace,
-        known: Mutex<Option<(String, Instant)>>,
+/// A bearer token that can be replaced while the host serves: the host's
+/// own admin token and the operator token (with the CLI's copy in the
+/// data directory, and on a shared store the fleet's record besides), and
+/// a tenant's admin token (its store's record only).
+pub struct KeptToken {
+    /// Where every replica reads the current token (a shared store, or a
+    /// tenant's scope); `None`: this process alone holds the token.
+    record: Option<Namespace>,
+    /// The CLI's copy on this machine; without a record, the token's one
+    /// lasting home.
+    file: Option<PathBuf>,
+    /// The token as last read, and when.
+    known: Mutex<Option<(String, Instant)>>,
+}
+
+/// Why a token could not be replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    /// The record could not be written: nothing changed.
+    #[error(transparent)]
+    Store(#[from] KvError),
+    /// The file that is the token's home could not be written: nothing
+    /// changed.
+    #[error(
+        "cannot write {path}: {source}; nothing changed (fix the data directory's permissions or free space, then run the command again)"
+    )]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
     },
+}
+
+impl KeptToken {
+    /// A token whose lasting home is `file` (an unshared store: one
+    /// process serves it).
+    pub fn in_file(file: PathBuf, token: String) -> Self {
+        Self {
+            record: None,
+            file: Some(file),
+            known: Mutex::new(Some((token, Instant::now()))),
+        }
+    }
+
+    /// A token recorded in `record` (as read there: `token`), with this
+    /// machine's copy for the CLI in `file`, if any.
+    pub fn recorded(record: Namespace, file: Option<PathBuf>, token: String) -> Self {
+        Self {
+            record: Some(record),
+            file,
+            known: Mutex::new(Some((token, Instant::now()))),
+        }
+    }
+
+    /// The admin token of the tenant whose store is `store`, as read at
+    /// its opening.
+    pub fn of_tenant(store: &Store, token: String) -> Self {
+        Self::recorded(
+            store.namespace(ADMIN_NAMESPACE, Quota::UNLIMITED),
+            None,
+            token,
+        )
+    }
+
+    /// The token as this replica last read it.
+    pub fn current(&self) -> Option<String> {
+        lock(&self.known).as_ref().map(|(token, _)| token.clone())
+    }
+
+    /// Whether `candidate` is the token (constant time); an error when the
+    /// record is to be read and its store cannot say.
+    pub fn matches(&self, candidate: &str) -> Result<bool, KvError> {
+        self.matches_at(candidate, Instant::now())
+    }
+
+    fn matches_at(&self, candidate: &str, now: Instant) -> Result<bool, KvError> {
+        let same = |token: &str| -> bool { candidate.as_bytes().ct_eq(token.as_bytes()).into() };
+        let known = lock(&self.known).clone();
+        let Some(record) = &self.record else {
+            return Ok(known.is_some_and(|(token, _)| same(&token)));
+        };
+        if let Some((token, read_at)) = &known
+            && now.saturating_duration_since(*read_at) < TOKEN_RECHECK
+            && same(token)
+        {
+            return Ok(true);
+        }
+        // Read with no lock held: other checks go on meanwhile. A removed
+        // tenant's store has no token, so nothing matches.
+        let current = record
+            .get("token")?
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|t| t.len() >= 32);
+        let matches = current.as_deref().is_some_and(same);
+        let changed = current.as_ref() != known.as_ref().map(|(token, _)| token);
+        if let (true, Some(file), Some(token)) = (changed, &self.file, &current) {
+            // Replaced on another replica: this machine's CLI finds the
+            // new one where it always looks.
+            if let Err(e) = write_token_file(file, token) {
+                tracing::warn!(file = %file.display(), "cannot keep the new token here: {e}");
+            }
+        }
+        *lock(&self.known) = current.map(|token| (token, now));
+        Ok(matches)
+    }
+
+    /// Replace the token with a new one, which this returns: the old one is
+    /// refused at once here, and on other replicas within seconds. A
+    /// refusal changes nothing.
+    pub fn replace(&self) -> Result<String, ReplaceError> {
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        match (&self.record, &self.file) {
+            (Some(record), file) => {
+                record.set("token", token.as_bytes())?;
+                // The record is the truth; the file is a copy another
+                // start or check writes again.
+                if let Some(file) = file
+                    && let Err(e) = write_token_file(file, &token)
+                {
+                    tracing::warn!(file = %file.display(), "the token was replaced, but its copy here could not be written: {e}");
+                }
+            }
+            (None, Some(file)) => {
+                write_token_file(file, &token).map_err(|source| ReplaceError::File {
+                    path: file.display().to_string(),
+                    source,
+                })?;
+            }
+            (None, None) => {}
+        }
+        *lock(&self.known) = Some((token.clone(), Instant::now()));
+        Ok(token)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A token file: whole or not at all (a crash mid-write must not leave an
+/// empty one), owner-only.
+fn write_token_file(path: &Path, token: &str) -> std::io::Result<()> {
+    crate::files::write_atomically_private(path, format!("{token}\n").as_bytes())
 }
 
 impl Auth {
     /// The admin token, the sessions in `store` (the PBX's own).
-    pub fn new(token: AdminToken, store: &Store, policy: SessionPolicy) -> Self {
-        let token = match token {
-            AdminToken::Fixed(token) => Token::Fixed(token),
-            AdminToken::Stored(token) => Token::Stored {
-                admin: store.namespace(ADMIN_NAMESPACE, Quota::UNLIMITED),
-                known: Mutex::new(Some((token, Instant::now()))),
-            },
-        };
+    pub fn new(token: KeptToken, store: &Store, policy: SessionPolicy) -> Self {
         Self {
             token,
             sessions: Sessions::new(store, policy),
@@ -91,40 +212,15 @@ impl Auth {
     }
 
     /// Whether `candidate` is the admin token (constant time); an error
-    /// when a tenant's token is to be read and its store cannot say.
+    /// when a shared record is to be read and its store cannot say.
     pub fn token_matches(&self, candidate: &str) -> Result<bool, KvError> {
-        self.token_matches_at(candidate, Instant::now())
+        self.token.matches(candidate)
     }
 
-    fn token_matches_at(&self, candidate: &str, now: Instant) -> Result<bool, KvError> {
-        let same = |token: &str| -> bool { candidate.as_bytes().ct_eq(token.as_bytes()).into() };
-        let (admin, known) = match &self.token {
-            Token::Fixed(token) => return Ok(same(token)),
-            Token::Stored { admin, known } => (admin, known),
-        };
-        if let Some((token, read_at)) = &*known.lock().unwrap_or_else(|p| p.into_inner())
-            && now.saturating_duration_since(*read_at) < TOKEN_RECHECK
-            && same(token)
-        {
-            return Ok(true);
-        }
-        // Read with no lock held: other checks go on meanwhile. A removed
-        // tenant's store has no token, so nothing matches.
-        let current = admin
-            .get("token")?
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .filter(|t| t.len() >= 32);
-        let matches = current.as_deref().is_some_and(same);
-        *known.lock().unwrap_or_else(|p| p.into_inner()) = current.map(|token| (token, now));
-        Ok(matches)
-    }
-
-    /// Forget the token read last, so the next check reads the store (the
-    /// operator just issued a new one).
-    pub fn token_replaced(&self) {
-        if let Token::Stored { known, .. } = &self.token {
-            *known.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
+    /// A new admin token in place of the old one ([`KeptToken::replace`]);
+    /// the caller ends the administrator's portal sessions.
+    pub fn replace_token(&self) -> Result<String, ReplaceError> {
+        self.token.replace()
     }
 
     /// A new portal session id.
@@ -191,8 +287,7 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
         );
     }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    crate::files::write_private(path, format!("{token}\n").as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_token_file(path, &token).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(token)
 }
 
@@ -207,14 +302,32 @@ const OPERATOR_NAMESPACE: &str = "host/operator";
 /// (sealed, as every value), which this replica then also keeps in `path`
 /// for its CLI; the first replica puts its own there. On an unshared
 /// store, the file's ([`load_or_create_token`]).
-pub fn fleet_token(store: &Store, path: &Path) -> anyhow::Result<String> {
-    shared_token(store, ADMIN_NAMESPACE, path, "admin")
+pub fn fleet_token(store: &Store, path: &Path) -> anyhow::Result<KeptToken> {
+    kept_token(store, ADMIN_NAMESPACE, path, "admin")
 }
 
 /// The operator token, kept as the admin token is (`fleet_token`), in the
 /// root store: it reaches the operator API and, through it, every tenant.
-pub fn operator_token(store: &Store, path: &Path) -> anyhow::Result<String> {
-    shared_token(&store.root(), OPERATOR_NAMESPACE, path, "operator")
+pub fn operator_token(store: &Store, path: &Path) -> anyhow::Result<KeptToken> {
+    kept_token(&store.root(), OPERATOR_NAMESPACE, path, "operator")
+}
+
+fn kept_token(
+    store: &Store,
+    namespace: &str,
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<KeptToken> {
+    let token = shared_token(store, namespace, path, what)?;
+    Ok(if store.is_shared() {
+        KeptToken::recorded(
+            store.namespace(namespace, Quota::UNLIMITED),
+            Some(path.to_path_buf()),
+            token,
+        )
+    } else {
+        KeptToken::in_file(path.to_path_buf(), token)
+    })
 }
 
 /// A new admin token for the tenant whose store is `store`, replacing the
@@ -255,7 +368,7 @@ fn shared_token(store: &Store, namespace: &str, path: &Path, what: &str) -> anyh
             .with_context(|| format!("the shared store holds no valid {what} token; fix: restore the store from a backup, or start the fleet on a new one"))?;
         let local = std::fs::read_to_string(path).unwrap_or_default();
         if local.trim() != token {
-            crate::files::write_private(path, format!("{token}\n").as_bytes())
+            write_token_file(path, &token)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             tracing::info!(file = %path.display(), "the fleet's {what} token is kept here");
         }
@@ -302,77 +415,133 @@ mod tests {
         let store = Store::open(dir.path()).expect("store").tenant("acme");
         let old = new_tenant_token(&store).expect("token");
         // Two replicas of the tenant, each with its own view of the token.
-        let here = Auth::new(
-            AdminToken::Stored(old.clone()),
-            &store,
-            SessionPolicy::default(),
-        );
-        let there = Auth::new(
-            AdminToken::Stored(old.clone()),
-            &store,
-            SessionPolicy::default(),
-        );
+        let replica = || {
+            Auth::new(
+                KeptToken::of_tenant(&store, old.clone()),
+                &store,
+                SessionPolicy::default(),
+            )
+        };
+        let (here, there) = (replica(), replica());
         let start = Instant::now();
-        assert!(there.token_matches_at(&old, start).expect("store"));
+        assert!(there.token.matches_at(&old, start).expect("store"));
         let admin_session = there
             .sessions
             .create(Holder::Administrator)
             .expect("session");
 
         // The operator issues a new token on `here`.
-        let new = new_tenant_token(&store).expect("token");
-        here.token_replaced();
+        let new = here.replace_token().expect("replaced");
         assert_ne!(new, old);
-        assert!(!here.token_matches_at(&old, start).expect("store"));
-        assert!(here.token_matches_at(&new, start).expect("store"));
+        assert!(!here.token.matches_at(&old, start).expect("store"));
+        assert!(here.token.matches_at(&new, start).expect("store"));
         assert_eq!(here.sessions.end_administrators().expect("store"), 1);
         assert_eq!(there.sessions.check(&admin_session).expect("store"), None);
 
         // `there` takes the new one at once (it does not match what it
         // knew, so it reads the store), and refuses the old one after.
-        assert!(there.token_matches_at(&new, start).expect("store"));
-        assert!(!there.token_matches_at(&old, start).expect("store"));
+        assert!(there.token.matches_at(&new, start).expect("store"));
+        assert!(!there.token.matches_at(&old, start).expect("store"));
 
         // A replica that has not looked since refuses the old token once
         // the recheck interval has passed.
-        let late = Auth::new(
-            AdminToken::Stored(old.clone()),
-            &store,
-            SessionPolicy::default(),
-        );
+        let late = replica();
         assert!(
-            late.token_matches_at(&old, start + TOKEN_RECHECK / 2)
+            late.token
+                .matches_at(&old, start + TOKEN_RECHECK / 2)
                 .expect("store"),
             "trusted within the interval"
         );
         assert!(
             !late
-                .token_matches_at(&old, start + TOKEN_RECHECK * 2)
+                .token
+                .matches_at(&old, start + TOKEN_RECHECK * 2)
                 .expect("store")
         );
-        assert!(!late.token_matches_at("", start).expect("store"));
+        assert!(!late.token.matches_at("", start).expect("store"));
 
         // A removed tenant keeps no token: nothing matches.
         store.remove_tenant_data().expect("removed");
         assert!(
             !there
-                .token_matches_at(&new, start + TOKEN_RECHECK * 2)
+                .token
+                .matches_at(&new, start + TOKEN_RECHECK * 2)
                 .expect("store")
         );
     }
 
+    fn file_token(path: &Path) -> String {
+        std::fs::read_to_string(path)
+            .expect("token file")
+            .trim()
+            .to_string()
+    }
+
     #[test]
-    fn the_host_s_own_token_is_fixed() {
+    fn a_token_kept_in_its_file_is_replaced_there_and_lasts_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("admin-token");
+        let old = load_or_create_token(&path).expect("token");
+        let kept = KeptToken::in_file(path.clone(), old.clone());
+        assert!(kept.matches(&old).expect("no store"));
+        assert!(!kept.matches(&"e".repeat(64)).expect("no store"));
+        assert!(!kept.matches("").expect("no store"));
+
+        let new = kept.replace().expect("replaced");
+        assert_ne!(new, old);
+        assert!(!kept.matches(&old).expect("no store"), "refused at once");
+        assert!(kept.matches(&new).expect("no store"));
+        assert_eq!(file_token(&path), new, "the CLI's copy");
+        assert_eq!(
+            load_or_create_token(&path).expect("token"),
+            new,
+            "a restart keeps it"
+        );
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "owner-only");
+        }
+
+        // A file that cannot be written: refused, and nothing changed.
+        let gone = KeptToken::in_file(dir.path().join("no-such-dir").join("token"), new.clone());
+        let refused = gone.replace().expect_err("no directory");
+        assert!(refused.to_string().contains("nothing changed"), "{refused}");
+        assert!(gone.matches(&new).expect("no store"), "the old one holds");
+    }
+
+    #[test]
+    fn a_recorded_token_replaced_on_one_replica_reaches_the_other_s_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let token = "f".repeat(64);
-        let auth = Auth::new(
-            AdminToken::Fixed(token.clone()),
-            &store,
-            SessionPolicy::default(),
+        let record = || store.namespace("host/operator", Quota::UNLIMITED);
+        let old = "a".repeat(64);
+        record().set("token", old.as_bytes()).expect("set");
+        // Two replicas' data directories, each with the CLI's copy.
+        let (here_file, there_file) = (dir.path().join("here"), dir.path().join("there"));
+        for file in [&here_file, &there_file] {
+            write_token_file(file, &old).expect("file");
+        }
+        let here = KeptToken::recorded(record(), Some(here_file.clone()), old.clone());
+        let there = KeptToken::recorded(record(), Some(there_file.clone()), old.clone());
+        let start = Instant::now();
+
+        let new = here.replace().expect("replaced");
+        assert_eq!(file_token(&here_file), new);
+        assert_eq!(file_token(&there_file), old, "not yet read there");
+        // `there` is shown the new token: it reads the record, takes it,
+        // and keeps it for its CLI.
+        assert!(there.matches_at(&new, start).expect("store"));
+        assert_eq!(file_token(&there_file), new);
+        assert!(!there.matches_at(&old, start).expect("store"));
+        // Shown the old one after the recheck interval, it finds out too.
+        let late = KeptToken::recorded(record(), Some(there_file.clone()), old.clone());
+        write_token_file(&there_file, &old).expect("file");
+        assert!(
+            !late
+                .matches_at(&old, start + TOKEN_RECHECK * 2)
+                .expect("store")
         );
-        assert!(auth.token_matches(&token).expect("store"));
-        assert!(!auth.token_matches(&"e".repeat(64)).expect("store"));
-        assert!(!auth.token_matches("").expect("store"));
+        assert_eq!(file_token(&there_file), new);
     }
 }

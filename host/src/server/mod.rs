@@ -63,9 +63,10 @@ pub const ADMIN_CERT_FILE: &str = "admin-cert.pem";
 pub struct RunningHost {
     /// The bound address.
     pub addr: SocketAddr,
-    /// The admin token of the host's own PBX (also in the data directory).
+    /// The admin token of the host's own PBX at its start (also in the
+    /// data directory).
     pub admin_token: String,
-    /// The operator token (also in the data directory).
+    /// The operator token at the start (also in the data directory).
     pub operator_token: String,
     /// The host's own PBX's handler state, for in-process tests.
     pub state: Arc<AppState>,
@@ -133,9 +134,11 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     })?;
     let shared = SharedEngine::new(&config.limits)?;
 
-    let admin_token = auth::fleet_token(&store, &config.data_dir.join(ADMIN_TOKEN_FILE))?;
-    let operator_token =
+    let own_token = auth::fleet_token(&store, &config.data_dir.join(ADMIN_TOKEN_FILE))?;
+    let kept_operator_token =
         auth::operator_token(&store, &config.data_dir.join(operator::OPERATOR_TOKEN_FILE))?;
+    let admin_token = own_token.current().unwrap_or_default();
+    let operator_token = kept_operator_token.current().unwrap_or_default();
     // Read the TLS files before binding: a bad file stops the start.
     let tls = config
         .tls
@@ -176,15 +179,14 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         crate::tenants::DEFAULT_TENANT,
         store.clone(),
         config,
-        auth::AdminToken::Fixed(admin_token.clone()),
+        own_token,
         None,
     )?;
     let pbxs = {
         let store = store.clone();
-        let operator_token = operator_token.clone();
         // Opening the tenants loads their plugins: off the async workers.
         let opened = tokio::task::spawn_blocking(move || {
-            tenancy::Pbxs::open(common, store, own, operator_token)
+            tenancy::Pbxs::open(common, store, own, kept_operator_token)
         });
         Arc::new(opened.await??)
     };

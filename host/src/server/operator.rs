@@ -18,7 +18,6 @@ use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::sessions::{SessionPolicy, Sessions};
@@ -45,6 +44,7 @@ const MAX_FORWARDED_BYTES: usize = 64 << 20;
 
 pub(super) fn routes(pbxs: Arc<Pbxs>) -> Router<Arc<Pbxs>> {
     Router::new()
+        .route("/operator/token", post(new_operator_token))
         .route("/operator/tenants", get(list).post(add))
         .route("/operator/tenants/{name}", delete(remove))
         .route("/operator/tenants/{name}/suspend", post(suspend))
@@ -70,17 +70,19 @@ async fn require_operator(State(pbxs): St, request: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let allowed = bearer
-        .is_some_and(|token| bool::from(token.as_bytes().ct_eq(pbxs.operator_token.as_bytes())));
-    if allowed {
-        next.run(request).await
-    } else {
-        ApiError::new(
+    let allowed = match bearer {
+        Some(token) => pbxs.operator_token.matches(token),
+        None => Ok(false),
+    };
+    match allowed {
+        Ok(true) => next.run(request).await,
+        Err(e) => ApiError::from(e).into_response(),
+        Ok(false) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the operator API needs the operator token as `Authorization: Bearer TOKEN` (it is in DATA_DIR/operator-token); a tenant's admin token is not it",
         )
-        .into_response()
+        .into_response(),
     }
 }
 
@@ -350,54 +352,83 @@ fn callback_urls(pbxs: &Pbxs, record: &TenantRecord) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// `POST /operator/token`: a new operator token (the old one was leaked,
+/// or is rotated on a schedule). The old one is refused at once here and
+/// within seconds on other replicas; each replica's
+/// `DATA_DIR/operator-token` gets the new one (this one's at once, the
+/// others' when they next check a token).
+async fn new_operator_token(State(pbxs): St) -> Result<Json<Value>, ApiError> {
+    let _changes = pbxs.changes.lock().await;
+    let token = {
+        let pbxs = pbxs.clone();
+        blocking(move || pbxs.operator_token.replace().map_err(replace_refused)).await?
+    };
+    tracing::info!("operator token replaced");
+    Ok(Json(json!({ "operator_token": token })))
+}
+
+fn replace_refused(e: super::auth::ReplaceError) -> ApiError {
+    match e {
+        super::auth::ReplaceError::Store(e) => e.into(),
+        file @ super::auth::ReplaceError::File { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            file.to_string(),
+        ),
+    }
+}
+
 /// `POST /operator/tenants/NAME/admin-token`: a new admin token for the
-/// tenant's administrator, who lost theirs or leaked it. The old one stops
-/// working (on other replicas within seconds) and every administrator
-/// portal session of the tenant ends; agents stay signed in. A tenant
-/// that could not be opened for want of its token is served again.
+/// administrator of a tenant, or of the host's own PBX (`default`), who
+/// lost theirs or leaked it. The old one stops working (on other replicas
+/// within seconds) and every administrator portal session of that PBX
+/// ends; agents stay signed in. A tenant that could not be opened for
+/// want of its token is served again.
 async fn new_admin_token(
     State(pbxs): St,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if name == DEFAULT_TENANT {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "the host's own PBX is not a tenant: its admin token is DATA_DIR/admin-token (replace the file and restart the host to change it)",
-        ));
-    }
     let _changes = pbxs.changes.lock().await;
-    let record = pbxs.tenants.get(&name)?;
-    if record.status == TenantStatus::Removing {
+    let record = match name.as_str() {
+        DEFAULT_TENANT => None,
+        _ => Some(pbxs.tenants.get(&name)?),
+    };
+    if record
+        .as_ref()
+        .is_some_and(|r| r.status == TenantStatus::Removing)
+    {
         return Err(being_removed(&name));
     }
     let issued = {
         let pbxs = pbxs.clone();
+        let name = name.clone();
         blocking(move || -> Result<_, ApiError> {
-            let store = pbxs.store.tenant(&record.name);
+            let served = pbxs.get(&name);
             // The token first: whoever holds the old one cannot log in
             // again between the sessions ending and the token changing.
-            let token = super::auth::new_tenant_token(&store)?;
-            let served = pbxs.get(&record.name);
-            if let Some(pbx) = &served {
-                pbx.state.auth.token_replaced();
-            }
-            let ended = Sessions::new(&store, SessionPolicy::default())
-                .end_administrators()
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        format!(
-                            "a new admin token is stored, but the administrator's portal sessions could not be ended ({e}); run `pbx-host tenant new-token {}` again",
-                            record.name
-                        ),
-                    )
-                })?;
-            let opened = match served {
-                Some(_) => false,
+            let (token, sessions) = match &served {
+                Some(pbx) => (
+                    pbx.state.auth.replace_token().map_err(replace_refused)?,
+                    Sessions::new(&pbx.state.store, SessionPolicy::default()),
+                ),
                 None => {
-                    pbxs.open_tenant(&record).map_err(|e| {
+                    let store = pbxs.store.tenant(&name);
+                    let token = super::auth::new_tenant_token(&store)?;
+                    (token, Sessions::new(&store, SessionPolicy::default()))
+                }
+            };
+            let ended = sessions.end_administrators().map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!(
+                        "a new admin token is in effect, but the administrator's portal sessions could not be ended ({e}); run `pbx-host tenant new-token {name}` again"
+                    ),
+                )
+            })?;
+            let opened = match (&served, &record) {
+                (None, Some(record)) => {
+                    pbxs.open_tenant(record).map_err(|e| {
                         ApiError::new(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "internal",
@@ -406,6 +437,7 @@ async fn new_admin_token(
                     })?;
                     true
                 }
+                _ => false,
             };
             Ok((token, ended, opened))
         })
@@ -415,7 +447,7 @@ async fn new_admin_token(
     if opened {
         pbxs.announce();
     }
-    tracing::info!(tenant = %name, sessions_ended = ended, opened, "tenant admin token replaced");
+    tracing::info!(tenant = %name, sessions_ended = ended, opened, "admin token replaced");
     Ok(Json(json!({
         "tenant": name,
         "admin_token": token,

@@ -118,7 +118,7 @@ pub fn open_pbx(
     name: &str,
     store: Store,
     mut config: HostConfig,
-    admin_token: auth::AdminToken,
+    admin_token: auth::KeptToken,
     kv: Option<Quota>,
 ) -> anyhow::Result<Pbx> {
     let services = Arc::new(Services {
@@ -206,7 +206,7 @@ pub struct Pbxs {
     /// The host's own PBX.
     pub default: Arc<Pbx>,
     /// The operator's token (the operator API).
-    pub(super) operator_token: String,
+    pub(super) operator_token: auth::KeptToken,
     by_name: RwLock<HashMap<String, Arc<Pbx>>>,
     /// `Host` authority to tenant name.
     by_authority: RwLock<HashMap<String, String>>,
@@ -220,7 +220,7 @@ impl Pbxs {
         common: Common,
         store: Store,
         default: Pbx,
-        operator_token: String,
+        operator_token: auth::KeptToken,
     ) -> anyhow::Result<Pbxs> {
         let pbxs = Pbxs {
             common,
@@ -276,7 +276,7 @@ impl Pbxs {
     /// Open and serve tenant `record` (its admin token is in its store).
     pub(super) fn open_tenant(&self, record: &TenantRecord) -> anyhow::Result<Arc<Pbx>> {
         let store = self.store.tenant(&record.name);
-        let token = auth::tenant_token(&store)?;
+        let token = auth::KeptToken::of_tenant(&store, auth::tenant_token(&store)?);
         let mut config = self.common.config.clone();
         config.public_url = record.url()?;
         config.public_url_given = true;
@@ -285,7 +285,7 @@ impl Pbxs {
             &record.name,
             store,
             config,
-            auth::AdminToken::Stored(token),
+            token,
             record.kv.as_ref().map(|kv| kv.quota()),
         )?;
         pbx.set_status(record.status);

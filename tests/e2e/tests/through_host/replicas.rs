@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use e2e_tests::org::{
     Consent, Setup, World, add_extension, associate, call_event, drain, send_event, tasks_of,
 };
-use e2e_tests::{Options, admin, start_host};
+use e2e_tests::{Options, admin, pbx_at, start_host};
 use pbx_host::capabilities::browser::Viewer;
 use pbx_host::server::{ADMIN_TOKEN_FILE, RunningHost};
 use pbx_host::store::KEY_FILE;
 use serde_json::{Map, Value, json};
 
 use crate::plugin_versions::probe_version;
+use crate::tenants::token_on_first_line;
 
 /// 2026-01-15 12:00:00 UTC.
 const NOON: u64 = 1_768_478_400_000;
@@ -276,6 +277,44 @@ async fn two_replicas_on_one_redis_serve_one_pbx() {
         );
         assert_eq!(shown(host), 1, "{call_id}");
     }
+
+    // The operator replaces the fleet's tokens on A. B takes the new ones
+    // at the first request that carries them, keeps them for its CLI, and
+    // refuses the old ones from then on.
+    let cli_a = |args: &[&str]| pbx_at(Some(&world.data_dir), args, "");
+    let (ok, out, err) = cli_a(&["operator", "new-token"]);
+    assert!(ok, "{err}");
+    let operator = token_on_first_line(&out);
+    let (ok, out, err) = cli_a(&["tenant", "new-token", "default"]);
+    assert!(ok, "{err}");
+    let admin_token = token_on_first_line(&out);
+    let client = reqwest::Client::new();
+    let status = |path: &str, token: &str| {
+        let request = client.get(format!("{}{path}", b.url())).bearer_auth(token);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    for (path, new, old, file) in [
+        (
+            "/operator/tenants",
+            &operator,
+            &world.host.operator_token,
+            pbx_host::server::OPERATOR_TOKEN_FILE,
+        ),
+        (
+            "/api/extensions",
+            &admin_token,
+            &world.host.admin_token,
+            ADMIN_TOKEN_FILE,
+        ),
+    ] {
+        assert_ne!(new, old);
+        assert_eq!(status(path, new).await, 200, "{path} on B");
+        let kept = std::fs::read_to_string(b_dir.join(file)).expect("B's token file");
+        assert_eq!(&kept.trim(), new, "{file} on B");
+        assert_eq!(status(path, old).await, 401, "{path} on B, old token");
+    }
+    let (ok, out, err) = pbx_at(Some(&b_dir), &["extension", "list"], "");
+    assert!(ok, "B's CLI: {out}{err}");
     b.shutdown().await;
 }
 

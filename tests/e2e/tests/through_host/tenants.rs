@@ -107,7 +107,7 @@ fn to(
 
 /// The admin token `tenant add` or `tenant new-token` printed: the end of
 /// its first line (shown once, so a reader of one line keeps it).
-fn token_on_first_line(out: &str) -> String {
+pub(crate) fn token_on_first_line(out: &str) -> String {
     let token = out
         .lines()
         .next()
@@ -775,15 +775,10 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
         200
     );
     let token = new_token;
-    // Refused, changing nothing: an unknown tenant, the host's own PBX, a
-    // tenant's own token at the operator route.
-    for (name, why) in [
-        ("nobody", "no tenant is named"),
-        ("default", "DATA_DIR/admin-token"),
-    ] {
-        let (ok, _, err) = cli(&["tenant", "new-token", name]);
-        assert!(!ok && err.contains(why), "{name}: {err}");
-    }
+    // Refused, changing nothing: an unknown tenant, a tenant's own token
+    // at the operator route.
+    let (ok, _, err) = cli(&["tenant", "new-token", "nobody"]);
+    assert!(!ok && err.contains("no tenant is named"), "{err}");
     let refused = client
         .post(format!("{url}/operator/tenants/acme/admin-token"))
         .bearer_auth(&token)
@@ -852,6 +847,149 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     assert_eq!(gone.status().as_u16(), 401, "its token reaches nothing");
     let (ok, _, err) = cli(&["extension", "list", "--tenant", "acme"]);
     assert!(!ok && err.contains("no tenant is named"), "{err}");
+    host.shutdown().await;
+}
+
+/// Tokens leak: the operator replaces the operator token, and the admin
+/// token of the host's own PBX, while the host serves. The old ones are
+/// refused at once, the portal session made with the old admin token
+/// ends, the CLI finds the new ones in the data directory, and both last
+/// a restart. A refused request replaces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_replaces_its_own_token_and_the_host_s_own_admin_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("pbx");
+    let host = start_host(&data_dir, options(&[], None)).await;
+    let cli = |args: &[&str]| pbx_at(Some(&data_dir), args, "");
+    let file = |name: &str| {
+        std::fs::read_to_string(data_dir.join(name))
+            .expect("a token file")
+            .trim()
+            .to_string()
+    };
+    let client = reqwest::Client::new();
+    let status = |url: String, token: String| {
+        let request = client.get(url).bearer_auth(token);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let (old_operator, old_admin) = (host.operator_token.clone(), host.admin_token.clone());
+    assert_eq!(file("operator-token"), old_operator);
+    assert_eq!(file("admin-token"), old_admin);
+
+    // Refused, replacing nothing: the admin token at the operator route,
+    // and `--tenant` on the operator's own command.
+    let url = host.url();
+    let refused = client
+        .post(format!("{url}/operator/token"))
+        .bearer_auth(&old_admin)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status().as_u16(), 401);
+    let (ok, _, err) = cli(&["operator", "new-token", "--tenant", "acme"]);
+    assert!(!ok && err.contains("drop --tenant"), "{err}");
+    assert_eq!(file("operator-token"), old_operator, "nothing replaced");
+    assert_eq!(
+        status(format!("{url}/operator/tenants"), old_operator.clone()).await,
+        200
+    );
+
+    // The operator token.
+    let (ok, out, err) = cli(&["operator", "new-token"]);
+    assert!(ok, "{err}");
+    let operator = token_on_first_line(&out);
+    assert_ne!(operator, old_operator);
+    assert_eq!(file("operator-token"), operator, "the CLI's copy");
+    assert_eq!(
+        status(format!("{url}/operator/tenants"), old_operator.clone()).await,
+        401,
+        "the old operator token is refused"
+    );
+    assert_eq!(
+        status(format!("{url}/operator/tenants"), operator.clone()).await,
+        200
+    );
+    let (ok, out, err) = cli(&["tenant", "list"]);
+    assert!(ok && out.contains("no tenants"), "{out}{err}");
+
+    // The host's own PBX's admin token, with a portal session made with
+    // the old one (its cookie is on the login's redirect).
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = no_redirects
+        .post(format!("{url}/login"))
+        .header("origin", &url)
+        .form(&[("token", old_admin.as_str())])
+        .send()
+        .await
+        .expect("answers");
+    let session = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("pbx_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a portal session")
+        .to_string();
+    let with_session = || {
+        client
+            .get(format!("{url}/api/extensions"))
+            .header("cookie", format!("pbx_session={session}"))
+            .send()
+    };
+    assert_eq!(
+        with_session().await.expect("answers").status().as_u16(),
+        200
+    );
+    let (ok, out, err) = cli(&["tenant", "new-token", "default"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("1 administrator portal session ended"),
+        "{out}"
+    );
+    let admin = token_on_first_line(&out);
+    assert_ne!(admin, old_admin);
+    assert_eq!(file("admin-token"), admin, "the CLI's copy");
+    assert_eq!(
+        status(format!("{url}/api/extensions"), old_admin.clone()).await,
+        401,
+        "the old admin token is refused"
+    );
+    assert_eq!(
+        with_session().await.expect("answers").status().as_u16(),
+        401,
+        "the session made with the old token ended"
+    );
+    assert_eq!(
+        status(format!("{url}/api/extensions"), admin.clone()).await,
+        200
+    );
+    let (ok, out, err) = cli(&["extension", "list"]);
+    assert!(ok, "{out}{err}");
+
+    // Both last a restart; the old ones stay refused.
+    host.shutdown().await;
+    let host = start_host(&data_dir, options(&[], None)).await;
+    assert_eq!(
+        (host.operator_token.as_str(), host.admin_token.as_str()),
+        (operator.as_str(), admin.as_str())
+    );
+    let url = host.url();
+    for (path, token, expected) in [
+        ("/operator/tenants", &operator, 200),
+        ("/operator/tenants", &old_operator, 401),
+        ("/api/extensions", &admin, 200),
+        ("/api/extensions", &old_admin, 401),
+    ] {
+        assert_eq!(
+            status(format!("{url}{path}"), token.clone()).await,
+            expected,
+            "{path}"
+        );
+    }
     host.shutdown().await;
 }
 
