@@ -212,6 +212,13 @@ async fn add(State(pbxs): St, body: Json<Value>) -> Result<Response, ApiError> {
             // writes nothing, not even over a tenant's token. Other
             // replicas open it on the announcement, once its token is in.
             pbxs.tenants.add(&record)?;
+            // A replica that had not yet heard of an earlier tenant's
+            // removal may have written a last key under the name after it:
+            // the new tenant inherits nothing of it.
+            if let Err(e) = store.remove_tenant_data() {
+                let _ = pbxs.tenants.remove(&record.name);
+                return Err(e.into());
+            }
             let token = match super::auth::new_tenant_token(&store) {
                 Ok(token) => token,
                 Err(e) => {

@@ -62,6 +62,9 @@ pub struct Pbx {
     pub name: String,
     /// Its handler state.
     pub state: Arc<AppState>,
+    /// When its tenant's record was added (0 for the host's own PBX): a
+    /// tenant removed and added again under its name is another tenant.
+    added_at_ms: u64,
     router: Router,
     suspended: AtomicBool,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -188,6 +191,7 @@ pub fn open_pbx(
     });
     Ok(Pbx {
         name: name.to_string(),
+        added_at_ms: 0,
         router: router(state.clone()),
         state,
         suspended: AtomicBool::new(false),
@@ -280,7 +284,7 @@ impl Pbxs {
         let mut config = self.common.config.clone();
         config.public_url = record.url()?;
         config.public_url_given = true;
-        let pbx = open_pbx(
+        let mut pbx = open_pbx(
             &self.common,
             &record.name,
             store,
@@ -288,6 +292,7 @@ impl Pbxs {
             token,
             record.kv.as_ref().map(|kv| kv.quota()),
         )?;
+        pbx.added_at_ms = record.created_at_ms;
         pbx.set_status(record.status);
         let pbx = Arc::new(pbx);
         let authority = record.authority()?;
@@ -315,8 +320,9 @@ impl Pbxs {
 
     /// Serve what the records say: open the tenants added elsewhere, close
     /// those removed, and take each one's status (another replica's
-    /// operator changes, on a shared store).
-    pub(super) fn follow(&self) -> Result<(), TenantError> {
+    /// operator changes, on a shared store). Public for tests, which play
+    /// a replica that missed changes.
+    pub fn follow(&self) -> Result<(), TenantError> {
         let records = self.tenants.list()?;
         let mut seen = std::collections::HashSet::new();
         for record in &records {
@@ -325,10 +331,14 @@ impl Pbxs {
             }
             seen.insert(record.name.clone());
             match self.get(&record.name) {
-                Some(pbx) if record.url().ok().as_ref() == Some(&pbx.state.config.public_url) => {
+                Some(pbx)
+                    if pbx.added_at_ms == record.created_at_ms
+                        && record.url().ok().as_ref() == Some(&pbx.state.config.public_url) =>
+                {
                     pbx.set_status(record.status)
                 }
-                // New, or moved to another public URL: opened (again).
+                // New, moved to another public URL, or removed and added
+                // again while this replica did not look: opened (again).
                 _ => {
                     if let Err(e) = self.open_tenant(record) {
                         tracing::error!(tenant = %record.name, "tenant not served: {e:#}");

@@ -847,6 +847,45 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
     assert_eq!(gone.status().as_u16(), 401, "its token reaches nothing");
     let (ok, _, err) = cli(&["extension", "list", "--tenant", "acme"]);
     assert!(!ok && err.contains("no tenant is named"), "{err}");
+
+    // A replica that had not yet heard of the removal writes one last key
+    // under the name; acme added again inherits nothing of the old acme.
+    let late = || {
+        host.pbxs
+            .store
+            .tenant("acme")
+            .namespace("plugin/salesforce", Quota::UNLIMITED)
+    };
+    late().set("late", b"the old acme's").expect("a late write");
+    let (ok, out, err) = cli(&["tenant", "add", "acme", "--public-url", &public_url]);
+    assert!(ok, "{err}");
+    let token = token_on_first_line(&out);
+    assert_eq!(late().get("late").expect("store"), None, "{out}");
+    assert_eq!(
+        extensions(&token).await.expect("answers").status().as_u16(),
+        200
+    );
+    // A replica that missed both the removal and the new add (played here
+    // by following records changed under it) serves the new acme, not
+    // the one it had open; one that missed nothing keeps its own.
+    let served = host.pbxs.get("acme").expect("served");
+    host.pbxs.follow().expect("followed");
+    assert!(Arc::ptr_eq(
+        &served,
+        &host.pbxs.get("acme").expect("served")
+    ));
+    let mut record = host.pbxs.tenants.get("acme").expect("its record");
+    host.pbxs.tenants.remove("acme").expect("removed elsewhere");
+    record.created_at_ms += 1;
+    host.pbxs
+        .tenants
+        .add(&record)
+        .expect("added again elsewhere");
+    host.pbxs.follow().expect("followed");
+    assert!(
+        !Arc::ptr_eq(&served, &host.pbxs.get("acme").expect("served")),
+        "the new acme is opened"
+    );
     host.shutdown().await;
 }
 
