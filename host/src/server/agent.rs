@@ -242,7 +242,16 @@ async fn password_sign_in(
         .await;
     };
     let keys = [format!("ext:{extension}"), format!("ip:{}", peer.ip())];
-    if let Some(wait) = st.auth.limiter.blocked(&keys) {
+    let fleet_wait = st
+        .auth
+        .extension_failures
+        .blocked(&extension)
+        .unwrap_or_else(|e| {
+            // This replica's own count still holds meanwhile.
+            tracing::warn!(%extension, "failed sign-ins not read from the store: {e}");
+            None
+        });
+    if let Some(wait) = st.auth.limiter.blocked(&keys).max(fleet_wait) {
         return sign_in_html(
             &st,
             StatusCode::TOO_MANY_REQUESTS,
@@ -278,6 +287,9 @@ async fn password_sign_in(
         Ok(Ok(true)) if exists => {}
         Ok(Ok(_)) => {
             st.auth.limiter.failed(&keys);
+            if exists && let Err(e) = st.auth.extension_failures.failed(&extension) {
+                tracing::warn!(%extension, "failed sign-in not counted in the store: {e}");
+            }
             tracing::info!(%extension, client = %peer.ip(), "agent sign-in refused: wrong extension or password");
             return sign_in_html(
                 &st,
@@ -308,6 +320,9 @@ async fn password_sign_in(
         }
     }
     st.auth.limiter.succeeded(&keys[0]);
+    if let Err(e) = st.auth.extension_failures.succeeded(&extension) {
+        tracing::warn!(%extension, "failed sign-ins not forgotten in the store: {e}");
+    }
     tracing::info!(%extension, "agent signed in with the extension password");
     signed_in(
         &st,

@@ -12,7 +12,10 @@ use anyhow::Context;
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
-use super::sessions::{AGENT_COOKIE, Holder, LoginLimiter, SessionPolicy, Sessions, cookie};
+use super::sessions::{
+    AGENT_COOKIE, ExtensionFailures, FAILURE_WINDOW, Holder, LoginLimiter, MAX_FAILURES,
+    SessionPolicy, Sessions, cookie,
+};
 use crate::store::{KvError, Namespace, Precondition, Quota, Store, Write};
 
 /// The portal's session cookie.
@@ -23,8 +26,10 @@ pub struct Auth {
     token: KeptToken,
     /// Every browser session, the administrator's and agents'.
     pub sessions: Sessions,
-    /// Failed logins (the portal's and agents'), per key.
+    /// Failed logins (the portal's and agents'), per key, on this replica.
     pub limiter: LoginLimiter,
+    /// Failed sign-ins per existing extension, on every replica.
+    pub extension_failures: ExtensionFailures,
 }
 
 /// Who is calling an agent route.
@@ -208,6 +213,7 @@ impl Auth {
             token,
             sessions: Sessions::new(store, policy),
             limiter: LoginLimiter::default(),
+            extension_failures: ExtensionFailures::new(store, MAX_FAILURES, FAILURE_WINDOW),
         }
     }
 

@@ -1,8 +1,10 @@
 //! Browser sessions, the administrator's (portal, cookie `pbx_session`) and
 //! agents' (one extension each, cookie `pbx_agent`), kept in the store in
 //! one bounded table (so every replica sharing the store knows them), and
-//! the rate limit on failed logins (per replica, in memory). One home so that
-//! expiry, the cap and "who is signed in" hold the same way for both.
+//! the rate limits on failed logins: per client address, per replica in
+//! memory; per existing extension, in the store, so every replica counts
+//! the same failures. One home so that expiry, the cap and "who is signed
+//! in" hold the same way for both.
 //!
 //! A session ends when it is idle longer than the idle limit, older than
 //! the absolute limit, signed out, ended by the administrator, or dropped as
@@ -405,9 +407,15 @@ pub struct LoginLimiter {
     failures: Mutex<HashMap<String, VecDeque<u64>>>,
 }
 
+/// Failed logins allowed per key within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: usize = 5;
+
+/// How long a failed login counts.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
 impl Default for LoginLimiter {
     fn default() -> Self {
-        Self::new(5, Duration::from_secs(5 * 60), 10_000)
+        Self::new(MAX_FAILURES, FAILURE_WINDOW, 10_000)
     }
 }
 
@@ -492,6 +500,98 @@ impl LoginLimiter {
     /// Whether no key is kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The store namespace of failed sign-ins per extension.
+const EXTENSION_FAILURES_NAMESPACE: &str = "host/sign-in-failures";
+
+/// Failed sign-ins of existing extensions, counted in the store: a guesser
+/// of one extension's password gets the limit once for the whole fleet,
+/// not once per replica behind the load balancer, and not again after a
+/// restart. Only extensions the administrator made are counted here, so
+/// the keys are as bounded as the extension directory; a made-up
+/// extension is limited by the per-address count ([`LoginLimiter`]).
+pub struct ExtensionFailures {
+    failures: Namespace,
+    max_failures: usize,
+    window_ms: u64,
+}
+
+impl ExtensionFailures {
+    /// `max_failures` per extension within `window`, in `store`.
+    pub fn new(store: &Store, max_failures: usize, window: Duration) -> Self {
+        Self {
+            failures: store.namespace(EXTENSION_FAILURES_NAMESPACE, Quota::UNLIMITED),
+            max_failures: max_failures.max(1),
+            window_ms: window.as_millis() as u64,
+        }
+    }
+
+    /// If `extension` has used up its failures: the seconds until it may
+    /// try again.
+    pub fn blocked(&self, extension: &str) -> Result<Option<u64>, KvError> {
+        self.blocked_at(extension, now_ms())
+    }
+
+    fn blocked_at(&self, extension: &str, now: u64) -> Result<Option<u64>, KvError> {
+        let times = self.recent(self.failures.get(extension)?.as_deref(), now);
+        Ok((times.len() >= self.max_failures).then(|| {
+            let oldest = times.first().copied().unwrap_or(now);
+            (oldest + self.window_ms).saturating_sub(now).div_ceil(1000)
+        }))
+    }
+
+    /// Count a failed sign-in of `extension`, over what every other
+    /// replica counted meanwhile.
+    pub fn failed(&self, extension: &str) -> Result<(), KvError> {
+        self.failed_at(extension, now_ms())
+    }
+
+    fn failed_at(&self, extension: &str, now: u64) -> Result<(), KvError> {
+        // Another replica counting the same extension at the same moment
+        // makes the swap fail: read again and count on top of its count.
+        for _ in 0..8 {
+            let read = self.failures.get(extension)?;
+            let mut times = self.recent(read.as_deref(), now);
+            times.push(now);
+            let keep = times.len().saturating_sub(self.max_failures);
+            times.drain(..keep);
+            let value =
+                serde_json::to_vec(&times).map_err(|e| KvError::Unavailable(e.to_string()))?;
+            match self.failures.batch(
+                &[Precondition {
+                    key: extension.to_string(),
+                    expected: read,
+                }],
+                &[Write::Set {
+                    key: extension.to_string(),
+                    value,
+                }],
+            ) {
+                Err(KvError::Conflict(_)) => continue,
+                done => return done,
+            }
+        }
+        Err(KvError::Unavailable(format!(
+            "the failed sign-ins of extension {extension} could not be counted: too many at once"
+        )))
+    }
+
+    /// `extension` signed in: its failures are forgotten.
+    pub fn succeeded(&self, extension: &str) -> Result<(), KvError> {
+        self.failures.delete(extension)
+    }
+
+    /// The failure times in `value` within the window, oldest first (an
+    /// unreadable value counts as none: it only ever held times).
+    fn recent(&self, value: Option<&[u8]>, now: u64) -> Vec<u64> {
+        let mut times: Vec<u64> = value
+            .and_then(|v| serde_json::from_slice(v).ok())
+            .unwrap_or_default();
+        times.retain(|&t| now.saturating_sub(t) < self.window_ms);
+        times.sort_unstable();
+        times
     }
 }
 
@@ -642,6 +742,47 @@ mod tests {
         assert_eq!(l.blocked_at(&keys, 300_000), None, "the first failure left");
         l.succeeded("ext:1001");
         assert!(l.blocked_at(&["ext:1001".to_string()], 10).is_none());
+    }
+
+    #[test]
+    fn an_extension_s_failures_count_on_every_replica_and_end_with_a_sign_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        // Two replicas' counts over one store.
+        let a = ExtensionFailures::new(&store, 5, Duration::from_secs(300));
+        let b = ExtensionFailures::new(&store, 5, Duration::from_secs(300));
+        for t in 0..3 {
+            a.failed_at("1001", t).expect("counted");
+        }
+        for t in 3..5 {
+            assert_eq!(b.blocked_at("1001", t).expect("read"), None);
+            b.failed_at("1001", t).expect("counted");
+        }
+        assert_eq!(a.blocked_at("1001", 10).expect("read"), Some(300));
+        assert_eq!(b.blocked_at("1001", 10).expect("read"), Some(300));
+        assert_eq!(
+            a.blocked_at("1002", 10).expect("read"),
+            None,
+            "per extension"
+        );
+        // More failures keep no more than the limit's worth.
+        for t in 5..50 {
+            a.failed_at("1001", t).expect("counted");
+        }
+        let kept: Vec<u64> = serde_json::from_slice(
+            &store
+                .namespace(EXTENSION_FAILURES_NAMESPACE, Quota::UNLIMITED)
+                .get("1001")
+                .expect("get")
+                .unwrap_or_default(),
+        )
+        .expect("times");
+        assert_eq!(kept, vec![45, 46, 47, 48, 49]);
+        // The window passes for the oldest of them; a sign-in forgets all.
+        assert_eq!(b.blocked_at("1001", 300_045).expect("read"), None);
+        assert!(b.blocked_at("1001", 300_044).expect("read").is_some());
+        a.succeeded("1001").expect("forgotten");
+        assert_eq!(b.blocked_at("1001", 50).expect("read"), None);
     }
 
     #[test]

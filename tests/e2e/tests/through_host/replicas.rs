@@ -719,5 +719,37 @@ async fn an_agent_signs_in_across_replicas_and_gets_pop_ups_from_either() {
     .await;
     assert!(read.is_ok(), "the pop-up never streamed on B; got {seen:?}");
     drop(stream);
+
+    // A guesser of 1002's password, its attempts spread over both
+    // replicas, gets five for the fleet, not five per replica: then even
+    // the right password is refused on either.
+    const PASSWORD: &str = "a-long-enough-password";
+    add_extension(&world, "1002", None).await;
+    world
+        .api
+        .put("/extensions/1002/password", &json!({"password": PASSWORD}))
+        .await
+        .expect("password set");
+    let sign_in = |base: String, password: &'static str| {
+        let request = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .post(format!("{base}/agent/sign-in"))
+            .header("origin", base)
+            .form(&[("extension", "1002"), ("password", password)]);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    for n in 0..5 {
+        let base = if n % 2 == 0 {
+            world.host.url()
+        } else {
+            b.url()
+        };
+        assert_eq!(sign_in(base, "wrong-password").await, 401, "guess {n}");
+    }
+    for base in [world.host.url(), b.url()] {
+        assert_eq!(sign_in(base.clone(), PASSWORD).await, 429, "on {base}");
+    }
     b.shutdown().await;
 }
