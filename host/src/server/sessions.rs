@@ -580,6 +580,11 @@ impl ExtensionFailures {
 
     /// `extension` signed in: its failures are forgotten.
     pub fn succeeded(&self, extension: &str) -> Result<(), KvError> {
+        self.forget(extension)
+    }
+
+    /// `extension` was removed: nothing of it stays here.
+    pub fn forget(&self, extension: &str) -> Result<(), KvError> {
         self.failures.delete(extension)
     }
 

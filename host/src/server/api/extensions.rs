@@ -151,6 +151,7 @@ async fn remove_extension(
         // Whoever was signed in for it is signed out, and cannot sign in again.
         let ended = st.auth.sessions.end_extension(&number)?;
         st.passwords.clear(&number)?;
+        st.auth.extension_failures.forget(&number)?;
         st.recent_calls.forget(&number).await;
         tracing::info!(extension = %number, ended, "extension removed; its agent sessions ended");
         Ok(StatusCode::NO_CONTENT)

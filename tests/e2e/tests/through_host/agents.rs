@@ -368,7 +368,7 @@ async fn removing_an_extension_ends_its_sessions_and_its_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sign_ins_are_limited_and_an_anonymous_flood_keeps_nothing() {
-    let (_dir, host, _api) = host().await;
+    let (_dir, host, api) = host().await;
     let base = host.url();
     let attacker = browser();
     for _ in 0..5 {
@@ -405,6 +405,18 @@ async fn failed_sign_ins_are_limited_and_an_anonymous_flood_keeps_nothing() {
     assert_eq!(after, before, "the flood made the host keep more");
     assert_eq!(after.sessions, 0);
     assert_eq!(after.pending_sign_ins, 0);
+    // The store counts 1001's failures (for every replica), and nothing of
+    // the made-up extensions; a removed extension's count goes with it.
+    let counted = || {
+        host.state
+            .store
+            .namespace("host/sign-in-failures", pbx_host::store::Quota::UNLIMITED)
+            .list_keys("")
+            .expect("keys")
+    };
+    assert_eq!(counted(), vec!["1001".to_string()]);
+    api.delete("/extensions/1001").await.expect("removed");
+    assert!(counted().is_empty(), "{:?}", counted());
 
     // The portal's login is limited the same way.
     let portal = browser();
