@@ -555,6 +555,8 @@ impl ExtensionFailures {
             let read = self.failures.get(extension)?;
             let mut times = self.recent(read.as_deref(), now);
             times.push(now);
+            // Replicas' clocks differ a little: the newest are kept.
+            times.sort_unstable();
             let keep = times.len().saturating_sub(self.max_failures);
             times.drain(..keep);
             let value =
