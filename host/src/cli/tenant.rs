@@ -2,6 +2,7 @@
 //! serves besides its own, through the operator API (the operator token
 //! in the data directory).
 
+use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -59,6 +60,23 @@ pub enum TenantCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Serve a tenant's own certificate for its host name (HTTPS hosts,
+    /// chosen by SNI), instead of the host's, on every replica.
+    SetCertificate {
+        /// The tenant.
+        name: String,
+        /// Its certificate chain (PEM), the server's certificate first.
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
+    /// Serve the host's certificate for a tenant again.
+    RemoveCertificate {
+        /// The tenant.
+        name: String,
     },
     /// Issue a tenant's administrator a new admin token (theirs was lost or
     /// leaked). Prints it once; the old one stops working and their portal
@@ -167,6 +185,36 @@ pub async fn run(client: AdminClient, command: TenantCommand) -> anyhow::Result<
                 );
             }
         }
+        TenantCommand::SetCertificate { name, cert, key } => {
+            let chain_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("cannot read --cert {}", cert.display()))?;
+            // Not in any message: the key's bytes.
+            let key_pem = std::fs::read_to_string(&key)
+                .with_context(|| format!("cannot read --key {}", key.display()))?;
+            let set = client
+                .put(
+                    &format!("/tenants/{name}/certificate"),
+                    &json!({"chain_pem": chain_pem, "key_pem": key_pem}),
+                )
+                .await?;
+            outln!(
+                "{name}'s own certificate is served for {}",
+                out::field(&set["host"], "?")
+            );
+        }
+        TenantCommand::RemoveCertificate { name } => {
+            let removed = client
+                .delete(&format!("/tenants/{name}/certificate"))
+                .await?;
+            outln!(
+                "{}; the host's certificate is served for {name}",
+                if removed["removed"] == true {
+                    "its own certificate is removed"
+                } else {
+                    "it had no certificate of its own"
+                }
+            );
+        }
         TenantCommand::NewToken { name, json } => {
             let issued = client
                 .post(&format!("/tenants/{name}/admin-token"), &json!({}))
@@ -204,8 +252,15 @@ fn print_tenants(list: &Value) -> anyhow::Result<()> {
         outln!("no tenants; add one with `pbx-host tenant add NAME --public-url URL`");
         return Ok(());
     }
-    let mut table =
-        out::Table::new(&["TENANT", "PUBLIC URL", "STATUS", "PLUGINS", "KEYS", "BYTES"]);
+    let mut table = out::Table::new(&[
+        "TENANT",
+        "PUBLIC URL",
+        "STATUS",
+        "PLUGINS",
+        "KEYS",
+        "BYTES",
+        "CERTIFICATE",
+    ]);
     for t in &tenants {
         let plugins: Vec<String> = t["plugins"]
             .as_array()
@@ -230,6 +285,12 @@ fn print_tenants(list: &Value) -> anyhow::Result<()> {
             },
             t["usage"]["keys"].as_u64().unwrap_or(0).to_string(),
             t["usage"]["bytes"].as_u64().unwrap_or(0).to_string(),
+            if t["own_certificate"] == true {
+                "its own"
+            } else {
+                "the host's"
+            }
+            .to_string(),
         ]);
     }
     table.print()?;

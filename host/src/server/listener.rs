@@ -9,18 +9,17 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::certificates::{Certificate, Certificates, provider};
 pub use crate::config::TlsFiles;
 
 /// How long a client may take to finish its TLS handshake.
@@ -40,56 +39,33 @@ pub fn plain_http_warning(listen: SocketAddr, tls: bool) -> Option<String> {
     ))
 }
 
-/// Read the certificate chain and key into a rustls configuration; errors
-/// name the file and the fix.
-pub fn server_config(files: &TlsFiles) -> anyhow::Result<(Arc<ServerConfig>, Vec<u8>)> {
+/// Read the certificate chain and key into a rustls configuration that
+/// serves them for every name a tenant has no certificate of its own for
+/// (the [`Certificates`] returned); errors name the file and the fix.
+pub fn server_config(
+    files: &TlsFiles,
+) -> anyhow::Result<(Arc<ServerConfig>, Vec<u8>, Arc<Certificates>)> {
     let cert_pem = std::fs::read(&files.cert)
         .with_context(|| format!("cannot read --tls-cert {}", files.cert.display()))?;
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .with_context(|| {
-            format!(
-                "--tls-cert {} is not a PEM certificate chain",
-                files.cert.display()
-            )
-        })?;
-    if chain.is_empty() {
-        anyhow::bail!(
-            "--tls-cert {} holds no certificate: give the PEM file with the server's certificate (then its intermediates)",
-            files.cert.display()
-        );
-    }
-    let key = read_key(&files.key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    // Not in any message: the key's bytes.
+    let key_pem = std::fs::read(&files.key)
+        .with_context(|| format!("cannot read --tls-key {}", files.key.display()))?;
+    let own = Certificate::from_pem(
+        &cert_pem,
+        &key_pem,
+        (
+            &format!("--tls-cert {}", files.cert.display()),
+            &format!("--tls-key {}", files.key.display()),
+        ),
+    )?;
+    let certificates = Arc::new(Certificates::new(own));
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .with_context(|| {
-            format!(
-                "--tls-key {} does not belong to --tls-cert {}, or is not usable",
-                files.key.display(),
-                files.cert.display()
-            )
-        })?;
+        .with_cert_resolver(certificates.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((Arc::new(config), cert_pem))
-}
-
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    // Not in any message: the key's bytes.
-    let pem =
-        std::fs::read(path).with_context(|| format!("cannot read --tls-key {}", path.display()))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .ok()
-        .flatten()
-        .with_context(|| {
-            format!(
-                "--tls-key {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
-                path.display()
-            )
-        })
+    Ok((Arc::new(config), cert_pem, certificates))
 }
 
 /// A listener that hands axum finished TLS connections.

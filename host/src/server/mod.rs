@@ -20,6 +20,7 @@ mod agent_sign_in;
 mod api;
 mod assets;
 mod auth;
+pub mod certificates;
 mod cross_site;
 mod error;
 pub mod listener;
@@ -159,7 +160,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
     }
     let admin_cert = config.data_dir.join(ADMIN_CERT_FILE);
     match &tls {
-        Some((_, cert_pem)) => write_private(&admin_cert, cert_pem)
+        Some((_, cert_pem, _)) => write_private(&admin_cert, cert_pem)
             .with_context(|| format!("cannot write {}", admin_cert.display()))?,
         None => {
             let _ = std::fs::remove_file(&admin_cert);
@@ -173,6 +174,9 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         config: config.clone(),
         http,
         shared,
+        certificates: tls
+            .as_ref()
+            .map(|(_, _, certificates)| certificates.clone()),
     };
     let own = tenancy::open_pbx(
         &common,
@@ -198,7 +202,7 @@ pub async fn start(mut config: HostConfig) -> anyhow::Result<RunningHost> {
         let _ = rx.await;
     };
     let task = match tls {
-        Some((config, _)) => {
+        Some((config, _, _)) => {
             // tap_io makes axum's ConnectInfo<SocketAddr> work for this listener.
             let tls_listener = listener::TlsListener::new(tcp, config)?.tap_io(|_| ());
             tokio::spawn(async move {

@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::certificates::{self, Certificate, Certificates};
 use super::error::ApiError;
 use super::sessions::{SessionPolicy, Sessions};
 use super::tenancy::{Pbx, Pbxs, authority_taken};
@@ -54,6 +55,10 @@ pub(super) fn routes(pbxs: Arc<Pbxs>) -> Router<Arc<Pbxs>> {
             post(new_admin_token),
         )
         .route("/operator/tenants/{name}/public-url", put(move_tenant))
+        .route(
+            "/operator/tenants/{name}/certificate",
+            put(set_certificate).delete(remove_certificate),
+        )
         .route(
             "/operator/tenants/{name}/api/{*rest}",
             any(forward).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)),
@@ -136,6 +141,11 @@ fn view_with(pbxs: &Pbxs, record: &TenantRecord, usage: (usize, crate::store::Us
         "kv": record.kv,
         "plugins": plugins,
         "usage": {"namespaces": usage.0, "keys": usage.1.keys, "bytes": usage.1.bytes},
+        "own_certificate": pbxs
+            .common
+            .certificates
+            .as_ref()
+            .is_some_and(|c| c.host_of(&record.name).is_some()),
     })
 }
 
@@ -357,6 +367,97 @@ fn callback_urls(pbxs: &Pbxs, record: &TenantRecord) -> Vec<Value> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `PUT /operator/tenants/NAME/certificate` `{chain_pem, key_pem}`: the
+/// tenant's own certificate, served (by SNI) for its host name instead of
+/// the host's, on every replica. Refused, changing nothing: a host that
+/// serves plain HTTP (TLS ends in front of it), a chain or key that is not
+/// usable, a key not the certificate's, a certificate that does not name
+/// the tenant's host.
+async fn set_certificate(
+    State(pbxs): St,
+    Path(name): Path<String>,
+    body: Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (Some(chain_pem), Some(key_pem)) =
+        (body.0["chain_pem"].as_str(), body.0["key_pem"].as_str())
+    else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "send {\"chain_pem\": \"-----BEGIN CERTIFICATE-----…\", \"key_pem\": \"-----BEGIN PRIVATE KEY-----…\"} (`pbx-host tenant set-certificate NAME --cert FILE --key FILE` reads the files)",
+        ));
+    };
+    let certificates = serving_https(&pbxs)?;
+    let _changes = pbxs.changes.lock().await;
+    let record = pbxs.tenants.get(&name)?;
+    if record.status == TenantStatus::Removing {
+        return Err(being_removed(&name));
+    }
+    let url = record.url()?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    let certificate = Certificate::from_pem(
+        chain_pem.as_bytes(),
+        key_pem.as_bytes(),
+        ("chain_pem", "key_pem"),
+    )
+    .and_then(|c| c.names(&host).map(|()| c))
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", e.to_string()))?;
+    let key_pem = key_pem.as_bytes().to_vec();
+    {
+        let pbxs = pbxs.clone();
+        let (name, host) = (name.clone(), host.clone());
+        blocking(move || -> Result<(), ApiError> {
+            let store = pbxs.store.tenant(&name);
+            certificates::keep(&store, &certificate, &key_pem)?;
+            certificates.load(&name, &host, &store)?;
+            Ok(())
+        })
+        .await?;
+    }
+    pbxs.announce();
+    tracing::info!(tenant = %name, %host, "tenant certificate set");
+    Ok(Json(
+        json!({ "tenant": view(&pbxs, &record)?, "host": host }),
+    ))
+}
+
+/// `DELETE /operator/tenants/NAME/certificate`: the host's certificate is
+/// served for the tenant again, on every replica.
+async fn remove_certificate(
+    State(pbxs): St,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let certificates = serving_https(&pbxs)?;
+    let _changes = pbxs.changes.lock().await;
+    let record = pbxs.tenants.get(&name)?;
+    let had = {
+        let pbxs = pbxs.clone();
+        let name = name.clone();
+        blocking(move || -> Result<bool, ApiError> {
+            let had = certificates::discard(&pbxs.store.tenant(&name))?;
+            certificates.forget(&name);
+            Ok(had)
+        })
+        .await?
+    };
+    pbxs.announce();
+    tracing::info!(tenant = %name, had, "tenant certificate removed");
+    Ok(Json(
+        json!({ "tenant": view(&pbxs, &record)?, "removed": had }),
+    ))
+}
+
+/// The certificates served, or why a tenant can have none of its own here.
+fn serving_https(pbxs: &Pbxs) -> Result<Arc<Certificates>, ApiError> {
+    pbxs.common.certificates.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this host serves plain HTTP (TLS ends in front of it, or it is not set up): give the tenant's certificate to the proxy or load balancer, or serve with --tls-cert and --tls-key",
+        )
+    })
 }
 
 /// `POST /operator/token`: a new operator token (the old one was leaked,

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
+use super::certificates::Certificates;
 use super::state::{self, AppState};
 use super::{agent_sign_in, auth, router, sessions};
 use crate::capabilities::Services;
@@ -54,6 +55,8 @@ pub struct Common {
     pub http: outbound::Client,
     /// The engine, pool and compiled components.
     pub shared: Arc<SharedEngine>,
+    /// The certificates served by name, when the host serves HTTPS.
+    pub certificates: Option<Arc<Certificates>>,
 }
 
 /// One PBX the host serves.
@@ -305,13 +308,32 @@ impl Pbxs {
         if let Some(old) = write(&self.by_name).insert(record.name.clone(), pbx.clone()) {
             old.stop_tasks();
         }
+        self.load_certificate(record, &pbx);
         Ok(pbx)
+    }
+
+    /// Serve tenant `record`'s own certificate, if it keeps one, at its
+    /// host name (HTTPS hosts only). A store that cannot say leaves what
+    /// was served, and says so.
+    pub(super) fn load_certificate(&self, record: &TenantRecord, pbx: &Pbx) {
+        let Some(certificates) = &self.common.certificates else {
+            return;
+        };
+        let Some(host) = pbx.state.config.public_url.host_str() else {
+            return;
+        };
+        if let Err(e) = certificates.load(&record.name, host, &pbx.state.store) {
+            tracing::error!(tenant = %record.name, "its certificate could not be read: {e}");
+        }
     }
 
     /// Stop serving tenant `name` here; the PBX that served it.
     pub(super) fn close_tenant(&self, name: &str) -> Option<Arc<Pbx>> {
         let pbx = write(&self.by_name).remove(name)?;
         write(&self.by_authority).retain(|_, n| n != name);
+        if let Some(certificates) = &self.common.certificates {
+            certificates.forget(name);
+        }
         pbx.stop_tasks();
         // Its files no longer count as in use here.
         pbx.state.runtime.release();
@@ -335,7 +357,10 @@ impl Pbxs {
                     if pbx.added_at_ms == record.created_at_ms
                         && record.url().ok().as_ref() == Some(&pbx.state.config.public_url) =>
                 {
-                    pbx.set_status(record.status)
+                    pbx.set_status(record.status);
+                    // Its certificate may have been given or taken away
+                    // on another replica.
+                    self.load_certificate(record, &pbx);
                 }
                 // New, moved to another public URL, or removed and added
                 // again while this replica did not look: opened (again).

@@ -16,7 +16,7 @@ use e2e_tests::{Options, install, pbx_at, start_host};
 use crate::replicas::{active_of, eventually, replica_process_in, send_with_failover};
 use pbx_host::capabilities::browser::Viewer;
 use pbx_host::cli::AdminClient;
-use pbx_host::server::RunningHost;
+use pbx_host::server::{RunningHost, certificates};
 use pbx_host::store::Quota;
 use salesforce_emulator::{ConnectedApp, Emulator, EmulatorConfig, NewUser};
 use serde_json::{Map, Value, json};
@@ -1030,6 +1030,198 @@ async fn the_operator_replaces_its_own_token_and_the_host_s_own_admin_token() {
         );
     }
     host.shutdown().await;
+}
+
+/// A certificate for `host` from a CA of its own named `ca`: (the CA's
+/// PEM, the chain's PEM, the key's PEM).
+fn issued(ca: &str, host: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, ca);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = params.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec![host.to_string()]).expect("params");
+    leaf.use_authority_key_identifier_extension = true;
+    let cert = leaf.signed_by(&key, &issuer).expect("certificate");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Whether `https://NAME:PORT/login` on `addr` answers 200 to a client that
+/// trusts only `ca_pem`: whether the certificate served for `name` is one
+/// that CA issued for it.
+async fn served_for(addr: std::net::SocketAddr, name: &str, ca_pem: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"))
+        .resolve(name, addr)
+        .build()
+        .expect("client");
+    client
+        .get(format!("https://{name}:{}/login", addr.port()))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// A tenant at its own domain, on an HTTPS host: the operator gives it its
+/// own certificate, which the host serves for that name (SNI), and its own
+/// for every other; refusals change nothing; it lasts a restart; removed,
+/// the host's is served for the tenant again. A plain-HTTP host refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_own_domain_is_served_its_own_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (host_ca, host_chain, host_key) = issued("Host CA", "pbx.host.example");
+    let (acme_ca, acme_chain, acme_key) = issued("Acme CA", "pbx.acme.example");
+    let (_, globex_chain, globex_key) = issued("Acme CA", "pbx.globex.example");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_string_lossy().into_owned()
+    };
+    let (host_cert_file, host_key_file) = (
+        file("host.pem", &host_chain),
+        file("host-key.pem", &host_key),
+    );
+    let (acme_cert, acme_key_file) = (
+        file("acme.pem", &acme_chain),
+        file("acme-key.pem", &acme_key),
+    );
+    let (globex_cert, globex_key_file) = (
+        file("globex.pem", &globex_chain),
+        file("globex-key.pem", &globex_key),
+    );
+    let data_dir = dir.path().join("pbx");
+    let start = || async {
+        let config = pbx_host::config::HostConfig::from_file(pbx_host::config::FileConfig {
+            data_dir: Some(data_dir.clone()),
+            listen: Some("127.0.0.1:0".parse().expect("address")),
+            tls_cert: Some(host_cert_file.clone().into()),
+            tls_key: Some(host_key_file.clone().into()),
+            ..Default::default()
+        })
+        .expect("config");
+        pbx_host::server::start(config)
+            .await
+            .expect("the host starts")
+    };
+    let host = start().await;
+    let cli = |args: &[&str]| pbx_at(Some(&data_dir), args, "");
+    let (ok, _, err) = cli(&[
+        "tenant",
+        "add",
+        "acme",
+        "--public-url",
+        "https://pbx.acme.example",
+    ]);
+    assert!(ok, "{err}");
+    assert!(served_for(host.addr, "pbx.host.example", &host_ca).await);
+    assert!(
+        !served_for(host.addr, "pbx.acme.example", &acme_ca).await,
+        "the host's certificate, until acme has its own"
+    );
+
+    // Refused, changing nothing: a certificate for another name, a key
+    // not the certificate's, an unknown tenant.
+    for (args, why) in [
+        (
+            vec!["acme", "--cert", &globex_cert, "--key", &globex_key_file],
+            "does not name pbx.acme.example",
+        ),
+        (
+            vec!["acme", "--cert", &acme_cert, "--key", &globex_key_file],
+            "does not belong",
+        ),
+        (
+            vec!["nobody", "--cert", &acme_cert, "--key", &acme_key_file],
+            "no tenant is named",
+        ),
+    ] {
+        let mut command = vec!["tenant", "set-certificate"];
+        command.extend(args);
+        let (ok, _, err) = cli(&command);
+        assert!(!ok && err.contains(why), "{command:?}: {err}");
+        assert!(!err.contains("PRIVATE KEY"), "no key in errors: {err}");
+    }
+    assert!(!served_for(host.addr, "pbx.acme.example", &acme_ca).await);
+
+    let (ok, out, err) = cli(&[
+        "tenant",
+        "set-certificate",
+        "acme",
+        "--cert",
+        &acme_cert,
+        "--key",
+        &acme_key_file,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("served for pbx.acme.example"), "{out}");
+    assert!(served_for(host.addr, "pbx.acme.example", &acme_ca).await);
+    assert!(
+        served_for(host.addr, "pbx.host.example", &host_ca).await,
+        "every other name gets the host's"
+    );
+    let (ok, out, err) = cli(&["tenant", "list"]);
+    assert!(ok && out.contains("its own"), "{out}{err}");
+    // The CLI, which trusts exactly the host's certificate, still works.
+    let (ok, out, err) = cli(&["extension", "list"]);
+    assert!(ok, "{out}{err}");
+
+    // Kept: served again after a restart.
+    host.shutdown().await;
+    let host = start().await;
+    assert!(served_for(host.addr, "pbx.acme.example", &acme_ca).await);
+    // Taken away and given again on another replica (played here through
+    // the store): this one follows.
+    let store = host.pbxs.store.tenant("acme");
+    assert!(certificates::discard(&store).expect("taken away elsewhere"));
+    host.pbxs.follow().expect("followed");
+    assert!(!served_for(host.addr, "pbx.acme.example", &acme_ca).await);
+    let certificate = certificates::Certificate::from_pem(
+        acme_chain.as_bytes(),
+        acme_key.as_bytes(),
+        ("chain", "key"),
+    )
+    .expect("usable");
+    certificates::keep(&store, &certificate, acme_key.as_bytes()).expect("given elsewhere");
+    host.pbxs.follow().expect("followed");
+    assert!(served_for(host.addr, "pbx.acme.example", &acme_ca).await);
+
+    // Removed: the host's is served for acme again.
+    let (ok, out, err) = cli(&["tenant", "remove-certificate", "acme"]);
+    assert!(
+        ok && out.contains("its own certificate is removed"),
+        "{out}{err}"
+    );
+    assert!(!served_for(host.addr, "pbx.acme.example", &acme_ca).await);
+    assert!(served_for(host.addr, "pbx.host.example", &host_ca).await);
+    host.shutdown().await;
+
+    // A host that serves plain HTTP has no certificates to choose from.
+    let plain_dir = dir.path().join("plain");
+    let plain = start_host(&plain_dir, options(&[], None)).await;
+    let plain_cli = |args: &[&str]| pbx_at(Some(&plain_dir), args, "");
+    let (ok, _, err) = plain_cli(&[
+        "tenant",
+        "add",
+        "acme",
+        "--public-url",
+        "https://pbx.acme.example",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = plain_cli(&[
+        "tenant",
+        "set-certificate",
+        "acme",
+        "--cert",
+        &acme_cert,
+        "--key",
+        &acme_key_file,
+    ]);
+    assert!(!ok && err.contains("plain HTTP"), "{err}");
+    plain.shutdown().await;
 }
 
 /// Suspended, a tenant is not acted for either: a call event its host
