@@ -119,6 +119,85 @@ pub(crate) fn token_on_first_line(out: &str) -> String {
     token
 }
 
+/// A portal session of the PBX at `authority` on `replica`, logged in with
+/// `token` from `origin`: the session cookie, which is on the login's
+/// redirect itself.
+async fn portal_session(replica: &str, authority: &str, origin: &str, token: &str) -> String {
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = to(
+        &no_redirects,
+        reqwest::Method::POST,
+        replica,
+        authority,
+        "/login",
+    )
+    .header("origin", origin)
+    .form(&[("token", token)])
+    .send()
+    .await
+    .expect("answers");
+    login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("pbx_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a portal session")
+        .to_string()
+}
+
+/// The operator replaces PBX `name`'s admin token `old` (the PBX at
+/// `authority` on `replica`, logged in to from `origin`) with the CLI:
+/// after, the old token and a portal session made with it are refused, and
+/// the new one, returned, works.
+async fn the_operator_replaces_the_admin_token(
+    data_dir: &Path,
+    replica: &str,
+    authority: &str,
+    origin: &str,
+    name: &str,
+    old: &str,
+) -> String {
+    let session = portal_session(replica, authority, origin, old).await;
+    let client = reqwest::Client::new();
+    let extensions = |credential: &str| {
+        let request = to(
+            &client,
+            reqwest::Method::GET,
+            replica,
+            authority,
+            "/api/extensions",
+        );
+        let request = match credential.strip_prefix("session:") {
+            Some(id) => request.header("cookie", format!("pbx_session={id}")),
+            None => request.bearer_auth(credential),
+        };
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let with_session = format!("session:{session}");
+    assert_eq!(extensions(&with_session).await, 200);
+    let (ok, out, err) = pbx_at(Some(data_dir), &["tenant", "new-token", name], "");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("1 administrator portal session ended"),
+        "{out}"
+    );
+    let new = token_on_first_line(&out);
+    assert_ne!(new, old);
+    assert_eq!(extensions(old).await, 401, "the old token is refused");
+    assert_eq!(
+        extensions(&with_session).await,
+        401,
+        "the session made with the old token ended"
+    );
+    assert_eq!(extensions(&new).await, 200);
+    new
+}
+
 /// Add `tenant` through the operator API of the host serving `data_dir`;
 /// its admin token.
 async fn add_tenant(data_dir: &Path, tenant: &Tenant) -> String {
@@ -707,73 +786,15 @@ async fn the_operator_adds_suspends_resumes_and_removes_a_tenant_with_the_cli() 
 
     // A lost or leaked admin token: the operator issues a new one. The old
     // token, and the portal session made with it, reach nothing after.
-    // The session cookie is on the login's redirect itself.
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = to(
-        &no_redirects,
-        reqwest::Method::POST,
+    let new_token = the_operator_replaces_the_admin_token(
+        &data_dir,
         &url,
         &acme.authority,
-        "/login",
+        &acme.public_url(),
+        "acme",
+        &token,
     )
-    .header("origin", acme.public_url())
-    .form(&[("token", token.as_str())])
-    .send()
-    .await
-    .expect("answers");
-    let session = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("pbx_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("a portal session")
-        .to_string();
-    let with_session = || {
-        to(
-            &client,
-            reqwest::Method::GET,
-            &url,
-            &acme.authority,
-            "/api/extensions",
-        )
-        .header("cookie", format!("pbx_session={session}"))
-        .send()
-    };
-    assert_eq!(
-        with_session().await.expect("answers").status().as_u16(),
-        200
-    );
-    let (ok, out, err) = cli(&["tenant", "new-token", "acme"]);
-    assert!(ok, "{err}");
-    assert!(
-        out.contains("1 administrator portal session ended"),
-        "{out}"
-    );
-    let new_token = token_on_first_line(&out);
-    assert_ne!(new_token, token);
-    assert_eq!(
-        extensions(&token).await.expect("answers").status().as_u16(),
-        401,
-        "the old token is refused"
-    );
-    assert_eq!(
-        with_session().await.expect("answers").status().as_u16(),
-        401,
-        "the session made with the old token ended"
-    );
-    assert_eq!(
-        extensions(&new_token)
-            .await
-            .expect("answers")
-            .status()
-            .as_u16(),
-        200
-    );
+    .await;
     let token = new_token;
     // Refused, changing nothing: an unknown tenant, a tenant's own token
     // at the operator route.
@@ -951,61 +972,17 @@ async fn the_operator_replaces_its_own_token_and_the_host_s_own_admin_token() {
     let (ok, out, err) = cli(&["tenant", "list"]);
     assert!(ok && out.contains("no tenants"), "{out}{err}");
 
-    // The host's own PBX's admin token, with a portal session made with
-    // the old one (its cookie is on the login's redirect).
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = no_redirects
-        .post(format!("{url}/login"))
-        .header("origin", &url)
-        .form(&[("token", old_admin.as_str())])
-        .send()
-        .await
-        .expect("answers");
-    let session = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("pbx_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("a portal session")
-        .to_string();
-    let with_session = || {
-        client
-            .get(format!("{url}/api/extensions"))
-            .header("cookie", format!("pbx_session={session}"))
-            .send()
-    };
-    assert_eq!(
-        with_session().await.expect("answers").status().as_u16(),
-        200
-    );
-    let (ok, out, err) = cli(&["tenant", "new-token", "default"]);
-    assert!(ok, "{err}");
-    assert!(
-        out.contains("1 administrator portal session ended"),
-        "{out}"
-    );
-    let admin = token_on_first_line(&out);
-    assert_ne!(admin, old_admin);
+    // The host's own PBX's admin token.
+    let admin = the_operator_replaces_the_admin_token(
+        &data_dir,
+        &url,
+        &host.addr.to_string(),
+        &url,
+        "default",
+        &old_admin,
+    )
+    .await;
     assert_eq!(file("admin-token"), admin, "the CLI's copy");
-    assert_eq!(
-        status(format!("{url}/api/extensions"), old_admin.clone()).await,
-        401,
-        "the old admin token is refused"
-    );
-    assert_eq!(
-        with_session().await.expect("answers").status().as_u16(),
-        401,
-        "the session made with the old token ended"
-    );
-    assert_eq!(
-        status(format!("{url}/api/extensions"), admin.clone()).await,
-        200
-    );
     let (ok, out, err) = cli(&["extension", "list"]);
     assert!(ok, "{out}{err}");
 
