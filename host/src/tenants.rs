@@ -47,6 +47,11 @@ pub struct TenantRecord {
     /// (the host's default when absent).
     #[serde(default)]
     pub kv: Option<KvRequest>,
+    /// The digest of its own TLS certificate (kept in its scope), if it
+    /// has one: a replica following the records loads it again when this
+    /// changes, and only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 impl TenantRecord {
@@ -212,6 +217,16 @@ impl Tenants {
         self.change(name, |record| record.public_url = url.to_string())
     }
 
+    /// Sets the digest of `name`'s own certificate (`None`: it has none);
+    /// its record as it is now.
+    pub fn set_certificate(
+        &self,
+        name: &str,
+        digest: Option<String>,
+    ) -> Result<TenantRecord, TenantError> {
+        self.change(name, |record| record.certificate = digest)
+    }
+
     /// Changes `name`'s record over what was read: a record another
     /// replica changed meanwhile is not overwritten (a conflict).
     fn change(
@@ -312,6 +327,7 @@ mod tests {
             status: TenantStatus::Active,
             created_at_ms: 1,
             kv: None,
+            certificate: None,
         };
         tenants.add(&record).expect("add");
         let again = TenantRecord {

@@ -320,7 +320,7 @@ async fn password_sign_in(
         }
     }
     st.auth.limiter.succeeded(&keys[0]);
-    if let Err(e) = st.auth.extension_failures.succeeded(&extension) {
+    if let Err(e) = st.auth.extension_failures.forget(&extension) {
         tracing::warn!(%extension, "failed sign-ins not forgotten in the store: {e}");
     }
     tracing::info!(%extension, "agent signed in with the extension password");

@@ -38,15 +38,14 @@ pub enum CertificateError {
         "the certificate does not name {0}: get one whose subject alternative names include it (or a wildcard that covers it)"
     )]
     WrongName(String),
-    /// The store could not keep or read it.
-    #[error(transparent)]
-    Store(#[from] KvError),
 }
 
-/// A certificate chain and its key, checked to belong together.
+/// A certificate chain and its key, checked to belong together, with the
+/// PEM they were read from (what a tenant's store keeps).
 pub struct Certificate {
     key: Arc<CertifiedKey>,
     chain_pem: Vec<u8>,
+    key_pem: Vec<u8>,
 }
 
 impl Certificate {
@@ -86,6 +85,7 @@ impl Certificate {
         Ok(Self {
             key: Arc::new(key),
             chain_pem: chain_pem.to_vec(),
+            key_pem: key_pem.to_vec(),
         })
     }
 
@@ -100,9 +100,11 @@ impl Certificate {
             .map_err(|_| wrong())
     }
 
-    /// The chain as given (PEM).
-    pub fn chain_pem(&self) -> &[u8] {
-        &self.chain_pem
+    /// What tells it from another in the tenant's record (its chain's
+    /// SHA-256; the chain binds the key): replicas load the tenant's
+    /// certificate again when this changes, and only then.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(&self.chain_pem))
     }
 }
 
@@ -119,12 +121,11 @@ pub struct Certificates {
 }
 
 /// The tenants' certificates by host name (lowercase, no port), and the
-/// host name each tenant's is served for, with the digest of what was
-/// kept (a replica following the records parses only what changed).
+/// host name each tenant's is served for.
 #[derive(Default)]
 struct ByHost {
     keys: HashMap<String, Arc<CertifiedKey>>,
-    hosts: HashMap<String, (String, [u8; 32])>,
+    hosts: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -163,53 +164,44 @@ impl Certificates {
         self.by_host.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn serve(&self, tenant: &str, host: String, digest: [u8; 32], key: Arc<CertifiedKey>) {
+    /// Serve `certificate` for `tenant` at `host` (and no longer at a host
+    /// it was served at before).
+    pub fn serve(&self, tenant: &str, host: &str, certificate: &Certificate) {
+        let host = host.to_ascii_lowercase();
         let mut by_host = self.write();
-        if let Some((old, _)) = by_host
-            .hosts
-            .insert(tenant.to_string(), (host.clone(), digest))
-        {
+        if let Some(old) = by_host.hosts.insert(tenant.to_string(), host.clone()) {
             by_host.keys.remove(&old);
         }
-        by_host.keys.insert(host, key);
+        by_host.keys.insert(host, certificate.key.clone());
     }
 
     /// Serve the host's own certificate where `tenant`'s was served.
     pub fn forget(&self, tenant: &str) {
         let mut by_host = self.write();
-        if let Some((old, _)) = by_host.hosts.remove(tenant) {
+        if let Some(old) = by_host.hosts.remove(tenant) {
             by_host.keys.remove(&old);
         }
     }
 
     /// The host name `tenant`'s own certificate is served for, if any.
     pub fn host_of(&self, tenant: &str) -> Option<String> {
-        self.read().hosts.get(tenant).map(|(host, _)| host.clone())
+        self.read().hosts.get(tenant).cloned()
     }
 
     /// Serve what tenant `tenant` keeps in `store` at `host`: its own
     /// certificate, or the host's when it keeps none. A kept one that no
-    /// longer parses or names `host` is not served (logged; the host's
-    /// is). What is served already is not parsed again.
+    /// longer parses or names `host` (the tenant moved) is not served
+    /// (logged; the host's is).
     pub fn load(&self, tenant: &str, host: &str, store: &Store) -> Result<(), KvError> {
-        let host = host.to_ascii_lowercase();
         let tls = namespace(store);
         let (Some(chain), Some(key)) = (tls.get("chain")?, tls.get("key")?) else {
             self.forget(tenant);
             return Ok(());
         };
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(Sha256::digest(&chain))
-            .chain_update(Sha256::digest(&key))
-            .finalize()
-            .into();
-        if self.read().hosts.get(tenant) == Some(&(host.clone(), digest)) {
-            return Ok(());
-        }
         let usable = Certificate::from_pem(&chain, &key, ("the kept chain", "the kept key"))
-            .and_then(|certificate| certificate.names(&host).map(|()| certificate));
+            .and_then(|certificate| certificate.names(host).map(|()| certificate));
         match usable {
-            Ok(certificate) => self.serve(tenant, host, digest, certificate.key),
+            Ok(certificate) => self.serve(tenant, host, &certificate),
             Err(e) => {
                 tracing::error!(%tenant, "its certificate is not served: {e}");
                 self.forget(tenant);
@@ -224,17 +216,17 @@ fn namespace(store: &Store) -> Namespace {
 }
 
 /// Keep `certificate` in the tenant's `store`, over any kept before.
-pub fn keep(store: &Store, certificate: &Certificate, key_pem: &[u8]) -> Result<(), KvError> {
+pub fn keep(store: &Store, certificate: &Certificate) -> Result<(), KvError> {
     namespace(store).batch(
         &[],
         &[
             Write::Set {
                 key: "chain".into(),
-                value: certificate.chain_pem().to_vec(),
+                value: certificate.chain_pem.clone(),
             },
             Write::Set {
                 key: "key".into(),
-                value: key_pem.to_vec(),
+                value: certificate.key_pem.clone(),
             },
         ],
     )
@@ -316,7 +308,7 @@ mod tests {
         let (chain, key) = pem(&["pbx.acme.example", "pbx.acme-corp.example"]);
         let acme =
             Certificate::from_pem(chain.as_bytes(), key.as_bytes(), ("c", "k")).expect("acme");
-        keep(&store, &acme, key.as_bytes()).expect("kept");
+        keep(&store, &acme).expect("kept");
         // Another replica loads it from the store.
         certificates
             .load("acme", "PBX.ACME.example", &store)

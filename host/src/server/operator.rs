@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::certificates::{self, Certificate, Certificates};
+use super::certificates::{self, Certificate};
 use super::error::ApiError;
 use super::sessions::{SessionPolicy, Sessions};
 use super::tenancy::{Pbx, Pbxs, authority_taken};
@@ -211,6 +211,7 @@ async fn add(State(pbxs): St, body: Json<Value>) -> Result<Response, ApiError> {
         status: TenantStatus::Active,
         created_at_ms: crate::now_ms(),
         kv: new.kv,
+        certificate: None,
     };
     let opened = {
         let pbxs = pbxs.clone();
@@ -389,7 +390,7 @@ async fn set_certificate(
             "send {\"chain_pem\": \"-----BEGIN CERTIFICATE-----…\", \"key_pem\": \"-----BEGIN PRIVATE KEY-----…\"} (`pbx-host tenant set-certificate NAME --cert FILE --key FILE` reads the files)",
         ));
     };
-    let certificates = serving_https(&pbxs)?;
+    serving_https(&pbxs)?;
     let _changes = pbxs.changes.lock().await;
     let record = pbxs.tenants.get(&name)?;
     if record.status == TenantStatus::Removing {
@@ -404,18 +405,20 @@ async fn set_certificate(
     )
     .and_then(|c| c.names(&host).map(|()| c))
     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-input", e.to_string()))?;
-    let key_pem = key_pem.as_bytes().to_vec();
-    {
+    let record = {
         let pbxs = pbxs.clone();
-        let (name, host) = (name.clone(), host.clone());
-        blocking(move || -> Result<(), ApiError> {
-            let store = pbxs.store.tenant(&name);
-            certificates::keep(&store, &certificate, &key_pem)?;
-            certificates.load(&name, &host, &store)?;
-            Ok(())
+        blocking(move || -> Result<TenantRecord, ApiError> {
+            // The certificate first, then its digest in the record: the
+            // record is what tells every replica to load it.
+            certificates::keep(&pbxs.store.tenant(&record.name), &certificate)?;
+            let record = pbxs
+                .tenants
+                .set_certificate(&record.name, Some(certificate.digest()))?;
+            pbxs.serve_certificate(&record, Some(&certificate));
+            Ok(record)
         })
-        .await?;
-    }
+        .await?
+    };
     pbxs.announce();
     tracing::info!(tenant = %name, %host, "tenant certificate set");
     Ok(Json(
@@ -429,16 +432,17 @@ async fn remove_certificate(
     State(pbxs): St,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let certificates = serving_https(&pbxs)?;
+    serving_https(&pbxs)?;
     let _changes = pbxs.changes.lock().await;
     let record = pbxs.tenants.get(&name)?;
-    let had = {
+    let (record, had) = {
         let pbxs = pbxs.clone();
-        let name = name.clone();
-        blocking(move || -> Result<bool, ApiError> {
-            let had = certificates::discard(&pbxs.store.tenant(&name))?;
-            certificates.forget(&name);
-            Ok(had)
+        blocking(move || -> Result<_, ApiError> {
+            // The record first: no replica loads the certificate again.
+            let record = pbxs.tenants.set_certificate(&record.name, None)?;
+            let had = certificates::discard(&pbxs.store.tenant(&record.name))?;
+            pbxs.serve_certificate(&record, None);
+            Ok((record, had))
         })
         .await?
     };
@@ -449,9 +453,10 @@ async fn remove_certificate(
     ))
 }
 
-/// The certificates served, or why a tenant can have none of its own here.
-fn serving_https(pbxs: &Pbxs) -> Result<Arc<Certificates>, ApiError> {
-    pbxs.common.certificates.clone().ok_or_else(|| {
+/// Refused unless the host serves HTTPS: a tenant can have no certificate
+/// of its own here otherwise.
+fn serving_https(pbxs: &Pbxs) -> Result<(), ApiError> {
+    pbxs.common.certificates.as_ref().map(|_| ()).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -514,18 +519,20 @@ async fn new_admin_token(
             let served = pbxs.get(&name);
             // The token first: whoever holds the old one cannot log in
             // again between the sessions ending and the token changing.
-            let (token, sessions) = match &served {
+            let (token, ended) = match &served {
                 Some(pbx) => (
                     pbx.state.auth.replace_token().map_err(replace_refused)?,
-                    Sessions::new(&pbx.state.store, SessionPolicy::default()),
+                    pbx.state.auth.sessions.end_administrators(),
                 ),
                 None => {
                     let store = pbxs.store.tenant(&name);
                     let token = super::auth::new_tenant_token(&store)?;
-                    (token, Sessions::new(&store, SessionPolicy::default()))
+                    let ended =
+                        Sessions::new(&store, SessionPolicy::default()).end_administrators();
+                    (token, ended)
                 }
             };
-            let ended = sessions.end_administrators().map_err(|e| {
+            let ended = ended.map_err(|e| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

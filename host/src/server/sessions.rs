@@ -580,12 +580,7 @@ impl ExtensionFailures {
         )))
     }
 
-    /// `extension` signed in: its failures are forgotten.
-    pub fn succeeded(&self, extension: &str) -> Result<(), KvError> {
-        self.forget(extension)
-    }
-
-    /// `extension` was removed: nothing of it stays here.
+    /// Forget `extension`'s failures: it signed in, or was removed.
     pub fn forget(&self, extension: &str) -> Result<(), KvError> {
         self.failures.delete(extension)
     }
@@ -788,7 +783,7 @@ mod tests {
         // The window passes for the oldest of them; a sign-in forgets all.
         assert_eq!(b.blocked_at("1001", 300_045).expect("read"), None);
         assert!(b.blocked_at("1001", 300_044).expect("read").is_some());
-        a.succeeded("1001").expect("forgotten");
+        a.forget("1001").expect("forgotten");
         assert_eq!(b.blocked_at("1001", 50).expect("read"), None);
     }
 

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
-use super::certificates::Certificates;
+use super::certificates::{Certificate, Certificates};
 use super::state::{self, AppState};
 use super::{agent_sign_in, auth, router, sessions};
 use crate::capabilities::Services;
@@ -68,6 +68,9 @@ pub struct Pbx {
     /// When its tenant's record was added (0 for the host's own PBX): a
     /// tenant removed and added again under its name is another tenant.
     added_at_ms: u64,
+    /// The digest of its own certificate as its record said when the
+    /// certificate was last loaded here.
+    certificate: std::sync::Mutex<Option<String>>,
     router: Router,
     suspended: AtomicBool,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -85,6 +88,19 @@ impl Pbx {
         // Nor does it act for the tenant: its queued call events and
         // plugins' pending work wait until it is resumed.
         self.state.journal.pause(suspended);
+    }
+
+    fn certificate_loaded(&self, digest: Option<String>) {
+        *self.certificate.lock().unwrap_or_else(|p| p.into_inner()) = digest;
+    }
+
+    /// Whether its certificate as last loaded is the one of `digest`.
+    fn has_certificate(&self, digest: Option<&str>) -> bool {
+        self.certificate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            == digest
     }
 
     /// Stop its background tasks (the journal's ticker, its fleet
@@ -195,6 +211,7 @@ pub fn open_pbx(
     Ok(Pbx {
         name: name.to_string(),
         added_at_ms: 0,
+        certificate: Default::default(),
         router: router(state.clone()),
         state,
         suspended: AtomicBool::new(false),
@@ -314,17 +331,38 @@ impl Pbxs {
 
     /// Serve tenant `record`'s own certificate, if it keeps one, at its
     /// host name (HTTPS hosts only). A store that cannot say leaves what
-    /// was served, and says so.
-    pub(super) fn load_certificate(&self, record: &TenantRecord, pbx: &Pbx) {
+    /// was served, and says so (the next follow tries again).
+    fn load_certificate(&self, record: &TenantRecord, pbx: &Pbx) {
         let Some(certificates) = &self.common.certificates else {
             return;
         };
         let Some(host) = pbx.state.config.public_url.host_str() else {
             return;
         };
-        if let Err(e) = certificates.load(&record.name, host, &pbx.state.store) {
-            tracing::error!(tenant = %record.name, "its certificate could not be read: {e}");
+        match certificates.load(&record.name, host, &pbx.state.store) {
+            Ok(()) => pbx.certificate_loaded(record.certificate.clone()),
+            Err(e) => {
+                tracing::error!(tenant = %record.name, "its certificate could not be read: {e}")
+            }
         }
+    }
+
+    /// Serve `certificate` (`None`: the host's) for tenant `record`, which
+    /// names it, here at once: the operator just gave it or took it away.
+    pub(super) fn serve_certificate(
+        &self,
+        record: &TenantRecord,
+        certificate: Option<&Certificate>,
+    ) {
+        let (Some(certificates), Some(pbx)) = (&self.common.certificates, self.get(&record.name))
+        else {
+            return;
+        };
+        match (certificate, pbx.state.config.public_url.host_str()) {
+            (Some(certificate), Some(host)) => certificates.serve(&record.name, host, certificate),
+            _ => certificates.forget(&record.name),
+        }
+        pbx.certificate_loaded(record.certificate.clone());
     }
 
     /// Stop serving tenant `name` here; the PBX that served it.
@@ -358,9 +396,10 @@ impl Pbxs {
                         && record.url().ok().as_ref() == Some(&pbx.state.config.public_url) =>
                 {
                     pbx.set_status(record.status);
-                    // Its certificate may have been given or taken away
-                    // on another replica.
-                    self.load_certificate(record, &pbx);
+                    // Given or taken away on another replica.
+                    if !pbx.has_certificate(record.certificate.as_deref()) {
+                        self.load_certificate(record, &pbx);
+                    }
                 }
                 // New, moved to another public URL, or removed and added
                 // again while this replica did not look: opened (again).
