@@ -339,6 +339,12 @@ impl Pbxs {
         let Some(host) = pbx.state.config.public_url.host_str() else {
             return;
         };
+        if record.certificate.is_none() {
+            // It keeps none, as its record says: nothing to read.
+            certificates.forget(&record.name);
+            pbx.certificate_loaded(None);
+            return;
+        }
         match certificates.load(&record.name, host, &pbx.state.store) {
             Ok(()) => pbx.certificate_loaded(record.certificate.clone()),
             Err(e) => {
